@@ -1,0 +1,42 @@
+"""The `pkmodel` command line: a thin layer that parses options and calls the library.
+
+Each command lives in its own module here and imports heavy libraries (torch, cv2) lazily,
+so `pkmodel --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from pkmodel import __version__
+from pkmodel.cli import config_cmd
+
+app = typer.Typer(
+    name="pkmodel",
+    help="PoseKit's model toolkit: prepare COCO, train, evaluate, export to Core ML / ONNX, "
+    "and lift 2D poses to 3D with depth. Every command reads config.toml (see "
+    "`pkmodel config show`).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(config_cmd.app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pkmodel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """PoseKit's model toolkit."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,50 @@
+"""`pkmodel config ...`: show the resolved configuration, write the documented defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+
+app = typer.Typer(help="Inspect and create pkmodel configuration files.", no_args_is_help=True)
+
+
+@app.command("show")
+@user_errors
+def show(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
+) -> None:
+    """Print the resolved configuration and where each value came from."""
+    import json
+
+    from pkmodel.config import format_config
+
+    cfg = resolve_config(config, set_)
+    if as_json:
+        typer.echo(json.dumps({"values": cfg.to_dict(), "sources": cfg.sources}, indent=2))
+    else:
+        typer.echo(format_config(cfg), nl=False)
+
+
+@app.command("init")
+@user_errors
+def init(
+    out: Annotated[Path, typer.Argument(help="Where to write the config file.")] = Path(
+        "config.toml"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a config file with every default value, documented."""
+    from pkmodel.atomic import atomic_write_text
+    from pkmodel.config import default_config_toml
+    from pkmodel.errors import PkmodelError
+
+    if out.exists() and not force:
+        raise PkmodelError(f"{out} already exists; pass --force to overwrite it")
+    atomic_write_text(out, default_config_toml())
+    typer.echo(f"wrote {out}")

@@ -1,0 +1,195 @@
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pkmodel.cli import app
+from pkmodel.config import (
+    Config,
+    all_keys,
+    config_from_dict,
+    default_config_toml,
+    load_config,
+)
+from pkmodel.errors import PkmodelError
+
+from .conftest import ROOT
+
+runner = CliRunner()
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_layering_default_file_env_set_option(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg_file = write(tmp_path / "c.toml", "[train]\nlr = 0.5\nepochs = 7\nbatch_size = 4\n")
+    env = {"PKMODEL_TRAIN__EPOCHS": "8", "PKMODEL_TRAIN__BATCH_SIZE": "5"}
+    cfg = load_config(cfg_file, ["train.batch_size=6", "model.width_mult=0.5"],
+                      {"train.optimizer": "sgd", "train.seed": None}, env=env)  # fmt: skip
+    assert cfg.train.lr == 0.5 and cfg.sources["train.lr"] == str(cfg_file)
+    assert cfg.train.epochs == 8 and cfg.sources["train.epochs"] == "env PKMODEL_TRAIN__EPOCHS"
+    assert cfg.train.batch_size == 6 and cfg.sources["train.batch_size"] == "--set"
+    assert cfg.model.width_mult == 0.5
+    assert cfg.train.optimizer == "sgd" and cfg.sources["train.optimizer"] == "option"
+    assert cfg.train.seed == 0 and cfg.sources["train.seed"] == "default"
+
+
+def test_option_beats_set_and_env(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, ["train.epochs=3"], {"train.epochs": 4},
+                      env={"PKMODEL_TRAIN__EPOCHS": "2"})  # fmt: skip
+    assert cfg.train.epochs == 4
+
+
+def test_relative_paths_resolve_against_config_folder(tmp_path, monkeypatch):
+    sub = tmp_path / "proj"
+    sub.mkdir()
+    cfg_file = write(sub / "config.toml", '[train]\nout_dir = "runs/x"\n')
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(cfg_file, ["eval.out_dir=here"], env={})
+    assert cfg.train.out_dir == (sub / "runs/x").resolve()
+    assert cfg.data.prepared_dir == (sub / "dataset/prepared").resolve()  # default, too
+    assert cfg.eval.out_dir == (tmp_path / "here").resolve()  # CLI: current folder
+    assert cfg.model.pretrained is None  # '' means none
+
+
+def test_config_toml_in_current_folder_is_found(tmp_path, monkeypatch):
+    write(tmp_path / "config.toml", "[model]\ninput_size = 256\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config(env={}).model.input_size == 256
+    monkeypatch.setenv(
+        "PKMODEL_CONFIG", str(write(tmp_path / "o.toml", "[model]\ninput_size = 224\n"))
+    )
+    assert load_config().model.input_size == 224
+
+
+def test_env_parses_bools_lists_and_strings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = {"PKMODEL_TRAIN__EMA": "false", "PKMODEL_TRAIN__DEVICE": "cuda:1",
+           "PKMODEL_EXPORT__AUTHOR": "Jane Doe"}  # fmt: skip
+    cfg = load_config(env=env)
+    assert cfg.train.ema is False and cfg.train.device == "cuda:1"
+    assert cfg.export.author == "Jane Doe"
+
+
+@pytest.mark.parametrize(
+    ("toml", "overrides", "env", "message"),
+    [
+        (
+            "[train]\nlrr = 1.0\n",
+            [],
+            {},
+            "unknown config key 'train.lrr' (did you mean 'train.lr'?)",
+        ),
+        ("[trian]\nlr = 1.0\n", [], {}, "unknown config section 'trian' (did you mean 'train'?)"),
+        ("[train]\nepochs = 'ten'\n", [], {}, "train.epochs must be an integer, got 'ten'"),
+        ("[train]\nema = 1\n", [], {}, "train.ema must be true or false, got 1"),
+        ("[train]\noptimizer = 'adamx'\n", [], {}, "train.optimizer must be one of 'adamw'"),
+        ("[train\n", [], {}, "is not valid TOML"),
+        ("", ["train.lr"], {}, "--set 'train.lr' must look like section.key=value"),
+        ("", ["train.lr=fast"], {}, "--set: train.lr must be a number, got 'fast'"),
+        ("", ["lr=1"], {}, "is not a config key of the form section.key"),
+        (
+            "",
+            [],
+            {"PKMODEL_TRAIN__EPOCS": "3"},
+            "environment variable PKMODEL_TRAIN__EPOCS: unknown",
+        ),
+        ("", [], {"PKMODEL_EPOCHS": "3"}, "is not of the form PKMODEL_<SECTION>__<KEY>"),
+    ],
+)
+def test_errors_are_one_clear_sentence(tmp_path, monkeypatch, toml, overrides, env, message):
+    monkeypatch.chdir(tmp_path)
+    cfg_file = write(tmp_path / "bad.toml", toml)
+    with pytest.raises(PkmodelError) as info:
+        load_config(cfg_file, overrides, env=env)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_config_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        PkmodelError, match=r"config file .*nope.toml \(from --config\) does not exist"
+    ):
+        load_config(tmp_path / "nope.toml", env={})
+    with pytest.raises(PkmodelError, match="from PKMODEL_CONFIG"):
+        load_config(env={"PKMODEL_CONFIG": str(tmp_path / "gone.toml")})
+
+
+def test_shipped_config_toml_documents_every_default():
+    import tomllib
+
+    shipped = tomllib.loads((ROOT / "config.toml").read_text())
+    assert shipped == tomllib.loads(default_config_toml())
+    assert sorted(f"{s}.{k}" for s, v in shipped.items() for k in v) == sorted(all_keys())
+    for line in (ROOT / "config.toml").read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            assert "  # " in line, f"undocumented config line: {line}"
+
+
+def test_to_dict_round_trip():
+    cfg = Config()
+    cfg.set("train.lr", 0.25, "test")
+    again = config_from_dict(cfg.to_dict(), "checkpoint")
+    assert again.to_dict() == cfg.to_dict()
+    assert again.sources["train.lr"] == "checkpoint"
+
+
+# --- the CLI: one line on stderr, exit code 2, no traceback ---------------------------------
+
+
+def test_cli_config_show_prints_values_and_sources(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["config", "show", "--set", "train.epochs=9"])
+    assert result.exit_code == 0, result.output
+    assert "epochs = 9  # --set" in result.output
+    assert "lr = 0.002  # default" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["config", "show", "--set", "train.epoch=3"],
+        ["config", "show", "--set", "train.epochs=x"],
+        ["config", "show", "--set", "nonsense"],
+        ["config", "show", "--config", "missing.toml"],
+    ],
+)
+def test_cli_errors_exit_2_without_traceback(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ")
+    assert len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def test_cli_config_init_refuses_to_overwrite(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["config", "init", "c.toml"]).exit_code == 0
+    result = runner.invoke(app, ["config", "init", "c.toml"])
+    assert result.exit_code == 2 and "--force" in result.output
+    assert runner.invoke(app, ["config", "init", "c.toml", "--force"]).exit_code == 0
+
+
+def test_every_command_has_help():
+    import typer.main
+
+    group = typer.main.get_command(app)
+
+    def walk(cmd, path):
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    for path, cmd in walk(group, []):
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert (cmd.help or "").strip(), f"command {path} has no help text"
+        for param in cmd.params:
+            if type(param).__name__.endswith("Option") and param.name != "help":
+                assert (param.help or "").strip(), f"option {param.name} of {path} has no help"
