@@ -1,0 +1,89 @@
+"""pkmodel checkpoints: atomic saving, safe loading (weights_only) and rebuilding the model.
+
+A checkpoint is a dict with ``format == "pkmodel-checkpoint"``, ``version``, ``model`` (state
+dict), optional ``ema`` (state dict), ``config`` (``Config.to_dict()``) and training state
+(optimizer, scheduler, scaler, epoch, step, rng, best AP) written by `pkmodel train`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pkmodel.errors import PkmodelError
+
+CHECKPOINT_FORMAT = "pkmodel-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """torch.save to a temporary file beside ``path``, fsync, then rename: never half-written."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
+    """Load a pkmodel checkpoint with ``weights_only=True``; anything else is a PkmodelError."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise PkmodelError(f"weights file {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PkmodelError(f"{path} is not a pkmodel checkpoint ({first[:160]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise PkmodelError(
+            f"{path} is not a pkmodel checkpoint (it has no 'format': '{CHECKPOINT_FORMAT}' entry)"
+        )
+    if int(state.get("version", 0)) > CHECKPOINT_VERSION:
+        raise PkmodelError(
+            f"{path} is a version {state['version']} checkpoint; this pkmodel reads up to "
+            f"version {CHECKPOINT_VERSION}"
+        )
+    for key in ("model", "config"):
+        if key not in state:
+            raise PkmodelError(f"{path} is not a complete pkmodel checkpoint (no '{key}' entry)")
+    return state
+
+
+def model_from_checkpoint(path: str | Path, prefer_ema: bool = True, map_location: str = "cpu"):
+    """Rebuild the network of a checkpoint with its saved config; EMA weights when present.
+
+    Returns (model in eval mode, Config, raw checkpoint dict).
+    """
+    from pkmodel.config import config_from_dict
+    from pkmodel.model import build_model
+
+    state = load_checkpoint(path, map_location)
+    cfg = config_from_dict(state["config"], f"checkpoint {path}")
+    model = build_model(cfg.model, pretrained=False)
+    weights = state["ema"] if prefer_ema and state.get("ema") else state["model"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise PkmodelError(
+            f"{path}: weights do not fit the model its config describes ({str(e).splitlines()[0]})"
+        ) from None
+    model.eval()
+    return model, cfg, state
