@@ -1,7 +1,7 @@
 """The `pkmodel` command line: a thin layer that parses options and calls the library.
 
-Each command lives in its own module here and imports heavy libraries (torch, cv2) lazily,
-so `pkmodel --help` stays fast.
+Each command lives in its own module here, exposing ``register(app)``, and imports heavy
+libraries (torch, cv2) inside the command body, so `pkmodel --help` stays fast.
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(config_cmd.app, name="config")
+
+# Command modules, in the order of the data flow. Each has register(app).
+COMMAND_MODULES: tuple = ()
+for _module in COMMAND_MODULES:
+    _module.register(app)
 
 
 def _version(value: bool) -> None:
