@@ -1,0 +1,5 @@
+"""`python -m pkmodel` runs the pkmodel command line."""
+
+from pkmodel.cli import main
+
+main()

@@ -1,0 +1,238 @@
+"""The trainer: schedule, EMA, RNG state, loss falling, exact resume after SIGKILL, DDP, NaN stop."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pkmodel.checkpoint import load_checkpoint, save_checkpoint
+from pkmodel.config import Config
+from pkmodel.errors import PkmodelError
+from pkmodel.train import (
+    LRSchedule,
+    ModelEMA,
+    rng_state,
+    select_device,
+    set_rng_state,
+    train,
+)
+
+from .conftest import ROOT, tiny_train_config
+
+
+def test_schedule_warmup_then_cosine_step_and_plateau():
+    cfg = Config()
+    cfg.train.epochs, cfg.train.warmup_epochs, cfg.train.lr = 10, 1.0, 1.0
+    s = LRSchedule(cfg, steps_per_epoch=10)
+    assert s.factor(0) == pytest.approx(0.1) and s.factor(9) == pytest.approx(1.0)
+    assert s.factor(10) == pytest.approx(1.0)
+    assert s.factor(55) == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
+    assert s.factor(100) == pytest.approx(0.0)
+    cfg.train.scheduler, cfg.train.step_size, cfg.train.gamma = "step", 3, 0.1
+    assert LRSchedule(cfg, 10).factor(35) == pytest.approx(0.1)
+    assert LRSchedule(cfg, 10).factor(65) == pytest.approx(0.01)
+    cfg.train.scheduler, cfg.train.plateau_patience = "plateau", 1
+    p = LRSchedule(cfg, 10)
+    for ap in (0.5, 0.6, 0.6, 0.6):
+        p.on_validation(ap)
+    assert p.factor(50) == pytest.approx(0.1)
+    q = LRSchedule(cfg, 10)
+    q.load_state_dict(p.state_dict())
+    assert q.factor(50) == pytest.approx(0.1)
+
+
+def test_select_device():
+    assert select_device("cpu").type == "cpu"
+    assert select_device("auto").type in {"cpu", "cuda", "mps"}
+    with pytest.raises(PkmodelError, match="train.device 'tpu'"):
+        select_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(PkmodelError, match="CUDA is not available"):
+            select_device("cuda:0")
+
+
+def test_ema_moves_toward_the_weights():
+    model = torch.nn.Linear(2, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = ModelEMA(model, decay=0.5, updates=10_000)  # ramp finished: decay 0.5
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)
+    assert torch.allclose(ema.module.weight, torch.full((1, 2), 0.5), atol=1e-6)
+    ema.update(model)
+    assert torch.allclose(ema.module.weight, torch.full((1, 2), 0.75), atol=1e-6)
+
+
+def test_rng_state_survives_a_weights_only_checkpoint(tmp_path):
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(1)
+    save_checkpoint(tmp_path / "c.pt", {"model": {}, "config": {}, "rng": rng_state()})
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())  # noqa: NPY002
+    set_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected  # noqa: NPY002
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+@pytest.mark.slow
+def test_a_few_dozen_steps_cut_the_loss(tiny_prepared, tmp_path):
+    cfg = tiny_train_config(tiny_prepared, tmp_path / "run", epochs=8, lr=3e-3, ema=False)
+    cfg.augment.flip_prob = 0.0
+    cfg.augment.affine_prob = 0.0
+    result = train(cfg, progress=False)
+    rows = [__import__("json").loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().split("\n") if x]  # fmt: skip
+    assert len(rows) == 8 and result.epochs_run == 8
+    first, last = rows[0]["train/loss"], rows[-1]["train/loss"]
+    assert last < 0.5 * first, (first, last)
+    assert (tmp_path / "run/last.pt").is_file() and (tmp_path / "run/best.pt").is_file()
+    assert (tmp_path / "run/curves.png").stat().st_size > 1000
+    assert 0.0 <= rows[-1]["val/AP"] <= 1.0 and "val/loss" in rows[-1]
+
+
+def _train_cmd(prepared: Path, out: Path, epochs: int) -> list[str]:
+    sets = [
+        f"data.prepared_dir={prepared}", "model.input_size=64", "model.width_mult=0.35",
+        "model.neck_channels=24", "model.head_channels=24",
+        "train.batch_size=2", "train.workers=0", "train.device=cpu", "train.deterministic=true",
+        "train.val_every=100", "eval.batch_size=16",
+    ]  # fmt: skip
+    cmd = [sys.executable, "-m", "pkmodel.cli", "train", "--out", str(out), "--epochs", str(epochs), "--quiet"]  # fmt: skip
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tiny_prepared, tmp_path):
+    import json
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run(_train_cmd(tiny_prepared, straight, 3), check=True, env=env, cwd=ROOT)
+    rows = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
+    epoch_seconds = rows[2]["seconds"] - rows[1]["seconds"]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(tiny_prepared, killed, 3), env=env, cwd=ROOT)
+    deadline = time.time() + 120
+    # Wait until epoch 1 is saved, then kill in the middle of epoch 2.
+    while not (killed / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.4 * epoch_seconds)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    # Whatever the moment of the kill, last.pt is whole and readable.
+    assert load_checkpoint(killed / "last.pt")["epoch"] in (1, 2)
+    subprocess.run(
+        _train_cmd(tiny_prepared, killed, 3) + ["--resume"], check=True, env=env, cwd=ROOT
+    )
+    a, b = _weights(straight / "last.pt"), _weights(killed / "last.pt")
+    assert load_checkpoint(killed / "last.pt")["epoch"] == 3
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_resume_refuses_other_files(tmp_path):
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run/last.pt").write_bytes(b"not a checkpoint")
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--resume"])
+    assert result.exit_code == 2
+    assert "is not a pkmodel checkpoint" in result.output
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_last(tiny_prepared, tmp_path, monkeypatch):
+    cfg = tiny_train_config(tiny_prepared, tmp_path / "run", epochs=2)
+    train(cfg, progress=False)
+    before = (tmp_path / "run/last.pt").read_bytes()
+
+    import pkmodel.loss
+
+    original = pkmodel.loss.PoseLoss.forward
+
+    def poisoned(self, outputs, targets):
+        total, terms = original(self, outputs, targets)
+        return total * float("nan"), terms
+
+    monkeypatch.setattr(pkmodel.loss.PoseLoss, "forward", poisoned)
+    cfg.train.epochs = 3
+    with pytest.raises(PkmodelError, match=r"the loss became nan at epoch 3, step \d+"):
+        train(cfg, resume=tmp_path / "run/last.pt", progress=False)
+    assert (tmp_path / "run/last.pt").read_bytes() == before
+
+
+# --- DDP: 2 processes with gloo on CPU take the same step as one process on the whole batch ---
+
+
+def _ddp_worker(rank: int, world: int, port: int, batch_path: str, out_path: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    model, loss_fn, batch = torch.load(batch_path, weights_only=False)
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    half = batch["image"].shape[0] // world
+    shard = {k: v[rank * half : (rank + 1) * half] for k, v in batch.items()}
+    ddp.train()
+    _freeze_bn(ddp)
+    loss, _ = loss_fn(ddp(shard["image"]), shard)
+    loss.backward()
+    if rank == 0:
+        torch.save({n: p.grad.clone() for n, p in model.named_parameters()}, out_path)
+    torch.distributed.destroy_process_group()
+
+
+def _freeze_bn(model: torch.nn.Module) -> None:
+    # Without SyncBatchNorm (CUDA only), each process normalises its own shard; with frozen
+    # statistics the DDP step must equal the single-process step exactly.
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+
+
+@pytest.mark.slow
+def test_ddp_gloo_step_equals_single_process_step(tiny_prepared, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from pkmodel.dataset import PoseDataset
+    from pkmodel.loss import PoseLoss
+    from pkmodel.model import build_model
+
+    cfg = tiny_train_config(tiny_prepared, tmp_path / "run")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, pretrained=False)
+    loss_fn = PoseLoss(cfg.loss)
+    ds = PoseDataset(tiny_prepared / "train.json", cfg, train=False)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(8)])
+    batch = {k: v for k, v in batch.items() if torch.is_tensor(v)}
+    torch.save((model, loss_fn, batch), tmp_path / "batch.pt")
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path / "batch.pt"), str(tmp_path / "g.pt")), nprocs=2)  # fmt: skip
+    ddp_grads = torch.load(tmp_path / "g.pt")
+
+    model.train()
+    _freeze_bn(model)
+    loss, _ = loss_fn(model(batch["image"]), batch)
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert torch.allclose(p.grad, ddp_grads[name], rtol=1e-4, atol=1e-7), name
