@@ -133,6 +133,7 @@ class AugmentConfig:
     rotate_deg: float = _f(30.0, "largest rotation in degrees")
     shift: float = _f(0.1, "largest shift as a fraction of the side")
     crop_pad_prob: float = _f(0.2, "random crop and pad")
+    crop_pad_max: float = _f(0.15, "crop and pad: largest cut (or margin) per side, fraction")
     color_prob: float = _f(0.5, "brightness / contrast / hue / saturation")
     blur_prob: float = _f(0.1, "Gaussian or motion blur")
     noise_prob: float = _f(0.1, "Gaussian noise")
