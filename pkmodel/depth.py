@@ -1,0 +1,229 @@
+"""Depth sampling at 2D joints and pinhole back-projection to 3D camera coordinates (metres).
+
+Coordinate conventions:
+
+- Keypoints use pkmodel's continuous pixel coordinates (pixel (i, j) covers [i, i+1) x [j, j+1),
+  its center is at (i + 0.5, j + 0.5)), so changing resolution is a multiplication.
+- Intrinsics (fx, fy, cx, cy) use the pinhole / OpenCV convention that TUM, ARKit and OpenCV
+  publish: the center of pixel (i, j) is at (i, j). A keypoint (u, v) is at pinhole coordinate
+  (u - 0.5, v - 0.5).
+- Camera frame: x right, y down, z forward (the optical axis), metres.
+
+Everything here is vectorised over frames and joints: arrays of shape (T, K, ...) go in at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Offset between pkmodel pixel coordinates (centers at +0.5) and pinhole coordinates.
+PIXEL_CENTER = 0.5
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics for an image of ``width`` x ``height`` pixels (OpenCV convention)."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    def scaled_to(self, width: int, height: int) -> Intrinsics:
+        """The same camera described at another resolution (e.g. the depth map's).
+
+        Focal lengths scale with the resolution; the principal point scales about the image's
+        corner, which in pinhole coordinates is at -0.5: cx' = (cx + 0.5) * s - 0.5.
+        """
+        sx, sy = width / self.width, height / self.height
+        return Intrinsics(
+            fx=self.fx * sx,
+            fy=self.fy * sy,
+            cx=(self.cx + PIXEL_CENTER) * sx - PIXEL_CENTER,
+            cy=(self.cy + PIXEL_CENTER) * sy - PIXEL_CENTER,
+            width=int(width),
+            height=int(height),
+        )
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "fx": float(self.fx),
+            "fy": float(self.fy),
+            "cx": float(self.cx),
+            "cy": float(self.cy),
+            "width": int(self.width),
+            "height": int(self.height),
+        }
+
+
+def to_depth_pixels(
+    points: np.ndarray, image_size: tuple[int, int], depth_size: tuple[int, int]
+) -> np.ndarray:
+    """Keypoints (..., 2) in image pixels -> the same points in depth-map pixels.
+
+    Sizes are (width, height). With pixel centers at +0.5 this is a plain scale.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    scale = np.array(
+        [depth_size[0] / image_size[0], depth_size[1] / image_size[1]], dtype=np.float64
+    )
+    return points[..., :2] * scale
+
+
+@dataclass(frozen=True)
+class DepthSample:
+    """Depth sampled at joints: ``depth`` (T, K) metres (NaN = none), and the window's best
+    confidence level used per joint (-1 when no confidence map was given or no depth)."""
+
+    depth: np.ndarray
+    confidence: np.ndarray
+    valid: np.ndarray  # (T, K) bool: depth is a number
+
+
+def sample_depth(
+    depth: np.ndarray,
+    points: np.ndarray,
+    *,
+    window: int,
+    min_depth: float,
+    max_depth: float,
+    confidence: np.ndarray | None = None,
+    min_confidence: int = 0,
+) -> DepthSample:
+    """Median depth in a ``window`` x ``window`` neighbourhood of each joint.
+
+    ``depth`` is (H, W) or (T, H, W) in metres; ``points`` is (K, 2) or (T, K, 2) in depth-map
+    pixels (see :func:`to_depth_pixels`); NaN points give NaN depth. A window pixel counts when
+    it lies inside the map, is finite, > 0 and within [min_depth, max_depth], and (with a
+    ``confidence`` map of the depth's shape, ARKit levels 0 low / 1 medium / 2 high) has
+    confidence >= ``min_confidence``. Of those, only the best confidence level present in the
+    window is kept, and the median of their depths is the joint's depth.
+    """
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"depth window must be a positive odd number of pixels, got {window}")
+    depth = np.asarray(depth)
+    points = np.asarray(points, dtype=np.float64)
+    single = depth.ndim == 2
+    if single:
+        depth, points = depth[None], points[None]
+        confidence = None if confidence is None else np.asarray(confidence)[None]
+    if depth.ndim != 3 or points.ndim != 3 or points.shape[0] != depth.shape[0]:
+        raise ValueError(f"depth {depth.shape} and points {points.shape} do not match")
+    n_frames, height, width = depth.shape
+    half = window // 2
+    offsets = np.arange(-half, half + 1)
+
+    # Pixel index holding each point; clip far-away points before the integer cast.
+    finite = np.isfinite(points).all(axis=-1)
+    safe = np.where(finite[..., None], points, -(window + 1))
+    col = np.clip(np.floor(safe[..., 0]), -(window + 1), width + window).astype(np.int64)
+    row = np.clip(np.floor(safe[..., 1]), -(window + 1), height + window).astype(np.int64)
+    rows = row[..., None, None] + offsets[:, None]  # (T, K, w, 1)
+    cols = col[..., None, None] + offsets[None, :]  # (T, K, 1, w)
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width) & finite[..., None, None]
+    t = np.arange(n_frames)[:, None, None, None]
+    r, c = np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1)
+    shape = (*points.shape[:2], window * window)
+    values = depth[t, r, c].astype(np.float64).reshape(shape)
+    inside = np.broadcast_to(inside, (*points.shape[:2], window, window)).reshape(shape)
+
+    with np.errstate(invalid="ignore"):
+        usable = inside & np.isfinite(values) & (values > 0)
+        usable &= (values >= min_depth) & (values <= max_depth)
+    if confidence is not None:
+        conf = np.asarray(confidence)
+        if conf.shape != depth.shape:
+            raise ValueError(f"confidence {conf.shape} does not match depth {depth.shape}")
+        levels = conf[t, r, c].astype(np.int64).reshape(shape)
+        usable &= levels >= min_confidence
+        best = np.where(usable, levels, -1).max(axis=-1)
+        usable &= levels == best[..., None]
+    else:
+        best = np.full(shape[:2], -1, dtype=np.int64)
+
+    # Median of the kept values without Python loops: unusable values sort to the end.
+    count = usable.sum(axis=-1)
+    ordered = np.sort(np.where(usable, values, np.inf), axis=-1)
+    lo = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[..., None], axis=-1)[..., 0]
+    hi = np.take_along_axis(ordered, np.maximum(count // 2, 0)[..., None], axis=-1)[..., 0]
+    valid = count > 0
+    z = np.where(valid, (lo + hi) / 2.0, np.nan)
+    best = np.where(valid, best, -1)
+    if single:
+        z, best, valid = z[0], best[0], valid[0]
+    return DepthSample(depth=z, confidence=best, valid=valid)
+
+
+def backproject(points: np.ndarray, z: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
+    """Pixels (..., 2) (pkmodel convention, at the intrinsics' resolution) and depth (...)
+    -> camera-frame points (..., 3): X = (u - cx) / fx * Z, Y = (v - cy) / fy * Z.
+
+    NaN in, NaN out.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    z = np.asarray(z, dtype=np.float64)
+    x = (points[..., 0] - PIXEL_CENTER - intrinsics.cx) / intrinsics.fx * z
+    y = (points[..., 1] - PIXEL_CENTER - intrinsics.cy) / intrinsics.fy * z
+    return np.stack(np.broadcast_arrays(x, y, z), axis=-1)
+
+
+def project(points_3d: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
+    """Camera-frame points (..., 3) -> pixels (..., 2) in pkmodel convention (the inverse)."""
+    p = np.asarray(points_3d, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = p[..., 0] / p[..., 2] * intrinsics.fx + intrinsics.cx + PIXEL_CENTER
+        v = p[..., 1] / p[..., 2] * intrinsics.fy + intrinsics.cy + PIXEL_CENTER
+    return np.stack([u, v], axis=-1)
+
+
+def surface_to_joint(points_3d: np.ndarray, radius: np.ndarray | float) -> np.ndarray:
+    """Push surface points (..., K, 3) back along their camera rays by ``radius`` metres.
+
+    Depth at a joint's pixel is the skin facing the camera; the joint sits about one limb radius
+    behind it along the same ray. ``radius`` is a scalar or per joint (K,).
+    """
+    p = np.asarray(points_3d, dtype=np.float64)
+    dist = np.linalg.norm(p, axis=-1, keepdims=True)
+    radius = np.asarray(radius, dtype=np.float64)[..., None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return p * (1.0 + radius / dist)
+
+
+def lift_joints(
+    keypoints: np.ndarray,
+    depth: np.ndarray,
+    intrinsics: Intrinsics,
+    *,
+    window: int,
+    min_depth: float,
+    max_depth: float,
+    confidence: np.ndarray | None = None,
+    min_confidence: int = 0,
+    limb_radius: np.ndarray | float | None = None,
+) -> tuple[np.ndarray, DepthSample]:
+    """2D joints (T, K, 2) in image pixels (intrinsics' resolution) -> 3D (T, K, 3) metres.
+
+    Depth maps (T, H, W) may have another resolution than the intrinsics: joints are mapped into
+    it for sampling, and back-projection uses intrinsics scaled to it (the same 3D point either
+    way). ``limb_radius`` (scalar or (K,)) turns on the surface-to-joint correction.
+    """
+    depth = np.asarray(depth)
+    d_h, d_w = depth.shape[-2:]
+    depth_points = to_depth_pixels(keypoints, (intrinsics.width, intrinsics.height), (d_w, d_h))
+    sample = sample_depth(
+        depth,
+        depth_points,
+        window=window,
+        min_depth=min_depth,
+        max_depth=max_depth,
+        confidence=confidence,
+        min_confidence=min_confidence,
+    )
+    points = backproject(depth_points, sample.depth, intrinsics.scaled_to(d_w, d_h))
+    if limb_radius is not None:
+        points = surface_to_joint(points, limb_radius)
+    return points, sample

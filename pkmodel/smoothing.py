@@ -1,0 +1,176 @@
+"""Timestamp-driven temporal filters for joints: EMA (the phone's default) and One-Euro.
+
+Filters are streaming (one frame at a time, as on the phone) and batched over joints: a frame is
+an array (..., D) (for example K x 3 joints in metres or K x 2 keypoints in pixels). Each joint
+keeps its own history; a NaN sample, or a gap longer than ``max_gap_s`` since the joint was last
+seen, resets that joint (the new sample passes through unfiltered).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+class JointFilter(Protocol):
+    def __call__(self, timestamp: float, sample: np.ndarray) -> np.ndarray: ...
+
+    def reset(self) -> None: ...
+
+
+class _Filter:
+    """Per-joint history shared by both filters: last timestamp (NaN = fresh) and estimate."""
+
+    def __init__(self, max_gap_s: float) -> None:
+        self.max_gap_s = float(max_gap_s)
+        self.reset()
+
+    def reset(self) -> None:
+        self._last_t: np.ndarray | None = None
+        self._x: np.ndarray | None = None
+
+    def _start(self, sample: np.ndarray) -> None:
+        self._last_t = np.full(sample.shape[:-1], np.nan)
+        self._x = np.full(sample.shape, np.nan)
+
+    def _split(
+        self, timestamp: float, sample: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Which joints are missing, which (re)start, which continue, and their time steps."""
+        if self._last_t is None or self._last_t.shape != sample.shape[:-1]:
+            self._start(sample)
+        missing = ~np.isfinite(sample).all(axis=-1)
+        dt = timestamp - self._last_t  # NaN for joints without history
+        with np.errstate(invalid="ignore"):
+            if np.any(dt <= 0):
+                raise ValueError(
+                    f"timestamps must increase; got {timestamp} after an equal or later one"
+                )
+            fresh = ~missing & ~(dt <= self.max_gap_s)  # no history (NaN) or too long a gap
+        cont = ~missing & ~fresh
+        return missing, fresh, cont, dt
+
+
+class EmaFilter(_Filter):
+    """x_hat = alpha * x + (1 - alpha) * x_hat_prev per joint; alpha is the new sample's weight."""
+
+    def __init__(self, alpha: float = 0.55, max_gap_s: float = 0.25) -> None:
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"EMA alpha must be in (0, 1], got {alpha}")
+        self.alpha = float(alpha)
+        super().__init__(max_gap_s)
+
+    def __call__(self, timestamp: float, sample: np.ndarray) -> np.ndarray:
+        sample = np.asarray(sample, dtype=np.float64)
+        missing, fresh, cont, _ = self._split(timestamp, sample)
+        blended = self.alpha * sample + (1.0 - self.alpha) * self._x
+        x = np.where(cont[..., None], blended, sample)
+        x[missing] = np.nan
+        self._x = x
+        self._last_t = np.where(missing, np.nan, timestamp)
+        return x.copy()
+
+
+def _smoothing_factor(cutoff: np.ndarray | float, dt: np.ndarray) -> np.ndarray:
+    """Low-pass weight of the new sample for a cutoff frequency (Hz) and time step (s)."""
+    tau = 1.0 / (2.0 * math.pi * np.asarray(cutoff))
+    return 1.0 / (1.0 + tau / dt)
+
+
+class OneEuroFilter(_Filter):
+    """The One-Euro filter (Casiez et al., CHI 2012), per coordinate, batched over joints.
+
+    cutoff = min_cutoff + beta * |filtered speed|: slow motion is smoothed hard (less jitter),
+    fast motion follows quickly (less lag). Speeds are in the sample's units per second.
+    """
+
+    def __init__(
+        self,
+        min_cutoff: float = 1.0,
+        beta: float = 0.05,
+        d_cutoff: float = 1.0,
+        max_gap_s: float = 0.25,
+    ) -> None:
+        if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
+            raise ValueError(
+                f"One-Euro needs min_cutoff > 0, d_cutoff > 0, beta >= 0; got "
+                f"{min_cutoff}, {d_cutoff}, {beta}"
+            )
+        self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
+        super().__init__(max_gap_s)
+
+    def reset(self) -> None:
+        super().reset()
+        self._dx: np.ndarray | None = None
+
+    def _start(self, sample: np.ndarray) -> None:
+        super()._start(sample)
+        self._dx = np.zeros(sample.shape)
+
+    def __call__(self, timestamp: float, sample: np.ndarray) -> np.ndarray:
+        sample = np.asarray(sample, dtype=np.float64)
+        missing, fresh, cont, dt = self._split(timestamp, sample)
+        step = np.where(cont, dt, 1.0)[..., None]  # any positive number where unused
+        speed = (sample - self._x) / step
+        a_d = _smoothing_factor(self.d_cutoff, step)
+        dx = a_d * speed + (1.0 - a_d) * self._dx
+        a = _smoothing_factor(self.min_cutoff + self.beta * np.abs(dx), step)
+        filtered = a * sample + (1.0 - a) * self._x
+        c = cont[..., None]
+        x = np.where(c, filtered, sample)
+        self._dx = np.where(c, dx, 0.0)
+        x[missing] = np.nan
+        self._x = x
+        self._last_t = np.where(missing, np.nan, timestamp)
+        return x.copy()
+
+
+@dataclass(frozen=True)
+class SmoothingParams:
+    """The filter choice and its parameters (mirrors the lift config section)."""
+
+    method: str = "one_euro"  # "none" | "ema" | "one_euro"
+    ema_alpha: float = 0.55
+    min_cutoff: float = 1.0
+    beta: float = 0.05
+    d_cutoff: float = 1.0
+    max_gap_s: float = 0.25
+
+    @classmethod
+    def from_config(cls, lift_cfg, method: str | None = None) -> SmoothingParams:
+        return cls(
+            method=method or lift_cfg.smoothing,
+            ema_alpha=lift_cfg.ema_alpha,
+            min_cutoff=lift_cfg.one_euro_min_cutoff,
+            beta=lift_cfg.one_euro_beta,
+            d_cutoff=lift_cfg.one_euro_d_cutoff,
+            max_gap_s=lift_cfg.max_gap_s,
+        )
+
+
+def make_filter(params: SmoothingParams) -> JointFilter | None:
+    """A fresh filter for ``params`` (None for method "none")."""
+    if params.method == "none":
+        return None
+    if params.method == "ema":
+        return EmaFilter(params.ema_alpha, params.max_gap_s)
+    if params.method == "one_euro":
+        return OneEuroFilter(params.min_cutoff, params.beta, params.d_cutoff, params.max_gap_s)
+    raise ValueError(f"unknown smoothing method {params.method!r}")
+
+
+def smooth_sequence(
+    samples: np.ndarray, timestamps: np.ndarray, params: SmoothingParams
+) -> np.ndarray:
+    """Filter a whole recording (T, ..., D) with timestamps (T,) seconds, frame by frame."""
+    samples = np.asarray(samples, dtype=np.float64)
+    filt = make_filter(params)
+    if filt is None:
+        return samples.copy()
+    out = np.empty_like(samples)
+    for i, t in enumerate(np.asarray(timestamps, dtype=np.float64)):  # recursive in time
+        out[i] = filt(float(t), samples[i])
+    return out
