@@ -1,0 +1,132 @@
+"""`pkmodel prepare-coco` (person crops + labels) and `pkmodel show-samples` (label pictures)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+
+
+@user_errors
+def prepare_coco(
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split",
+            help="Split name: writes DATASET_DIR/NAME.json and DATASET_DIR/imgs/NAME/. For the "
+            "names of data.train_split / data.val_split, --images and --annotations default "
+            "to data.train_* / data.val_*.",
+        ),
+    ] = "train",
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="Folder of the images the annotation file names."),
+    ] = None,
+    annotations: Annotated[
+        Path | None,
+        typer.Option(
+            "--annotations",
+            help="COCO person-keypoint JSON (e.g. person_keypoints_train2017.json).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output dataset folder (default: data.prepared_dir)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", help="Worker processes (default: prepare.workers; 0 = one per core)."
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Crop every usable COCO person into a square image and write versioned labels.
+
+    One crop per person (the bbox's longer side x prepare.expand_ratio, zero padding outside
+    the image), resized to prepare.crop_size. Filters (prepare.*): crowd annotations, too few
+    labelled joints, small area, images with too many people. Rerunning reuses finished crops.
+    """
+    from pkmodel.errors import PkmodelError
+    from pkmodel.prepare import PrepareParams, prepare_split
+
+    cfg = resolve_config(config, set_, data__prepared_dir=out, prepare__workers=workers)
+    defaults = {
+        cfg.data.train_split: (cfg.data.train_images, cfg.data.train_annotations),
+        cfg.data.val_split: (cfg.data.val_images, cfg.data.val_annotations),
+    }
+    if split in defaults:
+        images = images or defaults[split][0]
+        annotations = annotations or defaults[split][1]
+    elif images is None or annotations is None:
+        raise PkmodelError(
+            f"split '{split}' has no default data: pass --images and --annotations "
+            f"(defaults exist for '{cfg.data.train_split}' and '{cfg.data.val_split}')"
+        )
+    summary = prepare_split(
+        split, images, annotations, cfg.data.prepared_dir, PrepareParams.from_config(cfg.prepare)
+    )
+    typer.echo(summary.format())
+
+
+@user_errors
+def show_samples(
+    split: Annotated[
+        str | None,
+        typer.Option("--split", help="Prepared split to show (default: data.train_split)."),
+    ] = None,
+    dataset_dir: Annotated[
+        Path | None,
+        typer.Option("--dataset", help="Prepared dataset folder (default: data.prepared_dir)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Output picture (.png or .jpg) (default: DATASET_DIR/samples_NAME.png)."
+        ),
+    ] = None,
+    count: Annotated[int, typer.Option("--count", help="Number of samples in the grid.")] = 16,
+    cols: Annotated[int, typer.Option("--cols", help="Samples per row.")] = 4,
+    epoch: Annotated[
+        int, typer.Option("--epoch", help="Draw the augmentation of this epoch (with train.seed).")
+    ] = 0,
+    augment: Annotated[
+        bool,
+        typer.Option(
+            "--augment/--no-augment",
+            help="Show training augmentation, or the plain validation view.",
+        ),
+    ] = True,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Draw a grid of (augmented) training samples with their skeletons, to check the labels.
+
+    Main person: left side blue, right side red, middle yellow; other people violet; centers
+    green. A caption gives the sample index and 'flip' when it was mirrored (left and right
+    must then still be blue and red on the person's own left and right).
+    """
+    from pkmodel.dataset import sample_grid
+    from pkmodel.draw import save_image
+    from pkmodel.errors import PkmodelError
+
+    cfg = resolve_config(config, set_, data__prepared_dir=dataset_dir)
+    name = split or cfg.data.train_split
+    labels = cfg.data.prepared_dir / f"{name}.json"
+    target = out or cfg.data.prepared_dir / f"samples_{name}.png"
+    if target.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise PkmodelError(f"--out {target} must end in .png or .jpg")
+    if count < 1 or cols < 1:
+        raise PkmodelError("--count and --cols must be at least 1")
+    grid, shown = sample_grid(labels, cfg, count=count, cols=cols, epoch=epoch, augment=augment)
+    save_image(target, grid)
+    typer.echo(f"wrote {target} ({shown} samples of {labels})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("prepare-coco")(prepare_coco)
+    app.command("show-samples")(show_samples)

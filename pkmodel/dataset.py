@@ -1,0 +1,387 @@
+"""PoseDataset: prepared crops -> letterboxed, augmented network inputs with their targets.
+
+One sample: the crop of ``prepare-coco`` letterboxed to ``model.input_size``; in training
+mode a horizontal flip that swaps left/right joints (of the main person and of every other
+person), then albumentations for scale / rotate / shift, crop and pad, colour, blur, noise
+and occluding patches, each with its probability from ``[augment]``. Joints pushed out of the
+image become visibility 0. Validation applies no augmentation at all.
+
+Randomness is a function of (train.seed, epoch, index) only, so a sample looks the same
+whichever DataLoader worker draws it and a resumed run repeats its epochs exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pkmodel.errors import PkmodelError
+from pkmodel.geometry import letterbox_image, letterbox_params
+from pkmodel.skeleton import FLIP_INDEX, NUM_JOINTS
+
+# Photometric magnitudes (probabilities live in the config; these ranges are the usual ones).
+_COLOR = {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.03}
+_BLUR_KERNEL = (3, 7)
+_NOISE_STD = (0.02, 0.08)  # fraction of the 0-255 range
+_HOLES = (1, 3)
+_HOLE_SIZE = (0.08, 0.25)  # fraction of the input side
+
+
+@dataclass
+class PoseSample:
+    """One sample in network-input pixels, before it becomes tensors (for pictures and tests)."""
+
+    image: np.ndarray  # S x S x 3 uint8 RGB
+    keypoints: np.ndarray  # (K, 3) x, y, v; v = 0: no target (coordinates zeroed)
+    center: np.ndarray  # (2,) main person center
+    others: np.ndarray  # (M, K, 3) other people's joints, same convention
+    other_centers: np.ndarray  # (M, 2)
+    flipped: bool
+
+
+def input_to_image(
+    points: np.ndarray, crop_boxes: np.ndarray, crop_size: int, input_size: int
+) -> np.ndarray:
+    """Network-input pixels (N, ..., 2+) of un-augmented samples -> original image pixels.
+
+    ``crop_boxes`` (N, 3) are the samples' ``crop_box``. Extra columns (scores, v) are kept.
+    """
+    lb = letterbox_params(crop_size, crop_size, input_size)
+    pts = lb.to_image(points)  # input -> crop pixels
+    boxes = np.asarray(crop_boxes, dtype=np.float64).reshape(len(pts), *([1] * (pts.ndim - 2)), 3)
+    scale = boxes[..., 2] / crop_size  # crop -> original, as pkmodel.geometry.crop_to_image
+    pts[..., 0] = boxes[..., 0] + pts[..., 0] * scale
+    pts[..., 1] = boxes[..., 1] + pts[..., 1] * scale
+    return pts
+
+
+class PoseDataset(torch.utils.data.Dataset):
+    """Prepared labels (``DATASET_DIR/NAME.json``) as training or validation samples.
+
+    ``dataset[i]`` is a dict of tensors: ``image`` (3 x S x S float32 in [-1, 1], RGB), the
+    targets of ``pkmodel.targets.encode_targets`` (heatmaps, centers, regs, offsets, masks),
+    ``keypoints`` (K x 3, input pixels after augmentation, v = 0 where there is no target) and
+    ``index`` (to find the sample's crop_box for mapping predictions back).
+    """
+
+    def __init__(self, labels_json: str | Path, cfg: Any, train: bool) -> None:
+        from pkmodel.prepare import read_labels
+
+        self.labels_path = Path(labels_json)
+        data = read_labels(self.labels_path)
+        self.root = self.labels_path.parent
+        self.crop_size = int(data["crop_size"])
+        self.samples: list[dict[str, Any]] = data["samples"]
+        if not self.samples:
+            raise PkmodelError(f"prepared labels {self.labels_path} hold no samples")
+        self.cfg = cfg
+        self.train = train
+        self.input_size = int(cfg.model.input_size)
+        self.seed = int(cfg.train.seed)
+        self.epoch = 0
+        try:
+            self.keypoints = np.array([s["keypoints"] for s in self.samples], np.float64)
+            self.centers = np.array([s["center"] for s in self.samples], np.float64)
+            self.crop_boxes = np.array([s["crop_box"] for s in self.samples], np.float64)
+        except (KeyError, ValueError) as e:
+            raise PkmodelError(f"prepared labels {self.labels_path} are malformed ({e})") from None
+        if self.keypoints.shape[1:] != (NUM_JOINTS, 3):
+            raise PkmodelError(
+                f"prepared labels {self.labels_path} have keypoints of shape "
+                f"{self.keypoints.shape[1:]}, expected ({NUM_JOINTS}, 3)"
+            )
+        self._geometric = None  # albumentations pipelines, built on first use in each process
+        self._photometric = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation of epoch e is the same in every run and every worker."""
+        self.epoch = int(epoch)
+
+    def image_path(self, index: int) -> Path:
+        return self.root / self.samples[index]["image"]
+
+    def to_image(self, index: np.ndarray | int, points: np.ndarray) -> np.ndarray:
+        """Input pixels of un-augmented samples -> original image pixels (by sample index)."""
+        idx = np.atleast_1d(np.asarray(index))
+        pts = np.asarray(points, dtype=np.float64).reshape(len(idx), *np.shape(points)[-2:])
+        out = input_to_image(pts, self.crop_boxes[idx], self.crop_size, self.input_size)
+        return out.reshape(np.shape(points))
+
+    # --- one sample ---------------------------------------------------------------------------
+
+    def _read_crop(self, index: int) -> np.ndarray:
+        import cv2
+
+        path = self.image_path(index)
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise PkmodelError(
+                f"crop {path} listed in {self.labels_path} is missing or unreadable "
+                "(run `pkmodel prepare-coco` again)"
+            )
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def _others(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        others = self.samples[index].get("others") or []
+        kp = np.array([o["keypoints"] for o in others], np.float64).reshape(-1, NUM_JOINTS, 3)
+        centers = np.array([o["center"] for o in others], np.float64).reshape(-1, 2)
+        return kp, centers
+
+    def load_sample(self, index: int, augment: bool | None = None) -> PoseSample:
+        """The sample in input pixels; ``augment`` defaults to the dataset's training mode."""
+        augment = self.train if augment is None else augment
+        crop = self._read_crop(index)
+        image, lb = letterbox_image(crop, self.input_size)
+        kp = lb.to_input(self.keypoints[index])
+        others, other_centers = self._others(index)
+        others = lb.to_input(others)
+        # All points travel together: main joints, others' joints, main center, others' centers.
+        points = np.concatenate([kp[:, :2], others[..., :2].reshape(-1, 2),
+                                 lb.to_input(self.centers[index])[None], lb.to_input(other_centers)])  # fmt: skip
+        vis = np.concatenate([kp[:, 2], others[..., 2].reshape(-1)])
+        flipped = False
+        if augment:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            flipped = bool(rng.random() < self.cfg.augment.flip_prob)
+            if flipped:
+                image, points, vis = flip_sample(image, points, vis, len(others))
+            image, points = self._augment(image, points, int(rng.integers(2**31)))
+        return self._finish(image, points, vis, len(others), flipped)
+
+    def _augment(self, image: np.ndarray, points: np.ndarray, seed: int):
+        if self._geometric is None:
+            self._geometric, self._photometric = build_augmentations(
+                self.cfg.augment, self.input_size
+            )
+        self._geometric.set_random_seed(seed)
+        self._photometric.set_random_seed(seed + 1)
+        # albumentations' geometric transforms put pixel centers at integers: shift by 0.5.
+        out = self._geometric(image=image, keypoints=points - 0.5)
+        image, points = out["image"], np.asarray(out["keypoints"], np.float64) + 0.5
+        if image.shape[:2] != (self.input_size, self.input_size):  # crop & pad changed the size
+            image, lb = letterbox_image(image, self.input_size)
+            points = lb.to_input(points)
+        image = self._photometric(image=image)["image"]
+        return image, points
+
+    def _finish(self, image, points, vis, n_others: int, flipped: bool) -> PoseSample:
+        s = self.input_size
+        k = NUM_JOINTS
+        joints = points[: k * (1 + n_others)]
+        inside = (joints >= 0).all(axis=1) & (joints < s).all(axis=1)
+        vis = np.where(inside & (vis > 0), vis, 0.0)
+        joints = np.where(vis[:, None] > 0, joints, 0.0)
+        kps = np.concatenate([joints, vis[:, None]], axis=1).reshape(1 + n_others, k, 3)
+        centers = points[k * (1 + n_others) :]
+        # Others with no joint left in view and their center outside it give no target at all.
+        keep = (kps[1:, :, 2] > 0).any(axis=1) | ((centers[1:] >= 0) & (centers[1:] < s)).all(1)
+        return PoseSample(
+            image=np.ascontiguousarray(image),
+            keypoints=kps[0],
+            center=centers[0],
+            others=kps[1:][keep],
+            other_centers=centers[1:][keep],
+            flipped=flipped,
+        )
+
+    # --- tensors ------------------------------------------------------------------------------
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        from pkmodel.model import OUTPUT_STRIDE
+        from pkmodel.targets import encode_targets
+
+        sample = self.load_sample(index)
+        targets = encode_targets(
+            sample.keypoints,
+            sample.center,
+            sample.others,
+            sample.other_centers,
+            self.input_size,
+            self.cfg.targets,
+            stride=OUTPUT_STRIDE,
+        )
+        image = sample.image.astype(np.float32).transpose(2, 0, 1) / np.float32(127.5) - 1.0
+        out = {
+            "image": torch.from_numpy(np.ascontiguousarray(image)),
+            "keypoints": torch.from_numpy(sample.keypoints.astype(np.float32)),
+            "index": torch.tensor(index, dtype=torch.int64),
+        }
+        out.update({k: torch.as_tensor(v) for k, v in targets.items()})
+        return out
+
+
+def flip_sample(
+    image: np.ndarray, points: np.ndarray, vis: np.ndarray, n_others: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mirror the image and the points; joint j of every person becomes FLIP_INDEX[j].
+
+    ``points`` holds (1 + n_others) x K joints followed by the centers; ``vis`` the joints'
+    visibility. In continuous pixels a mirror is x -> width - x.
+    """
+    k = NUM_JOINTS
+    width = image.shape[1]
+    points = points.copy()
+    points[:, 0] = width - points[:, 0]
+    people = (1 + n_others) * k
+    # Left and right swap names: the flipped left wrist is where the right wrist was.
+    joints = points[:people].reshape(1 + n_others, k, 2)[:, FLIP_INDEX].reshape(-1, 2)
+    vis = vis.reshape(1 + n_others, k)[:, FLIP_INDEX].reshape(-1)
+    points = np.concatenate([joints, points[people:]])
+    return np.ascontiguousarray(image[:, ::-1]), points, vis
+
+
+def build_augmentations(aug: Any, input_size: int):
+    """The albumentations pipelines: geometric (with keypoints) and photometric (image only).
+
+    The flip is not here: albumentations does not know left from right (see flip_sample).
+    """
+    import albumentations as A
+    import cv2
+
+    keypoints = A.KeypointParams(format="xy", remove_invisible=False)
+    geometric = A.Compose(
+        [
+            A.Affine(
+                scale=(aug.scale_min, aug.scale_max),
+                rotate=(-aug.rotate_deg, aug.rotate_deg),
+                translate_percent=(-aug.shift, aug.shift),
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                p=aug.affine_prob,
+            ),
+            # keep_size=False: the result is letterboxed back exactly (albumentations' own
+            # resize maps keypoints with a half-pixel error).
+            A.CropAndPad(
+                percent=(-aug.crop_pad_max, aug.crop_pad_max),
+                keep_size=False,
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                p=aug.crop_pad_prob,
+            ),
+        ],
+        keypoint_params=keypoints,
+    )
+    hole = (max(1, round(_HOLE_SIZE[0] * input_size)), max(1, round(_HOLE_SIZE[1] * input_size)))
+    photometric = A.Compose(
+        [
+            A.ColorJitter(**_COLOR, p=aug.color_prob),
+            A.OneOf(
+                [A.GaussianBlur(blur_limit=_BLUR_KERNEL), A.MotionBlur(blur_limit=_BLUR_KERNEL)],
+                p=aug.blur_prob,
+            ),
+            A.GaussNoise(std_range=_NOISE_STD, p=aug.noise_prob),
+            A.CoarseDropout(
+                num_holes_range=_HOLES,
+                hole_height_range=hole,
+                hole_width_range=hole,
+                fill="random_uniform",
+                p=aug.occlusion_prob,
+            ),
+        ]
+    )
+    return geometric, photometric
+
+
+def make_loader(
+    dataset: torch.utils.data.Dataset,
+    batch_size: int,
+    shuffle: bool,
+    workers: int = 2,
+    pin_memory: bool = False,
+    distributed: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool | None = None,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over a PoseDataset (default collation: every field is a fixed-size tensor).
+
+    ``distributed``: a DistributedSampler over the initialised process group (this rank's
+    share). Pass ``pin_memory=True`` when the batches go to a CUDA device.
+    """
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    drop_last = shuffle if drop_last is None else drop_last
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    sampler = None
+    if distributed:
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        sampler.set_epoch(epoch)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+        generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch),
+        persistent_workers=False,
+    )
+
+
+def benchmark_dataset(
+    labels_json: str | Path,
+    cfg: Any,
+    workers: int = 2,
+    batch_size: int = 32,
+    batches: int = 20,
+    train: bool = True,
+) -> dict[str, float]:
+    """Augmented samples per second through a DataLoader (first batch, worker start, excluded)."""
+    import time
+
+    dataset = PoseDataset(labels_json, cfg, train=train)
+    # Cycle the (small) sample set so the loader runs for `batches` batches.
+    indices = [i % len(dataset) for i in range(batch_size * (batches + 1))]
+    subset = torch.utils.data.Subset(dataset, indices)
+    loader = make_loader(subset, batch_size, shuffle=False, workers=workers, drop_last=True)
+    it = iter(loader)
+    next(it)
+    start = time.perf_counter()
+    n = sum(batch["image"].shape[0] for batch in it)
+    seconds = time.perf_counter() - start
+    return {"samples": n, "workers": workers, "samples_per_s": n / seconds}
+
+
+def draw_sample(sample: PoseSample, caption: str = "") -> np.ndarray:
+    """The sample's image with its people drawn (others first, the main person on top)."""
+    from pkmodel.draw import OTHER_COLOR, draw_center, draw_skeleton, put_label
+
+    image = sample.image.copy()
+    for kp, c in zip(sample.others, sample.other_centers, strict=True):
+        draw_skeleton(image, kp, color=OTHER_COLOR)
+        draw_center(image, c, color=OTHER_COLOR)
+    draw_skeleton(image, sample.keypoints)
+    draw_center(image, sample.center)
+    if caption:
+        put_label(image, caption)
+    return image
+
+
+def sample_grid(
+    labels_json: str | Path,
+    cfg: Any,
+    count: int = 16,
+    cols: int = 4,
+    epoch: int = 0,
+    augment: bool = True,
+) -> tuple[np.ndarray, int]:
+    """A grid picture of the first ``count`` samples (augmented as in epoch ``epoch``)."""
+    from pkmodel.draw import image_grid
+
+    dataset = PoseDataset(labels_json, cfg, train=augment)
+    dataset.set_epoch(epoch)
+    n = min(count, len(dataset))
+    pictures = []
+    for i in range(n):
+        sample = dataset.load_sample(i)
+        pictures.append(draw_sample(sample, f"#{i}" + (" flip" if sample.flipped else "")))
+    return image_grid(pictures, cols), n
