@@ -108,6 +108,9 @@ class TargetsConfig:
     min_sigma: float = _f(1.0, "smallest joint Gaussian sigma in cells")
     max_sigma: float = _f(3.0, "largest joint Gaussian sigma in cells")
     center_sigma_scale: float = _f(0.05, "center Gaussian sigma in cells = this x person size")
+    center_max_sigma: float = _f(
+        1.0, "largest center sigma in cells (above ~1.06 the decoder's center prior can shift it)"
+    )
 
 
 @dataclass

@@ -9,7 +9,10 @@ Conventions (the decoder in ``pkmodel.decode`` inverts them exactly):
   size: ``clip(sigma_scale * size, min_sigma, max_sigma)``, where ``size`` is the longer side of
   the box around the person's labelled joints, in cells.
 - Centers: a Gaussian at every person's center cell, sigma ``clip(center_sigma_scale * size,
-  min_sigma, max_sigma)``, max over people.
+  min_sigma, center_max_sigma)``, max over people. The cap keeps the center peak sharp enough
+  that the decoder's prior ``1 / (d + 1.8)`` cannot move the argmax to a neighbouring cell: a
+  neighbour one cell nearer the grid center gains at most a factor 1 + 1 / 1.8 from the prior,
+  and exp(-1 / (2 sigma^2)) * (1 + 1 / 1.8) < 1 needs sigma < 1.06 cells.
 - Regs (main person only, written at the main center cell): ``p / stride - 0.5 - center_cell``
   per joint, in cells. The ``- 0.5`` puts positions in cell-index units (cell i spans
   [i - 0.5, i + 0.5)), so the decoder's ``center + floor(reg + 0.5)`` is exactly the joint's
@@ -110,7 +113,7 @@ def encode_targets(
     cells = point_cells(people[..., :2], stride, grid)  # (P, K, 2)
     size = person_sizes(people, stride)  # (P,)
     sigma = np.clip(cfg.sigma_scale * size, cfg.min_sigma, cfg.max_sigma)
-    center_sigma = np.clip(cfg.center_sigma_scale * size, cfg.min_sigma, cfg.max_sigma)
+    center_sigma = np.clip(cfg.center_sigma_scale * size, cfg.min_sigma, cfg.center_max_sigma)
 
     heatmaps = gaussian_maps(cells, sigma[:, None], valid, grid).max(axis=0)  # (K, h, w)
     # The main center is always encoded (clipped to the grid: regs need a cell); other people's
