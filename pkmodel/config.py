@@ -201,6 +201,10 @@ class ExportConfig:
     minimum_ios: int = _f(17, "minimum iOS deployment target")
     compress: Literal["none", "int8", "palette"] = _f("none", "Core ML weight compression")
     palette_bits: int = _f(6, "bits per weight for palettisation")
+    palette_mode: Literal["auto", "kmeans", "uniform"] = _f(
+        "auto",
+        "palette lookup tables: kmeans (needs scikit-learn), uniform, auto (kmeans if installed)",
+    )
     onnx_opset: int = _f(18, "ONNX opset")
     dynamic_batch: bool = _f(False, "ONNX batch dimension dynamic")
     author: str = _f("PoseKit", "model metadata: author")
