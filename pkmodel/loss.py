@@ -1,0 +1,117 @@
+"""The training loss: every term separately, each with its weight from ``[loss]``.
+
+- heatmap, center: foreground-weighted MSE, the mean over every pixel of the batch, where a pixel
+  whose target exceeds ``FOREGROUND_THRESHOLD`` counts ``foreground_weight`` times.
+- reg: L1 (cells) of the regs read at each sample's ground-truth center cell, averaged over the
+  labelled joints of the batch (x and y each count once).
+- offset: L1 of the offsets read at each labelled joint's ground-truth cell, averaged likewise.
+- bone: |length - ground-truth length| (cells) of the COCO arm and leg bones
+  (``pkmodel.skeleton.BONES``), lengths taken from the regs at the ground-truth center, averaged
+  over bones whose two joints are labelled. Computed only when ``bone_weight > 0``.
+
+Per-joint terms divide by the number of labelled joints in the batch (not by samples), so a
+sample with few labelled joints weighs no more than its joints; an empty batch gives 0.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pkmodel.config import LossConfig
+from pkmodel.skeleton import BONES
+
+FOREGROUND_THRESHOLD = 0.1
+
+
+def weighted_mse(
+    pred: torch.Tensor, target: torch.Tensor, foreground_weight: float
+) -> torch.Tensor:
+    """Mean squared error where pixels with target > 0.1 count ``foreground_weight`` times."""
+    weight = torch.where(target > FOREGROUND_THRESHOLD, foreground_weight, 1.0)
+    return (weight * (pred - target).square()).mean()
+
+
+def gather_at(maps: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """Read N x C x h x w ``maps`` at integer cells [x, y].
+
+    ``cells`` N x 2 reads every channel at one cell per sample -> N x C. ``cells`` N x K x 2 with
+    C = 2K reads channels 2j, 2j + 1 at joint j's cell -> N x K x 2.
+    """
+    n, c, h, w = maps.shape
+    flat = maps.reshape(n, c, h * w)
+    index = (cells[..., 1] * w + cells[..., 0]).long()
+    if cells.dim() == 2:
+        return flat.gather(2, index[:, None, None].expand(n, c, 1))[..., 0]
+    k = cells.shape[1]
+    pairs = flat.reshape(n, k, 2, h * w)
+    return pairs.gather(3, index[:, :, None, None].expand(n, k, 2, 1))[..., 0]
+
+
+def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L1 of N x K x 2 vectors over joints with mask 1, per coordinate; 0 when none."""
+    m = mask[..., None].to(pred.dtype)
+    return ((pred - target).abs() * m).sum() / (2.0 * m.sum()).clamp(min=1.0)
+
+
+def bone_lengths(joint_xy: torch.Tensor) -> torch.Tensor:
+    """N x K x 2 joint positions -> N x B lengths of ``BONES`` (smooth at zero length)."""
+    a = torch.tensor([b[0] for b in BONES], device=joint_xy.device)
+    b = torch.tensor([b[1] for b in BONES], device=joint_xy.device)
+    diff = joint_xy[:, a] - joint_xy[:, b]
+    return (diff.square().sum(-1) + 1e-6).sqrt()
+
+
+class PoseLoss(nn.Module):
+    """Weighted sum of the heatmap, center, reg, offset and (optional) bone terms.
+
+    forward(outputs, targets) -> (total, {"heatmap", "center", "reg", "offset", "bone"}) where
+    ``outputs`` is the model's tuple and ``targets`` a batch of ``encode_targets`` dicts.
+    Reported terms are unweighted and detached.
+    """
+
+    def __init__(self, cfg: LossConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(
+        self, outputs: tuple[torch.Tensor, ...], targets: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cfg = self.cfg
+        heatmaps, centers, regs, offsets = outputs
+        n, k = heatmaps.shape[:2]
+        heatmap = weighted_mse(heatmaps, targets["heatmaps"], cfg.foreground_weight)
+        center = weighted_mse(centers, targets["centers"], cfg.foreground_weight)
+
+        center_cell = targets["center_index"]
+        reg_pred = gather_at(regs, center_cell).reshape(n, k, 2)
+        reg_true = gather_at(targets["regs"], center_cell).reshape(n, k, 2)
+        reg_mask = targets["reg_mask"]
+        reg = masked_l1(reg_pred, reg_true, reg_mask)
+
+        joint_cells = targets["joint_index"]
+        offset = masked_l1(
+            gather_at(offsets, joint_cells),
+            gather_at(targets["offsets"], joint_cells),
+            targets["offset_mask"],
+        )
+
+        if cfg.bone_weight > 0:
+            # Regs are joint positions relative to the center cell: bone vectors need no center.
+            a = torch.tensor([b[0] for b in BONES], device=reg_mask.device)
+            b = torch.tensor([b[1] for b in BONES], device=reg_mask.device)
+            both = (reg_mask[:, a] * reg_mask[:, b]).to(reg_pred.dtype)
+            err = (bone_lengths(reg_pred) - bone_lengths(reg_true)).abs()
+            bone = (err * both).sum() / both.sum().clamp(min=1.0)
+        else:
+            bone = heatmap.new_zeros(())
+
+        total = (
+            cfg.heatmap_weight * heatmap
+            + cfg.center_weight * center
+            + cfg.reg_weight * reg
+            + cfg.offset_weight * offset
+            + cfg.bone_weight * bone
+        )
+        terms = {"heatmap": heatmap, "center": center, "reg": reg, "offset": offset, "bone": bone}
+        return total, {name: value.detach() for name, value in terms.items()}
