@@ -1,0 +1,137 @@
+"""`pkmodel export-coreml` and `pkmodel export-onnx`: verified exports of a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+
+WeightsOption = Annotated[
+    Path,
+    typer.Option(
+        "--weights",
+        "-w",
+        help="pkmodel checkpoint (.pt) to export; its EMA weights are used when present.",
+        show_default=False,
+    ),
+]
+ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
+
+
+def _print_report(report, what: str) -> None:
+    from pkmodel.export import human_size
+
+    for line in report.checks:
+        typer.echo(f"  ok  {line}")
+    for reason in report.skipped:
+        typer.echo(f"  --  skipped: {reason}")
+    typer.echo(f"wrote {what} {report.path} ({human_size(report.size_bytes)})")
+
+
+@user_errors
+def export_coreml_command(
+    weights: WeightsOption,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output .mlpackage. Default: export.out_dir/model.mlpackage.",
+            show_default=False,
+        ),
+    ] = None,
+    fp32: Annotated[
+        bool,
+        typer.Option("--fp32", help="FP32 weights and compute instead of FP16 (export.precision)."),
+    ] = False,
+    bgr: Annotated[
+        bool,
+        typer.Option(
+            "--bgr",
+            help="BGR image input instead of RGB (export.color_layout); the model reorders it "
+            "to the RGB the network was trained on.",
+        ),
+    ] = False,
+    compress: Annotated[
+        str | None,
+        typer.Option(
+            "--compress",
+            help="Weight compression: none, int8 (8-bit linear) or palette "
+            "(export.palette_bits-bit lookup tables) (export.compress).",
+            show_default=False,
+        ),
+    ] = None,
+    force: ForceOption = False,
+) -> None:
+    """Export a checkpoint to Core ML (ML Program, image input, FP16 by default) and verify it.
+
+    The app passes camera pixels 0..255 (normalisation is inside the model) and gets the four
+    outputs heatmaps, centers, regs, offsets; decoder settings, joints and skeleton are in the
+    model's metadata. The saved spec is reloaded and checked (input, outputs, shapes, types,
+    weight precision, metadata); on macOS the model is also run and compared with PyTorch.
+    """
+    from pkmodel.export import export_coreml
+
+    cfg = resolve_config(
+        config,
+        set_,
+        export__precision="fp32" if fp32 else None,
+        export__color_layout="BGR" if bgr else None,
+        export__compress=compress,
+    )
+    out = out if out is not None else cfg.export.out_dir / "model.mlpackage"
+    report = export_coreml(weights, out, cfg, force=force, log=typer.echo)
+    _print_report(report, "Core ML model")
+
+
+@user_errors
+def export_onnx_command(
+    weights: WeightsOption,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output .onnx file. Default: export.out_dir/model.onnx.",
+            show_default=False,
+        ),
+    ] = None,
+    dynamic_batch: Annotated[
+        bool | None,
+        typer.Option(
+            "--dynamic-batch/--fixed-batch",
+            help="Dynamic or fixed (1) batch dimension (export.dynamic_batch).",
+            show_default=False,
+        ),
+    ] = None,
+    opset: Annotated[
+        int | None,
+        typer.Option("--opset", help="ONNX opset (export.onnx_opset).", show_default=False),
+    ] = None,
+    force: ForceOption = False,
+) -> None:
+    """Export a checkpoint to ONNX (float32 input x / 127.5 - 1, the four named outputs).
+
+    Runs onnx.checker (full check) and compares onnxruntime with PyTorch on every output;
+    nothing is written when they differ by more than 1e-4.
+    """
+    from pkmodel.export import export_onnx
+
+    cfg = resolve_config(
+        config, set_, export__dynamic_batch=dynamic_batch, export__onnx_opset=opset
+    )
+    out = out if out is not None else cfg.export.out_dir / "model.onnx"
+    report = export_onnx(weights, out, cfg, force=force, log=typer.echo)
+    _print_report(report, "ONNX model")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export-coreml")(export_coreml_command)
+    app.command("export-onnx")(export_onnx_command)
