@@ -227,3 +227,37 @@ def output_shapes(model_cfg: ModelConfig, num_joints: int = NUM_JOINTS) -> dict[
     g = model_cfg.input_size // OUTPUT_STRIDE
     channels = (num_joints, 1, 2 * num_joints, 2 * num_joints)
     return {name: (c, g, g) for name, c in zip(OUTPUT_NAMES, channels, strict=True)}
+
+
+def count_macs(model: nn.Module, input_size: int, batch: int = 1) -> int:
+    """Multiply-adds of one forward pass (conv and linear layers; FLOPs / 2 as torch counts them)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(batch, 3, input_size, input_size))
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops()) // 2
+
+
+def model_summary(model_cfg: ModelConfig, num_joints: int = NUM_JOINTS) -> dict:
+    """Parameters, multiply-adds per image, input and output shapes of the configured network."""
+    model = build_model(model_cfg, pretrained=False, num_joints=num_joints)
+    size = model_cfg.input_size
+    with torch.no_grad():
+        outputs = model.eval()(torch.zeros(1, 3, size, size))
+    return {
+        "input_size": size,
+        "width_mult": model_cfg.width_mult,
+        "neck_channels": model_cfg.neck_channels,
+        "head_channels": model_cfg.head_channels,
+        "backbone_channels": list(model.tap_channels),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "backbone_parameters": sum(p.numel() for p in model.backbone.parameters()),
+        "macs": count_macs(model, size),
+        "input_shape": [1, 3, size, size],
+        "outputs": {name: list(o.shape) for name, o in zip(OUTPUT_NAMES, outputs, strict=True)},
+    }

@@ -9,7 +9,15 @@ from __future__ import annotations
 import typer
 
 from pkmodel import __version__
-from pkmodel.cli import config_cmd, export_cmd, prepare_cmd, train_cmd
+from pkmodel.cli import (
+    config_cmd,
+    evaluate_cmd,
+    export_cmd,
+    model_cmd,
+    predict_cmd,
+    prepare_cmd,
+    train_cmd,
+)
 
 app = typer.Typer(
     name="pkmodel",
@@ -23,7 +31,7 @@ app = typer.Typer(
 app.add_typer(config_cmd.app, name="config")
 
 # Command modules, in the order of the data flow. Each has register(app).
-COMMAND_MODULES: tuple = (prepare_cmd, train_cmd, export_cmd)
+COMMAND_MODULES: tuple = (prepare_cmd, model_cmd, train_cmd, evaluate_cmd, predict_cmd, export_cmd)
 for _module in COMMAND_MODULES:
     _module.register(app)
 

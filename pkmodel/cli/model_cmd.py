@@ -1,0 +1,59 @@
+"""`pkmodel model-info`: parameters, multiply-adds and output shapes of the configured network."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+
+
+@user_errors
+def model_info(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    input_size: Annotated[
+        int | None,
+        typer.Option(
+            "--input-size", help="Input side in pixels (model.input_size).", show_default=False
+        ),
+    ] = None,
+    width: Annotated[
+        float | None,
+        typer.Option(
+            "--width", help="MobileNetV2 width multiplier (model.width_mult).", show_default=False
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Show parameters, multiply-adds (MACs) per image and output shapes of the configured model.
+
+    MACs count the convolutions and linear layers of one forward pass at batch 1 (torch's FLOP
+    counter / 2); BatchNorm, activations and upsampling are not counted.
+    """
+    import json
+
+    from pkmodel.model import model_summary
+
+    cfg = resolve_config(config, set_, model__input_size=input_size, model__width_mult=width)
+    info = model_summary(cfg.model)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(
+        f"model: MobileNetV2 x{info['width_mult']} backbone (taps {info['backbone_channels']}), "
+        f"neck {info['neck_channels']}, heads {info['head_channels']}"
+    )
+    typer.echo(f"input: {info['input_shape']} (RGB, x / 127.5 - 1)")
+    typer.echo(
+        f"parameters: {info['parameters']:,} ({info['parameters'] / 1e6:.2f} M; backbone "
+        f"{info['backbone_parameters'] / 1e6:.2f} M)"
+    )
+    typer.echo(f"multiply-adds: {info['macs']:,} ({info['macs'] / 1e6:.1f} M MACs per image)")
+    for name, shape in info["outputs"].items():
+        typer.echo(f"output {name}: {shape}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("model-info")(model_info)
