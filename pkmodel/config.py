@@ -229,6 +229,18 @@ class LiftConfig:
     one_euro_d_cutoff: float = _f(1.0, "One-Euro derivative cutoff in Hz")
     max_gap_s: float = _f(0.25, "a joint unseen for longer restarts its filter")
     smooth_2d: bool = _f(False, "also smooth the 2D keypoints")
+    limb_radius_m: list[float] = _f(
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.05, 0.035, 0.035, 0.025, 0.025,
+         0.08, 0.08, 0.05, 0.05, 0.035, 0.035],
+        "surface-to-joint distance per COCO joint in metres (face points lie on the skin)",
+    )  # fmt: skip
+    out_dir: Path = _f(Path("runs/lift"), "takes, overlays, 3D pictures and metrics.json go here")
+    batch_size: int = _f(16, "frames per network batch (with --weights)")
+    device: str = _f("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+    intrinsics_key: str = _f("", "which intrinsics set of intrinsics.json to use ('' = the only one)")
+    fps: float = _f(30.0, "frame rate of plain folders without timestamps or an fps entry")
+    overlays: bool = _f(True, "write the 2D skeleton over every colour frame")
+    sheet_frames: int = _f(12, "frames on the canonical 3D contact sheet")
 
 
 SECTIONS: dict[str, type] = {
