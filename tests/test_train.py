@@ -62,7 +62,7 @@ def test_select_device():
 def test_ema_moves_toward_the_weights():
     model = torch.nn.Linear(2, 1, bias=False)
     torch.nn.init.zeros_(model.weight)
-    ema = ModelEMA(model, decay=0.5, updates=10_000)  # ramp finished: decay 0.5
+    ema = ModelEMA(model, decay=0.5, updates=10**6)  # ramp finished: decay 0.5
     with torch.no_grad():
         model.weight.fill_(1.0)
     ema.update(model)
