@@ -10,7 +10,9 @@
   over bones whose two joints are labelled. Computed only when ``bone_weight > 0``.
 
 Per-joint terms divide by the number of labelled joints in the batch (not by samples), so a
-sample with few labelled joints weighs no more than its joints; an empty batch gives 0.
+sample with few labelled joints weighs no more than its joints; an empty batch gives 0. Under
+DDP that count is the count over every process's shard (divided by the world size, since DDP
+averages gradients), so a distributed step equals a single-process step on the whole batch.
 """
 
 from __future__ import annotations
@@ -48,10 +50,22 @@ def gather_at(maps: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     return pairs.gather(3, index[:, :, None, None].expand(n, k, 2, 1))[..., 0]
 
 
+def global_count(count: torch.Tensor) -> torch.Tensor:
+    """A count over the whole distributed batch, per process (sum over ranks / world size)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        count = count.detach().clone()
+        dist.all_reduce(count)
+        count = count / dist.get_world_size()
+    return count
+
+
 def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """L1 of N x K x 2 vectors over joints with mask 1, per coordinate; 0 when none."""
     m = mask[..., None].to(pred.dtype)
-    return ((pred - target).abs() * m).sum() / (2.0 * m.sum()).clamp(min=1.0)
+    count = global_count(2.0 * m.sum())
+    # With no labelled joint the numerator is 0 too, so the clamp only avoids 0 / 0.
+    return ((pred - target).abs() * m).sum() / count.clamp(min=1e-6)
 
 
 def bone_lengths(joint_xy: torch.Tensor) -> torch.Tensor:
@@ -102,7 +116,8 @@ class PoseLoss(nn.Module):
             b = torch.tensor([b[1] for b in BONES], device=reg_mask.device)
             both = (reg_mask[:, a] * reg_mask[:, b]).to(reg_pred.dtype)
             err = (bone_lengths(reg_pred) - bone_lengths(reg_true)).abs()
-            bone = (err * both).sum() / both.sum().clamp(min=1.0)
+            count = global_count(both.sum())
+            bone = (err * both).sum() / count.clamp(min=1e-6)
         else:
             bone = heatmap.new_zeros(())
 
