@@ -152,24 +152,30 @@ class PoseDataset(torch.utils.data.Dataset):
             flipped = bool(rng.random() < self.cfg.augment.flip_prob)
             if flipped:
                 image, points, vis = flip_sample(image, points, vis, len(others))
-            image, points = self._augment(image, points, int(rng.integers(2**31)))
+            image, points, vis = self._augment(image, points, vis, int(rng.integers(2**31)))
         return self._finish(image, points, vis, len(others), flipped)
 
-    def _augment(self, image: np.ndarray, points: np.ndarray, seed: int):
+    def _augment(self, image: np.ndarray, points: np.ndarray, vis: np.ndarray, seed: int):
         if self._geometric is None:
             self._geometric, self._photometric = build_augmentations(
                 self.cfg.augment, self.input_size
             )
-        self._geometric.set_random_seed(seed)
-        self._photometric.set_random_seed(seed + 1)
-        # albumentations' geometric transforms put pixel centers at integers: shift by 0.5.
-        out = self._geometric(image=image, keypoints=points - 0.5)
-        image, points = out["image"], np.asarray(out["keypoints"], np.float64) + 0.5
+        n = len(vis)
+        vis = np.where(_inside(points[:n], image.shape), vis, 0.0)
+        for step, transform in enumerate(self._geometric):
+            transform.set_random_seed(seed + step)
+            # albumentations' geometric transforms put pixel centers at integers: shift by 0.5.
+            out = transform(image=image, keypoints=points - 0.5)
+            image, points = out["image"], np.asarray(out["keypoints"], np.float64) + 0.5
+            # A joint that left the frame lost its pixels; a later zoom-out or pad would bring
+            # it back onto black fill, so it loses its target now.
+            vis = np.where(_inside(points[:n], image.shape), vis, 0.0)
         if image.shape[:2] != (self.input_size, self.input_size):  # crop & pad changed the size
             image, lb = letterbox_image(image, self.input_size)
             points = lb.to_input(points)
+        self._photometric.set_random_seed(seed + len(self._geometric))
         image = self._photometric(image=image)["image"]
-        return image, points
+        return image, points, vis
 
     def _finish(self, image, points, vis, n_others: int, flipped: bool) -> PoseSample:
         s = self.input_size
@@ -217,6 +223,11 @@ class PoseDataset(torch.utils.data.Dataset):
         return out
 
 
+def _inside(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Which points (N, 2) lie inside an image of this shape (continuous pixels)."""
+    return (points >= 0).all(1) & (points[:, 0] < shape[1]) & (points[:, 1] < shape[0])
+
+
 def flip_sample(
     image: np.ndarray, points: np.ndarray, vis: np.ndarray, n_others: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -238,16 +249,19 @@ def flip_sample(
 
 
 def build_augmentations(aug: Any, input_size: int):
-    """The albumentations pipelines: geometric (with keypoints) and photometric (image only).
+    """The albumentations steps: geometric ones (each with keypoints, applied one by one so
+    joints leaving the frame are caught after each) and a photometric pipeline (image only).
 
     The flip is not here: albumentations does not know left from right (see flip_sample).
     """
     import albumentations as A
     import cv2
 
-    keypoints = A.KeypointParams(format="xy", remove_invisible=False)
-    geometric = A.Compose(
-        [
+    def with_keypoints(transform):
+        return A.Compose([transform], keypoint_params=A.KeypointParams(format="xy", remove_invisible=False))  # fmt: skip
+
+    geometric = [
+        with_keypoints(
             A.Affine(
                 scale=(aug.scale_min, aug.scale_max),
                 rotate=(-aug.rotate_deg, aug.rotate_deg),
@@ -255,19 +269,20 @@ def build_augmentations(aug: Any, input_size: int):
                 border_mode=cv2.BORDER_CONSTANT,
                 fill=0,
                 p=aug.affine_prob,
-            ),
-            # keep_size=False: the result is letterboxed back exactly (albumentations' own
-            # resize maps keypoints with a half-pixel error).
+            )
+        ),
+        # keep_size=False: the result is letterboxed back exactly (albumentations' own resize
+        # maps keypoints with a half-pixel error).
+        with_keypoints(
             A.CropAndPad(
                 percent=(-aug.crop_pad_max, aug.crop_pad_max),
                 keep_size=False,
                 border_mode=cv2.BORDER_CONSTANT,
                 fill=0,
                 p=aug.crop_pad_prob,
-            ),
-        ],
-        keypoint_params=keypoints,
-    )
+            )
+        ),
+    ]
     hole = (max(1, round(_HOLE_SIZE[0] * input_size)), max(1, round(_HOLE_SIZE[1] * input_size)))
     photometric = A.Compose(
         [
