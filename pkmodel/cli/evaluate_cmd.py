@@ -1,0 +1,169 @@
+"""`pkmodel evaluate`: COCO OKS AP (pycocotools), PCK and pictures for a checkpoint or the oracle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+
+
+@user_errors
+def evaluate_command(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="pkmodel checkpoint (.pt) to evaluate.", show_default=False),
+    ] = None,
+    oracle: Annotated[
+        bool,
+        typer.Option(
+            "--oracle",
+            help="No network: decode the ground-truth targets (the ceiling of the "
+            "representation; checks that nothing between labels and metric loses accuracy).",
+        ),
+    ] = False,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Prepared labels NAME.json (default: data.prepared_dir / data.val_split.json).",
+            show_default=False,
+        ),
+    ] = None,
+    annotations: Annotated[
+        Path | None,
+        typer.Option(
+            help="Evaluate a COCO person-keypoint file directly (with --images): every person "
+            "with labelled keypoints is cropped from its ground-truth box as prepare-coco does.",
+            show_default=False,
+        ),
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(help="Image folder of --annotations.", show_default=False),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Output folder for metrics.json, results.json, pictures (eval.out_dir).",
+            show_default=False,
+        ),
+    ] = None,
+    flip_test: Annotated[
+        bool | None,
+        typer.Option(
+            "--flip-test/--no-flip-test",
+            help="Average with the horizontally flipped input (eval.flip_test).",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Inference batch size (eval.batch_size).", show_default=False),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="auto, cpu, cuda, cuda:N or mps (train.device).", show_default=False),
+    ] = None,
+    pck_norm: Annotated[
+        str | None,
+        typer.Option(help="PCK normaliser: torso or bbox (eval.pck_norm).", show_default=False),
+    ] = None,
+    pictures: Annotated[
+        int,
+        typer.Option(help="Samples in best.png and worst.png (0 = no pictures)."),
+    ] = 8,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+) -> None:
+    """Evaluate a checkpoint (or the oracle) with COCO OKS AP, PCK and pictures.
+
+    Predictions are mapped back to original image pixels, written as a COCO results file and
+    scored by pycocotools' COCOeval against the ORIGINAL annotation file, on the images of the
+    evaluated people: every ground-truth person with labelled keypoints on those images counts.
+    Writes OUT/metrics.json, OUT/results.json, OUT/best.png, OUT/worst.png, OUT/pck_joints.png.
+    """
+    import tempfile
+
+    from pkmodel.errors import PkmodelError
+    from pkmodel.evaluate import (
+        evaluate_split,
+        format_metrics,
+        prepare_for_evaluation,
+        write_evaluation,
+    )
+
+    cfg = resolve_config(
+        config,
+        set_,
+        eval__out_dir=out,
+        eval__flip_test=flip_test,
+        eval__batch_size=batch_size,
+        eval__pck_norm=pck_norm,
+        train__device=device,
+    )
+    if (weights is None) == (not oracle):
+        raise PkmodelError("give either --weights CHECKPOINT or --oracle (exactly one of them)")
+    if (annotations is None) != (images is None):
+        raise PkmodelError("--annotations and --images go together (a COCO file and its images)")
+    if labels is not None and annotations is not None:
+        raise PkmodelError("give either --labels (a prepared split) or --annotations, not both")
+    if pictures < 0:
+        raise PkmodelError(f"--pictures must be 0 or more, got {pictures}")
+
+    model = None
+    if weights is not None:
+        from pkmodel.checkpoint import model_from_checkpoint
+
+        model, saved, _ = model_from_checkpoint(weights)
+        cfg.model = saved.model  # the network is what the checkpoint says it is
+        if saved.prepare.expand_ratio != cfg.prepare.expand_ratio:
+            typer.secho(
+                f"note: {weights} was trained on crops with prepare.expand_ratio "
+                f"{saved.prepare.expand_ratio}, this evaluation uses {cfg.prepare.expand_ratio}",
+                err=True,
+                fg=typer.colors.YELLOW,
+            )
+    from pkmodel.train import select_device
+
+    torch_device = select_device(cfg.train.device)
+    if model is not None:
+        model.to(torch_device)
+
+    with tempfile.TemporaryDirectory(prefix="pkmodel-eval-") as tmp:
+        if annotations is not None:
+            summary = prepare_for_evaluation(annotations, images, tmp, cfg, progress=not quiet)
+            for bad in summary.unreadable:
+                typer.secho(
+                    f"warning: {bad['file']}: {bad['reason']}; its people are not evaluated",
+                    err=True,
+                    fg=typer.colors.YELLOW,
+                )
+            labels_path = summary.labels
+        else:
+            labels_path = labels or cfg.data.prepared_dir / f"{cfg.data.val_split}.json"
+        evaluation = evaluate_split(
+            labels_path,
+            cfg,
+            model,
+            torch_device,
+            flip_test=cfg.eval.flip_test,
+            progress=not quiet,
+            annotations=annotations,
+        )
+        extra = {
+            "weights": str(weights) if weights else None,
+            "labels": None if annotations else str(labels_path),
+            "annotations": str(annotations or evaluation.labels.get("annotations")),
+            "input_size": cfg.model.input_size,
+            "expand_ratio": evaluation.labels.get("expand_ratio"),
+        }
+        paths = write_evaluation(evaluation, cfg.eval.out_dir, pictures, extra)
+    typer.echo(format_metrics(evaluation.metrics))
+    typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate_command)

@@ -1,0 +1,66 @@
+"""`pkmodel predict`: keypoints and overlays for an image, a folder of images or a video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+
+
+@user_errors
+def predict_command(
+    source: Annotated[
+        Path, typer.Argument(help="An image, a folder of images, or a video (.mp4, .mov, ...).")
+    ],
+    weights: Annotated[
+        Path, typer.Option(help="pkmodel checkpoint (.pt) or exported ONNX model (.onnx).")
+    ],
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    out: Annotated[
+        Path, typer.Option(help="Output folder for keypoints.json and the overlays.")
+    ] = Path("runs/predict"),
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Frames per inference batch (eval.batch_size).", show_default=False),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="auto, cpu, cuda, cuda:N or mps for checkpoints (train.device); ONNX runs on "
+            "the CPU.",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Predict the pose in images, a folder or a video, and draw it.
+
+    Each frame is letterboxed whole to the network input (single-person model), inferred in
+    batches, decoded, and mapped back to original pixels. Writes OUT/keypoints.json (per frame:
+    keypoints in original pixels, scores, found flags, center) and OUT/<name>_pose.jpg per image
+    or OUT/<name>_pose.mp4 for a video. Joints below decoder.score_threshold are not drawn.
+    """
+    from pkmodel.predict import predict_path
+    from pkmodel.train import select_device
+
+    cfg = resolve_config(config, set_, eval__batch_size=batch_size, train__device=device)
+    torch_device = "cpu" if weights.suffix.lower() == ".onnx" else select_device(cfg.train.device)
+    summary = predict_path(
+        source, weights, out, cfg, torch_device, cfg.eval.batch_size, progress=not quiet
+    )
+    for bad in summary.skipped:
+        typer.secho(f"warning: skipped {bad['file']}: {bad['reason']}", err=True,
+                    fg=typer.colors.YELLOW)  # fmt: skip
+    what = "overlay video" if summary.kind == "video" else f"{len(summary.overlays)} overlay(s)"
+    typer.echo(
+        f"{summary.frames} {'frame' if summary.kind == 'video' else 'image'}(s): "
+        f"{summary.keypoints_json} and {what} in {out}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict_command)
