@@ -266,3 +266,23 @@ def test_sample_grid_draws_every_sample(mmpose):
     grid, n = sample_grid(mmpose, config(64), count=5, cols=3)
     assert n == 5 and grid.shape == (2 * 64 + 4, 3 * 64 + 2 * 4, 3)
     assert grid[64 + 4 :, 2 * 68 :].max() == 0  # the sixth cell stays empty
+
+
+def test_cli_show_samples(mmpose, tmp_path):
+    import cv2
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    from .conftest import run_cli
+
+    out = tmp_path / "grid.png"
+    text = run_cli(["show-samples", "--dataset", mmpose.parent, "--split", "val", "--out", out,
+                    "--count", 6, "--cols", 3, "--set", "model.input_size=64"])  # fmt: skip
+    assert "6 samples" in text
+    assert cv2.imread(str(out)).shape == (2 * 64 + 4, 3 * 64 + 2 * 4, 3)
+    result = CliRunner().invoke(app, ["show-samples", "--dataset", str(mmpose.parent),
+                                      "--split", "val", "--out", str(tmp_path / "g.gif")])  # fmt: skip
+    assert result.exit_code == 2 and "must end in .png or .jpg" in result.output
+    result = CliRunner().invoke(app, ["show-samples", "--dataset", str(tmp_path), "--split", "x"])
+    assert result.exit_code == 2 and "run `pkmodel prepare-coco`" in result.output
