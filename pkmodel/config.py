@@ -218,14 +218,17 @@ class LiftConfig:
 
     window: int = _f(5, "depth sampling window side in depth pixels (odd)")
     min_confidence: int = _f(1, "lowest depth confidence level accepted (0-2, ARKit style)")
+    depth_band_m: float = _f(
+        0.15, "median only over window pixels this close to the joint pixel's depth (0 = all)"
+    )
     min_score: float = _f(0.3, "lowest keypoint score that gets a 3D position")
     min_depth_m: float = _f(0.1, "nearest valid depth in metres")
     max_depth_m: float = _f(10.0, "farthest valid depth in metres")
     surface_correction: bool = _f(True, "push the surface sample back by the limb radius")
     smoothing: Literal["none", "ema", "one_euro"] = _f("one_euro", "temporal filter")
     ema_alpha: float = _f(0.55, "EMA weight of the new sample")
-    one_euro_min_cutoff: float = _f(1.0, "One-Euro minimum cutoff in Hz")
-    one_euro_beta: float = _f(0.05, "One-Euro speed coefficient")
+    one_euro_min_cutoff: float = _f(1.5, "One-Euro minimum cutoff in Hz (at rest)")
+    one_euro_beta: float = _f(5.0, "One-Euro speed coefficient: cutoff grows by this Hz per m/s")
     one_euro_d_cutoff: float = _f(1.0, "One-Euro derivative cutoff in Hz")
     max_gap_s: float = _f(0.25, "a joint unseen for longer restarts its filter")
     smooth_2d: bool = _f(False, "also smooth the 2D keypoints")
@@ -237,7 +240,9 @@ class LiftConfig:
     out_dir: Path = _f(Path("runs/lift"), "takes, overlays, 3D pictures and metrics.json go here")
     batch_size: int = _f(16, "frames per network batch (with --weights)")
     device: str = _f("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
-    intrinsics_key: str = _f("", "which intrinsics set of intrinsics.json to use ('' = the only one)")
+    intrinsics_key: str = _f(
+        "", "which intrinsics set of intrinsics.json to use ('' = the only one)"
+    )
     fps: float = _f(30.0, "frame rate of plain folders without timestamps or an fps entry")
     overlays: bool = _f(True, "write the 2D skeleton over every colour frame")
     sheet_frames: int = _f(12, "frames on the canonical 3D contact sheet")

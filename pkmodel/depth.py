@@ -93,6 +93,7 @@ def sample_depth(
     max_depth: float,
     confidence: np.ndarray | None = None,
     min_confidence: int = 0,
+    band: float = 0.0,
 ) -> DepthSample:
     """Median depth in a ``window`` x ``window`` neighbourhood of each joint.
 
@@ -102,6 +103,10 @@ def sample_depth(
     ``confidence`` map of the depth's shape, ARKit levels 0 low / 1 medium / 2 high) has
     confidence >= ``min_confidence``. Of those, only the best confidence level present in the
     window is kept, and the median of their depths is the joint's depth.
+
+    With ``band`` > 0 (metres) the median only takes pixels within ``band`` of the depth at the
+    joint's own pixel (or of the plain median when that pixel has none): a thin limb seen in
+    front of a far background then keeps the limb's depth instead of the background's.
     """
     if window < 1 or window % 2 == 0:
         raise ValueError(f"depth window must be a positive odd number of pixels, got {window}")
@@ -145,17 +150,28 @@ def sample_depth(
     else:
         best = np.full(shape[:2], -1, dtype=np.int64)
 
-    # Median of the kept values without Python loops: unusable values sort to the end.
-    count = usable.sum(axis=-1)
-    ordered = np.sort(np.where(usable, values, np.inf), axis=-1)
-    lo = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[..., None], axis=-1)[..., 0]
-    hi = np.take_along_axis(ordered, np.maximum(count // 2, 0)[..., None], axis=-1)[..., 0]
-    valid = count > 0
-    z = np.where(valid, (lo + hi) / 2.0, np.nan)
+    z = _masked_median(values, usable)
+    if band > 0:
+        center = values[..., window * window // 2]
+        ref = np.where(usable[..., window * window // 2], center, z)
+        with np.errstate(invalid="ignore"):
+            usable &= np.abs(values - ref[..., None]) <= band
+        z = _masked_median(values, usable)
+    valid = np.isfinite(z)
     best = np.where(valid, best, -1)
     if single:
         z, best, valid = z[0], best[0], valid[0]
     return DepthSample(depth=z, confidence=best, valid=valid)
+
+
+def _masked_median(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Median over the last axis of the kept values (NaN where none), without Python loops:
+    the others sort to the end."""
+    count = keep.sum(axis=-1)
+    ordered = np.sort(np.where(keep, values, np.inf), axis=-1)
+    lo = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[..., None], axis=-1)[..., 0]
+    hi = np.take_along_axis(ordered, np.maximum(count // 2, 0)[..., None], axis=-1)[..., 0]
+    return np.where(count > 0, (lo + hi) / 2.0, np.nan)
 
 
 def backproject(points: np.ndarray, z: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
@@ -203,6 +219,7 @@ def lift_joints(
     max_depth: float,
     confidence: np.ndarray | None = None,
     min_confidence: int = 0,
+    band: float = 0.0,
     limb_radius: np.ndarray | float | None = None,
 ) -> tuple[np.ndarray, DepthSample]:
     """2D joints (T, K, 2) in image pixels (intrinsics' resolution) -> 3D (T, K, 3) metres.
@@ -222,6 +239,7 @@ def lift_joints(
         max_depth=max_depth,
         confidence=confidence,
         min_confidence=min_confidence,
+        band=band,
     )
     points = backproject(depth_points, sample.depth, intrinsics.scaled_to(d_w, d_h))
     if limb_radius is not None:

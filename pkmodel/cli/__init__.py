@@ -13,6 +13,7 @@ from pkmodel.cli import (
     config_cmd,
     evaluate_cmd,
     export_cmd,
+    lift_cmd,
     model_cmd,
     predict_cmd,
     prepare_cmd,
@@ -31,7 +32,15 @@ app = typer.Typer(
 app.add_typer(config_cmd.app, name="config")
 
 # Command modules, in the order of the data flow. Each has register(app).
-COMMAND_MODULES: tuple = (prepare_cmd, model_cmd, train_cmd, evaluate_cmd, predict_cmd, export_cmd)
+COMMAND_MODULES: tuple = (
+    prepare_cmd,
+    model_cmd,
+    train_cmd,
+    evaluate_cmd,
+    predict_cmd,
+    export_cmd,
+    lift_cmd,
+)
 for _module in COMMAND_MODULES:
     _module.register(app)
 

@@ -1,0 +1,124 @@
+"""`pkmodel lift`: 2D joints + depth -> 3D takes, pictures and (with 3D ground truth) metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+
+
+@user_errors
+def lift_command(
+    input_dir: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            "-i",
+            help="RGB-D recording(s): a make-synthetic folder (its sequences/), one sequence "
+            "folder, or a plain folder with intrinsics.json and colour + 16-bit depth PNGs.",
+            show_default=False,
+        ),
+    ],
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights",
+            "-w",
+            help="pkmodel checkpoint that finds the 2D joints (EMA weights when present).",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output folder (lift.out_dir).", show_default=False),
+    ] = None,
+    ground_truth_2d: Annotated[
+        bool,
+        typer.Option(
+            "--ground-truth-2d",
+            help="Use the labelled 2D joints instead of a network (synthetic sequences): "
+            "measures the depth stage alone.",
+        ),
+    ] = False,
+    smoothing: Annotated[
+        str | None,
+        typer.Option(
+            "--smoothing",
+            help="Temporal filter of the 3D joints: none, ema or one_euro (lift.smoothing).",
+            show_default=False,
+        ),
+    ] = None,
+    surface_correction: Annotated[
+        bool | None,
+        typer.Option(
+            "--surface-correction/--no-surface-correction",
+            help="Push depth samples back by the limb radius (lift.surface_correction).",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option("--device", help="Network device (lift.device).", show_default=False),
+    ] = None,
+    no_pictures: Annotated[
+        bool,
+        typer.Option("--no-pictures", help="Skip overlays and the 3D contact sheet (faster)."),
+    ] = False,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Lift 2D joints to 3D with depth: takes (JSON, binary, ZIP), overlays, 3D plots, metrics.
+
+    For each recording: 2D joints (network or --ground-truth-2d) -> median depth in a window
+    around each joint -> back-projection with the intrinsics -> surface-to-joint correction ->
+    temporal smoothing -> canonical frame (pelvis origin). Writes OUT/<recording>/take.{json,bin,
+    zip}, overlays/, canonical_3d.png, and OUT/metrics.json (MPJPE, depth validity and jitter
+    when the recordings carry 3D ground truth). Formats and figures: docs/3d.md.
+    """
+    from pkmodel.errors import PkmodelError
+    from pkmodel.lift import ModelJoints, check_lift_config, run_lift
+    from pkmodel.rgbd import find_sequences
+
+    cfg = resolve_config(
+        config,
+        set_,
+        lift__out_dir=out,
+        lift__smoothing=smoothing,
+        lift__surface_correction=surface_correction,
+        lift__device=device,
+    )
+    if ground_truth_2d and weights is not None:
+        raise PkmodelError("give either --weights or --ground-truth-2d, not both")
+    if not ground_truth_2d and weights is None:
+        raise PkmodelError("--weights CKPT is required (or --ground-truth-2d on synthetic data)")
+    check_lift_config(cfg.lift)
+    sequences = find_sequences(input_dir, cfg.lift.intrinsics_key, cfg.lift.fps)
+    detector = None if weights is None else ModelJoints(weights, cfg, cfg.lift.device)
+    out_dir = cfg.lift.out_dir
+    doc = run_lift(sequences, cfg, out_dir, detector, progress=True, pictures=not no_pictures)
+
+    for name, m in doc["sequences"].items():
+        typer.echo(f"{name}: {m['frames']} frames, take in {out_dir / name}")
+    overall = doc["overall"]
+    if overall:
+        typer.echo(
+            f"3D metrics ({overall['selected']}, {doc['two_d']} 2D, {doc['frames']} frames):"
+        )
+        rows = [
+            ("MPJPE visible joints, camera frame", overall["mpjpe_visible_mm"], "mm"),
+            ("MPJPE all labelled joints", overall["mpjpe_all_mm"], "mm"),
+            ("MPJPE visible joints, canonical frame", overall["mpjpe_canonical_visible_mm"], "mm"),
+            ("depth validity rate", overall["depth_validity_rate"], ""),
+            ("jitter (mean acceleration)", overall["jitter_m_s2"], "m/s^2"),
+            ("jitter of the ground truth", overall["gt_jitter_m_s2"], "m/s^2"),
+        ]
+        for label, value, unit in rows:
+            typer.echo(f"  {label:40s} {'n/a' if value is None else value} {unit}")
+    typer.echo(f"wrote {out_dir / 'metrics.json'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("lift")(lift_command)
