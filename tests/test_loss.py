@@ -1,0 +1,150 @@
+"""The loss: each term's value on hand-made cases, where it reads, averaging, and a short fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pkmodel.config import LossConfig, ModelConfig, TargetsConfig
+from pkmodel.loss import PoseLoss, gather_at, weighted_mse
+from pkmodel.model import build_model
+from pkmodel.skeleton import BONES
+from pkmodel.targets import encode_targets
+
+K = 17
+TERMS = ("heatmap", "center", "reg", "offset", "bone")
+
+
+def _batch(n, size=64, seed=0, hidden=()):
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(n):
+        kps = np.concatenate([rng.uniform(4, size - 4, (K, 2)), np.full((K, 1), 2.0)], 1)
+        kps[list(hidden), 2] = 0
+        center = rng.uniform(0.4 * size, 0.6 * size, 2)
+        samples.append(encode_targets(kps, center, None, None, size, TargetsConfig()))
+    return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
+
+
+def _perfect(batch):
+    return tuple(batch[k].clone() for k in ("heatmaps", "centers", "regs", "offsets"))
+
+
+def test_perfect_outputs_give_zero_for_every_term():
+    batch = _batch(3)
+    total, terms = PoseLoss(LossConfig(bone_weight=1.0))(_perfect(batch), batch)
+    assert set(terms) == set(TERMS)
+    assert total.item() == pytest.approx(0.0, abs=1e-6)
+    assert all(v.item() == pytest.approx(0.0, abs=1e-3) for v in terms.values())
+
+
+def test_foreground_weighted_mse_value():
+    target = torch.tensor([[[[0.0, 0.05], [0.5, 1.0]]]])
+    pred = torch.tensor([[[[0.1, 0.15], [0.3, 0.5]]]])
+    # Background errors 0.1, 0.1 count once; foreground 0.2, 0.5 count 4 times.
+    want = (0.01 + 0.01 + 4 * 0.04 + 4 * 0.25) / 4
+    assert weighted_mse(pred, target, 4.0).item() == pytest.approx(want)
+
+
+def test_gather_reads_the_given_cells():
+    maps = torch.arange(2 * 4 * 3 * 5, dtype=torch.float32).reshape(2, 4, 3, 5)
+    at = gather_at(maps, torch.tensor([[1, 2], [4, 0]]))
+    assert at.tolist() == [maps[0, :, 2, 1].tolist(), maps[1, :, 0, 4].tolist()]
+    pairs = gather_at(maps, torch.tensor([[[0, 0], [3, 1]], [[4, 2], [2, 2]]]))
+    assert pairs.shape == (2, 2, 2)
+    assert pairs[0, 1].tolist() == maps[0, 2:4, 1, 3].tolist()
+    assert pairs[1, 0].tolist() == maps[1, 0:2, 2, 4].tolist()
+
+
+def test_reg_term_reads_only_the_ground_truth_center_and_labelled_joints():
+    batch = _batch(2, hidden=(4,))
+    loss = PoseLoss(LossConfig())
+    heat, cen, regs, offs = _perfect(batch)
+    cx, cy = batch["center_index"][0].tolist()
+    regs[0, :, (cy + 3) % 16, cx] += 5.0  # another cell: ignored
+    regs[0, 2 * 4, cy, cx] += 5.0  # an unlabelled joint: ignored
+    assert loss((heat, cen, regs, offs), batch)[1]["reg"].item() == 0.0
+    regs[0, 2 * 7 + 1, cy, cx] += 1.0  # one labelled coordinate off by one cell
+    labelled = int(batch["reg_mask"].sum())  # 2 x 16 joints
+    assert loss((heat, cen, regs, offs), batch)[1]["reg"].item() == pytest.approx(
+        1.0 / (2 * labelled)
+    )
+
+
+def test_offset_term_reads_each_joint_cell():
+    batch = _batch(2)
+    heat, cen, regs, offs = _perfect(batch)
+    jx, jy = batch["joint_index"][1, 3].tolist()
+    offs[1, 2 * 3, jy, jx] -= 0.5
+    total, terms = PoseLoss(LossConfig(offset_weight=2.0))((heat, cen, regs, offs), batch)
+    assert terms["offset"].item() == pytest.approx(0.5 / (2 * 2 * K))
+    assert total.item() == pytest.approx(2.0 * terms["offset"].item(), rel=1e-5)
+
+
+def test_bone_term_compares_bone_lengths_from_regs():
+    batch = _batch(2)
+    heat, cen, regs, offs = _perfect(batch)
+    # Scale every reg by 2 at the center cell: every bone doubles in length.
+    for i in range(2):
+        cx, cy = batch["center_index"][i].tolist()
+        regs[i, :, cy, cx] *= 2.0
+    reg_true = gather_at(batch["regs"], batch["center_index"]).reshape(2, K, 2)
+    a, b = zip(*BONES, strict=True)
+    mean_length = (reg_true[:, list(a)] - reg_true[:, list(b)]).norm(dim=-1).mean().item()
+    on = PoseLoss(LossConfig(bone_weight=0.5))((heat, cen, regs, offs), batch)[1]
+    assert on["bone"].item() == pytest.approx(mean_length, rel=1e-4)
+    total, off = PoseLoss(LossConfig(bone_weight=0.0))((heat, cen, regs, offs), batch)
+    assert off["bone"].item() == 0.0
+    assert total.item() == pytest.approx(0.1 * off["reg"].item() + off["heatmap"].item(), rel=1e-5)
+
+
+def test_averaging_does_not_depend_on_batch_composition():
+    one = _batch(1, seed=3)
+    twice = {k: torch.cat([v, v]) for k, v in one.items()}
+    rng = torch.Generator().manual_seed(0)
+    outs = tuple(torch.rand(t.shape, generator=rng) for t in _perfect(one))
+    outs2 = tuple(torch.cat([o, o]) for o in outs)
+    loss = PoseLoss(LossConfig(bone_weight=1.0))
+    t1, a = loss(outs, one)
+    t2, b = loss(outs2, twice)
+    assert t1.item() == pytest.approx(t2.item(), rel=1e-6)
+    assert all(a[k].item() == pytest.approx(b[k].item(), rel=1e-6) for k in TERMS)
+
+
+def test_an_empty_mask_gives_zero_not_nan():
+    batch = _batch(1, hidden=range(K))
+    outs = tuple(torch.rand(t.shape) for t in _perfect(batch))
+    total, terms = PoseLoss(LossConfig(bone_weight=1.0))(outs, batch)
+    assert torch.isfinite(total)
+    assert terms["reg"].item() == terms["offset"].item() == terms["bone"].item() == 0.0
+
+
+@pytest.fixture
+def one_thread():
+    # Small convolutions: one thread is fastest, and immune to OpenMP spinning on a busy machine.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_the_loss_falls_when_fitting_a_few_synthetic_samples(one_thread):
+    torch.manual_seed(0)
+    size, n = 96, 4
+    batch = _batch(n, size=size, seed=5)
+    images = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    model = build_model(ModelConfig(input_size=size, width_mult=0.35), pretrained=False)
+    loss_fn = PoseLoss(LossConfig(bone_weight=0.1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    history = []
+    for _ in range(30):
+        loss, terms = loss_fn(model(images), batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append({"total": loss.item(), **{k: v.item() for k, v in terms.items()}})
+    first, last = history[0], history[-1]
+    assert last["total"] < 0.5 * first["total"], (first, last)
+    for term in ("heatmap", "center", "reg", "offset", "bone"):
+        assert last[term] < first[term], (term, first, last)
