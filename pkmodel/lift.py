@@ -478,16 +478,20 @@ def plot_canonical_sheet(
                     ax.plot(p[[a, b], 0], p[[a, b], 2], p[[a, b], 1], color=color, lw=width)
             ok = np.isfinite(p).all(-1)
             ax.scatter(p[ok, 0], p[ok, 2], p[ok, 1], color=color, s=6)
-        ax.set(xlim=(-0.8, 0.8), ylim=(-0.8, 0.8), zlim=(-1.0, 0.9))
+        # (x, z, y) of a right-handed frame is a mirror image: reversing the z-forward axis
+        # undoes it, and the default view then looks at the subject from the front.
+        ax.set(xlim=(-0.8, 0.8), ylim=(0.8, -0.8), zlim=(-1.0, 0.9))
         ax.set_box_aspect((1.6, 1.6, 1.9))
-        ax.set_xlabel("x right", fontsize=7)
-        ax.set_ylabel("z forward", fontsize=7)
-        ax.set_zlabel("y up", fontsize=7)
-        ax.tick_params(labelsize=6)
+        # ticks every 0.5 m without numbers: the scale reads from the grid, the poses stay big
+        ax.set(xticks=[-0.5, 0, 0.5], yticks=[-0.5, 0, 0.5], zticks=[-1, -0.5, 0, 0.5])
+        ax.set(xticklabels=[], yticklabels=[], zticklabels=[])
+        ax.set_xlabel("x right", fontsize=7, labelpad=-12)
+        ax.set_ylabel("z forward", fontsize=7, labelpad=-12)
+        ax.set_zlabel("y up", fontsize=7, labelpad=-12)
         ax.view_init(elev=15, azim=-60)
-        ax.set_title(f"frame {t}  t={timestamps[t]:.2f}s", fontsize=8)
+        ax.set_title(f"frame {t}  t={timestamps[t]:.2f}s", fontsize=8, pad=0)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(f"{title}\ngrid: 0.5 m", fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)

@@ -86,6 +86,11 @@ def test_binary_and_zip_round_trip_bit_exactly(tmp_path):
     magic, version, joints, frames, rec_size, header_size = struct.unpack_from("<8sHHIII", data)
     assert (magic, version, joints, frames) == (BINARY_MAGIC, 1, J, 12)
     assert rec_size == 8 + 4 + 4 * (J * 9 + 12) and header_size % 8 == 0
+    offsets = {name: f[1] for name, f in record_dtype(J).fields.items()}
+    assert offsets == {"timestamp": 0, "index": 8, "keypoints_2d": 12, "scores": 12 + 8 * J,
+                       "joints_camera": 12 + 12 * J, "joints_canonical": 12 + 24 * J,
+                       "origin": 12 + 36 * J, "rotation": 24 + 36 * J}  # docs/3d.md  # fmt: skip
+    assert rec_size == 60 + 36 * J == 744
     assert len(data) == header_size + frames * rec_size
     ts = struct.unpack_from("<d", data, header_size + rec_size)[0]
     assert ts == take.timestamp[1]
