@@ -236,7 +236,7 @@ def unflip_outputs(outputs: Sequence[Any]) -> tuple[Any, ...]:
 
     heatmaps, centers, regs, offsets = outputs
     device = heatmaps.device
-    idx = torch.as_tensor(np.asarray(FLIP_INDEX), device=device)
+    idx = torch.tensor(FLIP_INDEX.tolist(), device=device)
     pair_idx = torch.stack([2 * idx, 2 * idx + 1], dim=1).reshape(-1)
 
     def vectors(t: torch.Tensor, shift: float) -> torch.Tensor:
