@@ -231,7 +231,8 @@ class LiftConfig:
     one_euro_beta: float = _f(5.0, "One-Euro speed coefficient: cutoff grows by this Hz per m/s")
     one_euro_d_cutoff: float = _f(1.0, "One-Euro derivative cutoff in Hz")
     max_gap_s: float = _f(0.25, "a joint unseen for longer restarts its filter")
-    smooth_2d: bool = _f(False, "also smooth the 2D keypoints")
+    smooth_2d: bool = _f(False, "also smooth the 2D keypoints (same filter, before depth)")
+    one_euro_beta_2d: float = _f(0.01, "One-Euro speed coefficient of 2D smoothing: Hz per px/s")
     limb_radius_m: list[float] = _f(
         [0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.05, 0.035, 0.035, 0.025, 0.025,
          0.08, 0.08, 0.05, 0.05, 0.035, 0.035],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +54,10 @@ def check_lift_config(lift: LiftConfig) -> None:
         )
     if not 0 < lift.ema_alpha <= 1:
         raise PkmodelError(f"lift.ema_alpha must be in (0, 1], got {lift.ema_alpha}")
-    if lift.one_euro_min_cutoff <= 0 or lift.one_euro_d_cutoff <= 0 or lift.one_euro_beta < 0:
-        raise PkmodelError(
-            "lift.one_euro_min_cutoff and lift.one_euro_d_cutoff must be > 0 and "
-            "lift.one_euro_beta >= 0"
-        )
+    if lift.one_euro_min_cutoff <= 0 or lift.one_euro_d_cutoff <= 0:
+        raise PkmodelError("lift.one_euro_min_cutoff and lift.one_euro_d_cutoff must be > 0")
+    if min(lift.one_euro_beta, lift.one_euro_beta_2d) < 0:
+        raise PkmodelError("lift.one_euro_beta and lift.one_euro_beta_2d must be >= 0")
 
 
 # --- 2D joints -------------------------------------------------------------------------------
@@ -238,8 +237,9 @@ def lift_sequence(
     check_lift_config(lift)
     start = time.perf_counter()
     keypoints = joints.keypoints
-    if lift.smooth_2d:
-        keypoints = smooth_sequence(keypoints, seq.timestamps, SmoothingParams.from_config(lift))
+    if lift.smooth_2d:  # pixels, not metres: One-Euro's speed term has its own coefficient
+        params_2d = replace(SmoothingParams.from_config(lift), beta=lift.one_euro_beta_2d)
+        keypoints = smooth_sequence(keypoints, seq.timestamps, params_2d)
     surface, valid = sample_surface(seq, keypoints, lift, progress)
     radius = np.asarray(lift.limb_radius_m) if lift.surface_correction else None
     raw, final = finish_3d(surface, seq.timestamps, radius, SmoothingParams.from_config(lift))
@@ -293,6 +293,9 @@ def build_take(seq: RgbdSequence, result: LiftResult, lift: LiftConfig, model_id
             "limb_radius_m": list(lift.limb_radius_m),
             "smoothing": lift.smoothing,
             "smooth_2d": lift.smooth_2d,
+            "one_euro": [lift.one_euro_min_cutoff, lift.one_euro_beta, lift.one_euro_d_cutoff],
+            "ema_alpha": lift.ema_alpha,
+            "max_gap_s": lift.max_gap_s,
         },
     }
     recorder = TakeRecorder(EXTENDED_JOINT_NAMES, meta)

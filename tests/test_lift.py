@@ -117,6 +117,12 @@ def test_ground_truth_2d_pipeline_recovers_joints(dataset):
     assert on.depth_valid.all()
     # the canonical frame of a good lift matches the truth's
     np.testing.assert_allclose(np.linalg.det(on.rotation), 1.0, atol=1e-9)
+    # 2D smoothing runs on the keypoints before depth: a still joint's 2D position stays put
+    cfg = lift_config(smoothing="one_euro", smooth_2d=True).lift
+    smooth2d = lift_sequence(seq, joints, cfg)
+    step = np.abs(np.diff(joints.keypoints, axis=0)).max(axis=0)
+    lagged = np.abs(smooth2d.keypoints_2d - joints.keypoints)
+    assert 0 < lagged.max() <= step.max() * 3 and np.isfinite(smooth2d.joints).all()
 
 
 def test_one_euro_reduces_jitter_and_keeps_mpjpe(dataset):
