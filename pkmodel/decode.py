@@ -106,26 +106,27 @@ def decode_batch(
 
     # 2. Regs at the center, rounded (floor(x + 0.5) in float64: exact for float32 input).
     reg = regs[rows, :, cy, cx].astype(np.float64).reshape(n, k, 2)
-    rx = np.clip(cx[:, None] + np.floor(reg[..., 0] + 0.5).astype(np.int64), 0, w - 1)
-    ry = np.clip(cy[:, None] + np.floor(reg[..., 1] + 0.5).astype(np.int64), 0, h - 1)
+    step = np.floor(reg + 0.5).astype(np.int64)
+    rx = np.minimum(np.maximum(cx[:, None] + step[..., 0], 0), w - 1)
+    ry = np.minimum(np.maximum(cy[:, None] + step[..., 1], 0), h - 1)
 
     # 3. Distance-weighted refinement around the regressed cells.
     denom = _distance_windows(h, w, float(prior_offset))[ry, rx]  # (n, k, h, w)
-    jflat = (heatmaps / denom).reshape(n, k, -1).argmax(axis=2)
+    ratio = np.divide(heatmaps, denom, out=denom)  # in place: one big array less
+    jflat = ratio.reshape(n, k, -1).argmax(axis=2)
     jy, jx = jflat // w, jflat % w
 
     # 4. Score, sub-cell offset, position.
-    scores = np.take_along_axis(heatmaps.reshape(n, k, -1), jflat[..., None], 2)[..., 0]
-    off = offsets.reshape(n, k, 2, h * w)
-    off_x = np.take_along_axis(off[:, :, 0], jflat[..., None], 2)[..., 0]
-    off_y = np.take_along_axis(off[:, :, 1], jflat[..., None], 2)[..., 0]
-    keypoints = np.stack([jx + off_x.astype(np.float64), jy + off_y.astype(np.float64)], -1)
+    sample, joint = rows[:, None], np.arange(k)
+    scores = heatmaps.reshape(n, k, -1)[sample, joint, jflat].astype(np.float64)
+    off = offsets.reshape(n, k, 2, h * w)[sample, joint, :, jflat].astype(np.float64)  # (n, k, 2)
+    cells = np.stack([jx, jy], -1)
     return Decoded(
-        keypoints=keypoints * stride,
-        scores=scores.astype(np.float64),
+        keypoints=(cells + off) * stride,
+        scores=scores,
         found=scores >= score_threshold,
-        center=np.stack([cx, cy], -1).astype(np.int64),
-        cells=np.stack([jx, jy], -1).astype(np.int64),
+        center=np.stack([cx, cy], -1),
+        cells=cells,
     )
 
 
