@@ -639,7 +639,7 @@ def prepare_split(
     samples: dict[int, dict[str, Any]] = {}
     workers = _worker_count(params.workers)
     bar = tqdm(total=len(tasks), unit="img", desc=f"prepare {split}", disable=not progress)
-    last_save = time.monotonic()
+    next_save = time.monotonic() + checkpoint_every_s
     try:
         for res in _run_tasks(tasks, workers):
             bar.update(1)
@@ -652,10 +652,13 @@ def prepare_split(
             summary.crops_reused += res.reused
             samples.update(res.samples)
             bar.set_postfix(kept=len(samples), refresh=False)
-            if time.monotonic() - last_save > checkpoint_every_s:
+            if time.monotonic() >= next_save:
                 # An interrupted run resumes from here: its crops are listed with their sizes.
+                began = time.monotonic()
                 write_labels(partial_path, {**header, "complete": False}, samples.values())
-                last_save = time.monotonic()
+                # Big splits: never spend more than ~10 % of the time on these snapshots.
+                spent = time.monotonic() - began
+                next_save = time.monotonic() + max(checkpoint_every_s, 10 * spent)
     finally:
         bar.close()
     summary.kept = len(samples)
