@@ -167,13 +167,13 @@ _TORCH_TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 def _torch_tables(h: int, w: int, prior_offset: float, device: Any) -> tuple[Any, Any]:
-    """The center prior and flattened distance table as float32 tensors on ``device`` (cached)."""
+    """The center prior and the distance table as float32 tensors on ``device`` (cached)."""
     import torch
 
     key = (h, w, prior_offset, str(device))
     if key not in _TORCH_TABLES:
         prior = torch.tensor(center_prior(h, w, prior_offset), device=device)
-        table = torch.tensor(distance_table(h, w, prior_offset), device=device).reshape(-1)
+        table = torch.tensor(distance_table(h, w, prior_offset), device=device)
         _TORCH_TABLES[key] = (prior, table)
     return _TORCH_TABLES[key]
 
@@ -203,16 +203,17 @@ def decode_batch_torch(
     cy, cx = flat // w, flat % w
 
     reg = regs[rows, :, cy, cx].reshape(n, k, 2)
-    rx = (cx[:, None] + torch.floor(reg[..., 0] + 0.5).long()).clamp(0, w - 1)
-    ry = (cy[:, None] + torch.floor(reg[..., 1] + 0.5).long()).clamp(0, h - 1)
+    # floor(reg + 0.5) without the float32 rounding of "+ 0.5" (0.49999997 + 0.5 rounds to 1):
+    # floor(reg), plus one when the exact fraction reg - floor(reg) is at least one half.
+    whole = torch.floor(reg)
+    step = whole.long() + (reg - whole >= 0.5).long()
+    rx = (cx[:, None] + step[..., 0]).clamp(0, w - 1)
+    ry = (cy[:, None] + step[..., 1]).clamp(0, h - 1)
 
-    ys = torch.arange(h, device=dev)
-    xs = torch.arange(w, device=dev)
-    # Row / column of the table for every (sample, joint, y, x): (h - 1 - ry + y, w - 1 - rx + x).
-    trow = (h - 1 - ry)[..., None] + ys  # (n, k, h)
-    tcol = (w - 1 - rx)[..., None] + xs  # (n, k, w)
-    denom = table[trow[..., :, None] * (2 * w - 1) + tcol[..., None, :]]  # (n, k, h, w)
-    jflat = (heatmaps / denom).reshape(n, k, -1).argmax(dim=2)
+    # View (h, w, h, w) of the table: [a, b] is the h x w window starting at row a, column b.
+    windows = table.as_strided((h, w, h, w), (2 * w - 1, 1, 2 * w - 1, 1))
+    denom = windows[h - 1 - ry, w - 1 - rx]  # (n, k, h, w)
+    jflat = torch.div(heatmaps, denom, out=denom).reshape(n, k, -1).argmax(dim=2)
     jy, jx = jflat // w, jflat % w
 
     scores = heatmaps.reshape(n, k, -1).gather(2, jflat[..., None])[..., 0]
@@ -279,13 +280,19 @@ def _time_per_frame(fn: Any, frames: int, min_seconds: float) -> float:
 
 
 def benchmark_decoder(
-    grid: int = 48, num_joints: int = 17, batch: int = 64, min_seconds: float = 0.5
+    grid: int = 48,
+    num_joints: int = 17,
+    batch: int = 64,
+    min_seconds: float = 0.5,
+    torch_device: str | None = None,
 ) -> dict[str, float]:
     """Microseconds per frame: vectorised decoder (1 frame, a batch) vs the loop references.
 
     ``reference_loop`` is the deliberately simple all-Python reference
     (``pkmodel.decode_reference.decode_reference``); ``reference_per_joint`` loops over samples
-    and joints with NumPy argmaxes per joint (the shape of the earlier PoseKit decoder).
+    and joints with NumPy argmaxes per joint (the shape of the earlier PoseKit decoder). With
+    ``torch_device`` ("cpu", "cuda", ...) the torch twin's batch is timed too (``torch_batch_us``,
+    synchronised, results left on the device).
     """
     from pkmodel.decode_reference import decode_per_joint, decode_reference
 
@@ -307,6 +314,18 @@ def benchmark_decoder(
             lambda: decode_per_joint(heat, cen, regs, offs), batch, min_seconds
         ),
     }
+    if torch_device is not None:
+        import torch
+
+        dev = torch.device(torch_device)
+        tensors = [torch.from_numpy(a).to(dev) for a in (heat, cen, regs, offs)]
+
+        def run_torch() -> None:
+            decode_batch_torch(*tensors)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+
+        result["torch_batch_us"] = _time_per_frame(run_torch, batch, min_seconds)
     result["speedup_batch_vs_loop"] = result["reference_loop_us"] / result["batch_us"]
     result["speedup_single_vs_loop"] = result["reference_loop_us"] / result["single_us"]
     result["speedup_batch_vs_per_joint"] = result["reference_per_joint_us"] / result["batch_us"]

@@ -92,6 +92,12 @@ def test_negative_regs_round_not_truncate():
     # Positions: (cell + offset) * stride.
     d = decode_batch(*outs, stride=4)
     assert np.allclose(d.keypoints[0, 0], [(7 + 0.25) * 4, (15 + 0.25) * 4])
+    # Just below one half: float32 "x + 0.5" would round up to 1.0; both decoders must not.
+    below_half = np.nextafter(np.float32(0.5), np.float32(0))
+    edge = np.array([[below_half, -below_half - np.float32(1)]] + [[0, 0]] * (K - 1), np.float32)
+    outs = _one_center_outputs(24, (10, 12), edge)
+    assert decode_batch(*outs).cells[0, 0].tolist() == [10, 11]
+    assert decode_batch_torch(*(torch.from_numpy(a) for a in outs)).cells[0, 0].tolist() == [10, 11]
 
 
 def test_regressed_cell_is_clipped_to_the_grid():
