@@ -203,6 +203,7 @@ class PoseDataset(torch.utils.data.Dataset):
         from pkmodel.model import OUTPUT_STRIDE
         from pkmodel.targets import encode_targets
 
+        _one_thread_per_worker()
         sample = self.load_sample(index)
         targets = encode_targets(
             sample.keypoints,
@@ -221,6 +222,20 @@ class PoseDataset(torch.utils.data.Dataset):
         }
         out.update({k: torch.as_tensor(v) for k, v in targets.items()})
         return out
+
+
+_WORKER_THREADS_SET = False
+
+
+def _one_thread_per_worker() -> None:
+    """In a DataLoader worker, OpenCV gets one thread like torch does: N workers use N cores
+    (OpenCV's default of one thread per core in every worker oversubscribes the CPU)."""
+    global _WORKER_THREADS_SET
+    if not _WORKER_THREADS_SET and torch.utils.data.get_worker_info() is not None:
+        import cv2
+
+        cv2.setNumThreads(1)
+        _WORKER_THREADS_SET = True
 
 
 def _inside(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
