@@ -75,37 +75,62 @@ class PoseDataset(torch.utils.data.Dataset):
         data = read_labels(self.labels_path)
         self.root = self.labels_path.parent
         self.crop_size = int(data["crop_size"])
-        self.samples: list[dict[str, Any]] = data["samples"]
-        if not self.samples:
+        samples = data["samples"]
+        if not samples:
             raise PkmodelError(f"prepared labels {self.labels_path} hold no samples")
         self.cfg = cfg
         self.train = train
         self.input_size = int(cfg.model.input_size)
         self.seed = int(cfg.train.seed)
         self.epoch = 0
+        # Labels live in NumPy arrays, not a list of dicts: DataLoader workers would otherwise
+        # copy the whole list page by page (reference counts and the garbage collector write
+        # to every object), ~GBs for COCO with many workers.
         try:
-            self.keypoints = np.array([s["keypoints"] for s in self.samples], np.float64)
-            self.centers = np.array([s["center"] for s in self.samples], np.float64)
-            self.crop_boxes = np.array([s["crop_box"] for s in self.samples], np.float64)
-        except (KeyError, ValueError) as e:
+            self.image_files = np.array([s["image"] for s in samples])
+            self.keypoints = np.array([s["keypoints"] for s in samples], np.float64)
+            self.centers = np.array([s["center"] for s in samples], np.float64)
+            self.crop_boxes = np.array([s["crop_box"] for s in samples], np.float64)
+            others = [s.get("others") or [] for s in samples]
+            counts = np.array([len(o) for o in others], np.int64)
+            flat = [o for group in others for o in group]
+            self.others_start = np.concatenate([[0], np.cumsum(counts)])
+            self.others_keypoints = np.array([o["keypoints"] for o in flat], np.float64).reshape(-1, NUM_JOINTS, 3)  # fmt: skip
+            self.others_centers = np.array([o["center"] for o in flat], np.float64).reshape(-1, 2)
+        except (KeyError, ValueError, TypeError) as e:
             raise PkmodelError(f"prepared labels {self.labels_path} are malformed ({e})") from None
         if self.keypoints.shape[1:] != (NUM_JOINTS, 3):
             raise PkmodelError(
                 f"prepared labels {self.labels_path} have keypoints of shape "
                 f"{self.keypoints.shape[1:]}, expected ({NUM_JOINTS}, 3)"
             )
+        self._samples: list[dict[str, Any]] | None = None
         self._geometric = None  # albumentations pipelines, built on first use in each process
         self._photometric = None
 
+    @property
+    def samples(self) -> list[dict[str, Any]]:
+        """The label dicts of every sample (read again on first use, for evaluation)."""
+        if self._samples is None:
+            from pkmodel.prepare import read_labels
+
+            self._samples = read_labels(self.labels_path)["samples"]
+        return self._samples
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(_samples=None, _geometric=None, _photometric=None)  # rebuilt in workers
+        return state
+
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.keypoints)
 
     def set_epoch(self, epoch: int) -> None:
         """Augmentation of epoch e is the same in every run and every worker."""
         self.epoch = int(epoch)
 
     def image_path(self, index: int) -> Path:
-        return self.root / self.samples[index]["image"]
+        return self.root / str(self.image_files[index])
 
     def to_image(self, index: np.ndarray | int, points: np.ndarray) -> np.ndarray:
         """Input pixels of un-augmented samples -> original image pixels (by sample index)."""
@@ -129,10 +154,8 @@ class PoseDataset(torch.utils.data.Dataset):
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def _others(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        others = self.samples[index].get("others") or []
-        kp = np.array([o["keypoints"] for o in others], np.float64).reshape(-1, NUM_JOINTS, 3)
-        centers = np.array([o["center"] for o in others], np.float64).reshape(-1, 2)
-        return kp, centers
+        start, stop = self.others_start[index], self.others_start[index + 1]
+        return self.others_keypoints[start:stop], self.others_centers[start:stop]
 
     def load_sample(self, index: int, augment: bool | None = None) -> PoseSample:
         """The sample in input pixels; ``augment`` defaults to the dataset's training mode."""
