@@ -71,6 +71,14 @@ def load_coco(annotations: Any):
             f"annotation file {path} has no keypoint annotations (a COCO person_keypoints "
             "file is needed)"
         )
+    # COCOeval reads these fields unconditionally; files written by other tools may omit them
+    # (COCO's own definitions fill them in).
+    for a in anns:
+        kp = a.get("keypoints") or []
+        a.setdefault("num_keypoints", sum(1 for v in kp[2::3] if v > 0))
+        a.setdefault("iscrowd", 0)
+        if "area" not in a and len(a.get("bbox", ())) == 4:
+            a["area"] = float(a["bbox"][2] * a["bbox"][3])
     return coco
 
 

@@ -425,3 +425,15 @@ def test_cli_bad_inputs_are_one_clear_line(tmp_path):
                          "height": 9}], "annotations": [{"id": 1, "image_id": 1, "bbox": [0, 0,
                          4, 4], "area": 16, "iscrowd": 0}], "categories": []}))  # fmt: skip
     fails(["--oracle", "--annotations", instances, "--images", tmp_path], "keypoints")
+
+
+def test_annotations_without_optional_fields_still_evaluate(tmp_path):
+    """num_keypoints, iscrowd and area are filled in the COCO way when a file omits them."""
+    rng = np.random.default_rng(4)
+    kp, bbox, _ = _random_person(rng)
+    path = _coco_file(tmp_path, [(kp, bbox, bbox[2] * bbox[3])])
+    data = json.loads(path.read_text())
+    for key in ("num_keypoints", "iscrowd", "area"):
+        del data["annotations"][0][key]
+    path.write_text(json.dumps(data))
+    assert coco_keypoint_eval(path, [_result(kp)])["AP"] == pytest.approx(1.0)
