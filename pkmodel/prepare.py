@@ -327,7 +327,7 @@ def read_rgb(path: str | Path, width: int | None = None, height: int | None = No
         with Image.open(path) as im:
             im.load()
             rgb = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:  # fmt: skip
         raise ValueError(
             f"cannot decode ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
         ) from None
