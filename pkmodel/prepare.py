@@ -39,11 +39,15 @@ DROP_REASONS: tuple[str, ...] = (
     "missing_image",  # the image file does not exist
     "unreadable_image",  # the image is corrupt, truncated or not the size the JSON says
 )
-# Image fields of standard COCO; any other field of an image entry (e.g. the synthetic set's
-# intrinsics / depth_file) is copied into the sample's "extra".
+# Fields of standard COCO; any other field of an image entry (e.g. the synthetic set's
+# intrinsics / depth_file) or of an annotation (keypoints_3d) is copied into the sample's "extra".
 _COCO_IMAGE_KEYS = frozenset(
     {"id", "file_name", "width", "height", "license", "coco_url", "flickr_url", "date_captured"}
 )
+_COCO_ANNOTATION_KEYS = frozenset(
+    {"id", "image_id", "category_id", "iscrowd", "keypoints", "num_keypoints", "bbox", "area",
+     "segmentation"}
+)  # fmt: skip
 _DECIMALS = 3  # crop-pixel precision in the labels (1e-3 px: far below any label noise)
 
 
@@ -87,6 +91,7 @@ class CocoPeople:
     bboxes: np.ndarray  # (N, 4) float64 [x, y, w, h]
     areas: np.ndarray  # (N,) float64
     iscrowd: np.ndarray  # (N,) bool
+    extras: list[dict[str, Any]]  # (N,) non-COCO fields of each annotation (mostly empty)
 
 
 @dataclass
@@ -194,6 +199,7 @@ def load_coco_people(path: str | Path) -> CocoPeople:
     bboxes = np.zeros((n, 4), np.float64)
     areas = np.zeros(n, np.float64)
     crowd = np.zeros(n, bool)
+    extras: list[dict[str, Any]] = []
     seen: set[int] = set()
     for i, ann in enumerate(anns):
         where = f"annotations[{i}]"
@@ -223,6 +229,7 @@ def load_coco_people(path: str | Path) -> CocoPeople:
             raise PkmodelError(f"{path}: {where} 'area' must be a number, got {area!r}")
         ann_ids[i], image_ids[i], kps[i], bboxes[i], areas[i] = ann_id, image_id, kp, box, area
         crowd[i] = bool(ann.get("iscrowd", 0))
+        extras.append({k: v for k, v in ann.items() if k not in _COCO_ANNOTATION_KEYS})
     return CocoPeople(
         path=path,
         images=images,
@@ -232,6 +239,7 @@ def load_coco_people(path: str | Path) -> CocoPeople:
         bboxes=bboxes,
         areas=areas,
         iscrowd=crowd,
+        extras=extras,
     )
 
 
@@ -295,7 +303,7 @@ class _ImageTask:
     all_ids: list[int]
     all_bboxes: np.ndarray
     all_keypoints: np.ndarray
-    extra: dict[str, Any]
+    extra: list[dict[str, Any]]  # per kept person: non-COCO image and annotation fields
 
 
 @dataclass
@@ -421,8 +429,8 @@ def _labels_in_crop(task: _ImageTask, j: int) -> dict[str, Any]:
         "others": others,
         "source": "coco",
     }
-    if task.extra:
-        sample["extra"] = task.extra
+    if task.extra[j]:
+        sample["extra"] = task.extra[j]
     return sample
 
 
@@ -605,6 +613,7 @@ def prepare_split(
             old = previous.get((image_id, a))
             reuse.append(old[1] if old is not None and list(old[0]) == box else None)
         every = group[has_joints[group]]
+        image_extra = {k: v for k, v in img.items() if k not in _COCO_IMAGE_KEYS}
         tasks.append(
             _ImageTask(
                 image_id=image_id,
@@ -625,7 +634,7 @@ def prepare_split(
                 all_ids=people.ann_ids[every].tolist(),
                 all_bboxes=people.bboxes[every],
                 all_keypoints=people.keypoints[every],
-                extra={k: v for k, v in img.items() if k not in _COCO_IMAGE_KEYS},
+                extra=[{**image_extra, **people.extras[r]} for r in kept],
             )
         )
 

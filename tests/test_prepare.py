@@ -195,13 +195,16 @@ def test_extra_image_fields_are_copied(tmp_path):
     data = json.loads(ann.read_text())
     data["images"][0]["intrinsics"] = [500.0, 500.0, 320.0, 212.5]
     data["images"][0]["depth_file"] = "depth/785.png"
+    ann = next(a for a in data["annotations"] if a["image_id"] == data["images"][0]["id"])
+    ann["keypoints_3d"] = [[0.0, 0.0, 1.0]] * 17
     path = tmp_path / "a.json"
     path.write_text(json.dumps(data))
     prepare_split("s", images, path, tmp_path, params(), progress=False)
     samples = read_labels(tmp_path / "s.json")["samples"]
     first = [s for s in samples if s["image_id"] == data["images"][0]["id"]]
     assert first and first[0]["extra"] == {"intrinsics": [500.0, 500.0, 320.0, 212.5],
-                                           "depth_file": "depth/785.png"}  # fmt: skip
+                                           "depth_file": "depth/785.png",
+                                           "keypoints_3d": [[0.0, 0.0, 1.0]] * 17}  # fmt: skip
     assert all("extra" not in s for s in samples if s["image_id"] != data["images"][0]["id"])
 
 
