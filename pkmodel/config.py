@@ -29,6 +29,8 @@ from pkmodel.errors import PkmodelError
 
 ENV_PREFIX = "PKMODEL_"
 CONFIG_ENV = "PKMODEL_CONFIG"
+# PKMODEL_* variables that are not config values (the scripts' virtual environment folder).
+NON_CONFIG_ENV = frozenset({CONFIG_ENV, "PKMODEL_VENV"})
 DEFAULT_CONFIG_NAME = "config.toml"
 
 
@@ -479,7 +481,7 @@ def load_config(
 
     late: list[str] = []
     for name, text in sorted(env.items()):
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name in NON_CONFIG_ENV:
             continue
         dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".", 1)
         if "." not in dotted:

@@ -69,7 +69,7 @@ def test_config_toml_in_current_folder_is_found(tmp_path, monkeypatch):
 def test_env_parses_bools_lists_and_strings(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     env = {"PKMODEL_TRAIN__EMA": "false", "PKMODEL_TRAIN__DEVICE": "cuda:1",
-           "PKMODEL_EXPORT__AUTHOR": "Jane Doe"}  # fmt: skip
+           "PKMODEL_EXPORT__AUTHOR": "Jane Doe", "PKMODEL_VENV": "/opt/venv"}  # fmt: skip
     cfg = load_config(env=env)
     assert cfg.train.ema is False and cfg.train.device == "cuda:1"
     assert cfg.export.author == "Jane Doe"
