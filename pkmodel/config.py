@@ -74,6 +74,8 @@ class SyntheticConfig:
     frames: int = _f(48, "frames per clip")
     fps: float = _f(30.0, "frame rate of the clips (timestamps)")
     second_person_prob: float = _f(0.3, "probability of a second person in an image")
+    max_depth_m: float = _f(10.0, "depth sensor range: farther surfaces are written as 0")
+    jpeg_quality: int = _f(92, "JPEG quality of the RGB images")
     workers: int = _f(0, "worker processes (0 = one per core)")
 
 

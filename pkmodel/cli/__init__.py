@@ -17,6 +17,7 @@ from pkmodel.cli import (
     model_cmd,
     predict_cmd,
     prepare_cmd,
+    synthetic_cmd,
     train_cmd,
 )
 
@@ -33,6 +34,7 @@ app.add_typer(config_cmd.app, name="config")
 
 # Command modules, in the order of the data flow. Each has register(app).
 COMMAND_MODULES: tuple = (
+    synthetic_cmd,
     prepare_cmd,
     model_cmd,
     train_cmd,
