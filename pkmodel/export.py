@@ -377,6 +377,28 @@ def coreml_weight_bytes(spec) -> dict[str, int]:
     return totals
 
 
+def coreml_compression_ratio(spec) -> float | None:
+    """Stored bytes of the compressed weights (indices, lookup tables, scales) over the bytes
+    the same weights take uncompressed (at their dense dtype); None without compressed weights.
+    """
+    from coremltools.proto import MIL_pb2
+
+    stored = dense = 0
+    for op in _mil_block(spec).operations:
+        if not op.type.startswith("constexpr_"):
+            continue
+        for value in op.attributes.values():
+            if value.HasField("blobFileValue"):
+                tensor = value.type.tensorType
+                count = int(np.prod([d.constant.size for d in tensor.dimensions]))
+                bits = _BLOB_BITS.get(MIL_pb2.DataType.Name(tensor.dataType), 32)
+                stored += -(-count * bits // 8)
+        out = op.outputs[0].type.tensorType
+        bits = _BLOB_BITS.get(MIL_pb2.DataType.Name(out.dataType), 32)
+        dense += int(np.prod([d.constant.size for d in out.dimensions])) * bits // 8
+    return stored / dense if dense else None
+
+
 def coreml_preprocessing(spec) -> tuple[float, list[float]]:
     """(scale, per-channel bias) the ML Program applies to the image input, read from its ops."""
     ops = list(_mil_block(spec).operations)
@@ -466,8 +488,13 @@ def verify_coreml_spec(
         fail("int8 compression requested but no INT8 weights are stored")
     if compress == "palette" and not any(k.startswith("UINT") for k in weights):
         fail("palettisation requested but no lookup-table indices are stored")
+    ratio = coreml_compression_ratio(spec)
+    if compress != "none" and ratio is None:
+        fail(f"{compress} compression requested but no weight is compressed")
     checks.append(
-        "weights: " + ", ".join(f"{k} {human_size(v)}" for k, v in sorted(weights.items()))
+        "weights: "
+        + ", ".join(f"{k} {human_size(v)}" for k, v in sorted(weights.items()))
+        + (f"; compressed tensors at {ratio:.3f} of their uncompressed size" if ratio else "")
     )
 
     meta = spec.description.metadata
@@ -542,8 +569,8 @@ def export_coreml(
                 + ", ".join(str(b) for b in PALETTE_BITS)
             )
 
-    log(f"[1/5] loading {weights}")
     model, model_cfg, used_ema = load_export_model(weights)
+    log(f"[1/5] loaded {weights}")
     size = model_cfg.input_size
     shapes, stride = output_layout(model, size)
     num_joints = shapes["heatmaps"][1]
@@ -720,8 +747,8 @@ def export_onnx(
     out = check_target(Path(out), ".onnx", force)
     ex = cfg.export
     check_opset(ex.onnx_opset)
-    log(f"[1/4] loading {weights}")
     model, model_cfg, used_ema = load_export_model(weights)
+    log(f"[1/4] loaded {weights}")
     size = model_cfg.input_size
     shapes, stride = output_layout(model, size)
     log(
@@ -794,10 +821,12 @@ def benchmark_cpu_latency(
     runs: int = 50,
     warmup: int = 5,
     opset: int = ONNX_MIN_OPSET,
+    onnx_path: Path | None = None,
 ) -> LatencyReport:
     """Batch-1 CPU latency of the network in PyTorch eager mode and in onnxruntime.
 
-    Both use every core torch uses (torch.get_num_threads()); the ONNX file is temporary.
+    Both use as many threads as torch does (torch.get_num_threads()). The ONNX model is
+    ``onnx_path`` (an export of the same network) or a temporary export.
     """
 
     model = model.eval()
@@ -807,8 +836,9 @@ def benchmark_cpu_latency(
     with torch.inference_mode():
         torch_ms = _median_ms(lambda: model(xt), runs, warmup)
     with tempfile.TemporaryDirectory(prefix="pkmodel-bench-") as tmp:
-        path = Path(tmp) / "model.onnx"
-        write_onnx(model, path, input_size, opset)
+        path = Path(onnx_path) if onnx_path else Path(tmp) / "model.onnx"
+        if onnx_path is None:
+            write_onnx(model, path, input_size, opset)
         session = onnx_session(path, threads=threads)
         onnx_ms = _median_ms(lambda: session.run(None, {INPUT_NAME: x}), runs, warmup)
     return LatencyReport(input_size, width_mult, torch_ms, onnx_ms, threads, runs)
