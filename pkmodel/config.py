@@ -231,16 +231,16 @@ class LiftConfig:
     surface_correction: bool = _f(True, "push the surface sample back by the limb radius")
     smoothing: Literal["none", "ema", "one_euro"] = _f("one_euro", "temporal filter")
     ema_alpha: float = _f(0.55, "EMA weight of the new sample")
-    one_euro_min_cutoff: float = _f(1.5, "One-Euro minimum cutoff in Hz (at rest)")
-    one_euro_beta: float = _f(5.0, "One-Euro speed coefficient: cutoff grows by this Hz per m/s")
+    one_euro_min_cutoff: float = _f(4.0, "One-Euro minimum cutoff in Hz (at rest)")
+    one_euro_beta: float = _f(30.0, "One-Euro speed coefficient: cutoff grows by this Hz per m/s")
     one_euro_d_cutoff: float = _f(1.0, "One-Euro derivative cutoff in Hz")
     max_gap_s: float = _f(0.25, "a joint unseen for longer restarts its filter")
     smooth_2d: bool = _f(False, "also smooth the 2D keypoints (same filter, before depth)")
     one_euro_beta_2d: float = _f(0.01, "One-Euro speed coefficient of 2D smoothing: Hz per px/s")
     limb_radius_m: list[float] = _f(
-        [0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.05, 0.035, 0.035, 0.025, 0.025,
-         0.08, 0.08, 0.05, 0.05, 0.035, 0.035],
-        "surface-to-joint distance per COCO joint in metres (face points lie on the skin)",
+        [0.01, 0.01, 0.01, 0.01, 0.01, 0.055, 0.055, 0.04, 0.04, 0.027, 0.027,
+         0.09, 0.09, 0.06, 0.06, 0.04, 0.04],
+        "surface-to-joint distance per COCO joint in metres (adult anthropometry)",
     )  # fmt: skip
     out_dir: Path = _f(Path("runs/lift"), "takes, overlays, 3D pictures and metrics.json go here")
     batch_size: int = _f(16, "frames per network batch (with --weights)")

@@ -23,7 +23,13 @@ from pkmodel.config import LiftConfig
 from pkmodel.depth import lift_joints, surface_to_joint
 from pkmodel.errors import PkmodelError
 from pkmodel.rgbd import RgbdSequence
-from pkmodel.skeleton import EXTENDED_JOINT_NAMES, LIMBS, NUM_JOINTS, add_derived_joints
+from pkmodel.skeleton import (
+    EXTENDED_JOINT_NAMES,
+    JOINT_INDEX,
+    LIMBS,
+    NUM_JOINTS,
+    add_derived_joints,
+)
 from pkmodel.smoothing import SmoothingParams, smooth_sequence
 from pkmodel.take import Take, TakeRecorder
 
@@ -34,6 +40,7 @@ CANONICAL_FRAME = (
     "y up, z forward (the way the chest faces); right-handed, determinant +1"
 )
 DEPTH_CHUNK = 32  # frames of depth held in memory at once
+_TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 
 
 def check_lift_config(lift: LiftConfig) -> None:
@@ -325,9 +332,12 @@ def joint_errors(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.nd
     return np.linalg.norm(pred[known] - truth[known], axis=-1) * 1000.0
 
 
-def accelerations(points: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
-    """Acceleration magnitudes (m/s^2) of every joint at every frame with both neighbours
-    known: the second difference over uneven time steps."""
+def accelerations(
+    points: np.ndarray, timestamps: np.ndarray, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """Acceleration magnitudes (m/s^2) of every joint (T, K, 3) at every frame with both
+    neighbours known (and in ``mask`` (T, K) in all three frames): the second difference over
+    uneven time steps."""
     t = np.asarray(timestamps, dtype=np.float64)
     if len(t) < 3:
         return np.zeros(0)
@@ -336,7 +346,10 @@ def accelerations(points: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
     v2 = (points[2:] - points[1:-1]) / dt2[:, None, None]
     acc = (v2 - v1) / ((dt1 + dt2) / 2.0)[:, None, None]
     norm = np.linalg.norm(acc, axis=-1)
-    return norm[np.isfinite(norm)]
+    keep = np.isfinite(norm)
+    if mask is not None:
+        keep &= mask[:-2] & mask[1:-1] & mask[2:]
+    return norm[keep]
 
 
 def _mean(values: Iterable[np.ndarray]) -> float | None:
@@ -364,6 +377,9 @@ def evaluation_parts(
     labelled = gt.keypoints_2d[..., 2] > 0
     have_2d = np.isfinite(joints.keypoints).all(-1)
     truth_canon = _canonical_truth(truth)
+    # frames whose hips and shoulders are all visible: the canonical frame is not guessed from
+    # an occluded joint's depth (a side view's far hip samples the near one's surface)
+    torso = vis[:, [JOINT_INDEX[n] for n in _TORSO]].all(axis=1)
     radii: dict[str, np.ndarray | None] = {
         "off": None,
         "config_radius": np.asarray(lift.limb_radius_m),
@@ -375,6 +391,7 @@ def evaluation_parts(
         "depth_valid_visible": [result.depth_valid[have_2d & vis]],
         "found_visible": [have_2d[vis]],
         "gt_jitter": [accelerations(truth, seq.timestamps)],
+        "gt_jitter_visible": [accelerations(truth, seq.timestamps, vis)],
         "variants": {},
     }
     for correction, radius in radii.items():
@@ -386,7 +403,11 @@ def evaluation_parts(
                 "mpjpe_visible_mm": [joint_errors(pred, truth, vis)],
                 "mpjpe_all_mm": [joint_errors(pred, truth, labelled)],
                 "mpjpe_canonical_visible_mm": [joint_errors(canon, truth_canon, vis)],
+                "mpjpe_canonical_torso_visible_mm": [
+                    joint_errors(canon[torso], truth_canon[torso], vis[torso])
+                ],
                 "jitter_m_s2": [accelerations(pred, seq.timestamps)],
+                "jitter_visible_m_s2": [accelerations(pred, seq.timestamps, vis)],
             }
     return parts
 
@@ -418,6 +439,7 @@ def summarise(parts_list: list[dict[str, Any]], lift: LiftConfig) -> dict[str, A
         "found_rate_visible": _mean(pool("found_visible")),
         "visible_joints_with_2d": n_visible,
         "gt_jitter_m_s2": _mean(pool("gt_jitter")),
+        "gt_jitter_visible_m_s2": _mean(pool("gt_jitter_visible")),
         "variants": variants,
     }
 

@@ -111,9 +111,16 @@ def lift_command(
             ("MPJPE visible joints, camera frame", overall["mpjpe_visible_mm"], "mm"),
             ("MPJPE all labelled joints", overall["mpjpe_all_mm"], "mm"),
             ("MPJPE visible joints, canonical frame", overall["mpjpe_canonical_visible_mm"], "mm"),
+            (
+                "  ... frames with the torso visible",
+                overall["mpjpe_canonical_torso_visible_mm"],
+                "mm",
+            ),
             ("depth validity rate", overall["depth_validity_rate"], ""),
-            ("jitter (mean acceleration)", overall["jitter_m_s2"], "m/s^2"),
-            ("jitter of the ground truth", overall["gt_jitter_m_s2"], "m/s^2"),
+            ("jitter (mean acceleration), all joints", overall["jitter_m_s2"], "m/s^2"),
+            ("  ... of the ground truth", overall["gt_jitter_m_s2"], "m/s^2"),
+            ("jitter, visible joints", overall["jitter_visible_m_s2"], "m/s^2"),
+            ("  ... of the ground truth", overall["gt_jitter_visible_m_s2"], "m/s^2"),
         ]
         for label, value, unit in rows:
             typer.echo(f"  {label:40s} {'n/a' if value is None else value} {unit}")
