@@ -595,6 +595,7 @@ def evaluate_model(
 
 PICTURE_TILE = 256  # pixels per sample in the best / worst overlays
 GT_COLOR = (0, 230, 120)  # green: ground truth; predictions use the left / right colours
+LOW_SCORE_COLOR = (150, 150, 150)  # grey: predicted joints the decoder reports as not found
 
 
 def _json_safe(value: Any) -> Any:
@@ -668,6 +669,9 @@ def _sample_picture(evaluation: Evaluation, i: int, tile: int) -> np.ndarray:
     pred = image_to_crop(evaluation.keypoints[i], box, tile)
     # Ground truth wide underneath, the prediction thin on top: both stay visible where equal.
     draw_skeleton(picture, gt, visible=gt[:, 2] > 0, color=GT_COLOR, thickness=5)
+    # AP scores every predicted position: joints below the score threshold are drawn in grey.
+    draw_skeleton(picture, pred, visible=np.ones(len(pred), bool), color=LOW_SCORE_COLOR,
+                  thickness=1)  # fmt: skip
     draw_skeleton(picture, pred, visible=evaluation.found[i], thickness=2)
     put_label(picture, f"OKS {evaluation.oks[i]:.2f}  img {s['image_id']} ann {s['ann_id']}")
     return picture
@@ -682,7 +686,10 @@ def save_overlays(evaluation: Evaluation, indices: Sequence[int], path: str | Pa
         tiles = [np.zeros((PICTURE_TILE, PICTURE_TILE, 3), np.uint8)]
     grid = image_grid(tiles, cols=4)
     legend = np.zeros((26, grid.shape[1], 3), np.uint8)
-    put_label(legend, "wide green: ground truth | thin: prediction (blue left, red right)")
+    put_label(
+        legend,
+        "wide green: ground truth | thin: prediction (blue left, red right, grey: not found)",
+    )
     save_image(path, np.concatenate([legend, grid]))
 
 
