@@ -394,16 +394,24 @@ def benchmark_synthetic(
     n: int = 1000, size: tuple[int, int] = (256, 256), workers: int = 0, seed: int = 0
 ) -> dict[str, float]:
     """Time writing ``n`` training images of ``size`` (width, height) into a temporary folder."""
+    import resource
     import tempfile
+
+    def cpu() -> float:  # this process and its finished workers, user + system
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)  # fmt: skip
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
     with tempfile.TemporaryDirectory(prefix="pkmodel-synthetic-bench-") as tmp:
         spec = SyntheticSpec(out=Path(tmp), num_train=n, num_val=0, width=size[0],
                              height=size[1], seed=seed, sequences=0, workers=workers)  # fmt: skip
+        cpu0 = cpu()
         summary = generate(spec, progress=False)
+        cpu_s = cpu() - cpu0
     return {
         "images": float(n),
         "seconds": round(summary.seconds, 2),
         "images_per_s": round(n / summary.seconds, 1),
+        "cpu_seconds": round(cpu_s, 2),  # on a busy machine, wall time hides what it costs
         "workers": float(summary.workers),
     }
 

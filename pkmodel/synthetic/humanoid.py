@@ -75,13 +75,15 @@ _LENGTHS = {
     "upper_arm": 0.186, "forearm": 0.146, "hand": 0.07, "thigh": 0.245, "shank": 0.246,
     "ankle_h": 0.039, "heel": 0.02, "toe": 0.09,
 }  # fmt: skip
-# Radii as fractions of the height, before the girth factor (the head and face do not scale
-# with girth).
+# Radii as fractions of the height. Limbs taper: "_r" at the proximal joint, "_end" at the
+# distal one. Girth scales the proximal radii and the trunk fully, the distal radii (wrists,
+# knees, ankles) by its square root; the head and face do not scale with girth.
 _RADII = {
-    "neck_r": 0.032, "girdle_r": 0.034, "upper_arm_r": 0.028, "forearm_r": 0.022,
-    "hand_r": 0.016, "thigh_r": 0.044, "shank_r": 0.032, "foot_r": 0.022,
+    "neck_r": 0.032, "girdle_r": 0.034, "upper_arm_r": 0.027, "forearm_r": 0.022,
+    "hand_r": 0.014, "thigh_r": 0.046, "shank_r": 0.032, "foot_r": 0.021,
     "chest": (0.1, 0.09, 0.064), "abdomen": (0.088, 0.085, 0.058), "pelvis": (0.095, 0.065, 0.062),
 }  # fmt: skip
+_DISTAL = {"upper_arm_end": 0.021, "forearm_end": 0.016, "thigh_end": 0.03, "shank_end": 0.021}
 _HEAD = {"head": (0.044, 0.063, 0.054), "eye_r": 0.0062, "nose_r": 0.009, "ear": (0.007, 0.017, 0.011)}  # fmt: skip
 HAIR_STYLES = ("none", "short", "long")
 
@@ -109,6 +111,8 @@ def sample_body(rng: np.random.Generator) -> BodyShape:
     for k, v in _RADII.items():
         scale = height * girth * jitter(0.06)
         dims[k] = tuple(x * scale for x in v) if isinstance(v, tuple) else v * scale
+    for k, v in _DISTAL.items():
+        dims[k] = v * height * girth**0.5 * jitter(0.06)
     # A wider build widens the hips and shoulders a little, too.
     dims["hip_half"] *= girth**0.5
     dims["shoulder_half"] *= girth**0.3
@@ -369,6 +373,15 @@ def _ellipsoid_reach(
     return float((-b + np.sqrt(b * b - a * c)) / a)
 
 
+def _tapered(
+    a: np.ndarray, b: np.ndarray, r_a: float, r_b: float, part: Part
+) -> list[tuple[np.ndarray, np.ndarray, float, Part]]:
+    """A limb from ``a`` (radius r_a) to ``b`` (radius r_b) as two overlapping capsules: each
+    joint sits at the end of a capsule of its own radius."""
+    mid_a, mid_b = a + 0.6 * (b - a), a + 0.4 * (b - a)
+    return [(a, mid_a, r_a, part), (mid_b, b, r_b, part)]
+
+
 def pose_body(shape: BodyShape, angles: np.ndarray, seat: bool = False) -> PosedBody:
     """Forward kinematics: the body of ``shape`` in pose ``angles``, root at the mid-hip point.
 
@@ -447,16 +460,16 @@ def pose_body(shape: BodyShape, angles: np.ndarray, seat: bool = False) -> Posed
         wrist = elbow + r_fore @ (down * d["forearm"])
         hand_end = wrist + r_fore @ _rx(-a[ANGLE[pre + "wrist"]]) @ (down * d["hand"])
         caps += [
-            (shoulder, elbow, d["upper_arm_r"], Part.UPPER_ARM),
-            (elbow, wrist, d["forearm_r"], Part.FOREARM),
+            *_tapered(shoulder, elbow, d["upper_arm_r"], d["upper_arm_end"], Part.UPPER_ARM),
+            *_tapered(elbow, wrist, d["forearm_r"], d["forearm_end"], Part.FOREARM),
             (wrist, hand_end, d["hand_r"], Part.HAND),
         ]
         shoulders[side] = shoulder
         joints[j[f"{side}_shoulder"]] = shoulder
         joints[j[f"{side}_elbow"]], joints[j[f"{side}_wrist"]] = elbow, wrist
         radius[j[f"{side}_shoulder"]] = max(d["girdle_r"], d["upper_arm_r"])
-        radius[j[f"{side}_elbow"]] = max(d["upper_arm_r"], d["forearm_r"])
-        radius[j[f"{side}_wrist"]] = max(d["forearm_r"], d["hand_r"])
+        radius[j[f"{side}_elbow"]] = max(d["upper_arm_end"], d["forearm_r"])
+        radius[j[f"{side}_wrist"]] = max(d["forearm_end"], d["hand_r"])
 
         hip = r_pelvis @ np.array([s * d["hip_half"], 0.0, 0.0])
         r_thigh = (
@@ -473,8 +486,8 @@ def pose_body(shape: BodyShape, angles: np.ndarray, seat: bool = False) -> Posed
         heel = ankle + r_foot @ np.array([0.0, -sole, -d["heel"]])
         toe = ankle + r_foot @ np.array([0.0, -sole, d["toe"]])
         caps += [
-            (hip, knee, d["thigh_r"], Part.THIGH),
-            (knee, ankle, d["shank_r"], Part.SHANK),
+            *_tapered(hip, knee, d["thigh_r"], d["thigh_end"], Part.THIGH),
+            *_tapered(knee, ankle, d["shank_r"], d["shank_end"], Part.SHANK),
             (heel, toe, d["foot_r"], Part.FOOT),
         ]
         joints[j[f"{side}_hip"]], joints[j[f"{side}_knee"]], joints[j[f"{side}_ankle"]] = (
@@ -490,8 +503,8 @@ def pose_body(shape: BodyShape, angles: np.ndarray, seat: bool = False) -> Posed
             _ellipsoid_reach(pelvis_c, pelvis_radii, r_pelvis, hip, forward),
             _ellipsoid_reach(pelvis_c, pelvis_radii, r_pelvis, hip, -forward),
         )
-        radius[j[f"{side}_knee"]] = max(d["thigh_r"], d["shank_r"])
-        radius[j[f"{side}_ankle"]] = d["shank_r"]
+        radius[j[f"{side}_knee"]] = max(d["thigh_end"], d["shank_r"])
+        radius[j[f"{side}_ankle"]] = d["shank_end"]
     caps.append((shoulders["left"], shoulders["right"], d["girdle_r"], Part.SHIRT))
 
     body = PosedBody(

@@ -107,14 +107,13 @@ def render(scene: RenderScene, intrinsics: Intrinsics) -> Rendered:
             sx, sy = dx[None, x0:x1], dy[y0:y1, None]
             if k < n_caps:
                 r = float(scene.cap_r[k])
-                t = ray_capsule(sx, sy, rdrd[y0:y1, x0:x1], scene.cap_a[k], scene.cap_b[k], r)
+                t = _ray_capsule(sx, sy, rdrd[y0:y1, x0:x1], scene.cap_a[k], scene.cap_b[k], r)
             else:
                 e = k - n_caps
-                t = ray_ellipsoid(sx, sy, scene.ell_c[e], scene.ell_axes[e], scene.ell_radii[e])
-            block = depth[y0:y1, x0:x1]
-            closer = t < block
-            block[closer] = t[closer]
-            front[y0:y1, x0:x1][closer] = k
+                t = _ray_ellipsoid(sx, sy, scene.ell_c[e], scene.ell_axes[e], scene.ell_radii[e])
+            closer = t < depth[y0:y1, x0:x1]
+            np.copyto(depth[y0:y1, x0:x1], t, where=closer)
+            np.copyto(front[y0:y1, x0:x1], k, where=closer, casting="unsafe")
         _shade_primitives(scene, front, depth, dx, dy, rgb)
     owners = np.concatenate([scene.cap_owner, scene.ell_owner, [NO_OWNER]]).astype(np.int16)
     return Rendered(rgb=np.clip(rgb, 0.0, 1.0), depth=depth, owner=owners[front])
@@ -158,12 +157,20 @@ def _sphere_t(
     """First hit of rays (sx, sy, 1) from the origin with a sphere; inf where missed."""
     b = float(c[0]) * sx + float(c[1]) * sy + float(c[2])  # d . c
     h = b * b - rdrd * float(c @ c - r * r)
-    with np.errstate(invalid="ignore"):  # h < 0: a miss
-        t = (b - np.sqrt(h)) / rdrd
+    t = (b - np.sqrt(h)) / rdrd  # NaN where h < 0 (a miss); callers silence the warning
     return np.where((h >= 0) & (t > NEAR), t, _F32(np.inf))
 
 
 def ray_capsule(
+    sx: np.ndarray, sy: np.ndarray, rdrd: np.ndarray, a: np.ndarray, b: np.ndarray, r: float
+) -> np.ndarray:
+    """First hit t (= Z) of rays (sx, sy, 1) from the origin with the capsule [a, b] of radius r
+    (inf where missed)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _ray_capsule(sx, sy, rdrd, a, b, r)
+
+
+def _ray_capsule(
     sx: np.ndarray, sy: np.ndarray, rdrd: np.ndarray, a: np.ndarray, b: np.ndarray, r: float
 ) -> np.ndarray:
     """First hit t (= Z) of rays (sx, sy, 1) from the origin with the capsule [a, b] of radius r.
@@ -179,8 +186,7 @@ def ray_capsule(
     qb = baba * rdoa - baoa * bard
     qc = baba * oaoa - baoa * baoa - r * r * baba
     h = qb * qb - qa * qc
-    with np.errstate(invalid="ignore", divide="ignore"):  # misses; rays along the axis
-        t = (-qb - np.sqrt(h)) / qa
+    t = (-qb - np.sqrt(h)) / qa
     y = baoa + t * bard
     side = (h >= 0) & (qa > 1e-12) & (y > 0) & (y < baba) & (t > NEAR)
     t = np.where(side, t, _F32(np.inf))
@@ -193,6 +199,13 @@ def ray_ellipsoid(
 ) -> np.ndarray:
     """First hit t (= Z) of rays (sx, sy, 1) from the origin with an ellipsoid (center ``c``,
     principal axes as the columns of ``axes``, semi-axes ``radii``); inf where missed."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _ray_ellipsoid(sx, sy, c, axes, radii)
+
+
+def _ray_ellipsoid(
+    sx: np.ndarray, sy: np.ndarray, c: np.ndarray, axes: np.ndarray, radii: np.ndarray
+) -> np.ndarray:
     # In the ellipsoid's unit-sphere frame the ray starts at o = -M c with direction q = M d.
     m = axes.T / radii[:, None]
     o = -(m @ c)
@@ -200,8 +213,7 @@ def ray_ellipsoid(
     qa = q[0] * q[0] + q[1] * q[1] + q[2] * q[2]
     qb = float(o[0]) * q[0] + float(o[1]) * q[1] + float(o[2]) * q[2]
     h = qb * qb - qa * float(o @ o - 1.0)
-    with np.errstate(invalid="ignore"):  # h < 0: a miss
-        t = (-qb - np.sqrt(h)) / qa
+    t = (-qb - np.sqrt(h)) / qa
     return np.where((h >= 0) & (t > NEAR), t, _F32(np.inf))
 
 

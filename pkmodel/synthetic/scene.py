@@ -251,9 +251,12 @@ def frame_camera(
     distance = max(intrinsics.fy * (y1 - y0) / (fill * h), intrinsics.fx * (x1 - x0) / (fill * w))
     distance = float(np.clip(distance, (z1 - z0) / 2 + 0.5, max(farthest, 1.0)))
     center = np.array([(x0 + x1) / 2, (y0 + y1) / 2, (z0 + z1) / 2])
-    height = float(np.clip(rng.normal(1.3, 0.45), 0.3, 2.6))
-    eye = np.array([center[0], height, center[2] + distance])
     target = center + np.array([0.0, rng.normal(0, 0.04) * (y1 - y0), 0.0])
+    # Phone height, looking down at most 50 degrees and up at most 30 (no bird's-eye views).
+    height = float(np.clip(rng.normal(1.3, 0.45), 0.3, 2.6))
+    height = float(np.clip(height, target[1] - distance * np.tan(np.radians(30)),
+                           target[1] + distance * np.tan(np.radians(50))))  # fmt: skip
+    eye = np.array([center[0], height, center[2] + distance])
     tilted = rng.random() < 0.15 and roll_sd >= 4.0
     roll = np.radians(rng.uniform(-25, 25) if tilted else rng.normal(0, roll_sd))
     rotation = look_at(eye, target, roll)
