@@ -5,5 +5,6 @@
 - ``camera``: pinhole intrinsics (OpenCV convention), projection, per-pixel rays, look-at.
 - ``render``: the z-buffer ray caster (capsules, ellipsoids, floor and wall planes, shading).
 - ``scene``: one random picture: people, props, camera, background, and its COCO labels.
+- ``sequence``: clips of one person moving continuously before a fixed camera.
 - ``generate``: the dataset writer (splits and sequences), parallel, deterministic per seed.
 """

@@ -342,16 +342,6 @@ class PosedBody:
         hi = max((ends + radii).max(), (centers + reach).max())
         return float(lo), float(hi)
 
-    def without_props(self) -> PosedBody:
-        keep_c, keep_e = self.cap_part != Part.PROP, self.ell_part != Part.PROP
-        return replace(
-            self,
-            cap_a=self.cap_a[keep_c], cap_b=self.cap_b[keep_c], cap_r=self.cap_r[keep_c],
-            cap_part=self.cap_part[keep_c], ell_c=self.ell_c[keep_e],
-            ell_axes=self.ell_axes[keep_e], ell_radii=self.ell_radii[keep_e],
-            ell_part=self.ell_part[keep_e],
-        )  # fmt: skip
-
 
 def _surface_point(radii: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Point of an axis-aligned ellipsoid (at the origin) in a direction, and its unit normal."""

@@ -218,9 +218,9 @@ def _overlap(a: np.ndarray, b: np.ndarray, margin: float = 0.05) -> bool:
     )
 
 
-def max_distance(shape_body: PosedBody, intrinsics: Intrinsics, max_depth: float) -> float:
+def max_distance(body: PosedBody, intrinsics: Intrinsics, max_depth: float) -> float:
     """Farthest distance at which wrists and ankles are still > 0.75 px thick (and in range)."""
-    thin = float(shape_body.joint_radius[_LIMB_JOINTS].min())
+    thin = float(body.joint_radius[_LIMB_JOINTS].min())
     return min(max_depth - 1.0, min(intrinsics.fx, intrinsics.fy) * thin / 0.75)
 
 
