@@ -459,9 +459,10 @@ def verify_coreml_spec(
     scale, bias = coreml_preprocessing(spec)
     if not (np.isclose(scale, PIXEL_SCALE) and np.allclose(bias, [PIXEL_BIAS] * 3)):
         fail(f"image preprocessing is x * {scale} + {bias}")
+    sign = "-" if bias[0] < 0 else "+"
     checks.append(
         f"input '{INPUT_NAME}': {input_size}x{input_size} {space} image, "
-        f"x * {scale:.6f} + {bias[0]:g}"
+        f"x * {scale:.6f} {sign} {abs(bias[0]):g} (x / 127.5 - 1)"
     )
 
     outputs = list(spec.description.output)
@@ -822,19 +823,24 @@ def benchmark_cpu_latency(
     warmup: int = 5,
     opset: int = ONNX_MIN_OPSET,
     onnx_path: Path | None = None,
+    threads: int | None = None,
 ) -> LatencyReport:
     """Batch-1 CPU latency of the network in PyTorch eager mode and in onnxruntime.
 
-    Both use as many threads as torch does (torch.get_num_threads()). The ONNX model is
+    Both use ``threads`` CPU threads (default: torch's current setting). The ONNX model is
     ``onnx_path`` (an export of the same network) or a temporary export.
     """
-
     model = model.eval()
-    threads = torch.get_num_threads()
+    previous = torch.get_num_threads()
+    threads = threads or previous
     x = normalise_pixels(sample_input(input_size))
     xt = torch.from_numpy(x)
-    with torch.inference_mode():
-        torch_ms = _median_ms(lambda: model(xt), runs, warmup)
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            torch_ms = _median_ms(lambda: model(xt), runs, warmup)
+    finally:
+        torch.set_num_threads(previous)
     with tempfile.TemporaryDirectory(prefix="pkmodel-bench-") as tmp:
         path = Path(onnx_path) if onnx_path else Path(tmp) / "model.onnx"
         if onnx_path is None:
