@@ -70,13 +70,15 @@ def lift_command(
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Lift 2D joints to 3D with depth: takes (JSON, binary, ZIP), overlays, 3D plots, metrics.
+    """Lift 2D joints to 3D with depth: takes, overlays, 3D plots and metrics.
 
-    For each recording: 2D joints (network or --ground-truth-2d) -> median depth in a window
-    around each joint -> back-projection with the intrinsics -> surface-to-joint correction ->
-    temporal smoothing -> canonical frame (pelvis origin). Writes OUT/<recording>/take.{json,bin,
-    zip}, overlays/, canonical_3d.png, and OUT/metrics.json (MPJPE, depth validity and jitter
-    when the recordings carry 3D ground truth). Formats and figures: docs/3d.md.
+    Per recording: 2D joints (network, or --ground-truth-2d) -> median depth around each joint
+    -> back-projection with the intrinsics -> surface-to-joint correction -> smoothing over
+    time -> canonical frame (pelvis origin).
+
+    Writes OUT/NAME/take.json, take.bin and take.zip, OUT/NAME/overlays/, OUT/NAME/canonical_3d.png
+    and OUT/metrics.json (MPJPE, depth validity and jitter when the recordings carry 3D ground
+    truth). Formats and figures: docs/3d.md.
     """
     from pkmodel.errors import PkmodelError
     from pkmodel.lift import ModelJoints, check_lift_config, run_lift
