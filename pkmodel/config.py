@@ -84,6 +84,10 @@ class PrepareConfig:
     """prepare-coco: one square crop per usable person."""
 
     expand_ratio: float = _f(1.25, "crop side = longer box side x this ratio")
+    cover_keypoints: bool = _f(
+        True,
+        "the box is grown to hold every labelled joint before expanding (COCO boxes cut limbs)",
+    )
     crop_size: int = _f(256, "saved crop resolution in pixels (square)")
     skip_crowd: bool = _f(True, "drop iscrowd annotations")
     min_keypoints: int = _f(3, "minimum labelled joints (visibility > 0) to keep a person")
@@ -196,6 +200,17 @@ class EvalConfig:
 
 
 @dataclass
+class PseudoLabelConfig:
+    """data pseudo-label: which predicted poses become training labels."""
+
+    joint_threshold: float = _f(0.3, "joints scoring below this become unlabelled (v = 0)")
+    person_threshold: float = _f(0.5, "keep a pose when its kept joints' mean score reaches this")
+    min_joints: int = _f(8, "keep a pose with at least this many joints above joint_threshold")
+    box_margin: float = _f(0.1, "person box = kept joints' box grown by this x its longer side")
+    source: str = _f("pseudo", "source tag written into every pseudo-labelled sample")
+
+
+@dataclass
 class ExportConfig:
     """export-coreml and export-onnx."""
 
@@ -264,6 +279,7 @@ SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "decoder": DecoderConfig,
     "eval": EvalConfig,
+    "pseudo_label": PseudoLabelConfig,
     "export": ExportConfig,
     "lift": LiftConfig,
 }
@@ -283,6 +299,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    pseudo_label: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     lift: LiftConfig = field(default_factory=LiftConfig)
     # Provenance: the file read (if any) and, per "section.key", where its value came from.

@@ -11,6 +11,7 @@ import typer
 from pkmodel import __version__
 from pkmodel.cli import (
     config_cmd,
+    data_cmd,
     evaluate_cmd,
     export_cmd,
     lift_cmd,
@@ -42,6 +43,7 @@ COMMAND_MODULES: tuple = (
     predict_cmd,
     export_cmd,
     lift_cmd,
+    data_cmd,
 )
 for _module in COMMAND_MODULES:
     _module.register(app)

@@ -1,0 +1,215 @@
+"""`pkmodel data extract-frames`: sample still frames from videos with OpenCV.
+
+Two ways to choose frames: ``every_s`` (one frame every N seconds from the start: frame
+round(t x fps) for t = 0, N, 2N, ...) or ``count`` (K frames evenly spaced over the video: the
+middle frame of each of K equal parts, floor((i + 0.5) x frames / K)). Frames are decoded with
+grab() and only the chosen ones retrieved, and written as OUT/<video>/<video>_<frame>.jpg
+(frame number, 6 digits) through a temporary name. Each finished video gets
+OUT/<video>/frames.json (its frames with their times); a rerun skips videos whose manifest
+matches the video file and the settings, and within an interrupted video keeps the frames
+already written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pkmodel.errors import PkmodelError
+
+MANIFEST = "frames.json"
+
+
+@dataclass
+class FramesSummary:
+    """What `data extract-frames` did."""
+
+    videos: int
+    skipped_videos: int  # complete from an earlier run
+    frames_written: int
+    frames_kept: int  # already on disk from an interrupted run
+    failed: list[dict[str, str]] = field(default_factory=list)
+    out_dir: Path | None = None
+
+    def format(self) -> str:
+        lines = [
+            f"{self.videos} video(s): {self.frames_written} frames written, {self.frames_kept} "
+            f"kept from an earlier run, {self.skipped_videos} video(s) already complete -> "
+            f"{self.out_dir}"
+        ]
+        lines += [f"  failed {f['video']}: {f['reason']}" for f in self.failed]
+        return "\n".join(lines)
+
+
+def frames_every(fps: float, frame_count: int, every_s: float) -> np.ndarray:
+    """Frame numbers of t = 0, every_s, 2 every_s, ... within the video (unique, sorted)."""
+    if fps <= 0 or frame_count <= 0:
+        return np.zeros(0, np.int64)
+    duration = frame_count / fps
+    times = np.arange(0.0, duration, every_s)
+    idx = np.floor(times * fps + 0.5).astype(np.int64)
+    return np.unique(idx[idx < frame_count])
+
+
+def frames_evenly(frame_count: int, count: int) -> np.ndarray:
+    """The middle frame of each of ``count`` equal parts of the video (unique, sorted)."""
+    if frame_count <= 0:
+        return np.zeros(0, np.int64)
+    k = min(count, frame_count)
+    return np.unique(np.floor((np.arange(k) + 0.5) * frame_count / k).astype(np.int64))
+
+
+def list_videos(source: Path) -> list[Path]:
+    """A video file, or every video in a folder (recursively), sorted."""
+    from pkmodel.predict import VIDEO_SUFFIXES
+
+    if source.is_file():
+        if source.suffix.lower() not in VIDEO_SUFFIXES:
+            raise PkmodelError(f"{source} is not a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
+        return [source]
+    if not source.is_dir():
+        raise PkmodelError(f"input {source} does not exist")
+    videos = sorted(
+        p for p in source.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
+    )
+    if not videos:
+        raise PkmodelError(f"folder {source} holds no video ({', '.join(sorted(VIDEO_SUFFIXES))})")
+    return videos
+
+
+def _folder_names(videos: list[Path]) -> list[str]:
+    """Output folder per video: its stem, with the suffix kept where two videos share one."""
+    stems = [v.stem for v in videos]
+    names = [f"{v.stem}_{v.suffix[1:]}" if stems.count(v.stem) > 1 else v.stem for v in videos]
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:  # same stem and suffix in different subfolders
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    return out
+
+
+def _settings(video: Path, every_s: float | None, count: int | None) -> dict[str, Any]:
+    st = video.stat()
+    return {
+        "video": str(video.resolve()),
+        "bytes": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "every_s": every_s,
+        "count": count,
+    }
+
+
+def _done_before(folder: Path, settings: dict[str, Any]) -> bool:
+    try:
+        old = json.loads((folder / MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(old, dict) and all(old.get(k) == v for k, v in settings.items())
+
+
+def extract_video(
+    video: Path, folder: Path, every_s: float | None, count: int | None, jpeg_quality: int
+) -> tuple[int, int]:
+    """Frames of one video into ``folder`` and its manifest; returns (written, kept)."""
+    import cv2
+
+    from pkmodel.atomic import atomic_write_bytes, atomic_write_json
+
+    cap = cv2.VideoCapture(str(video))
+    if not cap.isOpened():
+        raise ValueError("OpenCV cannot open it")
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if fps <= 0 or not math.isfinite(fps):
+            raise ValueError("it reports no frame rate")
+        if total <= 0:  # some containers do not say: count by decoding
+            while cap.grab():
+                total += 1
+            cap.release()
+            cap = cv2.VideoCapture(str(video))
+        wanted = frames_every(fps, total, every_s) if every_s else frames_evenly(total, count or 0)
+        want = set(wanted.tolist())
+        last = int(wanted[-1]) if len(wanted) else -1
+        frames, written, kept = [], 0, 0
+        index = 0
+        while index <= last and cap.grab():
+            if index in want:
+                name = f"{folder.name}_{index:06d}.jpg"
+                path = folder / name
+                if path.is_file():
+                    kept += 1
+                else:
+                    ok, bgr = cap.retrieve()
+                    if not ok:
+                        raise ValueError(f"frame {index} cannot be decoded")
+                    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+                    if not ok:
+                        raise ValueError(f"frame {index} cannot be encoded as JPEG")
+                    atomic_write_bytes(path, buf.tobytes())
+                    written += 1
+                frames.append({"file": name, "frame": index, "time_s": round(index / fps, 6)})
+            index += 1
+    finally:
+        cap.release()
+    if not frames:
+        raise ValueError("no frame could be decoded")
+    manifest = {
+        **_settings(video, every_s, count),
+        "fps": fps,
+        "frame_count": total,
+        "frames_missing": len(wanted) - len(frames),  # the container claimed more frames
+        "frames": frames,
+    }
+    atomic_write_json(folder / MANIFEST, manifest)
+    return written, kept
+
+
+def extract_frames(
+    source: str | Path,
+    out_dir: str | Path,
+    every_s: float | None = None,
+    count: int | None = None,
+    jpeg_quality: int = 95,
+    progress: bool = True,
+) -> FramesSummary:
+    """Frames of a video or a folder of videos into OUT/<video>/ (see the module docstring).
+
+    A video OpenCV cannot read is listed in the summary, not fatal.
+    """
+    from tqdm import tqdm
+
+    if (every_s is None) == (count is None):
+        raise PkmodelError("give exactly one of --every SECONDS or --count K")
+    if every_s is not None and not every_s > 0:
+        raise PkmodelError(f"--every must be a positive number of seconds, got {every_s}")
+    if count is not None and count < 1:
+        raise PkmodelError(f"--count must be at least 1, got {count}")
+    if not 1 <= jpeg_quality <= 100:
+        raise PkmodelError(f"--jpeg-quality must be 1-100, got {jpeg_quality}")
+    source, out_dir = Path(source), Path(out_dir)
+    videos = list_videos(source)
+    summary = FramesSummary(len(videos), 0, 0, 0, out_dir=out_dir)
+    for video, name in tqdm(
+        list(zip(videos, _folder_names(videos), strict=True)), unit="video", desc="extract-frames",
+        disable=not progress,
+    ):  # fmt: skip
+        folder = out_dir / name
+        if _done_before(folder, _settings(video, every_s, count)):
+            summary.skipped_videos += 1
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            written, kept = extract_video(video, folder, every_s, count, jpeg_quality)
+        except (ValueError, OSError) as e:
+            summary.failed.append({"video": str(video), "reason": str(e)})
+            continue
+        summary.frames_written += written
+        summary.frames_kept += kept
+    return summary

@@ -1,0 +1,106 @@
+"""`pkmodel data render`: the labels drawn on their crops, one picture each or a contact sheet.
+
+Uses pkmodel.draw: the main person with left side blue, right red, middle yellow, its center a
+green cross, other people in violet. Each picture is captioned with the sample index, its source
+tag and "pseudo" for pseudo-labelled samples, so a check by eye can be traced back to the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pkmodel.datatools import checked_relative, load_labels
+from pkmodel.errors import PkmodelError
+
+SHEET_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass
+class RenderSummary:
+    """What `data render` wrote."""
+
+    out: Path
+    pictures: int
+    sheet: bool
+
+    def format(self) -> str:
+        what = "contact sheet" if self.sheet else "folder"
+        return f"{self.pictures} samples drawn -> {self.out} ({what})"
+
+
+def pick_samples(
+    samples: list[dict[str, Any]], count: int, random: bool, seed: int, source: str | None
+) -> np.ndarray:
+    """Indices to draw: the first ``count`` (0 = all) or a seeded random choice, optionally of
+    one source tag only; sorted."""
+    idx = np.arange(len(samples))
+    if source is not None:
+        idx = idx[[s.get("source") == source for s in samples]] if len(idx) else idx
+    if count > 0 and count < len(idx):
+        idx = np.sort(np.random.default_rng(seed).choice(idx, count, replace=False)) if random else idx[:count]  # fmt: skip
+    return idx
+
+
+def draw_sample(crop: np.ndarray, sample: dict[str, Any], caption: str) -> np.ndarray:
+    """A copy of the crop with the sample's people, center and caption drawn."""
+    from pkmodel.draw import OTHER_COLOR, draw_center, draw_skeleton, put_label
+
+    picture = np.ascontiguousarray(crop.copy())
+    for other in sample.get("others") or []:
+        draw_skeleton(picture, np.asarray(other["keypoints"], np.float64), color=OTHER_COLOR)
+    draw_skeleton(picture, np.asarray(sample["keypoints"], np.float64))
+    if sample.get("center") is not None:
+        draw_center(picture, sample["center"])
+    return put_label(picture, caption)
+
+
+def render_labels(
+    labels: str | Path,
+    out: str | Path,
+    count: int = 36,
+    cols: int = 6,
+    random: bool = False,
+    seed: int = 0,
+    source: str | None = None,
+    progress: bool = True,
+) -> RenderSummary:
+    """Draw samples of ``labels``: into one contact sheet when ``out`` ends in .png/.jpg, else
+    into the folder ``out`` as <index>_<crop name>.jpg."""
+    from tqdm import tqdm
+
+    from pkmodel.draw import image_grid, save_image
+    from pkmodel.prepare import read_rgb
+
+    labels, out = Path(labels), Path(out)
+    if count < 0 or cols < 1:
+        raise PkmodelError("--count must be >= 0 and --cols >= 1")
+    data = load_labels(labels)
+    samples = data["samples"]
+    chosen = pick_samples(samples, count, random, seed, source)
+    if len(chosen) == 0:
+        what = f" with source '{source}'" if source is not None else ""
+        raise PkmodelError(f"prepared labels {labels} hold no samples{what} to draw")
+    sheet = out.suffix.lower() in SHEET_SUFFIXES
+    pictures = []
+    for i in tqdm(chosen, unit="img", desc="render", disable=not progress):
+        s = samples[int(i)]
+        path = labels.parent / checked_relative(s["image"], f"{labels} samples[{i}]")
+        try:
+            crop = read_rgb(path)
+        except ValueError as e:
+            raise PkmodelError(
+                f"crop {path} of {labels} samples[{i}] cannot be read ({e})"
+            ) from None
+        caption = " ".join(x for x in (str(i), s.get("source") or "", "pseudo" if s.get("pseudo") else "") if x)  # fmt: skip
+        picture = draw_sample(crop, s, caption)
+        if sheet:
+            pictures.append(picture)
+        else:
+            save_image(out / f"{int(i):06d}_{Path(s['image']).stem}.jpg", picture)
+    if sheet:
+        save_image(out, image_grid(pictures, cols))
+    return RenderSummary(out, len(chosen), sheet)
