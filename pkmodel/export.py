@@ -36,10 +36,11 @@ import torch
 
 from pkmodel import __version__
 from pkmodel.errors import PkmodelError
+from pkmodel.model import OUTPUT_NAMES
 from pkmodel.skeleton import JOINT_NAMES, LIMBS
 
 if TYPE_CHECKING:
-    from pkmodel.config import Config, ExportConfig, ModelConfig
+    from pkmodel.config import Config, DecoderConfig, ExportConfig, ModelConfig
 
 INPUT_NAME = "image"
 # The network's input normalisation (x / 127.5 - 1) folded into the exported model, so the app
@@ -90,7 +91,8 @@ def check_target(out: Path, suffix: str, force: bool) -> Path:
     if out.exists() and not force:
         raise PkmodelError(f"{out} already exists; pass --force to overwrite it")
     if out.exists() and out.is_dir() != (suffix == ".mlpackage"):
-        raise PkmodelError(f"{out} exists and is not a {suffix} {'bundle' if suffix == '.mlpackage' else 'file'}; remove it first")  # fmt: skip
+        kind = "bundle folder" if suffix == ".mlpackage" else "file"
+        raise PkmodelError(f"{out} exists and is not a {suffix} {kind}; remove it first")
     return out
 
 
@@ -105,9 +107,6 @@ def load_export_model(weights: Path) -> tuple[torch.nn.Module, ModelConfig, bool
 
 def output_layout(model: torch.nn.Module, input_size: int) -> tuple[dict[str, tuple], int]:
     """Output shapes (batch 1) by name from one forward pass, and the output stride."""
-
-    from pkmodel.model import OUTPUT_NAMES
-
     with torch.inference_mode():
         outs = model(torch.zeros(1, 3, input_size, input_size))
     shapes = {name: tuple(o.shape) for name, o in zip(OUTPUT_NAMES, outs, strict=True)}
@@ -154,7 +153,7 @@ def export_metadata(
         "num_joints": str(num_joints),
         "joint_names": json.dumps(list(JOINT_NAMES[:num_joints])),
         "skeleton": json.dumps([list(limb) for limb in LIMBS]),
-        "output_names": json.dumps(["heatmaps", "centers", "regs", "offsets"]),
+        "output_names": json.dumps(list(OUTPUT_NAMES)),
         "output_layout": "regs and offsets: channel 2j = x, 2j + 1 = y of joint j, in cells; "
         "heatmaps and centers: sigmoid applied",
         "decoder_score_threshold": repr(float(cfg.decoder.score_threshold)),
@@ -189,6 +188,28 @@ def human_size(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
+def output_differences(
+    got: list[np.ndarray], ref: list[np.ndarray], stride: int, score_threshold: float,
+    prior_offset: float,
+) -> dict[str, float]:  # fmt: skip
+    """Max abs difference per output, plus ``keypoints_px``: the largest distance in input
+    pixels between the keypoints decoded from the two (what the app would see)."""
+    from pkmodel.decode import decode_batch
+
+    diffs = {
+        name: float(np.abs(np.asarray(g, np.float32) - np.asarray(r, np.float32)).max())
+        for name, g, r in zip(OUTPUT_NAMES, got, ref, strict=True)
+    }
+    a = decode_batch(
+        *got, stride=stride, score_threshold=score_threshold, prior_offset=prior_offset
+    )
+    b = decode_batch(
+        *ref, stride=stride, score_threshold=score_threshold, prior_offset=prior_offset
+    )
+    diffs["keypoints_px"] = float(np.linalg.norm(a.keypoints - b.keypoints, axis=-1).max())
+    return diffs
+
+
 # --- Core ML --------------------------------------------------------------------------------
 
 
@@ -220,7 +241,6 @@ class BgrToRgb(torch.nn.Module):
 def trace_network(model: torch.nn.Module, input_size: int, bgr: bool = False):
     """TorchScript trace for coremltools (its most tested PyTorch frontend), checked against
     eager execution on a realistic input."""
-
     net = BgrToRgb(model).eval() if bgr else model
     rgb = torch.from_numpy(normalise_pixels(sample_input(input_size)))
     x = rgb.flip(1) if bgr else rgb
@@ -253,8 +273,6 @@ def convert_coreml(
     minimum_ios: int = 17,
 ):
     """TorchScript network -> Core ML ML Program with an image input and float32 outputs."""
-    from pkmodel.model import OUTPUT_NAMES
-
     ct = import_coremltools()
     image = ct.ImageType(
         name=INPUT_NAME,
@@ -430,11 +448,9 @@ def verify_coreml_spec(
     export_cfg: ExportConfig,
 ) -> list[str]:
     """Check a saved model's spec on any OS; returns the checks passed, raises on a mismatch."""
+    ct = import_coremltools()
     from coremltools.proto import FeatureTypes_pb2
 
-    from pkmodel.model import OUTPUT_NAMES
-
-    ct = import_coremltools()
     checks = []
 
     def fail(what: str) -> None:
@@ -514,10 +530,10 @@ def verify_coreml_spec(
 
 
 def compare_coreml_with_torch(
-    path: Path, model: torch.nn.Module, input_size: int, precision: str
+    path: Path, model: torch.nn.Module, input_size: int, stride: int, decoder: DecoderConfig
 ) -> tuple[dict[str, float], str | None]:
-    """On macOS: run the saved model on a sample image and return max abs differences to
-    PyTorch by output. Elsewhere: ({}, reason)."""
+    """On macOS: run the saved model on a sample image and return its differences to PyTorch
+    (``output_differences``). Elsewhere: ({}, the reason it is skipped)."""
     if platform.system() != "Darwin":
         return {}, (
             f"running the Core ML model needs macOS (Core ML runtime); this is "
@@ -531,14 +547,11 @@ def compare_coreml_with_torch(
     # PIL gives RGB; Core ML reorders it to the model's colour layout (BGR models flip back).
     got = mlmodel.predict({INPUT_NAME: Image.fromarray(pixels[0])})
     with torch.inference_mode():
-        ref = model(torch.from_numpy(normalise_pixels(pixels)))
-    from pkmodel.model import OUTPUT_NAMES
-
-    diffs = {
-        name: float(np.abs(np.asarray(got[name]) - r.numpy()).max())
-        for name, r in zip(OUTPUT_NAMES, ref, strict=True)
-    }
-    return diffs, None
+        ref = [r.numpy() for r in model(torch.from_numpy(normalise_pixels(pixels)))]
+    got = [np.asarray(got[name]) for name in OUTPUT_NAMES]
+    return output_differences(
+        got, ref, stride, decoder.score_threshold, decoder.center_prior_offset
+    ), None
 
 
 def export_coreml(
@@ -605,7 +618,7 @@ def export_coreml(
         )  # fmt: skip
         weight_bytes = coreml_weight_bytes(spec)
         log("[5/5] comparing with PyTorch")
-        diffs, reason = compare_coreml_with_torch(bundle, model, size, ex.precision)
+        diffs, reason = compare_coreml_with_torch(bundle, model, size, stride, cfg.decoder)
         from pkmodel.atomic import atomic_replace_dir
 
         atomic_replace_dir(bundle, out)
@@ -613,6 +626,9 @@ def export_coreml(
                           weight_bytes)  # fmt: skip
     limit = COREML_WARN_DIFF[ex.precision]
     for name, diff in diffs.items():
+        if name == "keypoints_px":
+            report.checks.append(f"Core ML vs PyTorch decoded keypoints: max {diff:.3f} px")
+            continue
         flag = "" if diff <= limit else f"  WARNING: above {limit}"
         report.checks.append(f"Core ML vs PyTorch max abs diff {name}: {diff:.2e}{flag}")
     return report
@@ -646,8 +662,6 @@ def write_onnx(
     """
     import onnx
 
-    from pkmodel.model import OUTPUT_NAMES
-
     # With a dynamic batch the example has batch 2: torch.export specialises a size-1 dimension.
     example = torch.zeros(2 if dynamic_batch else 1, 3, input_size, input_size)
     dynamic = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
@@ -679,8 +693,6 @@ def verify_onnx(
 ) -> list[str]:
     """onnx.checker (full) plus names, shapes and opset of the saved file."""
     import onnx
-
-    from pkmodel.model import OUTPUT_NAMES
 
     def fail(what: str) -> None:
         raise PkmodelError(f"the exported ONNX model failed a check: {what}")
@@ -723,18 +735,16 @@ def onnx_session(path: Path, threads: int = 0):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def compare_onnx_with_torch(path: Path, model: torch.nn.Module, x: np.ndarray) -> dict[str, float]:
-    """Max abs difference, onnxruntime vs PyTorch, per output, on float32 input ``x``."""
-
-    from pkmodel.model import OUTPUT_NAMES
-
+def compare_onnx_with_torch(
+    path: Path, model: torch.nn.Module, x: np.ndarray, stride: int, decoder: DecoderConfig
+) -> dict[str, float]:
+    """onnxruntime vs PyTorch on float32 input ``x`` (``output_differences``)."""
     got = onnx_session(path).run(list(OUTPUT_NAMES), {INPUT_NAME: x})
     with torch.inference_mode():
-        ref = model(torch.from_numpy(x))
-    return {
-        name: float(np.abs(g - r.numpy()).max())
-        for name, g, r in zip(OUTPUT_NAMES, got, ref, strict=True)
-    }
+        ref = [r.numpy() for r in model(torch.from_numpy(x))]
+    return output_differences(
+        got, ref, stride, decoder.score_threshold, decoder.center_prior_offset
+    )
 
 
 def export_onnx(
@@ -767,8 +777,8 @@ def export_onnx(
         checks = verify_onnx(tmp_file, size, shapes, ex.onnx_opset, ex.dynamic_batch)
         log("[4/4] comparing onnxruntime with PyTorch")
         x = normalise_pixels(sample_input(size, batch=2 if ex.dynamic_batch else 1))
-        diffs = compare_onnx_with_torch(tmp_file, model, x)
-        worst = max(diffs, key=diffs.__getitem__)
+        diffs = compare_onnx_with_torch(tmp_file, model, x, stride, cfg.decoder)
+        worst = max(OUTPUT_NAMES, key=diffs.__getitem__)
         if diffs[worst] > ONNX_TOLERANCE:
             raise PkmodelError(
                 f"onnxruntime output '{worst}' differs from PyTorch by {diffs[worst]:.2e} "
@@ -777,8 +787,13 @@ def export_onnx(
         os.replace(tmp_file, out)
     report = ExportReport(out, path_size(out), checks, diffs)
     batch_note = f" (batch {x.shape[0]})"
-    for name, diff in diffs.items():
-        report.checks.append(f"onnxruntime vs PyTorch max abs diff {name}: {diff:.2e}{batch_note}")
+    for name in OUTPUT_NAMES:
+        report.checks.append(
+            f"onnxruntime vs PyTorch max abs diff {name}: {diffs[name]:.2e}{batch_note}"
+        )
+    report.checks.append(
+        f"onnxruntime vs PyTorch decoded keypoints: max {diffs['keypoints_px']:.3f} px"
+    )
     return report
 
 

@@ -177,7 +177,9 @@ def test_bgr_model_reorders_channels_and_says_bgr(checkpoint, tmp_path):
 
 
 def test_coreml_prediction_is_skipped_off_macos_with_a_reason(checkpoint, tmp_path):
-    diffs, reason = export.compare_coreml_with_torch(tmp_path / "x.mlpackage", None, SIZE, "fp16")
+    diffs, reason = export.compare_coreml_with_torch(
+        tmp_path / "x.mlpackage", None, SIZE, 4, Config().decoder
+    )
     if os.uname().sysname == "Darwin":  # pragma: no cover - Linux CI
         pytest.skip("runs the comparison on macOS instead")
     assert diffs == {} and "needs macOS" in reason
@@ -275,6 +277,7 @@ def test_cli_export_onnx_default_out_and_force(checkpoint, exports, tmp_path, mo
     assert first.exit_code == 0, first.output
     out = tmp_path / "exp" / "model.onnx"
     assert out.is_file() and "onnxruntime vs PyTorch max abs diff regs" in first.output
+    assert "onnxruntime vs PyTorch decoded keypoints: max 0.000 px" in first.output
     assert runner.invoke(app, args).exit_code == 2
     out.write_bytes(b"old")
     # The second export is the same file: copy it rather than export again (time).
@@ -359,7 +362,7 @@ def test_onnx_that_disagrees_with_pytorch_is_not_written(
         export, "write_onnx", lambda m, path, *a: shutil.copy(exports["onnx"], path)
     )
     monkeypatch.setattr(export, "compare_onnx_with_torch",
-                        lambda *a: {n: 0.0 if n != "regs" else 0.5 for n in OUTPUT_NAMES})  # fmt: skip
+                        lambda *a: {"keypoints_px": 0.0, **{n: 0.0 if n != "regs" else 0.5 for n in OUTPUT_NAMES}})  # fmt: skip
     with pytest.raises(PkmodelError, match="'regs' differs from PyTorch by 5.00e-01"):
         export.export_onnx(checkpoint, tmp_path / "m.onnx", small_config())
     assert list(tmp_path.iterdir()) == []

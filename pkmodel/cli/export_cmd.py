@@ -25,7 +25,7 @@ def _print_report(report, what: str) -> None:
     from pkmodel.export import human_size
 
     for line in report.checks:
-        typer.echo(f"  ok  {line}")
+        typer.echo(f"  {'!!' if 'WARNING' in line else 'ok'}  {line}")
     for reason in report.skipped:
         typer.echo(f"  --  skipped: {reason}")
     typer.echo(f"wrote {what} {report.path} ({human_size(report.size_bytes)})")
