@@ -349,13 +349,15 @@ def test_fetch_against_a_local_server(local_server, tmp_path):
         f"{local_server}/other/ok.jpg\n"
         f"{local_server}/img/octet.jpg\n"
         f"{local_server}/img/ok.jpg\n"  # repeated: downloaded once
+        f"copy/ok.jpg {local_server}/img/ok.jpg\n"  # the same URL under another name
     )
     out = tmp_path / "out"
     s = fetch_urls([tmp_path / "list.txt"], out, kind="image", workers=4, retries=2,
                    backoff=0.01, timeout=5, progress=False)  # fmt: skip
     by_name = {r.name: r for r in s.results}
-    assert len(s.results) == 8
-    assert s.counts == {"downloaded": 4, "resumed": 1, "failed": 3}
+    assert len(s.results) == 9
+    assert s.counts == {"downloaded": 5, "resumed": 1, "failed": 3}
+    assert (out / "copy/ok.jpg").read_bytes() == SMALL
     assert (out / "ok.jpg").read_bytes() == SMALL and (out / "octet.jpg").read_bytes() == SMALL
     ok2 = next(n for n in by_name if n.startswith("ok_"))
     assert (out / ok2).read_bytes() == SMALL and len(ok2) == len("ok_12345678.jpg")
@@ -381,7 +383,7 @@ def test_fetch_against_a_local_server(local_server, tmp_path):
     hits = dict(_Handler.hits)
     again = fetch_urls([tmp_path / "list.txt"], out, kind="image", workers=4, retries=0,
                        backoff=0.0, timeout=5, progress=False)  # fmt: skip
-    assert again.counts == {"present": 5, "failed": 3}
+    assert again.counts == {"present": 6, "failed": 3}
     assert _Handler.hits["/img/flaky.jpg"] == hits["/img/flaky.jpg"]
     assert _Handler.hits["/img/missing.jpg"] == hits["/img/missing.jpg"] + 1
     # the failures file is itself a list: the names survive a retry

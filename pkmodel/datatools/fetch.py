@@ -118,10 +118,10 @@ def _hashed(name: str, url: str) -> str:
 
 
 def read_url_lists(paths: list[str | Path]) -> list[UrlEntry]:
-    """Every URL of the lists, in order, with unique target names; repeated URLs once."""
+    """Every URL of the lists, in order, with unique target names; a repeated line once."""
     entries: list[UrlEntry] = []
     taken: set[str] = set()
-    seen_urls: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     for list_path in map(Path, paths):
         if not list_path.is_file():
             raise PkmodelError(f"URL list {list_path} does not exist")
@@ -141,11 +141,11 @@ def read_url_lists(paths: list[str | Path]) -> list[UrlEntry]:
                     "(one URL per line, optionally after a file name)"
                 )
             url = tokens[at]
-            if url in seen_urls:
+            given = _safe_name(" ".join(tokens[:at])) if at > 0 else ""
+            if (given, url) in seen:  # the same line again; a URL under two names is two files
                 continue
-            seen_urls.add(url)
-            name = _safe_name(" ".join(tokens[:at])) if at > 0 else _url_name(url)
-            name = name or _url_name(url)
+            seen.add((given, url))
+            name = given or _url_name(url)
             if name in taken:
                 name = _hashed(name, url)
             taken.add(name)
