@@ -101,7 +101,11 @@ def load_export_model(weights: Path) -> tuple[torch.nn.Module, ModelConfig, bool
     whether the EMA weights were used."""
     from pkmodel.checkpoint import model_from_checkpoint
 
-    model, ckpt_cfg, state = model_from_checkpoint(weights, prefer_ema=True)
+    try:
+        model, ckpt_cfg, state = model_from_checkpoint(weights, prefer_ema=True)
+    except (KeyError, IndexError, TypeError, AttributeError, UnicodeDecodeError) as e:
+        # torch.load's unpickler raises these on some non-checkpoint bytes (e.g. a text file).
+        raise PkmodelError(f"{weights} is not a pkmodel checkpoint ({type(e).__name__})") from None
     return model, ckpt_cfg.model, bool(state.get("ema"))
 
 

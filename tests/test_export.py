@@ -292,10 +292,13 @@ def test_cli_export_onnx_default_out_and_force(checkpoint, exports, tmp_path, mo
 
 @pytest.mark.parametrize("command", ["export-coreml", "export-onnx"])
 def test_bad_weights_file_is_one_clear_error(command, tmp_path):
-    bad = tmp_path / "bad.pt"
+    bad, text = tmp_path / "bad.pt", tmp_path / "text.pt"
     bad.write_bytes(b"not a checkpoint")
+    text.write_text("junk\n")  # torch.load raises KeyError on this one
     suffix = ".mlpackage" if command == "export-coreml" else ".onnx"
-    for weights, message in [(bad, "is not a pkmodel checkpoint"), (tmp_path / "no.pt", "does not exist")]:  # fmt: skip
+    cases = [(bad, "is not a pkmodel checkpoint"), (text, "is not a pkmodel checkpoint"),
+             (tmp_path / "no.pt", "does not exist")]  # fmt: skip
+    for weights, message in cases:
         result = runner.invoke(
             app, [command, "-w", str(weights), "-o", str(tmp_path / f"m{suffix}")]
         )
@@ -303,7 +306,7 @@ def test_bad_weights_file_is_one_clear_error(command, tmp_path):
         assert result.output.startswith("error: ") and message in result.output
         assert "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "text.pt"]
 
 
 @pytest.mark.parametrize(
