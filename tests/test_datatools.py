@@ -416,6 +416,20 @@ def test_fetch_continues_a_partial_file_of_an_earlier_run(local_server, tmp_path
     assert not list(out.glob("*.part"))
 
 
+def test_fetch_stops_at_the_next_chunk_when_interrupted(local_server, tmp_path):
+    from pkmodel.datatools.fetch import UrlEntry, download
+
+    stop = threading.Event()
+    stop.set()  # as after Ctrl-C
+    entry = UrlEntry("list.txt", 1, f"{local_server}/img/big.jpg", "big.jpg")
+    r = download(entry, tmp_path, "image", retries=3, backoff=0.0, timeout=5, stop=stop)
+    part = tmp_path / "big.jpg.part"
+    assert (r.status, r.reason, r.attempts) == ("failed", "interrupted", 1)
+    assert 0 < part.stat().st_size < len(BODY) and part.read_bytes() == BODY[: part.stat().st_size]
+    assert download(entry, tmp_path, "image", timeout=5).status == "resumed"
+    assert (tmp_path / "big.jpg").read_bytes() == BODY
+
+
 def test_url_lists_names_and_errors(tmp_path):
     from pkmodel.datatools.fetch import content_type_ok, read_url_lists
 
@@ -500,6 +514,17 @@ def test_extract_frames_every_n_seconds_and_evenly_and_resume(tmp_path):
 
 # --------------------------------------------------------------------------------------------
 # pseudo-label
+
+
+def test_images_to_label_skip_hidden_files_and_the_output_folder(tmp_path):
+    from pkmodel.datatools.pseudo import list_images
+
+    for name in ("b.jpg", "a/c.PNG", ".hidden/d.jpg", "out/imgs/pseudo/1_1.jpg", "e.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert list_images(tmp_path, exclude=tmp_path / "out") == ["a/c.PNG", "b.jpg"]
+    with pytest.raises(PkmodelError, match="holds no image"):
+        list_images(tmp_path / "out/imgs", exclude=tmp_path / "out")
 
 
 def test_select_confident_thresholds():

@@ -21,11 +21,11 @@ from __future__ import annotations
 import hashlib
 import http.client
 import re
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -180,7 +180,9 @@ def _content_range_start(value: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _attempt(entry: UrlEntry, dest: Path, part: Path, kind: str, timeout: float) -> tuple[str, int]:
+def _attempt(
+    entry: UrlEntry, dest: Path, part: Path, kind: str, timeout: float, stop: threading.Event
+) -> tuple[str, int]:
     """One request; returns ('downloaded' | 'resumed', bytes received) or raises _Retry/_Fail."""
     start = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": _USER_AGENT}
@@ -216,6 +218,8 @@ def _attempt(entry: UrlEntry, dest: Path, part: Path, kind: str, timeout: float)
                 while chunk := response.read(_CHUNK):
                     f.write(chunk)
                     received += len(chunk)
+                    if stop.is_set():  # Ctrl-C: keep the .part for the next run
+                        raise _Fail("interrupted")
             except (OSError, http.client.HTTPException) as e:
                 raise _Retry(f"connection lost after {start + received} bytes ({e})") from None
     total = start + received
@@ -234,7 +238,7 @@ def download(
     retries: int = 3,
     backoff: float = 1.0,
     timeout: float = 30.0,
-    sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
 ) -> FetchResult:
     """Download one URL into out_dir / entry.name (see the module docstring); never raises for
     network trouble: the result says what happened."""
@@ -245,13 +249,15 @@ def download(
         result.status, result.bytes = "present", dest.stat().st_size
         return result
     dest.parent.mkdir(parents=True, exist_ok=True)
+    stop = stop or threading.Event()
     resumed_any = part.exists() and part.stat().st_size > 0
     for attempt in range(retries + 1):
-        if attempt:
-            sleep(backoff * 2 ** (attempt - 1))
+        if attempt and stop.wait(backoff * 2 ** (attempt - 1)):
+            result.reason = "interrupted"
+            return result
         result.attempts = attempt + 1
         try:
-            status, received = _attempt(entry, dest, part, kind, timeout)
+            status, received = _attempt(entry, dest, part, kind, timeout, stop)
         except _Fail as e:
             result.reason = str(e)
             return result
@@ -308,9 +314,10 @@ def fetch_urls(
     results: list[FetchResult | None] = [None] * len(entries)
     bar = tqdm(total=len(entries), unit="file", desc="fetch", disable=not progress)
     failed = 0
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
-            pool.submit(download, e, out_dir, kind, retries, backoff, timeout): i
+            pool.submit(download, e, out_dir, kind, retries, backoff, timeout, stop): i
             for i, e in enumerate(entries)
         }
         try:
@@ -321,8 +328,9 @@ def fetch_urls(
                 bar.update(1)
                 bar.set_postfix(failed=failed, refresh=False)
         except KeyboardInterrupt:
+            stop.set()  # running downloads stop at their next chunk; .part files stay
             for f in futures:
-                f.cancel()  # running downloads finish their attempt; .part files stay for resume
+                f.cancel()
             raise
         finally:
             bar.close()

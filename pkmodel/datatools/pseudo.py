@@ -162,17 +162,20 @@ def joint_boxes(keypoints: np.ndarray, joint_ok: np.ndarray, margin: float) -> n
 # Inference with a cache
 
 
-def list_images(folder: Path) -> list[str]:
-    """Image files under ``folder`` (recursively, hidden ones skipped), as sorted posix paths."""
+def list_images(folder: Path, exclude: Path | None = None) -> list[str]:
+    """Image files under ``folder`` (recursively; hidden ones and those under ``exclude``, the
+    output folder, skipped), as sorted posix paths relative to ``folder``."""
     from pkmodel.predict import IMAGE_SUFFIXES
 
     if not folder.is_dir():
         raise PkmodelError(f"image folder {folder} does not exist")
+    skip = exclude.resolve() if exclude is not None else None
     files = sorted(
         p.relative_to(folder).as_posix()
         for p in folder.rglob("*")
         if p.suffix.lower() in IMAGE_SUFFIXES
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and not (skip is not None and p.resolve().is_relative_to(skip))
         and p.is_file()
     )
     if not files:
@@ -428,7 +431,7 @@ def pseudo_label(
     if not name or "/" in name or name.startswith("."):
         raise PkmodelError(f"output name '{name}' must be a plain file name (e.g. pseudo)")
     images_dir, out_dir = Path(images_dir), Path(out_dir)
-    files = list_images(images_dir)
+    files = list_images(images_dir, exclude=out_dir)
     coco_gt = load_coco(annotations) if annotations is not None else None
     work = out_dir / "pseudo"
     work.mkdir(parents=True, exist_ok=True)
