@@ -681,8 +681,11 @@ def test_pseudo_label_cli_with_a_random_checkpoint_merges_and_trains(coco_mini, 
     report = json.loads((ds / "pseudo/pseudo.report.json").read_text())
     assert report["kept"] == n and report["scores"]["images_scored"] == 24
     # stricter thresholds from the cache: nothing kept, nothing run again
-    strict = run_cli([*base, "--name", "pseudo", "--joint-threshold", 0.99, "--min-joints", 17])
+    strict = run_cli([*base, "--name", "pseudo", "--joint-threshold", 0.99, "--min-joints", 17,
+                      "--annotations", coco_mini / "annotations/person_keypoints_train2017.json"])  # fmt: skip
     assert "(0 run now, 24 from the cache)" in strict and "0 confident poses kept" in strict
+    assert "(kept poses)" in strict
+    assert json.loads((ds / "pseudo/pseudo.report.json").read_text())["scores"]["kept"]["AP"] == 0.0
     assert _labels(ds / "pseudo.json")["samples"] == []
     run_cli([*base, "--name", "pseudo", "--joint-threshold", 0, "--person-threshold", 0,
              "--min-joints", 1, "--source", "random_net"])  # fmt: skip

@@ -365,15 +365,23 @@ def score_pseudo_labels(
 ) -> dict[str, Any]:  # fmt: skip
     """COCO OKS AP of all predictions and of the kept ones, and the label OKS of the kept ones,
     over the images the annotation file has."""
-    from pkmodel.evaluate import coco_keypoint_eval, coco_results, instance_scores, load_coco
+    from pkmodel.evaluate import (
+        COCO_STAT_NAMES,
+        coco_keypoint_eval,
+        coco_results,
+        instance_scores,
+        load_coco,
+    )
 
     coco = load_coco(annotations)
     in_gt = np.isin(ids, np.array(coco.getImgIds(), np.int64))
     inst = instance_scores(preds.scores, joint_ok, preds.center_scores)
 
     def ap(sel: np.ndarray) -> dict[str, float]:
+        if not sel.any():  # nothing to score: no AP, as for a model without results
+            return dict.fromkeys(COCO_STAT_NAMES, 0.0)
         results = coco_results(ids[sel], preds.keypoints[sel], preds.scores[sel], inst[sel])
-        return coco_keypoint_eval(coco, results, ids[sel].tolist()) if sel.any() else {"AP": 0.0}
+        return coco_keypoint_eval(coco, results, ids[sel].tolist())
 
     kept = in_gt & keep
     oks = label_oks(coco, ids[kept], preds.keypoints[kept], joint_ok[kept])
