@@ -57,6 +57,7 @@ class PrepareParams:
 
     crop_size: int = 256
     expand_ratio: float = 1.25
+    cover_keypoints: bool = True
     skip_crowd: bool = True
     min_keypoints: int = 3
     min_area: float = 1024.0
@@ -266,6 +267,23 @@ def filter_reasons(people: CocoPeople, params: PrepareParams) -> np.ndarray:
     for code, hit in enumerate(checks):
         reasons[(reasons < 0) & hit] = code
     return reasons
+
+
+def person_box(bbox: np.ndarray, keypoints: np.ndarray, cover_keypoints: bool) -> np.ndarray:
+    """The COCO box [x, y, w, h], grown about its own center to hold every labelled joint.
+
+    COCO boxes sometimes cut a hand or a foot off; a crop from such a box would lose the joint
+    (no target for training, an impossible prediction for evaluation). The box grows
+    symmetrically so the person's center (the box center) stays in the middle of the crop,
+    where the decoder's center prior expects it.
+    """
+    bbox = np.asarray(bbox, dtype=np.float64)
+    labelled = keypoints[keypoints[:, 2] > 0, :2]
+    if not cover_keypoints or len(labelled) == 0:
+        return bbox
+    center = bbox[:2] + bbox[2:] / 2.0
+    half = np.maximum(bbox[2:] / 2.0, np.abs(labelled - center).max(axis=0))
+    return np.concatenate([center - half, 2.0 * half])
 
 
 def pixel_crop_box(bbox: np.ndarray | list[float], expand_ratio: float) -> list[int]:
@@ -482,6 +500,7 @@ def _labels_header(
         "annotations": str(people.path.resolve()),
         "images": str(images_dir.resolve()),
         "expand_ratio": params.expand_ratio,
+        "cover_keypoints": params.cover_keypoints,
         "jpeg_quality": params.jpeg_quality,
         "joint_names": list(JOINT_NAMES),
         "filters": {
@@ -607,7 +626,13 @@ def prepare_split(
         image_id = int(people.image_ids[kept[0]])
         img = people.images[image_id]
         ann_ids = people.ann_ids[kept].tolist()
-        boxes = [pixel_crop_box(people.bboxes[r], params.expand_ratio) for r in kept]
+        boxes = [
+            pixel_crop_box(
+                person_box(people.bboxes[r], people.keypoints[r], params.cover_keypoints),
+                params.expand_ratio,
+            )
+            for r in kept
+        ]
         reuse = []
         for a, box in zip(ann_ids, boxes, strict=True):
             old = previous.get((image_id, a))

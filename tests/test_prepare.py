@@ -118,10 +118,15 @@ def test_every_kept_sample_maps_back_to_the_annotation(prepared, name):
         assert np.allclose(center, [x + w / 2, y + h / 2], atol=0.5)
         bbox = crop_to_image(np.array(s["bbox"][:2]), s["crop_box"], cs)
         assert np.allclose(bbox, [x, y], atol=0.5)
-        # The crop is square, around the bbox, and at least expand_ratio x its longer side.
+        # The crop is square, centred on the bbox, expand_ratio x the longer side of the bbox
+        # grown (about its center) to hold every labelled joint, so no joint is cut off.
         x0, y0, side = s["crop_box"]
-        assert side >= max(w, h) * labels["expand_ratio"] - 1e-6
-        assert side < max(w, h) * labels["expand_ratio"] + 1
+        half = np.maximum(
+            [w / 2, h / 2], np.abs(orig[vis, :2] - [x + w / 2, y + h / 2]).max(0, initial=0)
+        )
+        assert side >= 2 * half.max() * labels["expand_ratio"] - 1e-6
+        assert side < 2 * half.max() * labels["expand_ratio"] + 1
+        assert ((back[vis] >= [x0, y0]) & (back[vis] < [x0 + side, y0 + side])).all()
         assert abs(x0 + side / 2 - (x + w / 2)) <= 0.5 and abs(y0 + side / 2 - (y + h / 2)) <= 0.5
         assert (prepared / s["image"]).is_file()
         assert s["file_name"] and s["area"] == a["area"]
