@@ -49,9 +49,16 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
         raise PkmodelError(f"weights file {path} does not exist")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise PkmodelError(f"{path} is not a pkmodel checkpoint ({first[:160]})") from None
+    except pickle.UnpicklingError:
+        raise PkmodelError(
+            f"{path} is not a pkmodel checkpoint (it holds Python objects that a safe "
+            "weights-only load refuses)"
+        ) from None
+    except Exception as e:  # torch raises many types for files that are not PyTorch files
+        raise PkmodelError(
+            f"{path} is not a pkmodel checkpoint (not a readable PyTorch file: "
+            f"{type(e).__name__})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise PkmodelError(
             f"{path} is not a pkmodel checkpoint (it has no 'format': '{CHECKPOINT_FORMAT}' entry)"
