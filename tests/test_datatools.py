@@ -319,8 +319,12 @@ def local_server(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     _Handler.seen, _Handler.hits = [], {}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 64  # no dropped connections when every worker connects at once
+
+    server = Server(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"

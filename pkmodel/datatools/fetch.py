@@ -368,3 +368,53 @@ def results_by_status(summary: FetchSummary) -> dict[str, list[str]]:
     for r in summary.results:
         out.setdefault(r.status, []).append(r.name)
     return out
+
+
+def benchmark_fetch(
+    work_dir: str | Path,
+    files: int = 80,
+    size: int = 100_000,
+    latency_s: float = 0.05,
+    workers: tuple[int, ...] = (1, 4, 16),
+) -> dict[int, float]:
+    """Seconds to fetch ``files`` files of ``size`` bytes from a local server (127.0.0.1 only)
+    that answers each request after ``latency_s``, per worker count: what parallel connections
+    buy against a distant server."""
+    import functools
+    import os
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    work = Path(work_dir)
+    served = work / "served"
+    served.mkdir(parents=True, exist_ok=True)
+    blob = os.urandom(size)
+    for i in range(files):
+        (served / f"{i}.jpg").write_bytes(blob)
+
+    class SlowHandler(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            time.sleep(latency_s)
+            super().do_GET()
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 128  # the default 5 drops connections of many workers (1 s SYN retry)
+
+    server = Server(("127.0.0.1", 0), functools.partial(SlowHandler, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        urls = work / "urls.txt"
+        urls.write_text("".join(f"http://127.0.0.1:{port}/{i}.jpg\n" for i in range(files)))
+        seconds = {}
+        for n in workers:
+            t0 = time.perf_counter()
+            fetch_urls([urls], work / f"out_{n}", "image", workers=n, progress=False)
+            seconds[n] = time.perf_counter() - t0
+    finally:
+        server.shutdown()
+        server.server_close()
+    return seconds
