@@ -643,6 +643,13 @@ def test_pseudo_label_with_an_oracle_recovers_the_ground_truth(coco_mini, tmp_pa
     r = pseudo_label(folder, OracleRunner([]), tmp_path / "ds", "pl", loose, prep,
                      {"weights": "oracle"}, batch_size=4, progress=False)  # fmt: skip
     assert (r.inferred, r.kept) == (0, n)
+    # never over another label file of that name
+    shutil.copy(tmp_path / "ds/pl.json", tmp_path / "ds/train.json")
+    plain = _labels(tmp_path / "ds/train.json")
+    del plain["pseudo_label"]
+    (tmp_path / "ds/train.json").write_text(json.dumps(plain))
+    with pytest.raises(PkmodelError, match="train.json exists and is not a pseudo-label file"):
+        pseudo_label(folder, OracleRunner([]), tmp_path / "ds", "train", loose, prep, {}, progress=False)  # fmt: skip
 
 
 @pytest.fixture

@@ -360,11 +360,11 @@ def label_oks(
 
 
 def score_pseudo_labels(
-    annotations: str | Path, preds: ImagePredictions, ids: np.ndarray, keep: np.ndarray,
+    annotations: Any, preds: ImagePredictions, ids: np.ndarray, keep: np.ndarray,
     joint_ok: np.ndarray,
 ) -> dict[str, Any]:  # fmt: skip
     """COCO OKS AP of all predictions and of the kept ones, and the label OKS of the kept ones,
-    over the images the annotation file has."""
+    over the images the annotation file (path or pycocotools COCO) has."""
     from pkmodel.evaluate import (
         COCO_STAT_NAMES,
         coco_keypoint_eval,
@@ -387,7 +387,7 @@ def score_pseudo_labels(
     oks = label_oks(coco, ids[kept], preds.keypoints[kept], joint_ok[kept])
     finite = oks[np.isfinite(oks)]
     return {
-        "annotations": str(annotations),
+        "annotations": str(annotations) if isinstance(annotations, (str, Path)) else None,
         "images_scored": int(in_gt.sum()),
         "images_without_ground_truth": int((~in_gt).sum()),
         "kept_scored": int(kept.sum()),
@@ -439,6 +439,9 @@ def pseudo_label(
     if not name or "/" in name or name.startswith("."):
         raise PkmodelError(f"output name '{name}' must be a plain file name (e.g. pseudo)")
     images_dir, out_dir = Path(images_dir), Path(out_dir)
+    target = out_dir / f"{name}.json"
+    if target.is_file() and "pseudo_label" not in read_labels(target):
+        raise PkmodelError(f"{target} exists and is not a pseudo-label file: choose another --name")
     files = list_images(images_dir, exclude=out_dir)
     coco_gt = load_coco(annotations) if annotations is not None else None
     work = out_dir / "pseudo"
@@ -480,12 +483,14 @@ def pseudo_label(
         seconds=0.0,
     )
     if coco_gt is not None:
-        summary.scores = score_pseudo_labels(annotations, preds, ids, keep, joint_ok)
+        summary.scores = score_pseudo_labels(coco_gt, preds, ids, keep, joint_ok)
+        summary.scores["annotations"] = str(annotations)
     summary.seconds = time.perf_counter() - t0
     summary.report = work / f"{name}.report.json"
     atomic_write_json(
         summary.report,
-        {**settings, "labels": str(summary.labels), "unreadable": preds.unreadable,
+        {**settings, "labels": str(summary.labels), "inferred": preds.inferred,
+         "unreadable": preds.unreadable,
          "scores": summary.scores, "seconds": round(summary.seconds, 3)},
     )  # fmt: skip
     return summary
