@@ -511,13 +511,7 @@ def load_config(
         cfg.set(dotted, _parse_text(section, key, text), f"env {name}")
         late.append(dotted)
 
-    for item in overrides:
-        if "=" not in item:
-            raise PkmodelError(f"--set '{item}' must look like section.key=value")
-        dotted, text = (s.strip() for s in item.split("=", 1))
-        section, key = _split_key(dotted, f"--set '{item}'")
-        cfg.set(dotted, _parse_text(section, key, text), "--set")
-        late.append(dotted)
+    late += apply_set(cfg, overrides, resolve=False)
 
     for dotted, value in (options or {}).items():
         if value is not None:
@@ -525,6 +519,27 @@ def load_config(
             late.append(dotted)
     _resolve_paths(cfg, Path.cwd(), late)
     return cfg
+
+
+def apply_set(
+    cfg: Config, overrides: Sequence[str], source: str = "--set", resolve: bool = True
+) -> list[str]:
+    """Apply ``section.key=value`` strings (TOML values, bare words as strings) to ``cfg``.
+
+    Relative paths resolve against the current folder (unless ``resolve`` is False, when the
+    caller does it). Returns the keys set.
+    """
+    keys = []
+    for item in overrides:
+        if "=" not in item:
+            raise PkmodelError(f"--set '{item}' must look like section.key=value")
+        dotted, text = (s.strip() for s in item.split("=", 1))
+        section, key = _split_key(dotted, f"--set '{item}'")
+        cfg.set(dotted, _parse_text(section, key, text), source)
+        keys.append(dotted)
+    if resolve:
+        _resolve_paths(cfg, Path.cwd(), keys)
+    return keys
 
 
 def config_from_dict(data: Mapping[str, Mapping[str, Any]], source: str) -> Config:
