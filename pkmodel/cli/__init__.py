@@ -12,6 +12,7 @@ from pkmodel import __version__
 from pkmodel.cli import (
     config_cmd,
     data_cmd,
+    demo_cmd,
     evaluate_cmd,
     export_cmd,
     lift_cmd,
@@ -44,6 +45,7 @@ COMMAND_MODULES: tuple = (
     export_cmd,
     lift_cmd,
     data_cmd,
+    demo_cmd,
 )
 for _module in COMMAND_MODULES:
     _module.register(app)
