@@ -268,6 +268,18 @@ class LiftConfig:
     sheet_frames: int = _f(12, "frames on the canonical 3D contact sheet")
 
 
+@dataclass
+class BenchmarkConfig:
+    """pkmodel benchmark: how much work each figure is measured over (--quick: tiny sizes)."""
+
+    out: Path = _f(Path("runs/benchmark.json"), "the JSON of figures (--quick: NAME-quick.json)")
+    repeats: int = _f(5, "timed repeats of each figure; the figures are medians")
+    batch_size: int = _f(32, "batch of the throughput figures and of the batched decoder")
+    latency_runs: int = _f(50, "timed batch-1 inferences per backend (median)")
+    train_steps: int = _f(5, "timed optimizer steps after one warm-up step (train.batch_size)")
+    images: int = _f(48, "synthetic images generated per repeat; they feed prepare and training")
+
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "synthetic": SyntheticConfig,
@@ -282,6 +294,7 @@ SECTIONS: dict[str, type] = {
     "pseudo_label": PseudoLabelConfig,
     "export": ExportConfig,
     "lift": LiftConfig,
+    "benchmark": BenchmarkConfig,
 }
 
 
@@ -302,6 +315,7 @@ class Config:
     pseudo_label: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     lift: LiftConfig = field(default_factory=LiftConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     # Provenance: the file read (if any) and, per "section.key", where its value came from.
     file: Path | None = None
     sources: dict[str, str] = field(default_factory=dict)

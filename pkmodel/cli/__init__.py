@@ -10,6 +10,7 @@ import typer
 
 from pkmodel import __version__
 from pkmodel.cli import (
+    benchmark_cmd,
     config_cmd,
     data_cmd,
     demo_cmd,
@@ -46,6 +47,7 @@ COMMAND_MODULES: tuple = (
     lift_cmd,
     data_cmd,
     demo_cmd,
+    benchmark_cmd,
 )
 for _module in COMMAND_MODULES:
     _module.register(app)
