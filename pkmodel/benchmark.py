@@ -78,7 +78,7 @@ class Plan:
             images=b.images,
             decoder_seconds=0.01 if quick else 0.2,
             dataset_batches=2 if quick else 8,
-            prepare_replicate=1 if quick else 4,
+            prepare_replicate=1 if quick else 10,
         )
 
     def check(self) -> None:
