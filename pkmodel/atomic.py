@@ -21,6 +21,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, default_file_mode())  # mkstemp makes 0600; a normal file follows umask
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -30,6 +31,23 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def default_file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0666 minus the process umask.
+
+    Reading the umask means setting it for an instant; that is done only on the first call (at
+    start-up, before worker threads exist), so threads never see a changed umask.
+    """
+    global _FILE_MODE
+    if _FILE_MODE is None:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        _FILE_MODE = 0o666 & ~mask
+    return _FILE_MODE
+
+
+_FILE_MODE: int | None = None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pkmodel.atomic import default_file_mode
 from pkmodel.errors import PkmodelError
 
 CHECKPOINT_FORMAT = "pkmodel-checkpoint"
@@ -27,6 +28,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
@@ -56,8 +58,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
         ) from None
     except Exception as e:  # torch raises many types for files that are not PyTorch files
         raise PkmodelError(
-            f"{path} is not a pkmodel checkpoint (not a readable PyTorch file: "
-            f"{type(e).__name__})"
+            f"{path} is not a pkmodel checkpoint (not a readable PyTorch file: {type(e).__name__})"
         ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise PkmodelError(

@@ -48,3 +48,18 @@ def test_round_trip_prefers_ema_weights(tmp_path):
     assert torch.equal(loaded.state_dict()[name], ema[name])
     plain, _, _ = model_from_checkpoint(tmp_path / "c.pt", prefer_ema=False)
     assert torch.equal(plain.state_dict()[name], model.state_dict()[name])
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    from pkmodel.atomic import atomic_write_text, default_file_mode
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    expected = 0o666 & ~mask
+    atomic_write_text(tmp_path / "a.txt", "x")
+    save_checkpoint(tmp_path / "c.pt", {"model": {}, "config": {}})
+    assert default_file_mode() == expected
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == expected
+    assert (tmp_path / "c.pt").stat().st_mode & 0o777 == expected
