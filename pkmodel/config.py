@@ -131,6 +131,9 @@ class LossConfig:
     offset_weight: float = _f(1.0, "weight of the sub-cell offset L1")
     bone_weight: float = _f(0.0, "weight of the optional bone-length term (0 = off)")
     foreground_weight: float = _f(4.0, "extra weight of heatmap pixels near a target (> 0.1)")
+    heatmap_loss: Literal["mse", "focal"] = _f(
+        "mse", "heatmap and center loss: foreground-weighted MSE, or CenterNet's focal loss"
+    )
 
 
 @dataclass

@@ -148,3 +148,46 @@ def test_the_loss_falls_when_fitting_a_few_synthetic_samples(one_thread):
     assert last["total"] < 0.5 * first["total"], (first, last)
     for term in ("heatmap", "center", "reg", "offset", "bone"):
         assert last[term] < first[term], (term, first, last)
+
+
+def test_focal_heatmap_loss_by_hand():
+    import math
+
+    from pkmodel.loss import focal_heatmap_loss
+
+    target = torch.zeros(1, 1, 3, 3)
+    target[0, 0, 1, 1] = 1.0
+    pred = torch.full((1, 1, 3, 3), 0.5)
+    # One peak: (1 - 0.5)^2 log 0.5; eight background cells: (1 - 0)^4 0.5^2 log 0.5 each.
+    expected = -(0.25 * math.log(0.5) * 9)
+    assert focal_heatmap_loss(pred, target).item() == pytest.approx(expected, rel=1e-6)
+    # A sub-cell Gaussian peaks below 1 and is still one peak; its neighbours are not peaks.
+    target[0, 0, 1, 1], target[0, 0, 1, 2] = 0.8, 0.6
+    near = (1 - 0.6) ** 4 * 0.25 * math.log(0.5)
+    expected = -(0.25 * math.log(0.5) + near + 7 * 0.25 * math.log(0.5))
+    assert focal_heatmap_loss(pred, target).item() == pytest.approx(expected, rel=1e-6)
+    # The loss falls as the prediction approaches the target.
+    assert focal_heatmap_loss(target.clamp(1e-3, 0.999), target) < 0.1 * expected
+
+
+def test_focal_option_selects_the_heatmap_loss():
+    from pkmodel.loss import focal_heatmap_loss
+
+    rng = np.random.default_rng(0)
+    kp = np.zeros((17, 3))
+    kp[:, :2] = rng.uniform(20, 44, (17, 2))
+    kp[:, 2] = 2
+    t = encode_targets(
+        kp, np.array([32.0, 32.0]), np.zeros((0, 17, 3)), np.zeros((0, 2)), 64, TargetsConfig()
+    )
+    batch = {k: torch.as_tensor(v)[None] for k, v in t.items()}
+    outputs = (torch.full((1, 17, 16, 16), 0.2), torch.full((1, 1, 16, 16), 0.3),
+               torch.zeros(1, 34, 16, 16), torch.zeros(1, 34, 16, 16))  # fmt: skip
+    _, focal = PoseLoss(LossConfig(heatmap_loss="focal"))(outputs, batch)
+    _, mse = PoseLoss(LossConfig())(outputs, batch)
+    assert focal["heatmap"] == pytest.approx(
+        focal_heatmap_loss(outputs[0], batch["heatmaps"]).item()
+    )
+    assert focal["center"] == pytest.approx(focal_heatmap_loss(outputs[1], batch["centers"]).item())
+    assert mse["heatmap"] == pytest.approx(weighted_mse(outputs[0], batch["heatmaps"], 4.0).item())
+    assert focal["reg"] == mse["reg"] and focal["offset"] == mse["offset"]
