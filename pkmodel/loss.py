@@ -1,7 +1,8 @@
 """The training loss: every term separately, each with its weight from ``[loss]``.
 
 - heatmap, center: foreground-weighted MSE, the mean over every pixel of the batch, where a pixel
-  whose target exceeds ``FOREGROUND_THRESHOLD`` counts ``foreground_weight`` times.
+  whose target exceeds ``FOREGROUND_THRESHOLD`` counts ``foreground_weight`` times; or, with
+  ``heatmap_loss = "focal"``, CenterNet's focal loss per target peak (``focal_heatmap_loss``).
 - reg: L1 (cells) of the regs read at each sample's ground-truth center cell, averaged over the
   labelled joints of the batch (x and y each count once).
 - offset: L1 of the offsets read at each labelled joint's ground-truth cell, averaged likewise.
