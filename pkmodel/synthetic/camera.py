@@ -16,28 +16,10 @@ World frame (for placing people and the floor): y up, the floor is y = 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-# COCO keypoint coordinate = pinhole coordinate + this.
-PIXEL_CENTER = 0.5
-
-
-@dataclass(frozen=True)
-class Intrinsics:
-    """Pinhole intrinsics of a ``width`` x ``height`` image (OpenCV convention)."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-
-    def to_dict(self) -> dict[str, float]:
-        """The ``intrinsics`` field of an image entry."""
-        return {k: round(float(getattr(self, k)), 6) for k in ("fx", "fy", "cx", "cy")}
+# One camera model for the whole toolkit: the generator writes exactly what the 3D stage reads.
+from pkmodel.depth import Intrinsics, project  # noqa: F401  (project is re-exported)
 
 
 def sample_intrinsics(rng: np.random.Generator, width: int, height: int) -> Intrinsics:
@@ -53,15 +35,6 @@ def sample_intrinsics(rng: np.random.Generator, width: int, height: int) -> Intr
         width=width,
         height=height,
     )
-
-
-def project(points: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
-    """Camera-frame points (..., 3) -> COCO keypoint coordinates (..., 2) (pixel centers +0.5)."""
-    p = np.asarray(points, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = intrinsics.fx * p[..., 0] / p[..., 2] + intrinsics.cx + PIXEL_CENTER
-        v = intrinsics.fy * p[..., 1] / p[..., 2] + intrinsics.cy + PIXEL_CENTER
-    return np.stack([u, v], axis=-1)
 
 
 def pixel_rays(intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:

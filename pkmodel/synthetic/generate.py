@@ -176,7 +176,7 @@ def _image_entry(frame: Frame, file_name: str, depth_file: str) -> dict:
         "height": k.height,
         "depth_file": depth_file,
         "depth_unit_m": DEPTH_UNIT_M,
-        "intrinsics": k.to_dict(),
+        "intrinsics": {key: round(k.to_dict()[key], 6) for key in ("fx", "fy", "cx", "cy")},
         "world_to_camera": frame.camera.extrinsics(),
     }
 
