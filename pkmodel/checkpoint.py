@@ -7,12 +7,10 @@ dict), optional ``ema`` (state dict), ``config`` (``Config.to_dict()``) and trai
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from pkmodel.atomic import default_file_mode
+from pkmodel.atomic import atomic_open
 from pkmodel.errors import PkmodelError
 
 CHECKPOINT_FORMAT = "pkmodel-checkpoint"
@@ -23,21 +21,9 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """torch.save to a temporary file beside ``path``, fsync, then rename: never half-written."""
     import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, default_file_mode())
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
