@@ -55,8 +55,9 @@ def benchmark_command(
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Measure the toolkit on this machine: model parameters and MACs, PyTorch eager and
-    onnxruntime latency (batch 1) and throughput (benchmark.batch_size), decoder microseconds
+    """Measure every stage's speed on this machine (JSON and a table).
+
+    Model parameters and MACs, PyTorch eager and onnxruntime latency (batch 1) and throughput (benchmark.batch_size), decoder microseconds
     per frame, Dataset samples/s, training images/s, prepare-coco crops/s and synthetic
     images/s, each a median over repeats, with the machine described (CPU, threads, versions).
 

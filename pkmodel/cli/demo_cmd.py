@@ -27,10 +27,10 @@ def demo_command(
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Generate synthetic RGB-D people, prepare, train, evaluate (COCO AP), export Core ML and
-    ONNX, lift a synthetic sequence to 3D, and print a summary of results and files.
+    """Run the whole toolkit on built-in synthetic data and print a summary.
 
-    The demo's own settings (a narrow network at 128 px, 12 epochs; see docs/demo.md) go on top
+    Generates synthetic RGB-D people, prepares them, trains, evaluates (COCO AP), exports Core
+    ML and ONNX, lifts the synthetic sequences to 3D, and summarises results and files. The demo's own settings (a narrow network at 128 px, 12 epochs; see docs/demo.md) go on top
     of the config; --set overrides them. Every step is a real pkmodel command reading
     OUT/config.toml, printed before it runs so that you can repeat it by hand.
     """
