@@ -36,7 +36,9 @@ def weighted_mse(
     return (weight * (pred - target).square()).mean()
 
 
-def focal_heatmap_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def focal_heatmap_loss(
+    pred: torch.Tensor, target: torch.Tensor, sync: bool = False
+) -> torch.Tensor:
     """CenterNet's penalty-reduced focal loss, per peak: N x C x h x w sigmoid outputs.
 
     Peaks are the local maxima of the target above 0.5 (targets are Gaussians centred at
@@ -50,7 +52,7 @@ def focal_heatmap_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     peak_f = peak.to(p.dtype)
     pos = (1.0 - p).square() * torch.log(p) * peak_f
     neg = (1.0 - target).pow(4) * p.square() * torch.log(1.0 - p) * (1.0 - peak_f)
-    count = global_count(peak_f.sum())
+    count = global_count(peak_f.sum(), sync)
     return -(pos.sum() + neg.sum()) / count.clamp(min=1.0)
 
 
@@ -70,20 +72,24 @@ def gather_at(maps: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     return pairs.gather(3, index[:, :, None, None].expand(n, k, 2, 1))[..., 0]
 
 
-def global_count(count: torch.Tensor) -> torch.Tensor:
-    """A count over the whole distributed batch, per process (sum over ranks / world size)."""
+def global_count(count: torch.Tensor, sync: bool) -> torch.Tensor:
+    """With ``sync``: a count over the whole distributed batch, per process (sum over ranks /
+    world size). Only the training loss syncs: every process must call it in step, which
+    validation on rank 0 alone does not."""
     dist = torch.distributed
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         count = count.detach().clone()
         dist.all_reduce(count)
         count = count / dist.get_world_size()
     return count
 
 
-def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_l1(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, sync: bool = False
+) -> torch.Tensor:
     """L1 of N x K x 2 vectors over joints with mask 1, per coordinate; 0 when none."""
     m = mask[..., None].to(pred.dtype)
-    count = global_count(2.0 * m.sum())
+    count = global_count(2.0 * m.sum(), sync)
     # With no labelled joint the numerator is 0 too, so the clamp only avoids 0 / 0.
     return ((pred - target).abs() * m).sum() / count.clamp(min=1e-6)
 
@@ -104,9 +110,11 @@ class PoseLoss(nn.Module):
     Reported terms are unweighted and detached.
     """
 
-    def __init__(self, cfg: LossConfig) -> None:
+    def __init__(self, cfg: LossConfig, sync_counts: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
+        # Under DDP the training loss normalises by counts over every process (see above).
+        self.sync = sync_counts
 
     def forward(
         self, outputs: tuple[torch.Tensor, ...], targets: dict[str, torch.Tensor]
@@ -115,8 +123,8 @@ class PoseLoss(nn.Module):
         heatmaps, centers, regs, offsets = outputs
         n, k = heatmaps.shape[:2]
         if cfg.heatmap_loss == "focal":
-            heatmap = focal_heatmap_loss(heatmaps, targets["heatmaps"])
-            center = focal_heatmap_loss(centers, targets["centers"])
+            heatmap = focal_heatmap_loss(heatmaps, targets["heatmaps"], self.sync)
+            center = focal_heatmap_loss(centers, targets["centers"], self.sync)
         else:
             heatmap = weighted_mse(heatmaps, targets["heatmaps"], cfg.foreground_weight)
             center = weighted_mse(centers, targets["centers"], cfg.foreground_weight)
@@ -125,13 +133,14 @@ class PoseLoss(nn.Module):
         reg_pred = gather_at(regs, center_cell).reshape(n, k, 2)
         reg_true = gather_at(targets["regs"], center_cell).reshape(n, k, 2)
         reg_mask = targets["reg_mask"]
-        reg = masked_l1(reg_pred, reg_true, reg_mask)
+        reg = masked_l1(reg_pred, reg_true, reg_mask, self.sync)
 
         joint_cells = targets["joint_index"]
         offset = masked_l1(
             gather_at(offsets, joint_cells),
             gather_at(targets["offsets"], joint_cells),
             targets["offset_mask"],
+            self.sync,
         )
 
         if cfg.bone_weight > 0:
@@ -140,7 +149,7 @@ class PoseLoss(nn.Module):
             b = torch.tensor([b[1] for b in BONES], device=reg_mask.device)
             both = (reg_mask[:, a] * reg_mask[:, b]).to(reg_pred.dtype)
             err = (bone_lengths(reg_pred) - bone_lengths(reg_true)).abs()
-            count = global_count(both.sum())
+            count = global_count(both.sum(), self.sync)
             bone = (err * both).sum() / count.clamp(min=1e-6)
         else:
             bone = heatmap.new_zeros(())

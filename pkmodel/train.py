@@ -484,7 +484,7 @@ def train(
     model.to(device)
     if dist.enabled and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    loss_fn = PoseLoss(cfg.loss).to(device)
+    loss_fn = PoseLoss(cfg.loss, sync_counts=dist.enabled).to(device)
 
     from pkmodel.dataset import PoseDataset
 
@@ -548,8 +548,8 @@ def train(
         improved = False
         if validate_now:
             eval_model = ema.module if ema is not None else _unwrap(model)
-            if dist.is_main:
-                val = validate(eval_model, loss_fn, cfg, device, progress)
+            if dist.is_main:  # rank 0 alone: its loss must not wait for the other processes
+                val = validate(eval_model, PoseLoss(cfg.loss), cfg, device, progress)
                 row.update({f"val/{k}": v for k, v in val.items()})
             ap = _broadcast_float(row.get("val/AP", 0.0), dist, device)
             schedule.on_validation(ap)
