@@ -56,7 +56,7 @@ DEMO_SETTINGS: dict[str, Any] = {
     "lift.batch_size": 16,
 }
 
-# --quick: the same chain in about two minutes; the numbers mean nothing, the wiring is checked.
+# --quick: the same chain in about a minute; the numbers mean nothing, the wiring is checked.
 QUICK_SETTINGS: dict[str, Any] = {
     "synthetic.num_train": 96,
     "synthetic.num_val": 32,

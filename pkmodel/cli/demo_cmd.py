@@ -18,7 +18,7 @@ def demo_command(
     quick: Annotated[
         bool,
         typer.Option(
-            "--quick", help="A two-minute smoke run with tiny sizes (numbers mean nothing)."
+            "--quick", help="A one-minute smoke run with tiny sizes (numbers mean nothing)."
         ),
     ] = False,
     quiet: Annotated[
