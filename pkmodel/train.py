@@ -272,33 +272,17 @@ def per_process_batch(cfg: Config, dist: DistInfo) -> int:
 def epoch_loader(dataset, cfg: Config, dist: DistInfo, device: torch.device, epoch: int,
                  shuffle: bool = True):  # fmt: skip
     """A loader whose order and augmentation are a function of (seed, epoch) only."""
-    from torch.utils.data import DataLoader, DistributedSampler
+    from pkmodel.dataset import make_loader
 
-    per_process = per_process_batch(cfg, dist)
-    generator = torch.Generator().manual_seed(epoch_seed(cfg.train.seed, epoch))
-    sampler = None
-    if dist.enabled:
-        sampler = DistributedSampler(
-            dataset,
-            num_replicas=dist.world_size,
-            rank=dist.rank,
-            shuffle=shuffle,
-            seed=cfg.train.seed,
-            drop_last=shuffle,
-        )
-        sampler.set_epoch(epoch)
-    if hasattr(dataset, "set_epoch"):
-        dataset.set_epoch(epoch)
-    return DataLoader(
+    return make_loader(
         dataset,
-        batch_size=per_process,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
-        num_workers=cfg.train.workers,
+        per_process_batch(cfg, dist),
+        shuffle,
+        workers=cfg.train.workers,
         pin_memory=device.type == "cuda",
-        drop_last=shuffle,
-        generator=generator,
-        persistent_workers=False,
+        distributed=dist.enabled,
+        seed=cfg.train.seed,
+        epoch=epoch,
     )
 
 
