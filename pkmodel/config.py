@@ -355,13 +355,6 @@ def field_types(section: str) -> dict[str, Any]:
     return typing.get_type_hints(SECTIONS[section])
 
 
-def field_help(section: str, key: str) -> str:
-    for f in dataclasses.fields(SECTIONS[section]):
-        if f.name == key:
-            return f.metadata.get("help", "")
-    raise KeyError(f"{section}.{key}")
-
-
 def _suggest(word: str, choices: Sequence[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""

@@ -190,19 +190,12 @@ def _size(path: Path) -> int:
 def onnx_latency_ms(path: Path, input_size: int, runs: int = 30) -> float:
     """Median batch-1 onnxruntime latency of the exported model on this CPU."""
     import numpy as np
-    import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
+    from pkmodel.export import INPUT_NAME, median_ms, onnx_session
+
+    session = onnx_session(path)
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, input_size, input_size)).astype(np.float32)
-    for _ in range(3):
-        session.run(None, {name: x})
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, {name: x})
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times))
+    return median_ms(lambda: session.run(None, {INPUT_NAME: x}), runs, warmup=3)
 
 
 def _mpjpe(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -823,7 +823,8 @@ class LatencyReport:
         )
 
 
-def _median_ms(fn: Callable[[], Any], runs: int, warmup: int) -> float:
+def median_ms(fn: Callable[[], Any], runs: int, warmup: int) -> float:
+    """Median wall time of ``fn`` in milliseconds over ``runs`` calls, after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -857,7 +858,7 @@ def benchmark_cpu_latency(
     torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
-            torch_ms = _median_ms(lambda: model(xt), runs, warmup)
+            torch_ms = median_ms(lambda: model(xt), runs, warmup)
     finally:
         torch.set_num_threads(previous)
     with tempfile.TemporaryDirectory(prefix="pkmodel-bench-") as tmp:
@@ -865,5 +866,5 @@ def benchmark_cpu_latency(
         if onnx_path is None:
             write_onnx(model, path, input_size, opset)
         session = onnx_session(path, threads=threads)
-        onnx_ms = _median_ms(lambda: session.run(None, {INPUT_NAME: x}), runs, warmup)
+        onnx_ms = median_ms(lambda: session.run(None, {INPUT_NAME: x}), runs, warmup)
     return LatencyReport(input_size, width_mult, torch_ms, onnx_ms, threads, runs)

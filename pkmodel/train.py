@@ -25,7 +25,7 @@ from torch import nn
 
 from pkmodel.atomic import atomic_write_text
 from pkmodel.checkpoint import load_checkpoint, save_checkpoint
-from pkmodel.config import Config, config_from_dict
+from pkmodel.config import Config
 from pkmodel.errors import PkmodelError
 
 # --------------------------------------------------------------------------------------------
@@ -708,9 +708,3 @@ def _print(enabled: bool, text: str) -> None:
         from tqdm import tqdm
 
         tqdm.write(text)
-
-
-def config_for_resume(path: Path) -> Config:
-    """The config saved in a checkpoint (for `pkmodel train --resume` without a config file)."""
-    state = load_checkpoint(path)
-    return config_from_dict(state["config"], f"checkpoint {path}")
