@@ -116,7 +116,7 @@ class DemoRun:
     steps: list[StepResult] = field(default_factory=list)
 
 
-def _steps(cfg: Config, out: Path) -> list[tuple[str, list[str]]]:
+def _steps(cfg: Config) -> list[tuple[str, list[str]]]:
     best = cfg.train.out_dir / "best.pt"
     syn = cfg.data.synthetic_dir
     return [
@@ -153,7 +153,7 @@ def run_demo(
     echo(f"demo: config written to {config_path} (every step below reads it)")
     run = DemoRun(out=out, config_path=config_path)
     t0 = time.perf_counter()
-    steps = _steps(cfg, out)
+    steps = _steps(cfg)
     for i, (name, args) in enumerate(steps, 1):
         argv = [*args, "--config", str(config_path)]
         if quiet and args[0] in {"train", "evaluate"}:
