@@ -466,6 +466,8 @@ def train(
                 f"({str(e).splitlines()[0]})"
             ) from None
     model.to(device)
+    if t.channels_last:
+        model.to(memory_format=torch.channels_last)
     if dist.enabled and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     loss_fn = PoseLoss(cfg.loss, sync_counts=dist.enabled).to(device)
@@ -608,8 +610,11 @@ def _train_one_epoch(
         got = time.perf_counter()
         data_time += got - tick
         lr = schedule.apply(optimizer, step)
+        images_in = batch["image"]
+        if t.channels_last:
+            images_in = images_in.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            outputs = model(batch["image"])
+            outputs = model(images_in)
         outputs = tuple(o.float() for o in outputs)
         loss, terms = loss_fn(outputs, batch)
         bad = torch.tensor(0.0 if torch.isfinite(loss) else 1.0, device=device)

@@ -89,14 +89,16 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 def test_a_few_dozen_steps_cut_the_loss(tiny_prepared, tmp_path):
-    cfg = tiny_train_config(tiny_prepared, tmp_path / "run", epochs=14, lr=5e-3, ema=False)
+    cfg = tiny_train_config(tiny_prepared, tmp_path / "run", epochs=14, lr=1e-2, ema=False)
     for name in ("flip", "affine", "crop_pad", "color", "blur", "noise", "occlusion"):
         setattr(cfg.augment, f"{name}_prob", 0.0)  # the same samples every epoch
     result = train(cfg, progress=False)
     rows = [__import__("json").loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().split("\n") if x]  # fmt: skip
     assert len(rows) == 14 and result.epochs_run == 14
     first, last = rows[0]["train/loss"], rows[-1]["train/loss"]
-    assert last < 0.6 * first, (first, last)  # a few dozen steps: 40% off at least
+    assert last < 0.6 * first, (first, last)  # 42 steps: 40% off at least (measured 48%)
+    # The focal heatmap term has a floor above 0; it still falls by a quarter (measured 37%).
+    assert rows[-1]["train/heatmap"] < 0.75 * rows[0]["train/heatmap"], (rows[0], rows[-1])
     assert (tmp_path / "run/last.pt").is_file() and (tmp_path / "run/best.pt").is_file()
     assert (tmp_path / "run/curves.png").stat().st_size > 1000
     assert 0.0 <= rows[-1]["val/AP"] <= 1.0 and "val/loss" in rows[-1]
