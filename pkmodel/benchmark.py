@@ -316,8 +316,10 @@ def measure_training(cfg: Any, plan: Plan, labels: Path) -> dict[str, Any]:
         ModelEMA,
         build_optimizer,
         epoch_loader,
+        input_images,
         seed_everything,
         select_device,
+        set_memory_format,
         to_device,
     )
 
@@ -325,7 +327,7 @@ def measure_training(cfg: Any, plan: Plan, labels: Path) -> dict[str, Any]:
     device = select_device(t.device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     seed_everything(t.seed)
-    model = build_model(cfg.model, pretrained=False).to(device).train()
+    model = set_memory_format(build_model(cfg.model, pretrained=False).to(device).train(), cfg)
     loss_fn = PoseLoss(cfg.loss).to(device)
     optimizer = build_optimizer(model, cfg)
     ema = ModelEMA(model, t.ema_decay) if t.ema else None
@@ -342,7 +344,7 @@ def measure_training(cfg: Any, plan: Plan, labels: Path) -> dict[str, Any]:
     for batch in loader:
         batch = to_device(batch, device)
         got = time.perf_counter()
-        loss, _ = loss_fn(model(batch["image"]), batch)
+        loss, _ = loss_fn(model(input_images(batch, cfg)), batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if t.grad_clip_norm > 0:

@@ -23,7 +23,7 @@ from pkmodel.atomic import atomic_write_json, atomic_write_text
 from pkmodel.config import Config, format_config
 from pkmodel.errors import PkmodelError
 
-# The demo's settings: a narrow MobileNetV2 at 128 pixels, trained from scratch for about ten
+# The demo's settings: a narrow MobileNetV2 at 96 pixels, trained from scratch for about ten
 # minutes on two CPU cores (see docs/demo.md for what that reaches). Every value can be
 # overridden with --set.
 DEMO_SETTINGS: dict[str, Any] = {
@@ -33,17 +33,18 @@ DEMO_SETTINGS: dict[str, Any] = {
     "synthetic.height": 192,
     "synthetic.sequences": 2,
     "synthetic.frames": 48,
-    "prepare.crop_size": 128,
+    "prepare.crop_size": 96,
     "prepare.min_area": 400.0,
-    "model.input_size": 128,
+    # 96 pixels learn as much per image as 128 (relative to the person) at 1.4x the images/s.
+    "model.input_size": 96,
     "model.width_mult": 0.5,
     "model.neck_channels": 48,
     "model.head_channels": 48,
-    "train.epochs": 16,
+    "train.epochs": 32,
     "train.batch_size": 32,
-    "train.lr": 4e-3,
+    "train.lr": 1e-2,
     "train.warmup_epochs": 0.5,
-    "train.val_every": 4,
+    "train.val_every": 8,
     "train.ema_decay": 0.99,
     "train.workers": 2,
     # Lighter augmentation suits a schedule this short.

@@ -286,6 +286,21 @@ def epoch_loader(dataset, cfg: Config, dist: DistInfo, device: torch.device, epo
     )
 
 
+def set_memory_format(model: nn.Module, cfg: Config) -> nn.Module:
+    """The model in the training memory format (``train.channels_last``), in place."""
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def input_images(batch: dict[str, Any], cfg: Config) -> torch.Tensor:
+    """The batch's images in the training memory format (a no-op copy when already in it)."""
+    images = batch["image"]
+    if cfg.train.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     non_blocking = device.type == "cuda"
     return {
@@ -465,9 +480,7 @@ def train(
                 f"train.finetune {t.finetune}: weights do not fit this model "
                 f"({str(e).splitlines()[0]})"
             ) from None
-    model.to(device)
-    if t.channels_last:
-        model.to(memory_format=torch.channels_last)
+    set_memory_format(model.to(device), cfg)
     if dist.enabled and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     loss_fn = PoseLoss(cfg.loss, sync_counts=dist.enabled).to(device)
@@ -610,11 +623,8 @@ def _train_one_epoch(
         got = time.perf_counter()
         data_time += got - tick
         lr = schedule.apply(optimizer, step)
-        images_in = batch["image"]
-        if t.channels_last:
-            images_in = images_in.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            outputs = model(images_in)
+            outputs = model(input_images(batch, cfg))
         outputs = tuple(o.float() for o in outputs)
         loss, terms = loss_fn(outputs, batch)
         bad = torch.tensor(0.0 if torch.isfinite(loss) else 1.0, device=device)

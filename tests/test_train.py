@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pkmodel.checkpoint import load_checkpoint, save_checkpoint
+from pkmodel.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from pkmodel.config import Config
 from pkmodel.errors import PkmodelError
 from pkmodel.train import (
@@ -260,3 +260,35 @@ def test_torchrun_two_processes_train_and_validate(tiny_prepared, tmp_path):
         rows[0]["step"]
         == len(json.loads((tiny_prepared / "train.json").read_text())["samples"]) // 2
     )
+
+
+def test_channels_last_changes_speed_not_results(tiny_prepared, tmp_path):
+    # The memory format is a layout choice: a step moves the weights the same way in either
+    # format, and the checkpoint loads into a plain (contiguous) model. Not bit for bit:
+    # PyTorch's channels-last BatchNorm backward on CPU loses precision when a channel's mean
+    # is large against its spread (weight gradient error 1e-4 relative at mean/std 300, against
+    # 6e-6 contiguous); through the whole network that is ~3% of the gradient (measured 5% of
+    # one SGD step here), far below the batch-to-batch noise of SGD. One step: from-scratch
+    # training at a high rate is chaotic, and after a few steps any two float orders diverge.
+    from pkmodel.model import build_model
+    from pkmodel.train import seed_everything
+
+    weights, losses = {}, {}
+    for fmt in (True, False):
+        cfg = tiny_train_config(tiny_prepared, tmp_path / str(fmt), epochs=1, ema=False,
+                                channels_last=fmt, val_every=100, optimizer="sgd", lr=0.05)  # fmt: skip
+        train(cfg, progress=False, max_steps=1)
+        weights[fmt] = _weights(tmp_path / str(fmt) / "last.pt")
+        assert load_checkpoint(tmp_path / str(fmt) / "last.pt")["step"] == 1
+        row = [__import__("json").loads(x) for x in (tmp_path / str(fmt) / "metrics.jsonl").read_text().splitlines()][0]  # fmt: skip
+        losses[fmt] = row["train/loss"]
+    seed_everything(cfg.train.seed)
+    start = build_model(cfg.model, pretrained=False).state_dict()
+    names = [n for n, v in start.items() if v.is_floating_point() and "running" not in n]
+    moved = torch.cat([(weights[False][n] - start[n]).flatten() for n in names])
+    apart = torch.cat([(weights[True][n] - weights[False][n]).flatten() for n in names])
+    assert moved.norm() > 0.1  # the steps did move the weights
+    assert apart.norm() < 0.1 * moved.norm(), (apart.norm(), moved.norm())
+    assert losses[True] == pytest.approx(losses[False], rel=1e-5)  # the same forward pass
+    model, _, _ = model_from_checkpoint(tmp_path / "True" / "last.pt")
+    assert all(p.is_contiguous() for p in model.parameters())
