@@ -1,8 +1,10 @@
 """The training loss: every term separately, each with its weight from ``[loss]``.
 
-- heatmap, center: foreground-weighted MSE, the mean over every pixel of the batch, where a pixel
-  whose target exceeds ``FOREGROUND_THRESHOLD`` counts ``foreground_weight`` times; or, with
-  ``heatmap_loss = "focal"``, CenterNet's focal loss per target peak (``focal_heatmap_loss``).
+- heatmap, center: with ``heatmap_loss = "focal"`` (the default), CenterNet's focal loss per
+  target peak (``focal_heatmap_loss``); with ``"mse"``, foreground-weighted MSE, the mean over
+  every pixel of the batch, where a pixel whose target exceeds ``FOREGROUND_THRESHOLD`` counts
+  ``foreground_weight`` times (its gradient through the sigmoid is too weak for the heatmaps to
+  learn quickly: docs/model.md, "Loss").
 - reg: L1 (cells) of the regs read at each sample's ground-truth center cell, averaged over the
   labelled joints of the batch (x and y each count once).
 - offset: L1 of the offsets read at each labelled joint's ground-truth cell, averaged likewise.
@@ -41,8 +43,8 @@ def focal_heatmap_loss(
 ) -> torch.Tensor:
     """CenterNet's penalty-reduced focal loss, per peak: N x C x h x w sigmoid outputs.
 
-    Peaks are the local maxima of the target above 0.5 (targets are Gaussians centred at
-    sub-cell positions, so a peak cell is not exactly 1). Unlike MSE on sigmoid outputs, whose
+    Peaks are the local maxima of the target above 0.5: 1.0 at each joint's cell in
+    ``encode_targets`` targets, but any Gaussian peak counts, also one below 1. Unlike MSE on sigmoid outputs, whose
     gradient vanishes once the background has pushed every output towards 0, the focal loss
     keeps pulling the peaks up, so heatmaps learn in far fewer steps. Normalised by the number
     of peaks in the batch (summed over DDP processes like the other per-joint terms).
