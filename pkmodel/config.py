@@ -125,7 +125,7 @@ class TargetsConfig:
 class LossConfig:
     """Loss weights; every term is reported separately."""
 
-    # Weights balance the terms' gradients on the backbone (docs/train.md, "Loss"): with MSE
+    # Weights balance the terms' gradients on the backbone (docs/model.md, "Loss"): with MSE
     # on sigmoid heatmaps the heatmap gradient was 25x smaller than the offsets' and the
     # heatmaps barely learned; the focal loss with these weights learns them several times faster.
     heatmap_weight: float = _f(1.0, "weight of the joint heatmap loss")
@@ -178,7 +178,7 @@ class TrainConfig:
     ema: bool = _f(True, "keep an exponential moving average of the weights")
     ema_decay: float = _f(0.998, "EMA decay per step")
     amp: Literal["off", "bf16", "fp16"] = _f("off", "mixed precision on CUDA")
-    channels_last: bool = _f(True, "channels-last memory format (about 1.5x faster on CPU)")
+    channels_last: bool = _f(True, "channels-last memory format (about 1.4x faster on CPU)")
     device: str = _f("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     val_every: int = _f(1, "validate every N epochs")
     early_stop_patience: int = _f(0, "stop after N validations without AP gain (0 = off)")

@@ -44,10 +44,11 @@ def focal_heatmap_loss(
     """CenterNet's penalty-reduced focal loss, per peak: N x C x h x w sigmoid outputs.
 
     Peaks are the local maxima of the target above 0.5: 1.0 at each joint's cell in
-    ``encode_targets`` targets, but any Gaussian peak counts, also one below 1. Unlike MSE on sigmoid outputs, whose
-    gradient vanishes once the background has pushed every output towards 0, the focal loss
-    keeps pulling the peaks up, so heatmaps learn in far fewer steps. Normalised by the number
-    of peaks in the batch (summed over DDP processes like the other per-joint terms).
+    ``encode_targets`` targets, but any Gaussian peak counts, also one below 1. Unlike MSE on
+    sigmoid outputs, whose gradient vanishes once the background has pushed every output
+    towards 0, the focal loss keeps pulling the peaks up, so heatmaps learn in far fewer steps.
+    Normalised by the number of peaks in the batch (summed over DDP processes like the other
+    per-joint terms).
     """
     p = pred.clamp(1e-4, 1.0 - 1e-4)
     peak = (target > 0.5) & (target == F.max_pool2d(target, 3, stride=1, padding=1))

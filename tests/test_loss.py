@@ -208,8 +208,7 @@ def _backbone_gradient_norms(cfg: LossConfig) -> dict[str, float]:
     params = list(model.backbone.parameters())
     norms = {}
     for term, weight in weights.items():
-        _, terms = PoseLoss(cfg)(model(images), batch)
-        # The reported terms are detached: recompute the loss with only this term's weight.
+        # The reported terms are detached: the loss with only this term's weight gives its gradient.
         only = LossConfig(
             heatmap_loss=cfg.heatmap_loss,
             heatmap_weight=weight if term == "heatmap" else 0.0,
@@ -225,7 +224,7 @@ def _backbone_gradient_norms(cfg: LossConfig) -> dict[str, float]:
 
 def test_default_loss_does_not_starve_the_heatmaps(one_thread):
     # With MSE on sigmoid heatmaps the heatmap term's gradient on the backbone is under 1% of
-    # the offsets' on a fresh model (0.7%; the heatmaps then barely learn, docs/train.md). The
+    # the offsets' on a fresh model (0.7%; the heatmaps then barely learn, docs/model.md). The
     # default focal loss and weights give it the same order as the offsets' (72%).
     default = _backbone_gradient_norms(LossConfig())
     old = _backbone_gradient_norms(LossConfig(heatmap_loss="mse", center_weight=1.0, reg_weight=0.1, offset_weight=1.0))  # fmt: skip

@@ -270,6 +270,8 @@ def test_channels_last_changes_speed_not_results(tiny_prepared, tmp_path):
     # 6e-6 contiguous); through the whole network that is ~3% of the gradient (measured 5% of
     # one SGD step here), far below the batch-to-batch noise of SGD. One step: from-scratch
     # training at a high rate is chaotic, and after a few steps any two float orders diverge.
+    import json
+
     from pkmodel.model import build_model
     from pkmodel.train import seed_everything
 
@@ -280,8 +282,8 @@ def test_channels_last_changes_speed_not_results(tiny_prepared, tmp_path):
         train(cfg, progress=False, max_steps=1)
         weights[fmt] = _weights(tmp_path / str(fmt) / "last.pt")
         assert load_checkpoint(tmp_path / str(fmt) / "last.pt")["step"] == 1
-        row = [__import__("json").loads(x) for x in (tmp_path / str(fmt) / "metrics.jsonl").read_text().splitlines()][0]  # fmt: skip
-        losses[fmt] = row["train/loss"]
+        first_line = (tmp_path / str(fmt) / "metrics.jsonl").read_text().splitlines()[0]
+        losses[fmt] = json.loads(first_line)["train/loss"]
     seed_everything(cfg.train.seed)
     start = build_model(cfg.model, pretrained=False).state_dict()
     names = [n for n, v in start.items() if v.is_floating_point() and "running" not in n]
