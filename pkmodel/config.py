@@ -132,6 +132,7 @@ class LossConfig:
     center_weight: float = _f(0.25, "weight of the center heatmap loss")
     reg_weight: float = _f(0.5, "weight of the center-to-joint L1 (in cells)")
     offset_weight: float = _f(2.0, "weight of the sub-cell offset L1")
+    offset_radius: int = _f(0, "offsets are trained on the cells within this many cells of each joint (0 = its cell)")  # fmt: skip
     bone_weight: float = _f(0.0, "weight of the optional bone-length term (0 = off)")
     foreground_weight: float = _f(4.0, "MSE only: extra weight of heatmap pixels near a target (> 0.1)")  # fmt: skip
     heatmap_loss: Literal["mse", "focal"] = _f(
@@ -214,6 +215,7 @@ class PseudoLabelConfig:
     person_threshold: float = _f(0.5, "keep a pose when its kept joints' mean score reaches this")
     min_joints: int = _f(8, "keep a pose with at least this many joints above joint_threshold")
     box_margin: float = _f(0.1, "person box = kept joints' box grown by this x its longer side")
+    refine_passes: int = _f(2, "after the whole image, run the model this many times more on a crop around the pose it found, cut as prepare-coco cuts people (0 = whole image only)")  # fmt: skip
     source: str = _f("pseudo", "source tag written into every pseudo-labelled sample")
 
 

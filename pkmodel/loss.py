@@ -7,7 +7,11 @@
   learn quickly: docs/model.md, "Loss").
 - reg: L1 (cells) of the regs read at each sample's ground-truth center cell, averaged over the
   labelled joints of the batch (x and y each count once).
-- offset: L1 of the offsets read at each labelled joint's ground-truth cell, averaged likewise.
+- offset: L1 of the offsets over a (2r + 1) x (2r + 1) window of cells around each labelled
+  joint's ground-truth cell (r = ``offset_radius``; r = 0 is that cell alone). At a window cell
+  the target is the joint's position in cells minus the cell (``(cell + offset) * stride`` is the
+  joint there too), so a decoded peak one cell off still lands on the joint. Averaged over the
+  window cells inside the grid, then over labelled joints like the reg term.
 - bone: |length - ground-truth length| (cells) of the COCO arm and leg bones
   (``pkmodel.skeleton.BONES``), lengths taken from the regs at the ground-truth center, averaged
   over bones whose two joints are labelled. Computed only when ``bone_weight > 0``.
@@ -25,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pkmodel.config import LossConfig
+from pkmodel.errors import PkmodelError
 from pkmodel.skeleton import BONES
 
 FOREGROUND_THRESHOLD = 0.1
@@ -97,6 +102,41 @@ def masked_l1(
     return ((pred - target).abs() * m).sum() / count.clamp(min=1e-6)
 
 
+def window_offset_l1(
+    offsets: torch.Tensor,
+    target_offsets: torch.Tensor,
+    joint_cells: torch.Tensor,
+    mask: torch.Tensor,
+    radius: int,
+    sync: bool = False,
+) -> torch.Tensor:
+    """L1 (cells) of N x 2K x h x w ``offsets`` over the window of ``radius`` cells around
+    each joint's cell (N x K x 2 [x, y]); ``target_offsets`` hold the sub-cell remainder at
+    that cell. Each joint with mask 1 counts once (its window cells inside the grid averaged),
+    x and y once each, like ``masked_l1``; radius 0 equals ``masked_l1`` at the joint cells.
+    """
+    n, c, h, w = offsets.shape
+    k = c // 2
+    cells = joint_cells.long()
+    remainder = gather_at(target_offsets, cells)  # N x K x 2, sub-cell at the joint's cell
+    span = torch.arange(-radius, radius + 1, device=cells.device)
+    dy, dx = torch.meshgrid(span, span, indexing="ij")
+    window = cells[:, :, None, :] + torch.stack([dx, dy], -1).reshape(1, 1, -1, 2)  # N x K x W x 2
+    size = torch.tensor([w, h], device=cells.device)
+    inside = ((window >= 0) & (window < size)).all(-1)  # N x K x W
+    window = torch.minimum(window.clamp(min=0), size - 1)
+    index = window[..., 1] * w + window[..., 0]  # N x K x W
+    pred = offsets.reshape(n, k, 2, h * w).gather(3, index[:, :, None, :].expand(n, k, 2, -1))
+    # The joint's cell minus the window cell is a whole number: exact at the joint's own cell.
+    steps = (cells[:, :, None, :] - window).transpose(2, 3).to(offsets.dtype)  # N x K x 2 x W
+    target = remainder[..., None] + steps
+    cell_weight = inside.to(offsets.dtype)
+    cell_weight = cell_weight / cell_weight.sum(-1, keepdim=True).clamp(min=1.0)
+    weight = (mask.to(offsets.dtype)[..., None] * cell_weight)[:, :, None, :]  # N x K x 1 x W
+    count = global_count(2.0 * mask.to(offsets.dtype).sum(), sync)
+    return ((pred - target).abs() * weight).sum() / count.clamp(min=1e-6)
+
+
 def bone_lengths(joint_xy: torch.Tensor) -> torch.Tensor:
     """N x K x 2 joint positions -> N x B lengths of ``BONES`` (smooth at zero length)."""
     a = torch.tensor([b[0] for b in BONES], device=joint_xy.device)
@@ -115,6 +155,8 @@ class PoseLoss(nn.Module):
 
     def __init__(self, cfg: LossConfig, sync_counts: bool = False) -> None:
         super().__init__()
+        if cfg.offset_radius < 0:
+            raise PkmodelError(f"loss.offset_radius is {cfg.offset_radius}; it must be 0 or more")
         self.cfg = cfg
         # Under DDP the training loss normalises by counts over every process (see above).
         self.sync = sync_counts
@@ -139,10 +181,12 @@ class PoseLoss(nn.Module):
         reg = masked_l1(reg_pred, reg_true, reg_mask, self.sync)
 
         joint_cells = targets["joint_index"]
-        offset = masked_l1(
-            gather_at(offsets, joint_cells),
-            gather_at(targets["offsets"], joint_cells),
+        offset = window_offset_l1(
+            offsets,
+            targets["offsets"],
+            joint_cells,
             targets["offset_mask"],
+            cfg.offset_radius,
             self.sync,
         )
 

@@ -187,6 +187,72 @@ def predict_frames(runner: Any, frames: Sequence[np.ndarray]) -> list[Pose]:
     return poses
 
 
+def predict_boxes(runner: Any, frames: Sequence[np.ndarray], boxes: Sequence[Sequence[int]]) -> list[Pose]:  # fmt: skip
+    """Run one batch on square crops: box ``[x0, y0, side]`` (whole pixels, zeros outside the
+    frame) of each frame, resized to the input as prepare-coco crops people; image pixels out."""
+    from pkmodel.geometry import crop_to_image
+    from pkmodel.prepare import crop_square
+
+    size = runner.input_size
+    batch = normalise(np.stack([crop_square(f, list(b), size) for f, b in zip(frames, boxes, strict=True)]))  # fmt: skip
+    out = runner(batch)
+    return [
+        Pose(
+            keypoints=crop_to_image(out["keypoints"][i], box, size),
+            scores=np.asarray(out["scores"][i], np.float64),
+            found=np.asarray(out["found"][i], bool),
+            center=crop_to_image(out["centers"][i], box, size),
+            center_score=float(out["center_scores"][i]),
+        )
+        for i, box in enumerate(boxes)
+    ]
+
+
+def pose_crop_box(
+    pose: Pose, width: int, height: int, margin: float, expand_ratio: float, min_joints: int = 4
+) -> list[int] | None:
+    """The square crop around a pose that prepare-coco would cut around the person, or None.
+
+    The person box is the box of the found joints on the image, grown by ``margin`` x its
+    longer side on every side (joints sit inside the body); the crop is that box's square
+    grown by ``expand_ratio`` (prepare.expand_ratio), in whole pixels. None when fewer than
+    ``min_joints`` joints qualify: too little to place a crop on.
+    """
+    from pkmodel.prepare import pixel_crop_box
+
+    kp = np.asarray(pose.keypoints, np.float64)
+    ok = np.asarray(pose.found, bool) & (kp >= 0).all(1) & (kp < [width, height]).all(1)
+    if ok.sum() < max(min_joints, 2):
+        return None
+    lo, hi = kp[ok].min(0), kp[ok].max(0)
+    grow = margin * (hi - lo).max()
+    return pixel_crop_box(np.concatenate([lo - grow, hi - lo + 2 * grow]), expand_ratio)
+
+
+def predict_frames_refined(
+    runner: Any, frames: Sequence[np.ndarray], passes: int, margin: float, expand_ratio: float
+) -> list[Pose]:
+    """predict_frames, then ``passes`` more runs on a crop around each pose found (pose_crop_box).
+
+    The whole frame shrinks a person below the size the network was trained on (prepare-coco's
+    crops); a second look at the crop around the first guess sees the person at training size.
+    A frame whose pose has too few found joints for a box keeps its previous pose.
+    """
+    poses = predict_frames(runner, frames)
+    for _ in range(passes):
+        boxes = [
+            pose_crop_box(p, f.shape[1], f.shape[0], margin, expand_ratio)
+            for p, f in zip(poses, frames, strict=True)
+        ]
+        todo = [i for i, b in enumerate(boxes) if b is not None]
+        if not todo:
+            break
+        again = predict_boxes(runner, [frames[i] for i in todo], [boxes[i] for i in todo])
+        for i, pose in zip(todo, again, strict=True):
+            poses[i] = pose
+    return poses
+
+
 def draw_pose(frame: np.ndarray, pose: Pose) -> np.ndarray:
     """A copy of the frame with the found joints, their limbs and the person center."""
     from pkmodel.draw import draw_center, draw_skeleton

@@ -609,7 +609,8 @@ def test_pseudo_label_with_an_oracle_recovers_the_ground_truth(coco_mini, tmp_pa
         truth.append((name, gt, size))
     low = sorted(by_name)[0]  # its scores stay below the person threshold
     runner = OracleRunner(truth, low={low})
-    params = PseudoParams(joint_threshold=0.3, person_threshold=0.5, min_joints=8, source="oracle")
+    # The oracle knows whole images only: no second look at a crop (tested in test_predict.py).
+    params = PseudoParams(joint_threshold=0.3, person_threshold=0.5, min_joints=8, refine_passes=0, source="oracle")  # fmt: skip
     prep = PrepareParams(crop_size=96, workers=1)
     s = pseudo_label(folder, runner, tmp_path / "ds", "pl", params, prep, {"weights": "oracle"},
                      annotations=gt_file, batch_size=4, progress=False)  # fmt: skip
@@ -639,7 +640,7 @@ def test_pseudo_label_with_an_oracle_recovers_the_ground_truth(coco_mini, tmp_pa
     assert low not in {x["file_name"] for x in data["samples"]}
 
     # rerun with looser thresholds: nothing is inferred again, the low-score image joins
-    loose = PseudoParams(joint_threshold=0.3, person_threshold=0.3, min_joints=8, source="oracle")
+    loose = PseudoParams(joint_threshold=0.3, person_threshold=0.3, min_joints=8, refine_passes=0, source="oracle")  # fmt: skip
     r = pseudo_label(folder, OracleRunner([]), tmp_path / "ds", "pl", loose, prep,
                      {"weights": "oracle"}, batch_size=4, progress=False)  # fmt: skip
     assert (r.inferred, r.kept) == (0, n)

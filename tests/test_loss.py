@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from pkmodel.config import LossConfig, ModelConfig, TargetsConfig
-from pkmodel.loss import PoseLoss, gather_at, weighted_mse
+from pkmodel.errors import PkmodelError
+from pkmodel.loss import PoseLoss, gather_at, masked_l1, weighted_mse, window_offset_l1
 from pkmodel.model import build_model
 from pkmodel.skeleton import BONES
 from pkmodel.targets import encode_targets
@@ -81,6 +82,80 @@ def test_offset_term_reads_each_joint_cell():
     total, terms = PoseLoss(cfg)((heat, cen, regs, offs), batch)
     assert terms["offset"].item() == pytest.approx(0.5 / (2 * 2 * K))
     assert total.item() == pytest.approx(3.0 * terms["offset"].item(), rel=1e-5)
+
+
+def _offset_field(batch, size=64, stride=4):
+    """Dense offsets that point every cell at its joint: (cell + offset) * stride = joint."""
+    grid = size // stride
+    pos = batch["joint_index"].double() + gather_at(batch["offsets"], batch["joint_index"])
+    cells = torch.arange(grid, dtype=torch.float64)
+    field = torch.empty(batch["offsets"].shape, dtype=torch.float64)
+    field[:, 0::2] = pos[..., 0, None, None] - cells[None, None, None, :]
+    field[:, 1::2] = pos[..., 1, None, None] - cells[None, None, :, None]
+    return field.float()
+
+
+def test_offset_window_trains_the_cells_around_each_joint():
+    batch = _batch(2, hidden=(4,))
+    heat, cen, regs, _ = _perfect(batch)
+    offs = _offset_field(batch)
+    ones = LossConfig(offset_radius=1, heatmap_loss="mse")
+    assert PoseLoss(ones)((heat, cen, regs, offs), batch)[1]["offset"].item() == pytest.approx(
+        0.0, abs=1e-5
+    )
+    # Radius 0 is the old term: only the joint's own cell counts.
+    mask, cells = batch["offset_mask"], batch["joint_index"]
+    far = offs.clone()
+    jx, jy = cells[1, 3].tolist()
+    far[1, 2 * 3, jy, (jx + 2) % 16] += 7.0  # two cells away: outside a radius-1 window
+    assert window_offset_l1(far, batch["offsets"], cells, mask, 1).item() == pytest.approx(
+        0.0, abs=1e-5
+    )
+    near = offs.clone()
+    nx = jx + 1 if jx < 15 else jx - 1
+    near[1, 2 * 3 + 1, jy, nx] += 0.9  # a neighbour cell, y of joint 3 of sample 1
+    inside = sum(0 <= jx + dx < 16 and 0 <= jy + dy < 16 for dx in (-1, 0, 1) for dy in (-1, 0, 1))
+    labelled = int(mask.sum())  # 2 x 17 - 1 joints
+    got = window_offset_l1(near, batch["offsets"], cells, mask, 1).item()
+    assert got == pytest.approx(0.9 / inside / (2 * labelled), rel=1e-3)
+    assert window_offset_l1(near, batch["offsets"], cells, mask, 0).item() == pytest.approx(
+        0.0, abs=1e-5
+    )
+    # An unlabelled joint's window carries no loss.
+    hidden = offs.clone()
+    hx, hy = batch["joint_index"][0, 4].tolist()
+    hidden[0, 8:10] += 3.0
+    assert batch["offset_mask"][0, 4] == 0 and (hx, hy) == (0, 0)
+    hidden_loss = window_offset_l1(hidden, batch["offsets"], cells, mask, 2).item()
+    assert hidden_loss == pytest.approx(0.0, abs=1e-5)
+
+
+def test_offset_window_of_radius_zero_equals_the_joint_cell_l1():
+    batch = _batch(3, seed=5, hidden=(0, 9))
+    rng = torch.Generator().manual_seed(1)
+    offs = torch.rand(batch["offsets"].shape, generator=rng) * 2 - 0.5
+    cells, mask = batch["joint_index"], batch["offset_mask"]
+    want = masked_l1(gather_at(offs, cells), gather_at(batch["offsets"], cells), mask).item()
+    assert window_offset_l1(offs, batch["offsets"], cells, mask, 0).item() == pytest.approx(
+        want, rel=1e-6
+    )
+
+
+def test_offset_window_at_the_grid_edge_averages_the_cells_inside():
+    # A joint in the corner cell: of a 3 x 3 window only 4 cells are on the grid.
+    kps = np.concatenate([np.full((K, 2), 40.0), np.full((K, 1), 2.0)], 1)
+    kps[0, :2] = (1.0, 2.5)  # nose in cell (0, 0), offsets (0.25, 0.625)
+    t = encode_targets(kps, np.array([32.0, 32.0]), None, None, 64, TargetsConfig())
+    batch = {k: torch.from_numpy(v[None]) for k, v in t.items()}
+    offs = _offset_field(batch)
+    offs[0, 0, 1, 1] += 1.0  # x at cell (1, 1), a window cell of the nose
+    got = window_offset_l1(offs, batch["offsets"], batch["joint_index"], batch["offset_mask"], 1)
+    assert got.item() == pytest.approx(1.0 / 4 / (2 * K), rel=1e-3)
+
+
+def test_negative_offset_radius_is_one_clear_error():
+    with pytest.raises(PkmodelError, match="loss.offset_radius is -1"):
+        PoseLoss(LossConfig(offset_radius=-1))
 
 
 def test_bone_term_compares_bone_lengths_from_regs():

@@ -323,6 +323,14 @@ def pseudo_label_command(
             "--source", help="pseudo_label.source (the samples' tag).", show_default=False
         ),
     ] = None,
+    refine_passes: Annotated[
+        int | None,
+        typer.Option(
+            "--refine-passes",
+            help="pseudo_label.refine_passes: looks at a crop around the pose found (0 = off).",
+            show_default=False,
+        ),
+    ] = None,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -343,8 +351,9 @@ def pseudo_label_command(
 ) -> None:
     """Label unlabelled images with a trained model; keep confident poses as prepared labels.
 
-    Whole images are letterboxed, inferred and decoded; joints below the joint threshold become
-    unlabelled; poses with too few joints or a low mean score are dropped. The kept poses are
+    Whole images are letterboxed, inferred and decoded, then inferred again on a crop around
+    the pose found (pseudo_label.refine_passes), where the person has the size the network was
+    trained on; joints below the joint threshold become unlabelled; poses with too few joints or a low mean score are dropped. The kept poses are
     cropped like prepare-coco crops COCO (prepare.*) into OUT/NAME.json, each sample marked
     "pseudo": true with its source tag, ready for `pkmodel data merge`.
     """
@@ -356,6 +365,7 @@ def pseudo_label_command(
         pseudo_label__joint_threshold=joint_threshold,
         pseudo_label__person_threshold=person_threshold,
         pseudo_label__min_joints=min_joints, pseudo_label__source=source,
+        pseudo_label__refine_passes=refine_passes,
     )  # fmt: skip
     torch_device = "cpu" if weights.suffix.lower() == ".onnx" else select_device(cfg.train.device)
     summary = pseudo_label_weights(

@@ -1,7 +1,10 @@
 """`pkmodel data pseudo-label`: label unlabelled images with a trained model, keep confident poses.
 
 The flow: every image of a folder (recursively) is letterboxed whole, run in batches and decoded
-(pkmodel.predict.predict_frames, checkpoint or ONNX), giving one pose per image in image pixels.
+(pkmodel.predict.predict_frames, checkpoint or ONNX), giving one pose per image in image pixels;
+then, ``refine_passes`` times, the model looks again at a square crop around that pose, cut the
+way prepare-coco cuts people for training (pkmodel.predict.predict_frames_refined): in the
+whole image the person is smaller than the network was trained to see.
 A joint is kept when its score reaches ``joint_threshold`` and it lies on the image (else it
 becomes v = 0); a pose is kept when at least ``min_joints`` joints are kept and their mean
 score reaches ``person_threshold``. The kept poses become a COCO person-keypoint file (bbox = the kept joints'
@@ -46,6 +49,7 @@ class PseudoParams:
     person_threshold: float = 0.5
     min_joints: int = 8
     box_margin: float = 0.1
+    refine_passes: int = 2
     source: str = "pseudo"
 
     @classmethod
@@ -64,6 +68,8 @@ class PseudoParams:
             )
         if self.box_margin < 0:
             raise PkmodelError(f"pseudo_label.box_margin must be >= 0, got {self.box_margin}")
+        if self.refine_passes < 0:
+            raise PkmodelError(f"pseudo_label.refine_passes must be >= 0, got {self.refine_passes}")
         if not self.source or "/" in self.source:
             raise PkmodelError(f"pseudo_label.source {self.source!r} must be a plain name")
 
@@ -202,7 +208,7 @@ def _save_cache(path: Path, identity: dict[str, Any], cache: dict[str, Any]) -> 
 
 
 def predict_folder(
-    runner: Any,
+    predict: Any,
     folder: Path,
     files: list[str],
     cache_path: Path,
@@ -210,10 +216,10 @@ def predict_folder(
     batch_size: int,
     progress: bool = True,
 ) -> ImagePredictions:
-    """One pose per image (pkmodel.predict.predict_frames), cached in ``cache_path``."""
+    """One pose per image (``predict(frames) -> [pkmodel.predict.Pose]``), cached in
+    ``cache_path`` under ``identity`` (what makes a cached pose valid)."""
     from tqdm import tqdm
 
-    from pkmodel.predict import predict_frames
     from pkmodel.prepare import read_rgb
 
     cache = _load_cache(cache_path, identity)
@@ -232,9 +238,7 @@ def predict_folder(
                 except ValueError as e:
                     cache["unreadable"][f] = str(e)
             if frames:
-                for f, frame, pose in zip(
-                    names, frames, predict_frames(runner, frames), strict=True
-                ):
+                for f, frame, pose in zip(names, frames, predict(frames), strict=True):
                     done[f] = {
                         "size": [frame.shape[1], frame.shape[0]],
                         "keypoints": np.round(pose.keypoints, 3).tolist(),
@@ -429,6 +433,7 @@ def pseudo_label(
 
     from pkmodel.atomic import atomic_write_json
     from pkmodel.evaluate import load_coco
+    from pkmodel.predict import predict_frames_refined
     from pkmodel.prepare import prepare_split, read_labels, write_labels
 
     t0 = time.perf_counter()
@@ -446,9 +451,22 @@ def pseudo_label(
     coco_gt = load_coco(annotations) if annotations is not None else None
     work = out_dir / "pseudo"
     work.mkdir(parents=True, exist_ok=True)
-    identity = {**identity, "input_size": int(runner.input_size), "images": str(images_dir.resolve())}  # fmt: skip
+    identity = {**identity, "input_size": int(runner.input_size), "images": str(images_dir.resolve()),
+                "refine_passes": params.refine_passes}  # fmt: skip
+    if params.refine_passes:
+        identity["refine_box"] = {"box_margin": params.box_margin, "expand_ratio": prepare.expand_ratio}  # fmt: skip
+
+    def predict(frames: list[np.ndarray]) -> list[Any]:
+        return predict_frames_refined(runner, frames, params.refine_passes, params.box_margin, prepare.expand_ratio)  # fmt: skip
+
     preds = predict_folder(
-        runner, images_dir, files, work / f"{name}.predictions.json", identity, batch_size, progress
+        predict,
+        images_dir,
+        files,
+        work / f"{name}.predictions.json",
+        identity,
+        batch_size,
+        progress,
     )
     # A joint placed in the letterbox padding is off the image: never a label.
     on_image = np.where(inside_image(preds.keypoints, preds.sizes), preds.scores, 0.0)
@@ -468,6 +486,7 @@ def pseudo_label(
         "person_threshold": params.person_threshold,
         "min_joints": params.min_joints,
         "box_margin": params.box_margin,
+        "refine_passes": params.refine_passes,
         "images": len(files),
         "predicted": len(preds.files),
         "kept": int(keep.sum()),
