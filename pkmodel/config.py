@@ -132,7 +132,7 @@ class LossConfig:
     center_weight: float = _f(0.25, "weight of the center heatmap loss")
     reg_weight: float = _f(0.5, "weight of the center-to-joint L1 (in cells)")
     offset_weight: float = _f(2.0, "weight of the sub-cell offset L1")
-    offset_radius: int = _f(0, "offsets are trained on the cells within this many cells of each joint (0 = its cell)")  # fmt: skip
+    offset_radius: int = _f(1, "offsets are trained on the cells within this many cells of each joint (0 = its cell)")  # fmt: skip
     bone_weight: float = _f(0.0, "weight of the optional bone-length term (0 = off)")
     foreground_weight: float = _f(4.0, "MSE only: extra weight of heatmap pixels near a target (> 0.1)")  # fmt: skip
     heatmap_loss: Literal["mse", "focal"] = _f(

@@ -28,8 +28,20 @@ def _batch(n, size=64, seed=0, hidden=()):
     return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
 
 
+def _offset_field(batch, size=64, stride=4):
+    """Dense offsets that point every cell at its joint: (cell + offset) * stride = joint."""
+    grid = size // stride
+    pos = batch["joint_index"].double() + gather_at(batch["offsets"], batch["joint_index"])
+    cells = torch.arange(grid, dtype=torch.float64)
+    field = torch.empty(batch["offsets"].shape, dtype=torch.float64)
+    field[:, 0::2] = pos[..., 0, None, None] - cells[None, None, None, :]
+    field[:, 1::2] = pos[..., 1, None, None] - cells[None, None, :, None]
+    return field.float()
+
+
 def _perfect(batch):
-    return tuple(batch[k].clone() for k in ("heatmaps", "centers", "regs", "offsets"))
+    """Outputs equal to the targets, with offsets pointing at the joints from every cell."""
+    return (*(batch[k].clone() for k in ("heatmaps", "centers", "regs")), _offset_field(batch))
 
 
 def test_perfect_outputs_give_zero_for_every_term():
@@ -78,27 +90,15 @@ def test_offset_term_reads_each_joint_cell():
     heat, cen, regs, offs = _perfect(batch)
     jx, jy = batch["joint_index"][1, 3].tolist()
     offs[1, 2 * 3, jy, jx] -= 0.5
-    cfg = LossConfig(offset_weight=3.0, heatmap_loss="mse")
+    cfg = LossConfig(offset_weight=3.0, offset_radius=0, heatmap_loss="mse")
     total, terms = PoseLoss(cfg)((heat, cen, regs, offs), batch)
     assert terms["offset"].item() == pytest.approx(0.5 / (2 * 2 * K))
     assert total.item() == pytest.approx(3.0 * terms["offset"].item(), rel=1e-5)
 
 
-def _offset_field(batch, size=64, stride=4):
-    """Dense offsets that point every cell at its joint: (cell + offset) * stride = joint."""
-    grid = size // stride
-    pos = batch["joint_index"].double() + gather_at(batch["offsets"], batch["joint_index"])
-    cells = torch.arange(grid, dtype=torch.float64)
-    field = torch.empty(batch["offsets"].shape, dtype=torch.float64)
-    field[:, 0::2] = pos[..., 0, None, None] - cells[None, None, None, :]
-    field[:, 1::2] = pos[..., 1, None, None] - cells[None, None, :, None]
-    return field.float()
-
-
 def test_offset_window_trains_the_cells_around_each_joint():
     batch = _batch(2, hidden=(4,))
-    heat, cen, regs, _ = _perfect(batch)
-    offs = _offset_field(batch)
+    heat, cen, regs, offs = _perfect(batch)
     ones = LossConfig(offset_radius=1, heatmap_loss="mse")
     assert PoseLoss(ones)((heat, cen, regs, offs), batch)[1]["offset"].item() == pytest.approx(
         0.0, abs=1e-5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -93,12 +94,15 @@ def test_a_few_dozen_steps_cut_the_loss(tiny_prepared, tmp_path):
     for name in ("flip", "affine", "crop_pad", "color", "blur", "noise", "occlusion"):
         setattr(cfg.augment, f"{name}_prob", 0.0)  # the same samples every epoch
     result = train(cfg, progress=False)
-    rows = [__import__("json").loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().split("\n") if x]  # fmt: skip
+    rows = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().split("\n") if x]
     assert len(rows) == 14 and result.epochs_run == 14
-    first, last = rows[0]["train/loss"], rows[-1]["train/loss"]
-    assert last < 0.6 * first, (first, last)  # 42 steps: 40% off at least (measured 48%)
-    # The focal heatmap term has a floor above 0; it still falls by a quarter (measured 37%).
-    assert rows[-1]["train/heatmap"] < 0.75 * rows[0]["train/heatmap"], (rows[0], rows[-1])
+    first, last = rows[0], rows[-1]
+    # 42 steps, measured falls: total 38%, heatmap 35%, center 68%, reg 49%, offset 25% (the
+    # window of offsets around each joint learns slower than the single cell did).
+    assert last["train/loss"] < 0.7 * first["train/loss"], (first, last)
+    # The focal heatmap term has a floor above 0; it still falls by a quarter.
+    for term, most in (("heatmap", 0.75), ("center", 0.5), ("reg", 0.7), ("offset", 0.9)):
+        assert last[f"train/{term}"] < most * first[f"train/{term}"], (term, first, last)
     assert (tmp_path / "run/last.pt").is_file() and (tmp_path / "run/best.pt").is_file()
     assert (tmp_path / "run/curves.png").stat().st_size > 1000
     assert 0.0 <= rows[-1]["val/AP"] <= 1.0 and "val/loss" in rows[-1]
