@@ -14,10 +14,13 @@ from pkmodel.config import load_config
 from pkmodel.errors import PkmodelError
 from pkmodel.evaluate import (
     COCO_STAT_NAMES,
+    Predictions,
     average_flip,
     coco_keypoint_eval,
+    error_budget,
     evaluate_model,
     evaluate_split,
+    input_ground_truth,
     object_keypoint_similarity,
     pck,
     pck_normaliser,
@@ -342,6 +345,42 @@ def test_oracle_on_mmpose_coco(tmp_path):
     assert m["samples"] == 12 and m["AP"] >= 0.99 and m["PCK"] == pytest.approx(1.0)
 
 
+def test_error_budget_takes_each_kind_of_error_away(tmp_path):
+    """Predictions built from the ground truth with known errors, on coco_mini's 86 people."""
+    from pkmodel.dataset import PoseDataset
+
+    ann, images = shared_data(*COCO_MINI), shared_data("coco_mini", "train2017")
+    cfg = _cfg(**{"train.workers": 0})
+    ds = PoseDataset(_prepare(tmp_path, "all", ann, images, cfg), cfg, train=False)
+    gt = input_ground_truth(ds)
+    n = len(ds)
+    ones = np.ones((n, NUM_JOINTS))
+
+    def preds(kp):
+        return Predictions(kp, ones, ones.astype(bool), np.ones(n))
+
+    # Every joint one cell (4 input pixels) to the right: never in its cell, always within one.
+    shifted = error_budget(ds, preds(gt[..., :2] + [4.0, 0.0]), cfg)
+    rows = shifted["rows"]
+    assert len(rows) == 8 and shifted["stride"] == 4
+    assert shifted["share_right_cell"] == 0.0 and shifted["share_within_one_cell"] == 1.0
+    assert shifted["median_error_px"] == pytest.approx(4.0)
+    ceiling = rows["every labelled joint exact"]["AP"]
+    assert ceiling >= 0.99 and rows["every labelled joint exact"]["mean_oks"] == pytest.approx(1.0)
+    assert rows["exact when within one cell"]["AP"] == pytest.approx(ceiling)
+    assert rows["exact when in the right cell"] == rows["as predicted"]
+    ap = [rows[k]["AP"] for k in ("as predicted", "errors halved", "errors x 0.3")]
+    assert ap[0] < ap[1] < ap[2] <= ceiling and ap[0] < 0.9 * ceiling, ap
+    # The whole error is the shift: each joint's error is halved exactly.
+    oks = [rows[k]["mean_oks"] for k in ("as predicted", "errors halved")]
+    assert oks[0] < oks[1] < 1.0
+    # Left and right swapped: swapping back gives every person exactly.
+    mirrored = error_budget(ds, preds(gt[:, FLIP_INDEX, :2]), cfg)
+    assert mirrored["rows"]["as predicted"]["AP"] < 0.5 * ceiling
+    assert mirrored["rows"]["left/right swapped where nearer"]["AP"] == pytest.approx(ceiling)
+    assert mirrored["share_people_nearer_swapped"] > 0.9
+
+
 # --- a network, the loss, the CLI -----------------------------------------------------------
 
 
@@ -399,10 +438,14 @@ def test_cli_oracle_writes_metrics_results_and_pictures(tmp_path):
 def test_cli_checkpoint_with_flip_test(tmp_path, tiny_checkpoint):
     ann = shared_data("mmpose_coco", "test_coco.json")
     out = tmp_path / "eval"
-    run_cli(["evaluate", "--weights", tiny_checkpoint, "--annotations", ann, "--images",
-             ann.parent, "--out", out, "--quiet", "--flip-test", "--pictures", 0,
-             "--set", "train.workers=0", "--device", "cpu"])  # fmt: skip
+    text = run_cli(["evaluate", "--weights", tiny_checkpoint, "--annotations", ann, "--images",
+                    ann.parent, "--out", out, "--quiet", "--flip-test", "--pictures", 0,
+                    "--set", "train.workers=0", "--device", "cpu", "--error-budget"])  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
+    budget = metrics["error_budget"]
+    assert "error budget" in text and "every labelled joint exact" in text
+    assert budget["rows"]["as predicted"]["AP"] == pytest.approx(metrics["AP"])
+    assert budget["rows"]["every labelled joint exact"]["AP"] >= 0.99
     assert metrics["flip_test"] is True and metrics["oracle"] is False
     assert metrics["weights"] == str(tiny_checkpoint) and metrics["input_size"] == 64
     assert not (out / "best.png").exists()

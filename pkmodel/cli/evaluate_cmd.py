@@ -76,6 +76,14 @@ def evaluate_command(
         int,
         typer.Option(help="Samples in best.png and worst.png (0 = no pictures)."),
     ] = 8,
+    error_budget: Annotated[
+        bool,
+        typer.Option(
+            "--error-budget",
+            help="Also score the predictions with one kind of error taken away at a time "
+            "(left/right swaps, offsets, cell misses, all errors scaled): what limits the AP.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
     """Evaluate a checkpoint (or the oracle) with COCO OKS AP, PCK and pictures.
@@ -90,6 +98,7 @@ def evaluate_command(
     from pkmodel.errors import PkmodelError
     from pkmodel.evaluate import (
         evaluate_split,
+        format_error_budget,
         format_metrics,
         prepare_for_evaluation,
         write_evaluation,
@@ -152,6 +161,7 @@ def evaluate_command(
             flip_test=cfg.eval.flip_test,
             progress=not quiet,
             annotations=annotations,
+            budget=error_budget,
         )
         extra = {
             "weights": str(weights) if weights else None,
@@ -162,6 +172,8 @@ def evaluate_command(
         }
         paths = write_evaluation(evaluation, cfg.eval.out_dir, pictures, extra)
     typer.echo(format_metrics(evaluation.metrics))
+    if error_budget:
+        typer.echo(format_error_budget(evaluation.metrics["error_budget"]))
     typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
