@@ -125,7 +125,7 @@ def _steps(cfg: Config) -> list[tuple[str, list[str]]]:
         ("prepare train", ["prepare-coco", "--split", cfg.data.train_split]),
         ("prepare val", ["prepare-coco", "--split", cfg.data.val_split]),
         ("train", ["train"]),
-        ("evaluate", ["evaluate", "--weights", str(best)]),
+        ("evaluate", ["evaluate", "--weights", str(best), "--error-budget"]),
         ("export Core ML", ["export-coreml", "--weights", str(best), "--force",
                             "--out", str(cfg.export.out_dir / "pkmodel.mlpackage")]),
         ("export ONNX", ["export-onnx", "--weights", str(best), "--force",
@@ -237,6 +237,8 @@ def summarise(run: DemoRun, cfg: Config, seconds: float) -> dict[str, Any]:
             "images_per_s": train_rows[-1].get("train/images_per_s") if train_rows else None,
         },
         "evaluate": {k: evaluation.get(k) for k in ("AP", "AP50", "AP75", "AR", "PCK", "mean_error_px")},
+        # The AP with one kind of error taken away (evaluate --error-budget): what limits it.
+        "ap_if": {k: v["AP"] for k, v in evaluation.get("error_budget", {}).get("rows", {}).items()},
         "lift_network_2d": _mpjpe(lift_net),
         "lift_ground_truth_2d": _mpjpe(lift_gt),
         "model": {
@@ -261,6 +263,7 @@ def format_summary(s: dict[str, Any]) -> str:
         "",
         f"  COCO OKS AP (synthetic val)   {num(ev['AP'])}   AP50 {num(ev['AP50'])}  "
         f"AP75 {num(ev['AP75'])}  AR {num(ev['AR'])}  PCK@0.2 {num(ev['PCK'])}",
+        *_ap_if_lines(s.get("ap_if", {})),
         f"  AP inside train (best epoch)  {num(t['val_AP_in_train'])} (epoch {t['best_epoch']}"
         f" of {t['epochs']}, {num(t['images_per_s'], '.0f')} img/s)",
         f"  MPJPE, network 2D             {num(net['mpjpe_visible_mm'], '.1f')} mm visible joints,"
@@ -278,6 +281,15 @@ def format_summary(s: dict[str, Any]) -> str:
         *(f"    {line}" for line in group_files(s["files"])),
     ]
     return "\n".join(lines)
+
+
+def _ap_if_lines(ap_if: dict[str, float]) -> list[str]:
+    """One line of the error budget: the AP if the main kinds of error were taken away."""
+    rows = (("left/right swapped where nearer", "left/right fixed"),
+            ("exact when within one cell", "joints within a cell exact"),
+            ("errors halved", "errors halved"), ("every labelled joint exact", "all exact"))  # fmt: skip
+    parts = [f"{label} {ap_if[key]:.3f}" for key, label in rows if key in ap_if]
+    return [f"  AP if ...                     {', '.join(parts)}"] if parts else []
 
 
 def group_files(files: list[str], limit: int = 4) -> list[str]:

@@ -51,6 +51,10 @@ def test_quick_demo_runs_the_whole_chain(tmp_path):
         "export ONNX", "lift 3D (network 2D)", "lift 3D (ground-truth 2D)",
     ]  # fmt: skip
     assert 0.0 <= summary["evaluate"]["AP"] <= 1.0
+    # The error budget: its "as predicted" row is the AP itself; exact joints reach far higher.
+    ap_if = summary["ap_if"]
+    assert ap_if["as predicted"] == pytest.approx(summary["evaluate"]["AP"])
+    assert ap_if["every labelled joint exact"] > 0.8 and "AP if ..." in proc.stdout
     # The untrained quick model may find nothing, but the depth path with true 2D is exact-ish.
     assert summary["lift_ground_truth_2d"]["mpjpe_visible_mm"] < 30.0
     assert summary["model"]["coreml_mb"] > 0.1 and summary["model"]["onnx_mb"] > 0.1
