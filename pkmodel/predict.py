@@ -22,6 +22,9 @@ from pkmodel.skeleton import JOINT_NAMES
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"})
 PREDICTIONS_SCHEMA = "pkmodel.predictions"
+# The person box around a pose's found joints grows by this x its longer side on every side
+# (joints lie inside the body) before the crop is cut: pseudo_label.box_margin's default.
+REFINE_MARGIN = 0.1
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,11 +344,14 @@ def predict_images(
     header: dict[str, Any],
     progress: bool = False,
     strict: bool = True,
+    predict: Any = None,
 ) -> PredictSummary:
     """Poses of image files: OUT/keypoints.json and OUT/<stem>_pose.jpg per image.
 
     ``strict``: an unreadable image is a PkmodelError; otherwise it is skipped and listed.
+    ``predict(frames) -> [Pose]`` (default: predict_frames with ``runner``).
     """
+    predict = predict or (lambda frames: predict_frames(runner, frames))
     from tqdm import tqdm
 
     from pkmodel.draw import save_image
@@ -365,9 +371,7 @@ def predict_images(
                     raise PkmodelError(f"image {path} cannot be loaded ({e})") from None
                 skipped.append({"file": str(path), "reason": str(e)})
         if frames:
-            for (path, name), frame, pose in zip(
-                kept, frames, predict_frames(runner, frames), strict=True
-            ):
+            for (path, name), frame, pose in zip(kept, frames, predict(frames), strict=True):
                 out = out_dir / name
                 save_image(out, draw_pose(frame, pose))
                 overlays.append(out)
@@ -391,11 +395,14 @@ def predict_video(
     batch_size: int,
     header: dict[str, Any],
     progress: bool = False,
+    predict: Any = None,
 ) -> PredictSummary:
     """Poses of every frame: OUT/keypoints.json (frame, time) and OUT/<stem>_pose.mp4 (mp4v).
 
     The video is written to a temporary file beside the target and renamed when complete.
+    ``predict(frames) -> [Pose]`` (default: predict_frames with ``runner``).
     """
+    predict = predict or (lambda frames: predict_frames(runner, frames))
     import os
     import tempfile
 
@@ -431,7 +438,7 @@ def predict_video(
                 writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
                 if not writer.isOpened():
                     raise PkmodelError(f"cannot write the overlay video {out_path} (mp4v codec)")
-            for frame, pose in zip(frames, predict_frames(runner, frames), strict=True):
+            for frame, pose in zip(frames, predict(frames), strict=True):
                 writer.write(cv2.cvtColor(draw_pose(frame, pose), cv2.COLOR_RGB2BGR))
                 n = len(items)
                 items.append({"frame": n, "time_s": round(n / fps, 6), **pose.to_json()})
@@ -462,17 +469,30 @@ def predict_path(
     device: Any = "cpu",
     batch_size: int = 16,
     progress: bool = False,
+    refine_passes: int = 0,
 ) -> PredictSummary:
-    """`pkmodel predict`: an image, a folder of images or a video, with a checkpoint or ONNX."""
+    """`pkmodel predict`: an image, a folder of images or a video, with a checkpoint or ONNX.
+
+    ``refine_passes``: looks again at a crop around each pose found (predict_frames_refined,
+    crops cut with prepare.expand_ratio like the training crops); 0 = the whole frame only.
+    """
     source, out_dir = Path(source), Path(out_dir)
     kind = input_kind(source)
     if batch_size < 1:
         raise PkmodelError(f"batch size must be at least 1, got {batch_size}")
+    if refine_passes < 0:
+        raise PkmodelError(f"refine passes must be 0 or more, got {refine_passes}")
     runner = load_runner(weights, cfg, device)
     out_dir.mkdir(parents=True, exist_ok=True)
-    header = _header(runner, Path(weights), kind, source)
+    header = {**_header(runner, Path(weights), kind, source), "refine_passes": refine_passes}
+
+    def predict(frames: Sequence[np.ndarray]) -> list[Pose]:
+        return predict_frames_refined(
+            runner, frames, refine_passes, REFINE_MARGIN, cfg.prepare.expand_ratio
+        )
+
     if kind == "video":
-        return predict_video(runner, source, out_dir, batch_size, header, progress)
+        return predict_video(runner, source, out_dir, batch_size, header, progress, predict)
     if kind == "image":
         paths = [source]
     else:
@@ -482,5 +502,5 @@ def predict_path(
                 f"folder {source} holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})"
             )
     return predict_images(
-        runner, paths, out_dir, batch_size, header, progress, strict=kind == "image"
+        runner, paths, out_dir, batch_size, header, progress, kind == "image", predict
     )

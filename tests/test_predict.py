@@ -206,6 +206,21 @@ def test_predict_image_and_folder_with_a_checkpoint(tmp_path, checkpoint):
     single = predict_path(folder / "f2.png", checkpoint, tmp_path / "one", cfg, batch_size=1)
     one = json.loads(single.keypoints_json.read_text())["items"][0]
     np.testing.assert_allclose(one["keypoints"], data["items"][2]["keypoints"], atol=0.01)
+    # --refine-passes 1: the pose of the crop around the whole-frame pose.
+    from pkmodel.predict import REFINE_MARGIN, load_runner, pose_crop_box, predict_boxes
+    from pkmodel.prepare import read_rgb
+
+    cfg.decoder.score_threshold = 0.0  # the untrained model's joints all count as found
+    refined = predict_path(folder / "f2.png", checkpoint, tmp_path / "two", cfg, batch_size=1, refine_passes=1)  # fmt: skip
+    two = json.loads(refined.keypoints_json.read_text())
+    assert two["refine_passes"] == 1
+    frame, runner = read_rgb(folder / "f2.png"), load_runner(checkpoint, cfg, "cpu")
+    (first,) = predict_frames(runner, [frame])
+    box = pose_crop_box(first, 90, 50, REFINE_MARGIN, cfg.prepare.expand_ratio)
+    assert box is not None
+    (want,) = predict_boxes(runner, [frame], [box])
+    np.testing.assert_allclose(two["items"][0]["keypoints"], want.keypoints, atol=0.01)
+    assert np.abs(want.keypoints - first.keypoints).max() > 1.0  # the second look moved it
 
 
 def test_checkpoint_and_onnx_agree(tmp_path, checkpoint):
@@ -286,6 +301,9 @@ def test_bad_inputs_are_one_clear_line(tmp_path, checkpoint):
     empty = tmp_path / "empty"
     empty.mkdir()
     fails([empty, "--weights", checkpoint], "holds no image")
+    fails(
+        [image, "--weights", checkpoint, "--refine-passes", -1], "refine passes must be 0 or more"
+    )
     with pytest.raises(PkmodelError, match="cannot be opened"):
         fake = tmp_path / "fake.mp4"
         fake.write_bytes(b"nope")

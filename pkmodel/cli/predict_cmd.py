@@ -35,6 +35,14 @@ def predict_command(
             show_default=False,
         ),
     ] = None,
+    refine_passes: Annotated[
+        int,
+        typer.Option(
+            "--refine-passes",
+            help="Look again this many times at a crop around the pose found, cut like the "
+            "training crops (prepare.expand_ratio): sharper for people small in the frame.",
+        ),
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Predict the pose in images, a folder or a video, and draw it.
@@ -43,6 +51,7 @@ def predict_command(
     batches, decoded, and mapped back to original pixels. Writes OUT/keypoints.json (per frame:
     keypoints in original pixels, scores, found flags, center) and OUT/<name>_pose.jpg per image
     or OUT/<name>_pose.mp4 for a video. Joints below decoder.score_threshold are not drawn.
+    With --refine-passes N the network then sees a crop around the pose it found, N times.
     """
     from pkmodel.predict import predict_path
     from pkmodel.train import select_device
@@ -50,7 +59,7 @@ def predict_command(
     cfg = resolve_config(config, set_, eval__batch_size=batch_size, train__device=device)
     torch_device = "cpu" if weights.suffix.lower() == ".onnx" else select_device(cfg.train.device)
     summary = predict_path(
-        source, weights, out, cfg, torch_device, cfg.eval.batch_size, progress=not quiet
+        source, weights, out, cfg, torch_device, cfg.eval.batch_size, not quiet, refine_passes
     )
     for bad in summary.skipped:
         typer.secho(f"warning: skipped {bad['file']}: {bad['reason']}", err=True,
