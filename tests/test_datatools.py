@@ -699,6 +699,10 @@ def test_pseudo_label_cli_with_a_random_checkpoint_merges_and_trains(coco_mini, 
     assert "(kept poses)" in strict
     assert json.loads((ds / "pseudo/pseudo.report.json").read_text())["scores"]["kept"]["AP"] == 0.0
     assert _labels(ds / "pseudo.json")["samples"] == []
+    # Another number of second looks gives other poses: the cache does not serve them.
+    whole = run_cli([*base, "--refine-passes", 0, "--joint-threshold", 0, "--person-threshold", 0, "--min-joints", 1])  # fmt: skip
+    assert "(24 run now, 0 from the cache)" in whole
+    assert json.loads((ds / "pseudo/pseudo.report.json").read_text())["refine_passes"] == 0
     run_cli([*base, "--name", "pseudo", "--joint-threshold", 0, "--person-threshold", 0,
              "--min-joints", 1, "--source", "random_net"])  # fmt: skip
 
