@@ -428,6 +428,28 @@ def _gt_people(coco: Any, image_ids: Sequence[int]) -> int:
     return sum(1 for a in anns if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd", 0))
 
 
+def _labels_header(labels_path: str | Path) -> dict[str, Any]:
+    """The prepared labels' header (everything but the samples) and their folder."""
+    from pkmodel.prepare import read_labels
+
+    header = {k: v for k, v in read_labels(labels_path).items() if k != "samples"}
+    header["labels_dir"] = str(Path(labels_path).parent)
+    return header
+
+
+def _annotation_file(labels_path: str | Path, header: dict[str, Any], annotations: Any) -> Any:
+    """``annotations`` when given, else the original COCO file the prepared labels name."""
+    if annotations is not None:
+        return annotations
+    source = header.get("annotations")
+    if not source or not Path(source).is_file():
+        raise PkmodelError(
+            f"prepared labels {labels_path} name the annotation file {source!r}, which does "
+            "not exist; pass the original annotations with --annotations"
+        )
+    return source
+
+
 def score_predictions(
     dataset: Any, preds: Predictions, cfg: Any, annotations: Any = None
 ) -> Evaluation:
@@ -438,18 +460,8 @@ def score_predictions(
     """
     samples = dataset.samples
     labels_path = dataset.labels_path
-    from pkmodel.prepare import read_labels
-
-    header = {k: v for k, v in read_labels(labels_path).items() if k != "samples"}
-    header["labels_dir"] = str(Path(labels_path).parent)
-    if annotations is None:
-        source = header.get("annotations")
-        if not source or not Path(source).is_file():
-            raise PkmodelError(
-                f"prepared labels {labels_path} name the annotation file {source!r}, which does "
-                "not exist; pass the original annotations with --annotations"
-            )
-        annotations = source
+    header = _labels_header(labels_path)
+    annotations = _annotation_file(labels_path, header, annotations)
     coco = load_coco(annotations)
 
     keypoints = dataset.to_image(np.arange(len(samples)), preds.keypoints)
@@ -559,9 +571,12 @@ def error_budget(
         "errors x 0.3": shrink(0.3),
         "every labelled joint exact": np.where(vis[..., None], truth, kp),
     }
+    # One annotation file for every variant: loaded once, not once per scoring.
+    labels = dataset.labels_path
+    coco = load_coco(_annotation_file(labels, _labels_header(labels), annotations))
     rows = {}
     for name, points in variants.items():
-        m = score_predictions(dataset, replace(preds, keypoints=points), cfg, annotations).metrics
+        m = score_predictions(dataset, replace(preds, keypoints=points), cfg, coco).metrics
         rows[name] = {k: float(m[k]) for k in BUDGET_METRICS}
     n = max(int(vis.sum()), 1)
     return {

@@ -105,3 +105,19 @@ def square_crop_box(bbox: list[float] | np.ndarray, expand_ratio: float) -> np.n
     side = max(w, h, 1.0) * expand_ratio
     cx, cy = x + w / 2.0, y + h / 2.0
     return np.array([cx - side / 2.0, cy - side / 2.0, side])
+
+
+def joint_boxes(keypoints: np.ndarray, joint_ok: np.ndarray, margin: float) -> np.ndarray:
+    """(N, 4) COCO boxes [x, y, w, h]: the box of the kept joints (N, K, 2 with N x K
+    ``joint_ok``) grown by margin x its longer side on every side (joints sit inside the body:
+    the head top and the feet stick out). Rows without a kept joint give a zero-size box."""
+    import warnings
+
+    big = np.where(joint_ok[..., None], keypoints, np.nan)
+    with warnings.catch_warnings():  # all-NaN rows: poses without a kept joint (never kept)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanmin(big, axis=1), np.nanmax(big, axis=1)
+    size = np.nan_to_num(hi - lo)
+    grow = margin * size.max(1, keepdims=True)
+    lo = np.nan_to_num(lo) - grow
+    return np.concatenate([lo, size + 2 * grow], axis=1)

@@ -9,6 +9,7 @@ found keep their argmax position and are not drawn.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,20 +175,22 @@ def predict_frames(runner: Any, frames: Sequence[np.ndarray]) -> list[Pose]:
     from pkmodel.geometry import letterbox_image
 
     boxed = [letterbox_image(f, runner.input_size) for f in frames]
-    batch = normalise(np.stack([b[0] for b in boxed]))
-    out = runner(batch)
-    poses = []
-    for i, (_, lb) in enumerate(boxed):
-        poses.append(
-            Pose(
-                keypoints=lb.to_image(out["keypoints"][i]),
-                scores=np.asarray(out["scores"][i], np.float64),
-                found=np.asarray(out["found"][i], bool),
-                center=lb.to_image(out["centers"][i]),
-                center_score=float(out["center_scores"][i]),
-            )
+    out = runner(normalise(np.stack([b[0] for b in boxed])))
+    return _poses(out, [lb.to_image for _, lb in boxed])
+
+
+def _poses(out: dict[str, np.ndarray], to_image: Sequence[Any]) -> list[Pose]:
+    """A runner's decoded batch as Poses, input pixels mapped by each frame's ``to_image``."""
+    return [
+        Pose(
+            keypoints=back(out["keypoints"][i]),
+            scores=np.asarray(out["scores"][i], np.float64),
+            found=np.asarray(out["found"][i], bool),
+            center=back(out["centers"][i]),
+            center_score=float(out["center_scores"][i]),
         )
-    return poses
+        for i, back in enumerate(to_image)
+    ]
 
 
 def predict_boxes(runner: Any, frames: Sequence[np.ndarray], boxes: Sequence[Sequence[int]]) -> list[Pose]:  # fmt: skip
@@ -198,17 +201,7 @@ def predict_boxes(runner: Any, frames: Sequence[np.ndarray], boxes: Sequence[Seq
 
     size = runner.input_size
     batch = normalise(np.stack([crop_square(f, list(b), size) for f, b in zip(frames, boxes, strict=True)]))  # fmt: skip
-    out = runner(batch)
-    return [
-        Pose(
-            keypoints=crop_to_image(out["keypoints"][i], box, size),
-            scores=np.asarray(out["scores"][i], np.float64),
-            found=np.asarray(out["found"][i], bool),
-            center=crop_to_image(out["centers"][i], box, size),
-            center_score=float(out["center_scores"][i]),
-        )
-        for i, box in enumerate(boxes)
-    ]
+    return _poses(runner(batch), [functools.partial(crop_to_image, crop_box=b, crop_size=size) for b in boxes])  # fmt: skip
 
 
 def pose_crop_box(
@@ -221,15 +214,14 @@ def pose_crop_box(
     grown by ``expand_ratio`` (prepare.expand_ratio), in whole pixels. None when fewer than
     ``min_joints`` joints qualify: too little to place a crop on.
     """
+    from pkmodel.geometry import joint_boxes
     from pkmodel.prepare import pixel_crop_box
 
     kp = np.asarray(pose.keypoints, np.float64)
     ok = np.asarray(pose.found, bool) & (kp >= 0).all(1) & (kp < [width, height]).all(1)
     if ok.sum() < max(min_joints, 2):
         return None
-    lo, hi = kp[ok].min(0), kp[ok].max(0)
-    grow = margin * (hi - lo).max()
-    return pixel_crop_box(np.concatenate([lo - grow, hi - lo + 2 * grow]), expand_ratio)
+    return pixel_crop_box(joint_boxes(kp[None], ok[None], margin)[0], expand_ratio)
 
 
 def predict_frames_refined(
@@ -337,21 +329,19 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 def predict_images(
-    runner: Any,
+    predict: Any,
     paths: Sequence[Path],
     out_dir: Path,
     batch_size: int,
     header: dict[str, Any],
     progress: bool = False,
     strict: bool = True,
-    predict: Any = None,
 ) -> PredictSummary:
-    """Poses of image files: OUT/keypoints.json and OUT/<stem>_pose.jpg per image.
+    """Poses of image files (``predict(frames) -> [Pose]``): OUT/keypoints.json and
+    OUT/<stem>_pose.jpg per image.
 
     ``strict``: an unreadable image is a PkmodelError; otherwise it is skipped and listed.
-    ``predict(frames) -> [Pose]`` (default: predict_frames with ``runner``).
     """
-    predict = predict or (lambda frames: predict_frames(runner, frames))
     from tqdm import tqdm
 
     from pkmodel.draw import save_image
@@ -389,20 +379,18 @@ def predict_images(
 
 
 def predict_video(
-    runner: Any,
+    predict: Any,
     path: Path,
     out_dir: Path,
     batch_size: int,
     header: dict[str, Any],
     progress: bool = False,
-    predict: Any = None,
 ) -> PredictSummary:
-    """Poses of every frame: OUT/keypoints.json (frame, time) and OUT/<stem>_pose.mp4 (mp4v).
+    """Poses of every frame (``predict(frames) -> [Pose]``): OUT/keypoints.json (frame, time)
+    and OUT/<stem>_pose.mp4 (mp4v).
 
     The video is written to a temporary file beside the target and renamed when complete.
-    ``predict(frames) -> [Pose]`` (default: predict_frames with ``runner``).
     """
-    predict = predict or (lambda frames: predict_frames(runner, frames))
     import os
     import tempfile
 
@@ -492,7 +480,7 @@ def predict_path(
         )
 
     if kind == "video":
-        return predict_video(runner, source, out_dir, batch_size, header, progress, predict)
+        return predict_video(predict, source, out_dir, batch_size, header, progress)
     if kind == "image":
         paths = [source]
     else:
@@ -501,6 +489,4 @@ def predict_path(
             raise PkmodelError(
                 f"folder {source} holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})"
             )
-    return predict_images(
-        runner, paths, out_dir, batch_size, header, progress, kind == "image", predict
-    )
+    return predict_images(predict, paths, out_dir, batch_size, header, progress, kind == "image")

@@ -353,9 +353,10 @@ def pseudo_label_command(
 
     Whole images are letterboxed, inferred and decoded, then inferred again on a crop around
     the pose found (pseudo_label.refine_passes), where the person has the size the network was
-    trained on; joints below the joint threshold become unlabelled; poses with too few joints or a low mean score are dropped. The kept poses are
-    cropped like prepare-coco crops COCO (prepare.*) into OUT/NAME.json, each sample marked
-    "pseudo": true with its source tag, ready for `pkmodel data merge`.
+    trained on; joints below the joint threshold become unlabelled; poses with too few joints
+    or a low mean score are dropped. The kept poses are cropped like prepare-coco crops COCO
+    (prepare.*) into OUT/NAME.json, each sample marked "pseudo": true with its source tag,
+    ready for `pkmodel data merge`.
     """
     from pkmodel.datatools.pseudo import pseudo_label_weights
     from pkmodel.train import select_device

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from pkmodel.errors import PkmodelError
+from pkmodel.geometry import joint_boxes
 from pkmodel.skeleton import NUM_JOINTS
 
 PREDICTIONS_SCHEMA = "pkmodel.pseudo-predictions"
@@ -149,19 +150,6 @@ def inside_image(keypoints: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """(N, K) bool: the joint lies on the image (not in the letterbox padding around it)."""
     wh = np.asarray(sizes, np.float64)[:, None, :]
     return ((keypoints >= 0) & (keypoints < wh)).all(-1)
-
-
-def joint_boxes(keypoints: np.ndarray, joint_ok: np.ndarray, margin: float) -> np.ndarray:
-    """(N, 4) COCO boxes [x, y, w, h]: the kept joints' box grown by margin x its longer side
-    on every side (joints sit inside the body: the head top and the feet stick out)."""
-    big = np.where(joint_ok[..., None], keypoints, np.nan)
-    with warnings.catch_warnings():  # all-NaN rows: poses without a kept joint (never kept)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = np.nanmin(big, axis=1), np.nanmax(big, axis=1)
-    size = np.nan_to_num(hi - lo)
-    grow = margin * size.max(1, keepdims=True)
-    lo = np.nan_to_num(lo) - grow
-    return np.concatenate([lo, size + 2 * grow], axis=1)
 
 
 # --------------------------------------------------------------------------------------------
