@@ -166,6 +166,7 @@ def describe_machine() -> dict[str, Any]:
         "usable_cores": usable,
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
         "gpu": gpu,
         "os": platform.platform(),
         "python": platform.python_version(),

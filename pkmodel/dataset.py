@@ -183,9 +183,14 @@ class PoseDataset(torch.utils.data.Dataset):
             self._geometric, self._photometric = build_augmentations(
                 self.cfg.augment, self.input_size
             )
+        # Which steps run is drawn here, and albumentations runs only those: its own draw and
+        # pipeline cost ~0.1 ms per step even when the step does nothing.
+        rng = np.random.default_rng(seed)
         n = len(vis)
         vis = np.where(_inside(points[:n], image.shape), vis, 0.0)
-        for step, transform in enumerate(self._geometric):
+        for step, (p, transform) in enumerate(self._geometric):
+            if rng.random() >= p:
+                continue
             transform.set_random_seed(seed + step)
             # albumentations' geometric transforms put pixel centers at integers: shift by 0.5.
             out = transform(image=image, keypoints=points - 0.5)
@@ -196,8 +201,10 @@ class PoseDataset(torch.utils.data.Dataset):
         if image.shape[:2] != (self.input_size, self.input_size):  # crop & pad changed the size
             image, lb = letterbox_image(image, self.input_size)
             points = lb.to_input(points)
-        self._photometric.set_random_seed(seed + len(self._geometric))
-        image = self._photometric(image=image)["image"]
+        for step, (p, transform) in enumerate(self._photometric, start=len(self._geometric)):
+            if rng.random() < p:
+                transform.set_random_seed(seed + step)
+                image = transform(image=image)["image"]
         return image, points, vis
 
     def _finish(self, image, points, vis, n_others: int, flipped: bool) -> PoseSample:
@@ -287,8 +294,9 @@ def flip_sample(
 
 
 def build_augmentations(aug: Any, input_size: int):
-    """The albumentations steps: geometric ones (each with keypoints, applied one by one so
-    joints leaving the frame are caught after each) and a photometric pipeline (image only).
+    """The albumentations steps as (probability, transform) pairs, each transform always on:
+    geometric ones (with keypoints, applied one by one so joints leaving the frame are caught
+    after each), then photometric ones (image only). The caller draws which steps run.
 
     The flip is not here: albumentations does not know left from right (see flip_sample).
     """
@@ -299,46 +307,56 @@ def build_augmentations(aug: Any, input_size: int):
         return A.Compose([transform], keypoint_params=A.KeypointParams(format="xy", remove_invisible=False))  # fmt: skip
 
     geometric = [
-        with_keypoints(
-            A.Affine(
-                scale=(aug.scale_min, aug.scale_max),
-                rotate=(-aug.rotate_deg, aug.rotate_deg),
-                translate_percent=(-aug.shift, aug.shift),
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=0,
-                p=aug.affine_prob,
-            )
+        (
+            aug.affine_prob,
+            with_keypoints(
+                A.Affine(
+                    scale=(aug.scale_min, aug.scale_max),
+                    rotate=(-aug.rotate_deg, aug.rotate_deg),
+                    translate_percent=(-aug.shift, aug.shift),
+                    border_mode=cv2.BORDER_CONSTANT,
+                    fill=0,
+                    p=1.0,
+                )
+            ),
         ),
         # keep_size=False: the result is letterboxed back exactly (albumentations' own resize
         # maps keypoints with a half-pixel error).
-        with_keypoints(
-            A.CropAndPad(
-                percent=(-aug.crop_pad_max, aug.crop_pad_max),
-                keep_size=False,
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=0,
-                p=aug.crop_pad_prob,
-            )
+        (
+            aug.crop_pad_prob,
+            with_keypoints(
+                A.CropAndPad(
+                    percent=(-aug.crop_pad_max, aug.crop_pad_max),
+                    keep_size=False,
+                    border_mode=cv2.BORDER_CONSTANT,
+                    fill=0,
+                    p=1.0,
+                )
+            ),
         ),
     ]
     hole = (max(1, round(_HOLE_SIZE[0] * input_size)), max(1, round(_HOLE_SIZE[1] * input_size)))
-    photometric = A.Compose(
-        [
-            A.ColorJitter(**_COLOR, p=aug.color_prob),
+    photometric = [
+        (aug.color_prob, A.ColorJitter(**_COLOR, p=1.0)),
+        (
+            aug.blur_prob,
             A.OneOf(
                 [A.GaussianBlur(blur_limit=_BLUR_KERNEL), A.MotionBlur(blur_limit=_BLUR_KERNEL)],
-                p=aug.blur_prob,
+                p=1.0,
             ),
-            A.GaussNoise(std_range=_NOISE_STD, p=aug.noise_prob),
+        ),
+        (aug.noise_prob, A.GaussNoise(std_range=_NOISE_STD, p=1.0)),
+        (
+            aug.occlusion_prob,
             A.CoarseDropout(
                 num_holes_range=_HOLES,
                 hole_height_range=hole,
                 hole_width_range=hole,
                 fill="random_uniform",
-                p=aug.occlusion_prob,
+                p=1.0,
             ),
-        ]
-    )
+        ),
+    ]
     return geometric, photometric
 
 
