@@ -72,6 +72,25 @@ def test_ema_moves_toward_the_weights():
     assert torch.allclose(ema.module.weight, torch.full((1, 2), 0.75), atol=1e-6)
 
 
+def test_ema_averages_batchnorm_statistics_and_copies_its_counter():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+    ema = ModelEMA(model, decay=0.75, updates=10**6)  # ramp finished: decay 0.75
+    bn = model[1]
+    with torch.no_grad():
+        bn.running_mean.fill_(4.0)  # was 0
+        bn.running_var.fill_(5.0)  # was 1
+        bn.num_batches_tracked.fill_(7)
+        model[0].bias.fill_(2.0)
+    before = ema.module[0].bias.clone()
+    ema.update(model)
+    ema_bn = ema.module[1]
+    assert torch.allclose(ema_bn.running_mean, torch.full((2,), 1.0))  # 0.75*0 + 0.25*4
+    assert torch.allclose(ema_bn.running_var, torch.full((2,), 2.0))  # 0.75*1 + 0.25*5
+    assert int(ema_bn.num_batches_tracked) == 7
+    assert torch.allclose(ema.module[0].bias, 0.75 * before + 0.5)
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
 def test_rng_state_survives_a_weights_only_checkpoint(tmp_path):
     import random
 
