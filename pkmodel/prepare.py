@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from pkmodel.config import PrepareConfig
 from pkmodel.errors import PkmodelError
 from pkmodel.skeleton import JOINT_NAMES, NUM_JOINTS
 
@@ -51,19 +52,23 @@ _COCO_ANNOTATION_KEYS = frozenset(
 _DECIMALS = 3  # crop-pixel precision in the labels (1e-3 px: far below any label noise)
 
 
+_DEFAULTS = PrepareConfig()
+
+
 @dataclass(frozen=True)
 class PrepareParams:
-    """The ``[prepare]`` values that decide what is kept and how crops look."""
+    """The ``[prepare]`` values that decide what is kept and how crops look (defaults: the
+    config's, so the two cannot drift apart)."""
 
-    crop_size: int = 256
-    expand_ratio: float = 1.25
-    cover_keypoints: bool = True
-    skip_crowd: bool = True
-    min_keypoints: int = 3
-    min_area: float = 1024.0
-    max_people: int = 6
-    jpeg_quality: int = 95
-    workers: int = 0
+    crop_size: int = _DEFAULTS.crop_size
+    expand_ratio: float = _DEFAULTS.expand_ratio
+    cover_keypoints: bool = _DEFAULTS.cover_keypoints
+    skip_crowd: bool = _DEFAULTS.skip_crowd
+    min_keypoints: int = _DEFAULTS.min_keypoints
+    min_area: float = _DEFAULTS.min_area
+    max_people: int = _DEFAULTS.max_people
+    jpeg_quality: int = _DEFAULTS.jpeg_quality
+    workers: int = _DEFAULTS.workers
 
     @classmethod
     def from_config(cls, prepare_cfg: Any) -> PrepareParams:

@@ -193,3 +193,22 @@ def test_every_command_has_help():
         for param in cmd.params:
             if type(param).__name__.endswith("Option") and param.name != "help":
                 assert (param.help or "").strip(), f"option {param.name} of {path} has no help"
+
+
+def test_step_parameters_take_their_defaults_and_fields_from_the_config():
+    """PrepareParams and SyntheticSpec mirror their config sections: same fields, same defaults."""
+    import dataclasses
+
+    from pkmodel.config import Config, PrepareConfig, SyntheticConfig
+    from pkmodel.prepare import PrepareParams
+    from pkmodel.synthetic.generate import SyntheticSpec
+
+    for params, section in ((PrepareParams(), PrepareConfig()), (SyntheticSpec(out=Path("x")), SyntheticConfig())):  # fmt: skip
+        mine = {f.name: getattr(params, f.name) for f in dataclasses.fields(params) if f.name != "out"}  # fmt: skip
+        assert mine == dataclasses.asdict(section)
+    cfg = Config()
+    cfg.set("prepare.crop_size", 96, "test")
+    cfg.set("synthetic.second_person_prob", 0.0, "test")
+    assert PrepareParams.from_config(cfg.prepare).crop_size == 96
+    spec = SyntheticSpec.from_config(cfg, out=Path("elsewhere"))
+    assert spec.second_person_prob == 0.0 and spec.out == Path("elsewhere")

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from pkmodel.atomic import atomic_write_bytes, atomic_write_text
+from pkmodel.config import SyntheticConfig
 from pkmodel.errors import PkmodelError
 from pkmodel.skeleton import coco_category
 from pkmodel.synthetic.scene import (
@@ -55,43 +56,33 @@ CONVENTIONS = {
 }
 
 
+_DEFAULTS = SyntheticConfig()
+
+
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """What to generate (the ``[synthetic]`` config section plus the output folder)."""
+    """What to generate: the ``[synthetic]`` config section (defaults: the config's) plus the
+    output folder."""
 
     out: Path
-    num_train: int = 2000
-    num_val: int = 300
-    width: int = 256
-    height: int = 256
-    seed: int = 0
-    sequences: int = 2
-    frames: int = 48
-    fps: float = 30.0
-    second_person_prob: float = 0.3
-    max_depth_m: float = 10.0
-    jpeg_quality: int = 92
-    workers: int = 0
+    num_train: int = _DEFAULTS.num_train
+    num_val: int = _DEFAULTS.num_val
+    width: int = _DEFAULTS.width
+    height: int = _DEFAULTS.height
+    seed: int = _DEFAULTS.seed
+    sequences: int = _DEFAULTS.sequences
+    frames: int = _DEFAULTS.frames
+    fps: float = _DEFAULTS.fps
+    second_person_prob: float = _DEFAULTS.second_person_prob
+    max_depth_m: float = _DEFAULTS.max_depth_m
+    jpeg_quality: int = _DEFAULTS.jpeg_quality
+    workers: int = _DEFAULTS.workers
 
     @classmethod
     def from_config(cls, cfg: Any, out: Path | None = None) -> SyntheticSpec:
         """From a resolved ``Config``; ``out`` defaults to ``data.synthetic_dir``."""
-        s = cfg.synthetic
-        return cls(
-            out=Path(out if out is not None else cfg.data.synthetic_dir),
-            num_train=s.num_train,
-            num_val=s.num_val,
-            width=s.width,
-            height=s.height,
-            seed=s.seed,
-            sequences=s.sequences,
-            frames=s.frames,
-            fps=s.fps,
-            second_person_prob=s.second_person_prob,
-            max_depth_m=s.max_depth_m,
-            jpeg_quality=s.jpeg_quality,
-            workers=s.workers,
-        )
+        values = {f: getattr(cfg.synthetic, f) for f in cls.__dataclass_fields__ if f != "out"}
+        return cls(out=Path(out if out is not None else cfg.data.synthetic_dir), **values)
 
     def check(self) -> None:
         """Raise PkmodelError naming the first value that cannot work."""

@@ -47,8 +47,8 @@ class SceneParams:
 
     width: int
     height: int
-    second_person_prob: float = 0.3
-    max_depth_m: float = 10.0
+    second_person_prob: float
+    max_depth_m: float
 
 
 @dataclass(frozen=True)
