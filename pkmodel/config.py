@@ -164,6 +164,11 @@ class TrainConfig:
 
     out_dir: Path = _f(Path("runs/train"), "run folder: checkpoints, metrics.jsonl, curves")
     epochs: int = _f(60, "training epochs")
+    minutes: float = _f(
+        0.0,
+        "time budget: after epoch 1 (and a validation), train.epochs becomes as many epochs "
+        "as fit into this many minutes in all at the measured speed (0 = off)",
+    )
     batch_size: int = _f(32, "global batch size (split across DDP processes)")
     workers: int = _f(2, "DataLoader worker processes")
     optimizer: Literal["adamw", "adam", "sgd"] = _f("adamw", "optimizer")

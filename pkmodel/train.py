@@ -208,11 +208,15 @@ class LRSchedule:
     def __init__(self, cfg: Config, steps_per_epoch: int) -> None:
         self.t = cfg.train
         self.steps_per_epoch = max(1, steps_per_epoch)
-        self.total_steps = self.steps_per_epoch * self.t.epochs
         self.warmup_steps = int(round(self.t.warmup_epochs * self.steps_per_epoch))
         self.plateau_factor = 1.0
         self.plateau_best = -math.inf
         self.plateau_bad = 0
+
+    @property
+    def total_steps(self) -> int:
+        """Follows ``train.epochs``, which a time budget (``train.minutes``) may set after epoch 1."""
+        return self.steps_per_epoch * self.t.epochs
 
     def factor(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -254,6 +258,71 @@ class LRSchedule:
         self.plateau_factor = float(state["plateau_factor"])
         self.plateau_best = float(state["plateau_best"])
         self.plateau_bad = int(state["plateau_bad"])
+
+
+def check_train_config(cfg: Config) -> None:
+    """Reject [train] values no run can use: one sentence naming the key and the value."""
+    t = cfg.train
+    rules = [
+        ("epochs", t.epochs >= 1, "must be at least 1"),
+        ("minutes", t.minutes >= 0 and math.isfinite(t.minutes), "must be >= 0 (0 = no time budget)"),
+        ("batch_size", t.batch_size >= 1, "must be at least 1"),
+        ("workers", t.workers >= 0, "must be >= 0"),
+        ("lr", t.lr > 0 and math.isfinite(t.lr), "must be positive"),
+        ("weight_decay", t.weight_decay >= 0, "must be >= 0"),
+        ("momentum", 0 <= t.momentum < 1, "must be in [0, 1)"),
+        ("warmup_epochs", t.warmup_epochs >= 0, "must be >= 0"),
+        ("step_size", t.step_size >= 1, "must be at least 1"),
+        ("gamma", 0 < t.gamma <= 1, "must be in (0, 1]"),
+        ("plateau_patience", t.plateau_patience >= 0, "must be >= 0"),
+        ("grad_clip_norm", t.grad_clip_norm >= 0, "must be >= 0 (0 = off)"),
+        ("ema_decay", 0 <= t.ema_decay < 1, "must be in [0, 1)"),
+        ("val_every", t.val_every >= 1, "must be at least 1"),
+        ("early_stop_patience", t.early_stop_patience >= 0, "must be >= 0 (0 = off)"),
+    ]  # fmt: skip
+    for key, ok, rule in rules:
+        if not ok:
+            raise PkmodelError(f"train.{key} = {getattr(t, key)!r} {rule}")
+
+
+def epochs_for_budget(
+    budget_s: float, elapsed_s: float, epoch_s: float, val_s: float, val_every: int, done: int = 1
+) -> int:
+    """Epochs in all (``done`` already run) that fit into ``budget_s`` seconds from the start.
+
+    Each further epoch costs ``epoch_s``; a validation (``val_s``) follows every ``val_every``-th
+    epoch and the last one. At least ``done`` (the budget may already be spent).
+    """
+    remaining = budget_s - elapsed_s
+    every = max(1, val_every)
+
+    def cost(n: int) -> float:  # n more epochs
+        if n <= 0:
+            return 0.0
+        last = done + n
+        validations = last // every - done // every + (1 if last % every else 0)
+        return n * epoch_s + validations * val_s
+
+    if remaining <= 0 or epoch_s <= 0:
+        return done
+    n = int(remaining // (epoch_s + val_s / every)) + 1
+    while n > 0 and cost(n) > remaining:
+        n -= 1
+    while cost(n + 1) <= remaining and n < 1_000_000:
+        n += 1
+    return done + n
+
+
+def steady_epoch_seconds(epoch_s: float, step_s: list[float], steps_per_epoch: int) -> float:
+    """Epoch 1's time without the one-off warm-up of its first steps (allocations, kernel
+    selection): those steps are counted at the mean rate of the later ones."""
+    warm = 3
+    if len(step_s) < 2 * warm:
+        return epoch_s
+    steady = sum(step_s[warm:]) / len(step_s[warm:])
+    excess = max(0.0, sum(step_s[:warm]) - warm * steady)
+    # A shortened epoch (max_steps) is scaled to a whole one.
+    return (epoch_s - excess) + steady * max(0, steps_per_epoch - len(step_s))
 
 
 # --------------------------------------------------------------------------------------------
@@ -462,6 +531,7 @@ def train(
 
     t0 = time.perf_counter()
     t = cfg.train
+    check_train_config(cfg)
     dist = dist_from_env()
     device = select_device(t.device, dist.local_rank)
     init_distributed(dist, device)
@@ -526,6 +596,12 @@ def train(
         start_epoch, step = int(checkpoint["epoch"]), int(checkpoint["step"])
         best = dict(checkpoint["best"])
         set_rng_state(checkpoint["rng"])
+        saved_train = checkpoint["config"].get("train", {})
+        if t.minutes > 0 and float(saved_train.get("minutes", 0.0)) > 0:
+            # The budget chose the epochs after epoch 1; the resumed run keeps that schedule.
+            cfg.set("train.epochs", int(saved_train["epochs"]), "time budget (checkpoint)")
+    # With a time budget, epoch 1 is timed (with a validation) and then sets train.epochs.
+    budget_pending = t.minutes > 0 and checkpoint is None
     if dist.enabled:
         ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
@@ -535,13 +611,20 @@ def train(
         _print(
             progress,
             f"training on {device} x{dist.world_size}: {steps_per_epoch} steps/epoch, "
-            f"epochs {start_epoch + 1}..{t.epochs}, out {out_dir}",
+            + (
+                f"time budget {t.minutes:g} min (epochs set after epoch 1)"
+                if budget_pending
+                else f"epochs {start_epoch + 1}..{t.epochs}"
+            )
+            + f", out {out_dir}",
         )
 
     last_metrics: dict[str, Any] = {}
     stopped_early = False
     epoch = start_epoch
-    for epoch in range(start_epoch + 1, t.epochs + 1):
+    while epoch < t.epochs:  # t.epochs may change after epoch 1 (time budget)
+        epoch += 1
+        epoch_start = time.perf_counter()
         seed_everything(epoch_seed(t.seed, epoch, dist.rank))
         loader = epoch_loader(dataset, cfg, dist, device, epoch)
         model.train()
@@ -549,13 +632,16 @@ def train(
             model, ema, loader, loss_fn, optimizer, schedule, scaler, use_amp, amp_dtype,
             device, dist, cfg, epoch, step, progress, max_steps,
         )  # fmt: skip
+        epoch_s = time.perf_counter() - epoch_start
+        step_s = stats.pop("step_seconds")
         step = stats.pop("step")
         row: dict[str, Any] = {"epoch": epoch, "step": step, **stats}
 
-        validate_now = epoch % max(1, t.val_every) == 0 or epoch == t.epochs
+        validate_now = epoch % t.val_every == 0 or epoch == t.epochs or budget_pending
         if max_steps is not None and step >= max_steps:
             validate_now = True
         improved = False
+        val_start = time.perf_counter()
         if validate_now:
             eval_model = ema.module if ema is not None else _unwrap(model)
             if dist.is_main:  # rank 0 alone: its loss must not wait for the other processes
@@ -568,6 +654,30 @@ def train(
                 improved = True
             else:
                 best["bad"] += 1
+        if budget_pending:
+            budget_pending = False
+            val_s = time.perf_counter() - val_start
+            steady_s = steady_epoch_seconds(epoch_s, step_s, steps_per_epoch)
+            # 3% kept back for checkpoints, curves and the machine's drift (the demo's 10-minute
+            # budget ran 614 s without it).
+            chosen = epochs_for_budget(
+                0.97 * t.minutes * 60.0,
+                time.perf_counter() - t0,
+                steady_s,
+                val_s,
+                t.val_every,
+                epoch,
+            )
+            chosen = int(_broadcast_float(chosen, dist, device))
+            cfg.set("train.epochs", chosen, f"time budget ({t.minutes:g} min)")
+            row["budget/epochs"] = chosen
+            if dist.is_main:
+                _print(
+                    progress,
+                    f"time budget {t.minutes:g} min: epoch {epoch} took {epoch_s:.1f} s "
+                    f"(steady {steady_s:.1f} s) and a validation {val_s:.1f} s -> "
+                    f"train.epochs = {chosen}",
+                )
         row["seconds"] = round(time.perf_counter() - t0, 2)
         last_metrics = row
 
@@ -629,6 +739,7 @@ def _train_one_epoch(
     )
     tick = time.perf_counter()
     images = 0
+    step_seconds: list[float] = []  # data + compute per step (the time budget's estimate)
     for batch in loader:
         batch = to_device(batch, device)
         got = time.perf_counter()
@@ -669,8 +780,10 @@ def _train_one_epoch(
         count += n
         for key, value in {"loss": loss, **terms}.items():
             sums[key] = sums.get(key, torch.zeros((), device=device)) + value.detach() * n
-        tick = time.perf_counter()
-        compute_time += tick - got
+        now = time.perf_counter()
+        step_seconds.append(now - tick)
+        compute_time += now - got
+        tick = now
         bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
         bar.update(1)
         if max_steps is not None and step >= max_steps:
@@ -687,6 +800,7 @@ def _train_one_epoch(
     out.update(
         {
             "step": step,
+            "step_seconds": step_seconds,
             "lr": optimizer.param_groups[0]["lr"],
             "train/images_per_s": images * dist.world_size / elapsed,
             "train/data_time_share": data_time / elapsed,

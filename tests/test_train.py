@@ -20,9 +20,11 @@ from pkmodel.errors import PkmodelError
 from pkmodel.train import (
     LRSchedule,
     ModelEMA,
+    epochs_for_budget,
     rng_state,
     select_device,
     set_rng_state,
+    steady_epoch_seconds,
     train,
 )
 
@@ -317,3 +319,84 @@ def test_channels_last_changes_speed_not_results(tiny_prepared, tmp_path):
     assert losses[True] == pytest.approx(losses[False], rel=1e-5)  # the same forward pass
     model, _, _ = model_from_checkpoint(tmp_path / "True" / "last.pt")
     assert all(p.is_contiguous() for p in model.parameters())
+
+
+# --- Time budget (train.minutes) ---
+
+
+def test_epochs_for_budget_counts_epochs_and_validations():
+    # 90 s left; 10 s an epoch; a 5 s validation after every 2nd epoch and the last one.
+    # 7 more (epochs 2..8): 70 s + validations at 2, 4, 6, 8 = 90 s; 8 more: 80 + 5 x 5 = 105.
+    assert epochs_for_budget(100, 10, 10, 5, val_every=2, done=1) == 8
+    # Validating every epoch: n x (10 + 5) <= 90 -> 6 more.
+    assert epochs_for_budget(100, 10, 10, 5, val_every=1, done=1) == 7
+    assert epochs_for_budget(100, 10, 10, 0, val_every=1, done=1) == 10
+    assert epochs_for_budget(100, 120, 10, 5, val_every=1, done=1) == 1  # budget spent
+    assert epochs_for_budget(100, 95, 10, 5, val_every=1, done=1) == 1  # one more does not fit
+    # Demo-like: 580 s left; 46 more epochs = 575 s + validations at 12, 24, 36 and 47 = 579 s.
+    assert epochs_for_budget(600, 20, 12.5, 1.0, val_every=12, done=1) == 47
+
+
+def test_steady_epoch_seconds_drops_the_warm_up_of_the_first_steps():
+    steps = [5.0, 3.0, 2.0] + [1.0] * 7  # 17 s of steps; the first three cost 7 s extra
+    assert steady_epoch_seconds(17.5, steps, steps_per_epoch=10) == pytest.approx(10.5)
+    # A run cut short by max_steps: the missing steps are added at the steady rate.
+    assert steady_epoch_seconds(17.5, steps, steps_per_epoch=20) == pytest.approx(20.5)
+    assert steady_epoch_seconds(4.0, [2.0, 1.0], steps_per_epoch=2) == 4.0  # too few to tell
+
+
+def test_time_budget_sets_the_epochs_after_epoch_1_and_resume_keeps_them(
+    tiny_prepared, tmp_path, monkeypatch
+):
+    import pkmodel.train as train_module
+
+    calls = []
+
+    def fake_budget(budget_s, elapsed_s, epoch_s, val_s, val_every, done):
+        calls.append((budget_s, elapsed_s, epoch_s, val_s, val_every, done))
+        return 3
+
+    monkeypatch.setattr(train_module, "epochs_for_budget", fake_budget)
+    cfg = tiny_train_config(tiny_prepared, tmp_path / "run", epochs=50, minutes=0.5, val_every=10)
+    steps_per_epoch = 2  # 20 crops (tiny_prepared) // batch 8
+    result = train(cfg, progress=False, max_steps=2 * steps_per_epoch)  # stop after epoch 2
+    assert result.epochs_run == 2 and cfg.train.epochs == 3
+    (budget_s, elapsed_s, epoch_s, val_s, val_every, done) = calls[0]
+    assert len(calls) == 1 and budget_s == pytest.approx(0.97 * 30.0)
+    assert val_every == 10 and done == 1
+    assert 0 < epoch_s < elapsed_s and val_s > 0
+    rows = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert "val/AP" in rows[0] and rows[0]["budget/epochs"] == 3  # epoch 1 is validated
+    assert "val/AP" in rows[1]  # max_steps stop
+    saved = load_checkpoint(tmp_path / "run/last.pt")["config"]["train"]
+    assert saved["epochs"] == 3 and saved["minutes"] == 0.5
+
+    # Resuming with the same command runs the chosen schedule to its end, not 50 epochs.
+    cfg = tiny_train_config(tiny_prepared, tmp_path / "run", epochs=50, minutes=0.5, val_every=10)
+    result = train(cfg, resume=tmp_path / "run/last.pt", progress=False)
+    assert result.epochs_run == 1 and cfg.train.epochs == 3 and len(calls) == 1
+    assert load_checkpoint(tmp_path / "run/last.pt")["epoch"] == 3
+
+
+def test_time_budget_that_is_spent_by_epoch_1_stops_there(tiny_prepared, tmp_path):
+    cfg = tiny_train_config(tiny_prepared, tmp_path / "run", epochs=50, minutes=0.0001)
+    result = train(cfg, progress=False)
+    assert result.epochs_run == 1 and cfg.train.epochs == 1
+    assert result.last_metrics["budget/epochs"] == 1 and "val/AP" in result.last_metrics
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("epochs", 0, "train.epochs = 0 must be at least 1"),
+        ("minutes", -1.0, "train.minutes = -1.0 must be >= 0"),
+        ("val_every", 0, "train.val_every = 0 must be at least 1"),
+        ("lr", 0.0, "train.lr = 0.0 must be positive"),
+        ("ema_decay", 1.0, r"train.ema_decay = 1.0 must be in \[0, 1\)"),
+    ],
+)
+def test_unusable_train_values_stop_with_one_sentence(tmp_path, key, value, message):
+    cfg = tiny_train_config(tmp_path / "none", tmp_path / "run", **{key: value})
+    with pytest.raises(PkmodelError, match=message):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run").exists()

@@ -20,6 +20,15 @@ def train_command(
     epochs: Annotated[
         int | None, typer.Option(help="Training epochs (train.epochs).", show_default=False)
     ] = None,
+    minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Time budget (train.minutes): after epoch 1 and a validation, the epochs are "
+            "set to what fits into this many minutes in all at the measured speed; the schedule "
+            "(warmup, cosine) spans them. Resuming keeps the epochs chosen then.",
+            show_default=False,
+        ),
+    ] = None,
     batch_size: Annotated[
         int | None,
         typer.Option(help="Global batch size (train.batch_size).", show_default=False),
@@ -68,6 +77,7 @@ def train_command(
         set_,
         train__out_dir=out,
         train__epochs=epochs,
+        train__minutes=minutes,
         train__batch_size=batch_size,
         train__lr=lr,
         train__device=device,
