@@ -325,6 +325,46 @@ def steady_epoch_seconds(epoch_s: float, step_s: list[float], steps_per_epoch: i
     return (epoch_s - excess) + steady * max(0, steps_per_epoch - len(step_s))
 
 
+class TimeBudget:
+    """``train.minutes``: plans ``train.epochs`` from measured times, and re-plans every epoch.
+
+    Epoch 1 is validated to time a validation, then the first plan is made from epoch 1's
+    steady rate. Each later epoch re-plans from the mean cost (everything but the validation)
+    of the last few whole epochs, so a machine that slows down or speeds up mid-run still
+    lands near the budget; the cosine schedule follows (a change of one epoch moves the rate
+    by about 1%).
+    """
+
+    MARGIN = 0.97  # kept back for checkpoints, curves and the machine's drift
+    RECENT = 5
+
+    def __init__(self, minutes: float, val_every: int, t0: float) -> None:
+        self.budget_s = self.MARGIN * minutes * 60.0
+        self.val_every = val_every
+        self.t0 = t0
+        self.val_s: float | None = None  # the latest validation's seconds
+        self.costs: list[tuple[int, float]] = []  # (epoch, seconds without validation)
+
+    def finish(self, epoch: int, wall_s: float, val_s: float | None) -> None:
+        """An epoch's whole iteration took ``wall_s`` (with ``val_s`` of validation, if any)."""
+        if val_s is not None:
+            self.val_s = val_s
+        self.costs.append((epoch, wall_s - (val_s or 0.0)))
+
+    def epoch_seconds(self, epoch: int, train_s: float, step_s: list[float], steps: int) -> float:
+        later = [c for e, c in self.costs if e > 1][-self.RECENT :]
+        if later:
+            return sum(later) / len(later)
+        if epoch == 1:
+            return steady_epoch_seconds(train_s, step_s, steps)
+        return train_s
+
+    def plan(self, epoch: int, now: float, epoch_s: float) -> int:
+        return epochs_for_budget(
+            self.budget_s, now - self.t0, epoch_s, self.val_s or 0.0, self.val_every, epoch
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Data
 
@@ -600,8 +640,11 @@ def train(
         if t.minutes > 0 and float(saved_train.get("minutes", 0.0)) > 0:
             # The budget chose the epochs after epoch 1; the resumed run keeps that schedule.
             cfg.set("train.epochs", int(saved_train["epochs"]), "time budget (checkpoint)")
-    # With a time budget, epoch 1 is timed (with a validation) and then sets train.epochs.
-    budget_pending = t.minutes > 0 and checkpoint is None
+    # A time budget plans train.epochs after epoch 1 (timed with a validation) and re-plans
+    # every epoch; a resumed run keeps the epochs of its checkpoint.
+    budget = (
+        TimeBudget(t.minutes, t.val_every, t0) if t.minutes > 0 and checkpoint is None else None
+    )
     if dist.enabled:
         ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
@@ -613,7 +656,7 @@ def train(
             f"training on {device} x{dist.world_size}: {steps_per_epoch} steps/epoch, "
             + (
                 f"time budget {t.minutes:g} min (epochs set after epoch 1)"
-                if budget_pending
+                if budget is not None
                 else f"epochs {start_epoch + 1}..{t.epochs}"
             )
             + f", out {out_dir}",
@@ -622,9 +665,9 @@ def train(
     last_metrics: dict[str, Any] = {}
     stopped_early = False
     epoch = start_epoch
-    while epoch < t.epochs:  # t.epochs may change after epoch 1 (time budget)
+    while epoch < t.epochs:  # a time budget may change t.epochs as it goes
         epoch += 1
-        epoch_start = time.perf_counter()
+        iteration_start = time.perf_counter()
         seed_everything(epoch_seed(t.seed, epoch, dist.rank))
         loader = epoch_loader(dataset, cfg, dist, device, epoch)
         model.train()
@@ -632,12 +675,17 @@ def train(
             model, ema, loader, loss_fn, optimizer, schedule, scaler, use_amp, amp_dtype,
             device, dist, cfg, epoch, step, progress, max_steps,
         )  # fmt: skip
-        epoch_s = time.perf_counter() - epoch_start
+        train_s = time.perf_counter() - iteration_start
         step_s = stats.pop("step_seconds")
         step = stats.pop("step")
         row: dict[str, Any] = {"epoch": epoch, "step": step, **stats}
 
-        validate_now = epoch % t.val_every == 0 or epoch == t.epochs or budget_pending
+        plan = (budget, cfg, row, epoch, train_s, step_s, steps_per_epoch, dist, device, progress)
+        if budget is not None and budget.val_s is not None:
+            _replan(*plan)  # before deciding on validation: this may now be the last epoch
+        validate_now = epoch % t.val_every == 0 or epoch == t.epochs
+        if budget is not None and budget.val_s is None:
+            validate_now = True  # the first plan needs a validation's time
         if max_steps is not None and step >= max_steps:
             validate_now = True
         improved = False
@@ -654,30 +702,10 @@ def train(
                 improved = True
             else:
                 best["bad"] += 1
-        if budget_pending:
-            budget_pending = False
-            val_s = time.perf_counter() - val_start
-            steady_s = steady_epoch_seconds(epoch_s, step_s, steps_per_epoch)
-            # 3% kept back for checkpoints, curves and the machine's drift (the demo's 10-minute
-            # budget ran 614 s without it).
-            chosen = epochs_for_budget(
-                0.97 * t.minutes * 60.0,
-                time.perf_counter() - t0,
-                steady_s,
-                val_s,
-                t.val_every,
-                epoch,
-            )
-            chosen = int(_broadcast_float(chosen, dist, device))
-            cfg.set("train.epochs", chosen, f"time budget ({t.minutes:g} min)")
-            row["budget/epochs"] = chosen
-            if dist.is_main:
-                _print(
-                    progress,
-                    f"time budget {t.minutes:g} min: epoch {epoch} took {epoch_s:.1f} s "
-                    f"(steady {steady_s:.1f} s) and a validation {val_s:.1f} s -> "
-                    f"train.epochs = {chosen}",
-                )
+        val_s = time.perf_counter() - val_start if validate_now else None
+        if budget is not None and budget.val_s is None:
+            budget.val_s = val_s
+            _replan(*plan)
         row["seconds"] = round(time.perf_counter() - t0, 2)
         last_metrics = row
 
@@ -693,6 +721,8 @@ def train(
             if validate_now:
                 log.plot(out_dir / "curves.png")
             _print(progress, _epoch_line(row))
+        if budget is not None:
+            budget.finish(epoch, time.perf_counter() - iteration_start, val_s)
         if t.early_stop_patience > 0 and best["bad"] >= t.early_stop_patience:
             if dist.is_main:
                 _print(
@@ -718,6 +748,24 @@ def train(
         seconds=time.perf_counter() - t0,
         stopped_early=stopped_early,
     )
+
+
+def _replan(
+    budget, cfg, row, epoch, train_s, step_s, steps_per_epoch, dist, device, progress
+) -> None:  # fmt: skip
+    """Set train.epochs from the time budget (rank 0's plan for every process)."""
+    t = cfg.train
+    epoch_s = budget.epoch_seconds(epoch, train_s, step_s, steps_per_epoch)
+    chosen = int(_broadcast_float(budget.plan(epoch, time.perf_counter(), epoch_s), dist, device))
+    row["budget/epochs"] = chosen
+    if chosen != t.epochs or epoch == 1:
+        cfg.set("train.epochs", chosen, f"time budget ({t.minutes:g} min)")
+        if dist.is_main:
+            _print(
+                progress,
+                f"time budget {t.minutes:g} min: epochs of {epoch_s:.1f} s, validations of "
+                f"{budget.val_s or 0.0:.1f} s -> train.epochs = {chosen}",
+            )
 
 
 def _train_one_epoch(

@@ -20,6 +20,7 @@ from pkmodel.errors import PkmodelError
 from pkmodel.train import (
     LRSchedule,
     ModelEMA,
+    TimeBudget,
     epochs_for_budget,
     rng_state,
     select_device,
@@ -345,6 +346,23 @@ def test_steady_epoch_seconds_drops_the_warm_up_of_the_first_steps():
     assert steady_epoch_seconds(4.0, [2.0, 1.0], steps_per_epoch=2) == 4.0  # too few to tell
 
 
+def test_time_budget_replans_from_the_recent_epochs():
+    budget = TimeBudget(minutes=10.0, val_every=12, t0=0.0)  # plans for 0.97 x 600 = 582 s
+    assert budget.budget_s == pytest.approx(582.0)
+    budget.val_s = 1.0
+    # Epoch 1: 13.0 s, of which 0.8 s were the first three steps' warm-up -> 12.2 s.
+    first = budget.epoch_seconds(1, 13.0, [0.9, 0.3, 0.2] + [0.2] * 59, steps=62)
+    assert first == pytest.approx(12.2)
+    budget.finish(1, 20.0, 1.0)
+    assert budget.epoch_seconds(2, 12.0, [], steps=62) == 12.0  # no whole later epoch yet
+    for e, wall in enumerate([12.0, 12.0, 14.0, 14.0, 14.0, 14.0], start=2):
+        budget.finish(e, wall, None)
+    # The machine slowed down: the last five whole epochs (12, 14, 14, 14, 14) -> 13.6 s.
+    assert budget.epoch_seconds(8, 14.0, [], steps=62) == pytest.approx(13.6)
+    assert budget.plan(8, now=104.0, epoch_s=13.6) == epochs_for_budget(582, 104, 13.6, 1.0, 12, 8)
+    assert budget.plan(8, now=104.0, epoch_s=13.6) < budget.plan(8, now=104.0, epoch_s=12.0)
+
+
 def test_time_budget_sets_the_epochs_after_epoch_1_and_resume_keeps_them(
     tiny_prepared, tmp_path, monkeypatch
 ):
@@ -361,9 +379,9 @@ def test_time_budget_sets_the_epochs_after_epoch_1_and_resume_keeps_them(
     steps_per_epoch = 2  # 20 crops (tiny_prepared) // batch 8
     result = train(cfg, progress=False, max_steps=2 * steps_per_epoch)  # stop after epoch 2
     assert result.epochs_run == 2 and cfg.train.epochs == 3
+    assert [c[5] for c in calls] == [1, 2]  # planned after epoch 1, re-planned after epoch 2
     (budget_s, elapsed_s, epoch_s, val_s, val_every, done) = calls[0]
-    assert len(calls) == 1 and budget_s == pytest.approx(0.97 * 30.0)
-    assert val_every == 10 and done == 1
+    assert budget_s == pytest.approx(0.97 * 30.0) and val_every == 10
     assert 0 < epoch_s < elapsed_s and val_s > 0
     rows = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert "val/AP" in rows[0] and rows[0]["budget/epochs"] == 3  # epoch 1 is validated
@@ -374,7 +392,7 @@ def test_time_budget_sets_the_epochs_after_epoch_1_and_resume_keeps_them(
     # Resuming with the same command runs the chosen schedule to its end, not 50 epochs.
     cfg = tiny_train_config(tiny_prepared, tmp_path / "run", epochs=50, minutes=0.5, val_every=10)
     result = train(cfg, resume=tmp_path / "run/last.pt", progress=False)
-    assert result.epochs_run == 1 and cfg.train.epochs == 3 and len(calls) == 1
+    assert result.epochs_run == 1 and cfg.train.epochs == 3 and len(calls) == 2  # no re-plan
     assert load_checkpoint(tmp_path / "run/last.pt")["epoch"] == 3
 
 
