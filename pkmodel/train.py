@@ -330,13 +330,13 @@ class TimeBudget:
 
     Epoch 1 is validated to time a validation, then the first plan is made from epoch 1's
     steady rate. Each later epoch re-plans from the mean cost (everything but the validation)
-    of the last few whole epochs, so a machine that slows down or speeds up mid-run still
+    of the last ten whole epochs, so a machine that slows down or speeds up mid-run still
     lands near the budget; the cosine schedule follows (a change of one epoch moves the rate
     by about 1%).
     """
 
     MARGIN = 0.97  # kept back for checkpoints, curves and the machine's drift
-    RECENT = 5
+    RECENT = 10
 
     def __init__(self, minutes: float, val_every: int, t0: float) -> None:
         self.budget_s = self.MARGIN * minutes * 60.0

@@ -355,12 +355,14 @@ def test_time_budget_replans_from_the_recent_epochs():
     assert first == pytest.approx(12.2)
     budget.finish(1, 20.0, 1.0)
     assert budget.epoch_seconds(2, 12.0, [], steps=62) == 12.0  # no whole later epoch yet
-    for e, wall in enumerate([12.0, 12.0, 14.0, 14.0, 14.0, 14.0], start=2):
+    for e, wall in enumerate([12.0] * 6 + [14.0] * 8, start=2):
         budget.finish(e, wall, None)
-    # The machine slowed down: the last five whole epochs (12, 14, 14, 14, 14) -> 13.6 s.
-    assert budget.epoch_seconds(8, 14.0, [], steps=62) == pytest.approx(13.6)
-    assert budget.plan(8, now=104.0, epoch_s=13.6) == epochs_for_budget(582, 104, 13.6, 1.0, 12, 8)
-    assert budget.plan(8, now=104.0, epoch_s=13.6) < budget.plan(8, now=104.0, epoch_s=12.0)
+    # The machine slowed down: the last ten whole epochs (2 x 12, 8 x 14) -> 13.6 s.
+    assert budget.epoch_seconds(16, 14.0, [], steps=62) == pytest.approx(13.6)
+    assert budget.plan(16, now=220.0, epoch_s=13.6) == epochs_for_budget(
+        582, 220, 13.6, 1.0, 12, 16
+    )
+    assert budget.plan(16, now=220.0, epoch_s=13.6) < budget.plan(16, now=220.0, epoch_s=12.0)
 
 
 def test_time_budget_sets_the_epochs_after_epoch_1_and_resume_keeps_them(
