@@ -89,14 +89,15 @@ def select_device(name: str, local_rank: int = 0) -> torch.device:
     raise PkmodelError(f"train.device '{name}' is not one of auto, cpu, cuda, cuda:N, mps")
 
 
-def init_distributed(dist: DistInfo, device: torch.device) -> None:
-    """Join the process group: NCCL on GPUs, gloo on CPU."""
+def init_distributed(dist: DistInfo, device: torch.device) -> bool:
+    """Join the process group: NCCL on GPUs, gloo on CPU. True when this call created it."""
     if not dist.enabled or torch.distributed.is_initialized():
-        return
+        return False
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.distributed.init_process_group(backend=backend)
+    return True
 
 
 def seed_everything(seed: int) -> None:
@@ -565,16 +566,34 @@ def train(
     """Run training as configured; ``resume`` is a ``last.pt`` to continue from.
 
     ``max_steps`` stops after that many optimizer steps in total (for tests and benchmarks).
+    Under torchrun the process group is joined here and left at the end (also on an error), so
+    no process exits while another still talks to it.
     """
+    t0 = time.perf_counter()
+    check_train_config(cfg)
+    dist = dist_from_env()
+    device = select_device(cfg.train.device, dist.local_rank)
+    created = init_distributed(dist, device)
+    try:
+        return _train(cfg, resume, progress, max_steps, dist, device, t0)
+    finally:
+        if created and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _train(
+    cfg: Config,
+    resume: Path | None,
+    progress: bool,
+    max_steps: int | None,
+    dist: DistInfo,
+    device: torch.device,
+    t0: float,
+) -> TrainResult:
     from pkmodel.loss import PoseLoss
     from pkmodel.model import build_model
 
-    t0 = time.perf_counter()
     t = cfg.train
-    check_train_config(cfg)
-    dist = dist_from_env()
-    device = select_device(t.device, dist.local_rank)
-    init_distributed(dist, device)
     out_dir = Path(t.out_dir)
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)

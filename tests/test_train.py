@@ -222,6 +222,9 @@ def _ddp_worker(rank: int, world: int, port: int, batch_path: str, out_path: str
     loss.backward()
     if rank == 0:
         torch.save({n: p.grad.clone() for n, p in model.named_parameters()}, out_path)
+    # Both leave together: a process destroying its group while the other still saves once
+    # aborted ("terminate called without an active exception", SIGABRT).
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
 
