@@ -212,3 +212,30 @@ def test_step_parameters_take_their_defaults_and_fields_from_the_config():
     assert PrepareParams.from_config(cfg.prepare).crop_size == 96
     spec = SyntheticSpec.from_config(cfg, out=Path("elsewhere"))
     assert spec.second_person_prob == 0.0 and spec.out == Path("elsewhere")
+
+
+def test_unwritable_outputs_are_one_sentence_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("a file, not a folder\n")
+    (tmp_path / "folder").mkdir()
+    result = runner.invoke(app, ["config", "init", "afile/c.toml"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip() == "error: cannot write afile: File exists"
+    result = runner.invoke(app, ["config", "init", "folder", "--force"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: cannot write folder: Is a directory"
+    assert (tmp_path / "afile").read_text() == "a file, not a folder\n"  # nothing lost
+
+
+def test_os_error_sentences():
+    import errno
+
+    from pkmodel.cli.common import os_error_sentence
+
+    ro = OSError(errno.EROFS, "Read-only file system", "/data/.best.pt.x1y2.tmp")
+    assert os_error_sentence(ro) == "cannot write into the folder /data: Read-only file system"
+    rename = OSError(errno.EISDIR, "Is a directory", "/d/.c.toml.ab.tmp", None, "/d/c.toml")
+    assert os_error_sentence(rename) == "cannot write /d/c.toml: Is a directory"
+    missing = FileNotFoundError(errno.ENOENT, "No such file or directory", "in.json")
+    assert os_error_sentence(missing) == "cannot read in.json: No such file or directory"
+    assert os_error_sentence(OSError("disk on fire")) == "disk on fire"

@@ -42,8 +42,26 @@ def resolve_config(config: Path | None, overrides: list[str] | None, **options: 
     return load_config(config, overrides or [], opts)
 
 
+def os_error_sentence(e: OSError) -> str:
+    """``cannot write /x/y: Read-only file system`` from an OSError.
+
+    For a rename (an atomic write's last step) the target is named; for the hidden temporary file
+    of an atomic write (``.NAME.xxxx.tmp``), the folder it was to be written into."""
+    reason = e.strerror or str(e) or type(e).__name__
+    if e.filename is None:
+        return reason
+    if getattr(e, "filename2", None):
+        return f"cannot write {e.filename2}: {reason}"
+    where = Path(str(e.filename))
+    if where.name.startswith(".") and where.name.endswith(".tmp"):
+        return f"cannot write into the folder {where.parent}: {reason}"
+    verb = "read" if isinstance(e, FileNotFoundError) else "write"
+    return f"cannot {verb} {where}: {reason}"
+
+
 def user_errors(fn: F) -> F:
-    """Turn a PkmodelError into one red line on stderr and exit code 2 (no traceback)."""
+    """Turn a PkmodelError or an OSError (a path that cannot be written or read) into one red
+    line on stderr and exit code 2 (no traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -51,6 +69,11 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except PkmodelError as e:
             typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(2) from None
+        except OSError as e:
+            # A path the command was given cannot be written (read-only place, a file where a
+            # folder must go, a full disk): one sentence naming it, not a traceback.
+            typer.secho(f"error: {os_error_sentence(e)}", err=True, fg=typer.colors.RED)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.secho("interrupted", err=True, fg=typer.colors.RED)
