@@ -219,6 +219,7 @@ def make_feed_set(cfg: Any, plan: Plan, folder: Path) -> Path:
         folder / "prepared",
         PrepareParams.from_config(cfg.prepare),
         progress=False,
+        allow_empty=True,
     )
     if summary.kept == 0:
         raise PkmodelError(

@@ -593,11 +593,14 @@ def prepare_split(
     params: PrepareParams,
     progress: bool = True,
     checkpoint_every_s: float = 60.0,
+    allow_empty: bool = False,
 ) -> PrepareSummary:
     """Crop every kept person of a COCO split and write ``out_dir/<split>.json``.
 
     Resumable: crops whose size and box match the labels of an earlier (complete or
     interrupted) run with the same settings are reused without reading the image again.
+    A split that keeps nobody is an error (an existing ``<split>.json`` is left as it was)
+    unless ``allow_empty`` (callers that handle an empty result themselves).
     """
     from tqdm import tqdm
 
@@ -702,6 +705,8 @@ def prepare_split(
         bar.close()
     summary.kept = len(samples)
     summary.unreadable.sort(key=lambda u: u["file"])
+    if not samples and not allow_empty:
+        raise PkmodelError(_nobody_kept(summary, annotations, images_dir))
     write_labels(
         labels_path,
         {**header, "summary": summary.to_dict()},
@@ -711,6 +716,18 @@ def prepare_split(
         partial_path.unlink()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _nobody_kept(summary: PrepareSummary, annotations: str | Path, images_dir: Path) -> str:
+    why = [f"{n} {reason}" for reason, n in summary.dropped.items() if n]
+    if summary.unreadable:
+        first = summary.unreadable[0]
+        why.append(f"e.g. {images_dir / first['file']}: {first['reason']}")
+    return (
+        f"split '{summary.split}': no person was kept from {annotations} "
+        f"({summary.annotations} annotations; dropped: {', '.join(why) or 'none'}); "
+        f"{summary.labels} was not written"
+    )
 
 
 def _run_tasks(tasks: list[_ImageTask], workers: int) -> Iterable[_ImageResult]:

@@ -469,3 +469,20 @@ def test_cli_prepare_coco_and_its_errors(tmp_path, monkeypatch):
     )
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.output.startswith("error: ") and "bad.json is not valid JSON" in result.output
+
+
+def test_a_split_that_keeps_nobody_is_an_error_and_the_old_labels_stay(tiny_synthetic, tmp_path):
+    ann = tiny_synthetic / "annotations/person_keypoints_val.json"
+    first = prepare_split("val", tiny_synthetic / "val", ann, tmp_path, params(), progress=False)
+    assert first.kept > 0
+    before = (tmp_path / "val.json").read_bytes()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PkmodelError) as err:
+        prepare_split("val", tmp_path / "empty", ann, tmp_path, params(), progress=False)
+    message = str(err.value)
+    assert message.startswith(f"split 'val': no person was kept from {ann} (")
+    assert "missing_image" in message and "was not written" in message
+    assert (tmp_path / "val.json").read_bytes() == before
+    # Callers that handle an empty result themselves get the empty labels.
+    empty = prepare_split("e", tmp_path / "empty", ann, tmp_path, params(), False, allow_empty=True)
+    assert empty.kept == 0 and read_labels(empty.labels)["samples"] == []
