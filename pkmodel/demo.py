@@ -130,7 +130,7 @@ def _steps(cfg: Config) -> list[tuple[str, list[str]]]:
         ("synthetic data", ["make-synthetic"]),
         ("prepare train", ["prepare-coco", "--split", cfg.data.train_split]),
         ("prepare val", ["prepare-coco", "--split", cfg.data.val_split]),
-        ("train", ["train"]),
+        ("train", ["train", "--force"]),  # a demo re-run starts over, as its data does
         ("evaluate", ["evaluate", "--weights", str(best), "--error-budget"]),
         ("export Core ML", ["export-coreml", "--weights", str(best), "--force",
                             "--out", str(cfg.export.out_dir / "pkmodel.mlpackage")]),

@@ -562,8 +562,12 @@ def train(
     resume: Path | None = None,
     progress: bool = True,
     max_steps: int | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Run training as configured; ``resume`` is a ``last.pt`` to continue from.
+
+    A run folder that already holds checkpoints is refused (nothing written is lost) unless
+    ``resume`` continues them or ``overwrite`` starts over in it.
 
     ``max_steps`` stops after that many optimizer steps in total (for tests and benchmarks).
     Under torchrun the process group is joined here and left at the end (also on an error), so
@@ -573,6 +577,17 @@ def train(
     check_train_config(cfg)
     dist = dist_from_env()
     device = select_device(cfg.train.device, dist.local_rank)
+    out_dir = Path(cfg.train.out_dir)
+    earlier = [f for f in ("last.pt", "best.pt") if (out_dir / f).exists()]
+    if resume is None and earlier and not overwrite:
+        raise PkmodelError(
+            f"{out_dir} already holds {' and '.join(earlier)} of an earlier run: --resume "
+            "continues it, --force starts over (its checkpoints and metrics are replaced), or "
+            "choose another --out (train.out_dir)"
+        )
+    if resume is None and earlier and dist.is_main:
+        for name in earlier:  # starting over: never leave the earlier run's best.pt beside ours
+            (out_dir / name).unlink(missing_ok=True)
     created = init_distributed(dist, device)
     try:
         return _train(cfg, resume, progress, max_steps, dist, device, t0)

@@ -423,3 +423,30 @@ def test_unusable_train_values_stop_with_one_sentence(tmp_path, key, value, mess
     with pytest.raises(PkmodelError, match=message):
         train(cfg, progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_with_checkpoints_is_not_overwritten_without_force(tiny_prepared, tmp_path):
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    cfg = tiny_train_config(tiny_prepared, tmp_path / "run", epochs=1)
+    train(cfg, progress=False)
+    before = {n: (tmp_path / "run" / n).read_bytes() for n in ("last.pt", "best.pt")}
+    with pytest.raises(
+        PkmodelError, match=r"already holds last.pt and best.pt .* --force starts over"
+    ):
+        train(tiny_train_config(tiny_prepared, tmp_path / "run", epochs=1), progress=False)
+    assert {n: (tmp_path / "run" / n).read_bytes() for n in before} == before
+    # The command line: one sentence, exit 2; --force starts over.
+    args = ["train", "--out", str(tmp_path / "run"), "--quiet", "--max-steps", "1",
+            "--set", f"data.prepared_dir={tiny_prepared}", "--set", "model.input_size=64",
+            "--set", "model.width_mult=0.35", "--set", "train.device=cpu",
+            "--set", "train.batch_size=8", "--set", "train.workers=0"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and result.output.startswith("error: ")
+    assert len(result.output.strip().splitlines()) == 1
+    result = CliRunner().invoke(app, [*args, "--force"])
+    assert result.exit_code == 0, result.output
+    after = load_checkpoint(tmp_path / "run/last.pt")
+    assert after["step"] == 1 and after["config"]["model"]["input_size"] == 64

@@ -57,6 +57,13 @@ def train_command(
             help="Start from this checkpoint's weights only (train.finetune).", show_default=False
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Start over in a run folder that already holds checkpoints (replaces them).",
+        ),
+    ] = False,
     max_steps: Annotated[
         int | None,
         typer.Option(help="Stop after this many optimizer steps (smoke runs).", show_default=False),
@@ -89,7 +96,9 @@ def train_command(
         resume_path = Path(cfg.train.out_dir) / "last.pt"
         if not resume_path.is_file():
             raise PkmodelError(f"--resume: {resume_path} does not exist (train.out_dir)")
-    result = train(cfg, resume=resume_path, progress=not quiet, max_steps=max_steps)
+    result = train(
+        cfg, resume=resume_path, progress=not quiet, max_steps=max_steps, overwrite=force
+    )
     typer.echo(
         f"done: {result.epochs_run} epoch(s) in {result.seconds:.0f} s; best AP "
         f"{result.best_ap:.4f} at epoch {result.best_epoch}; checkpoints in {result.out_dir}"
