@@ -324,6 +324,9 @@ def _collect(parts: list[dict[str, np.ndarray]], loss: dict[str, float]) -> Pred
 def _loader(dataset: Any, batch_size: int, workers: int, device: Any):
     from torch.utils.data import DataLoader
 
+    if batch_size < 1:
+        raise PkmodelError(f"eval.batch_size = {batch_size} must be at least 1")
+
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -354,7 +357,7 @@ def predict_split(
     from tqdm import tqdm
 
     device = torch.device(device)
-    batch_size = batch_size or cfg.eval.batch_size
+    batch_size = cfg.eval.batch_size if batch_size is None else batch_size
     workers = cfg.train.workers if workers is None else workers
     was_training = model.training
     model.eval()
@@ -395,7 +398,7 @@ def oracle_split(
     from tqdm import tqdm
 
     parts = []
-    loader = _loader(dataset, batch_size or cfg.eval.batch_size, cfg.train.workers, "cpu")
+    loader = _loader(dataset, cfg.eval.batch_size if batch_size is None else batch_size, cfg.train.workers, "cpu")  # fmt: skip
     with torch.inference_mode():
         for batch in tqdm(loader, desc="oracle", unit="batch", disable=not progress):
             targets = tuple(batch[name] for name in ("heatmaps", "centers", "regs", "offsets"))

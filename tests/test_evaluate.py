@@ -484,3 +484,10 @@ def test_annotations_without_optional_fields_still_evaluate(tmp_path):
         del data["annotations"][0][key]
     path.write_text(json.dumps(data))
     assert coco_keypoint_eval(path, [_result(kp)])["AP"] == pytest.approx(1.0)
+
+
+def test_a_batch_size_below_one_is_one_sentence():
+    from pkmodel.evaluate import _loader
+
+    with pytest.raises(PkmodelError, match=r"^eval.batch_size = 0 must be at least 1$"):
+        _loader([], 0, 0, "cpu")

@@ -450,3 +450,15 @@ def test_a_run_folder_with_checkpoints_is_not_overwritten_without_force(tiny_pre
     assert result.exit_code == 0, result.output
     after = load_checkpoint(tmp_path / "run/last.pt")
     assert after["step"] == 1 and after["config"]["model"]["input_size"] == 64
+
+
+def test_max_steps_below_one_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "r"), "--max-steps", "0"])
+    assert (
+        result.exit_code == 2 and result.output.strip() == "error: --max-steps 0 must be at least 1"
+    )
+    assert not (tmp_path / "r").exists()

@@ -72,7 +72,10 @@ def split_command(
 def merge_command(
     inputs: Annotated[
         list[Path],
-        typer.Argument(help="Prepared label files to merge (2 or more).", show_default=False),
+        typer.Argument(
+            help="Prepared label files to merge (one file gives a tagged copy).",
+            show_default=False,
+        ),
     ],
     out: Annotated[
         Path | None,

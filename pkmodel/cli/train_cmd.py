@@ -91,6 +91,8 @@ def train_command(
         train__workers=workers,
         train__finetune=finetune,
     )
+    if max_steps is not None and max_steps < 1:
+        raise PkmodelError(f"--max-steps {max_steps} must be at least 1")
     resume_path = None
     if resume:
         resume_path = Path(cfg.train.out_dir) / "last.pt"
