@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pkmodel.atomic import atomic_open
-from pkmodel.errors import PkmodelError
+from pkmodel.errors import PkmodelError, not_there
 
 CHECKPOINT_FORMAT = "pkmodel-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -34,7 +34,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
 
     path = Path(path)
     if not path.is_file():
-        raise PkmodelError(f"weights file {path} does not exist")
+        raise PkmodelError(f"weights file {path} {not_there(path)}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:

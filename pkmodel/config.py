@@ -25,7 +25,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from pkmodel.errors import PkmodelError
+from pkmodel.errors import PkmodelError, not_there
 
 ENV_PREFIX = "PKMODEL_"
 CONFIG_ENV = "PKMODEL_CONFIG"
@@ -481,7 +481,7 @@ def find_config_file(explicit: Path | None, env: Mapping[str, str]) -> Path | No
         default = Path.cwd() / DEFAULT_CONFIG_NAME
         return default if default.is_file() else None
     if not path.is_file():
-        raise PkmodelError(f"config file {path} (from {what}) does not exist")
+        raise PkmodelError(f"config file {path} (from {what}) {not_there(path)}")
     return path
 
 

@@ -6,3 +6,16 @@ class PkmodelError(Exception):
 
     The CLI prints it as one line and exits with code 2, without a traceback.
     """
+
+
+def not_there(path: object, want: str = "file") -> str:
+    """Why ``path`` is not the ``want`` ("file" or "folder") a command needs: ``does not exist``,
+    ``is a folder, not a file`` or ``is a file, not a folder`` (for the end of an error sentence)."""
+    from pathlib import Path
+
+    p = Path(str(path))
+    if not p.exists():
+        return "does not exist"
+    if want == "file":
+        return "is a folder, not a file" if p.is_dir() else "is not a regular file"
+    return "is a file, not a folder" if p.is_file() else "is not a folder"

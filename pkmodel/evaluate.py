@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from pkmodel.errors import PkmodelError
+from pkmodel.errors import PkmodelError, not_there
 from pkmodel.skeleton import FLIP_INDEX, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, OKS_SIGMAS
 
 # COCOeval's keypoint summary, in the order of COCOeval.stats (-1 = no ground truth in range).
@@ -58,7 +58,7 @@ def load_coco(annotations: Any):
         return annotations
     path = Path(annotations)
     if not path.is_file():
-        raise PkmodelError(f"annotation file {path} does not exist")
+        raise PkmodelError(f"annotation file {path} {not_there(path)}")
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             coco = COCO(str(path))

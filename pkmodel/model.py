@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pkmodel.config import ModelConfig
-from pkmodel.errors import PkmodelError
+from pkmodel.errors import PkmodelError, not_there
 from pkmodel.skeleton import NUM_JOINTS
 
 OUTPUT_NAMES: tuple[str, ...] = ("heatmaps", "centers", "regs", "offsets")
@@ -144,7 +144,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     import pickle
 
     if not path.is_file():
-        raise PkmodelError(f"model.pretrained: backbone weights file {path} does not exist")
+        raise PkmodelError(f"model.pretrained: backbone weights file {path} {not_there(path)}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pkmodel.errors import PkmodelError
+from pkmodel.errors import PkmodelError, not_there
 from pkmodel.skeleton import JOINT_NAMES
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -68,7 +68,7 @@ class OnnxRunner:
         from pkmodel.model import OUTPUT_NAMES
 
         if not weights.is_file():
-            raise PkmodelError(f"weights file {weights} does not exist")
+            raise PkmodelError(f"weights file {weights} {not_there(weights)}")
         options = ort.SessionOptions()
         options.log_severity_level = 3
         try:

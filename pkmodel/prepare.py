@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from pkmodel.config import PrepareConfig
-from pkmodel.errors import PkmodelError
+from pkmodel.errors import PkmodelError, not_there
 from pkmodel.skeleton import JOINT_NAMES, NUM_JOINTS
 
 SCHEMA = "pkmodel.prepared"
@@ -163,7 +163,7 @@ def load_coco_people(path: str | Path) -> CocoPeople:
     """Read and validate a COCO person-keypoint file; any defect is one PkmodelError."""
     path = Path(path)
     if not path.is_file():
-        raise PkmodelError(f"annotation file {path} does not exist")
+        raise PkmodelError(f"annotation file {path} {not_there(path)}")
     try:
         data = json.loads(path.read_bytes())
     except json.JSONDecodeError as e:
@@ -611,7 +611,7 @@ def prepare_split(
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     people = load_coco_people(annotations)
     if not images_dir.is_dir():
-        raise PkmodelError(f"image folder {images_dir} does not exist")
+        raise PkmodelError(f"image folder {images_dir} {not_there(images_dir, 'folder')}")
     crop_dir = out_dir / "imgs" / split
     try:
         crop_dir.mkdir(parents=True, exist_ok=True)

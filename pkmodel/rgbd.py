@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from pkmodel.depth import Intrinsics
-from pkmodel.errors import PkmodelError
+from pkmodel.errors import PkmodelError, not_there
 from pkmodel.skeleton import NUM_JOINTS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -96,7 +96,7 @@ def find_sequences(root: Path, intrinsics_key: str = "", fps: float = 30.0) -> l
     synthetic sequence (``annotations.json``), or a plain RGB-D folder (``intrinsics.json``)."""
     root = Path(root)
     if not root.is_dir():
-        raise PkmodelError(f"input folder {root} does not exist")
+        raise PkmodelError(f"input folder {root} {not_there(root, 'folder')}")
     if (root / SEQUENCE_FILE).is_file():
         return [read_synthetic_sequence(root)]
     if (root / INTRINSICS_FILE).is_file():

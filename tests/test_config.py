@@ -239,3 +239,18 @@ def test_os_error_sentences():
     missing = FileNotFoundError(errno.ENOENT, "No such file or directory", "in.json")
     assert os_error_sentence(missing) == "cannot read in.json: No such file or directory"
     assert os_error_sentence(OSError("disk on fire")) == "disk on fire"
+
+
+def test_a_folder_given_as_a_file_is_named_as_such(tmp_path):
+    from pkmodel.errors import not_there
+
+    (tmp_path / "f.txt").write_text("x")
+    assert not_there(tmp_path / "nope") == "does not exist"
+    assert not_there(tmp_path) == "is a folder, not a file"
+    assert not_there(tmp_path / "f.txt", "folder") == "is a file, not a folder"
+    result = runner.invoke(app, ["config", "show", "--config", str(tmp_path)])
+    assert result.exit_code == 2
+    assert (
+        result.output.strip()
+        == f"error: config file {tmp_path} (from --config) is a folder, not a file"
+    )

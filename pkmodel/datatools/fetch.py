@@ -29,7 +29,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-from pkmodel.errors import PkmodelError
+from pkmodel.errors import PkmodelError, not_there
 
 KINDS = ("image", "video", "any")
 _KIND_SUFFIXES = {
@@ -124,7 +124,7 @@ def read_url_lists(paths: list[str | Path]) -> list[UrlEntry]:
     seen: set[tuple[str, str]] = set()
     for list_path in map(Path, paths):
         if not list_path.is_file():
-            raise PkmodelError(f"URL list {list_path} does not exist")
+            raise PkmodelError(f"URL list {list_path} {not_there(list_path)}")
         try:
             text = list_path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as e:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from pkmodel.errors import PkmodelError
+from pkmodel.errors import PkmodelError, not_there
 from pkmodel.geometry import joint_boxes
 from pkmodel.skeleton import NUM_JOINTS
 
@@ -162,7 +162,7 @@ def list_images(folder: Path, exclude: Path | None = None) -> list[str]:
     from pkmodel.predict import IMAGE_SUFFIXES
 
     if not folder.is_dir():
-        raise PkmodelError(f"image folder {folder} does not exist")
+        raise PkmodelError(f"image folder {folder} {not_there(folder, 'folder')}")
     skip = exclude.resolve() if exclude is not None else None
     files = sorted(
         p.relative_to(folder).as_posix()
@@ -507,7 +507,7 @@ def weights_identity(weights: str | Path) -> dict[str, Any]:
     """What ties cached predictions to a weights file: its path, size and modification time."""
     p = Path(weights)
     if not p.is_file():
-        raise PkmodelError(f"weights file {p} does not exist")
+        raise PkmodelError(f"weights file {p} {not_there(p)}")
     st = p.stat()
     return {"weights": str(p.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
