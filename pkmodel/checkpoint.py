@@ -29,14 +29,22 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
     """Load a pkmodel checkpoint with ``weights_only=True``; anything else is a PkmodelError."""
     import pickle
+    import warnings
 
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise PkmodelError(f"weights file {path} {not_there(path)}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip or a pickle
+        kind = "an ONNX model, " if path.suffix.lower() == ".onnx" else ""
+        raise PkmodelError(f"{path} is not a pkmodel checkpoint ({kind}not a PyTorch file)")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle: the error below says it better
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         raise PkmodelError(
             f"{path} is not a pkmodel checkpoint (it holds Python objects that a safe "

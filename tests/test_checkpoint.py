@@ -9,9 +9,11 @@ from pkmodel.errors import PkmodelError
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        (b"hello, not weights\n", "not a readable PyTorch file"),
-        (b"", "not a readable PyTorch file"),
+        (b"hello, not weights\n", r"is not a pkmodel checkpoint \(not a PyTorch file\)$"),
+        (b"", r"\(not a PyTorch file\)$"),
+        (b"\x08\x07\x12\x07pytorch", r"\(not a PyTorch file\)$"),  # the start of an ONNX file
         (b"PK\x03\x04garbage", "not a readable PyTorch file"),
+        (b"\x80\x04garbage", "weights-only load refuses|not a readable PyTorch file"),
     ],
 )
 def test_files_that_are_not_checkpoints_are_one_clear_error(tmp_path, content, reason):
@@ -20,6 +22,12 @@ def test_files_that_are_not_checkpoints_are_one_clear_error(tmp_path, content, r
     with pytest.raises(PkmodelError, match=reason) as info:
         load_checkpoint(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_onnx_file_as_weights_is_named(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
+    with pytest.raises(PkmodelError, match=r"\(an ONNX model, not a PyTorch file\)$"):
+        load_checkpoint(tmp_path / "m.onnx")
 
 
 def test_pickled_objects_and_foreign_dicts_are_refused(tmp_path):
