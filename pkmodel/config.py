@@ -513,8 +513,11 @@ def load_config(
             raise PkmodelError(f"config file {file} cannot be read: {e}") from None
         for section, values in data.items():
             if not isinstance(values, dict):
-                _split_key(f"{section}.?", str(file))  # unknown section gets its suggestion
-                raise PkmodelError(f"{file}: '{section}' must be a [section] table")
+                if section not in SECTIONS:
+                    _split_key(f"{section}.?", str(file))  # an unknown section: its suggestion
+                raise PkmodelError(
+                    f"{file}: '{section} = {values!r}' must be a [{section}] table of keys"
+                )
             for key, value in values.items():
                 cfg.set(f"{section}.{key}", value, str(file))
     _resolve_paths(cfg, root, all_keys())

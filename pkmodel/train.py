@@ -610,8 +610,6 @@ def _train(
 
     t = cfg.train
     out_dir = Path(t.out_dir)
-    if dist.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
     if t.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
@@ -683,6 +681,8 @@ def _train(
         ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
+    if dist.is_main:  # only now: a run that cannot start leaves no empty folder behind
+        out_dir.mkdir(parents=True, exist_ok=True)
     log = RunLog(out_dir, start_epoch if checkpoint is not None else 0) if dist.is_main else None
     if dist.is_main:
         _print(

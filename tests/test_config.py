@@ -254,3 +254,10 @@ def test_a_folder_given_as_a_file_is_named_as_such(tmp_path):
         result.output.strip()
         == f"error: config file {tmp_path} (from --config) is a folder, not a file"
     )
+
+
+def test_a_section_written_as_a_value_is_named(tmp_path):
+    (tmp_path / "c.toml").write_text("train = 3\n")
+    result = runner.invoke(app, ["config", "show", "--config", str(tmp_path / "c.toml")])
+    assert result.exit_code == 2
+    assert result.output.strip().endswith("c.toml: 'train = 3' must be a [train] table of keys")

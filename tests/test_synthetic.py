@@ -362,3 +362,9 @@ def test_parse_size_and_bad_values_name_the_key(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(PkmodelError, match="is not a folder"):
         small_spec(tmp_path / "file").check()
+
+
+def test_nothing_to_generate_is_refused(tmp_path):
+    with pytest.raises(PkmodelError, match="are all 0: nothing to generate"):
+        generate(small_spec(tmp_path / "s", num_train=0, num_val=0, sequences=0), progress=False)
+    assert not (tmp_path / "s").exists()

@@ -462,3 +462,10 @@ def test_max_steps_below_one_is_refused(tmp_path):
         result.exit_code == 2 and result.output.strip() == "error: --max-steps 0 must be at least 1"
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_that_cannot_start_leaves_no_folder(tmp_path):
+    cfg = tiny_train_config(tmp_path / "no_prepared_data", tmp_path / "run")
+    with pytest.raises(PkmodelError, match="prepared labels .*train.json do not exist"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run").exists()

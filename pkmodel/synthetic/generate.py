@@ -103,6 +103,10 @@ class SyntheticSpec:
         for key, ok, rule in rules:
             if not ok:
                 raise PkmodelError(f"synthetic.{key} {rule}, got {getattr(self, key)!r}")
+        if self.num_train == self.num_val == self.sequences == 0:
+            raise PkmodelError(
+                "synthetic.num_train, num_val and sequences are all 0: nothing to generate"
+            )
         if self.out.exists() and not self.out.is_dir():
             raise PkmodelError(f"output folder {self.out} exists and is not a folder")
 
