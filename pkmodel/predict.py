@@ -471,7 +471,19 @@ def predict_path(
     if refine_passes < 0:
         raise PkmodelError(f"refine passes must be 0 or more, got {refine_passes}")
     runner = load_runner(weights, cfg, device)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _predict_into(runner, source, kind, weights, out_dir, cfg, batch_size, progress, refine_passes)  # fmt: skip
+    except PkmodelError:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a run that wrote nothing leaves no empty folder behind
+        raise
+
+
+def _predict_into(
+    runner, source, kind, weights, out_dir, cfg, batch_size, progress, refine_passes
+) -> PredictSummary:  # fmt: skip
     header = {**_header(runner, Path(weights), kind, source), "refine_passes": refine_passes}
 
     def predict(frames: Sequence[np.ndarray]) -> list[Pose]:

@@ -294,6 +294,8 @@ def test_bad_inputs_are_one_clear_line(tmp_path, checkpoint):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff truncated")
     fails([broken, "--weights", checkpoint], "cannot be loaded")
+    fails([broken, "--weights", checkpoint, "--out", tmp_path / "new"], "cannot be loaded")
+    assert not (tmp_path / "new").exists()  # a run that wrote nothing leaves no empty folder
     fails([tmp_path / "missing.png", "--weights", checkpoint], "does not exist")
     text = tmp_path / "a.txt"
     text.write_text("x")
