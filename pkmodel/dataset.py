@@ -59,6 +59,33 @@ def input_to_image(
     return pts
 
 
+_SAMPLE_SHAPES = {"keypoints": (NUM_JOINTS, 3), "center": (2,), "crop_box": (3,)}  # box: x, y, side
+
+
+def _first_bad_sample(samples: list[dict[str, Any]]) -> str | None:
+    """``samples[i].field: ...`` for the first sample that cannot become the arrays (or None)."""
+    for i, sample in enumerate(samples):
+        if not isinstance(sample, dict):
+            return f"samples[{i}] is not an object"
+        if not isinstance(sample.get("image"), str):
+            return f"samples[{i}].image must be a file name"
+        people = [("", sample)] + [
+            (f".others[{j}]", o) for j, o in enumerate(sample.get("others") or [])
+        ]
+        for prefix, item in people:
+            for name, shape in _SAMPLE_SHAPES.items():
+                if prefix and name == "crop_box":
+                    continue
+                try:
+                    value = np.asarray(item[name], np.float64)
+                except (KeyError, TypeError, ValueError):
+                    return f"samples[{i}]{prefix}.{name} is missing or not numbers"
+                if value.shape != shape:
+                    want = " x ".join(map(str, shape))
+                    return f"samples[{i}]{prefix}.{name} must be {want} numbers, got shape {value.shape}"  # fmt: skip
+    return None
+
+
 class PoseDataset(torch.utils.data.Dataset):
     """Prepared labels (``DATASET_DIR/NAME.json``) as training or validation samples.
 
@@ -98,7 +125,10 @@ class PoseDataset(torch.utils.data.Dataset):
             self.others_keypoints = np.array([o["keypoints"] for o in flat], np.float64).reshape(-1, NUM_JOINTS, 3)  # fmt: skip
             self.others_centers = np.array([o["center"] for o in flat], np.float64).reshape(-1, 2)
         except (KeyError, ValueError, TypeError) as e:
-            raise PkmodelError(f"prepared labels {self.labels_path} are malformed ({e})") from None
+            where = _first_bad_sample(samples) or str(e)
+            raise PkmodelError(
+                f"prepared labels {self.labels_path} are malformed ({where})"
+            ) from None
         if self.keypoints.shape[1:] != (NUM_JOINTS, 3):
             raise PkmodelError(
                 f"prepared labels {self.labels_path} have keypoints of shape "

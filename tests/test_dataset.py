@@ -286,3 +286,22 @@ def test_cli_show_samples(mmpose, tmp_path):
     assert result.exit_code == 2 and "must end in .png or .jpg" in result.output
     result = CliRunner().invoke(app, ["show-samples", "--dataset", str(tmp_path), "--split", "x"])
     assert result.exit_code == 2 and "run `pkmodel prepare-coco`" in result.output
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s.update(keypoints=s["keypoints"][:5]), r"samples\[3\].keypoints must be 17 x 3 numbers, got shape \(5, 3\)"),
+        (lambda s: s.update(keypoints="abc"), r"samples\[3\].keypoints is missing or not numbers"),
+        (lambda s: s.pop("center"), r"samples\[3\].center is missing or not numbers"),
+        (lambda s: s.update(crop_box=[1, 2]), r"samples\[3\].crop_box must be 3 numbers"),
+    ],
+)  # fmt: skip
+def test_a_malformed_sample_is_named(tiny_prepared, tmp_path, change, message):
+    from pkmodel.config import Config
+
+    data = json.loads((tiny_prepared / "val.json").read_text())
+    change(data["samples"][3])
+    (tmp_path / "val.json").write_text(json.dumps(data))
+    with pytest.raises(PkmodelError, match=message):
+        PoseDataset(tmp_path / "val.json", Config(), train=False)
