@@ -18,4 +18,9 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     else:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
+# OpenCV's own warnings ("[ WARN:0] findDecoder ...") and FFmpeg's log lines ("moov atom not
+# found") would precede pkmodel's one-sentence error about the same file; the environment wins.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
 __version__ = "0.1.0"
