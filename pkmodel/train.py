@@ -70,23 +70,29 @@ def select_device(name: str, local_rank: int = 0) -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise PkmodelError(f"train.device is '{name}' but CUDA is not available here")
+            raise PkmodelError(
+                f"train.device (--device) is '{name}' but CUDA is not available here"
+            )
         if name == "cuda":
             return torch.device("cuda", local_rank % torch.cuda.device_count())
         try:
             index = int(name.split(":", 1)[1])
         except (IndexError, ValueError):
-            raise PkmodelError(f"train.device '{name}' is not cuda or cuda:N") from None
+            raise PkmodelError(f"train.device (--device) '{name}' is not cuda or cuda:N") from None
         if index >= torch.cuda.device_count():
             raise PkmodelError(
-                f"train.device is '{name}' but only {torch.cuda.device_count()} GPU(s) exist"
+                f"train.device (--device) is '{name}' but only {torch.cuda.device_count()} GPU(s) exist"
             )
         return torch.device("cuda", index)
     if name == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise PkmodelError("train.device is 'mps' but Apple MPS is not available here")
+            raise PkmodelError(
+                "train.device (--device) is 'mps' but Apple MPS is not available here"
+            )
         return torch.device("mps")
-    raise PkmodelError(f"train.device '{name}' is not one of auto, cpu, cuda, cuda:N, mps")
+    raise PkmodelError(
+        f"train.device (--device) '{name}' is not one of auto, cpu, cuda, cuda:N, mps"
+    )
 
 
 def init_distributed(dist: DistInfo, device: torch.device) -> bool:

@@ -56,7 +56,7 @@ def test_schedule_warmup_then_cosine_step_and_plateau():
 def test_select_device():
     assert select_device("cpu").type == "cpu"
     assert select_device("auto").type in {"cpu", "cuda", "mps"}
-    with pytest.raises(PkmodelError, match="train.device 'tpu'"):
+    with pytest.raises(PkmodelError, match=r"train.device \(--device\) 'tpu' is not one of"):
         select_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(PkmodelError, match="CUDA is not available"):
