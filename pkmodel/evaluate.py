@@ -324,9 +324,6 @@ def _collect(parts: list[dict[str, np.ndarray]], loss: dict[str, float]) -> Pred
 def _loader(dataset: Any, batch_size: int, workers: int, device: Any):
     from torch.utils.data import DataLoader
 
-    if batch_size < 1:
-        raise PkmodelError(f"eval.batch_size = {batch_size} must be at least 1")
-
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -657,8 +654,11 @@ def evaluate_split(
 ) -> Evaluation:
     """Evaluate a network (or, with ``model=None``, the oracle) on a prepared split; with
     ``budget``, metrics["error_budget"] holds ``error_budget`` of the predictions."""
+    from pkmodel.checks import check_decoder, check_eval
     from pkmodel.dataset import PoseDataset
 
+    check_eval(cfg.eval)
+    check_decoder(cfg.decoder)
     dataset = PoseDataset(labels_path, cfg, train=False)
     flip_test = cfg.eval.flip_test if flip_test is None else flip_test
     if model is None:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from pkmodel import __version__
+from pkmodel.checks import check_decoder
 from pkmodel.errors import PkmodelError
 from pkmodel.model import OUTPUT_NAMES
 from pkmodel.skeleton import JOINT_NAMES, LIMBS
@@ -334,11 +335,7 @@ def compress_coreml(mlmodel, method: str, palette_bits: int = 6, mode: str = "au
         )
         return cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=op))
     if method == "palette":
-        if palette_bits not in PALETTE_BITS:
-            raise PkmodelError(
-                f"export.palette_bits = {palette_bits} must be one of "
-                + ", ".join(str(b) for b in PALETTE_BITS)
-            )
+        check_palette_bits(palette_bits)
         op = cto.OpPalettizerConfig(
             mode=palette_mode(mode), nbits=palette_bits, weight_threshold=COMPRESS_MIN_WEIGHTS
         )
@@ -572,20 +569,12 @@ def export_coreml(
     """
     out = check_target(Path(out), ".mlpackage", force)
     ex = cfg.export
+    check_export_config(ex)
+    check_decoder(cfg.decoder)  # its values go into the model's metadata
     ct = import_coremltools()
     ios_target(ct, ex.minimum_ios)  # fail on a bad target before the slow steps
-    if ex.compress != "none" and ex.minimum_ios < 16:
-        raise PkmodelError(
-            f"export.compress = '{ex.compress}' needs export.minimum_ios >= 16 "
-            f"(got {ex.minimum_ios})"
-        )
     if ex.compress == "palette":
         palette_mode(ex.palette_mode)
-        if ex.palette_bits not in PALETTE_BITS:
-            raise PkmodelError(
-                f"export.palette_bits = {ex.palette_bits} must be one of "
-                + ", ".join(str(b) for b in PALETTE_BITS)
-            )
 
     model, model_cfg, used_ema = load_export_model(weights)
     log(f"[1/5] loaded {weights}")
@@ -639,6 +628,30 @@ def export_coreml(
 
 
 # --- ONNX -----------------------------------------------------------------------------------
+
+
+def check_palette_bits(bits: int) -> None:
+    if bits not in PALETTE_BITS:
+        raise PkmodelError(
+            f"export.palette_bits = {bits} must be one of " + ", ".join(map(str, PALETTE_BITS))
+        )
+
+
+def check_export_config(ex: Any) -> None:
+    """[export] Core ML values no export can use, one sentence each (the target's upper end is
+    checked against the installed coremltools when exporting; the ONNX opset by check_opset)."""
+    if ex.minimum_ios < 15:
+        raise PkmodelError(
+            f"export.minimum_ios = {ex.minimum_ios} is not supported (ML Programs need iOS 15 "
+            "or later)"
+        )
+    if ex.compress == "palette":
+        check_palette_bits(ex.palette_bits)
+    if ex.compress != "none" and ex.minimum_ios < 16:
+        raise PkmodelError(
+            f"export.compress = '{ex.compress}' needs export.minimum_ios >= 16 "
+            f"(got {ex.minimum_ios})"
+        )
 
 
 def check_opset(opset: int) -> None:
@@ -762,6 +775,7 @@ def export_onnx(
     out = check_target(Path(out), ".onnx", force)
     ex = cfg.export
     check_opset(ex.onnx_opset)
+    check_decoder(cfg.decoder)
     model, model_cfg, used_ema = load_export_model(weights)
     log(f"[1/4] loaded {weights}")
     size = model_cfg.input_size

@@ -135,6 +135,9 @@ class OnnxRunner:
 
 def load_runner(weights: str | Path, cfg: Any, device: Any = "cpu") -> TorchRunner | OnnxRunner:
     """ONNX Runtime for ``.onnx`` files, else a pkmodel checkpoint on ``device``."""
+    from pkmodel.checks import check_decoder
+
+    check_decoder(cfg.decoder)
     weights = Path(weights)
     if weights.suffix.lower() == ".onnx":
         return OnnxRunner(weights, cfg)

@@ -292,6 +292,18 @@ def check_train_config(cfg: Config) -> None:
             raise PkmodelError(f"train.{key} = {getattr(t, key)!r} {rule}")
 
 
+def check_training_sections(cfg: Config) -> None:
+    """The other sections a training run reads: [targets], [loss], [augment], [decoder], [eval]
+    (validation decodes and scores), each refused in one sentence before anything starts."""
+    from pkmodel.checks import check_augment, check_decoder, check_eval, check_loss, check_targets
+
+    check_targets(cfg.targets)
+    check_loss(cfg.loss)
+    check_augment(cfg.augment)
+    check_decoder(cfg.decoder)
+    check_eval(cfg.eval)
+
+
 def epochs_for_budget(
     budget_s: float, elapsed_s: float, epoch_s: float, val_s: float, val_every: int, done: int = 1
 ) -> int:
@@ -581,6 +593,7 @@ def train(
     """
     t0 = time.perf_counter()
     check_train_config(cfg)
+    check_training_sections(cfg)
     dist = dist_from_env()
     device = select_device(cfg.train.device, dist.local_rank)
     out_dir = Path(cfg.train.out_dir)

@@ -169,6 +169,37 @@ def test_cli_errors_exit_2_without_traceback(tmp_path, monkeypatch, args):
     assert "Traceback" not in result.output
 
 
+def test_cli_config_check_passes_the_defaults_and_the_shipped_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["config", "check"])
+    assert result.exit_code == 0 and result.output.startswith("config OK"), result.output
+    result = runner.invoke(app, ["config", "check", "--config", str(ROOT / "config.toml")])
+    assert result.exit_code == 0, result.output
+
+
+def test_cli_config_check_names_the_first_problem_of_every_section(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sets = ["targets.min_sigma=0", "augment.rotate_deg=200", "decoder.center_prior_offset=0",
+            "export.minimum_ios=14", "lift.window=2", "train.lr=-1", "train.epochs=0",
+            "model.input_size=100", "synthetic.fps=0", "prepare.crop_size=4", "eval.pck_threshold=0",
+            "benchmark.repeats=0", "pseudo_label.min_joints=20", "export.onnx_opset=7"]  # fmt: skip
+    result = runner.invoke(app, ["config", "check", *sum((["--set", s] for s in sets), [])])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    # One line per section (train's first problem only), each naming the key and value.
+    assert len(lines) == len(sets) - 1 and all(line.startswith("error: ") for line in lines)
+    for expected in ["targets.min_sigma = 0.0 must be positive",
+                     "augment.rotate_deg = 200.0 must be in [0, 180]",
+                     "decoder.center_prior_offset = 0.0 must be positive",
+                     "export.minimum_ios = 14 is not supported", "lift.window must be a positive odd",
+                     "train.epochs = 0 must be at least 1", "model.input_size = 100",
+                     "synthetic.fps must be > 0", "prepare.crop_size must be at least 8",
+                     "eval.pck_threshold = 0.0 must be positive", "benchmark.repeats must be >= 1",
+                     "pseudo_label.min_joints must be 1-17", "export.onnx_opset = 7"]:  # fmt: skip
+        assert sum(expected in line for line in lines) == 1, (expected, lines)
+    assert "Traceback" not in result.output
+
+
 def test_cli_config_init_refuses_to_overwrite(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert runner.invoke(app, ["config", "init", "c.toml"]).exit_code == 0

@@ -487,7 +487,10 @@ def test_annotations_without_optional_fields_still_evaluate(tmp_path):
 
 
 def test_a_batch_size_below_one_is_one_sentence():
-    from pkmodel.evaluate import _loader
+    from pkmodel.config import Config
+    from pkmodel.evaluate import evaluate_split
 
+    cfg = Config()
+    cfg.set("eval.batch_size", 0, "test")
     with pytest.raises(PkmodelError, match=r"^eval.batch_size = 0 must be at least 1$"):
-        _loader([], 0, 0, "cpu")
+        evaluate_split("no-labels.json", cfg)  # refused before the labels are read

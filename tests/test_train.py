@@ -425,6 +425,40 @@ def test_unusable_train_values_stop_with_one_sentence(tmp_path, key, value, mess
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("targets.min_sigma", 0.0, "targets.min_sigma = 0.0 must be positive"),
+        ("targets.max_sigma", 0.5, r"targets.max_sigma = 0.5 must be >= targets.min_sigma \(1.0\)"),
+        ("loss.offset_weight", -1.0, "loss.offset_weight = -1.0 must be >= 0"),
+        ("augment.flip_prob", 1.5, r"augment.flip_prob = 1.5 must be in \[0, 1\]"),
+        (
+            "augment.scale_min",
+            2.0,
+            r"augment.scale_min = 2.0 must be <= augment.scale_max \(1.25\)",
+        ),
+        ("decoder.score_threshold", -0.1, r"decoder.score_threshold = -0.1 must be in \[0, 1\]"),
+        ("eval.batch_size", 0, "eval.batch_size = 0 must be at least 1"),
+    ],
+)
+def test_unusable_values_of_the_sections_training_reads_stop_it_first(
+    tmp_path, key, value, message
+):
+    cfg = tiny_train_config(tmp_path / "none", tmp_path / "run")
+    cfg.set(key, value, "test")
+    with pytest.raises(PkmodelError, match=message):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_all_zero_loss_weights_are_refused(tmp_path):
+    cfg = tiny_train_config(tmp_path / "none", tmp_path / "run")
+    for term in ("heatmap", "center", "reg", "offset", "bone"):
+        cfg.set(f"loss.{term}_weight", 0.0, "test")
+    with pytest.raises(PkmodelError, match="every weight is 0"):
+        train(cfg, progress=False)
+
+
 def test_a_run_folder_with_checkpoints_is_not_overwritten_without_force(tiny_prepared, tmp_path):
     from typer.testing import CliRunner
 

@@ -1,4 +1,4 @@
-"""`pkmodel config ...`: show the resolved configuration, write the documented defaults."""
+"""`pkmodel config ...`: show the resolved configuration, check it, write the documented defaults."""
 
 from __future__ import annotations
 
@@ -29,6 +29,25 @@ def show(
         typer.echo(json.dumps({"values": cfg.to_dict(), "sources": cfg.sources}, indent=2))
     else:
         typer.echo(format_config(cfg), nl=False)
+
+
+@app.command("check")
+@user_errors
+def check(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Check every section with the rules the commands apply, before a long run finds out.
+
+    Prints one line per section with a problem and exits with code 2, or says the config is
+    usable (file paths are checked by the commands that read them).
+    """
+    from pkmodel.checks import config_problems
+
+    cfg = resolve_config(config, set_)
+    problems = config_problems(cfg)
+    if problems:
+        for problem in problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+    typer.echo("config OK: every section passes the checks the commands apply")
 
 
 @app.command("init")
