@@ -50,6 +50,22 @@ def default_file_mode() -> int:
 _FILE_MODE: int | None = None
 
 
+def check_writable(path: str | Path, what: str) -> None:
+    """Fail before any work when ``path`` (a file or folder a command will write) cannot be
+    written: the folder it goes into (or, when it is an existing folder, itself) must be a
+    writable folder, or not exist yet under one. ``what`` names it for the user (``--out``)."""
+    from pkmodel.errors import PkmodelError
+
+    path = Path(path).absolute()
+    anchor = path if path.is_dir() else path.parent
+    while not anchor.exists() and anchor != anchor.parent:
+        anchor = anchor.parent
+    if not anchor.is_dir():
+        raise PkmodelError(f"cannot write {what} {path}: {anchor} is a file, not a folder")
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        raise PkmodelError(f"cannot write {what} {path}: the folder {anchor} is not writable")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)

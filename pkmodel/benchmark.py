@@ -622,13 +622,10 @@ def write_result(path: Path, result: dict[str, Any]) -> None:
 
 def check_out_path(path: Path) -> Path:
     """Fail before a long run when the JSON cannot be written there."""
+    from pkmodel.atomic import check_writable
+
     path = Path(path)
     if path.is_dir():
         raise PkmodelError(f"--out {path} is a folder; give a file name such as benchmark.json")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise PkmodelError(f"cannot create the folder of --out {path} ({e})") from None
-    if not os.access(path.parent, os.W_OK):
-        raise PkmodelError(f"the folder of --out {path} is not writable")
+    check_writable(path, "--out")
     return path

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from pkmodel import __version__
+from pkmodel.atomic import check_writable
 from pkmodel.checks import check_decoder
 from pkmodel.errors import PkmodelError
 from pkmodel.model import OUTPUT_NAMES
@@ -94,6 +95,7 @@ def check_target(out: Path, suffix: str, force: bool) -> Path:
     if out.exists() and out.is_dir() != (suffix == ".mlpackage"):
         kind = "bundle folder" if suffix == ".mlpackage" else "file"
         raise PkmodelError(f"{out} exists and is not a {suffix} {kind}; remove it first")
+    check_writable(out.parent, "--out")  # the bundle or file is renamed into its folder
     return out
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pkmodel.atomic import check_writable
 from pkmodel.errors import PkmodelError, not_there
 from pkmodel.skeleton import JOINT_NAMES
 
@@ -473,6 +474,7 @@ def predict_path(
         raise PkmodelError(f"batch size must be at least 1, got {batch_size}")
     if refine_passes < 0:
         raise PkmodelError(f"refine passes must be 0 or more, got {refine_passes}")
+    check_writable(out_dir, "--out")
     runner = load_runner(weights, cfg, device)
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)

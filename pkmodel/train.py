@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pkmodel.atomic import atomic_write_text
+from pkmodel.atomic import atomic_write_text, check_writable
 from pkmodel.checkpoint import load_checkpoint, save_checkpoint
 from pkmodel.config import Config
 from pkmodel.errors import PkmodelError
@@ -597,6 +597,7 @@ def train(
     dist = dist_from_env()
     device = select_device(cfg.train.device, dist.local_rank)
     out_dir = Path(cfg.train.out_dir)
+    check_writable(out_dir, "--out (train.out_dir)")
     earlier = [f for f in ("last.pt", "best.pt") if (out_dir / f).exists()]
     if resume is None and earlier and not overwrite:
         raise PkmodelError(

@@ -259,6 +259,43 @@ def test_unwritable_outputs_are_one_sentence_not_a_traceback(tmp_path, monkeypat
     assert (tmp_path / "afile").read_text() == "a file, not a folder\n"  # nothing lost
 
 
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(
+    tmp_path, monkeypatch, tiny_synthetic, tiny_prepared
+):
+    """lift, evaluate, export, predict, train and benchmark name the unwritable --out first
+    (they used to fail only when writing, after minutes of work)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x\n")
+    bad = tmp_path / "afile" / "sub"
+    image = next((tiny_synthetic / "val").glob("*.jpg"))
+    commands = {
+        "lift": ["lift", "--ground-truth-2d", "--input", str(tiny_synthetic), "--out", str(bad)],
+        "evaluate": ["evaluate", "--oracle", "--labels", str(tiny_prepared / "val.json"),
+                     "--out", str(bad)],
+        "export-onnx": ["export-onnx", "-w", "missing.pt", "-o", str(bad / "m.onnx")],
+        "export-coreml": ["export-coreml", "-w", "missing.pt", "-o", str(bad / "m.mlpackage")],
+        "predict": ["predict", str(image), "--weights", "missing.pt", "--out", str(bad)],
+        "train": ["train", "--out", str(bad), "--set", f"data.prepared_dir={tiny_prepared}"],
+        "benchmark": ["benchmark", "--quick", "--out", str(bad / "b.json")],
+    }  # fmt: skip
+    for name, args in commands.items():
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (name, result.output)
+        assert result.output.startswith("error: cannot write --out"), (name, result.output)
+        assert f"{tmp_path / 'afile'} is a file, not a folder" in result.output, name
+        assert len(result.output.strip().splitlines()) == 1, (name, result.output)
+    assert (tmp_path / "afile").read_text() == "x\n"
+
+
+def test_check_writable_names_an_unwritable_folder(tmp_path, monkeypatch):
+    from pkmodel.atomic import check_writable
+
+    check_writable(tmp_path / "new" / "deeper" / "file.json", "--out")  # creatable: fine
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)
+    with pytest.raises(PkmodelError, match=f"the folder {tmp_path} is not writable"):
+        check_writable(tmp_path / "new" / "file.json", "--out")
+
+
 def test_os_error_sentences():
     import errno
 

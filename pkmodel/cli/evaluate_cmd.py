@@ -95,6 +95,7 @@ def evaluate_command(
     """
     import tempfile
 
+    from pkmodel.atomic import check_writable
     from pkmodel.errors import PkmodelError
     from pkmodel.evaluate import (
         evaluate_split,
@@ -115,6 +116,7 @@ def evaluate_command(
     )
     if (weights is None) == (not oracle):
         raise PkmodelError("give either --weights CHECKPOINT or --oracle (exactly one of them)")
+    check_writable(cfg.eval.out_dir, "--out (eval.out_dir)")  # before the model runs
     if (annotations is None) != (images is None):
         raise PkmodelError("--annotations and --images go together (a COCO file and its images)")
     if labels is not None and annotations is not None:

@@ -80,6 +80,7 @@ def lift_command(
     and OUT/metrics.json (MPJPE, depth validity and jitter when the recordings carry 3D ground
     truth). Formats and figures: docs/3d.md.
     """
+    from pkmodel.atomic import check_writable
     from pkmodel.errors import PkmodelError
     from pkmodel.lift import ModelJoints, check_lift_config, run_lift
     from pkmodel.rgbd import find_sequences
@@ -97,6 +98,7 @@ def lift_command(
     if not ground_truth_2d and weights is None:
         raise PkmodelError("--weights CKPT is required (or --ground-truth-2d on synthetic data)")
     check_lift_config(cfg.lift)
+    check_writable(cfg.lift.out_dir, "--out (lift.out_dir)")  # before the frames are read
     sequences = find_sequences(input_dir, cfg.lift.intrinsics_key, cfg.lift.fps)
     detector = None if weights is None else ModelJoints(weights, cfg, cfg.lift.device)
     out_dir = cfg.lift.out_dir
