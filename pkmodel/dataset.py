@@ -12,6 +12,7 @@ whichever DataLoader worker draws it and a resumed run repeats its epochs exactl
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,9 +188,13 @@ class PoseDataset(torch.utils.data.Dataset):
         start, stop = self.others_start[index], self.others_start[index + 1]
         return self.others_keypoints[start:stop], self.others_centers[start:stop]
 
-    def load_sample(self, index: int, augment: bool | None = None) -> PoseSample:
-        """The sample in input pixels; ``augment`` defaults to the dataset's training mode."""
+    def load_sample(
+        self, index: int, augment: bool | None = None, epoch: int | None = None
+    ) -> PoseSample:
+        """The sample in input pixels; ``augment`` defaults to the dataset's training mode and
+        ``epoch`` (which picks the augmentation) to the one ``set_epoch`` set."""
         augment = self.train if augment is None else augment
+        epoch = self.epoch if epoch is None else epoch
         crop = self._read_crop(index)
         image, lb = letterbox_image(crop, self.input_size)
         kp = lb.to_input(self.keypoints[index])
@@ -201,7 +206,7 @@ class PoseDataset(torch.utils.data.Dataset):
         vis = np.concatenate([kp[:, 2], others[..., 2].reshape(-1)])
         flipped = False
         if augment:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
+            rng = np.random.default_rng([self.seed, epoch, index])
             flipped = bool(rng.random() < self.cfg.augment.flip_prob)
             if flipped:
                 image, points, vis = flip_sample(image, points, vis, len(others))
@@ -259,12 +264,15 @@ class PoseDataset(torch.utils.data.Dataset):
 
     # --- tensors ------------------------------------------------------------------------------
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Sample ``index`` (augmented as in ``set_epoch``'s epoch) or, for the (epoch, index)
+        keys of ``EpochKeySampler``, augmented as in that epoch."""
         from pkmodel.model import OUTPUT_STRIDE
         from pkmodel.targets import encode_targets
 
         _one_thread_per_worker()
-        sample = self.load_sample(index)
+        epoch, index = key if isinstance(key, tuple) else (None, key)
+        sample = self.load_sample(index, epoch=epoch)
         targets = encode_targets(
             sample.keypoints,
             sample.center,
@@ -388,6 +396,73 @@ def build_augmentations(aug: Any, input_size: int):
         ),
     ]
     return geometric, photometric
+
+
+class EpochKeySampler(torch.utils.data.Sampler):
+    """(epoch, index) keys in the order of epoch ``set_epoch`` set: shuffled by a generator
+    seeded with (seed, epoch), or this rank's share under DDP (a DistributedSampler).
+
+    The epoch travels with every index, so one DataLoader with persistent workers serves every
+    epoch (workers start once per run, not once per epoch) and each sample's augmentation is
+    still a function of (seed, epoch, index) alone, whichever worker loads it.
+    """
+
+    def __init__(self, dataset: Any, shuffle: bool, seed: int, distributed: bool, drop_last: bool):
+        from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
+
+        self.seed, self.epoch = seed, 0
+        self.inner: Any
+        if distributed:
+            self.inner = DistributedSampler(
+                dataset, shuffle=shuffle, seed=seed, drop_last=drop_last
+            )
+        elif shuffle:
+            self.inner = RandomSampler(dataset, generator=torch.Generator())
+        else:
+            self.inner = SequentialSampler(dataset)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if hasattr(self.inner, "set_epoch"):
+            self.inner.set_epoch(self.epoch)
+        elif getattr(self.inner, "generator", None) is not None:
+            self.inner.generator.manual_seed(self.seed * 1_000_003 + self.epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, int(i)) for i in self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+class TrainLoader:
+    """One DataLoader for a whole training run: ``epoch(e)`` gives epoch e's batches.
+
+    Order and augmentation are a function of (seed, epoch) only, as with a new loader per
+    epoch, but worker processes (``workers`` > 0) start once and persist across epochs:
+    re-creating them cost about a second per epoch here (imports in every new worker) and
+    more where workers are spawned (macOS) or many (GPU machines).
+    """
+
+    def __init__(self, dataset: Any, batch_size: int, workers: int, pin_memory: bool,
+                 distributed: bool, seed: int, shuffle: bool = True) -> None:  # fmt: skip
+        from torch.utils.data import DataLoader
+
+        self.sampler = EpochKeySampler(dataset, shuffle, seed, distributed, drop_last=shuffle)
+        self.loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=self.sampler,
+            num_workers=workers,
+            pin_memory=pin_memory,
+            drop_last=shuffle,
+            persistent_workers=workers > 0,
+        )
+
+    def epoch(self, epoch: int) -> torch.utils.data.DataLoader:
+        self.sampler.set_epoch(epoch)
+        return self.loader
 
 
 def make_loader(

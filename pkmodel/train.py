@@ -408,9 +408,25 @@ def per_process_batch(cfg: Config, dist: DistInfo) -> int:
     return per_process
 
 
+def train_loader(dataset, cfg: Config, dist: DistInfo, device: torch.device):
+    """The run's loader (``.epoch(e)`` per epoch): order and augmentation are a function of
+    (seed, epoch) only; DataLoader workers start once and persist across epochs."""
+    from pkmodel.dataset import TrainLoader
+
+    return TrainLoader(
+        dataset,
+        per_process_batch(cfg, dist),
+        workers=cfg.train.workers,
+        pin_memory=device.type == "cuda",
+        distributed=dist.enabled,
+        seed=cfg.train.seed,
+    )
+
+
 def epoch_loader(dataset, cfg: Config, dist: DistInfo, device: torch.device, epoch: int,
                  shuffle: bool = True):  # fmt: skip
-    """A loader whose order and augmentation are a function of (seed, epoch) only."""
+    """A one-epoch loader with the training settings, for any dataset (also a Subset: the
+    benchmark's training figure); order and augmentation are a function of (seed, epoch)."""
     from pkmodel.dataset import make_loader
 
     return make_loader(
@@ -718,12 +734,13 @@ def _train(
 
     last_metrics: dict[str, Any] = {}
     stopped_early = False
+    loaders = train_loader(dataset, cfg, dist, device)
     epoch = start_epoch
     while epoch < t.epochs:  # a time budget may change t.epochs as it goes
         epoch += 1
         iteration_start = time.perf_counter()
         seed_everything(epoch_seed(t.seed, epoch, dist.rank))
-        loader = epoch_loader(dataset, cfg, dist, device, epoch)
+        loader = loaders.epoch(epoch)
         model.train()
         stats = _train_one_epoch(
             model, ema, loader, loss_fn, optimizer, schedule, scaler, use_amp, amp_dtype,

@@ -244,6 +244,34 @@ def test_loader_with_workers_gives_the_same_batches(mmpose):
     assert sorted(torch.cat([x["index"] for x in a]).tolist()) == list(range(12))
 
 
+def test_one_persistent_train_loader_serves_every_epoch_like_a_fresh_one(tiny_prepared):
+    """Workers start once per run; each epoch's order and augmentation are still a function
+    of (seed, epoch) alone: the same batches as a new single-process loader for that epoch."""
+    from pkmodel.dataset import TrainLoader
+
+    cfg = config(64)
+    labels = tiny_prepared / "train.json"
+    run = TrainLoader(PoseDataset(labels, cfg, train=True), 8, workers=2, pin_memory=False,
+                      distributed=False, seed=1)  # fmt: skip
+    epochs, pids = {}, []
+    for epoch in (1, 2):
+        epochs[epoch] = list(run.epoch(epoch))
+        pids.append(sorted(w.pid for w in run.loader._iterator._workers))
+        fresh = TrainLoader(PoseDataset(labels, cfg, train=True), 8, workers=0, pin_memory=False,
+                            distributed=False, seed=1).epoch(epoch)  # fmt: skip
+        assert len(epochs[epoch]) == len(fresh) == len(run.sampler.inner) // 8 >= 2
+        for x, y in zip(epochs[epoch], fresh, strict=True):
+            assert torch.equal(x["index"], y["index"]) and torch.equal(x["image"], y["image"])
+            assert torch.equal(x["heatmaps"], y["heatmaps"])
+    assert pids[0] == pids[1] and len(pids[0]) == 2  # the same two worker processes
+    one, two = (torch.cat([b["index"] for b in epochs[e]]) for e in (1, 2))
+    assert not torch.equal(one, two)  # another order in epoch 2
+    first = {int(i): img for b in epochs[1] for i, img in zip(b["index"], b["image"], strict=True)}
+    again = [(first[int(i)], img) for b in epochs[2]
+             for i, img in zip(b["index"], b["image"], strict=True) if int(i) in first]  # fmt: skip
+    assert sum(not torch.equal(a, b) for a, b in again) >= len(again) - 1  # other augmentation
+
+
 def test_bad_prepared_data_is_one_clear_error(mmpose, tmp_path):
     data = json.loads(mmpose.read_text())
     data["samples"][0]["image"] = "imgs/val/missing.jpg"

@@ -296,9 +296,11 @@ def test_channels_last_changes_speed_not_results(tiny_prepared, tmp_path):
     # format, and the checkpoint loads into a plain (contiguous) model. Not bit for bit:
     # PyTorch's channels-last BatchNorm backward on CPU loses precision when a channel's mean
     # is large against its spread (weight gradient error 1e-4 relative at mean/std 300, against
-    # 6e-6 contiguous); through the whole network that is ~3% of the gradient (measured 5% of
-    # one SGD step here), far below the batch-to-batch noise of SGD. One step: from-scratch
-    # training at a high rate is chaotic, and after a few steps any two float orders diverge.
+    # 6e-6 contiguous), and BatchNorm's backward cancels most of each early conv's gradient,
+    # so the relative error there grows with the batch: 4% and 17% of one SGD step on two
+    # batches of this set (0.4% against a float64 reference on random data), still far below
+    # the batch-to-batch noise of SGD. One step: from-scratch training at a high rate is
+    # chaotic, and after a few steps any two float orders diverge.
     import json
 
     from pkmodel.model import build_model
@@ -319,7 +321,7 @@ def test_channels_last_changes_speed_not_results(tiny_prepared, tmp_path):
     moved = torch.cat([(weights[False][n] - start[n]).flatten() for n in names])
     apart = torch.cat([(weights[True][n] - weights[False][n]).flatten() for n in names])
     assert moved.norm() > 0.1  # the steps did move the weights
-    assert apart.norm() < 0.1 * moved.norm(), (apart.norm(), moved.norm())
+    assert apart.norm() < 0.3 * moved.norm(), (apart.norm(), moved.norm())
     assert losses[True] == pytest.approx(losses[False], rel=1e-5)  # the same forward pass
     model, _, _ = model_from_checkpoint(tmp_path / "True" / "last.pt")
     assert all(p.is_contiguous() for p in model.parameters())
