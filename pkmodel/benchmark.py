@@ -154,10 +154,9 @@ def describe_machine() -> dict[str, Any]:
     import cv2
     import torch
 
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS
-        usable = os.cpu_count() or 1
+    from pkmodel.machine import usable_cores
+
+    usable = usable_cores()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "cpu": cpu_model(),

@@ -577,12 +577,9 @@ def _previous_crops(
 
 
 def _worker_count(requested: int) -> int:
-    if requested > 0:
-        return requested
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS
-        return os.cpu_count() or 1
+    from pkmodel.machine import usable_cores
+
+    return requested if requested > 0 else usable_cores()
 
 
 def prepare_split(

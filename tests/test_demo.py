@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from pkmodel.config import load_config
+from pkmodel.errors import PkmodelError
 from pkmodel.demo import DEMO_SETTINGS, QUICK_SETTINGS, demo_config, group_files
 
 from .conftest import ROOT
@@ -29,6 +30,22 @@ def test_demo_settings_sit_between_the_config_and_set(tmp_path, monkeypatch):
     quick = demo_config(load_config(None, [], env={}), tmp_path / "q", quick=True, overrides=[])
     assert quick.model.input_size == QUICK_SETTINGS["model.input_size"]
     assert quick.sources["model.input_size"] == "demo --quick"
+
+
+def test_demo_workers_follow_the_device_and_the_cores(tmp_path, monkeypatch):
+    from pkmodel import demo
+
+    assert [demo.demo_workers("cpu", c) for c in (1, 2, 4, 64)] == [0, 0, 2, 2]
+    assert [demo.demo_workers("cuda", c) for c in (1, 2, 4, 16)] == [1, 1, 3, 8]
+    assert demo.demo_workers("mps", 10) == 8
+    base = load_config(None, [], env={})
+    monkeypatch.setattr("pkmodel.machine.usable_cores", lambda: 16)
+    cfg = demo_config(base, tmp_path / "o", quick=False, overrides=[])
+    assert cfg.train.workers == 2 and cfg.sources["train.workers"] == "demo"  # CPU here
+    cfg = demo_config(load_config(None, [], env={}), tmp_path / "o", False, ["train.workers=5"])
+    assert cfg.train.workers == 5  # --set wins
+    with pytest.raises(PkmodelError, match="CUDA is not available"):
+        demo_config(load_config(None, [], env={}), tmp_path / "o", False, ["train.device=cuda"])
 
 
 def test_group_files_collapses_big_folders():

@@ -12,7 +12,6 @@ Benchmark: ``python -m pkmodel.synthetic.generate --bench 1000 --size 256x256``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
@@ -309,10 +308,9 @@ class Summary:
 
 
 def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    from pkmodel.machine import usable_cores
+
+    return usable_cores()
 
 
 def generate(spec: SyntheticSpec, progress: bool = True) -> Summary:
