@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from pkmodel.config import load_config
-from pkmodel.errors import PkmodelError
 from pkmodel.demo import DEMO_SETTINGS, QUICK_SETTINGS, demo_config, group_files
+from pkmodel.errors import PkmodelError
 
 from .conftest import ROOT
 
