@@ -112,7 +112,8 @@ def check_eval(ev: Any) -> None:
 
 
 def config_problems(cfg: Any) -> list[str]:
-    """Every section's first problem, one sentence each (empty when the config is usable)."""
+    """Every section's first problem, one sentence each (empty when the config is usable);
+    the devices are checked against this machine (an absent GPU is a problem here)."""
     from pkmodel.benchmark import Plan
     from pkmodel.datatools.pseudo import PseudoParams
     from pkmodel.export import check_export_config, check_opset
@@ -120,7 +121,7 @@ def config_problems(cfg: Any) -> list[str]:
     from pkmodel.model import check_model_config
     from pkmodel.prepare import PrepareParams
     from pkmodel.synthetic.generate import SyntheticSpec
-    from pkmodel.train import check_train_config
+    from pkmodel.train import check_train_config, select_device
 
     checks: list[Callable[[], None]] = [
         lambda: SyntheticSpec.from_config(cfg).check(),
@@ -130,12 +131,14 @@ def config_problems(cfg: Any) -> list[str]:
         lambda: check_loss(cfg.loss),
         lambda: check_augment(cfg.augment),
         lambda: check_train_config(cfg),
+        lambda: select_device(cfg.train.device),
         lambda: check_decoder(cfg.decoder),
         lambda: check_eval(cfg.eval),
         lambda: PseudoParams.from_config(cfg.pseudo_label).check(),
         lambda: check_export_config(cfg.export),
         lambda: check_opset(cfg.export.onnx_opset),
         lambda: check_lift_config(cfg.lift),
+        lambda: select_device(cfg.lift.device, key="lift.device"),
         lambda: Plan.from_config(cfg, quick=False).check(),
     ]
     problems = []

@@ -100,27 +100,15 @@ def checkpoint_id(path: Path) -> str:
     return f"{path.name} sha256:{digest.hexdigest()[:12]}"
 
 
-def pick_device(name: str) -> str:
-    import torch
-
-    if name != "auto":
-        return name
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 class ModelJoints:
     """A checkpoint as a 2D joint detector for whole images (letterbox, network, decoder)."""
 
     def __init__(self, weights: Path, cfg: Any, device: str = "auto") -> None:
-        import torch
 
         from pkmodel.checkpoint import model_from_checkpoint
+        from pkmodel.train import select_device
 
-        self.device = torch.device(pick_device(device))
+        self.device = select_device(device, key="lift.device")
         model, ckpt_cfg, _ = model_from_checkpoint(weights, map_location="cpu")
         self.model = model.to(self.device).eval()
         self.input_size = ckpt_cfg.model.input_size  # the size the network was trained at

@@ -57,8 +57,9 @@ def dist_from_env() -> DistInfo:
     return DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world)
 
 
-def select_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` picks cuda > mps > cpu; an explicit device that is absent is a user error."""
+def select_device(name: str, local_rank: int = 0, key: str = "train.device") -> torch.device:
+    """``auto`` picks cuda > mps > cpu; an explicit device that is absent is a user error
+    (naming ``key``, the config key the device came from, and its option --device)."""
     name = name.strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
@@ -70,29 +71,23 @@ def select_device(name: str, local_rank: int = 0) -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise PkmodelError(
-                f"train.device (--device) is '{name}' but CUDA is not available here"
-            )
+            raise PkmodelError(f"{key} (--device) is '{name}' but CUDA is not available here")
         if name == "cuda":
             return torch.device("cuda", local_rank % torch.cuda.device_count())
         try:
             index = int(name.split(":", 1)[1])
         except (IndexError, ValueError):
-            raise PkmodelError(f"train.device (--device) '{name}' is not cuda or cuda:N") from None
+            raise PkmodelError(f"{key} (--device) '{name}' is not cuda or cuda:N") from None
         if index >= torch.cuda.device_count():
             raise PkmodelError(
-                f"train.device (--device) is '{name}' but only {torch.cuda.device_count()} GPU(s) exist"
+                f"{key} (--device) is '{name}' but only {torch.cuda.device_count()} GPU(s) exist"
             )
         return torch.device("cuda", index)
     if name == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise PkmodelError(
-                "train.device (--device) is 'mps' but Apple MPS is not available here"
-            )
+            raise PkmodelError(f"{key} (--device) is 'mps' but Apple MPS is not available here")
         return torch.device("mps")
-    raise PkmodelError(
-        f"train.device (--device) '{name}' is not one of auto, cpu, cuda, cuda:N, mps"
-    )
+    raise PkmodelError(f"{key} (--device) '{name}' is not one of auto, cpu, cuda, cuda:N, mps")
 
 
 def init_distributed(dist: DistInfo, device: torch.device) -> bool:

@@ -182,7 +182,8 @@ def test_cli_config_check_names_the_first_problem_of_every_section(tmp_path, mon
     sets = ["targets.min_sigma=0", "augment.rotate_deg=200", "decoder.center_prior_offset=0",
             "export.minimum_ios=14", "lift.window=2", "train.lr=-1", "train.epochs=0",
             "model.input_size=100", "synthetic.fps=0", "prepare.crop_size=4", "eval.pck_threshold=0",
-            "benchmark.repeats=0", "pseudo_label.min_joints=20", "export.onnx_opset=7"]  # fmt: skip
+            "benchmark.repeats=0", "pseudo_label.min_joints=20", "export.onnx_opset=7",
+            "train.device=tpu", "lift.device=tpu"]  # fmt: skip
     result = runner.invoke(app, ["config", "check", *sum((["--set", s] for s in sets), [])])
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
@@ -195,7 +196,8 @@ def test_cli_config_check_names_the_first_problem_of_every_section(tmp_path, mon
                      "train.epochs = 0 must be at least 1", "model.input_size = 100",
                      "synthetic.fps must be > 0", "prepare.crop_size must be at least 8",
                      "eval.pck_threshold = 0.0 must be positive", "benchmark.repeats must be >= 1",
-                     "pseudo_label.min_joints must be 1-17", "export.onnx_opset = 7"]:  # fmt: skip
+                     "pseudo_label.min_joints must be 1-17", "export.onnx_opset = 7",
+                     "train.device (--device) 'tpu'", "lift.device (--device) 'tpu'"]:  # fmt: skip
         assert sum(expected in line for line in lines) == 1, (expected, lines)
     assert "Traceback" not in result.output
 

@@ -316,3 +316,20 @@ def test_make_synthetic_sequences_lift_within_budget(generated, tmp_path):
     assert ok.any()
     np.testing.assert_allclose(np.linalg.det(take.rotation[ok].astype(np.float64)), 1.0, atol=1e-5)
     assert take.metadata["fps"] == pytest.approx(30.0)
+
+
+def test_an_unknown_or_absent_lift_device_is_one_sentence(tiny_synthetic, tmp_path):
+    """lift --device used to reach torch.device('tpu') and print its traceback."""
+    import torch
+
+    for device, message in [
+        ("tpu", "lift.device (--device) 'tpu' is not one of auto, cpu, cuda, cuda:N, mps"),
+        ("cuda:x", "lift.device (--device) 'cuda:x' is not cuda or cuda:N"),
+    ]:
+        result = CliRunner().invoke(app, ["lift", "--weights", str(tmp_path / "missing.pt"),
+                                          "--input", str(tiny_synthetic), "--device", device,
+                                          "--out", str(tmp_path / "out")])  # fmt: skip
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            message = "lift.device (--device) is 'cuda:x' but CUDA is not available here"
+        assert result.exit_code == 2 and result.output.strip() == f"error: {message}"
+    assert not (tmp_path / "out").exists()
