@@ -106,8 +106,10 @@ class ModelJoints:
     def __init__(self, weights: Path, cfg: Any, device: str = "auto") -> None:
 
         from pkmodel.checkpoint import model_from_checkpoint
+        from pkmodel.checks import check_decoder
         from pkmodel.train import select_device
 
+        check_decoder(cfg.decoder)
         self.device = select_device(device, key="lift.device")
         model, ckpt_cfg, _ = model_from_checkpoint(weights, map_location="cpu")
         self.model = model.to(self.device).eval()

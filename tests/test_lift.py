@@ -332,4 +332,9 @@ def test_an_unknown_or_absent_lift_device_is_one_sentence(tiny_synthetic, tmp_pa
         if device.startswith("cuda") and not torch.cuda.is_available():
             message = "lift.device (--device) is 'cuda:x' but CUDA is not available here"
         assert result.exit_code == 2 and result.output.strip() == f"error: {message}"
+    result = CliRunner().invoke(app, ["lift", "--weights", str(tmp_path / "missing.pt"),
+                                      "--input", str(tiny_synthetic), "--out", str(tmp_path / "out"),
+                                      "--set", "decoder.score_threshold=-1"])  # fmt: skip
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: decoder.score_threshold = -1.0 must be in [0, 1]"
     assert not (tmp_path / "out").exists()
