@@ -398,36 +398,38 @@ def build_augmentations(aug: Any, input_size: int):
     return geometric, photometric
 
 
+def shuffle_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s shuffle (one generator per epoch, never the run's history)."""
+    return seed * 1_000_003 + epoch
+
+
 class EpochKeySampler(torch.utils.data.Sampler):
     """(epoch, index) keys in the order of epoch ``set_epoch`` set: shuffled by a generator
-    seeded with (seed, epoch), or this rank's share under DDP (a DistributedSampler).
+    seeded with ``shuffle_seed(seed, epoch)``, or this rank's shuffled share under DDP (a
+    DistributedSampler, dropping the tail so every rank has as many).
 
     The epoch travels with every index, so one DataLoader with persistent workers serves every
     epoch (workers start once per run, not once per epoch) and each sample's augmentation is
     still a function of (seed, epoch, index) alone, whichever worker loads it.
     """
 
-    def __init__(self, dataset: Any, shuffle: bool, seed: int, distributed: bool, drop_last: bool):
-        from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
+    def __init__(self, dataset: Any, seed: int, distributed: bool):
+        from torch.utils.data import DistributedSampler, RandomSampler
 
         self.seed, self.epoch = seed, 0
-        self.inner: Any
+        self.inner: DistributedSampler | RandomSampler
         if distributed:
-            self.inner = DistributedSampler(
-                dataset, shuffle=shuffle, seed=seed, drop_last=drop_last
-            )
-        elif shuffle:
-            self.inner = RandomSampler(dataset, generator=torch.Generator())
+            self.inner = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
         else:
-            self.inner = SequentialSampler(dataset)
+            self.inner = RandomSampler(dataset, generator=torch.Generator())
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
-        if hasattr(self.inner, "set_epoch"):
+        if isinstance(self.inner, torch.utils.data.DistributedSampler):
             self.inner.set_epoch(self.epoch)
-        elif getattr(self.inner, "generator", None) is not None:
-            self.inner.generator.manual_seed(self.seed * 1_000_003 + self.epoch)
+        else:
+            self.inner.generator.manual_seed(shuffle_seed(self.seed, self.epoch))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return ((self.epoch, int(i)) for i in self.inner)
@@ -446,17 +448,17 @@ class TrainLoader:
     """
 
     def __init__(self, dataset: Any, batch_size: int, workers: int, pin_memory: bool,
-                 distributed: bool, seed: int, shuffle: bool = True) -> None:  # fmt: skip
+                 distributed: bool, seed: int) -> None:  # fmt: skip
         from torch.utils.data import DataLoader
 
-        self.sampler = EpochKeySampler(dataset, shuffle, seed, distributed, drop_last=shuffle)
+        self.sampler = EpochKeySampler(dataset, seed, distributed)
         self.loader = DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=self.sampler,
             num_workers=workers,
             pin_memory=pin_memory,
-            drop_last=shuffle,
+            drop_last=True,
             persistent_workers=workers > 0,
         )
 
@@ -498,7 +500,7 @@ def make_loader(
         num_workers=workers,
         pin_memory=pin_memory,
         drop_last=drop_last,
-        generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch),
+        generator=torch.Generator().manual_seed(shuffle_seed(seed, epoch)),
         persistent_workers=False,
     )
 

@@ -104,7 +104,6 @@ class ModelJoints:
     """A checkpoint as a 2D joint detector for whole images (letterbox, network, decoder)."""
 
     def __init__(self, weights: Path, cfg: Any, device: str = "auto") -> None:
-
         from pkmodel.checkpoint import model_from_checkpoint
         from pkmodel.checks import check_decoder
         from pkmodel.train import select_device

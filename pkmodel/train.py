@@ -264,27 +264,25 @@ class LRSchedule:
 
 def check_train_config(cfg: Config) -> None:
     """Reject [train] values no run can use: one sentence naming the key and the value."""
-    t = cfg.train
-    rules = [
-        ("epochs", t.epochs >= 1, "must be at least 1"),
-        ("minutes", t.minutes >= 0 and math.isfinite(t.minutes), "must be >= 0 (0 = no time budget)"),
-        ("batch_size", t.batch_size >= 1, "must be at least 1"),
-        ("workers", t.workers >= 0, "must be >= 0"),
-        ("lr", t.lr > 0 and math.isfinite(t.lr), "must be positive"),
-        ("weight_decay", t.weight_decay >= 0, "must be >= 0"),
-        ("momentum", 0 <= t.momentum < 1, "must be in [0, 1)"),
-        ("warmup_epochs", t.warmup_epochs >= 0, "must be >= 0"),
-        ("step_size", t.step_size >= 1, "must be at least 1"),
-        ("gamma", 0 < t.gamma <= 1, "must be in (0, 1]"),
-        ("plateau_patience", t.plateau_patience >= 0, "must be >= 0"),
-        ("grad_clip_norm", t.grad_clip_norm >= 0, "must be >= 0 (0 = off)"),
-        ("ema_decay", 0 <= t.ema_decay < 1, "must be in [0, 1)"),
-        ("val_every", t.val_every >= 1, "must be at least 1"),
-        ("early_stop_patience", t.early_stop_patience >= 0, "must be >= 0 (0 = off)"),
-    ]  # fmt: skip
-    for key, ok, rule in rules:
-        if not ok:
-            raise PkmodelError(f"train.{key} = {getattr(t, key)!r} {rule}")
+    from pkmodel.checks import check_rules
+
+    check_rules("train", cfg.train, [
+        ("epochs", lambda v: v >= 1, "must be at least 1"),
+        ("minutes", lambda v: v >= 0 and math.isfinite(v), "must be >= 0 (0 = no time budget)"),
+        ("batch_size", lambda v: v >= 1, "must be at least 1"),
+        ("workers", lambda v: v >= 0, "must be >= 0"),
+        ("lr", lambda v: v > 0 and math.isfinite(v), "must be positive"),
+        ("weight_decay", lambda v: v >= 0, "must be >= 0"),
+        ("momentum", lambda v: 0 <= v < 1, "must be in [0, 1)"),
+        ("warmup_epochs", lambda v: v >= 0, "must be >= 0"),
+        ("step_size", lambda v: v >= 1, "must be at least 1"),
+        ("gamma", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+        ("plateau_patience", lambda v: v >= 0, "must be >= 0"),
+        ("grad_clip_norm", lambda v: v >= 0, "must be >= 0 (0 = off)"),
+        ("ema_decay", lambda v: 0 <= v < 1, "must be in [0, 1)"),
+        ("val_every", lambda v: v >= 1, "must be at least 1"),
+        ("early_stop_patience", lambda v: v >= 0, "must be >= 0 (0 = off)"),
+    ])  # fmt: skip
 
 
 def check_training_sections(cfg: Config) -> None:
