@@ -83,9 +83,10 @@ class Plan:
 
     def check(self) -> None:
         """Raise PkmodelError naming the first benchmark value that cannot work."""
-        for key in ("repeats", "batch_size", "latency_runs", "train_steps", "images"):
-            if getattr(self, key) < 1:
-                raise PkmodelError(f"benchmark.{key} must be >= 1, got {getattr(self, key)}")
+        from pkmodel.checks import check_rules
+
+        keys = ("repeats", "batch_size", "latency_runs", "train_steps", "images")
+        check_rules("benchmark", self, [(key, lambda v: v >= 1, "must be >= 1") for key in keys])
 
 
 def is_explicit(cfg: Any, key: str) -> bool:

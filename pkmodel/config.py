@@ -77,6 +77,12 @@ class SyntheticConfig:
     max_depth_m: float = _f(10.0, "depth sensor range: farther surfaces are written as 0")
     jpeg_quality: int = _f(92, "JPEG quality of the RGB images")
     workers: int = _f(0, "worker processes (0 = one per core)")
+    depth_sensor: Literal["exact", "lidar"] = _f(
+        "exact",
+        "exact: noise-free, colour resolution; lidar: a phone LiDAR's, with confidence maps",
+    )
+    depth_scale: float = _f(0.5, "lidar: depth map side / colour image side (ARKit: 0.13)")
+    depth_noise_m: float = _f(0.01, "lidar: depth noise sd in metres at 1 m (grows with Z^2)")
 
 
 @dataclass

@@ -101,12 +101,17 @@ def sample_depth(
     pixels (see :func:`to_depth_pixels`); NaN points give NaN depth. A window pixel counts when
     it lies inside the map, is finite, > 0 and within [min_depth, max_depth], and (with a
     ``confidence`` map of the depth's shape, ARKit levels 0 low / 1 medium / 2 high) has
-    confidence >= ``min_confidence``. Of those, only the best confidence level present in the
-    window is kept, and the median of their depths is the joint's depth.
+    confidence >= ``min_confidence``.
 
-    With ``band`` > 0 (metres) the median only takes pixels within ``band`` of the depth at the
-    joint's own pixel (or of the plain median when that pixel has none): a thin limb seen in
-    front of a far background then keeps the limb's depth instead of the background's.
+    With ``band`` > 0 (metres) only pixels within ``band`` of the depth at the joint's own
+    pixel count (of the median of the counted pixels when that pixel has no depth in range): a
+    thin limb seen in front of a far background then keeps the limb's depth instead of the
+    background's. The joint's pixel sets this reference whatever its confidence, and the band
+    is applied before the confidence levels are compared; otherwise a confident wall beside a
+    less confident limb edge would win the window.
+
+    Of the pixels left, only the best confidence level present is kept, and the median of their
+    depths is the joint's depth.
     """
     if window < 1 or window % 2 == 0:
         raise ValueError(f"depth window must be a positive odd number of pixels, got {window}")
@@ -137,26 +142,28 @@ def sample_depth(
     inside = np.broadcast_to(inside, (*points.shape[:2], window, window)).reshape(shape)
 
     with np.errstate(invalid="ignore"):
-        usable = inside & np.isfinite(values) & (values > 0)
-        usable &= (values >= min_depth) & (values <= max_depth)
+        measured = inside & np.isfinite(values) & (values > 0)
+        measured &= (values >= min_depth) & (values <= max_depth)
+    usable = measured
     if confidence is not None:
         conf = np.asarray(confidence)
         if conf.shape != depth.shape:
             raise ValueError(f"confidence {conf.shape} does not match depth {depth.shape}")
         levels = conf[t, r, c].astype(np.int64).reshape(shape)
-        usable &= levels >= min_confidence
+        usable = measured & (levels >= min_confidence)
+    if band > 0:
+        # The joint's own pixel says which surface it is on, whatever its confidence: a
+        # confident wall beside a less confident wrist must not win the window.
+        mid = window * window // 2
+        ref = np.where(measured[..., mid], values[..., mid], _masked_median(values, usable))
+        with np.errstate(invalid="ignore"):
+            usable = usable & (np.abs(values - ref[..., None]) <= band)
+    if confidence is not None:
         best = np.where(usable, levels, -1).max(axis=-1)
-        usable &= levels == best[..., None]
+        usable = usable & (levels == best[..., None])
     else:
         best = np.full(shape[:2], -1, dtype=np.int64)
-
     z = _masked_median(values, usable)
-    if band > 0:
-        center = values[..., window * window // 2]
-        ref = np.where(usable[..., window * window // 2], center, z)
-        with np.errstate(invalid="ignore"):
-            usable &= np.abs(values - ref[..., None]) <= band
-        z = _masked_median(values, usable)
     valid = np.isfinite(z)
     best = np.where(valid, best, -1)
     if single:

@@ -9,6 +9,7 @@ settings and for the alternatives (correction off / on, each smoothing method).
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -45,26 +46,41 @@ _TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 
 def check_lift_config(lift: LiftConfig) -> None:
     """Settings that the type check cannot catch, as one-sentence user errors."""
-    if lift.window < 1 or lift.window % 2 == 0:
-        raise PkmodelError(f"lift.window must be a positive odd number, got {lift.window}")
-    if not 0 <= lift.min_depth_m < lift.max_depth_m:
-        raise PkmodelError(
-            f"lift.min_depth_m ({lift.min_depth_m}) must be >= 0 and below lift.max_depth_m "
-            f"({lift.max_depth_m})"
-        )
-    if lift.depth_band_m < 0:
-        raise PkmodelError(f"lift.depth_band_m must be >= 0, got {lift.depth_band_m}")
-    if len(lift.limb_radius_m) != NUM_JOINTS or min(lift.limb_radius_m) < 0:
-        raise PkmodelError(
-            f"lift.limb_radius_m must list {NUM_JOINTS} non-negative radii (one per COCO joint), "
-            f"got {len(lift.limb_radius_m)} values"
-        )
-    if not 0 < lift.ema_alpha <= 1:
-        raise PkmodelError(f"lift.ema_alpha must be in (0, 1], got {lift.ema_alpha}")
-    if lift.one_euro_min_cutoff <= 0 or lift.one_euro_d_cutoff <= 0:
-        raise PkmodelError("lift.one_euro_min_cutoff and lift.one_euro_d_cutoff must be > 0")
-    if min(lift.one_euro_beta, lift.one_euro_beta_2d) < 0:
-        raise PkmodelError("lift.one_euro_beta and lift.one_euro_beta_2d must be >= 0")
+    from pkmodel.checks import check_rules
+
+    def finite(v: float) -> bool:
+        return math.isfinite(v)
+
+    check_rules(
+        "lift",
+        lift,
+        [
+            ("window", lambda v: v >= 1 and v % 2 == 1, "must be a positive odd number"),
+            ("min_confidence", lambda v: 0 <= v <= 2, "must be 0, 1 or 2 (ARKit's levels)"),
+            ("depth_band_m", lambda v: finite(v) and v >= 0, "must be >= 0 (0 = off)"),
+            ("min_score", lambda v: finite(v) and 0 <= v <= 1, "must be in [0, 1]"),
+            ("min_depth_m", lambda v: finite(v) and v >= 0, "must be >= 0"),
+            (
+                "max_depth_m",
+                lambda v: finite(v) and v > lift.min_depth_m,
+                f"must be above lift.min_depth_m ({lift.min_depth_m!r})",
+            ),
+            (
+                "limb_radius_m",
+                lambda v: len(v) == NUM_JOINTS and min(v) >= 0,
+                f"must list {NUM_JOINTS} non-negative radii in metres (one per COCO joint)",
+            ),
+            ("ema_alpha", lambda v: finite(v) and 0 < v <= 1, "must be in (0, 1]"),
+            ("one_euro_min_cutoff", lambda v: finite(v) and v > 0, "must be positive"),
+            ("one_euro_d_cutoff", lambda v: finite(v) and v > 0, "must be positive"),
+            ("one_euro_beta", lambda v: finite(v) and v >= 0, "must be >= 0"),
+            ("one_euro_beta_2d", lambda v: finite(v) and v >= 0, "must be >= 0"),
+            ("max_gap_s", lambda v: finite(v) and v > 0, "must be positive"),
+            ("batch_size", lambda v: v >= 1, "must be >= 1"),
+            ("fps", lambda v: finite(v) and v > 0, "must be positive"),
+            ("sheet_frames", lambda v: v >= 1, "must be >= 1"),
+        ],
+    )
 
 
 # --- 2D joints -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,14 +75,25 @@ class PrepareParams:
         return cls(**{f: getattr(prepare_cfg, f) for f in cls.__dataclass_fields__})
 
     def check(self) -> None:
-        if self.crop_size < 8:
-            raise PkmodelError(f"prepare.crop_size must be at least 8, got {self.crop_size}")
-        if self.expand_ratio <= 0:
-            raise PkmodelError(f"prepare.expand_ratio must be positive, got {self.expand_ratio}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise PkmodelError(f"prepare.jpeg_quality must be 1-100, got {self.jpeg_quality}")
-        if self.workers < 0 or self.max_people < 0 or self.min_keypoints < 0:
-            raise PkmodelError("prepare.workers, max_people and min_keypoints must be >= 0")
+        """Raise PkmodelError naming the first value that cannot work."""
+        from pkmodel.checks import check_rules
+
+        def at_least(low: float) -> Callable[[Any], bool]:
+            return lambda v: math.isfinite(v) and v >= low
+
+        check_rules(
+            "prepare",
+            self,
+            [
+                ("crop_size", at_least(8), "must be >= 8"),
+                ("expand_ratio", lambda v: math.isfinite(v) and v > 0, "must be positive"),
+                ("min_keypoints", at_least(0), "must be >= 0"),
+                ("min_area", at_least(0), "must be >= 0"),
+                ("max_people", at_least(0), "must be >= 0 (0 = no limit)"),
+                ("jpeg_quality", lambda v: 1 <= v <= 100, "must be 1-100"),
+                ("workers", at_least(0), "must be >= 0 (0 = one per core)"),
+            ],
+        )
 
 
 @dataclass

@@ -80,7 +80,7 @@ def test_bad_values_are_one_sentence(tmp_path):
 
     runner = CliRunner()
     result = runner.invoke(app, ["benchmark", "--repeats", "0", "--out", str(tmp_path / "b.json")])
-    assert result.exit_code == 2 and "benchmark.repeats must be >= 1" in result.output
+    assert result.exit_code == 2 and "benchmark.repeats = 0 must be >= 1" in result.output
     result = runner.invoke(app, ["benchmark", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "is a folder" in result.output
     result = runner.invoke(app, ["benchmark", "--quick", "--input-size", "100",
@@ -91,5 +91,5 @@ def test_bad_values_are_one_sentence(tmp_path):
 
 def test_plan_check_names_the_key():
     cfg = load_config(None, ["benchmark.train_steps=0"], env={})
-    with pytest.raises(PkmodelError, match="benchmark.train_steps must be >= 1"):
+    with pytest.raises(PkmodelError, match="benchmark.train_steps = 0 must be >= 1"):
         Plan.from_config(cfg, quick=False).check()

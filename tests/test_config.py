@@ -192,11 +192,11 @@ def test_cli_config_check_names_the_first_problem_of_every_section(tmp_path, mon
     for expected in ["targets.min_sigma = 0.0 must be positive",
                      "augment.rotate_deg = 200.0 must be in [0, 180]",
                      "decoder.center_prior_offset = 0.0 must be positive",
-                     "export.minimum_ios = 14 is not supported", "lift.window must be a positive odd",
+                     "export.minimum_ios = 14 is not supported", "lift.window = 2 must be a positive odd",
                      "train.epochs = 0 must be at least 1", "model.input_size = 100",
-                     "synthetic.fps must be > 0", "prepare.crop_size must be at least 8",
-                     "eval.pck_threshold = 0.0 must be positive", "benchmark.repeats must be >= 1",
-                     "pseudo_label.min_joints must be 1-17", "export.onnx_opset = 7",
+                     "synthetic.fps = 0.0 must be > 0", "prepare.crop_size = 4 must be >= 8",
+                     "eval.pck_threshold = 0.0 must be positive", "benchmark.repeats = 0 must be >= 1",
+                     "pseudo_label.min_joints = 20 must be 1-17", "export.onnx_opset = 7",
                      "train.device (--device) 'tpu'", "lift.device (--device) 'tpu'"]:  # fmt: skip
         assert sum(expected in line for line in lines) == 1, (expected, lines)
     assert "Traceback" not in result.output

@@ -140,6 +140,30 @@ def test_confidence_keeps_best_level_present():
     assert s.depth[0] == 1.0 and s.confidence[0] == -1  # no confidence map: every level counts
 
 
+def test_band_picks_the_joints_surface_before_confidence_levels_compete():
+    # A wrist 2 m away, one pixel wide and of medium confidence, in front of a wall at 5 m
+    # that the sensor sees with high confidence: the wall must not win the window.
+    depth = np.full((5, 5), 5.0)
+    conf = np.full((5, 5), 2, dtype=np.uint8)
+    depth[:, 2], conf[:, 2] = [2.00, 2.02, 2.04, 2.06, 2.08], 1
+    conf[0, 2] = 0  # one wrist pixel too uncertain to count at min_confidence 1
+    kw = dict(window=5, min_depth=0.1, max_depth=10, confidence=conf, min_confidence=1)
+    s = sample_depth(depth, np.array([[2.5, 2.5]]), band=0.15, **kw)
+    assert s.depth[0] == pytest.approx(2.05) and s.confidence[0] == 1  # 2.02 .. 2.08
+    # Without a band the best level present wins (the rule as such), here the wall.
+    s = sample_depth(depth, np.array([[2.5, 2.5]]), band=0.0, **kw)
+    assert s.depth[0] == 5.0 and s.confidence[0] == 2
+    # A mixed pixel at the joint (low confidence, between wrist and wall): the band holds
+    # nothing confident at its depth, so the joint gets no depth rather than the wall's.
+    depth[2, 2], conf[2, 2] = 3.5, 0
+    s = sample_depth(depth, np.array([[2.5, 2.5]]), band=0.15, **kw)
+    assert np.isnan(s.depth[0]) and s.confidence[0] == -1
+    # The joint's pixel without any depth: the band is around the median of what counts.
+    depth[2, 2] = 0.0
+    s = sample_depth(depth, np.array([[2.5, 2.5]]), band=0.15, **kw)
+    assert s.depth[0] == 5.0 and s.confidence[0] == 2
+
+
 def test_rejects_zero_nan_and_out_of_range_depth():
     depth = np.array([[0.0, np.nan, 20.0], [0.05, 1.5, 1.7], [1.6, -1.0, np.inf]])
     s = sample_depth(depth, np.array([[1.5, 1.5]]), window=3, min_depth=0.1, max_depth=10)

@@ -220,8 +220,11 @@ def test_cli_with_weights_runs_the_network(dataset, tmp_path):
         (["--input", "{tmp}/nope", "--ground-truth-2d"], "input folder"),
         (["--input", "{data}", "-w", "{tmp}/missing.pt"], "weights file"),
         (["--input", "{data}", "--ground-truth-2d", "--smoothing", "kalman"], "lift.smoothing must be one of"),
-        (["--input", "{data}", "--ground-truth-2d", "--set", "lift.window=4"], "lift.window must be a positive odd"),
-        (["--input", "{data}", "--ground-truth-2d", "--set", "lift.limb_radius_m=[0.1]"], "lift.limb_radius_m must list 17"),
+        (["--input", "{data}", "--ground-truth-2d", "--set", "lift.window=4"], "lift.window = 4 must be a positive odd"),
+        (["--input", "{data}", "--ground-truth-2d", "--set", "lift.limb_radius_m=[0.1]"], "lift.limb_radius_m = [0.1] must list 17"),
+        (["--input", "{data}", "--ground-truth-2d", "--set", "lift.min_confidence=3"], "lift.min_confidence = 3 must be 0, 1 or 2"),
+        (["--input", "{data}", "--ground-truth-2d", "--set", "lift.max_depth_m=0.05"], "lift.max_depth_m = 0.05 must be above lift.min_depth_m (0.1)"),
+        (["--input", "{data}", "--ground-truth-2d", "--set", "lift.batch_size=0"], "lift.batch_size = 0 must be >= 1"),
         (["--input", "{plain}", "--ground-truth-2d"], "has no ground-truth 2D joints"),
         (["--input", "{tmp}", "--ground-truth-2d"], "holds no RGB-D recording"),
     ],
@@ -316,6 +319,28 @@ def test_make_synthetic_sequences_lift_within_budget(generated, tmp_path):
     assert ok.any()
     np.testing.assert_allclose(np.linalg.det(take.rotation[ok].astype(np.float64)), 1.0, atol=1e-5)
     assert take.metadata["fps"] == pytest.approx(30.0)
+
+
+def test_lidar_depth_with_confidence_maps(tmp_path):
+    """make-synthetic's phone-LiDAR depth (half resolution, noise, mixed edge pixels,
+    confidence maps): the confidence maps keep the mixed pixels out."""
+    from pkmodel.synthetic.generate import SyntheticSpec, generate
+
+    root = tmp_path / "lidar"
+    generate(SyntheticSpec(out=root, num_train=0, num_val=0, sequences=2, frames=16, width=192,
+                           height=192, seed=3, workers=1, depth_sensor="lidar"), progress=False)  # fmt: skip
+    seqs = find_sequences(root)
+    assert seqs[0].confidence_files is not None and seqs[0].load_depth(0).shape == (96, 96)
+    doc = run_lift(seqs, Config(), tmp_path / "with", pictures=False)
+    o, v = doc["overall"], doc["overall"]["variants"]
+    assert 0.8 < o["depth_validity_rate_visible"] < 0.98  # joints on mixed pixels: no depth
+    with_conf = v["config_radius/none"]["mpjpe_visible_mm"]
+    assert 20 < with_conf < 55  # 9.7 mm with exact depth
+    for seq in seqs:
+        seq.confidence_files = None
+    doc = run_lift(seqs, Config(), tmp_path / "without", pictures=False)
+    assert doc["overall"]["depth_validity_rate_visible"] > 0.99
+    assert doc["overall"]["variants"]["config_radius/none"]["mpjpe_visible_mm"] > 2 * with_conf
 
 
 def test_an_unknown_or_absent_lift_device_is_one_sentence(tiny_synthetic, tmp_path):

@@ -355,7 +355,7 @@ def test_cli_bad_size_is_one_clear_error(tmp_path, monkeypatch, size):
 
 def test_parse_size_and_bad_values_name_the_key(tmp_path):
     assert parse_size("320x240") == (320, 240) and parse_size(" 64 X 48 ") == (64, 48)
-    with pytest.raises(PkmodelError, match=r"synthetic\.frames must be >= 1, got 0"):
+    with pytest.raises(PkmodelError, match=r"synthetic\.frames = 0 must be >= 1"):
         small_spec(tmp_path, frames=0).check()
     with pytest.raises(PkmodelError, match=r"synthetic\.second_person_prob"):
         small_spec(tmp_path, second_person_prob=1.5).check()
@@ -368,3 +368,94 @@ def test_nothing_to_generate_is_refused(tmp_path):
     with pytest.raises(PkmodelError, match="are all 0: nothing to generate"):
         generate(small_spec(tmp_path / "s", num_train=0, num_val=0, sequences=0), progress=False)
     assert not (tmp_path / "s").exists()
+
+
+# --- the LiDAR-like depth sensor (synthetic.depth_sensor = "lidar") ----------------------------
+
+
+def test_lidar_depth_resolution_noise_holes_and_confidence():
+    from pkmodel.synthetic.sensor import DROPOUT, lidar_depth
+
+    # A wall at 2 m, a box at 1 m in front of its middle, sky (no surface) in the top rows, and
+    # a far wall (5 m) on the right: colour resolution 200 x 160, depth at a quarter.
+    exact = np.full((160, 200), 2000, np.uint16)
+    exact[60:100, 60:120] = 1000
+    exact[:20] = 0
+    exact[20:, 160:] = 5000
+    depth, conf = lidar_depth(exact, 0.25, 0.01, np.random.default_rng(0))
+    assert depth.shape == conf.shape == (40, 50) and depth.dtype == np.uint16
+    assert conf.dtype == np.uint8 and set(np.unique(conf)) <= {0, 1, 2}
+    z = depth.astype(np.float64) / 1000
+    inner_box, inner_wall = z[17:23, 17:28], z[8:13, 2:12]  # whole footprints, no edges
+    for patch in (np.s_[17:23, 17:28], np.s_[8:13, 2:12]):  # high except the dropouts
+        assert ((conf[patch] == 2) | (depth[patch] == 0)).all() and (conf[patch] == 2).mean() > 0.9
+    # noise sd = 0.01 m x Z^2 at high confidence (dropouts excluded)
+    for patch, truth in ((inner_box, 1.0), (inner_wall, 2.0)):
+        err = patch[patch > 0] - truth
+        assert abs(err.mean()) < 0.6 * 0.01 * truth**2
+        assert 0.7 < err.std() / (0.01 * truth**2) < 1.3
+    assert (conf[:4] == 0).all() and (depth[:4] == 0).all()  # no surface, no depth
+    # The box's outline mixes 1 m and 2 m: low confidence; the far wall: at most medium.
+    assert (conf[15, 17:28] == 0).all() and (conf[25, 17:28] == 0).all()
+    assert (conf[8:38, 42:50] <= 1).all() and (conf[8:38, 42:50] == 1).mean() > 0.9
+    holes = (depth[6:] == 0).mean()  # below the sky: dropouts only
+    assert 0.2 * DROPOUT < holes < 3 * DROPOUT
+    assert (conf[depth == 0] == 0).all()
+    # The same generator state gives the same map; the scale sets the resolution.
+    again = lidar_depth(exact, 0.25, 0.01, np.random.default_rng(0))
+    assert (again[0] == depth).all() and (again[1] == conf).all()
+    assert lidar_depth(exact, 1.0, 0.0, np.random.default_rng(1))[0].shape == (160, 200)
+
+
+def test_lidar_sensor_writes_confidence_maps_and_switches_back(tmp_path):
+    spec = small_spec(tmp_path, num_train=3, num_val=1, frames=2, depth_sensor="lidar",
+                      depth_scale=0.5)  # fmt: skip
+    generate(spec, progress=False)
+    data = load(tmp_path, "train")
+    assert data["info"]["depth_sensor"] == "lidar" and data["info"]["depth_scale"] == 0.5
+    for img in data["images"]:
+        depth = cv2.imread(str(tmp_path / img["depth_file"]), cv2.IMREAD_UNCHANGED)
+        conf = cv2.imread(str(tmp_path / img["confidence_file"]), cv2.IMREAD_UNCHANGED)
+        assert depth.shape == conf.shape == (H // 2, W // 2)
+        assert set(np.unique(conf)) <= {0, 1, 2} and (conf == 2).any()
+    seq = json.loads((tmp_path / "sequences/seq_000/annotations.json").read_text())
+    assert all((tmp_path / "sequences/seq_000" / im["confidence_file"]).is_file()
+               for im in seq["images"])  # fmt: skip
+    # Colour, labels and the rest of the files are those of the exact sensor.
+    exact = tmp_path / "exact"
+    generate(small_spec(exact, num_train=3, num_val=1, frames=2), progress=False)
+    assert (exact / "train/000000000002.jpg").read_bytes() == (tmp_path / "train/000000000002.jpg").read_bytes()  # fmt: skip
+    assert load(exact, "train")["annotations"] == data["annotations"]
+    # Back to the exact sensor in the same folder: confidence maps go, depth is full size.
+    generate(small_spec(tmp_path, num_train=3, num_val=1, frames=2), progress=False)
+    assert not list(tmp_path.rglob("confidence/*.png")) and not list(tmp_path.rglob("confidence/*/*.png"))  # fmt: skip
+    assert "confidence_file" not in load(tmp_path, "train")["images"][0]
+    depth = cv2.imread(str(tmp_path / "depth/train/000000000001.png"), cv2.IMREAD_UNCHANGED)
+    assert depth.shape == (H, W)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("depth_sensor", "kinect", "synthetic.depth_sensor = 'kinect' must be one of exact, lidar"),
+        ("depth_scale", 0.0, "synthetic.depth_scale = 0.0 must be in [0.05, 1]"),
+        ("depth_noise_m", -0.1, "synthetic.depth_noise_m = -0.1 must be in [0, 0.5] metres"),
+    ],
+)
+def test_depth_sensor_values_are_checked(tmp_path, key, value, message):
+    with pytest.raises(PkmodelError) as err:
+        small_spec(tmp_path, **{key: value}).check()
+    assert str(err.value) == message
+
+
+def test_cli_depth_sensor_option(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["make-synthetic", "--out", "syn", "--num-train", "1", "--num-val", "0", "--size",
+            "64x48", "--sequences", "0", "--workers", "1", "--depth-sensor"]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "lidar"])
+    assert result.exit_code == 0, result.output
+    conf = cv2.imread("syn/confidence/train/000000000001.png", cv2.IMREAD_UNCHANGED)
+    assert conf.shape == (24, 32)
+    result = CliRunner().invoke(app, [*args, "kinect"])
+    assert result.exit_code == 2 and "synthetic.depth_sensor" in result.output
+    assert "'kinect'" in result.output and len(result.output.strip().splitlines()) == 1

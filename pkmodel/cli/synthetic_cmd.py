@@ -42,6 +42,14 @@ def make_synthetic(
         int | None,
         typer.Option("--workers", help="Worker processes, 0 = one per core (synthetic.workers)."),
     ] = None,
+    depth_sensor: Annotated[
+        str | None,
+        typer.Option(
+            "--depth-sensor",
+            help="exact (noise-free, colour resolution) or lidar (a phone LiDAR's depth with "
+            "confidence maps) (synthetic.depth_sensor).",
+        ),
+    ] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
@@ -50,6 +58,8 @@ def make_synthetic(
     Writes annotations/person_keypoints_{train,val}.json, {train,val}/*.jpg,
     depth/{train,val}/*.png (uint16 millimetres, 0 = no surface) and
     sequences/seq_NNN/ clips for the 3D pipeline. The same seed gives the same files.
+    --depth-sensor lidar writes depth as a phone's LiDAR would measure it (lower resolution,
+    noise, holes) with confidence/ maps beside it.
     Format and fields: docs/synthetic.md.
     """
     from pkmodel.synthetic.generate import SyntheticSpec, generate, parse_size
@@ -67,6 +77,7 @@ def make_synthetic(
         synthetic__sequences=sequences,
         synthetic__frames=frames,
         synthetic__workers=workers,
+        synthetic__depth_sensor=depth_sensor,
     )
     spec = SyntheticSpec.from_config(cfg)
     summary = generate(spec)

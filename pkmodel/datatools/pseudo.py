@@ -26,8 +26,10 @@ joints it labels, against the best-matching ground-truth person of its image.
 from __future__ import annotations
 
 import json
+import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,21 +60,24 @@ class PseudoParams:
         return cls(**{f: getattr(section, f) for f in cls.__dataclass_fields__})
 
     def check(self) -> None:
-        if not 0.0 <= self.joint_threshold <= 1.0 or not 0.0 <= self.person_threshold <= 1.0:
-            raise PkmodelError(
-                "pseudo_label.joint_threshold and person_threshold must be between 0 and 1, got "
-                f"{self.joint_threshold} and {self.person_threshold}"
-            )
-        if not 1 <= self.min_joints <= NUM_JOINTS:
-            raise PkmodelError(
-                f"pseudo_label.min_joints must be 1-{NUM_JOINTS}, got {self.min_joints}"
-            )
-        if self.box_margin < 0:
-            raise PkmodelError(f"pseudo_label.box_margin must be >= 0, got {self.box_margin}")
-        if self.refine_passes < 0:
-            raise PkmodelError(f"pseudo_label.refine_passes must be >= 0, got {self.refine_passes}")
-        if not self.source or "/" in self.source:
-            raise PkmodelError(f"pseudo_label.source {self.source!r} must be a plain name")
+        """Raise PkmodelError naming the first value that cannot work."""
+        from pkmodel.checks import check_rules
+
+        def between(low: float, high: float) -> Callable[[Any], bool]:
+            return lambda v: math.isfinite(v) and low <= v <= high
+
+        check_rules(
+            "pseudo_label",
+            self,
+            [
+                ("joint_threshold", between(0, 1), "must be in [0, 1]"),
+                ("person_threshold", between(0, 1), "must be in [0, 1]"),
+                ("min_joints", between(1, NUM_JOINTS), f"must be 1-{NUM_JOINTS}"),
+                ("box_margin", between(0, math.inf), "must be >= 0"),
+                ("refine_passes", between(0, math.inf), "must be >= 0"),
+                ("source", lambda v: bool(v) and "/" not in v, "must be a plain name"),
+            ],
+        )
 
 
 @dataclass

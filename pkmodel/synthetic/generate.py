@@ -15,7 +15,7 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,8 @@ from pkmodel.synthetic.scene import (
 
 SPLITS: tuple[str, ...] = ("train", "val")
 # Second number of each picture's seed: which stream it belongs to.
-_STREAM = {"train": 1, "val": 2, "clip": 3, "clip_frame": 4}
+_STREAM = {"train": 1, "val": 2, "clip": 3, "clip_frame": 4, "sensor": 5}
+DEPTH_SENSORS: tuple[str, ...] = ("exact", "lidar")
 FORMAT_VERSION = 1
 SPLIT_NAME = "{:012d}"  # COCO-style image file stem: the image id, 12 digits
 FRAME_NAME = "{:06d}"  # frame index within a sequence
@@ -48,6 +49,7 @@ CONVENTIONS = {
     "keypoints": "COCO: pixel (row i, column j) covers [j, j+1) x [i, i+1); "
     "keypoint = (fx * X / Z + cx + 0.5, fy * Y / Z + cy + 0.5)",
     "depth": "uint16 PNG, Z (not ray length) in depth_unit_m, 0 = no surface",
+    "confidence": "depth_sensor lidar: uint8 PNG of the depth map's size, 0 low, 1 medium, 2 high",
     "visibility": "2 if the depth at the keypoint's pixel lies in "
     "[Z - limb_radius_m - tol, Z + tol], else 1 inside the image, 0 outside",
     "visibility_tolerance_m": VISIBILITY_TOLERANCE_M,
@@ -76,6 +78,9 @@ class SyntheticSpec:
     max_depth_m: float = _DEFAULTS.max_depth_m
     jpeg_quality: int = _DEFAULTS.jpeg_quality
     workers: int = _DEFAULTS.workers
+    depth_sensor: str = _DEFAULTS.depth_sensor
+    depth_scale: float = _DEFAULTS.depth_scale
+    depth_noise_m: float = _DEFAULTS.depth_noise_m
 
     @classmethod
     def from_config(cls, cfg: Any, out: Path | None = None) -> SyntheticSpec:
@@ -85,23 +90,37 @@ class SyntheticSpec:
 
     def check(self) -> None:
         """Raise PkmodelError naming the first value that cannot work."""
-        rules = [
-            ("num_train", self.num_train >= 0, "must be >= 0"),
-            ("num_val", self.num_val >= 0, "must be >= 0"),
-            ("width", MIN_SIZE <= self.width <= MAX_SIZE, f"must be {MIN_SIZE}-{MAX_SIZE}"),
-            ("height", MIN_SIZE <= self.height <= MAX_SIZE, f"must be {MIN_SIZE}-{MAX_SIZE}"),
-            ("seed", self.seed >= 0, "must be >= 0"),
-            ("sequences", self.sequences >= 0, "must be >= 0"),
-            ("frames", self.frames >= 1, "must be >= 1"),
-            ("fps", self.fps > 0, "must be > 0"),
-            ("second_person_prob", 0 <= self.second_person_prob <= 1, "must be in [0, 1]"),
-            ("max_depth_m", 1.0 < self.max_depth_m <= 65.0, "must be in (1, 65] metres"),
-            ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "must be 1-100"),
-            ("workers", self.workers >= 0, "must be >= 0 (0 = one per core)"),
-        ]
-        for key, ok, rule in rules:
-            if not ok:
-                raise PkmodelError(f"synthetic.{key} {rule}, got {getattr(self, key)!r}")
+        from pkmodel.checks import check_rules
+
+        def count(low: int) -> Callable[[Any], bool]:
+            return lambda v: v >= low
+
+        size = (lambda v: MIN_SIZE <= v <= MAX_SIZE, f"must be {MIN_SIZE}-{MAX_SIZE}")
+        check_rules(
+            "synthetic",
+            self,
+            [
+                ("num_train", count(0), "must be >= 0"),
+                ("num_val", count(0), "must be >= 0"),
+                ("width", *size),
+                ("height", *size),
+                ("seed", count(0), "must be >= 0"),
+                ("sequences", count(0), "must be >= 0"),
+                ("frames", count(1), "must be >= 1"),
+                ("fps", lambda v: v > 0, "must be > 0"),
+                ("second_person_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+                ("max_depth_m", lambda v: 1.0 < v <= 65.0, "must be in (1, 65] metres"),
+                ("jpeg_quality", lambda v: 1 <= v <= 100, "must be 1-100"),
+                ("workers", count(0), "must be >= 0 (0 = one per core)"),
+                (
+                    "depth_sensor",
+                    lambda v: v in DEPTH_SENSORS,
+                    f"must be one of {', '.join(DEPTH_SENSORS)}",
+                ),
+                ("depth_scale", lambda v: 0.05 <= v <= 1.0, "must be in [0.05, 1]"),
+                ("depth_noise_m", lambda v: 0.0 <= v <= 0.5, "must be in [0, 0.5] metres"),
+            ],
+        )
         if self.num_train == self.num_val == self.sequences == 0:
             raise PkmodelError(
                 "synthetic.num_train, num_val and sequences are all 0: nothing to generate"
@@ -162,9 +181,9 @@ def _annotations(frame: Frame) -> list[dict]:
     return out
 
 
-def _image_entry(frame: Frame, file_name: str, depth_file: str) -> dict:
+def _image_entry(frame: Frame, file_name: str, depth_file: str, conf_file: str | None) -> dict:
     k = frame.camera.intrinsics
-    return {
+    entry = {
         "file_name": file_name,
         "width": k.width,
         "height": k.height,
@@ -173,27 +192,59 @@ def _image_entry(frame: Frame, file_name: str, depth_file: str) -> dict:
         "intrinsics": {key: round(k.to_dict()[key], 6) for key in ("fx", "fy", "cx", "cy")},
         "world_to_camera": frame.camera.extrinsics(),
     }
+    if conf_file is not None:
+        entry["confidence_file"] = conf_file
+    return entry
 
 
-def _write_frame(frame: Frame, rgb_path: Path, depth_path: Path, jpeg_quality: int) -> None:
+def _png(array: np.ndarray, name: str) -> bytes:
     import cv2
 
+    ok, png = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:  # pragma: no cover - OpenCV encoders do not fail on valid arrays
+        raise RuntimeError(f"could not encode {name}")
+    return png.tobytes()
+
+
+def _write_frame(
+    spec: SyntheticSpec,
+    frame: Frame,
+    root: Path,
+    names: tuple[str, str, str],
+    sensor_rng: np.random.Generator,
+) -> str | None:
+    """Write the colour, depth (and with the lidar sensor, confidence) files of ``frame`` at
+    ``root / name`` for ``names`` = (rgb, depth, confidence); the confidence name written, or
+    None."""
+    import cv2
+
+    rgb_name, depth_name, conf_name = names
     ok, jpg = cv2.imencode(
-        ".jpg", cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
-    )
-    ok2, png = cv2.imencode(".png", frame.depth_mm, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not (ok and ok2):  # pragma: no cover - OpenCV encoders do not fail on valid arrays
-        raise RuntimeError(f"could not encode {rgb_path.name}")
-    atomic_write_bytes(rgb_path, jpg.tobytes())
-    atomic_write_bytes(depth_path, png.tobytes())
+        ".jpg", cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR),
+        [cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality],
+    )  # fmt: skip
+    if not ok:  # pragma: no cover - OpenCV encoders do not fail on valid arrays
+        raise RuntimeError(f"could not encode {rgb_name}")
+    written = None
+    depth = frame.depth_mm
+    if spec.depth_sensor == "lidar":
+        from pkmodel.synthetic.sensor import lidar_depth
+
+        depth, conf = lidar_depth(depth, spec.depth_scale, spec.depth_noise_m, sensor_rng)
+        atomic_write_bytes(root / conf_name, _png(conf, conf_name))
+        written = conf_name
+    atomic_write_bytes(root / rgb_name, jpg.tobytes())
+    atomic_write_bytes(root / depth_name, _png(depth, depth_name))
+    return written
 
 
 def _split_task(spec: SyntheticSpec, split: str, index: int) -> tuple[dict, list[dict]]:
     frame = sample_frame(picture_rng(spec.seed, split, index), spec.scene)
     stem = SPLIT_NAME.format(index + 1)
-    depth_file = f"depth/{split}/{stem}.png"
-    _write_frame(frame, spec.out / split / f"{stem}.jpg", spec.out / depth_file, spec.jpeg_quality)
-    image = {"id": index + 1, **_image_entry(frame, f"{stem}.jpg", depth_file)}
+    names = (f"{split}/{stem}.jpg", f"depth/{split}/{stem}.png", f"confidence/{split}/{stem}.png")
+    sensor_rng = picture_rng(spec.seed, "sensor", _STREAM[split], index)
+    conf = _write_frame(spec, frame, spec.out, names, sensor_rng)
+    image = {"id": index + 1, **_image_entry(frame, f"{stem}.jpg", names[1], conf)}
     return image, _annotations(frame)
 
 
@@ -212,11 +263,12 @@ def _frame_task(spec: SyntheticSpec, clip: int, index: int) -> tuple[dict, list[
     )  # fmt: skip
     folder = spec.out / "sequences" / SEQUENCE_NAME.format(clip)
     stem = FRAME_NAME.format(index)
-    _write_frame(frame, folder / "rgb" / f"{stem}.jpg", folder / "depth" / f"{stem}.png",
-                 spec.jpeg_quality)  # fmt: skip
+    names = (f"rgb/{stem}.jpg", f"depth/{stem}.png", f"confidence/{stem}.png")
+    sensor_rng = picture_rng(spec.seed, "sensor", _STREAM["clip"], clip, index)
+    conf = _write_frame(spec, frame, folder, names, sensor_rng)
     image = {
         "id": index + 1,
-        **_image_entry(frame, f"rgb/{stem}.jpg", f"depth/{stem}.png"),
+        **_image_entry(frame, names[0], names[1], conf),
         "frame_index": index,
         "timestamp": round(index / spec.fps, 6),
     }
@@ -350,13 +402,26 @@ def generate(spec: SyntheticSpec, progress: bool = True) -> Summary:
         "height": spec.height,
         "depth_unit_m": DEPTH_UNIT_M,
         "max_depth_m": spec.max_depth_m,
+        "depth_sensor": spec.depth_sensor,
+        **(
+            {"depth_scale": spec.depth_scale, "depth_noise_m": spec.depth_noise_m}
+            if spec.depth_sensor == "lidar"
+            else {}
+        ),
         "conventions": CONVENTIONS,
     }
+
+    def conf_keep(names: set[str]) -> set[str]:  # exact depth has no confidence files
+        return names if spec.depth_sensor == "lidar" else set()
+
     for split in SPLITS:
         count = spec.num_train if split == "train" else spec.num_val
         keep = {SPLIT_NAME.format(i + 1) for i in range(count)}
         _remove_stale(out / split, r"\d{12}\.jpg", {k + ".jpg" for k in keep})
         _remove_stale(out / "depth" / split, r"\d{12}\.png", {k + ".png" for k in keep})
+        _remove_stale(
+            out / "confidence" / split, r"\d{12}\.png", conf_keep({k + ".png" for k in keep})
+        )
         text = _coco(images.get(split, []), anns.get(split, []), {**base_info, "split": split})
         atomic_write_text(ann_dir / f"person_keypoints_{split}.json", text)
     for clip in range(spec.sequences):
@@ -365,6 +430,7 @@ def generate(spec: SyntheticSpec, progress: bool = True) -> Summary:
         frames = {FRAME_NAME.format(i) for i in range(spec.frames)}
         _remove_stale(folder / "rgb", r"\d{6}\.jpg", {f + ".jpg" for f in frames})
         _remove_stale(folder / "depth", r"\d{6}\.png", {f + ".png" for f in frames})
+        _remove_stale(folder / "confidence", r"\d{6}\.png", conf_keep({f + ".png" for f in frames}))
         motions[name] = _clip(spec, clip).motion.kind
         info = {**base_info, "sequence": name, "fps": spec.fps, "num_frames": spec.frames,
                 "motion": motions[name]}  # fmt: skip
