@@ -277,6 +277,13 @@ class LiftConfig:
          0.09, 0.09, 0.06, 0.06, 0.04, 0.04],
         "surface-to-joint distance per COCO joint in metres (adult anthropometry)",
     )  # fmt: skip
+    hip_prior: bool = _f(
+        True, "canonical frame: place a turned person's hidden hip behind the seen one"
+    )
+    hip_width_m: float = _f(
+        0.0,
+        "hip width for hip_prior in metres (0 = the widest the recording shows across the view)",
+    )
     out_dir: Path = _f(Path("runs/lift"), "takes, overlays, 3D pictures and metrics.json go here")
     batch_size: int = _f(16, "frames per network batch (with --weights)")
     device: str = _f("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")

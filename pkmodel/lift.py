@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from pkmodel import __version__
-from pkmodel.canonical import to_canonical
+from pkmodel.canonical import hip_width, to_canonical
 from pkmodel.config import LiftConfig
 from pkmodel.depth import lift_joints, surface_to_joint
 from pkmodel.errors import PkmodelError
@@ -79,6 +79,11 @@ def check_lift_config(lift: LiftConfig) -> None:
             ("batch_size", lambda v: v >= 1, "must be >= 1"),
             ("fps", lambda v: finite(v) and v > 0, "must be positive"),
             ("sheet_frames", lambda v: v >= 1, "must be >= 1"),
+            (
+                "hip_width_m",
+                lambda v: finite(v) and 0 <= v <= 1,
+                "must be in [0, 1] metres (0 = estimate)",
+            ),
         ],
     )
 
@@ -202,6 +207,7 @@ class LiftResult:
     origin: np.ndarray  # (T, 3)
     rotation: np.ndarray  # (T, 3, 3)
     seconds: float  # time spent in depth sampling .. canonical
+    hip_width_m: float | None = None  # the canonical frame's hip width (None: hip_prior off)
 
 
 def sample_surface(
@@ -256,7 +262,8 @@ def lift_sequence(
     radius = np.asarray(lift.limb_radius_m) if lift.surface_correction else None
     raw, final = finish_3d(surface, seq.timestamps, radius, SmoothingParams.from_config(lift))
     ext = add_derived_joints(final)
-    canonical, origin, rotation = to_canonical(ext)
+    width = canonical_hip_width(final, lift)
+    canonical, origin, rotation = to_canonical(ext, width)
     return LiftResult(
         timestamps=seq.timestamps,
         keypoints_2d=keypoints,
@@ -270,7 +277,17 @@ def lift_sequence(
         origin=origin,
         rotation=rotation,
         seconds=time.perf_counter() - start,
+        hip_width_m=width,
     )
+
+
+def canonical_hip_width(joints: np.ndarray, lift: LiftConfig) -> float | None:
+    """The hip width the canonical frame places a hidden hip with (metres): lift.hip_width_m,
+    or when 0 the recording's own (:func:`pkmodel.canonical.hip_width`); None with
+    lift.hip_prior off."""
+    if not lift.hip_prior:
+        return None
+    return float(lift.hip_width_m) if lift.hip_width_m > 0 else hip_width(joints)
 
 
 def build_take(seq: RgbdSequence, result: LiftResult, lift: LiftConfig, model_id: str) -> Take:
@@ -308,6 +325,12 @@ def build_take(seq: RgbdSequence, result: LiftResult, lift: LiftConfig, model_id
             "one_euro": [lift.one_euro_min_cutoff, lift.one_euro_beta, lift.one_euro_d_cutoff],
             "ema_alpha": lift.ema_alpha,
             "max_gap_s": lift.max_gap_s,
+            "hip_prior": lift.hip_prior,
+            "hip_width_m": (
+                round(result.hip_width_m, 4)
+                if result.hip_width_m is not None and np.isfinite(result.hip_width_m)
+                else None
+            ),
         },
     }
     recorder = TakeRecorder(EXTENDED_JOINT_NAMES, meta)
@@ -403,7 +426,8 @@ def evaluation_parts(
         for method in SMOOTHING_METHODS:
             params = SmoothingParams.from_config(lift, method)
             _, pred = finish_3d(result.surface, seq.timestamps, radius, params)
-            canon = to_canonical(add_derived_joints(pred))[0][..., :NUM_JOINTS, :]
+            width = canonical_hip_width(pred, lift)
+            canon = to_canonical(add_derived_joints(pred), width)[0][..., :NUM_JOINTS, :]
             parts["variants"][f"{correction}/{method}"] = {
                 "mpjpe_visible_mm": [joint_errors(pred, truth, vis)],
                 "mpjpe_all_mm": [joint_errors(pred, truth, labelled)],

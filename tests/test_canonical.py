@@ -1,6 +1,6 @@
 import numpy as np
 
-from pkmodel.canonical import canonical_frame, to_canonical
+from pkmodel.canonical import canonical_frame, hip_width, to_canonical
 from pkmodel.skeleton import JOINT_INDEX, NUM_JOINTS, add_derived_joints
 
 
@@ -96,3 +96,64 @@ def test_impossible_frames_are_nan_and_extended_joints_work():
     ext = add_derived_joints(standing_body())  # 19 joints: pelvis maps to the origin
     local, _, _ = to_canonical(ext)
     np.testing.assert_allclose(local[17], 0.0, atol=1e-12)
+
+
+def turned(body: np.ndarray, yaw_deg: float) -> np.ndarray:
+    """``body`` turned by ``yaw_deg`` about the vertical axis through its pelvis."""
+    a = np.radians(yaw_deg)
+    rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    pelvis = np.array([0.0, 0.0, 3.0])
+    return (body - pelvis) @ rot.T + pelvis
+
+
+def hide_far_hip(body: np.ndarray) -> np.ndarray:
+    """What depth gives for a hidden far hip: its pixel, at the near hip's depth (the surface
+    in front of it)."""
+    p = body.copy()
+    lh, rh = JOINT_INDEX["left_hip"], JOINT_INDEX["right_hip"]
+    far, near = (lh, rh) if p[lh, 2] > p[rh, 2] else (rh, lh)
+    p[far] *= p[near, 2] / p[far, 2]  # along its ray
+    return p
+
+
+def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    trace = np.trace(a @ np.swapaxes(b, -1, -2), axis1=-2, axis2=-1)
+    return np.degrees(np.arccos(np.clip((trace - 1) / 2, -1, 1)))
+
+
+def test_hip_prior_recovers_the_turn_of_a_hidden_hip():
+    yaws = np.arange(-170, 171, 10.0)
+    truth = np.stack([turned(standing_body(), y) for y in yaws])
+    side = (np.abs(yaws) >= 40) & (np.abs(yaws) <= 140)  # the far hip is hidden
+    seen = np.stack([hide_far_hip(b) if s else b for b, s in zip(truth, side, strict=True)])
+    seen[np.abs(yaws) > 90, JOINT_INDEX["nose"]] = np.nan  # the face is not seen from behind
+    true_rot = canonical_frame(truth)[1]
+    plain = rotation_angle_deg(canonical_frame(seen)[1], true_rot)
+    prior = rotation_angle_deg(canonical_frame(seen, hip_width=0.2)[1], true_rot)
+    # The hidden hip turns "right" toward the image plane; at 90 degrees both hips are one
+    # point and there is no frame at all.
+    assert np.nanmin(plain[side]) > 25 and np.isnan(plain[np.abs(yaws) == 90]).all()
+    # With the true width: exact once the hips span under half of it (60-120 degrees, facing
+    # the camera or turned away), closer between, untouched where both hips are in view.
+    turned_far = (np.abs(yaws) >= 60) & (np.abs(yaws) <= 120)
+    assert prior[turned_far].max() < 1e-6
+    assert (prior[side] < np.nan_to_num(plain[side], nan=180) - 5).all()
+    np.testing.assert_allclose(prior[~side], plain[~side], atol=1e-9)
+    # A width 10% off leaves the turned views within 9 degrees.
+    assert (
+        rotation_angle_deg(canonical_frame(seen, hip_width=0.18)[1], true_rot)[turned_far].max() < 9
+    )
+    assert np.allclose(np.linalg.det(canonical_frame(seen, hip_width=0.2)[1]), 1.0)
+    # The pelvis comes from the completed hips too.
+    origin = canonical_frame(seen, hip_width=0.2)[0]
+    np.testing.assert_allclose(
+        origin[turned_far], np.broadcast_to([0, 0, 3.0], origin[turned_far].shape), atol=1e-9
+    )
+
+
+def test_hip_width_is_the_widest_span_across_the_view():
+    yaws = np.linspace(-80, 80, 33)
+    frames = np.stack([hide_far_hip(turned(standing_body(), y)) for y in yaws])
+    assert abs(hip_width(frames) - 0.2) < 0.002  # facing the camera shows the whole width
+    frames[:, JOINT_INDEX["left_hip"]] = np.nan
+    assert np.isnan(hip_width(frames))

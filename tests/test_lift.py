@@ -321,6 +321,28 @@ def test_make_synthetic_sequences_lift_within_budget(generated, tmp_path):
     assert take.metadata["fps"] == pytest.approx(30.0)
 
 
+def test_hip_prior_turns_the_canonical_frame_right(generated, tmp_path):
+    """Side views hide the far hip; placing it behind the seen one (lift.hip_prior) cuts the
+    canonical-frame error and leaves frames with the whole torso in view as they were."""
+    seqs = find_sequences(generated)
+    on = run_lift(seqs, Config(), tmp_path / "on", pictures=False)["overall"]
+    cfg = Config()
+    cfg.set("lift.hip_prior", False, "test")
+    off = run_lift(seqs, cfg, tmp_path / "off", pictures=False)["overall"]
+    v_on, v_off = (
+        on["variants"]["config_radius/one_euro"],
+        off["variants"]["config_radius/one_euro"],
+    )
+    assert (
+        v_on["mpjpe_canonical_visible_mm"] < 0.5 * v_off["mpjpe_canonical_visible_mm"]
+    )  # 52 / 144
+    torso = "mpjpe_canonical_torso_visible_mm"
+    assert v_on[torso] == pytest.approx(v_off[torso], abs=1.0)
+    assert v_on["mpjpe_visible_mm"] == v_off["mpjpe_visible_mm"]  # camera-frame joints unchanged
+    take = read_take_json(tmp_path / "on" / "seq_000" / "take.json")
+    assert 0.12 < take.metadata["lift"]["hip_width_m"] < 0.25 and take.metadata["lift"]["hip_prior"]
+
+
 def test_lidar_depth_with_confidence_maps(tmp_path):
     """make-synthetic's phone-LiDAR depth (half resolution, noise, mixed edge pixels,
     confidence maps): the confidence maps keep the mixed pixels out."""
