@@ -306,8 +306,18 @@ def read_plain_folder(folder: Path, intrinsics_key: str = "", fps: float = 30.0)
     if first is None:
         raise PkmodelError(f"colour image {color[0]} cannot be read")
     height, width = first.shape[:2]
-    width, height = int(meta.get("width", width)), int(meta.get("height", height))
-    intr = _intrinsics_from(obj, width, height, where)
+    declared = (int(meta.get("width", width)), int(meta.get("height", height)))
+    intr = _intrinsics_from(obj, *declared, where)
+    if (intr.width, intr.height) != (width, height):
+        # Intrinsics of the camera's capture size (ARKit: 1920 x 1440) beside colour images
+        # saved smaller: the same camera at the images' size, when the aspect ratio agrees.
+        if abs(intr.width * height - intr.height * width) > 0.01 * intr.width * height:
+            raise PkmodelError(
+                f"{where}: the intrinsics are for {intr.width} x {intr.height} pixels but "
+                f"{color[0].name} is {width} x {height}, another aspect ratio (a cropped image "
+                f"needs its own intrinsics)"
+            )
+        intr = intr.scaled_to(width, height)
 
     try:
         stamps = np.array([float(p.stem.split("_")[0]) for p in color])

@@ -267,6 +267,17 @@ def test_plain_folder_layouts(tmp_path):
     assert seq.intrinsics == Intrinsics(10.0, 11.0, 3.5, 2.5, 8, 6)
     assert seq.load_depth(2)[0, 0] == pytest.approx(2.002)
     assert seq.load_color(0).shape == (6, 8, 3)
+    # Intrinsics of a 4x larger capture (as ARKit reports them) beside the smaller images:
+    # scaled to the images (pixel corners stay put: c' = (c + 0.5) / 4 - 0.5).
+    (folder / "intrinsics.json").write_text(json.dumps({
+        "fx": 40.0, "fy": 44.0, "cx": 15.5, "cy": 11.5, "width": 32, "height": 24,
+        "depth_scale_per_meter": 1000}))  # fmt: skip
+    assert read_plain_folder(folder).intrinsics == Intrinsics(10.0, 11.0, 3.5, 2.5, 8, 6)
+    (folder / "intrinsics.json").write_text(json.dumps({
+        "fx": 40.0, "fy": 44.0, "cx": 15.5, "cy": 11.5, "width": 32, "height": 32,
+        "depth_scale_per_meter": 1000}))  # fmt: skip
+    with pytest.raises(PkmodelError, match=r"for 32 x 32 pixels but 100.000.png is 8 x 6"):
+        read_plain_folder(folder)
 
 
 def test_tum_folder_reads_with_published_scale():
