@@ -221,6 +221,8 @@ def sample_surface(
     for start in tqdm(starts, desc=f"3D {seq.name}", unit="chunk", disable=not progress):
         idx = range(start, min(start + DEPTH_CHUNK, len(seq)))
         depth = np.stack([seq.load_depth(i) for i in idx])
+        if start == 0:
+            check_depth_aspect(seq, depth.shape[-1], depth.shape[-2])
         conf = None
         if seq.confidence_files is not None:
             conf = np.stack([seq.load_confidence(i) for i in idx])
@@ -238,6 +240,19 @@ def sample_surface(
         points.append(p)
         valid.append(sample.valid)
     return np.concatenate(points), np.concatenate(valid)
+
+
+def check_depth_aspect(seq: RgbdSequence, width: int, height: int) -> None:
+    """Depth maps may be smaller than the colour image but must show the same view: the same
+    aspect ratio (a depth map of another shape is cropped or not registered to the colour)."""
+    intr = seq.intrinsics
+    slack = 0.01 * width * intr.height + max(intr.width, intr.height)  # 1 pixel of rounding
+    if abs(width * intr.height - height * intr.width) > slack:
+        raise PkmodelError(
+            f"depth image {seq.depth_files[0]} is {width} x {height} but the colour images are "
+            f"{intr.width} x {intr.height}, another aspect ratio: depth must be registered to "
+            "the colour image (the same view, any resolution)"
+        )
 
 
 def finish_3d(

@@ -280,6 +280,26 @@ def test_plain_folder_layouts(tmp_path):
         read_plain_folder(folder)
 
 
+def test_depth_of_another_aspect_ratio_is_refused(tmp_path):
+    import cv2
+
+    from pkmodel.lift import sample_surface
+
+    folder = tmp_path / "rec"
+    (folder / "rgb").mkdir(parents=True)
+    (folder / "depth").mkdir()
+    cv2.imwrite(str(folder / "rgb" / "0.png"), np.zeros((48, 64, 3), np.uint8))
+    cv2.imwrite(str(folder / "depth" / "0.png"), np.full((32, 32), 2000, np.uint16))
+    (folder / "intrinsics.json").write_text(json.dumps({
+        "fx": 80.0, "fy": 80.0, "cx": 31.5, "cy": 23.5, "depth_scale_per_meter": 1000}))  # fmt: skip
+    seq = read_plain_folder(folder)
+    with pytest.raises(PkmodelError, match=r"0.png is 32 x 32 but the colour images are 64 x 48"):
+        sample_surface(seq, np.full((1, NUM_JOINTS, 2), 30.0), Config().lift)
+    cv2.imwrite(str(folder / "depth" / "0.png"), np.full((24, 32), 2000, np.uint16))  # half size
+    points, valid = sample_surface(seq, np.full((1, NUM_JOINTS, 2), 30.0), Config().lift)
+    assert valid.all() and points[0, 0, 2] == pytest.approx(2.0)
+
+
 def test_tum_folder_reads_with_published_scale():
     import cv2
 
