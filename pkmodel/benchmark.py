@@ -83,10 +83,10 @@ class Plan:
 
     def check(self) -> None:
         """Raise PkmodelError naming the first benchmark value that cannot work."""
-        from pkmodel.checks import check_rules
+        from pkmodel.checks import at_least, check_rules
 
         keys = ("repeats", "batch_size", "latency_runs", "train_steps", "images")
-        check_rules("benchmark", self, [(key, lambda v: v >= 1, "must be >= 1") for key in keys])
+        check_rules("benchmark", self, [at_least(key, 1) for key in keys])
 
 
 def is_explicit(cfg: Any, key: str) -> bool:

@@ -16,20 +16,28 @@ from pkmodel.errors import PkmodelError
 Rule = tuple[str, Callable[[Any], bool], str]
 
 
-def _finite(x: float) -> bool:
+# Rule builders for check_rules: a finite number in a range, with the usual sentence.
+
+
+def finite(x: float) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def _probability(key: str) -> Rule:
-    return (key, lambda v: _finite(v) and 0.0 <= v <= 1.0, "must be in [0, 1]")
+def probability(key: str) -> Rule:
+    return (key, lambda v: finite(v) and 0.0 <= v <= 1.0, "must be in [0, 1]")
 
 
-def _at_least(key: str, low: float, text: str | None = None) -> Rule:
-    return (key, lambda v: _finite(v) and v >= low, text or f"must be >= {low:g}")
+def at_least(key: str, low: float, text: str | None = None) -> Rule:
+    return (key, lambda v: finite(v) and v >= low, text or f"must be >= {low:g}")
 
 
-def _positive(key: str) -> Rule:
-    return (key, lambda v: _finite(v) and v > 0, "must be positive")
+def positive(key: str, text: str = "must be positive") -> Rule:
+    return (key, lambda v: finite(v) and v > 0, text)
+
+
+def in_range(key: str, low: float, high: float, text: str) -> Rule:
+    """``low <= value <= high``."""
+    return (key, lambda v: finite(v) and low <= v <= high, text)
 
 
 def check_rules(section: str, values: Any, rules: Sequence[Rule]) -> None:
@@ -46,11 +54,11 @@ def check_targets(targets: Any) -> None:
         "targets",
         targets,
         [
-            _at_least("sigma_scale", 0.0),
-            _positive("min_sigma"),
-            _positive("max_sigma"),
-            _at_least("center_sigma_scale", 0.0),
-            _positive("center_max_sigma"),
+            at_least("sigma_scale", 0.0),
+            positive("min_sigma"),
+            positive("max_sigma"),
+            at_least("center_sigma_scale", 0.0),
+            positive("center_max_sigma"),
         ],
     )
     for cap in ("max_sigma", "center_max_sigma"):
@@ -67,8 +75,8 @@ def check_loss(loss: Any) -> None:
     check_rules(
         "loss",
         loss,
-        [_at_least(w, 0.0) for w in weights]
-        + [_at_least("foreground_weight", 0.0), _at_least("offset_radius", 0)],
+        [at_least(w, 0.0) for w in weights]
+        + [at_least("foreground_weight", 0.0), at_least("offset_radius", 0)],
     )
     if all(getattr(loss, w) == 0 for w in weights):
         raise PkmodelError("loss: every weight is 0, so nothing would be learned")
@@ -81,13 +89,13 @@ def check_augment(augment: Any) -> None:
     check_rules(
         "augment",
         augment,
-        [_probability(p) for p in probs]
+        [probability(p) for p in probs]
         + [
-            _positive("scale_min"),
-            _positive("scale_max"),
-            ("rotate_deg", lambda v: _finite(v) and 0 <= v <= 180, "must be in [0, 180]"),
-            ("shift", lambda v: _finite(v) and 0 <= v < 1, "must be in [0, 1)"),
-            ("crop_pad_max", lambda v: _finite(v) and 0 <= v < 0.5, "must be in [0, 0.5)"),
+            positive("scale_min"),
+            positive("scale_max"),
+            ("rotate_deg", lambda v: finite(v) and 0 <= v <= 180, "must be in [0, 180]"),
+            ("shift", lambda v: finite(v) and 0 <= v < 1, "must be in [0, 1)"),
+            ("crop_pad_max", lambda v: finite(v) and 0 <= v < 0.5, "must be in [0, 0.5)"),
         ],
     )
     if augment.scale_min > augment.scale_max:
@@ -100,14 +108,14 @@ def check_augment(augment: Any) -> None:
 def check_decoder(decoder: Any) -> None:
     """[decoder]: the score threshold is a probability; the prior offset keeps 1 / (d + c) finite."""
     check_rules(
-        "decoder", decoder, [_probability("score_threshold"), _positive("center_prior_offset")]
+        "decoder", decoder, [probability("score_threshold"), positive("center_prior_offset")]
     )
 
 
 def check_eval(ev: Any) -> None:
     """[eval]: batch size and PCK threshold."""
     check_rules(
-        "eval", ev, [_at_least("batch_size", 1, "must be at least 1"), _positive("pck_threshold")]
+        "eval", ev, [at_least("batch_size", 1, "must be at least 1"), positive("pck_threshold")]
     )
 
 

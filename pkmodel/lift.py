@@ -9,7 +9,6 @@ settings and for the alternatives (correction off / on, each smoothing method).
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -46,20 +45,17 @@ _TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 
 def check_lift_config(lift: LiftConfig) -> None:
     """Settings that the type check cannot catch, as one-sentence user errors."""
-    from pkmodel.checks import check_rules
-
-    def finite(v: float) -> bool:
-        return math.isfinite(v)
+    from pkmodel.checks import at_least, check_rules, finite, in_range, positive, probability
 
     check_rules(
         "lift",
         lift,
         [
             ("window", lambda v: v >= 1 and v % 2 == 1, "must be a positive odd number"),
-            ("min_confidence", lambda v: 0 <= v <= 2, "must be 0, 1 or 2 (ARKit's levels)"),
-            ("depth_band_m", lambda v: finite(v) and v >= 0, "must be >= 0 (0 = off)"),
-            ("min_score", lambda v: finite(v) and 0 <= v <= 1, "must be in [0, 1]"),
-            ("min_depth_m", lambda v: finite(v) and v >= 0, "must be >= 0"),
+            in_range("min_confidence", 0, 2, "must be 0, 1 or 2 (ARKit's levels)"),
+            at_least("depth_band_m", 0, "must be >= 0 (0 = off)"),
+            probability("min_score"),
+            at_least("min_depth_m", 0),
             (
                 "max_depth_m",
                 lambda v: finite(v) and v > lift.min_depth_m,
@@ -71,19 +67,15 @@ def check_lift_config(lift: LiftConfig) -> None:
                 f"must list {NUM_JOINTS} non-negative radii in metres (one per COCO joint)",
             ),
             ("ema_alpha", lambda v: finite(v) and 0 < v <= 1, "must be in (0, 1]"),
-            ("one_euro_min_cutoff", lambda v: finite(v) and v > 0, "must be positive"),
-            ("one_euro_d_cutoff", lambda v: finite(v) and v > 0, "must be positive"),
-            ("one_euro_beta", lambda v: finite(v) and v >= 0, "must be >= 0"),
-            ("one_euro_beta_2d", lambda v: finite(v) and v >= 0, "must be >= 0"),
-            ("max_gap_s", lambda v: finite(v) and v > 0, "must be positive"),
-            ("batch_size", lambda v: v >= 1, "must be >= 1"),
-            ("fps", lambda v: finite(v) and v > 0, "must be positive"),
-            ("sheet_frames", lambda v: v >= 1, "must be >= 1"),
-            (
-                "hip_width_m",
-                lambda v: finite(v) and 0 <= v <= 1,
-                "must be in [0, 1] metres (0 = estimate)",
-            ),
+            positive("one_euro_min_cutoff"),
+            positive("one_euro_d_cutoff"),
+            at_least("one_euro_beta", 0),
+            at_least("one_euro_beta_2d", 0),
+            positive("max_gap_s"),
+            at_least("batch_size", 1),
+            positive("fps"),
+            at_least("sheet_frames", 1),
+            in_range("hip_width_m", 0, 1, "must be in [0, 1] metres (0 = estimate)"),
         ],
     )
 

@@ -18,7 +18,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,22 +76,19 @@ class PrepareParams:
 
     def check(self) -> None:
         """Raise PkmodelError naming the first value that cannot work."""
-        from pkmodel.checks import check_rules
-
-        def at_least(low: float) -> Callable[[Any], bool]:
-            return lambda v: math.isfinite(v) and v >= low
+        from pkmodel.checks import at_least, check_rules, in_range, positive
 
         check_rules(
             "prepare",
             self,
             [
-                ("crop_size", at_least(8), "must be >= 8"),
-                ("expand_ratio", lambda v: math.isfinite(v) and v > 0, "must be positive"),
-                ("min_keypoints", at_least(0), "must be >= 0"),
-                ("min_area", at_least(0), "must be >= 0"),
-                ("max_people", at_least(0), "must be >= 0 (0 = no limit)"),
-                ("jpeg_quality", lambda v: 1 <= v <= 100, "must be 1-100"),
-                ("workers", at_least(0), "must be >= 0 (0 = one per core)"),
+                at_least("crop_size", 8),
+                positive("expand_ratio"),
+                at_least("min_keypoints", 0),
+                at_least("min_area", 0),
+                at_least("max_people", 0, "must be >= 0 (0 = no limit)"),
+                in_range("jpeg_quality", 1, 100, "must be 1-100"),
+                at_least("workers", 0, "must be >= 0 (0 = one per core)"),
             ],
         )
 

@@ -264,24 +264,24 @@ class LRSchedule:
 
 def check_train_config(cfg: Config) -> None:
     """Reject [train] values no run can use: one sentence naming the key and the value."""
-    from pkmodel.checks import check_rules
+    from pkmodel.checks import at_least, check_rules, positive
 
     check_rules("train", cfg.train, [
-        ("epochs", lambda v: v >= 1, "must be at least 1"),
-        ("minutes", lambda v: v >= 0 and math.isfinite(v), "must be >= 0 (0 = no time budget)"),
-        ("batch_size", lambda v: v >= 1, "must be at least 1"),
-        ("workers", lambda v: v >= 0, "must be >= 0"),
-        ("lr", lambda v: v > 0 and math.isfinite(v), "must be positive"),
-        ("weight_decay", lambda v: v >= 0, "must be >= 0"),
+        at_least("epochs", 1, "must be at least 1"),
+        at_least("minutes", 0, "must be >= 0 (0 = no time budget)"),
+        at_least("batch_size", 1, "must be at least 1"),
+        at_least("workers", 0),
+        positive("lr"),
+        at_least("weight_decay", 0),
         ("momentum", lambda v: 0 <= v < 1, "must be in [0, 1)"),
-        ("warmup_epochs", lambda v: v >= 0, "must be >= 0"),
-        ("step_size", lambda v: v >= 1, "must be at least 1"),
+        at_least("warmup_epochs", 0),
+        at_least("step_size", 1, "must be at least 1"),
         ("gamma", lambda v: 0 < v <= 1, "must be in (0, 1]"),
-        ("plateau_patience", lambda v: v >= 0, "must be >= 0"),
-        ("grad_clip_norm", lambda v: v >= 0, "must be >= 0 (0 = off)"),
+        at_least("plateau_patience", 0),
+        at_least("grad_clip_norm", 0, "must be >= 0 (0 = off)"),
         ("ema_decay", lambda v: 0 <= v < 1, "must be in [0, 1)"),
-        ("val_every", lambda v: v >= 1, "must be at least 1"),
-        ("early_stop_patience", lambda v: v >= 0, "must be >= 0 (0 = off)"),
+        at_least("val_every", 1, "must be at least 1"),
+        at_least("early_stop_patience", 0, "must be >= 0 (0 = off)"),
     ])  # fmt: skip
 
 

@@ -26,10 +26,8 @@ joints it labels, against the best-matching ground-truth person of its image.
 from __future__ import annotations
 
 import json
-import math
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,20 +59,17 @@ class PseudoParams:
 
     def check(self) -> None:
         """Raise PkmodelError naming the first value that cannot work."""
-        from pkmodel.checks import check_rules
-
-        def between(low: float, high: float) -> Callable[[Any], bool]:
-            return lambda v: math.isfinite(v) and low <= v <= high
+        from pkmodel.checks import at_least, check_rules, in_range, probability
 
         check_rules(
             "pseudo_label",
             self,
             [
-                ("joint_threshold", between(0, 1), "must be in [0, 1]"),
-                ("person_threshold", between(0, 1), "must be in [0, 1]"),
-                ("min_joints", between(1, NUM_JOINTS), f"must be 1-{NUM_JOINTS}"),
-                ("box_margin", between(0, math.inf), "must be >= 0"),
-                ("refine_passes", between(0, math.inf), "must be >= 0"),
+                probability("joint_threshold"),
+                probability("person_threshold"),
+                in_range("min_joints", 1, NUM_JOINTS, f"must be 1-{NUM_JOINTS}"),
+                at_least("box_margin", 0),
+                at_least("refine_passes", 0),
                 ("source", lambda v: bool(v) and "/" not in v, "must be a plain name"),
             ],
         )

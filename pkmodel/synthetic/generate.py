@@ -15,7 +15,7 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,35 +90,32 @@ class SyntheticSpec:
 
     def check(self) -> None:
         """Raise PkmodelError naming the first value that cannot work."""
-        from pkmodel.checks import check_rules
+        from pkmodel.checks import at_least, check_rules, in_range, positive, probability
 
-        def count(low: int) -> Callable[[Any], bool]:
-            return lambda v: v >= low
-
-        size = (lambda v: MIN_SIZE <= v <= MAX_SIZE, f"must be {MIN_SIZE}-{MAX_SIZE}")
+        size = f"must be {MIN_SIZE}-{MAX_SIZE}"
         check_rules(
             "synthetic",
             self,
             [
-                ("num_train", count(0), "must be >= 0"),
-                ("num_val", count(0), "must be >= 0"),
-                ("width", *size),
-                ("height", *size),
-                ("seed", count(0), "must be >= 0"),
-                ("sequences", count(0), "must be >= 0"),
-                ("frames", count(1), "must be >= 1"),
-                ("fps", lambda v: v > 0, "must be > 0"),
-                ("second_person_prob", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+                at_least("num_train", 0),
+                at_least("num_val", 0),
+                in_range("width", MIN_SIZE, MAX_SIZE, size),
+                in_range("height", MIN_SIZE, MAX_SIZE, size),
+                at_least("seed", 0),
+                at_least("sequences", 0),
+                at_least("frames", 1),
+                positive("fps", "must be > 0"),
+                probability("second_person_prob"),
                 ("max_depth_m", lambda v: 1.0 < v <= 65.0, "must be in (1, 65] metres"),
-                ("jpeg_quality", lambda v: 1 <= v <= 100, "must be 1-100"),
-                ("workers", count(0), "must be >= 0 (0 = one per core)"),
+                in_range("jpeg_quality", 1, 100, "must be 1-100"),
+                at_least("workers", 0, "must be >= 0 (0 = one per core)"),
                 (
                     "depth_sensor",
                     lambda v: v in DEPTH_SENSORS,
                     f"must be one of {', '.join(DEPTH_SENSORS)}",
                 ),
-                ("depth_scale", lambda v: 0.05 <= v <= 1.0, "must be in [0.05, 1]"),
-                ("depth_noise_m", lambda v: 0.0 <= v <= 0.5, "must be in [0, 0.5] metres"),
+                in_range("depth_scale", 0.05, 1.0, "must be in [0.05, 1]"),
+                in_range("depth_noise_m", 0.0, 0.5, "must be in [0, 0.5] metres"),
             ],
         )
         if self.num_train == self.num_val == self.sequences == 0:
