@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from pkmodel.errors import PkmodelError
+from pkmodel.common.errors import PkmodelError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -39,7 +39,7 @@ def check(config: ConfigOption = None, set_: SetOption = None) -> None:
     Prints one line per section with a problem and exits with code 2, or says the config is
     usable (file paths are checked by the commands that read them).
     """
-    from pkmodel.checks import config_problems
+    from pkmodel.config.rules import config_problems
 
     cfg = resolve_config(config, set_)
     problems = config_problems(cfg)
@@ -59,9 +59,9 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a config file with every default value, documented."""
-    from pkmodel.atomic import atomic_write_text
+    from pkmodel.common.atomic import atomic_write_text
+    from pkmodel.common.errors import PkmodelError
     from pkmodel.config import default_config_toml
-    from pkmodel.errors import PkmodelError
 
     if out.exists() and not force:
         raise PkmodelError(f"{out} already exists; pass --force to overwrite it")

@@ -129,8 +129,8 @@ def stats_command(
     set_: SetOption = None,
 ) -> None:
     """Counts, joints labelled per type, person size and position histograms: a PNG and a JSON."""
+    from pkmodel.common.errors import PkmodelError
     from pkmodel.datatools.stats import format_stats, write_stats
-    from pkmodel.errors import PkmodelError
 
     resolve_config(config, set_)
     png = out or labels.parent / f"stats_{labels.stem}.png"
@@ -270,8 +270,8 @@ def extract_frames_command(
     Resumable: videos finished earlier (OUT/<video>/frames.json) are skipped, frames already
     written are kept. A video OpenCV cannot read is reported and skipped.
     """
+    from pkmodel.common.errors import PkmodelError
     from pkmodel.datatools.frames import extract_frames
-    from pkmodel.errors import PkmodelError
 
     resolve_config(config, set_)
     summary = extract_frames(source, out, every, count, jpeg_quality, progress=not quiet)
@@ -362,7 +362,7 @@ def pseudo_label_command(
     ready for `pkmodel data merge`.
     """
     from pkmodel.datatools.pseudo import pseudo_label_weights
-    from pkmodel.train import select_device
+    from pkmodel.engine.train import select_device
 
     cfg = resolve_config(
         config, set_, data__prepared_dir=out, eval__batch_size=batch_size, train__device=device,

@@ -36,7 +36,7 @@ def demo_command(
     OUT/config.toml, printed before it runs so that you can repeat it by hand.
     """
     from pkmodel.config import load_config
-    from pkmodel.demo import run_demo
+    from pkmodel.tools.demo import run_demo
 
     base = load_config(config, [])
     run_demo(base, out, quick=quick, overrides=set_ or [], echo=typer.echo, quiet=quiet)

@@ -95,9 +95,9 @@ def evaluate_command(
     """
     import tempfile
 
-    from pkmodel.atomic import check_writable
-    from pkmodel.errors import PkmodelError
-    from pkmodel.evaluate import (
+    from pkmodel.common.atomic import check_writable
+    from pkmodel.common.errors import PkmodelError
+    from pkmodel.engine.evaluate import (
         evaluate_split,
         format_error_budget,
         format_metrics,
@@ -126,7 +126,7 @@ def evaluate_command(
 
     model = None
     if weights is not None:
-        from pkmodel.checkpoint import model_from_checkpoint
+        from pkmodel.model.checkpoint import model_from_checkpoint
 
         model, saved, _ = model_from_checkpoint(weights)
         cfg.model = saved.model  # the network is what the checkpoint says it is
@@ -137,7 +137,7 @@ def evaluate_command(
                 err=True,
                 fg=typer.colors.YELLOW,
             )
-    from pkmodel.train import select_device
+    from pkmodel.engine.train import select_device
 
     torch_device = select_device(cfg.train.device)
     if model is not None:

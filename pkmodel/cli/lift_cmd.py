@@ -80,10 +80,10 @@ def lift_command(
     and OUT/metrics.json (MPJPE, depth validity and jitter when the recordings carry 3D ground
     truth). Formats and figures: docs/3d.md.
     """
-    from pkmodel.atomic import check_writable
-    from pkmodel.errors import PkmodelError
-    from pkmodel.lift import ModelJoints, check_lift_config, run_lift
-    from pkmodel.rgbd import find_sequences
+    from pkmodel.common.atomic import check_writable
+    from pkmodel.common.errors import PkmodelError
+    from pkmodel.lift.pipeline import ModelJoints, check_lift_config, run_lift
+    from pkmodel.lift.rgbd import find_sequences
 
     cfg = resolve_config(
         config,

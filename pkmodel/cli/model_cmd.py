@@ -34,7 +34,7 @@ def model_info(
     """
     import json
 
-    from pkmodel.model import model_summary
+    from pkmodel.model.network import model_summary
 
     cfg = resolve_config(config, set_, model__input_size=input_size, model__width_mult=width)
     info = model_summary(cfg.model)

@@ -51,8 +51,8 @@ def prepare_coco(
     the image), resized to prepare.crop_size. Filters (prepare.*): crowd annotations, too few
     labelled joints, small area, images with too many people. Rerunning reuses finished crops.
     """
-    from pkmodel.errors import PkmodelError
-    from pkmodel.prepare import PrepareParams, prepare_split
+    from pkmodel.common.errors import PkmodelError
+    from pkmodel.data.prepare import PrepareParams, prepare_split
 
     cfg = resolve_config(config, set_, data__prepared_dir=out, prepare__workers=workers)
     defaults = {
@@ -110,9 +110,9 @@ def show_samples(
     green. A caption gives the sample index and 'flip' when it was mirrored (left and right
     must then still be blue and red on the person's own left and right).
     """
-    from pkmodel.dataset import sample_grid
-    from pkmodel.draw import save_image
-    from pkmodel.errors import PkmodelError
+    from pkmodel.common.draw import save_image
+    from pkmodel.common.errors import PkmodelError
+    from pkmodel.data.dataset import sample_grid
 
     cfg = resolve_config(config, set_, data__prepared_dir=dataset_dir)
     name = split or cfg.data.train_split

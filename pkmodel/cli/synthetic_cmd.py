@@ -62,7 +62,7 @@ def make_synthetic(
     noise, holes) with confidence/ maps beside it.
     Format and fields: docs/synthetic.md.
     """
-    from pkmodel.synthetic.generate import SyntheticSpec, generate, parse_size
+    from pkmodel.data.synthetic.generate import SyntheticSpec, generate, parse_size
 
     width, height = parse_size(size) if size is not None else (None, None)
     cfg = resolve_config(

@@ -76,8 +76,8 @@ def train_command(
     best.pt on a new best AP, metrics.jsonl and curves.png into the run folder.
     For several GPUs: torchrun --nproc_per_node N $(which pkmodel) train ...
     """
-    from pkmodel.errors import PkmodelError
-    from pkmodel.train import train
+    from pkmodel.common.errors import PkmodelError
+    from pkmodel.engine.train import train
 
     cfg = resolve_config(
         config,

@@ -4,7 +4,7 @@ One module per tool: ``split`` (train/val by source image), ``merge`` (several p
 files into one dataset folder), ``stats`` (counts and histograms), ``render`` (labels drawn on
 the crops), ``fetch`` (parallel, resumable URL-list downloads), ``frames`` (video frames) and
 ``pseudo`` (label unlabelled images with a trained model). They read and write the prepared
-labels of docs/interfaces.md through pkmodel.prepare (``read_labels`` / ``write_labels``).
+labels of docs/interfaces.md through pkmodel.data.prepare (``read_labels`` / ``write_labels``).
 
 This module holds what several tools share: the arrays of a label file and the key that says
 which samples were cropped from the same source image.
@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from pkmodel.errors import PkmodelError
-from pkmodel.skeleton import NUM_JOINTS
+from pkmodel.common.errors import PkmodelError
+from pkmodel.common.skeleton import NUM_JOINTS
 
 
 def load_labels(path: str | Path) -> dict[str, Any]:
     """prepare.read_labels plus a check that every sample has the fields the tools use."""
-    from pkmodel.prepare import read_labels
+    from pkmodel.data.prepare import read_labels
 
     data = read_labels(path)
     if not isinstance(data["samples"], list):

@@ -29,7 +29,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-from pkmodel.errors import PkmodelError, not_there
+from pkmodel.common.errors import PkmodelError, not_there
 
 KINDS = ("image", "video", "any")
 _KIND_SUFFIXES = {
@@ -296,7 +296,7 @@ def fetch_urls(
 
     from tqdm import tqdm
 
-    from pkmodel.atomic import atomic_write_json, atomic_write_text
+    from pkmodel.common.atomic import atomic_write_json, atomic_write_text
 
     if kind not in KINDS:
         raise PkmodelError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")

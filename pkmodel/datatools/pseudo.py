@@ -1,15 +1,15 @@
 """`pkmodel data pseudo-label`: label unlabelled images with a trained model, keep confident poses.
 
 The flow: every image of a folder (recursively) is letterboxed whole, run in batches and decoded
-(pkmodel.predict.predict_frames, checkpoint or ONNX), giving one pose per image in image pixels;
+(pkmodel.engine.predict.predict_frames, checkpoint or ONNX), giving one pose per image in image pixels;
 then, ``refine_passes`` times, the model looks again at a square crop around that pose, cut the
-way prepare-coco cuts people for training (pkmodel.predict.predict_frames_refined): in the
+way prepare-coco cuts people for training (pkmodel.engine.predict.predict_frames_refined): in the
 whole image the person is smaller than the network was trained to see.
 A joint is kept when its score reaches ``joint_threshold`` and it lies on the image (else it
 becomes v = 0); a pose is kept when at least ``min_joints`` joints are kept and their mean
 score reaches ``person_threshold``. The kept poses become a COCO person-keypoint file (bbox = the kept joints'
 box grown by ``box_margin`` of its longer side on every side; area = bbox w x h; the joint scores
-in "scores", their mean in "score"), which pkmodel.prepare crops exactly as it crops COCO
+in "scores", their mean in "score"), which pkmodel.data.prepare crops exactly as it crops COCO
 (square_crop_box, prepare.expand_ratio / crop_size): the result is a prepared label file
 ``OUT/NAME.json`` whose samples carry ``"pseudo": true`` and the source tag, ready for `data merge`.
 
@@ -18,7 +18,7 @@ and time), so a rerun, e.g. with other thresholds, only runs the model on new im
 reused by prepare's own resume.
 
 With ``annotations`` (a COCO file with ground truth for these images, matched by file_name
-relative to the folder) the run is scored: COCO OKS AP of every prediction (pkmodel.evaluate /
+relative to the folder) the run is scored: COCO OKS AP of every prediction (pkmodel.engine.evaluate /
 pycocotools), AP of the kept poses only, and the "label OKS" of each kept pose: OKS over the
 joints it labels, against the best-matching ground-truth person of its image.
 """
@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from pkmodel.errors import PkmodelError, not_there
-from pkmodel.geometry import joint_boxes
-from pkmodel.skeleton import NUM_JOINTS
+from pkmodel.common.errors import PkmodelError, not_there
+from pkmodel.common.geometry import joint_boxes
+from pkmodel.common.skeleton import NUM_JOINTS
 
 PREDICTIONS_SCHEMA = "pkmodel.pseudo-predictions"
 _SNAPSHOT_S = 60.0  # an interrupted run keeps at most this much inference work unsaved
@@ -59,7 +59,7 @@ class PseudoParams:
 
     def check(self) -> None:
         """Raise PkmodelError naming the first value that cannot work."""
-        from pkmodel.checks import at_least, check_rules, in_range, probability
+        from pkmodel.config.rules import at_least, check_rules, in_range, probability
 
         check_rules(
             "pseudo_label",
@@ -159,7 +159,7 @@ def inside_image(keypoints: np.ndarray, sizes: np.ndarray) -> np.ndarray:
 def list_images(folder: Path, exclude: Path | None = None) -> list[str]:
     """Image files under ``folder`` (recursively; hidden ones and those under ``exclude``, the
     output folder, skipped), as sorted posix paths relative to ``folder``."""
-    from pkmodel.predict import IMAGE_SUFFIXES
+    from pkmodel.engine.predict import IMAGE_SUFFIXES
 
     if not folder.is_dir():
         raise PkmodelError(f"image folder {folder} {not_there(folder, 'folder')}")
@@ -188,7 +188,7 @@ def _load_cache(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
 
 
 def _save_cache(path: Path, identity: dict[str, Any], cache: dict[str, Any]) -> None:
-    from pkmodel.atomic import atomic_write_json
+    from pkmodel.common.atomic import atomic_write_json
 
     atomic_write_json(
         path, {"schema": PREDICTIONS_SCHEMA, "identity": identity, **cache}, indent=None
@@ -204,11 +204,11 @@ def predict_folder(
     batch_size: int,
     progress: bool = True,
 ) -> ImagePredictions:
-    """One pose per image (``predict(frames) -> [pkmodel.predict.Pose]``), cached in
+    """One pose per image (``predict(frames) -> [pkmodel.engine.predict.Pose]``), cached in
     ``cache_path`` under ``identity`` (what makes a cached pose valid)."""
     from tqdm import tqdm
 
-    from pkmodel.prepare import read_rgb
+    from pkmodel.data.prepare import read_rgb
 
     cache = _load_cache(cache_path, identity)
     done = cache["images"]
@@ -281,7 +281,7 @@ def pseudo_coco(
     person: np.ndarray, margin: float,
 ) -> dict[str, Any]:  # fmt: skip
     """A COCO person-keypoint dict of the kept poses (one annotation per image, id = image id)."""
-    from pkmodel.skeleton import coco_category
+    from pkmodel.common.skeleton import coco_category
 
     sel = np.flatnonzero(keep)
     kp = np.concatenate([preds.keypoints, np.full((*joint_ok.shape, 1), 2.0)], axis=-1)
@@ -324,7 +324,7 @@ def label_oks(
 ) -> np.ndarray:
     """Per pose: OKS over the joints it labels AND the ground truth labels, against the best
     ground-truth person (not crowd) of its image; NaN where no joint is shared."""
-    from pkmodel.evaluate import object_keypoint_similarity
+    from pkmodel.engine.evaluate import object_keypoint_similarity
 
     n = len(ids)
     people = [
@@ -357,7 +357,7 @@ def score_pseudo_labels(
 ) -> dict[str, Any]:  # fmt: skip
     """COCO OKS AP of all predictions and of the kept ones, and the label OKS of the kept ones,
     over the images the annotation file (path or pycocotools COCO) has."""
-    from pkmodel.evaluate import (
+    from pkmodel.engine.evaluate import (
         COCO_STAT_NAMES,
         coco_keypoint_eval,
         coco_results,
@@ -414,15 +414,15 @@ def pseudo_label(
     """Predict, select, write OUT/pseudo/NAME.coco.json, crop with prepare into OUT/NAME.json
     (samples marked pseudo with the source tag), and score against ``annotations`` if given.
 
-    ``runner``: anything with ``input_size`` and ``__call__(batch)`` like pkmodel.predict's
+    ``runner``: anything with ``input_size`` and ``__call__(batch)`` like pkmodel.engine.predict's
     runners; ``identity``: what makes cached predictions valid (weights file, input size).
     """
     import dataclasses
 
-    from pkmodel.atomic import atomic_write_json
-    from pkmodel.evaluate import load_coco
-    from pkmodel.predict import predict_frames_refined
-    from pkmodel.prepare import prepare_split, read_labels, write_labels
+    from pkmodel.common.atomic import atomic_write_json
+    from pkmodel.data.prepare import prepare_split, read_labels, write_labels
+    from pkmodel.engine.evaluate import load_coco
+    from pkmodel.engine.predict import predict_frames_refined
 
     t0 = time.perf_counter()
     params.check()
@@ -529,8 +529,8 @@ def pseudo_label_weights(
     "dataset/pseudo_demo", cfg, annotations="dataset/synthetic/annotations/
     person_keypoints_val.json").scores`` (docs/datatools.md).
     """
-    from pkmodel.predict import load_runner
-    from pkmodel.prepare import PrepareParams
+    from pkmodel.data.prepare import PrepareParams
+    from pkmodel.engine.predict import load_runner
 
     identity = weights_identity(weights)
     runner = load_runner(weights, cfg, device)

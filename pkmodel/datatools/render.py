@@ -1,6 +1,6 @@
 """`pkmodel data render`: the labels drawn on their crops, one picture each or a contact sheet.
 
-Uses pkmodel.draw: the main person with left side blue, right red, middle yellow, its center a
+Uses pkmodel.common.draw: the main person with left side blue, right red, middle yellow, its center a
 green cross, other people in violet. Each picture is captioned with the sample index, its source
 tag and "pseudo" for pseudo-labelled samples, so a check by eye can be traced back to the file.
 """
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from pkmodel.common.errors import PkmodelError
 from pkmodel.datatools import checked_relative, load_labels
-from pkmodel.errors import PkmodelError
 
 SHEET_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -47,7 +47,7 @@ def pick_samples(
 
 def draw_sample(crop: np.ndarray, sample: dict[str, Any], caption: str) -> np.ndarray:
     """A copy of the crop with the sample's people, center and caption drawn."""
-    from pkmodel.draw import OTHER_COLOR, draw_center, draw_skeleton, put_label
+    from pkmodel.common.draw import OTHER_COLOR, draw_center, draw_skeleton, put_label
 
     picture = np.ascontiguousarray(crop.copy())
     for other in sample.get("others") or []:
@@ -72,8 +72,8 @@ def render_labels(
     into the folder ``out`` as <index>_<crop name>.jpg."""
     from tqdm import tqdm
 
-    from pkmodel.draw import image_grid, save_image
-    from pkmodel.prepare import read_rgb
+    from pkmodel.common.draw import image_grid, save_image
+    from pkmodel.data.prepare import read_rgb
 
     labels, out = Path(labels), Path(out)
     if count < 0 or cols < 1:

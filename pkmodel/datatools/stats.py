@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from pkmodel.common.errors import PkmodelError
+from pkmodel.common.skeleton import JOINT_NAMES, NUM_JOINTS
 from pkmodel.datatools import header_of, keypoints_array, load_labels, source_image_keys
-from pkmodel.errors import PkmodelError
-from pkmodel.skeleton import JOINT_NAMES, NUM_JOINTS
 
 SIZE_BINS_PX = np.array([0, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 4096])
 SHARE_BINS = np.linspace(0.0, 1.0, 11)
@@ -119,7 +119,7 @@ def plot_stats(stats: dict[str, Any], path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pkmodel.atomic import atomic_write_bytes
+    from pkmodel.common.atomic import atomic_write_bytes
 
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     joints = stats["joints"]
@@ -170,7 +170,7 @@ def plot_stats(stats: dict[str, Any], path: str | Path) -> None:
 
 def write_stats(labels: str | Path, out_png: str | Path, out_json: str | Path) -> dict[str, Any]:
     """label_stats -> JSON and PNG files; returns the statistics."""
-    from pkmodel.atomic import atomic_write_json
+    from pkmodel.common.atomic import atomic_write_json
 
     stats = label_stats(labels)
     if stats["counts"]["samples"] == 0:

@@ -1,0 +1,1 @@
+"""Helpers every stage shares: errors, atomic files, the skeleton, geometry, images, runtime, drawing."""

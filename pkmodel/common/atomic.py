@@ -1,0 +1,96 @@
+"""Atomic file writes: write to a temporary file beside the target, then rename over it.
+
+A reader (or a crash) never sees a half-written file: either the old content or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file next to ``path``; on success fsync and rename it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, default_file_mode())  # mkstemp makes 0600; a normal file follows umask
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def default_file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0666 minus the process umask.
+
+    Reading the umask means setting it for an instant; that is done only on the first call (at
+    start-up, before worker threads exist), so threads never see a changed umask.
+    """
+    global _FILE_MODE
+    if _FILE_MODE is None:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        _FILE_MODE = 0o666 & ~mask
+    return _FILE_MODE
+
+
+_FILE_MODE: int | None = None
+
+
+def check_writable(path: str | Path, what: str) -> None:
+    """Fail before any work when ``path`` (a file or folder a command will write) cannot be
+    written: the folder it goes into (or, when it is an existing folder, itself) must be a
+    writable folder, or not exist yet under one. ``what`` names it for the user (``--out``)."""
+    from pkmodel.common.errors import PkmodelError
+
+    path = Path(path).absolute()
+    anchor = path if path.is_dir() else path.parent
+    while not anchor.exists() and anchor != anchor.parent:
+        anchor = anchor.parent
+    if not anchor.is_dir():
+        raise PkmodelError(f"cannot write {what} {path}: {anchor} is a file, not a folder")
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        raise PkmodelError(f"cannot write {what} {path}: the folder {anchor} is not writable")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
+    """Write strict JSON (NaN/inf are refused: convert them to null before calling)."""
+    atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
+
+
+def atomic_replace_dir(tmp_dir: str | Path, target: str | Path) -> None:
+    """Move a fully written directory onto ``target`` (used for .mlpackage bundles)."""
+    import shutil
+
+    tmp_dir, target = Path(tmp_dir), Path(target)
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+        os.replace(tmp_dir, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp_dir, target)

@@ -1,0 +1,1 @@
+"""Data: COCO preparation, prepared labels, the training dataset and its targets, synthetic people."""

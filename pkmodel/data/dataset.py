@@ -1,0 +1,599 @@
+"""PoseDataset: prepared crops -> letterboxed, augmented network inputs with their targets.
+
+One sample: the crop of ``prepare-coco`` letterboxed to ``model.input_size``; in training
+mode a horizontal flip that swaps left/right joints (of the main person and of every other
+person), then albumentations for scale / rotate / shift, crop and pad, colour, blur, noise
+and occluding patches, each with its probability from ``[augment]``. Joints pushed out of the
+image become visibility 0. Validation applies no augmentation at all.
+
+Randomness is a function of (train.seed, epoch, index) only, so a sample looks the same
+whichever DataLoader worker draws it and a resumed run repeats its epochs exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pkmodel.common.errors import PkmodelError
+from pkmodel.common.geometry import letterbox_image, letterbox_params
+from pkmodel.common.skeleton import FLIP_INDEX, NUM_JOINTS
+
+# Photometric magnitudes (probabilities live in the config; these ranges are the usual ones).
+_COLOR = {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.03}
+_BLUR_KERNEL = (3, 7)
+_NOISE_STD = (0.02, 0.08)  # fraction of the 0-255 range
+_HOLES = (1, 3)
+_HOLE_SIZE = (0.08, 0.25)  # fraction of the input side
+
+
+@dataclass
+class PoseSample:
+    """One sample in network-input pixels, before it becomes tensors (for pictures and tests)."""
+
+    image: np.ndarray  # S x S x 3 uint8 RGB
+    keypoints: np.ndarray  # (K, 3) x, y, v; v = 0: no target (coordinates zeroed)
+    center: np.ndarray  # (2,) main person center
+    others: np.ndarray  # (M, K, 3) other people's joints, same convention
+    other_centers: np.ndarray  # (M, 2)
+    flipped: bool
+
+
+def input_to_image(
+    points: np.ndarray, crop_boxes: np.ndarray, crop_size: int, input_size: int
+) -> np.ndarray:
+    """Network-input pixels (N, ..., 2+) of un-augmented samples -> original image pixels.
+
+    ``crop_boxes`` (N, 3) are the samples' ``crop_box``. Extra columns (scores, v) are kept.
+    """
+    lb = letterbox_params(crop_size, crop_size, input_size)
+    pts = lb.to_image(points)  # input -> crop pixels
+    boxes = np.asarray(crop_boxes, dtype=np.float64).reshape(len(pts), *([1] * (pts.ndim - 2)), 3)
+    scale = boxes[..., 2] / crop_size  # crop -> original, as pkmodel.common.geometry.crop_to_image
+    pts[..., 0] = boxes[..., 0] + pts[..., 0] * scale
+    pts[..., 1] = boxes[..., 1] + pts[..., 1] * scale
+    return pts
+
+
+_SAMPLE_SHAPES = {"keypoints": (NUM_JOINTS, 3), "center": (2,), "crop_box": (3,)}  # box: x, y, side
+
+
+def _first_bad_sample(samples: list[dict[str, Any]]) -> str | None:
+    """``samples[i].field: ...`` for the first sample that cannot become the arrays (or None)."""
+    for i, sample in enumerate(samples):
+        if not isinstance(sample, dict):
+            return f"samples[{i}] is not an object"
+        if not isinstance(sample.get("image"), str):
+            return f"samples[{i}].image must be a file name"
+        people = [("", sample)] + [
+            (f".others[{j}]", o) for j, o in enumerate(sample.get("others") or [])
+        ]
+        for prefix, item in people:
+            for name, shape in _SAMPLE_SHAPES.items():
+                if prefix and name == "crop_box":
+                    continue
+                try:
+                    value = np.asarray(item[name], np.float64)
+                except (KeyError, TypeError, ValueError):
+                    return f"samples[{i}]{prefix}.{name} is missing or not numbers"
+                if value.shape != shape:
+                    want = " x ".join(map(str, shape))
+                    return f"samples[{i}]{prefix}.{name} must be {want} numbers, got shape {value.shape}"  # fmt: skip
+    return None
+
+
+class PoseDataset(torch.utils.data.Dataset):
+    """Prepared labels (``DATASET_DIR/NAME.json``) as training or validation samples.
+
+    ``dataset[i]`` is a dict of tensors: ``image`` (3 x S x S float32 in [-1, 1], RGB), the
+    targets of ``pkmodel.data.targets.encode_targets`` (heatmaps, centers, regs, offsets, masks),
+    ``keypoints`` (K x 3, input pixels after augmentation, v = 0 where there is no target) and
+    ``index`` (to find the sample's crop_box for mapping predictions back).
+    """
+
+    def __init__(self, labels_json: str | Path, cfg: Any, train: bool) -> None:
+        from pkmodel.data.prepare import read_labels
+
+        self.labels_path = Path(labels_json)
+        data = read_labels(self.labels_path)
+        self.root = self.labels_path.parent
+        self.crop_size = int(data["crop_size"])
+        samples = data["samples"]
+        if not samples:
+            raise PkmodelError(f"prepared labels {self.labels_path} hold no samples")
+        self.cfg = cfg
+        self.train = train
+        self.input_size = int(cfg.model.input_size)
+        self.seed = int(cfg.train.seed)
+        self.epoch = 0
+        # Labels live in NumPy arrays, not a list of dicts: DataLoader workers would otherwise
+        # copy the whole list page by page (reference counts and the garbage collector write
+        # to every object), ~GBs for COCO with many workers.
+        try:
+            self.image_files = np.array([s["image"] for s in samples])
+            self.keypoints = np.array([s["keypoints"] for s in samples], np.float64)
+            self.centers = np.array([s["center"] for s in samples], np.float64)
+            self.crop_boxes = np.array([s["crop_box"] for s in samples], np.float64)
+            others = [s.get("others") or [] for s in samples]
+            counts = np.array([len(o) for o in others], np.int64)
+            flat = [o for group in others for o in group]
+            self.others_start = np.concatenate([[0], np.cumsum(counts)])
+            self.others_keypoints = np.array([o["keypoints"] for o in flat], np.float64).reshape(-1, NUM_JOINTS, 3)  # fmt: skip
+            self.others_centers = np.array([o["center"] for o in flat], np.float64).reshape(-1, 2)
+        except (KeyError, ValueError, TypeError) as e:
+            where = _first_bad_sample(samples) or str(e)
+            raise PkmodelError(
+                f"prepared labels {self.labels_path} are malformed ({where})"
+            ) from None
+        if self.keypoints.shape[1:] != (NUM_JOINTS, 3):
+            raise PkmodelError(
+                f"prepared labels {self.labels_path} have keypoints of shape "
+                f"{self.keypoints.shape[1:]}, expected ({NUM_JOINTS}, 3)"
+            )
+        self._samples: list[dict[str, Any]] | None = None
+        self._geometric = None  # albumentations pipelines, built on first use in each process
+        self._photometric = None
+
+    @property
+    def samples(self) -> list[dict[str, Any]]:
+        """The label dicts of every sample (read again on first use, for evaluation)."""
+        if self._samples is None:
+            from pkmodel.data.prepare import read_labels
+
+            self._samples = read_labels(self.labels_path)["samples"]
+        return self._samples
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(_samples=None, _geometric=None, _photometric=None)  # rebuilt in workers
+        return state
+
+    def __len__(self) -> int:
+        return len(self.keypoints)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation of epoch e is the same in every run and every worker."""
+        self.epoch = int(epoch)
+
+    def image_path(self, index: int) -> Path:
+        return self.root / str(self.image_files[index])
+
+    def to_image(self, index: np.ndarray | int, points: np.ndarray) -> np.ndarray:
+        """Input pixels of un-augmented samples -> original image pixels (by sample index)."""
+        idx = np.atleast_1d(np.asarray(index))
+        pts = np.asarray(points, dtype=np.float64).reshape(len(idx), *np.shape(points)[-2:])
+        out = input_to_image(pts, self.crop_boxes[idx], self.crop_size, self.input_size)
+        return out.reshape(np.shape(points))
+
+    # --- one sample ---------------------------------------------------------------------------
+
+    def _read_crop(self, index: int) -> np.ndarray:
+        import cv2
+
+        path = self.image_path(index)
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise PkmodelError(
+                f"crop {path} listed in {self.labels_path} is missing or unreadable "
+                "(run `pkmodel prepare-coco` again)"
+            )
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def _others(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        start, stop = self.others_start[index], self.others_start[index + 1]
+        return self.others_keypoints[start:stop], self.others_centers[start:stop]
+
+    def load_sample(
+        self, index: int, augment: bool | None = None, epoch: int | None = None
+    ) -> PoseSample:
+        """The sample in input pixels; ``augment`` defaults to the dataset's training mode and
+        ``epoch`` (which picks the augmentation) to the one ``set_epoch`` set."""
+        augment = self.train if augment is None else augment
+        epoch = self.epoch if epoch is None else epoch
+        crop = self._read_crop(index)
+        image, lb = letterbox_image(crop, self.input_size)
+        kp = lb.to_input(self.keypoints[index])
+        others, other_centers = self._others(index)
+        others = lb.to_input(others)
+        # All points travel together: main joints, others' joints, main center, others' centers.
+        points = np.concatenate([kp[:, :2], others[..., :2].reshape(-1, 2),
+                                 lb.to_input(self.centers[index])[None], lb.to_input(other_centers)])  # fmt: skip
+        vis = np.concatenate([kp[:, 2], others[..., 2].reshape(-1)])
+        flipped = False
+        if augment:
+            rng = np.random.default_rng([self.seed, epoch, index])
+            flipped = bool(rng.random() < self.cfg.augment.flip_prob)
+            if flipped:
+                image, points, vis = flip_sample(image, points, vis, len(others))
+            image, points, vis = self._augment(image, points, vis, int(rng.integers(2**31)))
+        return self._finish(image, points, vis, len(others), flipped)
+
+    def _augment(self, image: np.ndarray, points: np.ndarray, vis: np.ndarray, seed: int):
+        if self._geometric is None:
+            self._geometric, self._photometric = build_augmentations(
+                self.cfg.augment, self.input_size
+            )
+        # Which steps run is drawn here, and albumentations runs only those: its own draw and
+        # pipeline cost ~0.1 ms per step even when the step does nothing.
+        rng = np.random.default_rng(seed)
+        n = len(vis)
+        vis = np.where(_inside(points[:n], image.shape), vis, 0.0)
+        for step, (p, transform) in enumerate(self._geometric):
+            if rng.random() >= p:
+                continue
+            transform.set_random_seed(seed + step)
+            # albumentations' geometric transforms put pixel centers at integers: shift by 0.5.
+            out = transform(image=image, keypoints=points - 0.5)
+            image, points = out["image"], np.asarray(out["keypoints"], np.float64) + 0.5
+            # A joint that left the frame lost its pixels; a later zoom-out or pad would bring
+            # it back onto black fill, so it loses its target now.
+            vis = np.where(_inside(points[:n], image.shape), vis, 0.0)
+        if image.shape[:2] != (self.input_size, self.input_size):  # crop & pad changed the size
+            image, lb = letterbox_image(image, self.input_size)
+            points = lb.to_input(points)
+        for step, (p, transform) in enumerate(self._photometric, start=len(self._geometric)):
+            if rng.random() < p:
+                transform.set_random_seed(seed + step)
+                image = transform(image=image)["image"]
+        return image, points, vis
+
+    def _finish(self, image, points, vis, n_others: int, flipped: bool) -> PoseSample:
+        s = self.input_size
+        k = NUM_JOINTS
+        joints = points[: k * (1 + n_others)]
+        inside = (joints >= 0).all(axis=1) & (joints < s).all(axis=1)
+        vis = np.where(inside & (vis > 0), vis, 0.0)
+        joints = np.where(vis[:, None] > 0, joints, 0.0)
+        kps = np.concatenate([joints, vis[:, None]], axis=1).reshape(1 + n_others, k, 3)
+        centers = points[k * (1 + n_others) :]
+        # Others with no joint left in view and their center outside it give no target at all.
+        keep = (kps[1:, :, 2] > 0).any(axis=1) | ((centers[1:] >= 0) & (centers[1:] < s)).all(1)
+        return PoseSample(
+            image=np.ascontiguousarray(image),
+            keypoints=kps[0],
+            center=centers[0],
+            others=kps[1:][keep],
+            other_centers=centers[1:][keep],
+            flipped=flipped,
+        )
+
+    # --- tensors ------------------------------------------------------------------------------
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Sample ``index`` (augmented as in ``set_epoch``'s epoch) or, for the (epoch, index)
+        keys of ``EpochKeySampler``, augmented as in that epoch."""
+        from pkmodel.data.targets import encode_targets
+        from pkmodel.model.network import OUTPUT_STRIDE
+
+        _one_thread_per_worker()
+        epoch, index = key if isinstance(key, tuple) else (None, key)
+        sample = self.load_sample(index, epoch=epoch)
+        targets = encode_targets(
+            sample.keypoints,
+            sample.center,
+            sample.others,
+            sample.other_centers,
+            self.input_size,
+            self.cfg.targets,
+            stride=OUTPUT_STRIDE,
+        )
+        image = sample.image.astype(np.float32).transpose(2, 0, 1) / np.float32(127.5) - 1.0
+        out = {
+            "image": torch.from_numpy(np.ascontiguousarray(image)),
+            "keypoints": torch.from_numpy(sample.keypoints.astype(np.float32)),
+            "index": torch.tensor(index, dtype=torch.int64),
+        }
+        out.update({k: torch.as_tensor(v) for k, v in targets.items()})
+        return out
+
+
+_WORKER_THREADS_SET = False
+
+
+def _one_thread_per_worker() -> None:
+    """In a DataLoader worker, OpenCV gets one thread like torch does: N workers use N cores
+    (OpenCV's default of one thread per core in every worker oversubscribes the CPU)."""
+    global _WORKER_THREADS_SET
+    if not _WORKER_THREADS_SET and torch.utils.data.get_worker_info() is not None:
+        import cv2
+
+        cv2.setNumThreads(1)
+        _WORKER_THREADS_SET = True
+
+
+def _inside(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Which points (N, 2) lie inside an image of this shape (continuous pixels)."""
+    return (points >= 0).all(1) & (points[:, 0] < shape[1]) & (points[:, 1] < shape[0])
+
+
+def flip_sample(
+    image: np.ndarray, points: np.ndarray, vis: np.ndarray, n_others: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mirror the image and the points; joint j of every person becomes FLIP_INDEX[j].
+
+    ``points`` holds (1 + n_others) x K joints followed by the centers; ``vis`` the joints'
+    visibility. In continuous pixels a mirror is x -> width - x.
+    """
+    k = NUM_JOINTS
+    width = image.shape[1]
+    points = points.copy()
+    points[:, 0] = width - points[:, 0]
+    people = (1 + n_others) * k
+    # Left and right swap names: the flipped left wrist is where the right wrist was.
+    joints = points[:people].reshape(1 + n_others, k, 2)[:, FLIP_INDEX].reshape(-1, 2)
+    vis = vis.reshape(1 + n_others, k)[:, FLIP_INDEX].reshape(-1)
+    points = np.concatenate([joints, points[people:]])
+    return np.ascontiguousarray(image[:, ::-1]), points, vis
+
+
+def build_augmentations(aug: Any, input_size: int):
+    """The albumentations steps as (probability, transform) pairs, each transform always on:
+    geometric ones (with keypoints, applied one by one so joints leaving the frame are caught
+    after each), then photometric ones (image only). The caller draws which steps run.
+
+    The flip is not here: albumentations does not know left from right (see flip_sample).
+    """
+    import albumentations as A
+    import cv2
+
+    def with_keypoints(transform):
+        return A.Compose([transform], keypoint_params=A.KeypointParams(format="xy", remove_invisible=False))  # fmt: skip
+
+    geometric = [
+        (
+            aug.affine_prob,
+            with_keypoints(
+                A.Affine(
+                    scale=(aug.scale_min, aug.scale_max),
+                    rotate=(-aug.rotate_deg, aug.rotate_deg),
+                    translate_percent=(-aug.shift, aug.shift),
+                    border_mode=cv2.BORDER_CONSTANT,
+                    fill=0,
+                    p=1.0,
+                )
+            ),
+        ),
+        # keep_size=False: the result is letterboxed back exactly (albumentations' own resize
+        # maps keypoints with a half-pixel error).
+        (
+            aug.crop_pad_prob,
+            with_keypoints(
+                A.CropAndPad(
+                    percent=(-aug.crop_pad_max, aug.crop_pad_max),
+                    keep_size=False,
+                    border_mode=cv2.BORDER_CONSTANT,
+                    fill=0,
+                    p=1.0,
+                )
+            ),
+        ),
+    ]
+    hole = (max(1, round(_HOLE_SIZE[0] * input_size)), max(1, round(_HOLE_SIZE[1] * input_size)))
+    photometric = [
+        (aug.color_prob, A.ColorJitter(**_COLOR, p=1.0)),
+        (
+            aug.blur_prob,
+            A.OneOf(
+                [A.GaussianBlur(blur_limit=_BLUR_KERNEL), A.MotionBlur(blur_limit=_BLUR_KERNEL)],
+                p=1.0,
+            ),
+        ),
+        (aug.noise_prob, A.GaussNoise(std_range=_NOISE_STD, p=1.0)),
+        (
+            aug.occlusion_prob,
+            A.CoarseDropout(
+                num_holes_range=_HOLES,
+                hole_height_range=hole,
+                hole_width_range=hole,
+                fill="random_uniform",
+                p=1.0,
+            ),
+        ),
+    ]
+    return geometric, photometric
+
+
+def shuffle_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s shuffle (one generator per epoch, never the run's history)."""
+    return seed * 1_000_003 + epoch
+
+
+class EpochKeySampler(torch.utils.data.Sampler):
+    """(epoch, index) keys in the order of epoch ``set_epoch`` set: shuffled by a generator
+    seeded with ``shuffle_seed(seed, epoch)``, or this rank's shuffled share under DDP (a
+    DistributedSampler, dropping the tail so every rank has as many).
+
+    The epoch travels with every index, so one DataLoader with persistent workers serves every
+    epoch (workers start once per run, not once per epoch) and each sample's augmentation is
+    still a function of (seed, epoch, index) alone, whichever worker loads it.
+    """
+
+    def __init__(self, dataset: Any, seed: int, distributed: bool):
+        from torch.utils.data import DistributedSampler, RandomSampler
+
+        self.seed, self.epoch = seed, 0
+        self.inner: DistributedSampler | RandomSampler
+        if distributed:
+            self.inner = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
+        else:
+            self.inner = RandomSampler(dataset, generator=torch.Generator())
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if isinstance(self.inner, torch.utils.data.DistributedSampler):
+            self.inner.set_epoch(self.epoch)
+        else:
+            self.inner.generator.manual_seed(shuffle_seed(self.seed, self.epoch))
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, int(i)) for i in self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+class TrainLoader:
+    """One DataLoader for a whole training run: ``epoch(e)`` gives epoch e's batches.
+
+    Order and augmentation are a function of (seed, epoch) only, as with a new loader per
+    epoch, but worker processes (``workers`` > 0) start once and persist across epochs:
+    re-creating them cost about a second per epoch here (imports in every new worker) and
+    more where workers are spawned (macOS) or many (GPU machines).
+    """
+
+    def __init__(self, dataset: Any, batch_size: int, workers: int, pin_memory: bool,
+                 distributed: bool, seed: int) -> None:  # fmt: skip
+        from torch.utils.data import DataLoader
+
+        self.sampler = EpochKeySampler(dataset, seed, distributed)
+        self.loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=self.sampler,
+            num_workers=workers,
+            pin_memory=pin_memory,
+            drop_last=True,
+            persistent_workers=workers > 0,
+        )
+
+    def epoch(self, epoch: int) -> torch.utils.data.DataLoader:
+        self.sampler.set_epoch(epoch)
+        return self.loader
+
+
+def make_loader(
+    dataset: torch.utils.data.Dataset,
+    batch_size: int,
+    shuffle: bool,
+    workers: int = 2,
+    pin_memory: bool = False,
+    distributed: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool | None = None,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over a PoseDataset (default collation: every field is a fixed-size tensor).
+
+    ``distributed``: a DistributedSampler over the initialised process group (this rank's
+    share). Pass ``pin_memory=True`` when the batches go to a CUDA device.
+    """
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    drop_last = shuffle if drop_last is None else drop_last
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    sampler = None
+    if distributed:
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        sampler.set_epoch(epoch)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+        generator=torch.Generator().manual_seed(shuffle_seed(seed, epoch)),
+        persistent_workers=False,
+    )
+
+
+def benchmark_dataset(
+    labels_json: str | Path,
+    cfg: Any,
+    workers: int = 2,
+    batch_size: int = 32,
+    batches: int = 20,
+    train: bool = True,
+    model_step: bool = False,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """Augmented samples per second through a DataLoader (first batch, worker start, excluded).
+
+    With ``model_step``: also forward + backward + loss of ``build_model(cfg.model)`` on one of
+    those batches on ``device``, and the share of a step spent waiting for data when loading
+    overlaps computing (step time = max(load, compute)): ``1 - loader rate / compute rate``.
+    """
+    import time
+
+    dataset = PoseDataset(labels_json, cfg, train=train)
+    # Cycle the (small) sample set so the loader runs for `batches` batches.
+    indices = [i % len(dataset) for i in range(batch_size * (batches + 1))]
+    subset = torch.utils.data.Subset(dataset, indices)
+    loader = make_loader(subset, batch_size, shuffle=False, workers=workers, drop_last=True)
+    it = iter(loader)
+    first = next(it)
+    start = time.perf_counter()
+    n = sum(batch["image"].shape[0] for batch in it)
+    seconds = time.perf_counter() - start
+    result = {"samples": n, "workers": workers, "samples_per_s": n / seconds}
+    if model_step:
+        from pkmodel.model.loss import PoseLoss
+        from pkmodel.model.network import build_model
+
+        model = build_model(cfg.model, pretrained=False).to(device).train()
+        loss_fn = PoseLoss(cfg.loss)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        batch = {k: v.to(device) for k, v in first.items()}
+
+        def step() -> None:
+            loss, _ = loss_fn(model(batch["image"]), batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        step()  # warm-up (allocations, cuDNN autotune)
+        sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+        sync()
+        start = time.perf_counter()
+        steps = 3
+        for _ in range(steps):
+            step()
+        sync()
+        compute = steps * batch_size / (time.perf_counter() - start)
+        result["step_samples_per_s"] = compute
+        result["data_wait_share"] = max(0.0, 1.0 - result["samples_per_s"] / compute)
+    return result
+
+
+def draw_sample(sample: PoseSample, caption: str = "") -> np.ndarray:
+    """The sample's image with its people drawn (others first, the main person on top)."""
+    from pkmodel.common.draw import OTHER_COLOR, draw_center, draw_skeleton, put_label
+
+    image = sample.image.copy()
+    for kp, c in zip(sample.others, sample.other_centers, strict=True):
+        draw_skeleton(image, kp, color=OTHER_COLOR)
+        draw_center(image, c, color=OTHER_COLOR)
+    draw_skeleton(image, sample.keypoints)
+    draw_center(image, sample.center)
+    if caption:
+        put_label(image, caption)
+    return image
+
+
+def sample_grid(
+    labels_json: str | Path,
+    cfg: Any,
+    count: int = 16,
+    cols: int = 4,
+    epoch: int = 0,
+    augment: bool = True,
+) -> tuple[np.ndarray, int]:
+    """A grid picture of the first ``count`` samples (augmented as in epoch ``epoch``)."""
+    from pkmodel.common.draw import image_grid
+
+    dataset = PoseDataset(labels_json, cfg, train=augment)
+    dataset.set_epoch(epoch)
+    n = min(count, len(dataset))
+    pictures = []
+    for i in range(n):
+        sample = dataset.load_sample(i)
+        pictures.append(draw_sample(sample, f"#{i}" + (" flip" if sample.flipped else "")))
+    return image_grid(pictures, cols), n

@@ -1,0 +1,797 @@
+"""prepare-coco: one square crop per usable COCO person, and versioned labels in crop pixels.
+
+Reads a COCO person-keypoint file, applies the filters of the ``[prepare]`` config section,
+crops each kept person (square box around its bbox, zero padding outside the image) at
+``crop_size`` and writes ``DATASET_DIR/imgs/<split>/<image_id>_<ann_id>.jpg`` plus the labels
+``DATASET_DIR/<split>.json`` (schema "pkmodel.prepared", see docs/interfaces.md).
+
+Crop boxes are snapped to whole pixels, so a crop is an exact integer-aligned region resized
+with cv2.resize (INTER_AREA when shrinking): crop pixel (u, v) is original pixel
+(x0 + u * side / crop_size, y0 + v * side / crop_size) in the continuous convention of
+pkmodel.common.geometry, with no half-pixel error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pkmodel.common.errors import PkmodelError, not_there
+from pkmodel.common.skeleton import JOINT_NAMES, NUM_JOINTS
+from pkmodel.config import PrepareConfig
+
+SCHEMA = "pkmodel.prepared"
+SCHEMA_VERSION = 1
+# Each dropped annotation counts under the FIRST reason that applies, in this order.
+DROP_REASONS: tuple[str, ...] = (
+    "crowd",  # iscrowd = 1 and prepare.skip_crowd
+    "too_many_people",  # its image has more non-crowd people than prepare.max_people
+    "few_keypoints",  # fewer labelled joints (v > 0) than prepare.min_keypoints
+    "small_area",  # COCO area below prepare.min_area
+    "missing_image",  # the image file does not exist
+    "unreadable_image",  # the image is corrupt, truncated or not the size the JSON says
+)
+# Fields of standard COCO; any other field of an image entry (e.g. the synthetic set's
+# intrinsics / depth_file) or of an annotation (keypoints_3d) is copied into the sample's "extra".
+_COCO_IMAGE_KEYS = frozenset(
+    {"id", "file_name", "width", "height", "license", "coco_url", "flickr_url", "date_captured"}
+)
+_COCO_ANNOTATION_KEYS = frozenset(
+    {"id", "image_id", "category_id", "iscrowd", "keypoints", "num_keypoints", "bbox", "area",
+     "segmentation"}
+)  # fmt: skip
+_DECIMALS = 3  # crop-pixel precision in the labels (1e-3 px: far below any label noise)
+
+
+_DEFAULTS = PrepareConfig()
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    """The ``[prepare]`` values that decide what is kept and how crops look (defaults: the
+    config's, so the two cannot drift apart)."""
+
+    crop_size: int = _DEFAULTS.crop_size
+    expand_ratio: float = _DEFAULTS.expand_ratio
+    cover_keypoints: bool = _DEFAULTS.cover_keypoints
+    skip_crowd: bool = _DEFAULTS.skip_crowd
+    min_keypoints: int = _DEFAULTS.min_keypoints
+    min_area: float = _DEFAULTS.min_area
+    max_people: int = _DEFAULTS.max_people
+    jpeg_quality: int = _DEFAULTS.jpeg_quality
+    workers: int = _DEFAULTS.workers
+
+    @classmethod
+    def from_config(cls, prepare_cfg: Any) -> PrepareParams:
+        return cls(**{f: getattr(prepare_cfg, f) for f in cls.__dataclass_fields__})
+
+    def check(self) -> None:
+        """Raise PkmodelError naming the first value that cannot work."""
+        from pkmodel.config.rules import at_least, check_rules, in_range, positive
+
+        check_rules(
+            "prepare",
+            self,
+            [
+                at_least("crop_size", 8),
+                positive("expand_ratio"),
+                at_least("min_keypoints", 0),
+                at_least("min_area", 0),
+                at_least("max_people", 0, "must be >= 0 (0 = no limit)"),
+                in_range("jpeg_quality", 1, 100, "must be 1-100"),
+                at_least("workers", 0, "must be >= 0 (0 = one per core)"),
+            ],
+        )
+
+
+@dataclass
+class CocoPeople:
+    """The validated content of a COCO person-keypoint file, as arrays (one row per annotation)."""
+
+    path: Path
+    images: dict[int, dict[str, Any]]  # image id -> image entry
+    ann_ids: np.ndarray  # (N,) int64
+    image_ids: np.ndarray  # (N,) int64
+    keypoints: np.ndarray  # (N, K, 3) float64, original pixels, COCO visibility
+    bboxes: np.ndarray  # (N, 4) float64 [x, y, w, h]
+    areas: np.ndarray  # (N,) float64
+    iscrowd: np.ndarray  # (N,) bool
+    extras: list[dict[str, Any]]  # (N,) non-COCO fields of each annotation (mostly empty)
+
+
+@dataclass
+class PrepareSummary:
+    """What prepare-coco did: counts per drop reason, unreadable images, reuse."""
+
+    split: str
+    labels: Path
+    annotations: int
+    kept: int
+    dropped: dict[str, int]
+    unreadable: list[dict[str, str]] = field(default_factory=list)
+    images_read: int = 0
+    crops_written: int = 0
+    crops_reused: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "annotations": self.annotations,
+            "kept": self.kept,
+            "dropped": self.dropped,
+            "unreadable_images": self.unreadable,
+        }
+
+    def format(self) -> str:
+        lines = [
+            f"split '{self.split}': {self.annotations} annotations -> {self.kept} samples "
+            f"({self.crops_written} crops written, {self.crops_reused} reused, "
+            f"{self.seconds:.1f} s)",
+            "dropped: " + (", ".join(f"{k} {v}" for k, v in self.dropped.items() if v) or "none"),
+        ]
+        if self.unreadable:
+            lines.append(f"unreadable images ({len(self.unreadable)}):")
+            lines += [f"  {u['file']}: {u['reason']}" for u in self.unreadable]
+        lines.append(f"labels: {self.labels}")
+        return "\n".join(lines)
+
+
+# --- reading and validating the annotation file ---------------------------------------------
+
+
+def _need(entry: Any, key: str, where: str, path: Path) -> Any:
+    if not isinstance(entry, dict):
+        raise PkmodelError(f"{path}: {where} is not a JSON object")
+    if key not in entry:
+        raise PkmodelError(f"{path}: {where} has no '{key}'")
+    return entry[key]
+
+
+def _number_list(value: Any, length: int | None, key: str, where: str, path: Path) -> list:
+    ok = isinstance(value, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    )
+    if not ok or (length is not None and len(value) != length):
+        want = f"{length} numbers" if length else "a list of numbers"
+        got = f"{len(value)} values" if isinstance(value, list) else type(value).__name__
+        raise PkmodelError(f"{path}: {where} '{key}' must be {want}, got {got}")
+    return value
+
+
+def load_coco_people(path: str | Path) -> CocoPeople:
+    """Read and validate a COCO person-keypoint file; any defect is one PkmodelError."""
+    path = Path(path)
+    if not path.is_file():
+        raise PkmodelError(f"annotation file {path} {not_there(path)}")
+    try:
+        data = json.loads(path.read_bytes())
+    except json.JSONDecodeError as e:
+        raise PkmodelError(f"annotation file {path} is not valid JSON ({e})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise PkmodelError(f"annotation file {path} cannot be read ({e})") from None
+    if not isinstance(data, dict):
+        raise PkmodelError(
+            f"annotation file {path} is not a COCO file (its top level is a "
+            f"{type(data).__name__}, not an object with 'images' and 'annotations')"
+        )
+    for key in ("images", "annotations"):
+        if not isinstance(data.get(key), list):
+            what = "has no" if key not in data else "has a non-list"
+            raise PkmodelError(f"annotation file {path} {what} '{key}' list (not a COCO file)")
+
+    images: dict[int, dict[str, Any]] = {}
+    for i, img in enumerate(data["images"]):
+        where = f"images[{i}]"
+        image_id = _need(img, "id", where, path)
+        for key in ("file_name", "width", "height"):
+            _need(img, key, where, path)
+        if not isinstance(image_id, int) or isinstance(image_id, bool):
+            raise PkmodelError(f"{path}: {where} 'id' must be an integer, got {image_id!r}")
+        if image_id in images:
+            raise PkmodelError(f"{path}: {where} repeats image id {image_id}")
+        if not isinstance(img["file_name"], str) or not img["file_name"]:
+            raise PkmodelError(f"{path}: {where} 'file_name' must be a non-empty string")
+        for key in ("width", "height"):
+            if not isinstance(img[key], int) or isinstance(img[key], bool) or img[key] <= 0:
+                raise PkmodelError(f"{path}: {where} '{key}' must be a positive integer")
+        images[image_id] = img
+
+    anns = data["annotations"]
+    n = len(anns)
+    ann_ids = np.zeros(n, np.int64)
+    image_ids = np.zeros(n, np.int64)
+    kps = np.zeros((n, NUM_JOINTS * 3), np.float64)
+    bboxes = np.zeros((n, 4), np.float64)
+    areas = np.zeros(n, np.float64)
+    crowd = np.zeros(n, bool)
+    extras: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for i, ann in enumerate(anns):
+        where = f"annotations[{i}]"
+        ann_id = _need(ann, "id", where, path)
+        if not isinstance(ann_id, int) or isinstance(ann_id, bool):
+            raise PkmodelError(f"{path}: {where} 'id' must be an integer, got {ann_id!r}")
+        if ann_id in seen:
+            raise PkmodelError(f"{path}: {where} repeats annotation id {ann_id}")
+        seen.add(ann_id)
+        where = f"annotations[{i}] (id {ann_id})"
+        image_id = _need(ann, "image_id", where, path)
+        if image_id not in images:
+            raise PkmodelError(
+                f"{path}: {where} refers to image_id {image_id!r}, which is not in 'images'"
+            )
+        kp = _number_list(_need(ann, "keypoints", where, path), None, "keypoints", where, path)
+        if len(kp) != NUM_JOINTS * 3:
+            raise PkmodelError(
+                f"{path}: {where} 'keypoints' has {len(kp)} values, expected "
+                f"{NUM_JOINTS * 3} ({NUM_JOINTS} joints x 3)"
+            )
+        box = _number_list(_need(ann, "bbox", where, path), 4, "bbox", where, path)
+        if box[2] < 0 or box[3] < 0:
+            raise PkmodelError(f"{path}: {where} 'bbox' has a negative width or height")
+        area = ann.get("area", box[2] * box[3])  # COCO always has it; derived sets may not
+        if not isinstance(area, (int, float)) or isinstance(area, bool):
+            raise PkmodelError(f"{path}: {where} 'area' must be a number, got {area!r}")
+        ann_ids[i], image_ids[i], kps[i], bboxes[i], areas[i] = ann_id, image_id, kp, box, area
+        crowd[i] = bool(ann.get("iscrowd", 0))
+        extras.append({k: v for k, v in ann.items() if k not in _COCO_ANNOTATION_KEYS})
+    return CocoPeople(
+        path=path,
+        images=images,
+        ann_ids=ann_ids,
+        image_ids=image_ids,
+        keypoints=kps.reshape(n, NUM_JOINTS, 3),
+        bboxes=bboxes,
+        areas=areas,
+        iscrowd=crowd,
+        extras=extras,
+    )
+
+
+# --- filters ---------------------------------------------------------------------------------
+
+
+def filter_reasons(people: CocoPeople, params: PrepareParams) -> np.ndarray:
+    """Per annotation: index into DROP_REASONS of why it is dropped, or -1 when it is kept.
+
+    Image-level reasons (missing / unreadable image) are only known after reading the images.
+    """
+    labelled = (people.keypoints[:, :, 2] > 0).sum(axis=1)
+    not_crowd = ~people.iscrowd
+    # People per image: non-crowd annotations, counted with a bincount over dense image indices.
+    _, dense = np.unique(people.image_ids, return_inverse=True)
+    per_image = np.bincount(dense, weights=not_crowd.astype(np.float64))[dense]
+    checks = [
+        people.iscrowd & params.skip_crowd,
+        (per_image > params.max_people) if params.max_people > 0 else np.zeros_like(not_crowd),
+        labelled < params.min_keypoints,
+        people.areas < params.min_area,
+    ]
+    reasons = np.full(len(people.ann_ids), -1, np.int64)
+    for code, hit in enumerate(checks):
+        reasons[(reasons < 0) & hit] = code
+    return reasons
+
+
+def person_box(bbox: np.ndarray, keypoints: np.ndarray, cover_keypoints: bool) -> np.ndarray:
+    """The COCO box [x, y, w, h], grown about its own center to hold every labelled joint.
+
+    COCO boxes sometimes cut a hand or a foot off; a crop from such a box would lose the joint
+    (no target for training, an impossible prediction for evaluation). The box grows
+    symmetrically so the person's center (the box center) stays in the middle of the crop,
+    where the decoder's center prior expects it.
+    """
+    bbox = np.asarray(bbox, dtype=np.float64)
+    labelled = keypoints[keypoints[:, 2] > 0, :2]
+    if not cover_keypoints or len(labelled) == 0:
+        return bbox
+    center = bbox[:2] + bbox[2:] / 2.0
+    half = np.maximum(bbox[2:] / 2.0, np.abs(labelled - center).max(axis=0))
+    return np.concatenate([center - half, 2.0 * half])
+
+
+def pixel_crop_box(bbox: np.ndarray | list[float], expand_ratio: float) -> list[int]:
+    """geometry.square_crop_box snapped to whole pixels: [x0, y0, side] as integers."""
+    from pkmodel.common.geometry import square_crop_box
+
+    x0, y0, side = square_crop_box(bbox, expand_ratio)
+    side_px = max(1, math.ceil(side - 1e-6))
+    cx, cy = x0 + side / 2.0, y0 + side / 2.0
+    return [math.floor(cx - side_px / 2.0 + 0.5), math.floor(cy - side_px / 2.0 + 0.5), side_px]
+
+
+# --- the per-image work (runs in worker processes) ------------------------------------------
+
+
+@dataclass
+class _ImageTask:
+    image_id: int
+    file_name: str
+    path: str
+    width: int
+    height: int
+    crop_dir: str
+    rel_dir: str
+    params: PrepareParams
+    # Kept people: annotation row, id, bbox, keypoints (K, 3), area, crop box, reusable bytes.
+    rows: list[int]
+    ann_ids: list[int]
+    bboxes: np.ndarray
+    keypoints: np.ndarray
+    areas: list[float]
+    crop_boxes: list[list[int]]
+    reuse_bytes: list[int | None]
+    # Every non-crowd person of the image with a labelled joint (the candidates for "others").
+    all_ids: list[int]
+    all_bboxes: np.ndarray
+    all_keypoints: np.ndarray
+    extra: list[dict[str, Any]]  # per kept person: non-COCO image and annotation fields
+
+
+@dataclass
+class _ImageResult:
+    image_id: int
+    file_name: str
+    status: str  # "ok", "missing_image" or "unreadable_image"
+    message: str
+    people: int  # kept people on the image (all dropped when the image is bad)
+    samples: list[tuple[int, dict[str, Any]]]  # (annotation row, sample)
+    written: int = 0
+    reused: int = 0
+
+
+def _worker_init() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # the pool already uses every core
+
+
+def read_rgb(path: str | Path, width: int | None = None, height: int | None = None) -> np.ndarray:
+    """Decode an image to HxWx3 uint8 RGB; raises ValueError with the reason when it is bad.
+
+    Pillow, unlike cv2.imread, refuses truncated JPEGs instead of returning grey rows.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            rgb = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:  # fmt: skip
+        raise ValueError(
+            f"cannot decode ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
+    if width is not None and (rgb.shape[1], rgb.shape[0]) != (width, height):
+        raise ValueError(
+            f"image is {rgb.shape[1]}x{rgb.shape[0]}, the annotations say {width}x{height}"
+        )
+    return rgb
+
+
+def crop_square(image: np.ndarray, box: list[int], crop_size: int) -> np.ndarray:
+    """The integer box [x0, y0, side] of ``image`` (zeros outside it), resized to crop_size."""
+    import cv2
+
+    x0, y0, side = box
+    h, w = image.shape[:2]
+    ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+    if ax0 == x0 and ay0 == y0 and ax1 == x0 + side and ay1 == y0 + side:
+        region = image[ay0:ay1, ax0:ax1]
+    else:
+        region = np.zeros((side, side, image.shape[2]), image.dtype)
+        if ax1 > ax0 and ay1 > ay0:
+            region[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0] = image[ay0:ay1, ax0:ax1]
+    interp = cv2.INTER_AREA if side > crop_size else cv2.INTER_LINEAR
+    return cv2.resize(region, (crop_size, crop_size), interpolation=interp)
+
+
+def _write_crop(path: Path, rgb: np.ndarray, quality: int) -> int:
+    """JPEG-encode and write via temp file + rename: a crop on disk is never partial.
+
+    No fsync per crop (thousands of them would dominate the run); instead the labels record
+    each crop's byte size and a rerun rewrites any crop whose size does not match.
+    """
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # pragma: no cover - cv2 encodes any uint8 image
+        raise RuntimeError(f"JPEG encoding failed for {path}")
+    data = buf.tobytes()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return len(data)
+
+
+def _round(a: np.ndarray) -> list:
+    return np.round(a, _DECIMALS).tolist()
+
+
+def _labels_in_crop(task: _ImageTask, j: int) -> dict[str, Any]:
+    """The sample of kept person j: everything mapped into crop pixels (vectorised)."""
+    from pkmodel.common.geometry import image_to_crop
+
+    cs = task.params.crop_size
+    box = task.crop_boxes[j]
+    kp = image_to_crop(task.keypoints[j], box, cs)
+    kp[kp[:, 2] <= 0] = 0.0  # v=0 joints carry no position
+    x, y, w, h = task.bboxes[j]
+    scale = cs / box[2]
+    center = image_to_crop(np.array([x + w / 2.0, y + h / 2.0]), box, cs)
+    bbox_crop = [*image_to_crop(np.array([x, y]), box, cs), w * scale, h * scale]
+
+    others = []
+    mask = np.asarray(task.all_ids) != task.ann_ids[j]
+    if mask.any():
+        okp = image_to_crop(task.all_keypoints[mask], box, cs)  # (M, K, 3)
+        ob = task.all_bboxes[mask]
+        ocenter = image_to_crop(ob[:, :2] + ob[:, 2:] / 2.0, box, cs)  # (M, 2)
+        inside = (okp[..., :2] >= 0).all(-1) & (okp[..., :2] < cs).all(-1) & (okp[..., 2] > 0)
+        okp[~inside] = 0.0  # joints outside the crop cannot be seen in it
+        center_in = ((ocenter >= 0) & (ocenter < cs)).all(-1)
+        for m in np.flatnonzero(inside.any(-1) | center_in):
+            others.append({"keypoints": _round(okp[m]), "center": _round(ocenter[m])})
+    sample = {
+        "image": f"{task.rel_dir}/{task.image_id}_{task.ann_ids[j]}.jpg",
+        "image_id": task.image_id,
+        "ann_id": task.ann_ids[j],
+        "file_name": task.file_name,
+        "width": task.width,
+        "height": task.height,
+        "crop_box": list(box),
+        "keypoints": _round(kp),
+        "center": _round(center),
+        "bbox": _round(np.array(bbox_crop)),
+        "area": float(task.areas[j]),
+        "others": others,
+        "source": "coco",
+    }
+    if task.extra[j]:
+        sample["extra"] = task.extra[j]
+    return sample
+
+
+def _process_image(task: _ImageTask) -> _ImageResult:
+    """Crop (or reuse) every kept person of one image and compute its labels."""
+    result = _ImageResult(task.image_id, task.file_name, "ok", "", len(task.rows), [])
+    crop_dir = Path(task.crop_dir)
+    paths = [crop_dir / f"{task.image_id}_{a}.jpg" for a in task.ann_ids]
+    sizes: list[int | None] = []
+    for p, want in zip(paths, task.reuse_bytes, strict=True):
+        try:
+            sizes.append(want if want is not None and p.stat().st_size == want else None)
+        except OSError:
+            sizes.append(None)
+    rgb = None
+    if any(s is None for s in sizes):
+        if not os.path.isfile(task.path):
+            result.status, result.message = "missing_image", "file does not exist"
+            return result
+        try:
+            rgb = read_rgb(task.path, task.width, task.height)
+        except ValueError as e:
+            result.status, result.message = "unreadable_image", str(e)
+            return result
+    for j, (row, p) in enumerate(zip(task.rows, paths, strict=True)):
+        sample = _labels_in_crop(task, j)
+        if sizes[j] is None:
+            crop = crop_square(rgb, task.crop_boxes[j], task.params.crop_size)
+            sample["crop_bytes"] = _write_crop(p, crop, task.params.jpeg_quality)
+            result.written += 1
+        else:
+            sample["crop_bytes"] = sizes[j]
+            result.reused += 1
+        result.samples.append((row, sample))
+    return result
+
+
+# --- labels file -----------------------------------------------------------------------------
+
+
+def _labels_header(
+    split: str, people: CocoPeople, images_dir: Path, params: PrepareParams
+) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "version": SCHEMA_VERSION,
+        "split": split,
+        "crop_size": params.crop_size,
+        "annotations": str(people.path.resolve()),
+        "images": str(images_dir.resolve()),
+        "expand_ratio": params.expand_ratio,
+        "cover_keypoints": params.cover_keypoints,
+        "jpeg_quality": params.jpeg_quality,
+        "joint_names": list(JOINT_NAMES),
+        "filters": {
+            "skip_crowd": params.skip_crowd,
+            "min_keypoints": params.min_keypoints,
+            "min_area": params.min_area,
+            "max_people": params.max_people,
+        },
+    }
+
+
+def write_labels(path: Path, header: dict[str, Any], samples: Iterable[dict[str, Any]]) -> None:
+    """Atomic JSON with one sample per line (readable and diff-able, ~1 KB per sample)."""
+    from pkmodel.common.atomic import atomic_write_text
+
+    head = json.dumps(header, indent=2, allow_nan=False)[:-2]  # drop the closing "\n}"
+    lines = ["    " + json.dumps(s, separators=(", ", ": "), allow_nan=False) for s in samples]
+    body = ("\n" + ",\n".join(lines) + "\n  ") if lines else ""
+    atomic_write_text(path, f'{head},\n  "samples": [{body}]\n}}\n')
+
+
+def read_labels(path: str | Path) -> dict[str, Any]:
+    """Load prepared labels and check their schema; mistakes are one PkmodelError."""
+    path = Path(path)
+    if not path.is_file():
+        raise PkmodelError(f"prepared labels {path} do not exist (run `pkmodel prepare-coco`)")
+    try:
+        data = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PkmodelError(f"prepared labels {path} are not valid JSON ({e})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise PkmodelError(
+            f"{path} is not a pkmodel prepared-labels file (no 'schema': '{SCHEMA}')"
+        )
+    if int(data.get("version", 0)) > SCHEMA_VERSION:
+        raise PkmodelError(
+            f"{path} has labels version {data['version']}; this pkmodel reads up to "
+            f"version {SCHEMA_VERSION}"
+        )
+    for key in ("crop_size", "samples"):
+        if key not in data:
+            raise PkmodelError(f"prepared labels {path} have no '{key}'")
+    return data
+
+
+def _previous_crops(
+    paths: Iterable[Path], header: dict[str, Any]
+) -> dict[tuple[int, int], tuple[list[int], int]]:
+    """(image id, ann id) -> (crop box, crop bytes) of crops an earlier run finished.
+
+    Only runs with the same crop size, expand ratio, JPEG quality and image folder count.
+    """
+    same = ("crop_size", "expand_ratio", "jpeg_quality", "images")
+    found: dict[tuple[int, int], tuple[list[int], int]] = {}
+    for path in paths:
+        try:
+            old = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            continue  # an unreadable old file only means nothing is reused
+        if not isinstance(old, dict) or any(old.get(k) != header[k] for k in same):
+            continue
+        for s in old.get("samples", []):
+            with contextlib.suppress(KeyError, TypeError):
+                found[(s["image_id"], s["ann_id"])] = (s["crop_box"], s["crop_bytes"])
+    return found
+
+
+# --- the whole split -------------------------------------------------------------------------
+
+
+def _worker_count(requested: int) -> int:
+    from pkmodel.common.runtime import usable_cores
+
+    return requested if requested > 0 else usable_cores()
+
+
+def prepare_split(
+    split: str,
+    images_dir: str | Path,
+    annotations: str | Path,
+    out_dir: str | Path,
+    params: PrepareParams,
+    progress: bool = True,
+    checkpoint_every_s: float = 60.0,
+    allow_empty: bool = False,
+) -> PrepareSummary:
+    """Crop every kept person of a COCO split and write ``out_dir/<split>.json``.
+
+    Resumable: crops whose size and box match the labels of an earlier (complete or
+    interrupted) run with the same settings are reused without reading the image again.
+    A split that keeps nobody is an error (an existing ``<split>.json`` is left as it was)
+    unless ``allow_empty`` (callers that handle an empty result themselves).
+    """
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    params.check()
+    if not split or "/" in split or split.startswith("."):
+        raise PkmodelError(f"split name '{split}' must be a plain file name (e.g. train)")
+    images_dir, out_dir = Path(images_dir), Path(out_dir)
+    people = load_coco_people(annotations)
+    if not images_dir.is_dir():
+        raise PkmodelError(f"image folder {images_dir} {not_there(images_dir, 'folder')}")
+    crop_dir = out_dir / "imgs" / split
+    try:
+        crop_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PkmodelError(f"cannot create the output folder {crop_dir} ({e})") from None
+    labels_path = out_dir / f"{split}.json"
+    partial_path = out_dir / f".{split}.partial.json"
+    header = _labels_header(split, people, images_dir, params)
+    previous = _previous_crops([labels_path, partial_path], header)
+
+    reasons = filter_reasons(people, params)
+    has_joints = ~people.iscrowd & (people.keypoints[:, :, 2] > 0).any(axis=1)
+    order = np.argsort(people.image_ids, kind="stable")
+    bounds = np.flatnonzero(np.diff(people.image_ids[order])) + 1
+    tasks = []
+    for group in np.split(order, bounds):
+        kept = group[reasons[group] < 0]
+        if len(kept) == 0:
+            continue  # images without a usable person are never read
+        image_id = int(people.image_ids[kept[0]])
+        img = people.images[image_id]
+        ann_ids = people.ann_ids[kept].tolist()
+        boxes = [
+            pixel_crop_box(
+                person_box(people.bboxes[r], people.keypoints[r], params.cover_keypoints),
+                params.expand_ratio,
+            )
+            for r in kept
+        ]
+        reuse = []
+        for a, box in zip(ann_ids, boxes, strict=True):
+            old = previous.get((image_id, a))
+            reuse.append(old[1] if old is not None and list(old[0]) == box else None)
+        every = group[has_joints[group]]
+        image_extra = {k: v for k, v in img.items() if k not in _COCO_IMAGE_KEYS}
+        tasks.append(
+            _ImageTask(
+                image_id=image_id,
+                file_name=img["file_name"],
+                path=str(images_dir / img["file_name"]),
+                width=img["width"],
+                height=img["height"],
+                crop_dir=str(crop_dir),
+                rel_dir=f"imgs/{split}",
+                params=params,
+                rows=kept.tolist(),
+                ann_ids=ann_ids,
+                bboxes=people.bboxes[kept],
+                keypoints=people.keypoints[kept],
+                areas=people.areas[kept].tolist(),
+                crop_boxes=boxes,
+                reuse_bytes=reuse,
+                all_ids=people.ann_ids[every].tolist(),
+                all_bboxes=people.bboxes[every],
+                all_keypoints=people.keypoints[every],
+                extra=[{**image_extra, **people.extras[r]} for r in kept],
+            )
+        )
+
+    summary = PrepareSummary(
+        split=split,
+        labels=labels_path,
+        annotations=len(people.ann_ids),
+        kept=0,
+        dropped={r: int((reasons == i).sum()) for i, r in enumerate(DROP_REASONS)},
+    )
+    samples: dict[int, dict[str, Any]] = {}
+    workers = _worker_count(params.workers)
+    bar = tqdm(total=len(tasks), unit="img", desc=f"prepare {split}", disable=not progress)
+    next_save = time.monotonic() + checkpoint_every_s
+    try:
+        for res in _run_tasks(tasks, workers):
+            bar.update(1)
+            if res.status != "ok":
+                summary.dropped[res.status] += res.people
+                summary.unreadable.append({"file": res.file_name, "reason": res.message})
+                continue
+            summary.images_read += int(res.written > 0)
+            summary.crops_written += res.written
+            summary.crops_reused += res.reused
+            samples.update(res.samples)
+            bar.set_postfix(kept=len(samples), refresh=False)
+            if time.monotonic() >= next_save:
+                # An interrupted run resumes from here: its crops are listed with their sizes.
+                began = time.monotonic()
+                write_labels(partial_path, {**header, "complete": False}, samples.values())
+                # Big splits: never spend more than ~10 % of the time on these snapshots.
+                spent = time.monotonic() - began
+                next_save = time.monotonic() + max(checkpoint_every_s, 10 * spent)
+    finally:
+        bar.close()
+    summary.kept = len(samples)
+    summary.unreadable.sort(key=lambda u: u["file"])
+    if not samples and not allow_empty:
+        raise PkmodelError(_nobody_kept(summary, annotations, images_dir))
+    write_labels(
+        labels_path,
+        {**header, "summary": summary.to_dict()},
+        (samples[r] for r in sorted(samples)),  # annotation-file order
+    )
+    with contextlib.suppress(FileNotFoundError):
+        partial_path.unlink()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _nobody_kept(summary: PrepareSummary, annotations: str | Path, images_dir: Path) -> str:
+    why = [f"{n} {reason}" for reason, n in summary.dropped.items() if n]
+    if summary.unreadable:
+        first = summary.unreadable[0]
+        why.append(f"e.g. {images_dir / first['file']}: {first['reason']}")
+    return (
+        f"split '{summary.split}': no person was kept from {annotations} "
+        f"({summary.annotations} annotations; dropped: {', '.join(why) or 'none'}); "
+        f"{summary.labels} was not written"
+    )
+
+
+def _run_tasks(tasks: list[_ImageTask], workers: int) -> Iterable[_ImageResult]:
+    """Results in completion order: images whose crops all look reusable inline (a stat each),
+    the rest inline for one worker, else in a spawn pool, chunked."""
+    _worker_init()
+    reusable = [t for t in tasks if all(b is not None for b in t.reuse_bytes)]
+    yield from map(_process_image, reusable)
+    work = [t for t in tasks if any(b is None for b in t.reuse_bytes)]
+    workers = min(workers, len(work))
+    if workers <= 1:
+        yield from map(_process_image, work)
+        return
+    import multiprocessing as mp
+
+    # spawn: safe even when the caller has torch's thread pools running (fork is not).
+    ctx = mp.get_context("spawn")
+    chunk = max(1, min(32, len(work) // (workers * 8)))
+    with ctx.Pool(workers, initializer=_worker_init) as pool:
+        yield from pool.imap_unordered(_process_image, work, chunksize=chunk)
+
+
+def benchmark_prepare(
+    images_dir: str | Path,
+    annotations: str | Path,
+    out_dir: str | Path,
+    params: PrepareParams,
+    repeats: int = 2,
+    replicate: int = 10,
+) -> dict[str, float]:
+    """Crops per second of a fresh prepare run (best of ``repeats``), and of a resumed one.
+
+    The annotation file is repeated ``replicate`` times under new ids (same image files), so
+    a small sample runs long enough to measure the steady state, pool start included.
+    """
+    import shutil
+
+    out_dir = Path(out_dir)
+    data = json.loads(Path(annotations).read_bytes())
+    images, anns = [], []
+    step_i = max(i["id"] for i in data["images"]) + 1
+    step_a = max(a["id"] for a in data["annotations"]) + 1
+    for r in range(replicate):
+        images += [{**i, "id": i["id"] + r * step_i} for i in data["images"]]
+        anns += [{**a, "id": a["id"] + r * step_a, "image_id": a["image_id"] + r * step_i}
+                 for a in data["annotations"]]  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bench_json = out_dir / "bench_annotations.json"
+    bench_json.write_text(json.dumps({**data, "images": images, "annotations": anns}))
+    best = math.inf
+    summary = None
+    for _ in range(repeats):
+        shutil.rmtree(out_dir / "imgs", ignore_errors=True)
+        summary = prepare_split("bench", images_dir, bench_json, out_dir, params, progress=False)
+        best = min(best, summary.seconds)
+    resumed = prepare_split("bench", images_dir, bench_json, out_dir, params, progress=False)
+    return {
+        "crops": summary.kept,
+        "workers": _worker_count(params.workers),
+        "crops_per_s": summary.kept / best,
+        "resumed_crops_per_s": resumed.kept / resumed.seconds,
+    }

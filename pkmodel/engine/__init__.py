@@ -1,0 +1,1 @@
+"""Training, evaluation and prediction: the loops that run the model over data."""

@@ -1,0 +1,509 @@
+"""Inference on whole images, folders and videos: letterbox, run, decode, map back, draw.
+
+The single-person network sees the whole frame letterboxed to its input size. Weights are a
+pkmodel checkpoint (PyTorch, on any device) or an exported ``.onnx`` file (ONNX Runtime, CPU);
+both go through the same batched decoder. Keypoints are reported in original image pixels with
+each joint's score and ``found`` flag (score >= decoder.score_threshold); joints that are not
+found keep their argmax position and are not drawn.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pkmodel.common.atomic import check_writable
+from pkmodel.common.errors import PkmodelError, not_there
+from pkmodel.common.skeleton import JOINT_NAMES
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"})
+PREDICTIONS_SCHEMA = "pkmodel.predictions"
+# The person box around a pose's found joints grows by this x its longer side on every side
+# (joints lie inside the body) before the crop is cut: pseudo_label.box_margin's default.
+REFINE_MARGIN = 0.1
+
+
+# --------------------------------------------------------------------------------------------
+# Runners: one batch of normalised inputs in, decoded poses (input pixels) out
+
+
+class TorchRunner:
+    """A pkmodel checkpoint on a torch device; decodes on that device."""
+
+    def __init__(self, weights: Path, cfg: Any, device: Any) -> None:
+        import torch
+
+        from pkmodel.model.checkpoint import model_from_checkpoint
+
+        model, saved, _ = model_from_checkpoint(weights)
+        cfg.model = saved.model  # the network is what the checkpoint says it is
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.input_size = int(cfg.model.input_size)
+        self.fixed_batch: int | None = None
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
+
+        from pkmodel.engine.evaluate import decode_tensors
+
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self.device)
+            outputs = tuple(o.float() for o in self.model(x))
+            return decode_tensors(outputs, self.cfg)
+
+
+class OnnxRunner:
+    """An exported .onnx model under ONNX Runtime (CPU); decodes with the NumPy decoder."""
+
+    def __init__(self, weights: Path, cfg: Any) -> None:
+        import onnxruntime as ort
+
+        from pkmodel.model.network import OUTPUT_NAMES
+
+        if not weights.is_file():
+            raise PkmodelError(f"weights file {weights} {not_there(weights)}")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(weights), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises its own untyped errors for bad files
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise PkmodelError(f"{weights} is not a readable ONNX model ({first[:160]})") from None
+        inputs = self.session.get_inputs()
+        outputs = [o.name for o in self.session.get_outputs()]
+        shape = inputs[0].shape if len(inputs) == 1 else None
+        if shape is None or len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int):
+            raise PkmodelError(
+                f"{weights} is not a pkmodel ONNX export (expected one N x 3 x S x S input)"
+            )
+        if sorted(outputs) != sorted(OUTPUT_NAMES):
+            raise PkmodelError(
+                f"{weights} is not a pkmodel ONNX export (outputs {outputs}, expected "
+                f"{list(OUTPUT_NAMES)})"
+            )
+        self.input_name = inputs[0].name
+        self.output_names = list(OUTPUT_NAMES)
+        self.cfg = cfg
+        self.input_size = int(shape[2])
+        cfg.model.input_size = self.input_size
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        from pkmodel.model.decode import decode_batch
+
+        n = len(batch)
+        step = self.fixed_batch or n
+        if n % step:  # a fixed-batch export: pad the last chunk, drop the padding after
+            batch = np.concatenate(
+                [batch, np.zeros((step - n % step, *batch.shape[1:]), batch.dtype)]
+            )
+        runs = [
+            self.session.run(self.output_names, {self.input_name: batch[i : i + step]})
+            for i in range(0, len(batch), step)
+        ]
+        heatmaps, centers, regs, offsets = (
+            np.concatenate(parts)[:n] for parts in zip(*runs, strict=True)
+        )
+        stride = self.input_size // heatmaps.shape[-1]
+        dec = decode_batch(
+            heatmaps,
+            centers,
+            regs,
+            offsets,
+            stride=stride,
+            score_threshold=self.cfg.decoder.score_threshold,
+            prior_offset=self.cfg.decoder.center_prior_offset,
+        )
+        rows = np.arange(n)
+        return {
+            "keypoints": dec.keypoints,
+            "scores": dec.scores,
+            "found": dec.found,
+            "center_scores": centers[rows, 0, dec.center[:, 1], dec.center[:, 0]].astype(float),
+            "centers": (dec.center + 0.5) * stride,
+        }
+
+
+def load_runner(weights: str | Path, cfg: Any, device: Any = "cpu") -> TorchRunner | OnnxRunner:
+    """ONNX Runtime for ``.onnx`` files, else a pkmodel checkpoint on ``device``."""
+    from pkmodel.config.rules import check_decoder
+
+    check_decoder(cfg.decoder)
+    weights = Path(weights)
+    if weights.suffix.lower() == ".onnx":
+        return OnnxRunner(weights, cfg)
+    return TorchRunner(weights, cfg, device)
+
+
+# --------------------------------------------------------------------------------------------
+# Frames -> poses
+
+
+@dataclass
+class Pose:
+    """One frame's pose in original image pixels."""
+
+    keypoints: np.ndarray  # (K, 2)
+    scores: np.ndarray  # (K,)
+    found: np.ndarray  # (K,) bool
+    center: np.ndarray  # (2,) decoded person center
+    center_score: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "keypoints": np.round(self.keypoints, 2).tolist(),
+            "scores": np.round(self.scores, 4).tolist(),
+            "found": self.found.astype(bool).tolist(),
+            "center": np.round(self.center, 2).tolist(),
+            "center_score": round(float(self.center_score), 4),
+        }
+
+
+def normalise(images: np.ndarray) -> np.ndarray:
+    """uint8 N x S x S x 3 RGB -> float32 N x 3 x S x S, x / 127.5 - 1 (the network's input)."""
+    return images.astype(np.float32).transpose(0, 3, 1, 2) / np.float32(127.5) - np.float32(1.0)
+
+
+def predict_frames(runner: Any, frames: Sequence[np.ndarray]) -> list[Pose]:
+    """Letterbox each HxWx3 uint8 RGB frame (whole frame), run one batch, map back to pixels."""
+    from pkmodel.common.geometry import letterbox_image
+
+    boxed = [letterbox_image(f, runner.input_size) for f in frames]
+    out = runner(normalise(np.stack([b[0] for b in boxed])))
+    return _poses(out, [lb.to_image for _, lb in boxed])
+
+
+def _poses(out: dict[str, np.ndarray], to_image: Sequence[Any]) -> list[Pose]:
+    """A runner's decoded batch as Poses, input pixels mapped by each frame's ``to_image``."""
+    return [
+        Pose(
+            keypoints=back(out["keypoints"][i]),
+            scores=np.asarray(out["scores"][i], np.float64),
+            found=np.asarray(out["found"][i], bool),
+            center=back(out["centers"][i]),
+            center_score=float(out["center_scores"][i]),
+        )
+        for i, back in enumerate(to_image)
+    ]
+
+
+def predict_boxes(runner: Any, frames: Sequence[np.ndarray], boxes: Sequence[Sequence[int]]) -> list[Pose]:  # fmt: skip
+    """Run one batch on square crops: box ``[x0, y0, side]`` (whole pixels, zeros outside the
+    frame) of each frame, resized to the input as prepare-coco crops people; image pixels out."""
+    from pkmodel.common.geometry import crop_to_image
+    from pkmodel.data.prepare import crop_square
+
+    size = runner.input_size
+    batch = normalise(np.stack([crop_square(f, list(b), size) for f, b in zip(frames, boxes, strict=True)]))  # fmt: skip
+    return _poses(runner(batch), [functools.partial(crop_to_image, crop_box=b, crop_size=size) for b in boxes])  # fmt: skip
+
+
+def pose_crop_box(
+    pose: Pose, width: int, height: int, margin: float, expand_ratio: float, min_joints: int = 4
+) -> list[int] | None:
+    """The square crop around a pose that prepare-coco would cut around the person, or None.
+
+    The person box is the box of the found joints on the image, grown by ``margin`` x its
+    longer side on every side (joints sit inside the body); the crop is that box's square
+    grown by ``expand_ratio`` (prepare.expand_ratio), in whole pixels. None when fewer than
+    ``min_joints`` joints qualify: too little to place a crop on.
+    """
+    from pkmodel.common.geometry import joint_boxes
+    from pkmodel.data.prepare import pixel_crop_box
+
+    kp = np.asarray(pose.keypoints, np.float64)
+    ok = np.asarray(pose.found, bool) & (kp >= 0).all(1) & (kp < [width, height]).all(1)
+    if ok.sum() < max(min_joints, 2):
+        return None
+    return pixel_crop_box(joint_boxes(kp[None], ok[None], margin)[0], expand_ratio)
+
+
+def predict_frames_refined(
+    runner: Any, frames: Sequence[np.ndarray], passes: int, margin: float, expand_ratio: float
+) -> list[Pose]:
+    """predict_frames, then ``passes`` more runs on a crop around each pose found (pose_crop_box).
+
+    The whole frame shrinks a person below the size the network was trained on (prepare-coco's
+    crops); a second look at the crop around the first guess sees the person at training size.
+    A frame whose pose has too few found joints for a box keeps its previous pose.
+    """
+    poses = predict_frames(runner, frames)
+    for _ in range(passes):
+        boxes = [
+            pose_crop_box(p, f.shape[1], f.shape[0], margin, expand_ratio)
+            for p, f in zip(poses, frames, strict=True)
+        ]
+        todo = [i for i, b in enumerate(boxes) if b is not None]
+        if not todo:
+            break
+        again = predict_boxes(runner, [frames[i] for i in todo], [boxes[i] for i in todo])
+        for i, pose in zip(todo, again, strict=True):
+            poses[i] = pose
+    return poses
+
+
+def draw_pose(frame: np.ndarray, pose: Pose) -> np.ndarray:
+    """A copy of the frame with the found joints, their limbs and the person center."""
+    from pkmodel.common.draw import draw_center, draw_skeleton
+
+    picture = np.ascontiguousarray(frame.copy())
+    draw_skeleton(picture, pose.keypoints, visible=pose.found)
+    draw_center(picture, pose.center)
+    return picture
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs and outputs
+
+
+@dataclass
+class PredictSummary:
+    """What `pkmodel predict` did."""
+
+    kind: str  # "image", "folder" or "video"
+    frames: int
+    keypoints_json: Path
+    overlays: list[Path] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+def input_kind(path: Path) -> str:
+    """'folder', 'video' or 'image' by what the path is; anything else is a PkmodelError."""
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise PkmodelError(f"input {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    raise PkmodelError(
+        f"input {path} is neither an image ({', '.join(sorted(IMAGE_SUFFIXES))}), a video "
+        f"({', '.join(sorted(VIDEO_SUFFIXES))}) nor a folder"
+    )
+
+
+def _header(runner: Any, weights: Path, kind: str, source: Path) -> dict[str, Any]:
+    return {
+        "schema": PREDICTIONS_SCHEMA,
+        "version": 1,
+        "weights": str(weights),
+        "input": str(source),
+        "kind": kind,
+        "input_size": runner.input_size,
+        "score_threshold": runner.cfg.decoder.score_threshold,
+        "joint_names": list(JOINT_NAMES),
+        "coordinates": "original image pixels, pixel centers at integer + 0.5",
+    }
+
+
+def write_predictions(path: Path, header: dict[str, Any], items: list[dict[str, Any]]) -> None:
+    """keypoints.json: the header, then ``items`` with one frame per line (atomic, strict JSON)."""
+    import json
+
+    from pkmodel.common.atomic import atomic_write_text
+
+    head = json.dumps(header, indent=2, allow_nan=False)[:-2]  # without the closing "\n}"
+    lines = ",\n".join("    " + json.dumps(item, allow_nan=False) for item in items)
+    atomic_write_text(path, f'{head},\n  "items": [\n{lines}\n  ]\n}}\n')
+
+
+def _overlay_names(paths: Sequence[Path]) -> list[str]:
+    """<stem>_pose.jpg, with the suffix kept where two inputs share a stem."""
+    stems = [p.stem for p in paths]
+    return [
+        f"{p.stem}{'_' + p.suffix[1:] if stems.count(p.stem) > 1 else ''}_pose.jpg" for p in paths
+    ]
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def predict_images(
+    predict: Any,
+    paths: Sequence[Path],
+    out_dir: Path,
+    batch_size: int,
+    header: dict[str, Any],
+    progress: bool = False,
+    strict: bool = True,
+) -> PredictSummary:
+    """Poses of image files (``predict(frames) -> [Pose]``): OUT/keypoints.json and
+    OUT/<stem>_pose.jpg per image.
+
+    ``strict``: an unreadable image is a PkmodelError; otherwise it is skipped and listed.
+    """
+    from tqdm import tqdm
+
+    from pkmodel.common.draw import save_image
+    from pkmodel.data.prepare import read_rgb
+
+    names = _overlay_names(paths)
+    items, overlays, skipped = [], [], []
+    bar = tqdm(total=len(paths), unit="img", desc="predict", disable=not progress)
+    for chunk in _batches(list(zip(paths, names, strict=True)), batch_size):
+        frames, kept = [], []
+        for path, name in chunk:
+            try:
+                frames.append(read_rgb(path))
+                kept.append((path, name))
+            except ValueError as e:
+                if strict:
+                    raise PkmodelError(f"image {path} cannot be loaded ({e})") from None
+                skipped.append({"file": str(path), "reason": str(e)})
+        if frames:
+            for (path, name), frame, pose in zip(kept, frames, predict(frames), strict=True):
+                out = out_dir / name
+                save_image(out, draw_pose(frame, pose))
+                overlays.append(out)
+                item = {"file": str(path), "width": frame.shape[1], "height": frame.shape[0]}
+                items.append({**item, **pose.to_json(), "overlay": name})
+        bar.update(len(chunk))
+    bar.close()
+    if not items:
+        raise PkmodelError(
+            f"none of the {len(paths)} image(s) in {header['input']} could be loaded"
+        )
+    json_path = out_dir / "keypoints.json"
+    write_predictions(json_path, {**header, "skipped": skipped}, items)
+    return PredictSummary(header["kind"], len(items), json_path, overlays, skipped)
+
+
+def predict_video(
+    predict: Any,
+    path: Path,
+    out_dir: Path,
+    batch_size: int,
+    header: dict[str, Any],
+    progress: bool = False,
+) -> PredictSummary:
+    """Poses of every frame (``predict(frames) -> [Pose]``): OUT/keypoints.json (frame, time)
+    and OUT/<stem>_pose.mp4 (mp4v).
+
+    The video is written to a temporary file beside the target and renamed when complete.
+    """
+    import os
+    import tempfile
+
+    import cv2
+    from tqdm import tqdm
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise PkmodelError(f"video {path} cannot be opened (not a video OpenCV can read)")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    out_path = out_dir / f"{path.stem}_pose.mp4"
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".mp4", dir=out_dir)
+    os.close(fd)
+    writer = None
+    w = h = 0
+    items: list[dict[str, Any]] = []
+    bar = tqdm(total=total, unit="frame", desc="predict", disable=not progress)
+    try:
+        done = False
+        while not done:
+            frames = []
+            while len(frames) < batch_size:
+                ok, bgr = cap.read()
+                if not ok:
+                    done = True
+                    break
+                frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            if not frames:
+                break
+            if writer is None:
+                h, w = frames[0].shape[:2]
+                writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                if not writer.isOpened():
+                    raise PkmodelError(f"cannot write the overlay video {out_path} (mp4v codec)")
+            for frame, pose in zip(frames, predict(frames), strict=True):
+                writer.write(cv2.cvtColor(draw_pose(frame, pose), cv2.COLOR_RGB2BGR))
+                n = len(items)
+                items.append({"frame": n, "time_s": round(n / fps, 6), **pose.to_json()})
+            bar.update(len(frames))
+        if writer is None:
+            raise PkmodelError(f"video {path} has no frame that OpenCV can decode")
+        writer.release()
+        writer = None
+        os.replace(tmp, out_path)
+    finally:
+        bar.close()
+        cap.release()
+        if writer is not None:
+            writer.release()
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    json_path = out_dir / "keypoints.json"
+    meta = {"fps": fps, "width": w, "height": h, "overlay": out_path.name}
+    write_predictions(json_path, {**header, **meta}, items)
+    return PredictSummary("video", len(items), json_path, [out_path])
+
+
+def predict_path(
+    source: str | Path,
+    weights: str | Path,
+    out_dir: str | Path,
+    cfg: Any,
+    device: Any = "cpu",
+    batch_size: int = 16,
+    progress: bool = False,
+    refine_passes: int = 0,
+) -> PredictSummary:
+    """`pkmodel predict`: an image, a folder of images or a video, with a checkpoint or ONNX.
+
+    ``refine_passes``: looks again at a crop around each pose found (predict_frames_refined,
+    crops cut with prepare.expand_ratio like the training crops); 0 = the whole frame only.
+    """
+    source, out_dir = Path(source), Path(out_dir)
+    kind = input_kind(source)
+    if batch_size < 1:
+        raise PkmodelError(f"batch size must be at least 1, got {batch_size}")
+    if refine_passes < 0:
+        raise PkmodelError(f"refine passes must be 0 or more, got {refine_passes}")
+    check_writable(out_dir, "--out")
+    runner = load_runner(weights, cfg, device)
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _predict_into(runner, source, kind, weights, out_dir, cfg, batch_size, progress, refine_passes)  # fmt: skip
+    except PkmodelError:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a run that wrote nothing leaves no empty folder behind
+        raise
+
+
+def _predict_into(
+    runner, source, kind, weights, out_dir, cfg, batch_size, progress, refine_passes
+) -> PredictSummary:  # fmt: skip
+    header = {**_header(runner, Path(weights), kind, source), "refine_passes": refine_passes}
+
+    def predict(frames: Sequence[np.ndarray]) -> list[Pose]:
+        return predict_frames_refined(
+            runner, frames, refine_passes, REFINE_MARGIN, cfg.prepare.expand_ratio
+        )
+
+    if kind == "video":
+        return predict_video(predict, source, out_dir, batch_size, header, progress)
+    if kind == "image":
+        paths = [source]
+    else:
+        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise PkmodelError(
+                f"folder {source} holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
+    return predict_images(predict, paths, out_dir, batch_size, header, progress, kind == "image")

@@ -1,0 +1,1 @@
+"""Export to Core ML and ONNX, each verified against PyTorch."""

@@ -1,0 +1,631 @@
+"""The 2D -> 3D pipeline of `pkmodel lift`, its evaluation, and its pictures.
+
+frames -> 2D joints (network or ground truth) -> depth at each joint -> back-projection (+ the
+surface-to-joint correction) -> temporal smoothing -> canonical frame -> take. On sequences with
+3D ground truth: MPJPE (camera and canonical frame), depth validity and jitter, for the chosen
+settings and for the alternatives (correction off / on, each smoothing method).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pkmodel import __version__
+from pkmodel.common.errors import PkmodelError
+from pkmodel.common.skeleton import (
+    EXTENDED_JOINT_NAMES,
+    JOINT_INDEX,
+    LIMBS,
+    NUM_JOINTS,
+    add_derived_joints,
+)
+from pkmodel.config import LiftConfig
+from pkmodel.lift.canonical import hip_width, to_canonical
+from pkmodel.lift.depth import lift_joints, surface_to_joint
+from pkmodel.lift.rgbd import RgbdSequence
+from pkmodel.lift.smoothing import SmoothingParams, smooth_sequence
+from pkmodel.lift.take import Take, TakeRecorder
+
+SMOOTHING_METHODS = ("none", "ema", "one_euro")
+CAMERA_FRAME = "x right, y down, z forward (metres)"
+CANONICAL_FRAME = (
+    "origin at the pelvis; x toward the subject's left hip (right as seen facing the subject), "
+    "y up, z forward (the way the chest faces); right-handed, determinant +1"
+)
+DEPTH_CHUNK = 32  # frames of depth held in memory at once
+_TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
+
+
+def check_lift_config(lift: LiftConfig) -> None:
+    """Settings that the type check cannot catch, as one-sentence user errors."""
+    from pkmodel.config.rules import at_least, check_rules, finite, in_range, positive, probability
+
+    check_rules(
+        "lift",
+        lift,
+        [
+            ("window", lambda v: v >= 1 and v % 2 == 1, "must be a positive odd number"),
+            in_range("min_confidence", 0, 2, "must be 0, 1 or 2 (ARKit's levels)"),
+            at_least("depth_band_m", 0, "must be >= 0 (0 = off)"),
+            probability("min_score"),
+            at_least("min_depth_m", 0),
+            (
+                "max_depth_m",
+                lambda v: finite(v) and v > lift.min_depth_m,
+                f"must be above lift.min_depth_m ({lift.min_depth_m!r})",
+            ),
+            (
+                "limb_radius_m",
+                lambda v: len(v) == NUM_JOINTS and min(v) >= 0,
+                f"must list {NUM_JOINTS} non-negative radii in metres (one per COCO joint)",
+            ),
+            ("ema_alpha", lambda v: finite(v) and 0 < v <= 1, "must be in (0, 1]"),
+            positive("one_euro_min_cutoff"),
+            positive("one_euro_d_cutoff"),
+            at_least("one_euro_beta", 0),
+            at_least("one_euro_beta_2d", 0),
+            positive("max_gap_s"),
+            at_least("batch_size", 1),
+            positive("fps"),
+            at_least("sheet_frames", 1),
+            in_range("hip_width_m", 0, 1, "must be in [0, 1] metres (0 = estimate)"),
+        ],
+    )
+
+
+# --- 2D joints -------------------------------------------------------------------------------
+
+
+@dataclass
+class Joints2D:
+    """2D joints of a sequence in colour-image pixels: NaN where not found or too unsure."""
+
+    keypoints: np.ndarray  # (T, K, 2)
+    scores: np.ndarray  # (T, K)
+    source: str  # model id or "ground-truth-2d"
+
+
+def ground_truth_joints(seq: RgbdSequence) -> Joints2D:
+    """The labelled 2D joints (visibility > 0) with score 1; unlabelled ones are NaN."""
+    if seq.ground_truth is None:
+        raise PkmodelError(
+            f"{seq.source or seq.name} has no ground-truth 2D joints; run with --weights instead"
+        )
+    kp = seq.ground_truth.keypoints_2d
+    labelled = kp[..., 2] > 0
+    xy = np.where(labelled[..., None], kp[..., :2], np.nan)
+    return Joints2D(xy, labelled.astype(np.float64), "ground-truth-2d")
+
+
+def checkpoint_id(path: Path) -> str:
+    """A short, stable id of a checkpoint file: its name and the start of its SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"{path.name} sha256:{digest.hexdigest()[:12]}"
+
+
+class ModelJoints:
+    """A checkpoint as a 2D joint detector for whole images (letterbox, network, decoder)."""
+
+    def __init__(self, weights: Path, cfg: Any, device: str = "auto") -> None:
+        from pkmodel.config.rules import check_decoder
+        from pkmodel.engine.train import select_device
+        from pkmodel.model.checkpoint import model_from_checkpoint
+
+        check_decoder(cfg.decoder)
+        self.device = select_device(device, key="lift.device")
+        model, ckpt_cfg, _ = model_from_checkpoint(weights, map_location="cpu")
+        self.model = model.to(self.device).eval()
+        self.input_size = ckpt_cfg.model.input_size  # the size the network was trained at
+        self.decoder = cfg.decoder
+        self.min_score = cfg.lift.min_score
+        self.model_id = checkpoint_id(Path(weights))
+
+    def __call__(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """RGB uint8 images of one size -> keypoints (N, K, 2) image pixels, scores (N, K).
+
+        Joints the decoder does not find, or that score below lift.min_score, are NaN.
+        """
+        import torch
+
+        from pkmodel.common.geometry import letterbox_image
+        from pkmodel.model.decode import decode_outputs
+
+        boxed = [letterbox_image(im, self.input_size) for im in images]
+        batch = np.stack([b for b, _ in boxed]).astype(np.float32) / 127.5 - 1.0
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device)
+        with torch.no_grad():
+            outputs = self.model(x)
+        stride = self.input_size // outputs[0].shape[-1]
+        dec = decode_outputs(
+            outputs,
+            stride=stride,
+            score_threshold=self.decoder.score_threshold,
+            prior_offset=self.decoder.center_prior_offset,
+        )
+        letterbox = boxed[0][1]  # every frame of a recording has the same size
+        keypoints = letterbox.to_image(dec.keypoints)
+        keep = dec.found & (dec.scores >= self.min_score)
+        return np.where(keep[..., None], keypoints, np.nan), dec.scores
+
+
+def predict_joints(
+    seq: RgbdSequence, detector: ModelJoints, batch_size: int, progress: bool = False
+) -> Joints2D:
+    """Run the detector over every colour frame, in batches."""
+    from tqdm import tqdm
+
+    kps, scores = [], []
+    shape = None
+    starts = range(0, len(seq), batch_size)
+    for start in tqdm(starts, desc=f"2D {seq.name}", unit="batch", disable=not progress):
+        images = [seq.load_color(i) for i in range(start, min(start + batch_size, len(seq)))]
+        for im, i in zip(images, range(start, len(seq)), strict=False):
+            if shape is None:
+                shape = im.shape
+            elif im.shape != shape:
+                raise PkmodelError(f"{seq.color_files[i]} has another size than the first frame")
+        k, s = detector(images)
+        kps.append(k)
+        scores.append(s)
+    return Joints2D(np.concatenate(kps), np.concatenate(scores), detector.model_id)
+
+
+# --- 3D --------------------------------------------------------------------------------------
+
+
+@dataclass
+class LiftResult:
+    """Everything the pipeline computed for one sequence (T frames, K = 17 joints)."""
+
+    timestamps: np.ndarray  # (T,)
+    keypoints_2d: np.ndarray  # (T, K, 2) after the optional 2D smoothing
+    scores: np.ndarray  # (T, K)
+    surface: np.ndarray  # (T, K, 3) back-projected depth samples (no correction)
+    depth_valid: np.ndarray  # (T, K) a depth sample exists
+    joints_raw: np.ndarray  # (T, K, 3) with the correction when on, before smoothing
+    joints: np.ndarray  # (T, K, 3) final (smoothed) camera-frame joints
+    joints_ext: np.ndarray  # (T, 19, 3) with pelvis and neck
+    canonical: np.ndarray  # (T, 19, 3)
+    origin: np.ndarray  # (T, 3)
+    rotation: np.ndarray  # (T, 3, 3)
+    seconds: float  # time spent in depth sampling .. canonical
+    hip_width_m: float | None = None  # the canonical frame's hip width (None: hip_prior off)
+
+
+def sample_surface(
+    seq: RgbdSequence, keypoints: np.ndarray, lift: LiftConfig, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Back-projected depth at every joint, chunk by chunk: (T, K, 3) points and (T, K) valid."""
+    from tqdm import tqdm
+
+    points, valid = [], []
+    starts = range(0, len(seq), DEPTH_CHUNK)
+    for start in tqdm(starts, desc=f"3D {seq.name}", unit="chunk", disable=not progress):
+        idx = range(start, min(start + DEPTH_CHUNK, len(seq)))
+        depth = np.stack([seq.load_depth(i) for i in idx])
+        if start == 0:
+            check_depth_aspect(seq, depth.shape[-1], depth.shape[-2])
+        conf = None
+        if seq.confidence_files is not None:
+            conf = np.stack([seq.load_confidence(i) for i in idx])
+        p, sample = lift_joints(
+            keypoints[start : idx.stop],
+            depth,
+            seq.intrinsics,
+            window=lift.window,
+            min_depth=lift.min_depth_m,
+            max_depth=lift.max_depth_m,
+            confidence=conf,
+            min_confidence=lift.min_confidence,
+            band=lift.depth_band_m,
+        )
+        points.append(p)
+        valid.append(sample.valid)
+    return np.concatenate(points), np.concatenate(valid)
+
+
+def check_depth_aspect(seq: RgbdSequence, width: int, height: int) -> None:
+    """Depth maps may be smaller than the colour image but must show the same view: the same
+    aspect ratio (a depth map of another shape is cropped or not registered to the colour)."""
+    intr = seq.intrinsics
+    slack = 0.01 * width * intr.height + max(intr.width, intr.height)  # 1 pixel of rounding
+    if abs(width * intr.height - height * intr.width) > slack:
+        raise PkmodelError(
+            f"depth image {seq.depth_files[0]} is {width} x {height} but the colour images are "
+            f"{intr.width} x {intr.height}, another aspect ratio: depth must be registered to "
+            "the colour image (the same view, any resolution)"
+        )
+
+
+def finish_3d(
+    surface: np.ndarray, timestamps: np.ndarray, radius: np.ndarray | None, params: SmoothingParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Correction (when ``radius`` is given) then smoothing: (raw, smoothed) joints."""
+    raw = surface if radius is None else surface_to_joint(surface, radius)
+    return raw, smooth_sequence(raw, timestamps, params)
+
+
+def lift_sequence(
+    seq: RgbdSequence, joints: Joints2D, lift: LiftConfig, progress: bool = False
+) -> LiftResult:
+    """Depth, back-projection, correction, smoothing and canonical frame for a sequence."""
+    check_lift_config(lift)
+    start = time.perf_counter()
+    keypoints = joints.keypoints
+    if lift.smooth_2d:  # pixels, not metres: One-Euro's speed term has its own coefficient
+        params_2d = replace(SmoothingParams.from_config(lift), beta=lift.one_euro_beta_2d)
+        keypoints = smooth_sequence(keypoints, seq.timestamps, params_2d)
+    surface, valid = sample_surface(seq, keypoints, lift, progress)
+    radius = np.asarray(lift.limb_radius_m) if lift.surface_correction else None
+    raw, final = finish_3d(surface, seq.timestamps, radius, SmoothingParams.from_config(lift))
+    ext = add_derived_joints(final)
+    width = canonical_hip_width(final, lift)
+    canonical, origin, rotation = to_canonical(ext, width)
+    return LiftResult(
+        timestamps=seq.timestamps,
+        keypoints_2d=keypoints,
+        scores=joints.scores,
+        surface=surface,
+        depth_valid=valid,
+        joints_raw=raw,
+        joints=final,
+        joints_ext=ext,
+        canonical=canonical,
+        origin=origin,
+        rotation=rotation,
+        seconds=time.perf_counter() - start,
+        hip_width_m=width,
+    )
+
+
+def canonical_hip_width(joints: np.ndarray, lift: LiftConfig) -> float | None:
+    """The hip width the canonical frame places a hidden hip with (metres): lift.hip_width_m,
+    or when 0 the recording's own (:func:`pkmodel.lift.canonical.hip_width`); None with
+    lift.hip_prior off."""
+    if not lift.hip_prior:
+        return None
+    return float(lift.hip_width_m) if lift.hip_width_m > 0 else hip_width(joints)
+
+
+def build_take(seq: RgbdSequence, result: LiftResult, lift: LiftConfig, model_id: str) -> Take:
+    """Record the frames (with pelvis and neck: 19 joints) into a take with full metadata."""
+    meta = {
+        "format": "pkmodel-take",
+        "created_by": f"pkmodel {__version__}",
+        "sequence": seq.name,
+        "source": str(seq.source) if seq.source else None,
+        "model": model_id,
+        "units": {
+            "timestamp": "s",
+            "keypoints_2d": "px (colour image, pixel centers at +0.5)",
+            "scores": "keypoint score 0..1",
+            "joints_camera": "m",
+            "joints_canonical": "m",
+            "origin": "m",
+        },
+        "camera_frame": CAMERA_FRAME,
+        "canonical_frame": CANONICAL_FRAME,
+        "intrinsics": seq.intrinsics.to_dict(),
+        "intrinsics_convention": "OpenCV: pixel (i, j) center at (i, j)",
+        "depth_unit_m": seq.depth_unit_m,
+        "lift": {
+            "window": lift.window,
+            "depth_band_m": lift.depth_band_m,
+            "min_confidence": lift.min_confidence,
+            "min_score": lift.min_score,
+            "min_depth_m": lift.min_depth_m,
+            "max_depth_m": lift.max_depth_m,
+            "surface_correction": lift.surface_correction,
+            "limb_radius_m": list(lift.limb_radius_m),
+            "smoothing": lift.smoothing,
+            "smooth_2d": lift.smooth_2d,
+            "one_euro": [lift.one_euro_min_cutoff, lift.one_euro_beta, lift.one_euro_d_cutoff],
+            "ema_alpha": lift.ema_alpha,
+            "max_gap_s": lift.max_gap_s,
+            "hip_prior": lift.hip_prior,
+            "hip_width_m": (
+                round(result.hip_width_m, 4)
+                if result.hip_width_m is not None and np.isfinite(result.hip_width_m)
+                else None
+            ),
+        },
+    }
+    recorder = TakeRecorder(EXTENDED_JOINT_NAMES, meta)
+    pad = np.full((len(seq), len(EXTENDED_JOINT_NAMES) - NUM_JOINTS), np.nan)
+    kp2d = add_derived_joints(result.keypoints_2d)  # 2D pelvis / neck: image midpoints
+    scores = np.concatenate([result.scores, pad], axis=1)
+    for t in range(len(seq)):
+        recorder.append(
+            timestamp=float(result.timestamps[t]),
+            keypoints_2d=kp2d[t],
+            scores=scores[t],
+            joints_camera=result.joints_ext[t],
+            joints_canonical=result.canonical[t],
+            origin=result.origin[t],
+            rotation=result.rotation[t],
+            index=t,
+        )
+    return recorder.take()
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+
+def joint_errors(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Euclidean errors (mm) of the joints in ``mask`` that both sides know."""
+    known = mask & np.isfinite(pred).all(-1) & np.isfinite(truth).all(-1)
+    return np.linalg.norm(pred[known] - truth[known], axis=-1) * 1000.0
+
+
+def accelerations(
+    points: np.ndarray, timestamps: np.ndarray, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """Acceleration magnitudes (m/s^2) of every joint (T, K, 3) at every frame with both
+    neighbours known (and in ``mask`` (T, K) in all three frames): the second difference over
+    uneven time steps."""
+    t = np.asarray(timestamps, dtype=np.float64)
+    if len(t) < 3:
+        return np.zeros(0)
+    dt1, dt2 = np.diff(t)[:-1], np.diff(t)[1:]
+    v1 = (points[1:-1] - points[:-2]) / dt1[:, None, None]
+    v2 = (points[2:] - points[1:-1]) / dt2[:, None, None]
+    acc = (v2 - v1) / ((dt1 + dt2) / 2.0)[:, None, None]
+    norm = np.linalg.norm(acc, axis=-1)
+    keep = np.isfinite(norm)
+    if mask is not None:
+        keep &= mask[:-2] & mask[1:-1] & mask[2:]
+    return norm[keep]
+
+
+def _mean(values: Iterable[np.ndarray]) -> float | None:
+    v = np.concatenate([np.asarray(x, dtype=np.float64).ravel() for x in values] or [np.zeros(0)])
+    return round(float(v.mean()), 4) if v.size else None
+
+
+def _canonical_truth(truth: np.ndarray) -> np.ndarray:
+    return to_canonical(add_derived_joints(truth))[0][..., :NUM_JOINTS, :]
+
+
+def evaluation_parts(
+    seq: RgbdSequence, joints: Joints2D, result: LiftResult, lift: LiftConfig
+) -> dict[str, Any]:
+    """Per-joint errors, accelerations and counts of one sequence, for every variant.
+
+    Variants: correction off / with the config's radii / with the sequence's true radii (when
+    known) x smoothing none / ema / one_euro. Pooled over sequences by :func:`summarise`.
+    """
+    gt = seq.ground_truth
+    if gt is None or not np.isfinite(gt.joints_3d).any():
+        return {}
+    truth = gt.joints_3d
+    vis = gt.keypoints_2d[..., 2] == 2
+    labelled = gt.keypoints_2d[..., 2] > 0
+    have_2d = np.isfinite(joints.keypoints).all(-1)
+    truth_canon = _canonical_truth(truth)
+    # frames whose hips and shoulders are all visible: the canonical frame is not guessed from
+    # an occluded joint's depth (a side view's far hip samples the near one's surface)
+    torso = vis[:, [JOINT_INDEX[n] for n in _TORSO]].all(axis=1)
+    radii: dict[str, np.ndarray | None] = {
+        "off": None,
+        "config_radius": np.asarray(lift.limb_radius_m),
+    }
+    if gt.limb_radius is not None:
+        radii["true_radius"] = gt.limb_radius
+    parts: dict[str, Any] = {
+        "depth_valid": [result.depth_valid[have_2d]],
+        "depth_valid_visible": [result.depth_valid[have_2d & vis]],
+        "found_visible": [have_2d[vis]],
+        "gt_jitter": [accelerations(truth, seq.timestamps)],
+        "gt_jitter_visible": [accelerations(truth, seq.timestamps, vis)],
+        "variants": {},
+    }
+    for correction, radius in radii.items():
+        for method in SMOOTHING_METHODS:
+            params = SmoothingParams.from_config(lift, method)
+            _, pred = finish_3d(result.surface, seq.timestamps, radius, params)
+            width = canonical_hip_width(pred, lift)
+            canon = to_canonical(add_derived_joints(pred), width)[0][..., :NUM_JOINTS, :]
+            parts["variants"][f"{correction}/{method}"] = {
+                "mpjpe_visible_mm": [joint_errors(pred, truth, vis)],
+                "mpjpe_all_mm": [joint_errors(pred, truth, labelled)],
+                "mpjpe_canonical_visible_mm": [joint_errors(canon, truth_canon, vis)],
+                "mpjpe_canonical_torso_visible_mm": [
+                    joint_errors(canon[torso], truth_canon[torso], vis[torso])
+                ],
+                "jitter_m_s2": [accelerations(pred, seq.timestamps)],
+                "jitter_visible_m_s2": [accelerations(pred, seq.timestamps, vis)],
+            }
+    return parts
+
+
+def summarise(parts_list: list[dict[str, Any]], lift: LiftConfig) -> dict[str, Any]:
+    """Pool the parts of one or more sequences into the metrics written to metrics.json."""
+    parts_list = [p for p in parts_list if p]
+    if not parts_list:
+        return {}
+
+    def pool(key: str) -> list[np.ndarray]:
+        return [a for p in parts_list for a in p[key]]
+
+    variants: dict[str, dict[str, float | None]] = {}
+    for name in parts_list[0]["variants"]:
+        if not all(name in p["variants"] for p in parts_list):
+            continue
+        variants[name] = {
+            metric: _mean(a for p in parts_list for a in p["variants"][name][metric])
+            for metric in parts_list[0]["variants"][name]
+        }
+    chosen = f"{'config_radius' if lift.surface_correction else 'off'}/{lift.smoothing}"
+    n_visible = sum(int(a.size) for a in pool("depth_valid_visible"))
+    return {
+        "selected": chosen,
+        **variants[chosen],
+        "depth_validity_rate": _mean(pool("depth_valid")),
+        "depth_validity_rate_visible": _mean(pool("depth_valid_visible")),
+        "found_rate_visible": _mean(pool("found_visible")),
+        "visible_joints_with_2d": n_visible,
+        "gt_jitter_m_s2": _mean(pool("gt_jitter")),
+        "gt_jitter_visible_m_s2": _mean(pool("gt_jitter_visible")),
+        "variants": variants,
+    }
+
+
+# --- pictures --------------------------------------------------------------------------------
+
+
+def write_overlays(
+    seq: RgbdSequence, result: LiftResult, folder: Path, progress: bool = False
+) -> None:
+    """The 2D skeleton on every colour frame, with its depth-less joints left out of 3D
+    (drawn as found), into ``folder/NNNNNN.png``."""
+    from tqdm import tqdm
+
+    from pkmodel.common.draw import draw_skeleton, put_label, save_image
+
+    found = np.isfinite(result.keypoints_2d).all(-1)
+    for t in tqdm(range(len(seq)), desc=f"overlays {seq.name}", unit="frame", disable=not progress):
+        image = seq.load_color(t)
+        draw_skeleton(image, result.keypoints_2d[t], visible=found[t])
+        n3d = int(np.isfinite(result.joints[t]).all(-1).sum())
+        put_label(image, f"{t}  t={result.timestamps[t]:.3f}s  3D {n3d}/{NUM_JOINTS}")
+        save_image(folder / f"{t:06d}.png", image)
+
+
+def plot_canonical_sheet(
+    canonical: np.ndarray,
+    timestamps: np.ndarray,
+    path: Path,
+    frames: int = 12,
+    truth: np.ndarray | None = None,
+    title: str = "",
+) -> None:
+    """A contact sheet of the canonical 3D pose (up to ``frames`` evenly spaced frames).
+
+    Drawn with the canonical y axis up; ground truth (when given) in grey underneath.
+    """
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pkmodel.common.atomic import atomic_write_bytes
+
+    n = len(canonical)
+    picks = np.unique(np.linspace(0, n - 1, min(frames, n)).round().astype(int))
+    cols = min(4, len(picks))
+    rows = -(-len(picks) // cols)
+    fig = plt.figure(figsize=(3.2 * cols, 3.4 * rows))
+    limbs = np.asarray(LIMBS)
+    for k, t in enumerate(picks):
+        ax = fig.add_subplot(rows, cols, k + 1, projection="3d")
+        layers = [(truth, "0.7", 1.0)] if truth is not None else []
+        for pose, color, width in [*layers, (canonical, "tab:blue", 2.0)]:
+            p = pose[t]
+            for a, b in limbs:
+                if np.isfinite(p[[a, b]]).all():
+                    # matplotlib's z is up: plot (x, z, y) of the canonical frame
+                    ax.plot(p[[a, b], 0], p[[a, b], 2], p[[a, b], 1], color=color, lw=width)
+            ok = np.isfinite(p).all(-1)
+            ax.scatter(p[ok, 0], p[ok, 2], p[ok, 1], color=color, s=6)
+        # (x, z, y) of a right-handed frame is a mirror image: reversing the z-forward axis
+        # undoes it, and the default view then looks at the subject from the front.
+        ax.set(xlim=(-0.8, 0.8), ylim=(0.8, -0.8), zlim=(-1.0, 0.9))
+        ax.set_box_aspect((1.6, 1.6, 1.9))
+        # ticks every 0.5 m without numbers: the scale reads from the grid, the poses stay big
+        ax.set(xticks=[-0.5, 0, 0.5], yticks=[-0.5, 0, 0.5], zticks=[-1, -0.5, 0, 0.5])
+        ax.set(xticklabels=[], yticklabels=[], zticklabels=[])
+        ax.set_xlabel("x right", fontsize=7, labelpad=-12)
+        ax.set_ylabel("z forward", fontsize=7, labelpad=-12)
+        ax.set_zlabel("y up", fontsize=7, labelpad=-12)
+        ax.view_init(elev=15, azim=-60)
+        ax.set_title(f"frame {t}  t={timestamps[t]:.2f}s", fontsize=8, pad=0)
+    if title:
+        fig.suptitle(f"{title}\ngrid: 0.5 m", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+# --- the whole command -----------------------------------------------------------------------
+
+
+def run_lift(
+    sequences: list[RgbdSequence],
+    cfg: Any,
+    out_dir: Path,
+    detector: ModelJoints | None = None,
+    progress: bool = False,
+    pictures: bool = True,
+) -> dict[str, Any]:
+    """Lift every sequence (ground-truth 2D when ``detector`` is None), write the takes,
+    pictures and metrics.json, and return the metrics."""
+    from pkmodel.common.atomic import atomic_write_json
+    from pkmodel.lift.take import write_take
+
+    lift = cfg.lift
+    check_lift_config(lift)
+    names = [s.name for s in sequences]
+    if len(set(names)) != len(names):
+        raise PkmodelError("input holds two recordings with the same folder name")
+    all_parts, per_sequence = [], {}
+    total_frames, total_seconds = 0, 0.0
+    for seq in sequences:
+        t0 = time.perf_counter()
+        if detector is None:
+            joints = ground_truth_joints(seq)
+        else:
+            joints = predict_joints(seq, detector, lift.batch_size, progress)
+        result = lift_sequence(seq, joints, lift, progress)
+        seconds = time.perf_counter() - t0
+        folder = out_dir / seq.name
+        take = build_take(seq, result, lift, joints.source)
+        paths = write_take(take, folder)
+        if pictures:
+            if lift.overlays:
+                write_overlays(seq, result, folder / "overlays", progress)
+            truth = None
+            if seq.ground_truth is not None and np.isfinite(seq.ground_truth.joints_3d).any():
+                truth = _canonical_truth(seq.ground_truth.joints_3d)
+            plot_canonical_sheet(
+                result.canonical, seq.timestamps, folder / "canonical_3d.png", lift.sheet_frames,
+                truth, f"{seq.name}: canonical 3D pose (blue), ground truth (grey)",
+            )  # fmt: skip
+        parts = evaluation_parts(seq, joints, result, lift)
+        all_parts.append(parts)
+        metrics = summarise([parts], lift)
+        metrics.update(
+            frames=len(seq),
+            fps_measured=take.metadata["fps"],
+            processing_fps=round(len(seq) / seconds, 2) if seconds > 0 else None,
+            take={k: str(p) for k, p in paths.items()},
+        )
+        per_sequence[seq.name] = metrics
+        total_frames += len(seq)
+        total_seconds += seconds
+    overall = summarise(all_parts, lift)
+    doc = {
+        "pkmodel": __version__,
+        "two_d": "ground-truth-2d" if detector is None else "model",
+        "model": None if detector is None else detector.model_id,
+        "lift": cfg.to_dict()["lift"],
+        "frames": total_frames,
+        "processing_fps": round(total_frames / total_seconds, 2) if total_seconds else None,
+        "overall": overall,
+        "sequences": per_sequence,
+    }
+    atomic_write_json(out_dir / "metrics.json", doc)
+    return doc

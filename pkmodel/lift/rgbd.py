@@ -1,0 +1,341 @@
+"""Reading RGB-D recordings for `pkmodel lift`: the synthetic ``sequences/`` layout and plain
+folders of colour + 16-bit depth PNGs with an ``intrinsics.json``.
+
+A recording becomes an :class:`RgbdSequence`: file lists, timestamps, intrinsics, the depth
+unit, and ground truth when the files carry it. Frames are loaded one at a time (a long
+recording never sits in memory whole); depth comes back in metres (float32, 0 = no depth).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pkmodel.common.errors import PkmodelError, not_there
+from pkmodel.common.skeleton import NUM_JOINTS
+from pkmodel.lift.depth import Intrinsics
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+INTRINSICS_FILE = "intrinsics.json"
+SEQUENCE_FILE = "annotations.json"
+
+
+@dataclass
+class GroundTruth:
+    """Per-frame labels of a synthetic sequence (NaN where a frame has no person)."""
+
+    keypoints_2d: np.ndarray  # (T, K, 3) image pixels + COCO visibility 0/1/2
+    joints_3d: np.ndarray  # (T, K, 3) metres, camera frame (x right, y down, z forward)
+    limb_radius: np.ndarray | None = None  # (T, K) metres, surface-to-joint distance
+
+
+@dataclass
+class RgbdSequence:
+    """One recording: aligned colour / depth files, timestamps and the camera."""
+
+    name: str
+    color_files: list[Path]
+    depth_files: list[Path]
+    timestamps: np.ndarray  # (T,) seconds, strictly increasing
+    intrinsics: Intrinsics  # for the colour image's resolution
+    depth_unit_m: float  # metres per stored depth unit (1 / depth scale)
+    confidence_files: list[Path] | None = None
+    ground_truth: GroundTruth | None = None
+    source: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.color_files)
+
+    def load_color(self, i: int) -> np.ndarray:
+        """Frame ``i`` as an HxWx3 uint8 RGB array."""
+        import cv2
+
+        image = cv2.imread(str(self.color_files[i]), cv2.IMREAD_COLOR)
+        if image is None:
+            raise PkmodelError(f"colour image {self.color_files[i]} cannot be read")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def load_depth(self, i: int) -> np.ndarray:
+        """Depth of frame ``i`` in metres (float32, HxW; 0 or NaN = no measurement)."""
+        path = self.depth_files[i]
+        if path.suffix == ".npy":
+            raw = np.load(path, allow_pickle=False)
+        else:
+            import cv2
+
+            raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if raw is None:
+                raise PkmodelError(f"depth image {path} cannot be read")
+        if raw.ndim != 2:
+            raise PkmodelError(
+                f"depth image {path} must have one channel, it has shape {raw.shape}"
+            )
+        if raw.dtype.kind in "ui" and raw.dtype.itemsize < 2:
+            raise PkmodelError(f"depth image {path} is 8-bit; depth must be 16-bit or float")
+        return raw.astype(np.float32) * np.float32(self.depth_unit_m)
+
+    def load_confidence(self, i: int) -> np.ndarray | None:
+        if self.confidence_files is None:
+            return None
+        import cv2
+
+        conf = cv2.imread(str(self.confidence_files[i]), cv2.IMREAD_UNCHANGED)
+        if conf is None or conf.ndim != 2:
+            raise PkmodelError(f"confidence image {self.confidence_files[i]} must be one channel")
+        return conf
+
+
+def find_sequences(root: Path, intrinsics_key: str = "", fps: float = 30.0) -> list[RgbdSequence]:
+    """Every recording under ``root``: a synthetic dataset folder (``sequences/*``), one
+    synthetic sequence (``annotations.json``), or a plain RGB-D folder (``intrinsics.json``)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise PkmodelError(f"input folder {root} {not_there(root, 'folder')}")
+    if (root / SEQUENCE_FILE).is_file():
+        return [read_synthetic_sequence(root)]
+    if (root / INTRINSICS_FILE).is_file():
+        return [read_plain_folder(root, intrinsics_key, fps)]
+    parent = root / "sequences" if (root / "sequences").is_dir() else root
+    found = [
+        read_synthetic_sequence(d)
+        if (d / SEQUENCE_FILE).is_file()
+        else read_plain_folder(d, intrinsics_key, fps)
+        for d in sorted(p for p in parent.iterdir() if p.is_dir())
+        if (d / SEQUENCE_FILE).is_file() or (d / INTRINSICS_FILE).is_file()
+    ]
+    if not found:
+        raise PkmodelError(
+            f"input folder {root} holds no RGB-D recording (no {SEQUENCE_FILE}, no "
+            f"{INTRINSICS_FILE}, no sequences/ folder)"
+        )
+    return found
+
+
+# --- synthetic sequences ---------------------------------------------------------------------
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PkmodelError(f"{path} cannot be read as JSON: {e}") from None
+
+
+def _intrinsics_from(obj: Any, width: int, height: int, where: str) -> Intrinsics:
+    try:
+        values = [float(obj[k]) for k in ("fx", "fy", "cx", "cy")]
+    except (KeyError, TypeError, ValueError):
+        raise PkmodelError(f"{where} needs numeric fx, fy, cx and cy") from None
+    if values[0] <= 0 or values[1] <= 0:
+        raise PkmodelError(f"{where}: fx and fy must be positive, got {values[0]} and {values[1]}")
+    w = int(obj.get("width", width)) if isinstance(obj, dict) else width
+    h = int(obj.get("height", height)) if isinstance(obj, dict) else height
+    return Intrinsics(*values, width=w, height=h)
+
+
+def read_synthetic_sequence(folder: Path) -> RgbdSequence:
+    """A make-synthetic sequence: COCO-style ``annotations.json`` whose images carry
+    ``timestamp``, ``depth_file``, ``depth_unit_m`` and ``intrinsics``, and whose annotations
+    carry ``keypoints_3d`` (metres, camera frame) and per-joint limb radii."""
+    folder = Path(folder)
+    path = folder / SEQUENCE_FILE
+    doc = _load_json(path)
+    try:
+        images = sorted(doc["images"], key=lambda im: float(im["timestamp"]))
+        anns: dict[int, list[dict]] = {}
+        for ann in doc.get("annotations", []):
+            anns.setdefault(int(ann["image_id"]), []).append(ann)
+        first = images[0]
+        width, height = int(first["width"]), int(first["height"])
+        intr = _intrinsics_from(first["intrinsics"], width, height, f"{path} (intrinsics)")
+        unit = float(first.get("depth_unit_m", 0.001))
+        timestamps = np.array([float(im["timestamp"]) for im in images])
+        color = [folder / im["file_name"] for im in images]
+        depth = [folder / im["depth_file"] for im in images]
+        conf = (
+            [folder / im["confidence_file"] for im in images]
+            if "confidence_file" in first
+            else None
+        )
+        kp2d = np.full((len(images), NUM_JOINTS, 3), np.nan)
+        kp3d = np.full((len(images), NUM_JOINTS, 3), np.nan)
+        radius = np.full((len(images), NUM_JOINTS), np.nan)
+        for t, im in enumerate(images):
+            if _intrinsics_from(im["intrinsics"], width, height, str(path)) != intr:
+                raise PkmodelError(
+                    f"{path}: intrinsics change within the sequence (image {im['id']})"
+                )
+            people = anns.get(int(im["id"]), [])
+            if not people:
+                continue
+            # The sequence follows one person: the largest one in view.
+            ann = max(people, key=lambda a: float(a.get("area", 0.0)))
+            kp2d[t] = np.asarray(ann["keypoints"], dtype=np.float64).reshape(NUM_JOINTS, 3)
+            if "keypoints_3d" in ann:
+                kp3d[t] = np.asarray(ann["keypoints_3d"], dtype=np.float64).reshape(NUM_JOINTS, 3)
+            radii = ann.get("limb_radius_m", ann.get("joint_radius_m", ann.get("limb_radius")))
+            if radii is not None:
+                radius[t] = np.asarray(radii, dtype=np.float64).reshape(NUM_JOINTS)
+    except PkmodelError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise PkmodelError(
+            f"{path} is not a synthetic sequence file ({type(e).__name__}: {e})"
+        ) from None
+    _check_timestamps(timestamps, str(path))
+    gt = GroundTruth(kp2d, kp3d, None if np.isnan(radius).all() else radius)
+    return RgbdSequence(
+        name=folder.name,
+        color_files=color,
+        depth_files=depth,
+        timestamps=timestamps,
+        intrinsics=intr,
+        depth_unit_m=unit,
+        confidence_files=conf,
+        ground_truth=gt,
+        source=folder,
+    )
+
+
+def _check_timestamps(t: np.ndarray, where: str) -> None:
+    if t.size == 0:
+        raise PkmodelError(f"{where} lists no frames")
+    if not np.isfinite(t).all() or (np.diff(t) <= 0).any():
+        raise PkmodelError(f"{where}: frame timestamps must be finite and strictly increasing")
+
+
+# --- plain folders ---------------------------------------------------------------------------
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _pair_flat(folder: Path) -> tuple[list[Path], list[Path], list[Path] | None]:
+    """``<stem>_color.png`` + ``<stem>_depth.png`` (+ ``<stem>_confidence.png``) in one folder."""
+    roles: dict[str, dict[str, Path]] = {"color": {}, "depth": {}, "confidence": {}}
+    pattern = re.compile(r"^(.*?)[_-]?(color|colour|rgb|depth|confidence)$", re.IGNORECASE)
+    for p in _images(folder):
+        m = pattern.match(p.stem)
+        if m:
+            role = {"colour": "color", "rgb": "color"}.get(m.group(2).lower(), m.group(2).lower())
+            roles[role][m.group(1)] = p
+    stems = sorted(roles["color"])
+    missing = [s for s in stems if s not in roles["depth"]]
+    if missing:
+        raise PkmodelError(f"{folder}: colour image for '{missing[0]}' has no matching depth image")
+    conf = (
+        [roles["confidence"][s] for s in stems]
+        if stems and all(s in roles["confidence"] for s in stems)
+        else None
+    )
+    return [roles["color"][s] for s in stems], [roles["depth"][s] for s in stems], conf
+
+
+def _pair_subfolders(folder: Path) -> tuple[list[Path], list[Path], list[Path] | None] | None:
+    """``color/`` (or ``rgb/``) and ``depth/`` (and ``confidence/``) with matching file stems,
+    or the same number of files paired in sorted order."""
+    color_dir = next(
+        (folder / n for n in ("color", "colour", "rgb") if (folder / n).is_dir()), None
+    )
+    if color_dir is None or not (folder / "depth").is_dir():
+        return None
+    color, depth = _images(color_dir), _images(folder / "depth")
+    conf = _images(folder / "confidence") if (folder / "confidence").is_dir() else None
+    if len(color) != len(depth):
+        raise PkmodelError(f"{folder}: {len(color)} colour images but {len(depth)} depth images")
+    if conf is not None and len(conf) != len(color):
+        raise PkmodelError(f"{folder}: {len(conf)} confidence images for {len(color)} frames")
+    return color, depth, conf
+
+
+def read_plain_folder(folder: Path, intrinsics_key: str = "", fps: float = 30.0) -> RgbdSequence:
+    """A folder with ``intrinsics.json`` and colour + 16-bit depth images (registered to the
+    colour image), either in ``color/`` + ``depth/`` subfolders or as ``*_color.png`` +
+    ``*_depth.png`` pairs. Timestamps: numeric file names (TUM), else ``fps`` from the JSON,
+    else the ``fps`` argument."""
+    folder = Path(folder)
+    path = folder / INTRINSICS_FILE
+    meta = _load_json(path)
+    if not isinstance(meta, dict):
+        raise PkmodelError(f"{path} must hold a JSON object")
+    pairs = _pair_subfolders(folder) or _pair_flat(folder)
+    color, depth, conf = pairs
+    if not color:
+        raise PkmodelError(
+            f"{folder} has no colour/depth pairs (expected color/ + depth/ folders or "
+            f"*_color.png + *_depth.png files)"
+        )
+
+    scale = meta.get("depth_scale_per_meter", meta.get("depth_scale"))
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
+        raise PkmodelError(
+            f"{path} needs 'depth_scale_per_meter' (stored depth units per metre, e.g. 5000 for "
+            f"TUM, 1000 for millimetres)"
+        )
+    if all(k in meta for k in ("fx", "fy", "cx", "cy")):
+        obj, where = meta, str(path)
+    else:
+        nested = {k: v for k, v in meta.items() if isinstance(v, dict) and "fx" in v}
+        if intrinsics_key:
+            if intrinsics_key not in nested:
+                raise PkmodelError(
+                    f"{path} has no intrinsics named '{intrinsics_key}' (lift.intrinsics_key); "
+                    f"it has: {', '.join(sorted(nested)) or 'none'}"
+                )
+            obj = nested[intrinsics_key]
+        elif len(nested) == 1:
+            obj = next(iter(nested.values()))
+        else:
+            raise PkmodelError(
+                f"{path} holds {len(nested)} intrinsics sets ({', '.join(sorted(nested))}); pick one "
+                f"with --set lift.intrinsics_key=NAME"
+                if nested
+                else f"{path} needs fx, fy, cx and cy"
+            )
+        where = f"{path} ({intrinsics_key or 'intrinsics'})"
+    import cv2
+
+    first = cv2.imread(str(color[0]), cv2.IMREAD_UNCHANGED)
+    if first is None:
+        raise PkmodelError(f"colour image {color[0]} cannot be read")
+    height, width = first.shape[:2]
+    declared = (int(meta.get("width", width)), int(meta.get("height", height)))
+    intr = _intrinsics_from(obj, *declared, where)
+    if (intr.width, intr.height) != (width, height):
+        # Intrinsics of the camera's capture size (ARKit: 1920 x 1440) beside colour images
+        # saved smaller: the same camera at the images' size, when the aspect ratio agrees.
+        if abs(intr.width * height - intr.height * width) > 0.01 * intr.width * height:
+            raise PkmodelError(
+                f"{where}: the intrinsics are for {intr.width} x {intr.height} pixels but "
+                f"{color[0].name} is {width} x {height}, another aspect ratio (a cropped image "
+                f"needs its own intrinsics)"
+            )
+        intr = intr.scaled_to(width, height)
+
+    try:
+        stamps = np.array([float(p.stem.split("_")[0]) for p in color])
+    except ValueError:
+        stamps = None
+    if stamps is None or len(stamps) > 1 and (np.diff(stamps) <= 0).any():
+        rate = float(meta.get("fps", fps))
+        if rate <= 0:
+            raise PkmodelError(f"{path}: fps must be positive, got {rate}")
+        stamps = np.arange(len(color)) / rate
+    _check_timestamps(stamps, str(folder))
+    return RgbdSequence(
+        name=folder.name,
+        color_files=color,
+        depth_files=depth,
+        timestamps=stamps,
+        intrinsics=intr,
+        depth_unit_m=1.0 / float(scale),
+        confidence_files=conf,
+        source=folder,
+    )

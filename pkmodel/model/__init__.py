@@ -1,0 +1,1 @@
+"""The network, its loss, the graph-outside decoder and checkpoints."""

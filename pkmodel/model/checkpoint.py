@@ -1,0 +1,91 @@
+"""pkmodel checkpoints: atomic saving, safe loading (weights_only) and rebuilding the model.
+
+A checkpoint is a dict with ``format == "pkmodel-checkpoint"``, ``version``, ``model`` (state
+dict), optional ``ema`` (state dict), ``config`` (``Config.to_dict()``) and training state
+(optimizer, scheduler, scaler, epoch, step, rng, best AP) written by `pkmodel train`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pkmodel.common.atomic import atomic_open
+from pkmodel.common.errors import PkmodelError, not_there
+
+CHECKPOINT_FORMAT = "pkmodel-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """torch.save to a temporary file beside ``path``, fsync, then rename: never half-written."""
+    import torch
+
+    state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+    with atomic_open(path, "wb") as f:
+        torch.save(state, f)
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
+    """Load a pkmodel checkpoint with ``weights_only=True``; anything else is a PkmodelError."""
+    import pickle
+    import warnings
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise PkmodelError(f"weights file {path} {not_there(path)}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip or a pickle
+        kind = "an ONNX model, " if path.suffix.lower() == ".onnx" else ""
+        raise PkmodelError(f"{path} is not a pkmodel checkpoint ({kind}not a PyTorch file)")
+    try:
+        with warnings.catch_warnings():  # a plain pickle: the error below says it better
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise PkmodelError(
+            f"{path} is not a pkmodel checkpoint (it holds Python objects that a safe "
+            "weights-only load refuses)"
+        ) from None
+    except Exception as e:  # torch raises many types for files that are not PyTorch files
+        raise PkmodelError(
+            f"{path} is not a pkmodel checkpoint (not a readable PyTorch file: {type(e).__name__})"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise PkmodelError(
+            f"{path} is not a pkmodel checkpoint (it has no 'format': '{CHECKPOINT_FORMAT}' entry)"
+        )
+    if int(state.get("version", 0)) > CHECKPOINT_VERSION:
+        raise PkmodelError(
+            f"{path} is a version {state['version']} checkpoint; this pkmodel reads up to "
+            f"version {CHECKPOINT_VERSION}"
+        )
+    for key in ("model", "config"):
+        if key not in state:
+            raise PkmodelError(f"{path} is not a complete pkmodel checkpoint (no '{key}' entry)")
+    return state
+
+
+def model_from_checkpoint(path: str | Path, prefer_ema: bool = True, map_location: str = "cpu"):
+    """Rebuild the network of a checkpoint with its saved config; EMA weights when present.
+
+    Returns (model in eval mode, Config, raw checkpoint dict).
+    """
+    from pkmodel.config import config_from_dict
+    from pkmodel.model.network import build_model
+
+    state = load_checkpoint(path, map_location)
+    cfg = config_from_dict(state["config"], f"checkpoint {path}")
+    model = build_model(cfg.model, pretrained=False)
+    weights = state["ema"] if prefer_ema and state.get("ema") else state["model"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise PkmodelError(
+            f"{path}: weights do not fit the model its config describes ({str(e).splitlines()[0]})"
+        ) from None
+    model.eval()
+    return model, cfg, state

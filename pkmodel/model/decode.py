@@ -1,0 +1,332 @@
+"""The graph-outside decoder (the phone's algorithm), batched NumPy and a torch twin.
+
+For network outputs of N samples (heatmaps N x K x h x w, centers N x 1 x h x w, regs and
+offsets N x 2K x h x w), every step is vectorised over samples and joints:
+
+1. Center cell = argmax over ``centers * prior``, ``prior = 1 / (d + prior_offset)``, where d is
+   the distance in cells to the grid center ``((w - 1) / 2, (h - 1) / 2)`` (cell-index units).
+2. Regs are read at the center cell; regressed cell = center + floor(reg + 0.5) (rounding, also
+   for negative regs; never truncation), clipped to the grid.
+3. Joint cell = argmax over ``heatmap / (d + prior_offset)``, d = distance in cells to the
+   regressed cell.
+4. Score = heatmap at the joint cell; position = (cell + offset at that cell) * stride, in input
+   pixels; ``found = score >= score_threshold``. Joints below the threshold keep their argmax
+   position (so the caller can still draw them) but are flagged not found.
+
+The distance weights are looked up in a table of ``d + prior_offset`` for every cell step
+(computed in float64, stored float32) rather than recomputed per joint; numpy and torch use the
+same table and the same float32 division, so they pick the same cells.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from pkmodel.common.geometry import Letterbox, crop_to_image
+
+if TYPE_CHECKING:  # torch is imported lazily: the NumPy decoder must not need it
+    import torch
+
+
+class Decoded(NamedTuple):
+    """Decoded poses: shapes for a batch of N (``decode_single`` drops the N axis)."""
+
+    keypoints: np.ndarray  # N x K x 2 float64, input pixels (x, y)
+    scores: np.ndarray  # N x K float64, heatmap value at the chosen cell
+    found: np.ndarray  # N x K bool, score >= threshold
+    center: np.ndarray  # N x 2 int64, center cell (x, y)
+    cells: np.ndarray  # N x K x 2 int64, chosen joint cell (x, y)
+
+
+@functools.lru_cache(maxsize=16)
+def center_prior(h: int, w: int, prior_offset: float) -> np.ndarray:
+    """h x w float32 prior 1 / (distance in cells to ((w-1)/2, (h-1)/2) + prior_offset)."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    d = np.sqrt((x - (w - 1) / 2.0) ** 2 + (y - (h - 1) / 2.0) ** 2)
+    prior = (1.0 / (d + prior_offset)).astype(np.float32)
+    prior.setflags(write=False)
+    return prior
+
+
+@functools.lru_cache(maxsize=16)
+def distance_table(h: int, w: int, prior_offset: float) -> np.ndarray:
+    """(2h-1) x (2w-1) float32 of ``sqrt(dx^2 + dy^2) + prior_offset`` for every cell step.
+
+    Entry [h - 1 + dy, w - 1 + dx] belongs to the step (dx, dy), so the weights around a
+    regressed cell (rx, ry) are the window starting at [h - 1 - ry, w - 1 - rx].
+    """
+    dy, dx = np.mgrid[1 - h : h, 1 - w : w].astype(np.float64)
+    table = (np.sqrt(dx * dx + dy * dy) + prior_offset).astype(np.float32)
+    table.setflags(write=False)
+    return table
+
+
+@functools.lru_cache(maxsize=16)
+def _distance_windows(h: int, w: int, prior_offset: float) -> np.ndarray:
+    """View (h, w, h, w): [ry, rx] is the h x w denominator map around regressed cell (rx, ry)."""
+    table = distance_table(h, w, prior_offset)
+    windows = np.lib.stride_tricks.sliding_window_view(table, (h, w))  # (h, w, h, w)
+    return windows[::-1, ::-1]
+
+
+def _check_shapes(heatmaps: Any, centers: Any, regs: Any, offsets: Any) -> None:
+    n, k, h, w = heatmaps.shape
+    want = {"centers": (n, 1, h, w), "regs": (n, 2 * k, h, w), "offsets": (n, 2 * k, h, w)}
+    got = {"centers": centers.shape, "regs": regs.shape, "offsets": offsets.shape}
+    for name, shape in want.items():
+        if tuple(got[name]) != shape:
+            raise ValueError(f"{name} has shape {tuple(got[name])}, expected {shape}")
+
+
+def decode_batch(
+    heatmaps: np.ndarray,
+    centers: np.ndarray,
+    regs: np.ndarray,
+    offsets: np.ndarray,
+    stride: int = 4,
+    score_threshold: float = 0.2,
+    prior_offset: float = 1.8,
+) -> Decoded:
+    """Decode N samples at once (arrays N x C x h x w); see the module docstring."""
+    heatmaps = np.asarray(heatmaps, np.float32)
+    centers = np.asarray(centers, np.float32)
+    regs, offsets = np.asarray(regs), np.asarray(offsets)
+    _check_shapes(heatmaps, centers, regs, offsets)
+    n, k, h, w = heatmaps.shape
+    rows = np.arange(n)
+
+    # 1. Center: prior-weighted argmax.
+    weighted = centers[:, 0] * center_prior(h, w, float(prior_offset))
+    flat = weighted.reshape(n, -1).argmax(axis=1)
+    cy, cx = flat // w, flat % w
+
+    # 2. Regs at the center, rounded (floor(x + 0.5) in float64: exact for float32 input).
+    reg = regs[rows, :, cy, cx].astype(np.float64).reshape(n, k, 2)
+    step = np.floor(reg + 0.5).astype(np.int64)
+    rx = np.minimum(np.maximum(cx[:, None] + step[..., 0], 0), w - 1)
+    ry = np.minimum(np.maximum(cy[:, None] + step[..., 1], 0), h - 1)
+
+    # 3. Distance-weighted refinement around the regressed cells.
+    denom = _distance_windows(h, w, float(prior_offset))[ry, rx]  # (n, k, h, w)
+    ratio = np.divide(heatmaps, denom, out=denom)  # in place: one big array less
+    jflat = ratio.reshape(n, k, -1).argmax(axis=2)
+    jy, jx = jflat // w, jflat % w
+
+    # 4. Score, sub-cell offset, position.
+    sample, joint = rows[:, None], np.arange(k)
+    scores = heatmaps.reshape(n, k, -1)[sample, joint, jflat].astype(np.float64)
+    off = offsets.reshape(n, k, 2, h * w)[sample, joint, :, jflat].astype(np.float64)  # (n, k, 2)
+    cells = np.stack([jx, jy], -1)
+    return Decoded(
+        keypoints=(cells + off) * stride,
+        scores=scores,
+        found=scores >= score_threshold,
+        center=np.stack([cx, cy], -1),
+        cells=cells,
+    )
+
+
+def decode_single(
+    heatmaps: np.ndarray,
+    centers: np.ndarray,
+    regs: np.ndarray,
+    offsets: np.ndarray,
+    stride: int = 4,
+    score_threshold: float = 0.2,
+    prior_offset: float = 1.8,
+) -> Decoded:
+    """Decode one sample (arrays C x h x w); the result has no batch axis."""
+    out = decode_batch(
+        heatmaps[None], centers[None], regs[None], offsets[None], stride, score_threshold,
+        prior_offset,
+    )  # fmt: skip
+    return Decoded(*(field[0] for field in out))
+
+
+def decode_outputs(outputs: Any, stride: int = 4, **kwargs: Any) -> Decoded:
+    """Decode the model's output tuple (NumPy arrays or CPU/GPU tensors) with ``decode_batch``."""
+    arrays = [o.detach().float().cpu().numpy() if hasattr(o, "detach") else o for o in outputs]
+    return decode_batch(*arrays, stride=stride, **kwargs)
+
+
+class DecodedTorch(NamedTuple):
+    """``Decoded`` as tensors on the outputs' device (keypoints and scores float32)."""
+
+    keypoints: torch.Tensor
+    scores: torch.Tensor
+    found: torch.Tensor
+    center: torch.Tensor
+    cells: torch.Tensor
+
+
+_TORCH_TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _torch_tables(h: int, w: int, prior_offset: float, device: Any) -> tuple[Any, Any]:
+    """The center prior and the distance table as float32 tensors on ``device`` (cached)."""
+    import torch
+
+    key = (h, w, prior_offset, str(device))
+    if key not in _TORCH_TABLES:
+        prior = torch.tensor(center_prior(h, w, prior_offset), device=device)
+        table = torch.tensor(distance_table(h, w, prior_offset), device=device)
+        _TORCH_TABLES[key] = (prior, table)
+    return _TORCH_TABLES[key]
+
+
+def decode_batch_torch(
+    heatmaps: torch.Tensor,
+    centers: torch.Tensor,
+    regs: torch.Tensor,
+    offsets: torch.Tensor,
+    stride: int = 4,
+    score_threshold: float = 0.2,
+    prior_offset: float = 1.8,
+) -> DecodedTorch:
+    """The torch twin of ``decode_batch``: same algorithm on the tensors' device, no sync."""
+    import torch
+
+    _check_shapes(heatmaps, centers, regs, offsets)
+    n, k, h, w = heatmaps.shape
+    dev = heatmaps.device
+    heatmaps, centers = heatmaps.detach().float(), centers.detach().float()
+    regs, offsets = regs.detach().float(), offsets.detach().float()
+    rows = torch.arange(n, device=dev)
+
+    prior, table = _torch_tables(h, w, float(prior_offset), dev)
+    weighted = centers[:, 0] * prior
+    flat = weighted.reshape(n, -1).argmax(dim=1)
+    cy, cx = flat // w, flat % w
+
+    reg = regs[rows, :, cy, cx].reshape(n, k, 2)
+    # floor(reg + 0.5) without the float32 rounding of "+ 0.5" (0.49999997 + 0.5 rounds to 1):
+    # floor(reg), plus one when the exact fraction reg - floor(reg) is at least one half.
+    whole = torch.floor(reg)
+    step = whole.long() + (reg - whole >= 0.5).long()
+    rx = (cx[:, None] + step[..., 0]).clamp(0, w - 1)
+    ry = (cy[:, None] + step[..., 1]).clamp(0, h - 1)
+
+    # View (h, w, h, w) of the table: [a, b] is the h x w window starting at row a, column b.
+    windows = table.as_strided((h, w, h, w), (2 * w - 1, 1, 2 * w - 1, 1))
+    denom = windows[h - 1 - ry, w - 1 - rx]  # (n, k, h, w)
+    jflat = torch.div(heatmaps, denom, out=denom).reshape(n, k, -1).argmax(dim=2)
+    jy, jx = jflat // w, jflat % w
+
+    scores = heatmaps.reshape(n, k, -1).gather(2, jflat[..., None])[..., 0]
+    off = offsets.reshape(n, k, 2, h * w)
+    off_x = off[:, :, 0].gather(2, jflat[..., None])[..., 0]
+    off_y = off[:, :, 1].gather(2, jflat[..., None])[..., 0]
+    keypoints = torch.stack([jx + off_x, jy + off_y], -1) * stride
+    return DecodedTorch(
+        keypoints=keypoints,
+        scores=scores,
+        found=scores >= score_threshold,
+        center=torch.stack([cx, cy], -1),
+        cells=torch.stack([jx, jy], -1),
+    )
+
+
+def keypoints_to_image(
+    keypoints: np.ndarray,
+    letterbox: Letterbox | None = None,
+    crop_box: np.ndarray | list[float] | None = None,
+    crop_size: int | None = None,
+) -> np.ndarray:
+    """Input pixels (..., 2+) -> image pixels: undo the letterbox, then the crop when given.
+
+    With a crop, the letterboxed "image" is the crop saved at ``crop_size`` pixels and the
+    result is in the original image's pixels.
+    """
+    out = np.asarray(keypoints, np.float64)
+    if letterbox is not None:
+        out = letterbox.to_image(out)
+    if crop_box is not None:
+        if crop_size is None:
+            raise ValueError("crop_size is required with crop_box")
+        out = crop_to_image(out, crop_box, crop_size)
+    return out
+
+
+def random_outputs(
+    n: int, k: int, grid: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Random float32 network outputs (heatmaps, centers in [0, 1); regs +-grid/2; offsets [0, 1)).
+
+    For tests and benchmarks of the decoder.
+    """
+    rng = np.random.default_rng(seed)
+    heat = rng.random((n, k, grid, grid), dtype=np.float32)
+    cen = rng.random((n, 1, grid, grid), dtype=np.float32)
+    regs = ((rng.random((n, 2 * k, grid, grid)) - 0.5) * grid).astype(np.float32)
+    offs = rng.random((n, 2 * k, grid, grid), dtype=np.float32)
+    return heat, cen, regs, offs
+
+
+def _time_per_frame(fn: Any, frames: int, min_seconds: float) -> float:
+    """Best-of-repeats microseconds per frame of ``fn()`` that decodes ``frames`` frames."""
+    fn()  # warm caches
+    best, spent = float("inf"), 0.0
+    while spent < min_seconds:
+        t = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t
+        spent += dt
+        best = min(best, dt)
+    return best / frames * 1e6
+
+
+def benchmark_decoder(
+    grid: int = 48,
+    num_joints: int = 17,
+    batch: int = 64,
+    min_seconds: float = 0.5,
+    torch_device: str | None = None,
+) -> dict[str, float]:
+    """Microseconds per frame: vectorised decoder (1 frame, a batch) vs the loop references.
+
+    ``reference_loop`` is the deliberately simple all-Python reference
+    (``pkmodel.model.decode_reference.decode_reference``); ``reference_per_joint`` loops over samples
+    and joints with NumPy argmaxes per joint (the shape of the earlier PoseKit decoder). With
+    ``torch_device`` ("cpu", "cuda", ...) the torch twin's batch is timed too (``torch_batch_us``,
+    synchronised, results left on the device).
+    """
+    from pkmodel.model.decode_reference import decode_per_joint, decode_reference
+
+    heat, cen, regs, offs = random_outputs(batch, num_joints, grid)
+    one = tuple(a[:1] for a in (heat, cen, regs, offs))
+    ref_frames = 2  # the pure-Python reference is slow: time a couple of frames
+    few = tuple(a[:ref_frames] for a in (heat, cen, regs, offs))
+    result = {
+        "grid": float(grid),
+        "batch": float(batch),
+        "single_us": _time_per_frame(lambda: decode_batch(*one), 1, min_seconds),
+        "batch_us": _time_per_frame(
+            lambda: decode_batch(heat, cen, regs, offs), batch, min_seconds
+        ),
+        "reference_loop_us": _time_per_frame(
+            lambda: decode_reference(*few), ref_frames, min_seconds
+        ),
+        "reference_per_joint_us": _time_per_frame(
+            lambda: decode_per_joint(heat, cen, regs, offs), batch, min_seconds
+        ),
+    }
+    if torch_device is not None:
+        import torch
+
+        dev = torch.device(torch_device)
+        tensors = [torch.from_numpy(a).to(dev) for a in (heat, cen, regs, offs)]
+
+        def run_torch() -> None:
+            decode_batch_torch(*tensors)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+
+        result["torch_batch_us"] = _time_per_frame(run_torch, batch, min_seconds)
+    result["speedup_batch_vs_loop"] = result["reference_loop_us"] / result["batch_us"]
+    result["speedup_single_vs_loop"] = result["reference_loop_us"] / result["single_us"]
+    result["speedup_batch_vs_per_joint"] = result["reference_per_joint_us"] / result["batch_us"]
+    return result

@@ -1,0 +1,263 @@
+"""The pose network: MobileNetV2 backbone, a light FPN-style neck to stride 4, four conv heads.
+
+Outputs (in the order of ``OUTPUT_NAMES``), for an input N x 3 x S x S in [-1, 1]:
+``heatmaps`` N x K x h x w and ``centers`` N x 1 x h x w (sigmoid applied), ``regs`` and
+``offsets`` N x 2K x h x w (raw, in cells; channel 2j is x of joint j, 2j + 1 its y), with
+h = w = S / 4. The graph is static (no data-dependent ops), so it exports to ONNX and Core ML.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pkmodel.common.errors import PkmodelError, not_there
+from pkmodel.common.skeleton import NUM_JOINTS
+from pkmodel.config import ModelConfig
+
+OUTPUT_NAMES: tuple[str, ...] = ("heatmaps", "centers", "regs", "offsets")
+OUTPUT_STRIDE = 4
+# The backbone's total stride; the input side must be a multiple of it.
+BACKBONE_STRIDE = 32
+# Heatmap and center heads start at sigmoid(bias) = 0.1, as CenterNet does, so the first
+# steps are not spent pushing every pixel of a 0.5-initialised map down to the background.
+HEATMAP_PRIOR = 0.1
+HEATMAP_BIAS = -math.log((1.0 - HEATMAP_PRIOR) / HEATMAP_PRIOR)  # about -2.197
+
+
+def conv_bn_relu(
+    cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1
+) -> nn.Sequential:
+    """Conv (no bias) + BatchNorm + ReLU, the basic unit of neck and heads."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+def depthwise_separable(cin: int, cout: int) -> nn.Sequential:
+    """3x3 depthwise + 1x1 pointwise, each with BatchNorm and ReLU (MobileNet's cheap conv)."""
+    return nn.Sequential(conv_bn_relu(cin, cin, 3, groups=cin), conv_bn_relu(cin, cout, 1))
+
+
+class Head(nn.Module):
+    """One output head: depthwise-separable 3x3 then a 1x1 projection to the output channels."""
+
+    def __init__(self, cin: int, hidden: int, cout: int, bias: float = 0.0) -> None:
+        super().__init__()
+        self.body = depthwise_separable(cin, hidden)
+        self.out = nn.Conv2d(hidden, cout, 1)
+        nn.init.constant_(self.out.bias, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(x))
+
+
+def _block_stride_and_channels(block: nn.Module) -> tuple[int, int]:
+    """Spatial stride and output channels of one MobileNetV2 feature block, read from its convs."""
+    convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+    return math.prod(c.stride[0] for c in convs), convs[-1].out_channels
+
+
+def backbone_taps(features: nn.Sequential) -> tuple[list[int], list[int]]:
+    """Indices of the last block at strides 4, 8, 16, 32 and their channel counts.
+
+    Read from the built modules, so every width multiplier works. MobileNetV2's last block (the
+    1x1 expansion to ``last_channel`` that feeds the classifier) is not used.
+    """
+    stride, taps, channels = 1, {}, {}
+    for i, block in enumerate(list(features)[:-1]):
+        s, c = _block_stride_and_channels(block)
+        stride *= s
+        taps[stride], channels[stride] = i, c
+    wanted = (4, 8, 16, 32)
+    missing = [s for s in wanted if s not in taps]
+    if missing:  # pragma: no cover - torchvision's MobileNetV2 always has them
+        raise RuntimeError(f"backbone has no feature map at stride {missing}")
+    return [taps[s] for s in wanted], [channels[s] for s in wanted]
+
+
+class PoseNet(nn.Module):
+    """MobileNetV2 features -> top-down neck to stride 4 -> heatmaps, centers, regs, offsets."""
+
+    def __init__(
+        self,
+        width_mult: float = 1.0,
+        neck_channels: int = 64,
+        head_channels: int = 64,
+        num_joints: int = NUM_JOINTS,
+        input_size: int = 192,
+    ) -> None:
+        super().__init__()
+        from torchvision.models import mobilenet_v2
+
+        self.num_joints = num_joints
+        self.input_size = input_size
+        self.stride = OUTPUT_STRIDE
+        self.output_names = OUTPUT_NAMES
+        features = mobilenet_v2(weights=None, width_mult=width_mult).features
+        taps, tap_channels = backbone_taps(features)
+        self.taps = tuple(taps)
+        # Blocks after the stride-32 tap are not needed.
+        self.backbone = nn.Sequential(*list(features)[: taps[-1] + 1])
+        self.tap_channels = tuple(tap_channels)
+
+        # Lateral 1x1 convs bring every tap to the neck width; fuse convs smooth each sum.
+        self.laterals = nn.ModuleList(conv_bn_relu(c, neck_channels) for c in tap_channels)
+        self.fuse = nn.ModuleList(
+            depthwise_separable(neck_channels, neck_channels) for _ in tap_channels[:-1]
+        )
+        k = num_joints
+        self.heatmap_head = Head(neck_channels, head_channels, k, bias=HEATMAP_BIAS)
+        self.center_head = Head(neck_channels, head_channels, 1, bias=HEATMAP_BIAS)
+        self.reg_head = Head(neck_channels, head_channels, 2 * k)
+        self.offset_head = Head(neck_channels, head_channels, 2 * k)
+
+    def forward(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        feats = []
+        for i, block in enumerate(self.backbone):
+            x = block(x)
+            if i in self.taps:
+                feats.append(x)
+        # Top-down: start at stride 32, upsample x2, add the lateral of the finer tap, fuse.
+        y = self.laterals[-1](feats[-1])
+        for level in range(len(feats) - 2, -1, -1):
+            y = F.interpolate(y, scale_factor=2.0, mode="nearest")
+            y = self.fuse[level](y + self.laterals[level](feats[level]))
+        heatmaps = torch.sigmoid(self.heatmap_head(y))
+        centers = torch.sigmoid(self.center_head(y))
+        return heatmaps, centers, self.reg_head(y), self.offset_head(y)
+
+    def load_backbone_weights(self, path: Path) -> None:
+        """Load an ImageNet MobileNetV2 state_dict (torchvision names) into the backbone."""
+        load_backbone_state(self.backbone, path)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    import pickle
+
+    if not path.is_file():
+        raise PkmodelError(f"model.pretrained: backbone weights file {path} {not_there(path)}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise PkmodelError(
+            f"model.pretrained: {path} is not a readable state_dict ({first[:160]})"
+        ) from None
+    for key in ("state_dict", "model"):  # common wrappers
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise PkmodelError(f"model.pretrained: {path} does not hold a state_dict of tensors")
+    return state
+
+
+def load_backbone_state(backbone: nn.Sequential, path: Path) -> None:
+    """Copy ``features.*`` (or bare ``N.*``) weights of a MobileNetV2 state_dict into ``backbone``.
+
+    Every backbone tensor must be present with the right shape (a file for another width
+    multiplier fails here); the classifier and unused last block are ignored.
+    """
+    state = _read_state_dict(Path(path))
+    if any(k.startswith("features.") for k in state):
+        state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+    own = backbone.state_dict()
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise PkmodelError(
+            f"model.pretrained: {path} is not a MobileNetV2 state_dict for this backbone "
+            f"({len(missing)} tensors missing, e.g. '{missing[0]}')"
+        )
+    wrong = [k for k in own if tuple(state[k].shape) != tuple(own[k].shape)]
+    if wrong:
+        k = wrong[0]
+        raise PkmodelError(
+            f"model.pretrained: {path} does not match model.width_mult ('{k}' has shape "
+            f"{tuple(state[k].shape)}, the backbone needs {tuple(own[k].shape)})"
+        )
+    backbone.load_state_dict({k: state[k] for k in own}, strict=True)
+
+
+def check_model_config(model_cfg: ModelConfig) -> None:
+    """Reject model settings the network cannot be built with (one sentence, naming the key)."""
+    size = model_cfg.input_size
+    if size <= 0 or size % BACKBONE_STRIDE:
+        raise PkmodelError(
+            f"model.input_size = {size} must be a positive multiple of {BACKBONE_STRIDE}"
+        )
+    if not model_cfg.width_mult > 0:
+        raise PkmodelError(f"model.width_mult = {model_cfg.width_mult} must be positive")
+    for key in ("neck_channels", "head_channels"):
+        if getattr(model_cfg, key) <= 0:
+            raise PkmodelError(f"model.{key} = {getattr(model_cfg, key)} must be positive")
+
+
+def build_model(
+    model_cfg: ModelConfig, pretrained: bool = True, num_joints: int = NUM_JOINTS
+) -> PoseNet:
+    """Build the network the config describes.
+
+    With ``pretrained`` and ``model_cfg.pretrained`` set to a file, the backbone gets those local
+    ImageNet weights (never downloaded); otherwise it is randomly initialised.
+    """
+    check_model_config(model_cfg)
+    model = PoseNet(
+        width_mult=model_cfg.width_mult,
+        neck_channels=model_cfg.neck_channels,
+        head_channels=model_cfg.head_channels,
+        num_joints=num_joints,
+        input_size=model_cfg.input_size,
+    )
+    if pretrained and model_cfg.pretrained is not None and str(model_cfg.pretrained) != "":
+        model.load_backbone_weights(Path(model_cfg.pretrained))
+    return model
+
+
+def output_shapes(model_cfg: ModelConfig, num_joints: int = NUM_JOINTS) -> dict[str, tuple]:
+    """Per-sample output shapes (C, h, w) by name, derived from the config (no forward pass)."""
+    check_model_config(model_cfg)
+    g = model_cfg.input_size // OUTPUT_STRIDE
+    channels = (num_joints, 1, 2 * num_joints, 2 * num_joints)
+    return {name: (c, g, g) for name, c in zip(OUTPUT_NAMES, channels, strict=True)}
+
+
+def count_macs(model: nn.Module, input_size: int, batch: int = 1) -> int:
+    """Multiply-adds of one forward pass (conv and linear layers; FLOPs / 2 as torch counts them)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(batch, 3, input_size, input_size))
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops()) // 2
+
+
+def model_summary(model_cfg: ModelConfig, num_joints: int = NUM_JOINTS) -> dict:
+    """Parameters, multiply-adds per image, input and output shapes of the configured network."""
+    model = build_model(model_cfg, pretrained=False, num_joints=num_joints)
+    size = model_cfg.input_size
+    with torch.no_grad():
+        outputs = model.eval()(torch.zeros(1, 3, size, size))
+    return {
+        "input_size": size,
+        "width_mult": model_cfg.width_mult,
+        "neck_channels": model_cfg.neck_channels,
+        "head_channels": model_cfg.head_channels,
+        "backbone_channels": list(model.tap_channels),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "backbone_parameters": sum(p.numel() for p in model.backbone.parameters()),
+        "macs": count_macs(model, size),
+        "input_shape": [1, 3, size, size],
+        "outputs": {name: list(o.shape) for name, o in zip(OUTPUT_NAMES, outputs, strict=True)},
+    }

@@ -1,0 +1,1 @@
+"""Whole-toolkit tools: the benchmark and the demo."""

@@ -1,0 +1,631 @@
+"""`pkmodel benchmark`: every performance figure of the toolkit, measured on this machine.
+
+One run measures, in data-flow order: the network's size (parameters, MACs), the synthetic
+generator (images/s), prepare-coco (crops/s), the training Dataset (samples/s), training
+(images/s and the share of a step spent waiting for data), inference at batch 1 (latency) and
+at a larger batch (throughput) in PyTorch eager and onnxruntime, and the decoder (microseconds
+per frame). Every figure is a median over repeats. The data it needs (a small synthetic set,
+prepared) is made in a temporary folder, so the command works on a fresh machine.
+
+The measurements reuse the functions the toolkit itself runs (``pkmodel.export.common``,
+``pkmodel.model.decode``, ``pkmodel.data.dataset``, ``pkmodel.data.prepare``, ``pkmodel.data.synthetic``, the
+trainer's building blocks); docs/benchmark.md says how each figure is taken.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pkmodel.common.errors import PkmodelError
+
+SCHEMA = "pkmodel.benchmark"
+VERSION = 1
+
+# --quick: tiny sizes for tests and smoke runs. Values given as command options, with --set
+# or in the environment still win (see apply_quick).
+QUICK: dict[str, Any] = {
+    "model.input_size": 64,
+    "model.width_mult": 0.35,
+    "benchmark.repeats": 2,
+    "benchmark.batch_size": 4,
+    "benchmark.latency_runs": 3,
+    "benchmark.train_steps": 1,
+    "benchmark.images": 6,
+    "train.batch_size": 4,
+    "synthetic.width": 96,
+    "synthetic.height": 96,
+    "prepare.crop_size": 96,
+}
+_EXPLICIT_SOURCES = ("option", "--set", "env ")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much work each measurement does (from the config, and --quick)."""
+
+    quick: bool
+    repeats: int
+    batch_size: int
+    latency_runs: int
+    train_steps: int
+    images: int
+    decoder_seconds: float  # per timing inside benchmark_decoder (best of a loop that long)
+    dataset_batches: int  # timed batches per Dataset repeat
+    prepare_replicate: int  # the annotation file repeated this often per prepare repeat
+
+    @classmethod
+    def from_config(cls, cfg: Any, quick: bool) -> Plan:
+        b = cfg.benchmark
+        return cls(
+            quick=quick,
+            repeats=b.repeats,
+            batch_size=b.batch_size,
+            latency_runs=b.latency_runs,
+            train_steps=b.train_steps,
+            images=b.images,
+            decoder_seconds=0.01 if quick else 0.2,
+            dataset_batches=2 if quick else 8,
+            prepare_replicate=1 if quick else 10,
+        )
+
+    def check(self) -> None:
+        """Raise PkmodelError naming the first benchmark value that cannot work."""
+        from pkmodel.config.rules import at_least, check_rules
+
+        keys = ("repeats", "batch_size", "latency_runs", "train_steps", "images")
+        check_rules("benchmark", self, [at_least(key, 1) for key in keys])
+
+
+def is_explicit(cfg: Any, key: str) -> bool:
+    """Whether ``section.key`` was given as a command option, with --set or in the environment."""
+    return cfg.sources.get(key, "default").startswith(_EXPLICIT_SOURCES)
+
+
+def apply_quick(cfg: Any) -> None:
+    """Set the --quick sizes, except values given explicitly (option, --set, environment)."""
+    for key, value in QUICK.items():
+        if not is_explicit(cfg, key):
+            cfg.set(key, value, "--quick")
+
+
+def quick_out_path(out: Path) -> Path:
+    """runs/benchmark.json -> runs/benchmark-quick.json: a smoke run keeps the real figures."""
+    return out.with_name(f"{out.stem}-quick{out.suffix}")
+
+
+# --- timing helpers ----------------------------------------------------------------------------
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Per key, the median over the repeats' result dicts (numeric values only)."""
+    keys = [k for k, v in runs[0].items() if isinstance(v, (int, float))]
+    return {k: float(np.median([r[k] for r in runs])) for k in keys}
+
+
+# --- the machine -------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what platform knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _version(distribution: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def describe_machine() -> dict[str, Any]:
+    """CPU, cores, threads, accelerator, library versions and OS of this machine."""
+    import cv2
+    import torch
+
+    from pkmodel.common.runtime import usable_cores
+
+    usable = usable_cores()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu_model(),
+        "architecture": platform.machine(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
+        "gpu": gpu,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": _version("onnxruntime"),
+        "onnx": _version("onnx"),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "coremltools": _version("coremltools"),
+        "pkmodel": _version("pkmodel"),
+    }
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15-minute load averages (other jobs share the cores), None where unknown."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):  # pragma: no cover - Windows
+        return None
+
+
+# --- the measurements --------------------------------------------------------------------------
+
+
+def measure_model(cfg: Any) -> dict[str, Any]:
+    """Parameters and multiply-adds per image of the configured network."""
+    from pkmodel.model.network import model_summary
+
+    info = model_summary(cfg.model)
+    keep = ("input_size", "width_mult", "parameters", "backbone_parameters", "macs", "outputs")
+    return {k: info[k] for k in keep}
+
+
+def make_feed_set(cfg: Any, plan: Plan, folder: Path) -> Path:
+    """A synthetic training split of ``plan.images`` images, prepared: the labels JSON."""
+    from pkmodel.data.prepare import PrepareParams, prepare_split
+    from pkmodel.data.synthetic.generate import SyntheticSpec, generate
+
+    spec = dataclasses.replace(
+        SyntheticSpec.from_config(cfg, folder / "synthetic"),
+        num_train=plan.images,
+        num_val=0,
+        sequences=0,
+    )
+    generate(spec, progress=False)
+    summary = prepare_split(
+        "train",
+        spec.out / "train",
+        spec.out / "annotations" / "person_keypoints_train.json",
+        folder / "prepared",
+        PrepareParams.from_config(cfg.prepare),
+        progress=False,
+        allow_empty=True,
+    )
+    if summary.kept == 0:
+        raise PkmodelError(
+            f"the benchmark's {plan.images} synthetic images gave no usable person "
+            "(raise benchmark.images)"
+        )
+    return summary.labels
+
+
+def measure_synthetic(cfg: Any, plan: Plan) -> dict[str, Any]:
+    """Synthetic images/s (and CPU seconds per image): median over repeats."""
+    from pkmodel.data.synthetic.generate import benchmark_synthetic
+
+    size = (cfg.synthetic.width, cfg.synthetic.height)
+    runs = [
+        benchmark_synthetic(plan.images, size, cfg.synthetic.workers, cfg.synthetic.seed)
+        for _ in range(plan.repeats)
+    ]
+    med = median_of(runs)
+    return {
+        "images": plan.images,
+        "size": list(size),
+        "workers": int(med["workers"]),
+        "images_per_s": med["images_per_s"],
+        "cpu_seconds_per_image": med["cpu_seconds"] / plan.images,
+    }
+
+
+def measure_prepare(cfg: Any, plan: Plan, synthetic: Path, folder: Path) -> dict[str, Any]:
+    """prepare-coco crops/s, fresh and resumed, on the synthetic split: median over repeats.
+
+    Each repeat writes into its own folder: labels left by an earlier repeat would make
+    prepare reuse-check every crop and cut the missing ones in the main process, unpooled.
+    """
+    from pkmodel.data.prepare import PrepareParams, benchmark_prepare
+
+    params = PrepareParams.from_config(cfg.prepare)
+    runs = [
+        benchmark_prepare(
+            synthetic / "train",
+            synthetic / "annotations" / "person_keypoints_train.json",
+            folder / f"repeat{r}",
+            params,
+            repeats=1,
+            replicate=plan.prepare_replicate,
+        )
+        for r in range(plan.repeats)
+    ]
+    med = median_of(runs)
+    return {
+        "crops": int(med["crops"]),
+        "crop_size": cfg.prepare.crop_size,
+        "workers": int(med["workers"]),
+        "crops_per_s": med["crops_per_s"],
+        "resumed_crops_per_s": med["resumed_crops_per_s"],
+    }
+
+
+def measure_dataset(cfg: Any, plan: Plan, labels: Path) -> dict[str, Any]:
+    """Augmented training samples/s through the DataLoader: median over repeats."""
+    from pkmodel.data.dataset import benchmark_dataset
+
+    runs = [
+        benchmark_dataset(
+            labels,
+            cfg,
+            workers=cfg.train.workers,
+            batch_size=cfg.train.batch_size,
+            batches=plan.dataset_batches,
+            train=True,
+        )  # fmt: skip
+        for _ in range(plan.repeats)
+    ]
+    return {
+        "workers": cfg.train.workers,
+        "batch_size": cfg.train.batch_size,
+        "samples": int(runs[0]["samples"]),
+        "samples_per_s": median_of(runs)["samples_per_s"],
+    }
+
+
+def measure_training(cfg: Any, plan: Plan, labels: Path) -> dict[str, Any]:
+    """Training images/s: the trainer's step (model, PoseLoss, optimizer, clipping, EMA) on
+    augmented batches from its own loader, one warm-up step, then ``train_steps`` timed ones.
+
+    A step's time runs from the end of the previous step to the end of this one, so it holds
+    the wait for the next batch; the data share is that wait over the whole time.
+    """
+    import torch
+
+    from pkmodel.data.dataset import PoseDataset
+    from pkmodel.engine.train import (
+        DistInfo,
+        ModelEMA,
+        build_optimizer,
+        epoch_loader,
+        input_images,
+        seed_everything,
+        select_device,
+        set_memory_format,
+        to_device,
+    )
+    from pkmodel.model.loss import PoseLoss
+    from pkmodel.model.network import build_model
+
+    t = cfg.train
+    device = select_device(t.device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    seed_everything(t.seed)
+    model = set_memory_format(build_model(cfg.model, pretrained=False).to(device).train(), cfg)
+    loss_fn = PoseLoss(cfg.loss).to(device)
+    optimizer = build_optimizer(model, cfg)
+    ema = ModelEMA(model, t.ema_decay) if t.ema else None
+    dataset = PoseDataset(labels, cfg, train=True)
+    warmup = 1
+    steps = warmup + plan.train_steps
+    # Cycle the small sample set so the loader yields exactly `steps` full batches.
+    indices = [i % len(dataset) for i in range(steps * t.batch_size)]
+    subset = torch.utils.data.Subset(dataset, indices)
+    loader = epoch_loader(subset, cfg, DistInfo(), device, epoch=1)
+
+    waits, totals = [], []
+    tick = time.perf_counter()
+    for batch in loader:
+        batch = to_device(batch, device)
+        got = time.perf_counter()
+        loss, _ = loss_fn(model(input_images(batch, cfg)), batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip_norm)
+        optimizer.step()
+        if ema is not None:
+            ema.update(model)
+        if not math.isfinite(loss.item()):  # the trainer checks every step, too (a sync)
+            raise PkmodelError(f"the training loss became {loss.item()} in the benchmark")
+        sync()
+        done = time.perf_counter()
+        waits.append(got - tick)
+        totals.append(done - tick)
+        tick = done
+    waits, totals = np.array(waits[warmup:]), np.array(totals[warmup:])
+    step_s = float(np.median(totals))
+    compute_s = float(np.median(totals - waits))
+    return {
+        "device": str(device),
+        "batch_size": t.batch_size,
+        "workers": t.workers,
+        "optimizer": t.optimizer,
+        "steps": int(len(totals)),
+        "step_s": step_s,
+        "images_per_s": t.batch_size / step_s,
+        "compute_images_per_s": t.batch_size / compute_s,
+        "data_wait_share": float(waits.sum() / totals.sum()),
+    }
+
+
+def measure_inference(cfg: Any, plan: Plan, folder: Path) -> dict[str, Any]:
+    """Batch-1 latency and batch-N throughput on the CPU, PyTorch eager and onnxruntime.
+
+    One ONNX export with a dynamic batch serves both batch sizes; the same thread count is used
+    by both runtimes.
+    """
+    import torch
+
+    from pkmodel.export.common import (
+        INPUT_NAME,
+        benchmark_cpu_latency,
+        check_opset,
+        normalise_pixels,
+        onnx_session,
+        sample_input,
+        write_onnx,
+    )
+    from pkmodel.model.network import build_model
+
+    size, batch = cfg.model.input_size, plan.batch_size
+    check_opset(cfg.export.onnx_opset)
+    model = build_model(cfg.model, pretrained=False).eval()
+    path = folder / "model.onnx"
+    write_onnx(model, path, size, cfg.export.onnx_opset, dynamic_batch=True)
+    threads = torch.get_num_threads()
+    latency = benchmark_cpu_latency(
+        model, size, cfg.model.width_mult, runs=plan.latency_runs, warmup=5,
+        opset=cfg.export.onnx_opset, onnx_path=path, threads=threads,
+    )  # fmt: skip
+
+    x = normalise_pixels(sample_input(size, batch=batch))
+    xt = torch.from_numpy(x)
+    session = onnx_session(path, threads=threads)
+    with torch.inference_mode():
+        torch_s = median_seconds(lambda: model(xt), plan.repeats)
+        reference = [o.numpy() for o in model(xt)]
+    onnx_s = median_seconds(lambda: session.run(None, {INPUT_NAME: x}), plan.repeats)
+    got = session.run(None, {INPUT_NAME: x})
+    # The two runtimes must run the same network, or the comparison means nothing.
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(got, reference, strict=True))
+    return {
+        "device": "cpu",
+        "threads": threads,
+        "onnx_opset": cfg.export.onnx_opset,
+        "latency_runs": plan.latency_runs,
+        "batch_size": batch,
+        "torch_latency_ms": latency.torch_ms,
+        "onnxruntime_latency_ms": latency.onnxruntime_ms,
+        "torch_batch_ms": torch_s * 1e3,
+        "onnxruntime_batch_ms": onnx_s * 1e3,
+        "torch_images_per_s": batch / torch_s,
+        "onnxruntime_images_per_s": batch / onnx_s,
+        "onnxruntime_max_abs_diff": diff,
+    }
+
+
+def measure_decoder(cfg: Any, plan: Plan) -> dict[str, Any]:
+    """Decoder microseconds per frame, one frame and a batch: median over repeats."""
+    from pkmodel.model.decode import benchmark_decoder
+    from pkmodel.model.network import output_shapes
+
+    joints, _, grid = output_shapes(cfg.model)["heatmaps"]
+    runs = [
+        benchmark_decoder(grid, joints, batch=plan.batch_size, min_seconds=plan.decoder_seconds)
+        for _ in range(plan.repeats)
+    ]
+    med = median_of(runs)
+    return {
+        "grid": grid,
+        "joints": joints,
+        "batch_size": plan.batch_size,
+        "single_us": med["single_us"],
+        "batch_us": med["batch_us"],
+        "reference_loop_us": med["reference_loop_us"],
+        "reference_per_joint_us": med["reference_per_joint_us"],
+    }
+
+
+# --- the whole run -----------------------------------------------------------------------------
+
+# (section, key, label, unit): the headline figures, in the order of the table.
+FIGURES: tuple[tuple[str, str, str, str], ...] = (
+    ("model", "parameters", "model parameters", ""),
+    ("model", "macs", "model multiply-adds per image", "MACs"),
+    ("synthetic", "images_per_s", "synthetic images", "images/s"),
+    ("prepare", "crops_per_s", "prepare-coco crops", "crops/s"),
+    ("prepare", "resumed_crops_per_s", "prepare-coco crops, resumed", "crops/s"),
+    ("dataset", "samples_per_s", "Dataset (augmented) samples", "samples/s"),
+    ("training", "images_per_s", "training", "images/s"),
+    ("training", "compute_images_per_s", "training, compute only", "images/s"),
+    ("training", "data_wait_share", "training time waiting for data", "share"),
+    ("inference", "torch_latency_ms", "PyTorch eager latency, batch 1", "ms"),
+    ("inference", "onnxruntime_latency_ms", "onnxruntime latency, batch 1", "ms"),
+    ("inference", "torch_images_per_s", "PyTorch eager throughput, batch {batch}", "images/s"),
+    ("inference", "onnxruntime_images_per_s", "onnxruntime throughput, batch {batch}", "images/s"),
+    ("decoder", "single_us", "decoder, single frame", "us/frame"),
+    ("decoder", "batch_us", "decoder, batch {batch}", "us/frame"),
+)
+
+
+def figures(result: dict[str, Any]) -> dict[str, float]:
+    """The headline figures as one flat dict, ``section.key`` -> value."""
+    return {f"{s}.{k}": result[s][k] for s, k, _, _ in FIGURES}
+
+
+@contextmanager
+def _stage(bar: Any, name: str, seconds: dict[str, float]) -> Iterator[None]:
+    bar.set_description(f"benchmark: {name}")
+    start = time.perf_counter()
+    yield
+    seconds[name] = round(time.perf_counter() - start, 2)
+    bar.update(1)
+
+
+def run_benchmark(cfg: Any, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Measure every figure (see the module docstring); returns the JSON-ready result."""
+    from tqdm import tqdm
+
+    from pkmodel.model.network import check_model_config
+
+    plan = Plan.from_config(cfg, quick)
+    plan.check()
+    check_model_config(cfg.model)  # a bad input size fails now, not after minutes of work
+    start = time.perf_counter()
+    load_before = load_average()
+    result: dict[str, Any] = {
+        "schema": SCHEMA,
+        "version": VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "quick": quick,
+        "plan": dataclasses.asdict(plan),
+    }
+    seconds: dict[str, float] = {}
+    stages = ("model", "synthetic", "prepare", "dataset", "training", "inference", "decoder")
+    with (
+        tempfile.TemporaryDirectory(prefix="pkmodel-benchmark-") as tmp,
+        tqdm(total=len(stages), unit="stage", disable=not progress) as bar,
+    ):
+        folder = Path(tmp)
+        with _stage(bar, "model", seconds):
+            result["model"] = measure_model(cfg)
+        with _stage(bar, "synthetic", seconds):
+            result["synthetic"] = measure_synthetic(cfg, plan)
+            labels = make_feed_set(cfg, plan, folder)
+        with _stage(bar, "prepare", seconds):
+            result["prepare"] = measure_prepare(
+                cfg, plan, folder / "synthetic", folder / "prepare-bench"
+            )
+        with _stage(bar, "dataset", seconds):
+            result["dataset"] = measure_dataset(cfg, plan, labels)
+        with _stage(bar, "training", seconds):
+            result["training"] = measure_training(cfg, plan, labels)
+        with _stage(bar, "inference", seconds):
+            result["inference"] = measure_inference(cfg, plan, folder)
+        with _stage(bar, "decoder", seconds):
+            result["decoder"] = measure_decoder(cfg, plan)
+    result["figures"] = figures(result)
+    result["machine"] = {
+        **describe_machine(),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+    }
+    result["stage_seconds"] = seconds
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    return _json_ready(result)
+
+
+def _json_ready(value: Any) -> Any:
+    """Plain JSON values: floats to 5 significant digits, numpy scalars to Python numbers."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(f"{float(value):.5g}") if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _format_value(value: float, unit: str) -> str:
+    if unit == "share":
+        return f"{value:.1%}"
+    if unit == "MACs":
+        return f"{value / 1e6:,.1f} M"
+    if isinstance(value, int) or (float(value).is_integer() and abs(value) >= 1000):
+        return f"{int(value):,}"
+    return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.1f}"
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The readable table printed after a run (a Markdown table, so docs can quote it)."""
+    m, machine = result["model"], result["machine"]
+    batch = result["plan"]["batch_size"]
+    load = machine.get("load_average_before")
+    lines = [
+        f"pkmodel benchmark{' --quick' if result['quick'] else ''}: input {m['input_size']}, "
+        f"width {m['width_mult']}, medians of {result['plan']['repeats']} repeats, "
+        f"{result['seconds']:.0f} s",
+        f"machine: {machine['cpu']}, {machine['usable_cores']} usable / "
+        f"{machine['logical_cores']} logical cores, torch {machine['torch_threads']} threads"
+        + (f", GPU {machine['gpu']}" if machine.get("gpu") else "")
+        + (
+            f", load {load[0]:.2f} before, {machine['load_average_after'][0]:.2f} after"
+            if load
+            else ""
+        ),  # fmt: skip
+        f"versions: Python {machine['python']}, torch {machine['torch']}, onnxruntime "
+        f"{machine['onnxruntime']}, numpy {machine['numpy']}, coremltools "
+        f"{machine['coremltools']}; {machine['os']}",
+        "",
+        "| figure | value | unit |",
+        "|---|---:|---|",
+    ]
+    for section, key, label, unit in FIGURES:
+        value = result[section][key]
+        lines.append(
+            f"| {label.format(batch=batch)} | {_format_value(value, unit)} | "
+            f"{'' if unit == 'share' else unit} |"
+        )
+    t = result["training"]
+    lines.append("")
+    lines.append(
+        f"training: {t['device']}, batch {t['batch_size']}, {t['workers']} loader workers, "
+        f"{t['steps']} timed steps; Dataset: {result['dataset']['workers']} workers; "
+        f"prepare: {result['prepare']['workers']} workers; synthetic: "
+        f"{result['synthetic']['workers']} workers, {result['synthetic']['size'][0]}x"
+        f"{result['synthetic']['size'][1]}"
+    )
+    return "\n".join(lines)
+
+
+def write_result(path: Path, result: dict[str, Any]) -> None:
+    """Write the result JSON atomically."""
+    from pkmodel.common.atomic import atomic_write_json
+
+    atomic_write_json(path, result)
+
+
+def check_out_path(path: Path) -> Path:
+    """Fail before a long run when the JSON cannot be written there."""
+    from pkmodel.common.atomic import check_writable
+
+    path = Path(path)
+    if path.is_dir():
+        raise PkmodelError(f"--out {path} is a folder; give a file name such as benchmark.json")
+    check_writable(path, "--out")
+    return path

@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from pkmodel.common.geometry import (
+    crop_to_image,
+    image_to_crop,
+    letterbox_image,
+    letterbox_params,
+    square_crop_box,
+)
+
+
+@pytest.mark.parametrize(("w", "h", "size"), [(640, 480, 192), (333, 500, 256), (100, 100, 192)])
+def test_letterbox_round_trip_and_placement(w, h, size):
+    img = np.zeros((h, w, 3), np.uint8)
+    img[h // 2, w // 2] = 255
+    canvas, lb = letterbox_image(img, size)
+    assert canvas.shape == (size, size, 3)
+    pts = np.array([[0.0, 0.0], [w, h], [w / 2, h / 3]])
+    back = lb.to_image(lb.to_input(pts))
+    assert np.allclose(back, pts, atol=1e-9)
+    # The image corners land on the edges of the resized region inside the canvas.
+    tl, br = lb.to_input(np.array([[0.0, 0.0], [w, h]]))
+    assert min(tl) >= 0 and max(br) <= size
+    assert max(br[0] - tl[0], br[1] - tl[1]) == pytest.approx(size)
+    # A bright pixel stays where the mapping says (within the resize blur).
+    cx, cy = lb.to_input(np.array([w // 2 + 0.5, h // 2 + 0.5]))
+    ys, xs = np.nonzero(canvas[..., 0])
+    assert abs(xs.mean() + 0.5 - cx) < 1.0 and abs(ys.mean() + 0.5 - cy) < 1.0
+
+
+def test_letterbox_params_pad_the_short_side():
+    lb = letterbox_params(400, 200, 192)
+    assert lb.scale_x == pytest.approx(0.48) and lb.scale_y == pytest.approx(0.48)
+    assert lb.pad_x == 0 and lb.pad_y == 48
+
+
+def test_crop_round_trip_and_square_box():
+    box = square_crop_box([10, 20, 50, 100], 1.25)
+    assert np.allclose(box, [-27.5, 7.5, 125.0])
+    pts = np.array([[35.0, 70.0, 2.0], [-27.5, 7.5, 1.0]])
+    crop = image_to_crop(pts, box, 256)
+    assert np.allclose(crop[1, :2], [0, 0]) and np.allclose(crop[:, 2], [2, 1])
+    assert np.allclose(crop[0, :2], [128, 128])
+    assert np.allclose(crop_to_image(crop, box, 256), pts)

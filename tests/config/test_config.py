@@ -1,0 +1,344 @@
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pkmodel.cli import app
+from pkmodel.common.errors import PkmodelError
+from pkmodel.config import (
+    Config,
+    all_keys,
+    config_from_dict,
+    default_config_toml,
+    load_config,
+)
+from tests.conftest import ROOT
+
+runner = CliRunner()
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_layering_default_file_env_set_option(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg_file = write(tmp_path / "c.toml", "[train]\nlr = 0.5\nepochs = 7\nbatch_size = 4\n")
+    env = {"PKMODEL_TRAIN__EPOCHS": "8", "PKMODEL_TRAIN__BATCH_SIZE": "5"}
+    cfg = load_config(cfg_file, ["train.batch_size=6", "model.width_mult=0.5"],
+                      {"train.optimizer": "sgd", "train.seed": None}, env=env)  # fmt: skip
+    assert cfg.train.lr == 0.5 and cfg.sources["train.lr"] == str(cfg_file)
+    assert cfg.train.epochs == 8 and cfg.sources["train.epochs"] == "env PKMODEL_TRAIN__EPOCHS"
+    assert cfg.train.batch_size == 6 and cfg.sources["train.batch_size"] == "--set"
+    assert cfg.model.width_mult == 0.5
+    assert cfg.train.optimizer == "sgd" and cfg.sources["train.optimizer"] == "option"
+    assert cfg.train.seed == 0 and cfg.sources["train.seed"] == "default"
+
+
+def test_option_beats_set_and_env(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, ["train.epochs=3"], {"train.epochs": 4},
+                      env={"PKMODEL_TRAIN__EPOCHS": "2"})  # fmt: skip
+    assert cfg.train.epochs == 4
+
+
+def test_relative_paths_resolve_against_config_folder(tmp_path, monkeypatch):
+    sub = tmp_path / "proj"
+    sub.mkdir()
+    cfg_file = write(sub / "config.toml", '[train]\nout_dir = "runs/x"\n')
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(cfg_file, ["eval.out_dir=here"], env={})
+    assert cfg.train.out_dir == (sub / "runs/x").resolve()
+    assert cfg.data.prepared_dir == (sub / "dataset/prepared").resolve()  # default, too
+    assert cfg.eval.out_dir == (tmp_path / "here").resolve()  # CLI: current folder
+    assert cfg.model.pretrained is None  # '' means none
+
+
+def test_config_toml_in_current_folder_is_found(tmp_path, monkeypatch):
+    write(tmp_path / "config.toml", "[model]\ninput_size = 256\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config(env={}).model.input_size == 256
+    monkeypatch.setenv(
+        "PKMODEL_CONFIG", str(write(tmp_path / "o.toml", "[model]\ninput_size = 224\n"))
+    )
+    assert load_config().model.input_size == 224
+
+
+def test_env_parses_bools_lists_and_strings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = {"PKMODEL_TRAIN__EMA": "false", "PKMODEL_TRAIN__DEVICE": "cuda:1",
+           "PKMODEL_EXPORT__AUTHOR": "Jane Doe", "PKMODEL_VENV": "/opt/venv"}  # fmt: skip
+    cfg = load_config(env=env)
+    assert cfg.train.ema is False and cfg.train.device == "cuda:1"
+    assert cfg.export.author == "Jane Doe"
+
+
+@pytest.mark.parametrize(
+    ("toml", "overrides", "env", "message"),
+    [
+        (
+            "[train]\nlrr = 1.0\n",
+            [],
+            {},
+            "unknown config key 'train.lrr' (did you mean 'train.lr'?)",
+        ),
+        ("[trian]\nlr = 1.0\n", [], {}, "unknown config section 'trian' (did you mean 'train'?)"),
+        ("[train]\nepochs = 'ten'\n", [], {}, "train.epochs must be an integer, got 'ten'"),
+        ("[train]\nema = 1\n", [], {}, "train.ema must be true or false, got 1"),
+        ("[train]\noptimizer = 'adamx'\n", [], {}, "train.optimizer must be one of 'adamw'"),
+        ("[train\n", [], {}, "is not valid TOML"),
+        ("", ["train.lr"], {}, "--set 'train.lr' must look like section.key=value"),
+        ("", ["train.lr=fast"], {}, "--set: train.lr must be a number, got 'fast'"),
+        ("", ["lr=1"], {}, "is not a config key of the form section.key"),
+        (
+            "",
+            [],
+            {"PKMODEL_TRAIN__EPOCS": "3"},
+            "environment variable PKMODEL_TRAIN__EPOCS: unknown",
+        ),
+        ("", [], {"PKMODEL_EPOCHS": "3"}, "is not of the form PKMODEL_<SECTION>__<KEY>"),
+    ],
+)
+def test_errors_are_one_clear_sentence(tmp_path, monkeypatch, toml, overrides, env, message):
+    monkeypatch.chdir(tmp_path)
+    cfg_file = write(tmp_path / "bad.toml", toml)
+    with pytest.raises(PkmodelError) as info:
+        load_config(cfg_file, overrides, env=env)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_config_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        PkmodelError, match=r"config file .*nope.toml \(from --config\) does not exist"
+    ):
+        load_config(tmp_path / "nope.toml", env={})
+    with pytest.raises(PkmodelError, match="from PKMODEL_CONFIG"):
+        load_config(env={"PKMODEL_CONFIG": str(tmp_path / "gone.toml")})
+
+
+def test_shipped_config_toml_documents_every_default():
+    import tomllib
+
+    shipped = tomllib.loads((ROOT / "config.toml").read_text())
+    assert shipped == tomllib.loads(default_config_toml())
+    assert sorted(f"{s}.{k}" for s, v in shipped.items() for k in v) == sorted(all_keys())
+    for line in (ROOT / "config.toml").read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            assert "  # " in line, f"undocumented config line: {line}"
+
+
+def test_to_dict_round_trip():
+    cfg = Config()
+    cfg.set("train.lr", 0.25, "test")
+    again = config_from_dict(cfg.to_dict(), "checkpoint")
+    assert again.to_dict() == cfg.to_dict()
+    assert again.sources["train.lr"] == "checkpoint"
+
+
+# --- the CLI: one line on stderr, exit code 2, no traceback ---------------------------------
+
+
+def test_cli_config_show_prints_values_and_sources(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["config", "show", "--set", "train.epochs=9"])
+    assert result.exit_code == 0, result.output
+    assert "epochs = 9  # --set" in result.output
+    assert "lr = 0.002  # default" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["config", "show", "--set", "train.epoch=3"],
+        ["config", "show", "--set", "train.epochs=x"],
+        ["config", "show", "--set", "nonsense"],
+        ["config", "show", "--config", "missing.toml"],
+    ],
+)
+def test_cli_errors_exit_2_without_traceback(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ")
+    assert len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def test_cli_config_check_passes_the_defaults_and_the_shipped_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["config", "check"])
+    assert result.exit_code == 0 and result.output.startswith("config OK"), result.output
+    result = runner.invoke(app, ["config", "check", "--config", str(ROOT / "config.toml")])
+    assert result.exit_code == 0, result.output
+
+
+def test_cli_config_check_names_the_first_problem_of_every_section(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sets = ["targets.min_sigma=0", "augment.rotate_deg=200", "decoder.center_prior_offset=0",
+            "export.minimum_ios=14", "lift.window=2", "train.lr=-1", "train.epochs=0",
+            "model.input_size=100", "synthetic.fps=0", "prepare.crop_size=4", "eval.pck_threshold=0",
+            "benchmark.repeats=0", "pseudo_label.min_joints=20", "export.onnx_opset=7",
+            "train.device=tpu", "lift.device=tpu"]  # fmt: skip
+    result = runner.invoke(app, ["config", "check", *sum((["--set", s] for s in sets), [])])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    # One line per section (train's first problem only), each naming the key and value.
+    assert len(lines) == len(sets) - 1 and all(line.startswith("error: ") for line in lines)
+    for expected in ["targets.min_sigma = 0.0 must be positive",
+                     "augment.rotate_deg = 200.0 must be in [0, 180]",
+                     "decoder.center_prior_offset = 0.0 must be positive",
+                     "export.minimum_ios = 14 is not supported", "lift.window = 2 must be a positive odd",
+                     "train.epochs = 0 must be at least 1", "model.input_size = 100",
+                     "synthetic.fps = 0.0 must be > 0", "prepare.crop_size = 4 must be >= 8",
+                     "eval.pck_threshold = 0.0 must be positive", "benchmark.repeats = 0 must be >= 1",
+                     "pseudo_label.min_joints = 20 must be 1-17", "export.onnx_opset = 7",
+                     "train.device (--device) 'tpu'", "lift.device (--device) 'tpu'"]:  # fmt: skip
+        assert sum(expected in line for line in lines) == 1, (expected, lines)
+    assert "Traceback" not in result.output
+
+
+def test_cli_config_init_refuses_to_overwrite(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["config", "init", "c.toml"]).exit_code == 0
+    result = runner.invoke(app, ["config", "init", "c.toml"])
+    assert result.exit_code == 2 and "--force" in result.output
+    assert runner.invoke(app, ["config", "init", "c.toml", "--force"]).exit_code == 0
+
+
+def test_every_command_has_help():
+    import typer.main
+
+    group = typer.main.get_command(app)
+
+    def walk(cmd, path):
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    for path, cmd in walk(group, []):
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert (cmd.help or "").strip(), f"command {path} has no help text"
+        for param in cmd.params:
+            if type(param).__name__.endswith("Option") and param.name != "help":
+                assert (param.help or "").strip(), f"option {param.name} of {path} has no help"
+
+
+def test_step_parameters_take_their_defaults_and_fields_from_the_config():
+    """PrepareParams and SyntheticSpec mirror their config sections: same fields, same defaults."""
+    import dataclasses
+
+    from pkmodel.config import Config, PrepareConfig, SyntheticConfig
+    from pkmodel.data.prepare import PrepareParams
+    from pkmodel.data.synthetic.generate import SyntheticSpec
+
+    for params, section in ((PrepareParams(), PrepareConfig()), (SyntheticSpec(out=Path("x")), SyntheticConfig())):  # fmt: skip
+        mine = {f.name: getattr(params, f.name) for f in dataclasses.fields(params) if f.name != "out"}  # fmt: skip
+        assert mine == dataclasses.asdict(section)
+    cfg = Config()
+    cfg.set("prepare.crop_size", 96, "test")
+    cfg.set("synthetic.second_person_prob", 0.0, "test")
+    assert PrepareParams.from_config(cfg.prepare).crop_size == 96
+    spec = SyntheticSpec.from_config(cfg, out=Path("elsewhere"))
+    assert spec.second_person_prob == 0.0 and spec.out == Path("elsewhere")
+
+
+def test_unwritable_outputs_are_one_sentence_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("a file, not a folder\n")
+    (tmp_path / "folder").mkdir()
+    result = runner.invoke(app, ["config", "init", "afile/c.toml"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip() == "error: cannot write afile: File exists"
+    result = runner.invoke(app, ["config", "init", "folder", "--force"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: cannot write folder: Is a directory"
+    assert (tmp_path / "afile").read_text() == "a file, not a folder\n"  # nothing lost
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(
+    tmp_path, monkeypatch, tiny_synthetic, tiny_prepared
+):
+    """lift, evaluate, export, predict, train and benchmark name the unwritable --out first
+    (they used to fail only when writing, after minutes of work)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x\n")
+    bad = tmp_path / "afile" / "sub"
+    image = next((tiny_synthetic / "val").glob("*.jpg"))
+    commands = {
+        "lift": ["lift", "--ground-truth-2d", "--input", str(tiny_synthetic), "--out", str(bad)],
+        "evaluate": ["evaluate", "--oracle", "--labels", str(tiny_prepared / "val.json"),
+                     "--out", str(bad)],
+        "export-onnx": ["export-onnx", "-w", "missing.pt", "-o", str(bad / "m.onnx")],
+        "export-coreml": ["export-coreml", "-w", "missing.pt", "-o", str(bad / "m.mlpackage")],
+        "predict": ["predict", str(image), "--weights", "missing.pt", "--out", str(bad)],
+        "train": ["train", "--out", str(bad), "--set", f"data.prepared_dir={tiny_prepared}"],
+        "benchmark": ["benchmark", "--quick", "--out", str(bad / "b.json")],
+    }  # fmt: skip
+    for name, args in commands.items():
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (name, result.output)
+        assert result.output.startswith("error: cannot write --out"), (name, result.output)
+        assert f"{tmp_path / 'afile'} is a file, not a folder" in result.output, name
+        assert len(result.output.strip().splitlines()) == 1, (name, result.output)
+    assert (tmp_path / "afile").read_text() == "x\n"
+
+
+def test_check_writable_names_an_unwritable_folder(tmp_path, monkeypatch):
+    from pkmodel.common.atomic import check_writable
+
+    check_writable(tmp_path / "new" / "deeper" / "file.json", "--out")  # creatable: fine
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)
+    with pytest.raises(PkmodelError, match=f"the folder {tmp_path} is not writable"):
+        check_writable(tmp_path / "new" / "file.json", "--out")
+
+
+def test_os_error_sentences():
+    import errno
+
+    from pkmodel.cli.common import os_error_sentence
+
+    ro = OSError(errno.EROFS, "Read-only file system", "/data/.best.pt.x1y2.tmp")
+    assert os_error_sentence(ro) == "cannot write into the folder /data: Read-only file system"
+    rename = OSError(errno.EISDIR, "Is a directory", "/d/.c.toml.ab.tmp", None, "/d/c.toml")
+    assert os_error_sentence(rename) == "cannot write /d/c.toml: Is a directory"
+    missing = FileNotFoundError(errno.ENOENT, "No such file or directory", "in.json")
+    assert os_error_sentence(missing) == "cannot read in.json: No such file or directory"
+    assert os_error_sentence(OSError("disk on fire")) == "disk on fire"
+
+
+def test_a_folder_given_as_a_file_is_named_as_such(tmp_path):
+    from pkmodel.common.errors import not_there
+
+    (tmp_path / "f.txt").write_text("x")
+    assert not_there(tmp_path / "nope") == "does not exist"
+    assert not_there(tmp_path) == "is a folder, not a file"
+    assert not_there(tmp_path / "f.txt", "folder") == "is a file, not a folder"
+    result = runner.invoke(app, ["config", "show", "--config", str(tmp_path)])
+    assert result.exit_code == 2
+    assert (
+        result.output.strip()
+        == f"error: config file {tmp_path} (from --config) is a folder, not a file"
+    )
+
+
+def test_a_section_written_as_a_value_is_named(tmp_path):
+    (tmp_path / "c.toml").write_text("train = 3\n")
+    result = runner.invoke(app, ["config", "show", "--config", str(tmp_path / "c.toml")])
+    assert result.exit_code == 2
+    assert result.output.strip().endswith("c.toml: 'train = 3' must be a [train] table of keys")
+
+
+def test_opencv_warnings_do_not_precede_our_errors(tmp_path):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
+    code = f"import pkmodel, cv2; assert cv2.imread({str(tmp_path / 'missing.jpg')!r}) is None"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # without pkmodel's defaults: "[ WARN:0@...] ... findDecoder ..."

@@ -1,0 +1,723 @@
+"""`pkmodel data ...`: split, merge, stats, render, fetch (local server only), extract-frames,
+pseudo-label (oracle runner and a random checkpoint), and pseudo-labels merged and trained on."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pkmodel.common.errors import PkmodelError
+from pkmodel.common.skeleton import NUM_JOINTS
+from tests.conftest import run_cli, shared_data, tiny_train_config
+
+# --------------------------------------------------------------------------------------------
+# Fixtures: coco_mini prepared once (96-pixel crops, every person with >= 3 joints)
+
+
+@pytest.fixture(scope="module")
+def coco_mini() -> Path:
+    return shared_data("coco_mini")
+
+
+@pytest.fixture(scope="module")
+def coco_prepared(coco_mini, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("coco_prepared")
+    run_cli(["prepare-coco", "--split", "all", "--images", coco_mini / "train2017",
+             "--annotations", coco_mini / "annotations/person_keypoints_train2017.json",
+             "--out", out, "--workers", 1, "--set", "prepare.crop_size=96",
+             "--set", "prepare.max_people=0"])  # fmt: skip
+    return out
+
+
+def _labels(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _image_keys(path: Path) -> set[int]:
+    return {s["image_id"] for s in _labels(path)["samples"]}
+
+
+# --------------------------------------------------------------------------------------------
+# split
+
+
+def test_choose_val_groups_takes_the_count_closest_to_the_ratio():
+    from pkmodel.datatools.split import choose_val_groups
+
+    sizes = np.array([5, 1, 1, 1, 1, 1, 1, 1, 1, 1])  # 14 samples
+    for seed in range(20):
+        val = choose_val_groups(sizes, 0.3, seed)
+        # the greedy prefix of the shuffled groups: within half the next group of 4.2
+        assert 1 <= val.sum() <= 9 and abs(sizes[val].sum() - 4.2) <= 3.0
+    assert np.array_equal(choose_val_groups(sizes, 0.3, 7), choose_val_groups(sizes, 0.3, 7))
+    assert choose_val_groups(np.array([3, 3]), 0.99, 0).sum() == 1  # both sides keep a group
+
+
+def test_split_keeps_every_source_image_on_one_side(coco_prepared, tmp_path):
+    from pkmodel.datatools.split import split_labels
+
+    src = coco_prepared / "all.json"
+    s = split_labels(src, 0.25, 0, "s_train", "s_val")
+    train, val = coco_prepared / "s_train.json", coco_prepared / "s_val.json"
+    assert (s.train_samples, s.val_samples) == (len(_labels(train)["samples"]), len(_labels(val)["samples"]))  # fmt: skip
+    assert s.train_samples + s.val_samples == 80
+    assert not _image_keys(train) & _image_keys(val)
+    assert len(_image_keys(train)) + len(_image_keys(val)) == 26
+    # coco_mini's images hold up to 13 people: within one image of the 20 asked for
+    sizes = np.bincount([x["image_id"] for x in _labels(src)["samples"]])
+    assert abs(s.val_samples - 20) <= sizes.max()
+    for name in ("s_train", "s_val"):
+        data = _labels(coco_prepared / f"{name}.json")
+        assert data["split"] == name and data["split_of"]["seed"] == 0
+        assert all((coco_prepared / x["image"]).is_file() for x in data["samples"])
+    # same seed, same split; another seed, another split
+    again = split_labels(src, 0.25, 0, "s2_train", "s2_val")
+    assert _image_keys(coco_prepared / "s2_val.json") == _image_keys(val)
+    assert again.val_samples == s.val_samples
+    other = split_labels(src, 0.25, 1, "s3_train", "s3_val")
+    assert _image_keys(coco_prepared / "s3_val.json") != _image_keys(val)
+    assert other.train_samples + other.val_samples == 80
+
+    # another folder: paths rewritten to the same crops
+    moved = split_labels(src, 0.25, 0, "train", "val", tmp_path / "elsewhere")
+    data = _labels(tmp_path / "elsewhere/val.json")
+    assert moved.val_samples == s.val_samples
+    assert data["samples"][0]["image"].startswith("../")
+    assert all(
+        os.path.samefile(tmp_path / "elsewhere" / x["image"], coco_prepared / y["image"])
+        for x, y in zip(data["samples"], _labels(val)["samples"], strict=True)
+    )
+
+
+def test_split_refuses_bad_input(coco_prepared, tmp_path):
+    from pkmodel.datatools.split import split_labels
+
+    src = coco_prepared / "all.json"
+    with pytest.raises(PkmodelError, match="--val-ratio must be between 0 and 1"):
+        split_labels(src, 1.0, 0, "a", "b")
+    with pytest.raises(PkmodelError, match="would overwrite its input"):
+        split_labels(src, 0.5, 0, "all", "b")
+    one = _labels(src)
+    one["samples"] = [x for x in one["samples"] if x["image_id"] == one["samples"][0]["image_id"]]
+    (tmp_path / "one.json").write_text(json.dumps(one))
+    with pytest.raises(PkmodelError, match="from 1 source image"):
+        split_labels(tmp_path / "one.json", 0.5, 0, "a", "b")
+    (tmp_path / "bad.json").write_text('{"schema": "other"}')
+    with pytest.raises(PkmodelError, match="is not a pkmodel prepared-labels file"):
+        split_labels(tmp_path / "bad.json", 0.5, 0, "a", "b")
+
+
+# --------------------------------------------------------------------------------------------
+# merge
+
+
+def test_merge_tags_sources_links_crops_and_resumes(coco_prepared, tmp_path):
+    from pkmodel.datatools.merge import merge_labels
+    from pkmodel.datatools.split import split_labels
+
+    split_labels(coco_prepared / "all.json", 0.3, 4, "m_train", "m_val")
+    inputs = [coco_prepared / "m_train.json", coco_prepared / "m_val.json"]
+    n_train, n_val = (len(_labels(p)["samples"]) for p in inputs)
+    out = tmp_path / "ds"
+    s = merge_labels(inputs, out, "merged", progress=False)
+    assert (s.samples, s.linked, s.copied, s.reused) == (80, 80, 0, 0)
+    assert s.per_source == {"m_train": n_train, "m_val": n_val}
+    data = _labels(out / "merged.json")
+    assert data["crop_size"] == 96 and data["annotations"] is None
+    assert [m["tag"] for m in data["merged_from"]] == ["m_train", "m_val"]
+    sources = [x["source"] for x in data["samples"]]
+    assert sources.count("m_train") == n_train and sources.count("m_val") == n_val
+    files = [out / x["image"] for x in data["samples"]]
+    assert len(set(files)) == 80 and all(f.is_file() for f in files)
+    originals = [coco_prepared / x["image"] for p in inputs for x in _labels(p)["samples"]]
+    assert all(os.path.samefile(a, b) for a, b in zip(files, originals, strict=True))  # hard links
+    # labels other than image and source are untouched
+    first = _labels(inputs[0])["samples"][0]
+    assert {k: v for k, v in data["samples"][0].items() if k not in ("image", "source")} == {
+        k: v for k, v in first.items() if k not in ("image", "source")
+    }
+    # resumable: a rerun finds every crop in place; a lost crop is put back
+    files[3].unlink()
+    again = merge_labels(inputs, out, "merged", progress=False)
+    assert (again.linked, again.reused) == (1, 79)
+    # copies, own tags, and the merged file loads as a dataset
+    copied = merge_labels(inputs, tmp_path / "ds2", "both", tags=["a", "b"], link="copy", progress=False)  # fmt: skip
+    assert copied.copied == 80 and copied.per_source == {"a": n_train, "b": n_val}
+    f = tmp_path / "ds2" / _labels(tmp_path / "ds2/both.json")["samples"][0]["image"]
+    assert f.read_bytes() == originals[0].read_bytes() and not os.path.samefile(f, originals[0])
+    from pkmodel.config import Config
+    from pkmodel.data.dataset import PoseDataset
+
+    cfg = Config()
+    cfg.model.input_size = 64
+    ds = PoseDataset(tmp_path / "ds2/both.json", cfg, train=False)
+    assert len(ds) == 80 and tuple(ds[79]["image"].shape) == (3, 64, 64)
+
+
+def test_merge_refuses_mismatches_with_one_sentence(coco_prepared, tmp_path):
+    from pkmodel.datatools.merge import merge_labels
+
+    src = coco_prepared / "all.json"
+    data = _labels(src)
+    for key, value, message in (
+        ("crop_size", 128, "crop_size 128 differs from 96"),
+        ("version", 0, "schema version 0 differs from 1"),
+        ("joint_names", data["joint_names"][:13], "joint names 13 joints differs from 17"),
+    ):
+        bad = coco_prepared / f"bad_{key}.json"
+        bad.write_text(json.dumps({**data, key: value}))
+        with pytest.raises(PkmodelError, match=message) as e:
+            merge_labels([src, bad], tmp_path / "out", "m", progress=False)
+        assert "\n" not in str(e.value)
+        bad.unlink()
+    (coco_prepared / "notes.json").write_text('{"samples": []}')
+    with pytest.raises(PkmodelError, match="is not a pkmodel prepared-labels file"):
+        merge_labels([src, coco_prepared / "notes.json"], tmp_path / "out", "m", progress=False)
+    with pytest.raises(PkmodelError, match="1 --tag value"):
+        merge_labels([src, src.with_name("s_val.json")], tmp_path / "out", "m", ["x"], progress=False)  # fmt: skip
+    with pytest.raises(PkmodelError, match="would overwrite its input"):
+        merge_labels([src], coco_prepared, "all", progress=False)
+    assert not (tmp_path / "out").exists()  # nothing written before the checks pass
+
+
+# --------------------------------------------------------------------------------------------
+# stats and render
+
+
+def test_stats_count_what_the_labels_hold(coco_prepared, tmp_path):
+    from pkmodel.datatools.stats import write_stats
+
+    stats = write_stats(coco_prepared / "all.json", tmp_path / "s.png", tmp_path / "s.json")
+    samples = _labels(coco_prepared / "all.json")["samples"]
+    kp = np.array([x["keypoints"] for x in samples])
+    assert stats["counts"]["samples"] == 80 and stats["counts"]["source_images"] == 26
+    assert stats["counts"]["per_source"] == {"coco": 80}
+    assert stats["counts"]["others"] == sum(len(x["others"]) for x in samples)
+    assert [j["labelled"] for j in stats["joints"].values()] == (kp[..., 2] > 0).sum(0).tolist()
+    assert [j["occluded"] for j in stats["joints"].values()] == (kp[..., 2] == 1).sum(0).tolist()
+    per_person = stats["labelled_per_person"]["counts"]
+    assert sum(per_person) == 80 and sum(per_person[:3]) == 0  # prepare.min_keypoints = 3
+    for key in ("person_size_px", "person_height_share"):
+        assert sum(stats[key]["counts"]) == 80
+    assert np.sum(stats["person_position"]["counts_xy"]) == 80
+    # sizes: the longer bbox side in original pixels, from the crop labels
+    box = np.array([x["bbox"] for x in samples]) * np.array([x["crop_box"][2] / 96 for x in samples])[:, None]  # fmt: skip
+    assert stats["person_size_px_median"] == pytest.approx(np.median(box[:, 2:].max(1)), abs=0.01)
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "s.png").stat().st_size > 20_000
+    assert json.loads((tmp_path / "s.json").read_text())["counts"]["labelled_joints"] == int((kp[..., 2] > 0).sum())  # fmt: skip
+
+
+def test_render_draws_the_labels_on_the_crops(coco_prepared, tmp_path):
+    from pkmodel.common.draw import LEFT_COLOR
+    from pkmodel.common.skeleton import JOINT_INDEX
+    from pkmodel.data.prepare import read_rgb
+    from pkmodel.datatools.render import render_labels
+
+    labels = coco_prepared / "all.json"
+    s = render_labels(labels, tmp_path / "sheet.png", count=6, cols=3, progress=False)
+    sheet = read_rgb(tmp_path / "sheet.png")
+    assert s.pictures == 6 and sheet.shape == (2 * 96 + 4, 3 * 96 + 2 * 4, 3)
+    # folder mode: the sample with the largest person, its left hip drawn in the left colour
+    samples = _labels(labels)["samples"]
+    hip = JOINT_INDEX["left_hip"]
+    ok = [i for i, x in enumerate(samples) if x["keypoints"][hip][2] > 0 and x["keypoints"][hip][1] > 30]  # fmt: skip
+    i = max(ok, key=lambda i: samples[i]["bbox"][3])
+    render_labels(labels, tmp_path / "one.png", count=1, source=None, progress=False)
+    picked = render_labels(labels, tmp_path / "pics", count=0, progress=False)
+    assert picked.pictures == 80 and len(list((tmp_path / "pics").glob("*.jpg"))) == 80
+    from pkmodel.datatools.render import draw_sample
+
+    crop = read_rgb(coco_prepared / samples[i]["image"])
+    drawn = draw_sample(crop, samples[i], "x")
+    x, y = (int(v) for v in samples[i]["keypoints"][hip][:2])
+    assert np.abs(drawn[y, x].astype(int) - LEFT_COLOR).max() <= 2
+    assert np.abs(drawn.astype(int) - crop).max() > 100  # drawn over the crop
+    with pytest.raises(PkmodelError, match="no samples with source 'nope'"):
+        render_labels(labels, tmp_path / "x.png", source="nope", progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# fetch, against a local HTTP server on 127.0.0.1 only
+
+BODY = bytes(np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8))
+SMALL = BODY[:5000]
+CUT = 50_000  # the flaky route closes the connection after this many bytes
+
+
+class _Handler(BaseHTTPRequestHandler):
+    seen: list[tuple[str, str | None]] = []
+    hits: dict[str, int] = {}
+
+    def log_message(self, *args):  # keep the test output quiet
+        pass
+
+    def _send(self, code: int, ctype: str, body: bytes, extra: dict | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        rng = self.headers.get("Range")
+        type(self).seen.append((self.path, rng))
+        hits = type(self).hits
+        hits[self.path] = hits.get(self.path, 0) + 1
+        if self.path in ("/img/ok.jpg", "/other/ok.jpg"):
+            self._send(200, "image/jpeg", SMALL)
+        elif self.path == "/img/octet.jpg":
+            self._send(200, "application/octet-stream", SMALL)
+        elif self.path == "/img/page.jpg":
+            self._send(200, "text/html; charset=utf-8", b"<html>not an image</html>")
+        elif self.path == "/img/busy.jpg" and hits[self.path] == 1:
+            self._send(503, "text/plain", b"busy")
+        elif self.path == "/img/busy.jpg":
+            self._send(200, "image/png", SMALL)
+        elif self.path in ("/img/flaky.jpg", "/img/big.jpg"):
+            if rng:  # resume: serve the rest
+                start = int(rng.split("=")[1].rstrip("-"))
+                self._send(206, "image/jpeg", BODY[start:],
+                           {"Content-Range": f"bytes {start}-{len(BODY) - 1}/{len(BODY)}"})  # fmt: skip
+            elif self.path == "/img/flaky.jpg":  # announce everything, send part, hang up
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(BODY)))
+                self.end_headers()
+                self.wfile.write(BODY[:CUT])
+                self.wfile.flush()
+                self.close_connection = True
+            else:
+                self._send(200, "image/jpeg", BODY)
+        elif self.path == "/img/norange.jpg":  # ignores Range: always the whole file
+            self._send(200, "image/jpeg", BODY)
+        else:
+            self._send(404, "text/plain", b"no such file")
+
+
+@pytest.fixture
+def local_server(monkeypatch):
+    for name in (
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    _Handler.seen, _Handler.hits = [], {}
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 64  # no dropped connections when every worker connects at once
+
+    server = Server(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once it is closed: connection refused
+
+
+def test_fetch_against_a_local_server(local_server, tmp_path):
+    from pkmodel.datatools.fetch import fetch_urls
+
+    refused = f"http://127.0.0.1:{_closed_port()}/img/refused.jpg"
+    (tmp_path / "list.txt").write_text(
+        "# images\n"
+        f"{local_server}/img/ok.jpg\n\n"
+        f"named/flaky_copy.jpg\t{local_server}/img/flaky.jpg\n"
+        f"{local_server}/img/missing.jpg\n"
+        f"   {local_server}/img/page.jpg  \n"
+        f"{refused}\n"
+        f"{local_server}/img/busy.jpg\n"
+        f"{local_server}/other/ok.jpg\n"
+        f"{local_server}/img/octet.jpg\n"
+        f"{local_server}/img/ok.jpg\n"  # repeated: downloaded once
+        f"copy/ok.jpg {local_server}/img/ok.jpg\n"  # the same URL under another name
+    )
+    out = tmp_path / "out"
+    s = fetch_urls([tmp_path / "list.txt"], out, kind="image", workers=4, retries=2,
+                   backoff=0.01, timeout=5, progress=False)  # fmt: skip
+    by_name = {r.name: r for r in s.results}
+    assert len(s.results) == 9
+    assert s.counts == {"downloaded": 5, "resumed": 1, "failed": 3}
+    assert (out / "copy/ok.jpg").read_bytes() == SMALL
+    assert (out / "ok.jpg").read_bytes() == SMALL and (out / "octet.jpg").read_bytes() == SMALL
+    ok2 = next(n for n in by_name if n.startswith("ok_"))
+    assert (out / ok2).read_bytes() == SMALL and len(ok2) == len("ok_12345678.jpg")
+    # interrupted after 50 000 bytes, resumed with a Range request in the same run
+    flaky = by_name["named/flaky_copy.jpg"]
+    assert flaky.status == "resumed" and flaky.attempts == 2
+    assert (out / "named/flaky_copy.jpg").read_bytes() == BODY
+    assert [r for p, r in _Handler.seen if p == "/img/flaky.jpg"] == [None, f"bytes={CUT}-"]
+    assert by_name["busy.jpg"].status == "downloaded" and by_name["busy.jpg"].attempts == 2
+    assert by_name["missing.jpg"].reason.startswith("HTTP 404") and by_name["missing.jpg"].attempts == 1  # fmt: skip
+    assert "text/html" in by_name["page.jpg"].reason and by_name["page.jpg"].attempts == 1
+    assert by_name["refused.jpg"].status == "failed" and by_name["refused.jpg"].attempts == 3
+    assert "refused" in by_name["refused.jpg"].reason.lower()
+    assert not list(out.rglob("*.part")) or {p.name for p in out.rglob("*.part")} <= {"page.jpg.part"}  # fmt: skip
+    assert not (out / "page.jpg").exists() and not (out / "missing.jpg").exists()
+    report = json.loads((out / "fetch_report.json").read_text())
+    assert report["counts"]["failed"] == 3
+    assert {f["name"] for f in report["failures"]} == {"missing.jpg", "page.jpg", "refused.jpg"}
+    rows = [r.split("\t") for r in (out / "fetch_report.failures.tsv").read_text().splitlines()[1:]]  # fmt: skip
+    assert sorted(r[0] for r in rows) == ["missing.jpg", "page.jpg", "refused.jpg"]
+
+    # a rerun asks the server only for what failed
+    hits = dict(_Handler.hits)
+    again = fetch_urls([tmp_path / "list.txt"], out, kind="image", workers=4, retries=0,
+                       backoff=0.0, timeout=5, progress=False)  # fmt: skip
+    assert again.counts == {"present": 6, "failed": 3}
+    assert _Handler.hits["/img/flaky.jpg"] == hits["/img/flaky.jpg"]
+    assert _Handler.hits["/img/missing.jpg"] == hits["/img/missing.jpg"] + 1
+    # the failures file is itself a list: the names survive a retry
+    from pkmodel.datatools.fetch import read_url_lists
+
+    retry = read_url_lists([out / "fetch_report.failures.tsv"])
+    assert sorted(e.name for e in retry) == ["missing.jpg", "page.jpg", "refused.jpg"]
+    # kind any accepts the HTML page
+    anyk = fetch_urls([out / "fetch_report.failures.tsv"], out, kind="any", retries=0, timeout=5,
+                      report=tmp_path / "r.json", progress=False)  # fmt: skip
+    assert anyk.counts == {"downloaded": 1, "failed": 2}
+    assert (out / "page.jpg").read_bytes() == b"<html>not an image</html>"
+
+
+def test_fetch_continues_a_partial_file_of_an_earlier_run(local_server, tmp_path):
+    from pkmodel.datatools.fetch import fetch_urls
+
+    (tmp_path / "list.txt").write_text(f"{local_server}/img/big.jpg\n{local_server}/img/norange.jpg\n")  # fmt: skip
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "big.jpg.part").write_bytes(BODY[:1234])
+    (out / "norange.jpg.part").write_bytes(b"stale bytes")
+    s = fetch_urls([tmp_path / "list.txt"], out, kind="image", retries=0, timeout=5, progress=False)  # fmt: skip
+    by_name = {r.name: r for r in s.results}
+    assert by_name["big.jpg"].status == "resumed" and by_name["big.jpg"].bytes == len(BODY) - 1234
+    assert ("/img/big.jpg", "bytes=1234-") in _Handler.seen
+    assert (out / "big.jpg").read_bytes() == BODY
+    # a server without Range support sends the whole file, which replaces the stale part
+    assert (out / "norange.jpg").read_bytes() == BODY
+    assert not list(out.glob("*.part"))
+
+
+def test_fetch_stops_at_the_next_chunk_when_interrupted(local_server, tmp_path):
+    from pkmodel.datatools.fetch import UrlEntry, download
+
+    stop = threading.Event()
+    stop.set()  # as after Ctrl-C
+    entry = UrlEntry("list.txt", 1, f"{local_server}/img/big.jpg", "big.jpg")
+    r = download(entry, tmp_path, "image", retries=3, backoff=0.0, timeout=5, stop=stop)
+    part = tmp_path / "big.jpg.part"
+    assert (r.status, r.reason, r.attempts) == ("failed", "interrupted", 1)
+    assert 0 < part.stat().st_size < len(BODY) and part.read_bytes() == BODY[: part.stat().st_size]
+    assert download(entry, tmp_path, "image", timeout=5).status == "resumed"
+    assert (tmp_path / "big.jpg").read_bytes() == BODY
+
+
+def test_url_lists_names_and_errors(tmp_path):
+    from pkmodel.datatools.fetch import content_type_ok, read_url_lists
+
+    (tmp_path / "a.txt").write_text(
+        "\ufeff# c\nhttp://h.invalid/x/a%20b.JPG?s=1\nTree_Pose/1.jpg\thttp://h.invalid/q\n"
+        "http://h.invalid/y/a%20b.JPG\nhttp://h.invalid/\n../../evil.jpg http://h.invalid/e\n"
+    )
+    names = [e.name for e in read_url_lists([tmp_path / "a.txt"])]
+    assert names[0] == "a_b.JPG" and names[1] == "Tree_Pose/1.jpg"
+    assert names[2].startswith("a_b_") and names[2].endswith(".JPG")
+    assert names[3] == "download" and names[4] == "evil.jpg"
+    assert [e.line for e in read_url_lists([tmp_path / "a.txt"])] == [2, 3, 4, 5, 6]
+    (tmp_path / "b.txt").write_text("http://h.invalid/a.jpg\nftp://h.invalid/b.jpg\n")
+    with pytest.raises(PkmodelError, match=r"b.txt line 2: 'ftp://h.invalid/b.jpg' is not an http\(s\) URL"):  # fmt: skip
+        read_url_lists([tmp_path / "b.txt"])
+    with pytest.raises(PkmodelError, match="does not exist"):
+        read_url_lists([tmp_path / "none.txt"])
+    assert content_type_ok("image/jpeg", "image", "a.bin")
+    assert content_type_ok("application/octet-stream", "video", "a.mp4")
+    assert not content_type_ok("application/octet-stream", "image", "a.mp4")
+    assert not content_type_ok("text/html", "video", "a.mp4") and content_type_ok("text/html", "any", "a")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# extract-frames
+
+
+def _write_video(path: Path, frames: int, fps: float, size=(64, 48)) -> None:
+    """Frame i is uniform grey 10 x i: the extracted frames say which frame they are."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    assert writer.isOpened()
+    for i in range(frames):
+        writer.write(np.full((size[1], size[0], 3), 10 * i, np.uint8))
+    writer.release()
+
+
+def _grey_levels(folder: Path) -> list[int]:
+    from pkmodel.data.prepare import read_rgb
+
+    return [round(read_rgb(p).mean() / 10) for p in sorted(folder.glob("*.jpg"))]
+
+
+def test_extract_frames_every_n_seconds_and_evenly_and_resume(tmp_path):
+    from pkmodel.datatools.frames import extract_frames, frames_evenly, frames_every
+
+    assert frames_every(10.0, 25, 1.0).tolist() == [0, 10, 20]
+    assert frames_every(29.97, 100, 1.0).tolist() == [0, 30, 60, 90]
+    assert frames_evenly(25, 4).tolist() == [3, 9, 15, 21]
+    assert frames_evenly(3, 10).tolist() == [0, 1, 2]
+    videos = tmp_path / "videos"
+    (videos / "sub").mkdir(parents=True)
+    _write_video(videos / "clip.avi", 25, 10.0)
+    _write_video(videos / "sub/other.avi", 12, 4.0)
+    (videos / "broken.mp4").write_text("not a video")
+    s = extract_frames(videos, tmp_path / "a", every_s=1.0, progress=False)
+    assert (s.videos, s.frames_written, len(s.failed)) == (3, 6, 1)
+    assert "broken.mp4" in s.failed[0]["video"]
+    assert _grey_levels(tmp_path / "a/clip") == [0, 10, 20]
+    assert _grey_levels(tmp_path / "a/other") == [0, 4, 8]
+    manifest = json.loads((tmp_path / "a/clip/frames.json").read_text())
+    assert [f["time_s"] for f in manifest["frames"]] == [0.0, 1.0, 2.0]
+    assert manifest["frames"][1]["file"] == "clip_000010.jpg"
+
+    e = extract_frames(videos / "clip.avi", tmp_path / "b", count=4, progress=False)
+    assert e.frames_written == 4 and _grey_levels(tmp_path / "b/clip") == [3, 9, 15, 21]
+    # resume: a finished video is skipped; an interrupted one keeps the frames it has
+    again = extract_frames(videos / "clip.avi", tmp_path / "b", count=4, progress=False)
+    assert (again.skipped_videos, again.frames_written) == (1, 0)
+    (tmp_path / "b/clip/frames.json").unlink()
+    (tmp_path / "b/clip/clip_000015.jpg").unlink()
+    resumed = extract_frames(videos / "clip.avi", tmp_path / "b", count=4, progress=False)
+    assert (resumed.frames_written, resumed.frames_kept) == (1, 3)
+    # other settings: the video is extracted again
+    assert extract_frames(videos / "clip.avi", tmp_path / "b", count=2, progress=False).skipped_videos == 0  # fmt: skip
+    with pytest.raises(PkmodelError, match="exactly one of --every"):
+        extract_frames(videos, tmp_path / "c", every_s=1.0, count=3, progress=False)
+    with pytest.raises(PkmodelError, match="holds no video"):
+        extract_frames(tmp_path / "a/clip", tmp_path / "c", count=3, progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# pseudo-label
+
+
+def test_images_to_label_skip_hidden_files_and_the_output_folder(tmp_path):
+    from pkmodel.datatools.pseudo import list_images
+
+    for name in ("b.jpg", "a/c.PNG", ".hidden/d.jpg", "out/imgs/pseudo/1_1.jpg", "e.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert list_images(tmp_path, exclude=tmp_path / "out") == ["a/c.PNG", "b.jpg"]
+    with pytest.raises(PkmodelError, match="holds no image"):
+        list_images(tmp_path / "out/imgs", exclude=tmp_path / "out")
+
+
+def test_select_confident_thresholds():
+    from pkmodel.datatools.pseudo import joint_boxes, select_confident
+
+    scores = np.full((4, NUM_JOINTS), 0.9)
+    scores[1, :10] = 0.1  # 7 joints left: below min_joints 8
+    scores[2, :] = 0.35  # all kept joints, mean 0.35 < 0.5
+    scores[3, :9] = 0.2  # 8 joints of 0.9: kept
+    keep, ok, person = select_confident(scores, 0.3, 0.5, 8)
+    assert keep.tolist() == [True, False, False, True]
+    assert ok.sum(1).tolist() == [17, 7, 17, 8]
+    assert person == pytest.approx([0.9, 0.9, 0.35, 0.9])
+    kp = np.zeros((1, NUM_JOINTS, 2))
+    kp[0, :, 0], kp[0, :, 1] = np.linspace(10, 50, NUM_JOINTS), np.linspace(100, 20, NUM_JOINTS)
+    box = joint_boxes(kp, np.ones((1, NUM_JOINTS), bool), 0.1)
+    assert box[0] == pytest.approx([10 - 8, 20 - 8, 40 + 16, 80 + 16])
+
+
+class OracleRunner:
+    """Stands in for a checkpoint: returns each image's ground-truth person in input pixels.
+
+    ``truth``: per image in the order the images are read, (K, 3) keypoints (COCO v) and the
+    image size, or None for an image without a person; ``low`` images get scores of 0.4."""
+
+    input_size = 64
+
+    def __init__(self, truth, low=()):
+        self.truth, self.low, self.calls = list(truth), set(low), 0
+
+    def __call__(self, batch):
+        from pkmodel.common.geometry import letterbox_params
+
+        n = len(batch)
+        kp, scores = np.zeros((n, NUM_JOINTS, 2)), np.full((n, NUM_JOINTS), 0.1)
+        for i in range(n):
+            name, gt, size = self.truth[self.calls + i]
+            if gt is None:
+                continue
+            kp[i] = letterbox_params(*size, self.input_size).to_input(gt[:, :2])
+            scores[i] = np.where(gt[:, 2] > 0, 0.4 if name in self.low else 0.9, 0.05)
+        self.calls += n
+        return {"keypoints": kp, "scores": scores, "found": scores > 0.2,
+                "center_scores": np.ones(n), "centers": np.full((n, 2), 32.0)}  # fmt: skip
+
+
+def test_pseudo_label_with_an_oracle_recovers_the_ground_truth(coco_mini, tmp_path):
+    """Perfect predictions must give OKS AP 1 and labels that map back onto COCO's joints."""
+    from pkmodel.common.geometry import crop_to_image
+    from pkmodel.data.prepare import PrepareParams
+    from pkmodel.datatools.pseudo import PseudoParams, pseudo_label
+
+    coco = json.loads((coco_mini / "annotations/person_keypoints_train2017.json").read_text())
+    best: dict[int, dict] = {}  # per image, its person with the most labelled joints (>= 8)
+    for a in coco["annotations"]:
+        n = sum(v > 0 for v in a["keypoints"][2::3])
+        if not a["iscrowd"] and n >= 8 and n > best.get(a["image_id"], {}).get("num_keypoints", -1):  # fmt: skip
+            best[a["image_id"]] = {**a, "num_keypoints": n}
+    images = {i["id"]: i for i in coco["images"]}
+    folder = tmp_path / "images"
+    folder.mkdir()
+    truth, kept_ids = [], []
+    for image_id in best:
+        src = coco_mini / "train2017" / images[image_id]["file_name"]
+        (folder / src.name).symlink_to(src)
+        kept_ids.append(image_id)
+    (folder / "zz_broken.jpg").write_bytes(b"not a JPEG")  # listed as unreadable, not fatal
+    empty = next(i for i in coco["images"] if i["id"] not in {a["image_id"] for a in coco["annotations"]})  # fmt: skip
+    (folder / empty["file_name"]).symlink_to(coco_mini / "train2017" / empty["file_name"])
+    gt_file = tmp_path / "gt.json"
+    gt_file.write_text(json.dumps({**coco, "images": [images[i] for i in kept_ids],
+                                   "annotations": [best[i] for i in kept_ids]}))  # fmt: skip
+    by_name = {images[i]["file_name"]: best[i] for i in kept_ids}
+    for name in sorted(p.name for p in folder.iterdir() if p.name != "zz_broken.jpg"):
+        ann = by_name.get(name)
+        size = (images[ann["image_id"]]["width"], images[ann["image_id"]]["height"]) if ann else (empty["width"], empty["height"])  # fmt: skip
+        gt = np.reshape(ann["keypoints"], (NUM_JOINTS, 3)).astype(float) if ann else None
+        truth.append((name, gt, size))
+    low = sorted(by_name)[0]  # its scores stay below the person threshold
+    runner = OracleRunner(truth, low={low})
+    # The oracle knows whole images only: no second look at a crop (tested in test_predict.py).
+    params = PseudoParams(joint_threshold=0.3, person_threshold=0.5, min_joints=8, refine_passes=0, source="oracle")  # fmt: skip
+    prep = PrepareParams(crop_size=96, workers=1)
+    s = pseudo_label(folder, runner, tmp_path / "ds", "pl", params, prep, {"weights": "oracle"},
+                     annotations=gt_file, batch_size=4, progress=False)  # fmt: skip
+    n = len(kept_ids)
+    assert (s.images, s.predicted, s.inferred, s.kept) == (n + 2, n + 1, n + 1, n - 1)
+    assert (
+        list(s.unreadable) == ["zz_broken.jpg"] and "cannot decode" in s.unreadable["zz_broken.jpg"]
+    )
+    assert s.scores["images_scored"] == n and s.scores["images_without_ground_truth"] == 1
+    assert s.scores["all"]["AP"] == pytest.approx(1.0) and s.scores["kept"]["AP"] == pytest.approx(1.0)  # fmt: skip
+    assert s.scores["label_oks"]["count"] == n - 1
+    assert s.scores["label_oks"]["mean"] == pytest.approx(1.0, abs=1e-6)
+
+    data = _labels(tmp_path / "ds/pl.json")
+    assert data["schema"] == "pkmodel.prepared" and data["crop_size"] == 96
+    assert data["pseudo_label"]["kept"] == n - 1
+    assert len(data["samples"]) == n - 1
+    for x in data["samples"]:
+        assert x["pseudo"] is True and x["source"] == "oracle"
+        assert (tmp_path / "ds" / x["image"]).stat().st_size == x["crop_bytes"]
+        gt = np.reshape(best[x["image_id"]]["keypoints"], (NUM_JOINTS, 3))
+        kp = np.array(x["keypoints"])
+        assert ((kp[:, 2] > 0) == (gt[:, 2] > 0)).all()  # unlabelled joints stay unlabelled
+        back = crop_to_image(kp[:, :2], x["crop_box"], 96)
+        assert np.abs(back - gt[:, :2])[gt[:, 2] > 0].max() < 0.02
+        assert len(x["extra"]["scores"]) == NUM_JOINTS and x["extra"]["score"] == pytest.approx(0.9)
+    assert low not in {x["file_name"] for x in data["samples"]}
+
+    # rerun with looser thresholds: nothing is inferred again, the low-score image joins
+    loose = PseudoParams(joint_threshold=0.3, person_threshold=0.3, min_joints=8, refine_passes=0, source="oracle")  # fmt: skip
+    r = pseudo_label(folder, OracleRunner([]), tmp_path / "ds", "pl", loose, prep,
+                     {"weights": "oracle"}, batch_size=4, progress=False)  # fmt: skip
+    assert (r.inferred, r.kept) == (0, n)
+    # never over another label file of that name
+    shutil.copy(tmp_path / "ds/pl.json", tmp_path / "ds/train.json")
+    plain = _labels(tmp_path / "ds/train.json")
+    del plain["pseudo_label"]
+    (tmp_path / "ds/train.json").write_text(json.dumps(plain))
+    with pytest.raises(PkmodelError, match="train.json exists and is not a pseudo-label file"):
+        pseudo_label(folder, OracleRunner([]), tmp_path / "ds", "train", loose, prep, {}, progress=False)  # fmt: skip
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread: on a busy 2-core machine, two spinning threads make a tiny step
+    100x slower (0.05 s -> 5-12 s measured)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_pseudo_label_cli_with_a_random_checkpoint_merges_and_trains(coco_mini, coco_prepared, tmp_path, one_torch_thread):  # fmt: skip
+    """Mechanics with a real (untrained) network: thresholds, schema, cache, merge, training."""
+    from pkmodel.engine.train import train
+    from pkmodel.model.checkpoint import save_checkpoint
+    from pkmodel.model.network import build_model
+
+    ds = tmp_path / "ds"
+    cfg = tiny_train_config(ds, tmp_path / "run", epochs=1)
+    save_checkpoint(tmp_path / "random.pt", {"model": build_model(cfg.model, pretrained=False).state_dict(), "ema": None, "config": cfg.to_dict()})  # fmt: skip
+    images = tmp_path / "unlabelled"  # 24 of coco_mini's images keep the test short
+    images.mkdir()
+    for src in sorted((coco_mini / "train2017").glob("*.jpg"))[:24]:
+        (images / src.name).symlink_to(src)
+    base = ["data", "pseudo-label", images, "--weights", tmp_path / "random.pt",
+            "--out", ds, "--device", "cpu", "--batch-size", 16, "--quiet",
+            "--set", "prepare.crop_size=96", "--set", "prepare.workers=1"]  # fmt: skip
+    out = run_cli([*base, "--joint-threshold", 0, "--person-threshold", 0, "--min-joints", 1,
+                   "--annotations", coco_mini / "annotations/person_keypoints_train2017.json"])  # fmt: skip
+    assert "24 images: 24 predicted (24 run now, 0 from the cache), 0 unreadable" in out
+    assert "OKS AP" in out
+    data = _labels(ds / "pseudo.json")
+    n = len(data["samples"])
+    assert n >= 20 and f"{n} confident poses kept" in out  # joints in the padding are no labels
+    assert all(x["pseudo"] and x["source"] == "pseudo" for x in data["samples"])
+    assert all(any(v > 0 for _, _, v in x["keypoints"]) for x in data["samples"])
+    report = json.loads((ds / "pseudo/pseudo.report.json").read_text())
+    assert report["kept"] == n and report["scores"]["images_scored"] == 24
+    # stricter thresholds from the cache: nothing kept, nothing run again
+    strict = run_cli([*base, "--name", "pseudo", "--joint-threshold", 0.99, "--min-joints", 17,
+                      "--annotations", coco_mini / "annotations/person_keypoints_train2017.json"])  # fmt: skip
+    assert "(0 run now, 24 from the cache)" in strict and "0 confident poses kept" in strict
+    assert "(kept poses)" in strict
+    assert json.loads((ds / "pseudo/pseudo.report.json").read_text())["scores"]["kept"]["AP"] == 0.0
+    assert _labels(ds / "pseudo.json")["samples"] == []
+    # Another number of second looks gives other poses: the cache does not serve them.
+    whole = run_cli([*base, "--refine-passes", 0, "--joint-threshold", 0, "--person-threshold", 0, "--min-joints", 1])  # fmt: skip
+    assert "(24 run now, 0 from the cache)" in whole
+    assert json.loads((ds / "pseudo/pseudo.report.json").read_text())["refine_passes"] == 0
+    run_cli([*base, "--name", "pseudo", "--joint-threshold", 0, "--person-threshold", 0,
+             "--min-joints", 1, "--source", "random_net"])  # fmt: skip
+
+    # split the real labels into ds, merge the pseudo-labels in, train a few steps on them
+    run_cli(["data", "split", coco_prepared / "all.json", "--out", ds, "--val-ratio", 0.3,
+             "--train-name", "coco_train", "--val-name", "coco_val"])  # fmt: skip
+    merged = run_cli(["data", "merge", ds / "coco_train.json", ds / "pseudo.json", "--out", ds,
+                      "--name", "merged", "--quiet"])  # fmt: skip
+    assert "(coco " in merged and "random_net " in merged
+    data = _labels(ds / "merged.json")
+    assert sum(x.get("pseudo", False) for x in data["samples"]) == n
+    assert {x["source"] for x in data["samples"]} == {"coco", "random_net"}  # their own tags
+    cfg.data.train_split, cfg.data.val_split = "merged", "coco_val"
+    result = train(cfg, progress=False, max_steps=3)
+    assert result.last_metrics["step"] == 3 and np.isfinite(result.last_metrics["train/loss"])
+    assert 0.0 <= result.last_metrics["val/AP"] <= 1.0
+    shutil.rmtree(ds / "imgs")  # a merged set without its crops is refused clearly
+    with pytest.raises(AssertionError, match="does not exist"):
+        run_cli(["data", "merge", ds / "coco_val.json", ds / "pseudo.json", "--out", tmp_path / "x"])  # fmt: skip

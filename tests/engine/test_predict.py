@@ -1,0 +1,312 @@
+"""Prediction on whole frames: mapping back through the letterbox, images, folders, videos,
+checkpoint vs ONNX, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pkmodel.common.errors import PkmodelError
+from pkmodel.common.skeleton import NUM_JOINTS
+from pkmodel.config import load_config
+from pkmodel.engine.predict import Pose, draw_pose, predict_frames, predict_path
+from tests.conftest import run_cli, shared_data
+
+SIZE = 64
+
+
+def _cfg():
+    sets = {"model.input_size": SIZE, "model.width_mult": 0.35, "model.neck_channels": 16,
+            "model.head_channels": 16, "eval.batch_size": 3}  # fmt: skip
+    return load_config(None, [f"{k}={v}" for k, v in sets.items()], {}, env={})
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from pkmodel.model.checkpoint import save_checkpoint
+    from pkmodel.model.network import build_model
+
+    cfg = _cfg()
+    torch.manual_seed(0)
+    model = build_model(cfg.model, pretrained=False)
+    # Random head biases: an untrained model whose maps are not flat, so joints differ.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "ema": None, "config": cfg.to_dict()})
+    return path
+
+
+def _frames(rng, n, h=48, w=80):
+    return [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(n)]
+
+
+class _OracleRunner:
+    """Returns decoded ground-truth targets of a known pose per frame (input pixels)."""
+
+    def __init__(self, cfg, poses_input):
+        self.cfg, self.input_size, self.poses = cfg, SIZE, poses_input
+
+    def __call__(self, batch):
+        from pkmodel.data.targets import encode_targets
+        from pkmodel.engine.evaluate import decode_tensors
+
+        names = ("heatmaps", "centers", "regs", "offsets")
+        targets = [encode_targets(kp, c, None, None, SIZE, self.cfg.targets)
+                   for kp, c in self.poses[: len(batch)]]  # fmt: skip
+        return decode_tensors(
+            tuple(torch.from_numpy(np.stack([t[n] for t in targets])) for n in names), self.cfg
+        )
+
+
+def test_predict_frames_maps_back_through_the_letterbox():
+    """A pose placed in a 80 x 48 frame comes back in frame pixels (letterbox undone)."""
+    from pkmodel.common.geometry import letterbox_params
+
+    rng = np.random.default_rng(0)
+    w, h = 80, 48
+    kp = np.zeros((NUM_JOINTS, 3))
+    kp[:, 0] = rng.uniform(1, w - 1, NUM_JOINTS)
+    kp[:, 1] = rng.uniform(1, h - 1, NUM_JOINTS)
+    kp[:, 2] = 2
+    lb = letterbox_params(w, h, SIZE)
+    assert lb.pad_y > 0  # the frame is letterboxed, not stretched
+    cfg = _cfg()
+    runner = _OracleRunner(cfg, [(lb.to_input(kp), lb.to_input(np.array([w / 2, h / 2])))])
+    (pose,) = predict_frames(runner, _frames(rng, 1, h, w))
+    np.testing.assert_allclose(pose.keypoints, kp[:, :2], atol=1e-3)
+    assert pose.found.all() and pose.scores.min() == pytest.approx(1.0)
+    # The center is the middle of the decoded center cell, in frame pixels.
+    cell = lb.to_input(np.array([w / 2, h / 2])) // 4
+    np.testing.assert_allclose(pose.center, lb.to_image((cell + 0.5) * 4))
+
+
+class _BlobRunner:
+    """A "network" that sees: it finds the white blob in its input and puts the joints at
+    fixed fractions of the blob's box, on the centers of 4-pixel cells (a stride-4 model
+    without offsets). Frames with less than ``min_blob`` white pixels get scores of 0."""
+
+    FRACTIONS = np.stack([np.linspace(0.1, 0.9, NUM_JOINTS), np.linspace(0.05, 0.95, NUM_JOINTS)[::-1]], 1)  # fmt: skip
+
+    def __init__(self, input_size=SIZE, min_blob=1):
+        self.input_size, self.min_blob, self.calls = input_size, min_blob, []
+
+    def __call__(self, batch):
+        n = len(batch)
+        self.calls.append(n)
+        kp, scores = np.zeros((n, NUM_JOINTS, 2)), np.zeros((n, NUM_JOINTS))
+        for i in range(n):
+            ys, xs = np.nonzero(batch[i].mean(0) > 0.5)
+            if len(xs) < self.min_blob:
+                continue
+            lo, hi = np.array([xs.min(), ys.min()]), np.array([xs.max(), ys.max()]) + 1.0
+            kp[i] = (np.floor((lo + self.FRACTIONS * (hi - lo)) / 4) + 0.5) * 4
+            scores[i] = 0.9
+        return {"keypoints": kp, "scores": scores, "found": scores > 0.2,
+                "center_scores": scores[:, 0], "centers": kp.mean(1)}  # fmt: skip
+
+
+def _blob_frame(w, h, box):
+    frame = np.zeros((h, w, 3), np.uint8)
+    x0, y0, x1, y1 = box
+    frame[y0:y1, x0:x1] = 255
+    truth = np.array([x0, y0]) + _BlobRunner.FRACTIONS * np.array([x1 - x0, y1 - y0])
+    return frame, truth
+
+
+def test_a_second_look_at_the_crop_around_the_pose_is_more_precise():
+    """A 40 x 100 person in a 640 x 480 frame is 4 x 10 input pixels whole: the crop around the
+    first guess (about 150 pixels) brings it to training size, and the error falls to a
+    quarter: from half a cell of 40 frame pixels (20) to half a cell of ~9.4 (4.7)."""
+    from pkmodel.engine.predict import predict_frames_refined
+
+    frames, truths = zip(
+        _blob_frame(640, 480, (300, 200, 340, 300)),
+        _blob_frame(640, 480, (2, 380, 42, 478)),  # at the corner: the crop leaves the frame
+        _blob_frame(640, 480, (0, 0, 0, 0)),  # nobody: no box, the whole-frame pose stays
+        strict=True,
+    )
+    runner = _BlobRunner()
+    whole = predict_frames(runner, list(frames))
+    refined = predict_frames_refined(runner, list(frames), passes=1, margin=0.1, expand_ratio=1.25)
+    assert runner.calls == [3, 3, 2]  # the empty frame was not looked at again
+    for i in (0, 1):
+        before = np.abs(whole[i].keypoints - truths[i]).max()
+        after = np.abs(refined[i].keypoints - truths[i]).max()
+        assert before > 10.0 and after < 0.3 * before, (i, before, after)
+        assert after < 5.0, (i, after)
+    assert refined[2] is whole[2] or np.array_equal(refined[2].keypoints, whole[2].keypoints)
+    # Two passes: the second crop is cut around a better pose, and stays as precise.
+    twice = predict_frames_refined(
+        runner, list(frames[:1]), passes=2, margin=0.1, expand_ratio=1.25
+    )
+    assert np.abs(twice[0].keypoints - truths[0]).max() < 5.0
+
+
+def test_the_crop_around_a_pose_is_cut_like_prepare_coco():
+    from pkmodel.data.prepare import pixel_crop_box
+    from pkmodel.engine.predict import pose_crop_box
+
+    kp = np.array([[100.0, 50.0], [120.0, 150.0], [110.0, 100.0]] + [[500.0, 500.0]] * (NUM_JOINTS - 3))  # fmt: skip
+    found = np.zeros(NUM_JOINTS, bool)
+    found[:3] = True
+    found[3] = True  # found, but off the 200 x 200 image: not part of the box
+    pose = Pose(kp, np.ones(NUM_JOINTS), found, np.zeros(2), 1.0)
+    box = pose_crop_box(pose, 200, 200, margin=0.1, expand_ratio=1.25, min_joints=3)
+    # joints' box [100, 50, 20, 100] grown by 10 on every side: [90, 40, 40, 120]
+    # square side 120 x 1.25 = 150 about the center (110, 100)
+    assert box == pixel_crop_box([90.0, 40.0, 40.0, 120.0], 1.25) == [35, 25, 150]
+    assert pose_crop_box(pose, 200, 200, margin=0.1, expand_ratio=1.25, min_joints=4) is None
+
+
+def test_draw_pose_draws_found_joints_only():
+    frame = np.zeros((60, 60, 3), np.uint8)
+    kp = np.tile([[30.0, 30.0]], (NUM_JOINTS, 1))
+    found = np.zeros(NUM_JOINTS, bool)
+    far = Pose(kp, np.zeros(NUM_JOINTS), found, np.array([np.nan, np.nan]), 0.0)
+    assert draw_pose(frame, far).max() == 0 and frame.max() == 0
+    found[0] = True
+    assert (
+        draw_pose(frame, Pose(kp, np.ones(NUM_JOINTS), found, np.array([10.0, 10.0]), 1.0)).max()
+        > 0
+    )
+
+
+def test_predict_image_and_folder_with_a_checkpoint(tmp_path, checkpoint):
+    import cv2
+
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / f"f{i}.png"), _frames(rng, 1, 50, 70 + 10 * i)[0])
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (folder / "notes.txt").write_text("ignored")
+    out = tmp_path / "out"
+    text = run_cli(["predict", folder, "--weights", checkpoint, "--out", out, "--quiet",
+                    "--device", "cpu"])  # fmt: skip
+    assert "4 image(s)" in text
+    data = json.loads((out / "keypoints.json").read_text())
+    assert data["schema"] == "pkmodel.predictions" and data["input_size"] == SIZE
+    assert len(data["items"]) == 4 and data["skipped"][0]["file"].endswith("broken.jpg")
+    for i, item in enumerate(data["items"]):
+        kp = np.array(item["keypoints"])
+        assert kp.shape == (NUM_JOINTS, 2) and len(item["scores"]) == NUM_JOINTS
+        assert item["width"] == 70 + 10 * i and item["height"] == 50
+        # Decoded cells lie on the letterboxed frame or its padding: within the frame +- pad.
+        assert (kp[:, 0] > -1).all() and (kp[:, 0] < item["width"] + 1).all()
+        overlay = cv2.imread(str(out / item["overlay"]))
+        assert overlay.shape[:2] == (50, 70 + 10 * i)
+    # The same image through the API gives the same numbers (batching does not matter).
+    cfg = _cfg()
+    single = predict_path(folder / "f2.png", checkpoint, tmp_path / "one", cfg, batch_size=1)
+    one = json.loads(single.keypoints_json.read_text())["items"][0]
+    np.testing.assert_allclose(one["keypoints"], data["items"][2]["keypoints"], atol=0.01)
+    # --refine-passes 1: the pose of the crop around the whole-frame pose.
+    from pkmodel.data.prepare import read_rgb
+    from pkmodel.engine.predict import REFINE_MARGIN, load_runner, pose_crop_box, predict_boxes
+
+    cfg.decoder.score_threshold = 0.0  # the untrained model's joints all count as found
+    refined = predict_path(folder / "f2.png", checkpoint, tmp_path / "two", cfg, batch_size=1, refine_passes=1)  # fmt: skip
+    two = json.loads(refined.keypoints_json.read_text())
+    assert two["refine_passes"] == 1
+    frame, runner = read_rgb(folder / "f2.png"), load_runner(checkpoint, cfg, "cpu")
+    (first,) = predict_frames(runner, [frame])
+    box = pose_crop_box(first, 90, 50, REFINE_MARGIN, cfg.prepare.expand_ratio)
+    assert box is not None
+    (want,) = predict_boxes(runner, [frame], [box])
+    np.testing.assert_allclose(two["items"][0]["keypoints"], want.keypoints, atol=0.01)
+    assert np.abs(want.keypoints - first.keypoints).max() > 1.0  # the second look moved it
+
+
+def test_checkpoint_and_onnx_agree(tmp_path, checkpoint):
+    import cv2
+
+    from pkmodel.export.common import write_onnx
+    from pkmodel.model.checkpoint import model_from_checkpoint
+
+    model, cfg, _ = model_from_checkpoint(checkpoint)
+    onnx_path = tmp_path / "tiny.onnx"
+    write_onnx(model, onnx_path, SIZE, cfg.export.onnx_opset)  # fixed batch 1
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, frame in enumerate(_frames(rng, 3, 64, 96)):
+        cv2.imwrite(str(folder / f"f{i}.png"), frame)
+    a = predict_path(folder, checkpoint, tmp_path / "pt", _cfg(), batch_size=2)
+    b = predict_path(folder, onnx_path, tmp_path / "onnx", _cfg(), batch_size=2)
+    ia = json.loads(a.keypoints_json.read_text())["items"]
+    ib = json.loads(b.keypoints_json.read_text())["items"]
+    for x, y in zip(ia, ib, strict=True):
+        np.testing.assert_allclose(x["keypoints"], y["keypoints"], atol=0.05)
+        np.testing.assert_allclose(x["scores"], y["scores"], atol=1e-3)
+
+
+def test_predict_video(tmp_path, checkpoint):
+    import cv2
+
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (96, 64))
+    rng = np.random.default_rng(3)
+    for frame in _frames(rng, 5, 64, 96):
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "out"
+    run_cli(["predict", video, "--weights", checkpoint, "--out", out, "--quiet",
+             "--batch-size", 2])  # fmt: skip
+    data = json.loads((out / "keypoints.json").read_text())
+    assert data["kind"] == "video" and data["fps"] == pytest.approx(10.0)
+    assert [i["frame"] for i in data["items"]] == list(range(5))
+    assert data["items"][3]["time_s"] == pytest.approx(0.3)
+    cap = cv2.VideoCapture(str(out / "clip_pose.mp4"))
+    count = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        assert frame.shape == (64, 96, 3)
+        count += 1
+    assert count == 5
+    assert not list(out.glob(".*"))  # no temporary file left behind
+
+
+def test_bad_inputs_are_one_clear_line(tmp_path, checkpoint):
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    def fails(args, message):
+        result = CliRunner().invoke(app, ["predict", *map(str, args)])
+        assert result.exit_code == 2, result.output
+        assert message in result.output and "Traceback" not in result.output
+
+    image = shared_data("mmpose_coco", "000000000785.jpg")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"definitely not a checkpoint")
+    fails([image, "--weights", junk], "is not a pkmodel checkpoint")
+    bad_onnx = tmp_path / "junk.onnx"
+    bad_onnx.write_bytes(b"not onnx either")
+    fails([image, "--weights", bad_onnx], "is not a readable ONNX model")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff truncated")
+    fails([broken, "--weights", checkpoint], "cannot be loaded")
+    fails([broken, "--weights", checkpoint, "--out", tmp_path / "new"], "cannot be loaded")
+    assert not (tmp_path / "new").exists()  # a run that wrote nothing leaves no empty folder
+    fails([tmp_path / "missing.png", "--weights", checkpoint], "does not exist")
+    text = tmp_path / "a.txt"
+    text.write_text("x")
+    fails([text, "--weights", checkpoint], "neither an image")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fails([empty, "--weights", checkpoint], "holds no image")
+    fails(
+        [image, "--weights", checkpoint, "--refine-passes", -1], "refine passes must be 0 or more"
+    )
+    with pytest.raises(PkmodelError, match="cannot be opened"):
+        fake = tmp_path / "fake.mp4"
+        fake.write_bytes(b"nope")
+        predict_path(fake, checkpoint, tmp_path / "o", _cfg())

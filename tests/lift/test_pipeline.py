@@ -1,0 +1,418 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pkmodel.cli import app
+from pkmodel.common.errors import PkmodelError
+from pkmodel.common.skeleton import EXTENDED_JOINT_NAMES, NUM_JOINTS
+from pkmodel.config import Config
+from pkmodel.lift.depth import Intrinsics, project
+from pkmodel.lift.pipeline import accelerations, ground_truth_joints, lift_sequence, run_lift
+from pkmodel.lift.rgbd import find_sequences, read_plain_folder
+from pkmodel.lift.take import read_take_binary, read_take_json, read_take_zip
+from tests.conftest import shared_data
+
+from .test_canonical import standing_body
+
+runner = CliRunner()
+INTR = Intrinsics(fx=180.0, fy=180.0, cx=63.5, cy=71.5, width=128, height=144)
+# Each joint is a ball of this radius around the joint (a crude body that a ray caster can
+# render exactly): face points small, hips large.
+RADII = np.array(
+    [0.02] * 5 + [0.05, 0.05, 0.04, 0.04, 0.03, 0.03, 0.07, 0.07, 0.05, 0.05, 0.04, 0.04]
+)
+
+
+def render_depth(
+    centers: np.ndarray, radii: np.ndarray, intr: Intrinsics, wall: float
+) -> np.ndarray:
+    """Ray-cast balls in front of a wall at ``wall`` metres: depth (z) at every pixel center."""
+    j, i = np.mgrid[0 : intr.height, 0 : intr.width].astype(np.float64)
+    rays = np.stack([(i - intr.cx) / intr.fx, (j - intr.cy) / intr.fy, np.ones_like(i)], -1)
+    a = (rays * rays).sum(-1)[..., None]
+    b = -2 * rays @ centers.T  # (H, W, S)
+    c = (centers * centers).sum(-1) - radii**2
+    disc = b * b - 4 * a * c
+    t = np.where(disc >= 0, (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a), np.inf)
+    return np.minimum(t.min(-1), wall)
+
+
+def body_track(frames: int, fps: float) -> np.ndarray:
+    """(T, 17, 3) a body that sways sideways and steps closer, 2.6-2.9 m away."""
+    t = np.arange(frames) / fps
+    base = standing_body() + np.array([0.0, -0.15, -0.4])
+    shift = np.stack([0.15 * np.sin(2 * np.pi * 0.7 * t), 0 * t, -0.3 * t / max(t[-1], 1e-9)], -1)
+    return base[None] + shift[:, None, :]
+
+
+def write_sequence(folder: Path, frames: int = 12, fps: float = 30.0, noise_m: float = 0.0,
+                   seed: int = 0) -> np.ndarray:  # fmt: skip
+    """A sequence in make-synthetic's layout; returns the 3D ground truth."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    truth = body_track(frames, fps)
+    images, anns = [], []
+    for f in range(frames):
+        depth = render_depth(truth[f], RADII, INTR, wall=4.0)
+        depth = depth + rng.normal(0, noise_m, depth.shape) if noise_m else depth
+        mm = np.clip(np.round(depth * 1000), 0, 65535).astype(np.uint16)
+        mm[:3, :3] = 0  # a few holes, as in real sensors
+        cv2.imwrite(str(folder / f"{f:04d}_depth.png"), mm)
+        shade = np.clip(255 - (depth - 2) * 80, 0, 255).astype(np.uint8)
+        cv2.imwrite(str(folder / f"{f:04d}.png"), np.stack([shade] * 3, -1))
+        uv = project(truth[f], INTR)
+        images.append({
+            "id": f + 1, "file_name": f"{f:04d}.png", "width": INTR.width, "height": INTR.height,
+            "timestamp": f / fps, "depth_file": f"{f:04d}_depth.png", "depth_unit_m": 0.001,
+            "intrinsics": {"fx": INTR.fx, "fy": INTR.fy, "cx": INTR.cx, "cy": INTR.cy},
+        })  # fmt: skip
+        kp = np.concatenate([uv, np.full((NUM_JOINTS, 1), 2.0)], 1)
+        kp[16, 2] = 1  # one joint labelled but not visible
+        anns.append({
+            "id": f + 1, "image_id": f + 1, "category_id": 1, "area": 5000.0,
+            "keypoints": kp.ravel().tolist(), "num_keypoints": NUM_JOINTS,
+            "keypoints_3d": truth[f].ravel().tolist(), "limb_radius_m": RADII.tolist(),
+        })  # fmt: skip
+    doc = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}
+    (folder / "annotations.json").write_text(json.dumps(doc))
+    return truth
+
+
+def lift_config(**lift) -> Config:
+    cfg = Config()
+    cfg.lift.limb_radius_m = RADII.tolist()
+    cfg.lift.window = 3
+    for key, value in lift.items():
+        setattr(cfg.lift, key, value)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    write_sequence(root / "sequences" / "clean", frames=12)
+    write_sequence(root / "sequences" / "noisy", frames=30, noise_m=0.03, seed=1)
+    return root
+
+
+def test_ground_truth_2d_pipeline_recovers_joints(dataset):
+    seq = find_sequences(dataset / "sequences" / "clean")[0]
+    assert len(seq) == 12 and seq.depth_unit_m == 0.001 and seq.intrinsics == INTR
+    joints = ground_truth_joints(seq)
+    truth = seq.ground_truth.joints_3d
+    on = lift_sequence(seq, joints, lift_config(smoothing="none").lift)
+    off = lift_sequence(seq, joints, lift_config(smoothing="none", surface_correction=False).lift)
+    vis = seq.ground_truth.keypoints_2d[..., 2] == 2
+    err_on = np.linalg.norm(on.joints - truth, axis=-1)[vis] * 1000
+    err_off = np.linalg.norm(off.joints - truth, axis=-1)[vis] * 1000
+    # Millimetre depth quantisation and a 3x3 median on a curved surface: a few mm at most.
+    assert err_on.mean() < 4.0, err_on.mean()
+    # Without the correction every joint sits on the ball's surface: off by about its radius.
+    assert err_off.mean() == pytest.approx(RADII[None].repeat(12, 0)[vis].mean() * 1000, abs=4)
+    assert on.depth_valid.all()
+    # the canonical frame of a good lift matches the truth's
+    np.testing.assert_allclose(np.linalg.det(on.rotation), 1.0, atol=1e-9)
+    # 2D smoothing runs on the keypoints before depth: a still joint's 2D position stays put
+    cfg = lift_config(smoothing="one_euro", smooth_2d=True).lift
+    smooth2d = lift_sequence(seq, joints, cfg)
+    step = np.abs(np.diff(joints.keypoints, axis=0)).max(axis=0)
+    lagged = np.abs(smooth2d.keypoints_2d - joints.keypoints)
+    assert 0 < lagged.max() <= step.max() * 3 and np.isfinite(smooth2d.joints).all()
+
+
+def test_one_euro_reduces_jitter_and_keeps_mpjpe(dataset):
+    seq = find_sequences(dataset / "sequences" / "noisy")[0]
+    joints = ground_truth_joints(seq)
+    truth = seq.ground_truth.joints_3d
+    # 3 cm depth noise, no window median: jitter far above the motion's own acceleration
+    raw = lift_sequence(seq, joints, lift_config(smoothing="none", window=1).lift)
+    smooth = lift_sequence(seq, joints, lift_config(smoothing="one_euro", window=1).lift)
+    mpjpe = [np.nanmean(np.linalg.norm(r.joints - truth, axis=-1)) for r in (raw, smooth)]
+    jitter = [accelerations(r.joints, seq.timestamps).mean() for r in (raw, smooth)]
+    assert jitter[1] < 0.85 * jitter[0], jitter  # the default filter: -24 % here
+    assert mpjpe[1] < 1.1 * mpjpe[0], mpjpe
+    assert accelerations(truth, seq.timestamps).mean() < jitter[1]
+
+
+def test_run_lift_metrics_and_takes(dataset, tmp_path):
+    cfg = lift_config()
+    doc = run_lift(find_sequences(dataset), cfg, tmp_path, pictures=False)
+    text = (tmp_path / "metrics.json").read_text()
+    assert json.loads(text) == json.loads(json.dumps(doc))  # what was returned was written
+    overall = doc["overall"]
+    assert set(doc["sequences"]) == {"clean", "noisy"} and doc["frames"] == 42
+    assert overall["selected"] == "config_radius/one_euro"
+    assert overall["depth_validity_rate"] == 1.0
+    assert doc["sequences"]["clean"]["variants"]["config_radius/none"]["mpjpe_visible_mm"] < 4
+    v = overall["variants"]
+    assert v["off/none"]["mpjpe_visible_mm"] > 30 > v["config_radius/none"]["mpjpe_visible_mm"]
+    assert v["true_radius/none"]["mpjpe_visible_mm"] == v["config_radius/none"]["mpjpe_visible_mm"]
+    assert v["config_radius/one_euro"]["jitter_m_s2"] < v["config_radius/none"]["jitter_m_s2"]
+    take = read_take_binary(tmp_path / "noisy/take.bin")
+    assert take.joint_names == list(EXTENDED_JOINT_NAMES) and take.num_frames == 30
+    assert (
+        take.metadata["fps"] == pytest.approx(30.0) and take.metadata["model"] == "ground-truth-2d"
+    )
+    assert (
+        take.metadata["intrinsics"]["fx"] == 180.0
+        and take.metadata["units"]["joints_camera"] == "m"
+    )
+    np.testing.assert_allclose(
+        take.joints_canonical[:, EXTENDED_JOINT_NAMES.index("pelvis")], 0, atol=1e-6
+    )
+    assert (
+        read_take_zip(tmp_path / "noisy/take.zip").records().tobytes() == take.records().tobytes()
+    )
+    np.testing.assert_array_equal(
+        read_take_json(tmp_path / "noisy/take.json").joints_camera, take.joints_camera
+    )
+
+
+def test_cli_ground_truth_2d_writes_everything(dataset, tmp_path):
+    out = tmp_path / "out"
+    args = ["lift", "--ground-truth-2d", "--input", str(dataset / "sequences" / "clean"), "--out",
+            str(out), "--smoothing", "ema", "--set", f"lift.limb_radius_m={RADII.tolist()}"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "MPJPE visible joints, camera frame" in result.output
+    assert len(list((out / "clean/overlays").glob("*.png"))) == 12
+    assert (out / "clean/canonical_3d.png").stat().st_size > 10_000
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["overall"]["selected"] == "config_radius/ema"
+    v = metrics["overall"]["variants"]
+    assert metrics["overall"]["mpjpe_visible_mm"] == v["config_radius/ema"]["mpjpe_visible_mm"]
+    assert v["config_radius/none"]["mpjpe_visible_mm"] < 10  # window 5 (default) on 2 cm balls
+
+
+def test_cli_with_weights_runs_the_network(dataset, tmp_path):
+    import torch
+
+    from pkmodel.model.checkpoint import save_checkpoint
+    from pkmodel.model.network import build_model
+
+    cfg = Config()
+    cfg.model.input_size, cfg.model.width_mult = 64, 0.35
+    cfg.model.neck_channels, cfg.model.head_channels = 16, 16
+    torch.manual_seed(0)
+    model = build_model(cfg.model, pretrained=False)
+    save_checkpoint(tmp_path / "tiny.pt", {"model": model.state_dict(), "config": cfg.to_dict()})
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["lift", "-w", str(tmp_path / "tiny.pt"), "-i", str(dataset / "sequences" / "clean"), "-o", str(out), "--no-pictures", "--device", "cpu", "--set", "lift.min_score=0", "--set", "decoder.score_threshold=0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    take = read_take_binary(out / "clean/take.bin")
+    assert take.metadata["model"].startswith("tiny.pt sha256:")
+    # an untrained network finds joints somewhere in the image; scores are its heatmap values
+    kp = take.keypoints_2d[:, :NUM_JOINTS]
+    assert np.isfinite(kp).all() and (kp >= -1).all() and (kp[..., 0] <= INTR.width + 1).all()
+    assert ((take.scores[:, :NUM_JOINTS] >= 0) & (take.scores[:, :NUM_JOINTS] <= 1)).all()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--input", "{data}"], "--weights CKPT is required"),
+        (["--input", "{data}", "--ground-truth-2d", "-w", "x.pt"], "not both"),
+        (["--input", "{tmp}/nope", "--ground-truth-2d"], "input folder"),
+        (["--input", "{data}", "-w", "{tmp}/missing.pt"], "weights file"),
+        (["--input", "{data}", "--ground-truth-2d", "--smoothing", "kalman"], "lift.smoothing must be one of"),
+        (["--input", "{data}", "--ground-truth-2d", "--set", "lift.window=4"], "lift.window = 4 must be a positive odd"),
+        (["--input", "{data}", "--ground-truth-2d", "--set", "lift.limb_radius_m=[0.1]"], "lift.limb_radius_m = [0.1] must list 17"),
+        (["--input", "{data}", "--ground-truth-2d", "--set", "lift.min_confidence=3"], "lift.min_confidence = 3 must be 0, 1 or 2"),
+        (["--input", "{data}", "--ground-truth-2d", "--set", "lift.max_depth_m=0.05"], "lift.max_depth_m = 0.05 must be above lift.min_depth_m (0.1)"),
+        (["--input", "{data}", "--ground-truth-2d", "--set", "lift.batch_size=0"], "lift.batch_size = 0 must be >= 1"),
+        (["--input", "{plain}", "--ground-truth-2d"], "has no ground-truth 2D joints"),
+        (["--input", "{tmp}", "--ground-truth-2d"], "holds no RGB-D recording"),
+    ],
+)  # fmt: skip
+def test_cli_errors_are_one_line(dataset, tmp_path, args, message):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    import cv2
+
+    cv2.imwrite(str(plain / "a_color.png"), np.zeros((8, 8, 3), np.uint8))
+    cv2.imwrite(str(plain / "a_depth.png"), np.full((8, 8), 1000, np.uint16))
+    (plain / "intrinsics.json").write_text(
+        '{"fx": 10, "fy": 10, "cx": 3.5, "cy": 3.5, "depth_scale_per_meter": 1000}'
+    )
+    subs = {"{data}": str(dataset), "{tmp}": str(tmp_path), "{plain}": str(plain)}
+    if args[1] == "{tmp}":
+        (tmp_path / "empty").mkdir()
+        subs["{tmp}"] = str(tmp_path / "empty")
+    args = [subs.get(a, a) for a in args]
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = runner.invoke(app, ["lift", "--out", str(tmp_path / "o"), *args])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_plain_folder_layouts(tmp_path):
+    import cv2
+
+    folder = tmp_path / "rec"
+    (folder / "rgb").mkdir(parents=True)
+    (folder / "depth").mkdir()
+    for k, stamp in enumerate(["100.000", "100.040", "100.070"]):
+        cv2.imwrite(str(folder / "rgb" / f"{stamp}.png"), np.zeros((6, 8, 3), np.uint8))
+        cv2.imwrite(str(folder / "depth" / f"{stamp}.png"), np.full((3, 4), 2000 + k, np.uint16))
+    (folder / "intrinsics.json").write_text(json.dumps({
+        "fx": 10.0, "fy": 11.0, "cx": 3.5, "cy": 2.5, "depth_scale_per_meter": 1000}))  # fmt: skip
+    seq = read_plain_folder(folder)
+    np.testing.assert_allclose(seq.timestamps, [100.0, 100.04, 100.07])  # from the file names
+    assert seq.intrinsics == Intrinsics(10.0, 11.0, 3.5, 2.5, 8, 6)
+    assert seq.load_depth(2)[0, 0] == pytest.approx(2.002)
+    assert seq.load_color(0).shape == (6, 8, 3)
+    # Intrinsics of a 4x larger capture (as ARKit reports them) beside the smaller images:
+    # scaled to the images (pixel corners stay put: c' = (c + 0.5) / 4 - 0.5).
+    (folder / "intrinsics.json").write_text(json.dumps({
+        "fx": 40.0, "fy": 44.0, "cx": 15.5, "cy": 11.5, "width": 32, "height": 24,
+        "depth_scale_per_meter": 1000}))  # fmt: skip
+    assert read_plain_folder(folder).intrinsics == Intrinsics(10.0, 11.0, 3.5, 2.5, 8, 6)
+    (folder / "intrinsics.json").write_text(json.dumps({
+        "fx": 40.0, "fy": 44.0, "cx": 15.5, "cy": 11.5, "width": 32, "height": 32,
+        "depth_scale_per_meter": 1000}))  # fmt: skip
+    with pytest.raises(PkmodelError, match=r"for 32 x 32 pixels but 100.000.png is 8 x 6"):
+        read_plain_folder(folder)
+
+
+def test_depth_of_another_aspect_ratio_is_refused(tmp_path):
+    import cv2
+
+    from pkmodel.lift.pipeline import sample_surface
+
+    folder = tmp_path / "rec"
+    (folder / "rgb").mkdir(parents=True)
+    (folder / "depth").mkdir()
+    cv2.imwrite(str(folder / "rgb" / "0.png"), np.zeros((48, 64, 3), np.uint8))
+    cv2.imwrite(str(folder / "depth" / "0.png"), np.full((32, 32), 2000, np.uint16))
+    (folder / "intrinsics.json").write_text(json.dumps({
+        "fx": 80.0, "fy": 80.0, "cx": 31.5, "cy": 23.5, "depth_scale_per_meter": 1000}))  # fmt: skip
+    seq = read_plain_folder(folder)
+    with pytest.raises(PkmodelError, match=r"0.png is 32 x 32 but the colour images are 64 x 48"):
+        sample_surface(seq, np.full((1, NUM_JOINTS, 2), 30.0), Config().lift)
+    cv2.imwrite(str(folder / "depth" / "0.png"), np.full((24, 32), 2000, np.uint16))  # half size
+    points, valid = sample_surface(seq, np.full((1, NUM_JOINTS, 2), 30.0), Config().lift)
+    assert valid.all() and points[0, 0, 2] == pytest.approx(2.0)
+
+
+def test_tum_folder_reads_with_published_scale():
+    import cv2
+
+    folder = shared_data("rgbd_tum_open3d")
+    with pytest.raises(PkmodelError, match="pick one with --set lift.intrinsics_key"):
+        read_plain_folder(folder)
+    seq = read_plain_folder(folder, "freiburg3_color")
+    assert len(seq) == 1 and seq.depth_unit_m == 1 / 5000
+    assert (seq.intrinsics.fx, seq.intrinsics.cy, seq.intrinsics.width) == (535.4, 247.6, 640)
+    raw = cv2.imread(str(folder / "TUM_depth.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(seq.load_depth(0), raw.astype(np.float32) * np.float32(1 / 5000))
+
+
+# --- on make-synthetic's own sequences --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("made")
+    args = ["make-synthetic", "--out", str(root), "--num-train", "0", "--num-val", "0",
+            "--sequences", "2", "--frames", "16", "--size", "192x192", "--seed", "3",
+            "--workers", "1"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_make_synthetic_sequences_lift_within_budget(generated, tmp_path):
+    seqs = find_sequences(generated)
+    assert [s.name for s in seqs] == ["seq_000", "seq_001"] and len(seqs[0]) == 16
+    assert seqs[0].ground_truth.limb_radius is not None
+    doc = run_lift(seqs, Config(), tmp_path, pictures=False)
+    o, v = doc["overall"], doc["overall"]["variants"]
+    assert o["depth_validity_rate_visible"] >= 0.95
+    # ground-truth 2D, visible joints: the correction removes most of the surface offset
+    assert v["config_radius/none"]["mpjpe_visible_mm"] < 30
+    assert v["off/none"]["mpjpe_visible_mm"] > 1.5 * v["config_radius/none"]["mpjpe_visible_mm"]
+    assert v["true_radius/none"]["mpjpe_visible_mm"] < v["off/none"]["mpjpe_visible_mm"]
+    # One-Euro: less jitter for a small price in MPJPE (docs/3d.md has the full-size figures)
+    assert v["config_radius/one_euro"]["jitter_m_s2"] < v["config_radius/none"]["jitter_m_s2"]
+    ratio = (
+        v["config_radius/one_euro"]["mpjpe_visible_mm"]
+        / v["config_radius/none"]["mpjpe_visible_mm"]
+    )
+    assert ratio < 1.6  # 16-frame clips of fast motion: lag weighs more than on 48 frames
+    take = read_take_zip(tmp_path / "seq_000/take.zip")
+    ok = np.isfinite(take.rotation).all(axis=(1, 2))
+    assert ok.any()
+    np.testing.assert_allclose(np.linalg.det(take.rotation[ok].astype(np.float64)), 1.0, atol=1e-5)
+    assert take.metadata["fps"] == pytest.approx(30.0)
+
+
+def test_hip_prior_turns_the_canonical_frame_right(generated, tmp_path):
+    """Side views hide the far hip; placing it behind the seen one (lift.hip_prior) cuts the
+    canonical-frame error and leaves frames with the whole torso in view as they were."""
+    seqs = find_sequences(generated)
+    on = run_lift(seqs, Config(), tmp_path / "on", pictures=False)["overall"]
+    cfg = Config()
+    cfg.set("lift.hip_prior", False, "test")
+    off = run_lift(seqs, cfg, tmp_path / "off", pictures=False)["overall"]
+    v_on, v_off = (
+        on["variants"]["config_radius/one_euro"],
+        off["variants"]["config_radius/one_euro"],
+    )
+    assert (
+        v_on["mpjpe_canonical_visible_mm"] < 0.5 * v_off["mpjpe_canonical_visible_mm"]
+    )  # 52 / 144
+    torso = "mpjpe_canonical_torso_visible_mm"
+    assert v_on[torso] == pytest.approx(v_off[torso], abs=1.0)
+    assert v_on["mpjpe_visible_mm"] == v_off["mpjpe_visible_mm"]  # camera-frame joints unchanged
+    take = read_take_json(tmp_path / "on" / "seq_000" / "take.json")
+    assert 0.12 < take.metadata["lift"]["hip_width_m"] < 0.25 and take.metadata["lift"]["hip_prior"]
+
+
+def test_lidar_depth_with_confidence_maps(tmp_path):
+    """make-synthetic's phone-LiDAR depth (half resolution, noise, mixed edge pixels,
+    confidence maps): the confidence maps keep the mixed pixels out."""
+    from pkmodel.data.synthetic.generate import SyntheticSpec, generate
+
+    root = tmp_path / "lidar"
+    generate(SyntheticSpec(out=root, num_train=0, num_val=0, sequences=2, frames=16, width=192,
+                           height=192, seed=3, workers=1, depth_sensor="lidar"), progress=False)  # fmt: skip
+    seqs = find_sequences(root)
+    assert seqs[0].confidence_files is not None and seqs[0].load_depth(0).shape == (96, 96)
+    doc = run_lift(seqs, Config(), tmp_path / "with", pictures=False)
+    o, v = doc["overall"], doc["overall"]["variants"]
+    assert 0.8 < o["depth_validity_rate_visible"] < 0.98  # joints on mixed pixels: no depth
+    with_conf = v["config_radius/none"]["mpjpe_visible_mm"]
+    assert 20 < with_conf < 55  # 9.7 mm with exact depth
+    for seq in seqs:
+        seq.confidence_files = None
+    doc = run_lift(seqs, Config(), tmp_path / "without", pictures=False)
+    assert doc["overall"]["depth_validity_rate_visible"] > 0.99
+    assert doc["overall"]["variants"]["config_radius/none"]["mpjpe_visible_mm"] > 2 * with_conf
+
+
+def test_an_unknown_or_absent_lift_device_is_one_sentence(tiny_synthetic, tmp_path):
+    """lift --device used to reach torch.device('tpu') and print its traceback."""
+    import torch
+
+    for device, message in [
+        ("tpu", "lift.device (--device) 'tpu' is not one of auto, cpu, cuda, cuda:N, mps"),
+        ("cuda:x", "lift.device (--device) 'cuda:x' is not cuda or cuda:N"),
+    ]:
+        result = CliRunner().invoke(app, ["lift", "--weights", str(tmp_path / "missing.pt"),
+                                          "--input", str(tiny_synthetic), "--device", device,
+                                          "--out", str(tmp_path / "out")])  # fmt: skip
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            message = "lift.device (--device) is 'cuda:x' but CUDA is not available here"
+        assert result.exit_code == 2 and result.output.strip() == f"error: {message}"
+    result = CliRunner().invoke(app, ["lift", "--weights", str(tmp_path / "missing.pt"),
+                                      "--input", str(tiny_synthetic), "--out", str(tmp_path / "out"),
+                                      "--set", "decoder.score_threshold=-1"])  # fmt: skip
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: decoder.score_threshold = -1.0 must be in [0, 1]"
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,176 @@
+import contextlib
+import json
+import struct
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+
+from pkmodel.common.errors import PkmodelError
+from pkmodel.common.skeleton import EXTENDED_JOINT_NAMES
+from pkmodel.lift.take import (
+    BINARY_MAGIC,
+    TakeRecorder,
+    extract_take_zip,
+    read_take_binary,
+    read_take_json,
+    read_take_zip,
+    record_dtype,
+    take_to_bytes,
+    write_take,
+)
+
+J = len(EXTENDED_JOINT_NAMES)
+
+
+def make_take(frames: int = 12, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    rec = TakeRecorder(EXTENDED_JOINT_NAMES, {"units": {"joints_camera": "m"}, "model": "test"})
+    for i in range(frames):
+        cam = rng.normal(0, 1, (J, 3))
+        cam[i % J] = np.nan  # a missing joint in every frame
+        rec.append(
+            timestamp=i / 30 + rng.uniform(0, 1e-3),
+            keypoints_2d=rng.uniform(0, 256, (J, 2)),
+            scores=rng.uniform(0, 1, J),
+            joints_camera=cam,
+            joints_canonical=cam - 1,
+            origin=rng.normal(0, 1, 3),
+            rotation=np.eye(3) if i else None,  # first frame: no canonical frame
+            index=i + 100,
+        )
+    return rec.take()
+
+
+def assert_same(a, b, bit_exact: bool):
+    assert a.metadata == b.metadata
+    if bit_exact:
+        assert a.records().tobytes() == b.records().tobytes()
+    for name in record_dtype(J).names:
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and x.shape == y.shape
+        np.testing.assert_array_equal(x, y)  # NaN == NaN here
+
+
+def test_json_with_missing_joints_is_strict_json_with_nulls(tmp_path):
+    take = make_take()
+    paths = write_take(take, tmp_path)
+    text = paths["json"].read_text()
+
+    def refuse(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    doc = json.loads(text, parse_constant=refuse)
+    frame = doc["frames"][0]
+    assert frame["joints_camera"][0] == [None, None, None]
+    assert frame["rotation"] == [[None] * 3] * 3
+    assert doc["metadata"]["joint_names"] == list(EXTENDED_JOINT_NAMES)
+    assert doc["metadata"]["fps"] == pytest.approx(30, rel=0.05)
+    assert_same(read_take_json(paths["json"]), take, bit_exact=False)
+    # float32 values are written shortest-exact: 0.1f is "0.1", not 0.10000000149011612
+    rec = TakeRecorder(["a"] * J)
+    rec.append(0.0, np.full((J, 2), 0.1), np.ones(J), np.zeros((J, 3)))
+    write_take(rec.take(), tmp_path / "small")
+    assert "0.10000000149" not in (tmp_path / "small/take.json").read_text()
+
+
+def test_binary_and_zip_round_trip_bit_exactly(tmp_path):
+    take = make_take()
+    paths = write_take(take, tmp_path)
+    data = paths["bin"].read_bytes()
+    assert data == take_to_bytes(read_take_binary(paths["bin"]))
+    assert_same(read_take_binary(paths["bin"]), take, bit_exact=True)
+    assert_same(read_take_zip(paths["zip"]), take, bit_exact=True)
+    # the header as documented: magic, version, joints, frames, record size, header size
+    magic, version, joints, frames, rec_size, header_size = struct.unpack_from("<8sHHIII", data)
+    assert (magic, version, joints, frames) == (BINARY_MAGIC, 1, J, 12)
+    assert rec_size == 8 + 4 + 4 * (J * 9 + 12) and header_size % 8 == 0
+    offsets = {name: f[1] for name, f in record_dtype(J).fields.items()}
+    assert offsets == {"timestamp": 0, "index": 8, "keypoints_2d": 12, "scores": 12 + 8 * J,
+                       "joints_camera": 12 + 12 * J, "joints_canonical": 12 + 24 * J,
+                       "origin": 12 + 36 * J, "rotation": 24 + 36 * J}  # docs/3d.md  # fmt: skip
+    assert rec_size == 60 + 36 * J == 744
+    assert len(data) == header_size + frames * rec_size
+    ts = struct.unpack_from("<d", data, header_size + rec_size)[0]
+    assert ts == take.timestamp[1]
+    # same take, same bytes (fixed ZIP timestamps)
+    write_take(take, tmp_path / "again")
+    assert (tmp_path / "again/take.zip").read_bytes() == paths["zip"].read_bytes()
+    with zipfile.ZipFile(paths["zip"]) as zf:
+        assert zf.namelist() == ["metadata.json", "take.bin", "take.json"]
+        assert zf.read("take.bin") == data
+
+
+def test_zip_with_parent_or_absolute_entries_is_rejected(tmp_path):
+    take = make_take(3)
+    good = write_take(take, tmp_path)["zip"]
+    for evil_name in ("../evil.txt", "sub/../../evil.txt", "/tmp/evil_abs.txt", "..\\evil.txt"):
+        evil = tmp_path / "evil.zip"
+        with zipfile.ZipFile(evil, "w") as zf:
+            for info in zipfile.ZipFile(good).infolist():
+                zf.writestr(info.filename, zipfile.ZipFile(good).read(info))
+            info = zipfile.ZipInfo("x")
+            info.filename = evil_name  # ZipInfo() would sanitise it; attackers don't
+            zf.writestr(info, b"pwned")
+        target = tmp_path / "out"
+        with pytest.raises(PkmodelError, match="refused"):
+            read_take_zip(evil)
+        with pytest.raises(PkmodelError, match="refused"):
+            extract_take_zip(evil, target)
+        assert not (tmp_path / "evil.txt").exists() and not target.exists()
+    written = extract_take_zip(good, tmp_path / "ok")
+    assert sorted(p.name for p in written) == ["metadata.json", "take.bin", "take.json"]
+    assert_same(read_take_binary(tmp_path / "ok/take.bin"), take, bit_exact=True)
+
+
+def test_corrupt_files_are_clear_errors(tmp_path):
+    paths = write_take(make_take(3), tmp_path)
+    data = paths["bin"].read_bytes()
+    (tmp_path / "cut.bin").write_bytes(data[:-5])
+    with pytest.raises(PkmodelError, match="cut.bin is truncated or corrupt"):
+        read_take_binary(tmp_path / "cut.bin")
+    (tmp_path / "magic.bin").write_bytes(b"XX" + data[2:])
+    with pytest.raises(PkmodelError, match="bad magic"):
+        read_take_binary(tmp_path / "magic.bin")
+    (tmp_path / "notzip.zip").write_bytes(b"hello")
+    with pytest.raises(PkmodelError, match="not a readable ZIP"):
+        read_take_zip(tmp_path / "notzip.zip")
+    (tmp_path / "x.json").write_text('{"format": "other"}')
+    with pytest.raises(PkmodelError, match="is not a pkmodel take"):
+        read_take_json(tmp_path / "x.json")
+
+
+def test_recorder_checks_copies_and_is_thread_safe():
+    rec = TakeRecorder(EXTENDED_JOINT_NAMES)
+    kp = np.zeros((J, 2))
+    rec.append(0.0, kp, np.ones(J), np.zeros((J, 3)))
+    kp[:] = 7  # the caller reuses its buffer
+    assert rec.take().keypoints_2d[0].max() == 0
+    with pytest.raises(ValueError, match="timestamp"):
+        rec.append(0.0, kp, np.ones(J), np.zeros((J, 3)))
+    with pytest.raises(ValueError, match=r"joints_camera must have shape \(19, 3\)"):
+        rec.append(1.0, kp, np.ones(J), np.zeros((17, 3)))
+    assert len(rec) == 1
+
+    rec = TakeRecorder(EXTENDED_JOINT_NAMES)
+    lock = threading.Lock()
+    clock = iter(range(1, 10_000))
+
+    def worker():
+        for _ in range(50):
+            with lock:  # hand out increasing timestamps; appends race with each other
+                t = next(clock)
+            # a later timestamp may win the race: refused, never corrupted
+            with contextlib.suppress(ValueError):
+                rec.append(t / 30, np.zeros((J, 2)), np.ones(J), np.zeros((J, 3)))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    take = rec.take()
+    assert 50 <= take.num_frames <= 200
+    assert (np.diff(take.timestamp) > 0).all()
+    assert take.joints_camera.shape == (take.num_frames, J, 3)

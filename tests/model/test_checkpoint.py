@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from pkmodel.common.errors import PkmodelError
+from pkmodel.config import Config
+from pkmodel.model.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"hello, not weights\n", r"is not a pkmodel checkpoint \(not a PyTorch file\)$"),
+        (b"", r"\(not a PyTorch file\)$"),
+        (b"\x08\x07\x12\x07pytorch", r"\(not a PyTorch file\)$"),  # the start of an ONNX file
+        (b"PK\x03\x04garbage", "not a readable PyTorch file"),
+        (b"\x80\x04garbage", "weights-only load refuses|not a readable PyTorch file"),
+    ],
+)
+def test_files_that_are_not_checkpoints_are_one_clear_error(tmp_path, content, reason):
+    path = tmp_path / "w.pt"
+    path.write_bytes(content)
+    with pytest.raises(PkmodelError, match=reason) as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_onnx_file_as_weights_is_named(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
+    with pytest.raises(PkmodelError, match=r"\(an ONNX model, not a PyTorch file\)$"):
+        load_checkpoint(tmp_path / "m.onnx")
+
+
+def test_pickled_objects_and_foreign_dicts_are_refused(tmp_path):
+    torch.save({"a": torch.nn.Linear(2, 2)}, tmp_path / "obj.pt")
+    with pytest.raises(PkmodelError, match="weights-only load refuses"):
+        load_checkpoint(tmp_path / "obj.pt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(PkmodelError, match="no 'format': 'pkmodel-checkpoint' entry"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(PkmodelError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_round_trip_prefers_ema_weights(tmp_path):
+    from pkmodel.model.network import build_model
+
+    cfg = Config()
+    cfg.model.input_size, cfg.model.width_mult = 64, 0.35
+    model = build_model(cfg.model, pretrained=False)
+    ema = {k: v + 1 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    save_checkpoint(tmp_path / "c.pt", {"model": model.state_dict(), "ema": ema, "config": cfg.to_dict()})  # fmt: skip
+    assert not list(tmp_path.glob(".*.tmp"))  # the temporary file was renamed
+    loaded, loaded_cfg, _ = model_from_checkpoint(tmp_path / "c.pt")
+    assert loaded_cfg.model.width_mult == 0.35 and not loaded.training
+    name = next(k for k, v in ema.items() if v.is_floating_point())
+    assert torch.equal(loaded.state_dict()[name], ema[name])
+    plain, _, _ = model_from_checkpoint(tmp_path / "c.pt", prefer_ema=False)
+    assert torch.equal(plain.state_dict()[name], model.state_dict()[name])
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    from pkmodel.common.atomic import atomic_write_text, default_file_mode
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    expected = 0o666 & ~mask
+    atomic_write_text(tmp_path / "a.txt", "x")
+    save_checkpoint(tmp_path / "c.pt", {"model": {}, "config": {}})
+    assert default_file_mode() == expected
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == expected
+    assert (tmp_path / "c.pt").stat().st_mode & 0o777 == expected

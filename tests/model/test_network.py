@@ -1,0 +1,164 @@
+"""The network: shapes at 192 / 256, any width, head priors, local ImageNet weights, size figures."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pkmodel.cli import app
+from pkmodel.common.errors import PkmodelError
+from pkmodel.config import ModelConfig
+from pkmodel.model.network import (
+    HEATMAP_BIAS,
+    OUTPUT_NAMES,
+    build_model,
+    count_macs,
+    model_summary,
+    output_shapes,
+)
+
+K = 17
+
+
+def _shapes(outputs):
+    return [tuple(o.shape) for o in outputs]
+
+
+def _expected(n, size):
+    g = size // 4
+    return [(n, K, g, g), (n, 1, g, g), (n, 2 * K, g, g), (n, 2 * K, g, g)]
+
+
+@pytest.mark.parametrize("batch", [1, 64])
+def test_forward_192_width_1_on_cpu(batch):
+    model = build_model(ModelConfig(input_size=192, width_mult=1.0), pretrained=False).eval()
+    x = torch.rand(batch, 3, 192, 192) * 2 - 1
+    with torch.no_grad():
+        out = model(x)
+    assert len(out) == len(OUTPUT_NAMES) == 4
+    assert _shapes(out) == _expected(batch, 192)
+    heat, centers = out[0], out[1]
+    assert heat.min() >= 0 and heat.max() <= 1 and centers.min() >= 0 and centers.max() <= 1
+    assert all(torch.isfinite(o).all() for o in out)
+
+
+def test_forward_256_and_output_shapes_helper():
+    cfg = ModelConfig(input_size=256, width_mult=1.0)
+    model = build_model(cfg, pretrained=False).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(2, 3, 256, 256))
+    assert _shapes(out) == _expected(2, 256)
+    assert [(2, *s) for s in output_shapes(cfg).values()] == _expected(2, 256)
+
+
+@pytest.mark.parametrize("width", [0.35, 0.5, 0.75, 1.3])
+def test_every_width_builds_and_changes_the_backbone(width):
+    model = build_model(ModelConfig(input_size=96, width_mult=width), pretrained=False).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 96, 96))
+    assert _shapes(out) == _expected(1, 96)
+    # Channel counts follow the width (read from the modules, not hard-coded).
+    ref = build_model(ModelConfig(input_size=96, width_mult=1.0), pretrained=False)
+    if width < 1.0:
+        assert model.tap_channels[-1] < ref.tap_channels[-1]
+    else:
+        assert model.tap_channels[-1] > ref.tap_channels[-1]
+
+
+def test_heads_start_at_the_centernet_prior():
+    model = build_model(ModelConfig(input_size=64, width_mult=0.35), pretrained=False)
+    assert abs(HEATMAP_BIAS + 2.1972) < 1e-3
+    assert torch.allclose(model.heatmap_head.out.bias, torch.full((K,), HEATMAP_BIAS))
+    assert torch.allclose(model.center_head.out.bias, torch.tensor([HEATMAP_BIAS]))
+    assert torch.sigmoid(torch.tensor(HEATMAP_BIAS)).item() == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("size", [0, 100, 200, 191])
+def test_input_size_must_be_a_multiple_of_32(size):
+    with pytest.raises(PkmodelError, match="model.input_size"):
+        build_model(ModelConfig(input_size=size), pretrained=False)
+
+
+def test_graph_is_static_under_tracing():
+    model = build_model(ModelConfig(input_size=64, width_mult=0.35), pretrained=False).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # jit.trace is what Core ML converts
+        warnings.simplefilter("error", torch.jit.TracerWarning)
+        traced = torch.jit.trace(model, x)
+    y = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(traced(y), model(y), strict=True):
+            assert torch.allclose(a, b, atol=1e-6)
+
+
+def _torchvision_state(width):
+    from torchvision.models import mobilenet_v2
+
+    torch.manual_seed(1)
+    return mobilenet_v2(weights=None, width_mult=width).state_dict()
+
+
+def test_local_imagenet_weights_are_loaded_into_the_backbone(tmp_path):
+    state = _torchvision_state(0.5)
+    path = tmp_path / "mobilenet_v2.pth"
+    torch.save(state, path)
+    cfg = ModelConfig(input_size=64, width_mult=0.5, pretrained=path)
+    model = build_model(cfg)
+    got = model.backbone.state_dict()
+    assert len(got) > 100
+    for key, value in got.items():
+        assert torch.equal(value, state[f"features.{key}"]), key
+    # pretrained=False ignores the file (a checkpoint restores every weight anyway).
+    fresh = build_model(cfg, pretrained=False)
+    first = next(iter(got))
+    assert not torch.equal(fresh.backbone.state_dict()[first], state[f"features.{first}"])
+    # A features-only state_dict and a {"state_dict": ...} wrapper work too.
+    feats = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+    torch.save({"state_dict": feats}, path)
+    assert torch.equal(build_model(cfg).backbone.state_dict()[first], got[first])
+
+
+def test_bad_pretrained_files_are_one_sentence_errors(tmp_path):
+    cfg = ModelConfig(input_size=64, width_mult=1.0, pretrained=tmp_path / "missing.pth")
+    with pytest.raises(PkmodelError, match="model.pretrained.*does not exist"):
+        build_model(cfg)
+    path = tmp_path / "w.pth"
+    torch.save(_torchvision_state(0.5), path)  # another width
+    with pytest.raises(PkmodelError, match="model.width_mult"):
+        build_model(ModelConfig(input_size=64, width_mult=1.0, pretrained=path))
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(PkmodelError, match="model.pretrained"):
+        build_model(ModelConfig(input_size=64, width_mult=1.0, pretrained=path))
+    torch.save({"layer.weight": torch.zeros(1)}, path)
+    with pytest.raises(PkmodelError, match="tensors missing"):
+        build_model(ModelConfig(input_size=64, width_mult=1.0, pretrained=path))
+
+
+def test_parameters_and_macs_at_192_width_1():
+    info = model_summary(ModelConfig(input_size=192, width_mult=1.0))
+    # MobileNetV2 features without the 1280-channel classifier block: 1.81 M; neck + heads ~0.07 M.
+    assert 1.7e6 < info["parameters"] < 2.2e6
+    assert info["backbone_parameters"] == pytest.approx(1.81e6, rel=0.01)
+    # MobileNetV2 is ~300 M MACs at 224; at 192 plus a stride-4 neck and heads: 250-350 M.
+    assert 2.5e8 < info["macs"] < 3.5e8
+    assert info["outputs"]["regs"] == [1, 34, 48, 48]
+    # Convolutions scale with the pixel count: 256 costs (256 / 192)^2 as much.
+    model = build_model(ModelConfig(input_size=256), pretrained=False)
+    assert count_macs(model, 256) == pytest.approx(info["macs"] * (256 / 192) ** 2, rel=1e-6)
+    small = model_summary(ModelConfig(input_size=192, width_mult=0.35))
+    assert small["parameters"] < info["parameters"] / 4 and small["macs"] < info["macs"] / 2
+
+
+def test_model_info_command(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # built-in defaults, not the checkout's config.toml
+    runner = CliRunner()
+    res = runner.invoke(app, ["model-info", "--input-size", "128", "--width", "0.5"])
+    assert res.exit_code == 0, res.output
+    assert "output heatmaps: [1, 17, 32, 32]" in res.output
+    assert "parameters:" in res.output and "M MACs per image" in res.output
+    res = runner.invoke(app, ["model-info", "--input-size", "100"])
+    assert res.exit_code == 2 and "model.input_size" in res.output

@@ -1,0 +1,94 @@
+"""pkmodel benchmark: a --quick run writes every figure, positive, with the machine described."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pkmodel.common.errors import PkmodelError
+from pkmodel.config import load_config
+from pkmodel.tools.benchmark import FIGURES, Plan, apply_quick, format_table, quick_out_path
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "sub" / "bench.json"
+    text = run_cli(["benchmark", "--quick", "--quiet", "--out", out, "--repeats", 2])
+    return json.loads(out.read_text()), text, out
+
+
+def test_quick_run_has_every_figure_positive(quick_run):
+    result, _, _ = quick_run
+    assert result["schema"] == "pkmodel.benchmark" and result["quick"] is True
+    assert set(result["figures"]) == {f"{s}.{k}" for s, k, _, _ in FIGURES}
+    for name, value in result["figures"].items():
+        assert isinstance(value, (int, float)) and value > 0, (name, value)
+        section, key = name.split(".")
+        assert result[section][key] == value
+    assert 0 < result["figures"]["training.data_wait_share"] < 1
+    # The quick sizes were applied, and the explicit --repeats won over --quick's own value.
+    assert result["model"]["input_size"] == 64 and result["model"]["width_mult"] == 0.35
+    assert result["plan"]["repeats"] == 2 and result["plan"]["batch_size"] == 4
+    # Parameters and MACs are the model module's own figures for that network.
+    from pkmodel.model.network import model_summary
+
+    cfg = load_config(None, [], {"model.input_size": 64, "model.width_mult": 0.35}, env={})
+    summary = model_summary(cfg.model)
+    assert result["model"]["parameters"] == summary["parameters"]
+    assert result["model"]["macs"] == summary["macs"]
+    # Both runtimes ran the same network; grid and joints follow the config.
+    assert result["inference"]["onnxruntime_max_abs_diff"] < 1e-3
+    assert result["decoder"]["grid"] == 16 and result["decoder"]["joints"] == 17
+    # The batched decoder is cheaper per frame than one frame at a time.
+    assert result["decoder"]["batch_us"] < result["decoder"]["single_us"]
+    assert result["training"]["steps"] == 1 and result["training"]["batch_size"] == 4
+
+
+def test_quick_run_describes_the_machine(quick_run):
+    machine = quick_run[0]["machine"]
+    for key in ("cpu", "os", "python", "torch", "onnxruntime", "numpy", "coremltools"):
+        assert isinstance(machine[key], str) and machine[key], key
+    assert machine["logical_cores"] >= machine["usable_cores"] >= 1
+    assert machine["torch_threads"] >= 1
+    assert len(machine["load_average_before"]) == 3
+
+
+def test_quick_run_prints_the_table(quick_run):
+    result, text, out = quick_run
+    assert f"wrote {out}" in text
+    assert format_table(result) in text
+    assert "| onnxruntime throughput, batch 4 |" in text
+    assert not list(out.parent.glob(".*.tmp"))  # written atomically: no temp file left
+
+
+def test_quick_keeps_explicit_values_and_its_own_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, ["model.input_size=96"], {"benchmark.repeats": 3}, env={})
+    apply_quick(cfg)
+    assert cfg.model.input_size == 96 and cfg.benchmark.repeats == 3  # explicit: kept
+    assert cfg.model.width_mult == 0.35 and cfg.benchmark.latency_runs == 3  # quick
+    assert quick_out_path(cfg.benchmark.out).name == "benchmark-quick.json"
+
+
+def test_bad_values_are_one_sentence(tmp_path):
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["benchmark", "--repeats", "0", "--out", str(tmp_path / "b.json")])
+    assert result.exit_code == 2 and "benchmark.repeats = 0 must be >= 1" in result.output
+    result = runner.invoke(app, ["benchmark", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "is a folder" in result.output
+    result = runner.invoke(app, ["benchmark", "--quick", "--input-size", "100",
+                                 "--out", str(tmp_path / "b.json")])  # fmt: skip
+    assert result.exit_code == 2 and "model.input_size" in result.output
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_plan_check_names_the_key():
+    cfg = load_config(None, ["benchmark.train_steps=0"], env={})
+    with pytest.raises(PkmodelError, match="benchmark.train_steps = 0 must be >= 1"):
+        Plan.from_config(cfg, quick=False).check()
