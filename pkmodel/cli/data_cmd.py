@@ -361,8 +361,8 @@ def pseudo_label_command(
     (prepare.*) into OUT/NAME.json, each sample marked "pseudo": true with its source tag,
     ready for `pkmodel data merge`.
     """
+    from pkmodel.common.devices import select_device
     from pkmodel.datatools.pseudo import pseudo_label_weights
-    from pkmodel.engine.train import select_device
 
     cfg = resolve_config(
         config, set_, data__prepared_dir=out, eval__batch_size=batch_size, train__device=device,

@@ -137,7 +137,7 @@ def evaluate_command(
                 err=True,
                 fg=typer.colors.YELLOW,
             )
-    from pkmodel.engine.train import select_device
+    from pkmodel.common.devices import select_device
 
     torch_device = select_device(cfg.train.device)
     if model is not None:

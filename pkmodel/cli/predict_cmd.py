@@ -53,8 +53,8 @@ def predict_command(
     or OUT/<name>_pose.mp4 for a video. Joints below decoder.score_threshold are not drawn.
     With --refine-passes N the network then sees a crop around the pose it found, N times.
     """
+    from pkmodel.common.devices import select_device
     from pkmodel.engine.predict import predict_path
-    from pkmodel.engine.train import select_device
 
     cfg = resolve_config(config, set_, eval__batch_size=batch_size, train__device=device)
     torch_device = "cpu" if weights.suffix.lower() == ".onnx" else select_device(cfg.train.device)

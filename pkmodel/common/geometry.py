@@ -12,6 +12,7 @@ scaling maps points by multiplication alone.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,3 +122,11 @@ def joint_boxes(keypoints: np.ndarray, joint_ok: np.ndarray, margin: float) -> n
     grow = margin * size.max(1, keepdims=True)
     lo = np.nan_to_num(lo) - grow
     return np.concatenate([lo, size + 2 * grow], axis=1)
+
+
+def pixel_crop_box(bbox: np.ndarray | list[float], expand_ratio: float) -> list[int]:
+    """``square_crop_box`` snapped to whole pixels: [x0, y0, side] as integers."""
+    x0, y0, side = square_crop_box(bbox, expand_ratio)
+    side_px = max(1, math.ceil(side - 1e-6))
+    cx, cy = x0 + side / 2.0, y0 + side / 2.0
+    return [math.floor(cx - side_px / 2.0 + 0.5), math.floor(cy - side_px / 2.0 + 0.5), side_px]

@@ -122,10 +122,11 @@ def check_eval(ev: Any) -> None:
 def config_problems(cfg: Any) -> list[str]:
     """Every section's first problem, one sentence each (empty when the config is usable);
     the devices are checked against this machine (an absent GPU is a problem here)."""
+    from pkmodel.common.devices import select_device
     from pkmodel.data.prepare import PrepareParams
     from pkmodel.data.synthetic.generate import SyntheticSpec
     from pkmodel.datatools.pseudo import PseudoParams
-    from pkmodel.engine.train import check_train_config, select_device
+    from pkmodel.engine.train import check_train_config
     from pkmodel.export.common import check_export_config, check_opset
     from pkmodel.lift.pipeline import check_lift_config
     from pkmodel.model.network import check_model_config

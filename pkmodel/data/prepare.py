@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from pkmodel.common.errors import PkmodelError, not_there
+from pkmodel.common.geometry import pixel_crop_box
+from pkmodel.common.images import crop_square, read_rgb
 from pkmodel.common.skeleton import JOINT_NAMES, NUM_JOINTS
 from pkmodel.config import PrepareConfig
 
@@ -299,16 +301,6 @@ def person_box(bbox: np.ndarray, keypoints: np.ndarray, cover_keypoints: bool) -
     return np.concatenate([center - half, 2.0 * half])
 
 
-def pixel_crop_box(bbox: np.ndarray | list[float], expand_ratio: float) -> list[int]:
-    """geometry.square_crop_box snapped to whole pixels: [x0, y0, side] as integers."""
-    from pkmodel.common.geometry import square_crop_box
-
-    x0, y0, side = square_crop_box(bbox, expand_ratio)
-    side_px = max(1, math.ceil(side - 1e-6))
-    cx, cy = x0 + side / 2.0, y0 + side / 2.0
-    return [math.floor(cx - side_px / 2.0 + 0.5), math.floor(cy - side_px / 2.0 + 0.5), side_px]
-
-
 # --- the per-image work (runs in worker processes) ------------------------------------------
 
 
@@ -353,45 +345,6 @@ def _worker_init() -> None:
     import cv2
 
     cv2.setNumThreads(1)  # the pool already uses every core
-
-
-def read_rgb(path: str | Path, width: int | None = None, height: int | None = None) -> np.ndarray:
-    """Decode an image to HxWx3 uint8 RGB; raises ValueError with the reason when it is bad.
-
-    Pillow, unlike cv2.imread, refuses truncated JPEGs instead of returning grey rows.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            rgb = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:  # fmt: skip
-        raise ValueError(
-            f"cannot decode ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
-        ) from None
-    if width is not None and (rgb.shape[1], rgb.shape[0]) != (width, height):
-        raise ValueError(
-            f"image is {rgb.shape[1]}x{rgb.shape[0]}, the annotations say {width}x{height}"
-        )
-    return rgb
-
-
-def crop_square(image: np.ndarray, box: list[int], crop_size: int) -> np.ndarray:
-    """The integer box [x0, y0, side] of ``image`` (zeros outside it), resized to crop_size."""
-    import cv2
-
-    x0, y0, side = box
-    h, w = image.shape[:2]
-    ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-    if ax0 == x0 and ay0 == y0 and ax1 == x0 + side and ay1 == y0 + side:
-        region = image[ay0:ay1, ax0:ax1]
-    else:
-        region = np.zeros((side, side, image.shape[2]), image.dtype)
-        if ax1 > ax0 and ay1 > ay0:
-            region[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0] = image[ay0:ay1, ax0:ax1]
-    interp = cv2.INTER_AREA if side > crop_size else cv2.INTER_LINEAR
-    return cv2.resize(region, (crop_size, crop_size), interpolation=interp)
 
 
 def _write_crop(path: Path, rgb: np.ndarray, quality: int) -> int:

@@ -66,7 +66,7 @@ def frames_evenly(frame_count: int, count: int) -> np.ndarray:
 
 def list_videos(source: Path) -> list[Path]:
     """A video file, or every video in a folder (recursively), sorted."""
-    from pkmodel.engine.predict import VIDEO_SUFFIXES
+    from pkmodel.common.images import VIDEO_SUFFIXES
 
     if source.is_file():
         if source.suffix.lower() not in VIDEO_SUFFIXES:

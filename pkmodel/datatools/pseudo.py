@@ -159,7 +159,7 @@ def inside_image(keypoints: np.ndarray, sizes: np.ndarray) -> np.ndarray:
 def list_images(folder: Path, exclude: Path | None = None) -> list[str]:
     """Image files under ``folder`` (recursively; hidden ones and those under ``exclude``, the
     output folder, skipped), as sorted posix paths relative to ``folder``."""
-    from pkmodel.engine.predict import IMAGE_SUFFIXES
+    from pkmodel.common.images import IMAGE_SUFFIXES
 
     if not folder.is_dir():
         raise PkmodelError(f"image folder {folder} {not_there(folder, 'folder')}")
@@ -208,7 +208,7 @@ def predict_folder(
     ``cache_path`` under ``identity`` (what makes a cached pose valid)."""
     from tqdm import tqdm
 
-    from pkmodel.data.prepare import read_rgb
+    from pkmodel.common.images import read_rgb
 
     cache = _load_cache(cache_path, identity)
     done = cache["images"]

@@ -73,7 +73,7 @@ def render_labels(
     from tqdm import tqdm
 
     from pkmodel.common.draw import image_grid, save_image
-    from pkmodel.data.prepare import read_rgb
+    from pkmodel.common.images import read_rgb
 
     labels, out = Path(labels), Path(out)
     if count < 0 or cols < 1:

@@ -749,7 +749,7 @@ def _sample_picture(evaluation: Evaluation, i: int, tile: int) -> np.ndarray:
     original cannot be read), ground truth in green, the prediction in left / right colours."""
     from pkmodel.common.draw import draw_skeleton, put_label
     from pkmodel.common.geometry import image_to_crop
-    from pkmodel.data.prepare import crop_square, read_rgb
+    from pkmodel.common.images import crop_square, read_rgb
 
     s = evaluation.samples[i]
     box = [int(v) for v in s["crop_box"]]

@@ -19,10 +19,9 @@ import numpy as np
 
 from pkmodel.common.atomic import check_writable
 from pkmodel.common.errors import PkmodelError, not_there
+from pkmodel.common.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from pkmodel.common.skeleton import JOINT_NAMES
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"})
 PREDICTIONS_SCHEMA = "pkmodel.predictions"
 # The person box around a pose's found joints grows by this x its longer side on every side
 # (joints lie inside the body) before the crop is cut: pseudo_label.box_margin's default.
@@ -201,7 +200,7 @@ def predict_boxes(runner: Any, frames: Sequence[np.ndarray], boxes: Sequence[Seq
     """Run one batch on square crops: box ``[x0, y0, side]`` (whole pixels, zeros outside the
     frame) of each frame, resized to the input as prepare-coco crops people; image pixels out."""
     from pkmodel.common.geometry import crop_to_image
-    from pkmodel.data.prepare import crop_square
+    from pkmodel.common.images import crop_square
 
     size = runner.input_size
     batch = normalise(np.stack([crop_square(f, list(b), size) for f, b in zip(frames, boxes, strict=True)]))  # fmt: skip
@@ -218,8 +217,7 @@ def pose_crop_box(
     grown by ``expand_ratio`` (prepare.expand_ratio), in whole pixels. None when fewer than
     ``min_joints`` joints qualify: too little to place a crop on.
     """
-    from pkmodel.common.geometry import joint_boxes
-    from pkmodel.data.prepare import pixel_crop_box
+    from pkmodel.common.geometry import joint_boxes, pixel_crop_box
 
     kp = np.asarray(pose.keypoints, np.float64)
     ok = np.asarray(pose.found, bool) & (kp >= 0).all(1) & (kp < [width, height]).all(1)
@@ -349,7 +347,7 @@ def predict_images(
     from tqdm import tqdm
 
     from pkmodel.common.draw import save_image
-    from pkmodel.data.prepare import read_rgb
+    from pkmodel.common.images import read_rgb
 
     names = _overlay_names(paths)
     items, overlays, skipped = [], [], []

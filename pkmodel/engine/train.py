@@ -9,257 +9,39 @@ COCO OKS AP every ``val_every`` epochs, and write ``last.pt`` / ``best.pt`` atom
 
 from __future__ import annotations
 
-import copy
-import json
-import math
-import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from pkmodel.common.atomic import atomic_write_text, check_writable
+from pkmodel.common.atomic import check_writable
+from pkmodel.common.devices import (
+    DistInfo,
+    broadcast_float,
+    dist_from_env,
+    epoch_seed,
+    init_distributed,
+    rng_state,
+    seed_everything,
+    select_device,
+    set_rng_state,
+)
 from pkmodel.common.errors import PkmodelError
 from pkmodel.config import Config
+from pkmodel.engine.budget import TimeBudget
+from pkmodel.engine.optim import LRSchedule, ModelEMA, build_optimizer
+from pkmodel.engine.runlog import RunLog
 from pkmodel.model.checkpoint import load_checkpoint, save_checkpoint
 
 # --------------------------------------------------------------------------------------------
 # Devices and processes
 
 
-@dataclass(frozen=True)
-class DistInfo:
-    """This process's place in a (possibly single-process) run."""
-
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def dist_from_env() -> DistInfo:
-    """torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; without them this is a single process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    return DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world)
-
-
-def select_device(name: str, local_rank: int = 0, key: str = "train.device") -> torch.device:
-    """``auto`` picks cuda > mps > cpu; an explicit device that is absent is a user error
-    (naming ``key``, the config key the device came from, and its option --device)."""
-    name = name.strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise PkmodelError(f"{key} (--device) is '{name}' but CUDA is not available here")
-        if name == "cuda":
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        try:
-            index = int(name.split(":", 1)[1])
-        except (IndexError, ValueError):
-            raise PkmodelError(f"{key} (--device) '{name}' is not cuda or cuda:N") from None
-        if index >= torch.cuda.device_count():
-            raise PkmodelError(
-                f"{key} (--device) is '{name}' but only {torch.cuda.device_count()} GPU(s) exist"
-            )
-        return torch.device("cuda", index)
-    if name == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise PkmodelError(f"{key} (--device) is 'mps' but Apple MPS is not available here")
-        return torch.device("mps")
-    raise PkmodelError(f"{key} (--device) '{name}' is not one of auto, cpu, cuda, cuda:N, mps")
-
-
-def init_distributed(dist: DistInfo, device: torch.device) -> bool:
-    """Join the process group: NCCL on GPUs, gloo on CPU. True when this call created it."""
-    if not dist.enabled or torch.distributed.is_initialized():
-        return False
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    torch.distributed.init_process_group(backend=backend)
-    return True
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002 (libraries draw from the global RNG)
-    torch.manual_seed(seed)
-
-
-def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
-    """One seed per (run seed, epoch, rank): an epoch's randomness does not depend on history."""
-    return (seed * 1_000_003 + epoch * 7_919 + rank * 104_729) % 2**31
-
-
-def rng_state() -> dict[str, Any]:
-    """RNG states in types that ``torch.load(weights_only=True)`` accepts."""
-    np_state = np.random.get_state()  # noqa: NPY002
-    state: dict[str, Any] = {
-        "python": list(random.getstate()[1]),
-        "python_pos": random.getstate()[2],
-        "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
-        "numpy_pos": int(np_state[2]),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate((3, tuple(int(v) for v in state["python"]), state["python_pos"]))
-    np.random.set_state(  # noqa: NPY002
-        ("MT19937", state["numpy"].numpy().astype(np.uint32), int(state["numpy_pos"]), 0, 0.0)
-    )
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 # --------------------------------------------------------------------------------------------
 # EMA, optimizer, schedule
-
-
-class ModelEMA:
-    """Exponential moving average of the weights and of the floating-point buffers (BatchNorm
-    running statistics); integer buffers (BatchNorm's batch counter) are copied.
-
-    The decay ramps up over the first steps (as in YOLOv5 / timm) so early averages are not
-    dominated by the random initialisation.
-    """
-
-    def __init__(self, model: nn.Module, decay: float, updates: int = 0) -> None:
-        self.module = copy.deepcopy(model).eval()
-        for p in self.module.parameters():
-            p.requires_grad_(False)
-        self.decay = decay
-        self.updates = updates
-
-    def current_decay(self) -> float:
-        return self.decay * (1.0 - math.exp(-self.updates / 2000.0))
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """One step towards ``model`` (same architecture as the copy; parameters and buffers are
-        paired in registration order, as ``state_dict`` pairs them)."""
-        self.updates += 1
-        d = self.current_decay()
-        ema_floats, floats = [], []
-        pairs = zip(
-            [*self.module.parameters(), *self.module.buffers()],
-            [*model.parameters(), *model.buffers()],
-            strict=True,
-        )
-        for ema_value, value in pairs:
-            if ema_value.dtype.is_floating_point:
-                ema_floats.append(ema_value)
-                floats.append(value.detach().to(ema_value.dtype))
-            else:
-                ema_value.copy_(value)
-        # One fused call instead of two small kernels per tensor (5.0 -> 2.3 ms per step for
-        # the demo's network on two CPU cores).
-        torch._foreach_lerp_(ema_floats, floats, 1.0 - d)
-
-
-def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """AdamW / Adam / SGD; no weight decay on biases and normalisation weights."""
-    t = cfg.train
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": t.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    if t.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=t.lr)
-    if t.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=t.lr)
-    return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.momentum > 0)
-
-
-class LRSchedule:
-    """Linear warmup, then cosine to zero, step decay, or decay on an AP plateau.
-
-    Computed from the step and epoch counters (plus the plateau state), so resuming restores it
-    exactly from ``state_dict``.
-    """
-
-    def __init__(self, cfg: Config, steps_per_epoch: int) -> None:
-        self.t = cfg.train
-        self.steps_per_epoch = max(1, steps_per_epoch)
-        self.warmup_steps = int(round(self.t.warmup_epochs * self.steps_per_epoch))
-        self.plateau_factor = 1.0
-        self.plateau_best = -math.inf
-        self.plateau_bad = 0
-
-    @property
-    def total_steps(self) -> int:
-        """Follows ``train.epochs``, which a time budget (``train.minutes``) may set after epoch 1."""
-        return self.steps_per_epoch * self.t.epochs
-
-    def factor(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        if self.t.scheduler == "cosine":
-            span = max(1, self.total_steps - self.warmup_steps)
-            progress = min(1.0, (step - self.warmup_steps) / span)
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        if self.t.scheduler == "step":
-            epoch = step // self.steps_per_epoch
-            return self.t.gamma ** (epoch // max(1, self.t.step_size))
-        return self.plateau_factor
-
-    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
-        lr = self.t.lr * self.factor(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        return lr
-
-    def on_validation(self, ap: float) -> None:
-        if self.t.scheduler != "plateau":
-            return
-        if ap > self.plateau_best + 1e-4:
-            self.plateau_best, self.plateau_bad = ap, 0
-        else:
-            self.plateau_bad += 1
-            if self.plateau_bad > self.t.plateau_patience:
-                self.plateau_factor *= self.t.gamma
-                self.plateau_bad = 0
-
-    def state_dict(self) -> dict[str, float]:
-        return {
-            "plateau_factor": self.plateau_factor,
-            "plateau_best": self.plateau_best,
-            "plateau_bad": self.plateau_bad,
-        }
-
-    def load_state_dict(self, state: dict[str, float]) -> None:
-        self.plateau_factor = float(state["plateau_factor"])
-        self.plateau_best = float(state["plateau_best"])
-        self.plateau_bad = int(state["plateau_bad"])
 
 
 def check_train_config(cfg: Config) -> None:
@@ -301,86 +83,6 @@ def check_training_sections(cfg: Config) -> None:
     check_augment(cfg.augment)
     check_decoder(cfg.decoder)
     check_eval(cfg.eval)
-
-
-def epochs_for_budget(
-    budget_s: float, elapsed_s: float, epoch_s: float, val_s: float, val_every: int, done: int = 1
-) -> int:
-    """Epochs in all (``done`` already run) that fit into ``budget_s`` seconds from the start.
-
-    Each further epoch costs ``epoch_s``; a validation (``val_s``) follows every ``val_every``-th
-    epoch and the last one. At least ``done`` (the budget may already be spent).
-    """
-    remaining = budget_s - elapsed_s
-    every = max(1, val_every)
-
-    def cost(n: int) -> float:  # n more epochs
-        if n <= 0:
-            return 0.0
-        last = done + n
-        validations = last // every - done // every + (1 if last % every else 0)
-        return n * epoch_s + validations * val_s
-
-    if remaining <= 0 or epoch_s <= 0:
-        return done
-    n = int(remaining // (epoch_s + val_s / every)) + 1
-    while n > 0 and cost(n) > remaining:
-        n -= 1
-    while cost(n + 1) <= remaining and n < 1_000_000:
-        n += 1
-    return done + n
-
-
-def steady_epoch_seconds(epoch_s: float, step_s: list[float], steps_per_epoch: int) -> float:
-    """Epoch 1's time without the one-off warm-up of its first steps (allocations, kernel
-    selection): those steps are counted at the mean rate of the later ones."""
-    warm = 3
-    if len(step_s) < 2 * warm:
-        return epoch_s
-    steady = sum(step_s[warm:]) / len(step_s[warm:])
-    excess = max(0.0, sum(step_s[:warm]) - warm * steady)
-    # A shortened epoch (max_steps) is scaled to a whole one.
-    return (epoch_s - excess) + steady * max(0, steps_per_epoch - len(step_s))
-
-
-class TimeBudget:
-    """``train.minutes``: plans ``train.epochs`` from measured times, and re-plans every epoch.
-
-    Epoch 1 is validated to time a validation, then the first plan is made from epoch 1's
-    steady rate. Each later epoch re-plans from the mean cost (everything but the validation)
-    of the last ten whole epochs, so a machine that slows down or speeds up mid-run still
-    lands near the budget; the cosine schedule follows (a change of one epoch moves the rate
-    by about 1%).
-    """
-
-    MARGIN = 0.97  # kept back for checkpoints, curves and the machine's drift
-    RECENT = 10
-
-    def __init__(self, minutes: float, val_every: int, t0: float) -> None:
-        self.budget_s = self.MARGIN * minutes * 60.0
-        self.val_every = val_every
-        self.t0 = t0
-        self.val_s: float | None = None  # the latest validation's seconds
-        self.costs: list[tuple[int, float]] = []  # (epoch, seconds without validation)
-
-    def finish(self, epoch: int, wall_s: float, val_s: float | None) -> None:
-        """An epoch's whole iteration took ``wall_s`` (with ``val_s`` of validation, if any)."""
-        if val_s is not None:
-            self.val_s = val_s
-        self.costs.append((epoch, wall_s - (val_s or 0.0)))
-
-    def epoch_seconds(self, epoch: int, train_s: float, step_s: list[float], steps: int) -> float:
-        later = [c for e, c in self.costs if e > 1][-self.RECENT :]
-        if later:
-            return sum(later) / len(later)
-        if epoch == 1:
-            return steady_epoch_seconds(train_s, step_s, steps)
-        return train_s
-
-    def plan(self, epoch: int, now: float, epoch_s: float) -> int:
-        return epochs_for_budget(
-            self.budget_s, now - self.t0, epoch_s, self.val_s or 0.0, self.val_every, epoch
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -465,73 +167,6 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------
 # Run folder: metrics.jsonl, curves, TensorBoard
-
-
-class RunLog:
-    """metrics.jsonl (one JSON object per epoch), a PNG of the curves, optional TensorBoard."""
-
-    def __init__(self, out_dir: Path, resume_epoch: int | None) -> None:
-        self.path = out_dir / "metrics.jsonl"
-        self.rows: list[dict[str, Any]] = []
-        if resume_epoch is not None and self.path.is_file():
-            for line in self.path.read_text().splitlines():
-                row = json.loads(line)
-                if row.get("epoch", 0) <= resume_epoch:
-                    self.rows.append(row)
-        self._write()
-        self.tb = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out_dir / "tensorboard"))
-        except ImportError:  # tensorboard not installed: metrics.jsonl and the PNG remain
-            pass
-
-    def _write(self) -> None:
-        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
-
-    def append(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        self._write()
-        if self.tb is not None:
-            for key, value in row.items():
-                if isinstance(value, (int, float)) and key != "epoch":
-                    self.tb.add_scalar(key, value, row["epoch"])
-            self.tb.flush()
-
-    def plot(self, out: Path) -> None:
-        """Loss and AP against epochs, written atomically as PNG."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from pkmodel.common.atomic import atomic_open
-
-        epochs = [r["epoch"] for r in self.rows]
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-        ax1.plot(epochs, [r["train/loss"] for r in self.rows], label="train loss")
-        val = [(r["epoch"], r["val/loss"]) for r in self.rows if "val/loss" in r]
-        if val:
-            ax1.plot(*zip(*val, strict=True), "o-", label="val loss")
-        ax1.set_xlabel("epoch")
-        ax1.set_yscale("log")
-        ax1.legend()
-        ap = [(r["epoch"], r["val/AP"]) for r in self.rows if "val/AP" in r]
-        if ap:
-            ax2.plot(*zip(*ap, strict=True), "o-", color="tab:green", label="val OKS AP")
-        ax2.set_xlabel("epoch")
-        ax2.set_ylim(0, 1)
-        ax2.legend()
-        ax2.grid(alpha=0.3)
-        fig.tight_layout()
-        with atomic_open(out, "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        plt.close(fig)
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -765,7 +400,7 @@ def _train(
             if dist.is_main:  # rank 0 alone: its loss must not wait for the other processes
                 val = validate(eval_model, PoseLoss(cfg.loss), cfg, device, progress)
                 row.update({f"val/{k}": v for k, v in val.items()})
-            ap = _broadcast_float(row.get("val/AP", 0.0), dist, device)
+            ap = broadcast_float(row.get("val/AP", 0.0), dist, device)
             schedule.on_validation(ap)
             if ap > best["ap"] + 1e-6:
                 best.update(ap=ap, epoch=epoch, bad=0)
@@ -826,7 +461,7 @@ def _replan(
     """Set train.epochs from the time budget (rank 0's plan for every process)."""
     t = cfg.train
     epoch_s = budget.epoch_seconds(epoch, train_s, step_s, steps_per_epoch)
-    chosen = int(_broadcast_float(budget.plan(epoch, time.perf_counter(), epoch_s), dist, device))
+    chosen = int(broadcast_float(budget.plan(epoch, time.perf_counter(), epoch_s), dist, device))
     row["budget/epochs"] = chosen
     if chosen != t.epochs or epoch == 1:
         cfg.set("train.epochs", chosen, f"time budget ({t.minutes:g} min)")
@@ -925,14 +560,6 @@ def _train_one_epoch(
         }
     )
     return out
-
-
-def _broadcast_float(value: float, dist: DistInfo, device: torch.device) -> float:
-    if not dist.enabled:
-        return float(value)
-    tensor = torch.tensor([float(value)], device=device)
-    torch.distributed.broadcast(tensor, src=0)
-    return float(tensor.item())
 
 
 def validate(model: nn.Module, loss_fn: nn.Module, cfg: Config, device: torch.device,

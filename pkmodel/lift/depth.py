@@ -1,13 +1,6 @@
-"""Depth sampling at 2D joints and pinhole back-projection to 3D camera coordinates (metres).
+"""Depth sampling at 2D joints and their back-projection to 3D camera coordinates (metres).
 
-Coordinate conventions:
-
-- Keypoints use pkmodel's continuous pixel coordinates (pixel (i, j) covers [i, i+1) x [j, j+1),
-  its center is at (i + 0.5, j + 0.5)), so changing resolution is a multiplication.
-- Intrinsics (fx, fy, cx, cy) use the pinhole / OpenCV convention that TUM, ARKit and OpenCV
-  publish: the center of pixel (i, j) is at (i, j). A keypoint (u, v) is at pinhole coordinate
-  (u - 0.5, v - 0.5).
-- Camera frame: x right, y down, z forward (the optical axis), metres.
+Pixel, intrinsics and camera-frame conventions are those of pkmodel.common.camera.
 
 Everything here is vectorised over frames and joints: arrays of shape (T, K, ...) go in at once.
 """
@@ -18,46 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Offset between pkmodel pixel coordinates (centers at +0.5) and pinhole coordinates.
-PIXEL_CENTER = 0.5
-
-
-@dataclass(frozen=True)
-class Intrinsics:
-    """Pinhole intrinsics for an image of ``width`` x ``height`` pixels (OpenCV convention)."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-
-    def scaled_to(self, width: int, height: int) -> Intrinsics:
-        """The same camera described at another resolution (e.g. the depth map's).
-
-        Focal lengths scale with the resolution; the principal point scales about the image's
-        corner, which in pinhole coordinates is at -0.5: cx' = (cx + 0.5) * s - 0.5.
-        """
-        sx, sy = width / self.width, height / self.height
-        return Intrinsics(
-            fx=self.fx * sx,
-            fy=self.fy * sy,
-            cx=(self.cx + PIXEL_CENTER) * sx - PIXEL_CENTER,
-            cy=(self.cy + PIXEL_CENTER) * sy - PIXEL_CENTER,
-            width=int(width),
-            height=int(height),
-        )
-
-    def to_dict(self) -> dict[str, float | int]:
-        return {
-            "fx": float(self.fx),
-            "fy": float(self.fy),
-            "cx": float(self.cx),
-            "cy": float(self.cy),
-            "width": int(self.width),
-            "height": int(self.height),
-        }
+from pkmodel.common.camera import Intrinsics, backproject
 
 
 def to_depth_pixels(
@@ -179,28 +133,6 @@ def _masked_median(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
     lo = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[..., None], axis=-1)[..., 0]
     hi = np.take_along_axis(ordered, np.maximum(count // 2, 0)[..., None], axis=-1)[..., 0]
     return np.where(count > 0, (lo + hi) / 2.0, np.nan)
-
-
-def backproject(points: np.ndarray, z: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
-    """Pixels (..., 2) (pkmodel convention, at the intrinsics' resolution) and depth (...)
-    -> camera-frame points (..., 3): X = (u - cx) / fx * Z, Y = (v - cy) / fy * Z.
-
-    NaN in, NaN out.
-    """
-    points = np.asarray(points, dtype=np.float64)
-    z = np.asarray(z, dtype=np.float64)
-    x = (points[..., 0] - PIXEL_CENTER - intrinsics.cx) / intrinsics.fx * z
-    y = (points[..., 1] - PIXEL_CENTER - intrinsics.cy) / intrinsics.fy * z
-    return np.stack(np.broadcast_arrays(x, y, z), axis=-1)
-
-
-def project(points_3d: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
-    """Camera-frame points (..., 3) -> pixels (..., 2) in pkmodel convention (the inverse)."""
-    p = np.asarray(points_3d, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = p[..., 0] / p[..., 2] * intrinsics.fx + intrinsics.cx + PIXEL_CENTER
-        v = p[..., 1] / p[..., 2] * intrinsics.fy + intrinsics.cy + PIXEL_CENTER
-    return np.stack([u, v], axis=-1)
 
 
 def surface_to_joint(points_3d: np.ndarray, radius: np.ndarray | float) -> np.ndarray:

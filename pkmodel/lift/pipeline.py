@@ -117,8 +117,8 @@ class ModelJoints:
     """A checkpoint as a 2D joint detector for whole images (letterbox, network, decoder)."""
 
     def __init__(self, weights: Path, cfg: Any, device: str = "auto") -> None:
+        from pkmodel.common.devices import select_device
         from pkmodel.config.rules import check_decoder
-        from pkmodel.engine.train import select_device
         from pkmodel.model.checkpoint import model_from_checkpoint
 
         check_decoder(cfg.decoder)

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from pkmodel.common.camera import Intrinsics
 from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.skeleton import NUM_JOINTS
-from pkmodel.lift.depth import Intrinsics
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 INTRINSICS_FILE = "intrinsics.json"

@@ -310,18 +310,10 @@ def measure_training(cfg: Any, plan: Plan, labels: Path) -> dict[str, Any]:
     """
     import torch
 
+    from pkmodel.common.devices import DistInfo, seed_everything, select_device
     from pkmodel.data.dataset import PoseDataset
-    from pkmodel.engine.train import (
-        DistInfo,
-        ModelEMA,
-        build_optimizer,
-        epoch_loader,
-        input_images,
-        seed_everything,
-        select_device,
-        set_memory_format,
-        to_device,
-    )
+    from pkmodel.engine.optim import ModelEMA, build_optimizer
+    from pkmodel.engine.train import epoch_loader, input_images, set_memory_format, to_device
     from pkmodel.model.loss import PoseLoss
     from pkmodel.model.network import build_model
 

@@ -95,9 +95,9 @@ def demo_workers(device: str, cores: int) -> int:
 
 def demo_config(base: Config, out: Path, quick: bool, overrides: list[str]) -> Config:
     """The demo's settings and output folders on top of ``base``; then the user's --set."""
+    from pkmodel.common.devices import select_device
     from pkmodel.common.runtime import usable_cores
     from pkmodel.config import apply_set
-    from pkmodel.engine.train import select_device
 
     cfg = base
     for key, value in {**DEMO_SETTINGS, **(QUICK_SETTINGS if quick else {})}.items():

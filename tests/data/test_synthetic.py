@@ -13,9 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from pkmodel.cli import app
+from pkmodel.common.camera import Intrinsics, project
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import JOINT_INDEX, NUM_JOINTS
-from pkmodel.data.synthetic.camera import Intrinsics, pixel_rays, project
+from pkmodel.data.synthetic.camera import pixel_rays
 from pkmodel.data.synthetic.generate import SyntheticSpec, generate, parse_size
 from pkmodel.data.synthetic.humanoid import (
     ANGLE,
@@ -124,17 +125,16 @@ def test_keypoints_3d_project_onto_the_2d_keypoints(dataset):
 
 
 def test_projection_convention_matches_pixel_rays_and_the_3d_module():
-    from pkmodel.lift.depth import Intrinsics as DepthIntrinsics
-    from pkmodel.lift.depth import backproject
+    from pkmodel.common.camera import backproject
 
     k = Intrinsics(fx=100.0, fy=110.0, cx=31.2, cy=20.7, width=64, height=48)
     dx, dy = pixel_rays(k)
     # The ray through pixel (row 5, column 7) lands on that pixel's center (7.5, 5.5).
     ray = np.array([dx[7], dy[5], 1.0]) * 2.5
     assert np.abs(project(ray, k) - [7.5, 5.5]).max() < 1e-4
-    # pkmodel.lift.depth reads the same intrinsics the same way: back-projection inverts project().
+    # The 3D stage reads the same intrinsics the same way: back-projection inverts project().
     points = np.array([[0.3, -0.2, 2.0], [-0.5, 0.4, 3.5]])
-    back = backproject(project(points, k), points[:, 2], DepthIntrinsics(100.0, 110.0, 31.2, 20.7, 64, 48))  # fmt: skip
+    back = backproject(project(points, k), points[:, 2], k)
     assert np.abs(back - points).max() < 1e-9
 
 

@@ -218,8 +218,8 @@ def test_stats_count_what_the_labels_hold(coco_prepared, tmp_path):
 
 def test_render_draws_the_labels_on_the_crops(coco_prepared, tmp_path):
     from pkmodel.common.draw import LEFT_COLOR
+    from pkmodel.common.images import read_rgb
     from pkmodel.common.skeleton import JOINT_INDEX
-    from pkmodel.data.prepare import read_rgb
     from pkmodel.datatools.render import render_labels
 
     labels = coco_prepared / "all.json"
@@ -472,7 +472,7 @@ def _write_video(path: Path, frames: int, fps: float, size=(64, 48)) -> None:
 
 
 def _grey_levels(folder: Path) -> list[int]:
-    from pkmodel.data.prepare import read_rgb
+    from pkmodel.common.images import read_rgb
 
     return [round(read_rgb(p).mean() / 10) for p in sorted(folder.glob("*.jpg"))]
 

@@ -148,7 +148,7 @@ def test_a_second_look_at_the_crop_around_the_pose_is_more_precise():
 
 
 def test_the_crop_around_a_pose_is_cut_like_prepare_coco():
-    from pkmodel.data.prepare import pixel_crop_box
+    from pkmodel.common.geometry import pixel_crop_box
     from pkmodel.engine.predict import pose_crop_box
 
     kp = np.array([[100.0, 50.0], [120.0, 150.0], [110.0, 100.0]] + [[500.0, 500.0]] * (NUM_JOINTS - 3))  # fmt: skip
@@ -207,7 +207,7 @@ def test_predict_image_and_folder_with_a_checkpoint(tmp_path, checkpoint):
     one = json.loads(single.keypoints_json.read_text())["items"][0]
     np.testing.assert_allclose(one["keypoints"], data["items"][2]["keypoints"], atol=0.01)
     # --refine-passes 1: the pose of the crop around the whole-frame pose.
-    from pkmodel.data.prepare import read_rgb
+    from pkmodel.common.images import read_rgb
     from pkmodel.engine.predict import REFINE_MARGIN, load_runner, pose_crop_box, predict_boxes
 
     cfg.decoder.score_threshold = 0.0  # the untrained model's joints all count as found

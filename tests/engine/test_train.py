@@ -14,19 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from pkmodel.common.devices import rng_state, select_device, set_rng_state
 from pkmodel.common.errors import PkmodelError
 from pkmodel.config import Config
-from pkmodel.engine.train import (
-    LRSchedule,
-    ModelEMA,
-    TimeBudget,
-    epochs_for_budget,
-    rng_state,
-    select_device,
-    set_rng_state,
-    steady_epoch_seconds,
-    train,
-)
+from pkmodel.engine.budget import TimeBudget, epochs_for_budget, steady_epoch_seconds
+from pkmodel.engine.optim import LRSchedule, ModelEMA
+from pkmodel.engine.train import train
 from pkmodel.model.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from tests.conftest import ROOT, tiny_train_config
 
@@ -302,7 +295,7 @@ def test_channels_last_changes_speed_not_results(tiny_prepared, tmp_path):
     # chaotic, and after a few steps any two float orders diverge.
     import json
 
-    from pkmodel.engine.train import seed_everything
+    from pkmodel.common.devices import seed_everything
     from pkmodel.model.network import build_model
 
     weights, losses = {}, {}
@@ -372,7 +365,7 @@ def test_time_budget_replans_from_the_recent_epochs():
 def test_time_budget_sets_the_epochs_after_epoch_1_and_resume_keeps_them(
     tiny_prepared, tmp_path, monkeypatch
 ):
-    import pkmodel.engine.train as train_module
+    import pkmodel.engine.budget as budget_module
 
     calls = []
 
@@ -380,7 +373,7 @@ def test_time_budget_sets_the_epochs_after_epoch_1_and_resume_keeps_them(
         calls.append((budget_s, elapsed_s, epoch_s, val_s, val_every, done))
         return 3
 
-    monkeypatch.setattr(train_module, "epochs_for_budget", fake_budget)
+    monkeypatch.setattr(budget_module, "epochs_for_budget", fake_budget)
     cfg = tiny_train_config(tiny_prepared, tmp_path / "run", epochs=50, minutes=0.5, val_every=10)
     steps_per_epoch = 2  # 20 crops (tiny_prepared) // batch 8
     result = train(cfg, progress=False, max_steps=2 * steps_per_epoch)  # stop after epoch 2

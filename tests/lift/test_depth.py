@@ -3,15 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from pkmodel.lift.depth import (
-    Intrinsics,
-    backproject,
-    lift_joints,
-    project,
-    sample_depth,
-    surface_to_joint,
-    to_depth_pixels,
-)
+from pkmodel.common.camera import Intrinsics, backproject, project
+from pkmodel.lift.depth import lift_joints, sample_depth, surface_to_joint, to_depth_pixels
 from tests.conftest import shared_data
 
 INTR = Intrinsics(fx=200.0, fy=210.0, cx=63.5, cy=47.5, width=128, height=96)

@@ -6,10 +6,10 @@ import pytest
 from typer.testing import CliRunner
 
 from pkmodel.cli import app
+from pkmodel.common.camera import Intrinsics, project
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import EXTENDED_JOINT_NAMES, NUM_JOINTS
 from pkmodel.config import Config
-from pkmodel.lift.depth import Intrinsics, project
 from pkmodel.lift.pipeline import accelerations, ground_truth_joints, lift_sequence, run_lift
 from pkmodel.lift.rgbd import find_sequences, read_plain_folder
 from pkmodel.lift.take import read_take_binary, read_take_json, read_take_zip

@@ -1,6 +1,6 @@
 """Pinhole camera of the synthetic set: intrinsics, projection, per-pixel rays, look-at.
 
-Conventions (the same as ``pkmodel.lift.depth``):
+Conventions (those of ``pkmodel.common.camera``):
 
 - Camera frame: x right, y down, z forward (the optical axis), metres.
 - Intrinsics ``fx, fy, cx, cy`` follow OpenCV / ARKit: the center of pixel (row i, column j)
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 # One camera model for the whole toolkit: the generator writes exactly what the 3D stage reads.
-from pkmodel.lift.depth import Intrinsics, project  # noqa: F401  (project is re-exported)
+from pkmodel.common.camera import Intrinsics
 
 
 def sample_intrinsics(rng: np.random.Generator, width: int, height: int) -> Intrinsics:

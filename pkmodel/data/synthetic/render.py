@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pkmodel.data.synthetic.camera import Intrinsics, pixel_rays
+from pkmodel.common.camera import Intrinsics
+from pkmodel.data.synthetic.camera import pixel_rays
 
 NEAR = 0.05  # metres: hits closer to the camera than this are ignored
 NO_OWNER = -1

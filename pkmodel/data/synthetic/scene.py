@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pkmodel.common.camera import Intrinsics, project
 from pkmodel.common.skeleton import JOINT_INDEX
-from pkmodel.data.synthetic.camera import Intrinsics, look_at, project, sample_intrinsics
+from pkmodel.data.synthetic.camera import look_at, sample_intrinsics
 from pkmodel.data.synthetic.humanoid import (
     NUM_PARTS,
     BodyShape,

@@ -1,0 +1,74 @@
+"""A training run's folder: metrics.jsonl, the curves PNG and (when installed) TensorBoard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pkmodel.common.atomic import atomic_open, atomic_write_text
+
+
+class RunLog:
+    """metrics.jsonl (one JSON object per epoch), a PNG of the curves, optional TensorBoard."""
+
+    def __init__(self, out_dir: Path, resume_epoch: int | None) -> None:
+        self.path = out_dir / "metrics.jsonl"
+        self.rows: list[dict[str, Any]] = []
+        if resume_epoch is not None and self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                row = json.loads(line)
+                if row.get("epoch", 0) <= resume_epoch:
+                    self.rows.append(row)
+        self._write()
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out_dir / "tensorboard"))
+        except ImportError:  # tensorboard not installed: metrics.jsonl and the PNG remain
+            pass
+
+    def _write(self) -> None:
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self._write()
+        if self.tb is not None:
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and key != "epoch":
+                    self.tb.add_scalar(key, value, row["epoch"])
+            self.tb.flush()
+
+    def plot(self, out: Path) -> None:
+        """Loss and AP against epochs, written atomically as PNG."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        epochs = [r["epoch"] for r in self.rows]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+        ax1.plot(epochs, [r["train/loss"] for r in self.rows], label="train loss")
+        val = [(r["epoch"], r["val/loss"]) for r in self.rows if "val/loss" in r]
+        if val:
+            ax1.plot(*zip(*val, strict=True), "o-", label="val loss")
+        ax1.set_xlabel("epoch")
+        ax1.set_yscale("log")
+        ax1.legend()
+        ap = [(r["epoch"], r["val/AP"]) for r in self.rows if "val/AP" in r]
+        if ap:
+            ax2.plot(*zip(*ap, strict=True), "o-", color="tab:green", label="val OKS AP")
+        ax2.set_xlabel("epoch")
+        ax2.set_ylim(0, 1)
+        ax2.legend()
+        ax2.grid(alpha=0.3)
+        fig.tight_layout()
+        with atomic_open(out, "wb") as f:
+            fig.savefig(f, format="png", dpi=100)
+        plt.close(fig)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
