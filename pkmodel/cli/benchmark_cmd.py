@@ -65,7 +65,7 @@ def benchmark_command(
     JSON (default runs/benchmark.json) and prints a table; about 3-5 minutes on 2 CPU cores at
     the default sizes. What each figure measures: docs/benchmark.md.
     """
-    from pkmodel.tools.benchmark import (
+    from pkmodel.tools.benchmark.run import (
         apply_quick,
         check_out_path,
         format_table,

@@ -75,7 +75,7 @@ def export_coreml_command(
     model's metadata. The saved spec is reloaded and checked (input, outputs, shapes, types,
     weight precision, metadata); on macOS the model is also run and compared with PyTorch.
     """
-    from pkmodel.export.common import export_coreml
+    from pkmodel.export.coreml import export_coreml
 
     cfg = resolve_config(
         config,
@@ -122,7 +122,7 @@ def export_onnx_command(
     Runs onnx.checker (full check) and compares onnxruntime with PyTorch on every output;
     nothing is written when they differ by more than 1e-4.
     """
-    from pkmodel.export.common import export_onnx
+    from pkmodel.export.onnx import export_onnx
 
     cfg = resolve_config(
         config, set_, export__dynamic_batch=dynamic_batch, export__onnx_opset=opset

@@ -127,10 +127,11 @@ def config_problems(cfg: Any) -> list[str]:
     from pkmodel.data.synthetic.generate import SyntheticSpec
     from pkmodel.datatools.pseudo import PseudoParams
     from pkmodel.engine.train import check_train_config
-    from pkmodel.export.common import check_export_config, check_opset
+    from pkmodel.export.coreml import check_export_config
+    from pkmodel.export.onnx import check_opset
     from pkmodel.lift.pipeline import check_lift_config
     from pkmodel.model.network import check_model_config
-    from pkmodel.tools.benchmark import Plan
+    from pkmodel.tools.benchmark.run import Plan
 
     checks: list[Callable[[], None]] = [
         lambda: SyntheticSpec.from_config(cfg).check(),

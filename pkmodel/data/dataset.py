@@ -268,7 +268,7 @@ class PoseDataset(torch.utils.data.Dataset):
         """Sample ``index`` (augmented as in ``set_epoch``'s epoch) or, for the (epoch, index)
         keys of ``EpochKeySampler``, augmented as in that epoch."""
         from pkmodel.data.targets import encode_targets
-        from pkmodel.model.network import OUTPUT_STRIDE
+        from pkmodel.model.outputs import OUTPUT_STRIDE
 
         _one_thread_per_worker()
         epoch, index = key if isinstance(key, tuple) else (None, key)
@@ -503,64 +503,6 @@ def make_loader(
         generator=torch.Generator().manual_seed(shuffle_seed(seed, epoch)),
         persistent_workers=False,
     )
-
-
-def benchmark_dataset(
-    labels_json: str | Path,
-    cfg: Any,
-    workers: int = 2,
-    batch_size: int = 32,
-    batches: int = 20,
-    train: bool = True,
-    model_step: bool = False,
-    device: str = "cpu",
-) -> dict[str, float]:
-    """Augmented samples per second through a DataLoader (first batch, worker start, excluded).
-
-    With ``model_step``: also forward + backward + loss of ``build_model(cfg.model)`` on one of
-    those batches on ``device``, and the share of a step spent waiting for data when loading
-    overlaps computing (step time = max(load, compute)): ``1 - loader rate / compute rate``.
-    """
-    import time
-
-    dataset = PoseDataset(labels_json, cfg, train=train)
-    # Cycle the (small) sample set so the loader runs for `batches` batches.
-    indices = [i % len(dataset) for i in range(batch_size * (batches + 1))]
-    subset = torch.utils.data.Subset(dataset, indices)
-    loader = make_loader(subset, batch_size, shuffle=False, workers=workers, drop_last=True)
-    it = iter(loader)
-    first = next(it)
-    start = time.perf_counter()
-    n = sum(batch["image"].shape[0] for batch in it)
-    seconds = time.perf_counter() - start
-    result = {"samples": n, "workers": workers, "samples_per_s": n / seconds}
-    if model_step:
-        from pkmodel.model.loss import PoseLoss
-        from pkmodel.model.network import build_model
-
-        model = build_model(cfg.model, pretrained=False).to(device).train()
-        loss_fn = PoseLoss(cfg.loss)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        batch = {k: v.to(device) for k, v in first.items()}
-
-        def step() -> None:
-            loss, _ = loss_fn(model(batch["image"]), batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-        step()  # warm-up (allocations, cuDNN autotune)
-        sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-        sync()
-        start = time.perf_counter()
-        steps = 3
-        for _ in range(steps):
-            step()
-        sync()
-        compute = steps * batch_size / (time.perf_counter() - start)
-        result["step_samples_per_s"] = compute
-        result["data_wait_share"] = max(0.0, 1.0 - result["samples_per_s"] / compute)
-    return result
 
 
 def draw_sample(sample: PoseSample, caption: str = "") -> np.ndarray:

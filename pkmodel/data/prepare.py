@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import time
 from collections.abc import Iterable
@@ -537,7 +536,7 @@ def _previous_crops(
 # --- the whole split -------------------------------------------------------------------------
 
 
-def _worker_count(requested: int) -> int:
+def worker_count(requested: int) -> int:
     from pkmodel.common.runtime import usable_cores
 
     return requested if requested > 0 else usable_cores()
@@ -637,7 +636,7 @@ def prepare_split(
         dropped={r: int((reasons == i).sum()) for i, r in enumerate(DROP_REASONS)},
     )
     samples: dict[int, dict[str, Any]] = {}
-    workers = _worker_count(params.workers)
+    workers = worker_count(params.workers)
     bar = tqdm(total=len(tasks), unit="img", desc=f"prepare {split}", disable=not progress)
     next_save = time.monotonic() + checkpoint_every_s
     try:
@@ -706,45 +705,3 @@ def _run_tasks(tasks: list[_ImageTask], workers: int) -> Iterable[_ImageResult]:
     chunk = max(1, min(32, len(work) // (workers * 8)))
     with ctx.Pool(workers, initializer=_worker_init) as pool:
         yield from pool.imap_unordered(_process_image, work, chunksize=chunk)
-
-
-def benchmark_prepare(
-    images_dir: str | Path,
-    annotations: str | Path,
-    out_dir: str | Path,
-    params: PrepareParams,
-    repeats: int = 2,
-    replicate: int = 10,
-) -> dict[str, float]:
-    """Crops per second of a fresh prepare run (best of ``repeats``), and of a resumed one.
-
-    The annotation file is repeated ``replicate`` times under new ids (same image files), so
-    a small sample runs long enough to measure the steady state, pool start included.
-    """
-    import shutil
-
-    out_dir = Path(out_dir)
-    data = json.loads(Path(annotations).read_bytes())
-    images, anns = [], []
-    step_i = max(i["id"] for i in data["images"]) + 1
-    step_a = max(a["id"] for a in data["annotations"]) + 1
-    for r in range(replicate):
-        images += [{**i, "id": i["id"] + r * step_i} for i in data["images"]]
-        anns += [{**a, "id": a["id"] + r * step_a, "image_id": a["image_id"] + r * step_i}
-                 for a in data["annotations"]]  # fmt: skip
-    out_dir.mkdir(parents=True, exist_ok=True)
-    bench_json = out_dir / "bench_annotations.json"
-    bench_json.write_text(json.dumps({**data, "images": images, "annotations": anns}))
-    best = math.inf
-    summary = None
-    for _ in range(repeats):
-        shutil.rmtree(out_dir / "imgs", ignore_errors=True)
-        summary = prepare_split("bench", images_dir, bench_json, out_dir, params, progress=False)
-        best = min(best, summary.seconds)
-    resumed = prepare_split("bench", images_dir, bench_json, out_dir, params, progress=False)
-    return {
-        "crops": summary.kept,
-        "workers": _worker_count(params.workers),
-        "crops_per_s": summary.kept / best,
-        "resumed_crops_per_s": resumed.kept / resumed.seconds,
-    }

@@ -31,6 +31,8 @@ import numpy as np
 
 from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.skeleton import FLIP_INDEX, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, OKS_SIGMAS
+from pkmodel.model.decode import DecodeSettings, decode_poses
+from pkmodel.model.outputs import OUTPUT_NAMES
 
 # COCOeval's keypoint summary, in the order of COCOeval.stats (-1 = no ground truth in range).
 COCO_STAT_NAMES: tuple[str, ...] = ("AP", "AP50", "AP75", "APm", "APl",
@@ -282,35 +284,6 @@ class Predictions:
     loss: dict[str, float] = field(default_factory=dict)  # mean loss terms (with a loss_fn)
 
 
-def decode_tensors(outputs: Sequence[Any], cfg: Any) -> dict[str, np.ndarray]:
-    """Decode output tensors on their device (decode_batch_torch); small NumPy results.
-
-    The stride is the input size over the grid width, so any input size works.
-    """
-    import torch
-
-    from pkmodel.model.decode import decode_batch_torch
-
-    heatmaps, centers = outputs[0], outputs[1]
-    n, _, h, w = heatmaps.shape
-    stride = cfg.model.input_size // w
-    dec = decode_batch_torch(
-        *outputs,
-        stride=stride,
-        score_threshold=cfg.decoder.score_threshold,
-        prior_offset=cfg.decoder.center_prior_offset,
-    )
-    rows = torch.arange(n, device=centers.device)
-    center_scores = centers[rows, 0, dec.center[:, 1], dec.center[:, 0]]
-    return {
-        "keypoints": dec.keypoints.double().cpu().numpy(),
-        "scores": dec.scores.double().cpu().numpy(),
-        "found": dec.found.cpu().numpy(),
-        "center_scores": center_scores.double().cpu().numpy(),
-        "centers": ((dec.center.double() + 0.5) * stride).cpu().numpy(),  # input pixels
-    }
-
-
 def _collect(parts: list[dict[str, np.ndarray]], loss: dict[str, float]) -> Predictions:
     return Predictions(
         keypoints=np.concatenate([p["keypoints"] for p in parts]),
@@ -377,7 +350,10 @@ def predict_split(
                 if flip_test:
                     flipped = model(batch["image"].flip(3))
                     outputs = average_flip(outputs, tuple(o.float() for o in flipped))
-                parts.append(decode_tensors(outputs, cfg))
+                settings = DecodeSettings.for_grid(
+                    cfg.decoder, cfg.model.input_size, outputs[0].shape[-1]
+                )
+                parts.append(decode_poses(outputs, settings))
     finally:
         model.train(was_training)
     return _collect(parts, {k: v / len(dataset) for k, v in sums.items()})
@@ -398,8 +374,11 @@ def oracle_split(
     loader = _loader(dataset, cfg.eval.batch_size if batch_size is None else batch_size, cfg.train.workers, "cpu")  # fmt: skip
     with torch.inference_mode():
         for batch in tqdm(loader, desc="oracle", unit="batch", disable=not progress):
-            targets = tuple(batch[name] for name in ("heatmaps", "centers", "regs", "offsets"))
-            parts.append(decode_tensors(targets, cfg))
+            targets = tuple(batch[name] for name in OUTPUT_NAMES)
+            settings = DecodeSettings.for_grid(
+                cfg.decoder, cfg.model.input_size, targets[0].shape[-1]
+            )
+            parts.append(decode_poses(targets, settings))
     return _collect(parts, {})
 
 

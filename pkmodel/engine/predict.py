@@ -21,6 +21,7 @@ from pkmodel.common.atomic import check_writable
 from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from pkmodel.common.skeleton import JOINT_NAMES
+from pkmodel.model.decode import DecodeSettings, decode_poses
 
 PREDICTIONS_SCHEMA = "pkmodel.predictions"
 # The person box around a pose's found joints grows by this x its longer side on every side
@@ -51,12 +52,13 @@ class TorchRunner:
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         import torch
 
-        from pkmodel.engine.evaluate import decode_tensors
-
         with torch.inference_mode():
             x = torch.from_numpy(batch).to(self.device)
             outputs = tuple(o.float() for o in self.model(x))
-            return decode_tensors(outputs, self.cfg)
+            grid = outputs[0].shape[-1]
+            return decode_poses(
+                outputs, DecodeSettings.for_grid(self.cfg.decoder, self.input_size, grid)
+            )
 
 
 class OnnxRunner:
@@ -65,7 +67,7 @@ class OnnxRunner:
     def __init__(self, weights: Path, cfg: Any) -> None:
         import onnxruntime as ort
 
-        from pkmodel.model.network import OUTPUT_NAMES
+        from pkmodel.model.outputs import OUTPUT_NAMES
 
         if not weights.is_file():
             raise PkmodelError(f"weights file {weights} {not_there(weights)}")
@@ -98,8 +100,6 @@ class OnnxRunner:
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
 
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        from pkmodel.model.decode import decode_batch
-
         n = len(batch)
         step = self.fixed_batch or n
         if n % step:  # a fixed-batch export: pad the last chunk, drop the padding after
@@ -110,27 +110,11 @@ class OnnxRunner:
             self.session.run(self.output_names, {self.input_name: batch[i : i + step]})
             for i in range(0, len(batch), step)
         ]
-        heatmaps, centers, regs, offsets = (
-            np.concatenate(parts)[:n] for parts in zip(*runs, strict=True)
+        outputs = [np.concatenate(parts)[:n] for parts in zip(*runs, strict=True)]
+        grid = outputs[0].shape[-1]
+        return decode_poses(
+            outputs, DecodeSettings.for_grid(self.cfg.decoder, self.input_size, grid)
         )
-        stride = self.input_size // heatmaps.shape[-1]
-        dec = decode_batch(
-            heatmaps,
-            centers,
-            regs,
-            offsets,
-            stride=stride,
-            score_threshold=self.cfg.decoder.score_threshold,
-            prior_offset=self.cfg.decoder.center_prior_offset,
-        )
-        rows = np.arange(n)
-        return {
-            "keypoints": dec.keypoints,
-            "scores": dec.scores,
-            "found": dec.found,
-            "center_scores": centers[rows, 0, dec.center[:, 1], dec.center[:, 0]].astype(float),
-            "centers": (dec.center + 0.5) * stride,
-        }
 
 
 def load_runner(weights: str | Path, cfg: Any, device: Any = "cpu") -> TorchRunner | OnnxRunner:

@@ -138,20 +138,15 @@ class ModelJoints:
         import torch
 
         from pkmodel.common.geometry import letterbox_image
-        from pkmodel.model.decode import decode_outputs
+        from pkmodel.model.decode import DecodeSettings, decode_batch
 
         boxed = [letterbox_image(im, self.input_size) for im in images]
         batch = np.stack([b for b, _ in boxed]).astype(np.float32) / 127.5 - 1.0
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device)
         with torch.no_grad():
             outputs = self.model(x)
-        stride = self.input_size // outputs[0].shape[-1]
-        dec = decode_outputs(
-            outputs,
-            stride=stride,
-            score_threshold=self.decoder.score_threshold,
-            prior_offset=self.decoder.center_prior_offset,
-        )
+        grid = outputs[0].shape[-1]
+        dec = decode_batch(outputs, DecodeSettings.for_grid(self.decoder, self.input_size, grid))
         letterbox = boxed[0][1]  # every frame of a recording has the same size
         keypoints = letterbox.to_image(dec.keypoints)
         keep = dec.found & (dec.scores >= self.min_score)

@@ -7,11 +7,15 @@ dict), optional ``ema`` (state dict), ``config`` (``Config.to_dict()``) and trai
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
 from pkmodel.common.atomic import atomic_open
 from pkmodel.common.errors import PkmodelError, not_there
+from pkmodel.config import config_from_dict
+from pkmodel.model.network import build_model
 
 CHECKPOINT_FORMAT = "pkmodel-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -28,8 +32,6 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
     """Load a pkmodel checkpoint with ``weights_only=True``; anything else is a PkmodelError."""
-    import pickle
-    import warnings
 
     import torch
 
@@ -74,8 +76,6 @@ def model_from_checkpoint(path: str | Path, prefer_ema: bool = True, map_locatio
 
     Returns (model in eval mode, Config, raw checkpoint dict).
     """
-    from pkmodel.config import config_from_dict
-    from pkmodel.model.network import build_model
 
     state = load_checkpoint(path, map_location)
     cfg = config_from_dict(state["config"], f"checkpoint {path}")

@@ -16,20 +16,47 @@ offsets N x 2K x h x w), every step is vectorised over samples and joints:
 The distance weights are looked up in a table of ``d + prior_offset`` for every cell step
 (computed in float64, stored float32) rather than recomputed per joint; numpy and torch use the
 same table and the same float32 division, so they pick the same cells.
+
+Every decoder here takes the outputs as one sequence ``(heatmaps, centers, regs, offsets)`` (the
+model's output tuple as it is) and a ``DecodeSettings``.
 """
 
 from __future__ import annotations
 
 import functools
-import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from pkmodel.common.geometry import Letterbox, crop_to_image
+from pkmodel.config import DecoderConfig
+from pkmodel.model.outputs import OUTPUT_STRIDE
 
 if TYPE_CHECKING:  # torch is imported lazily: the NumPy decoder must not need it
     import torch
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How outputs are decoded: the grid's stride in input pixels, the score below which a
+    joint is not found, and the offset of the distance weights 1 / (d + prior_offset)."""
+
+    stride: int = OUTPUT_STRIDE
+    score_threshold: float = DecoderConfig.score_threshold
+    prior_offset: float = DecoderConfig.center_prior_offset
+
+    @classmethod
+    def from_config(cls, decoder: DecoderConfig, stride: int = OUTPUT_STRIDE) -> DecodeSettings:
+        """The ``[decoder]`` values for a grid of ``stride`` input pixels per cell."""
+        return cls(stride, decoder.score_threshold, decoder.center_prior_offset)
+
+    @classmethod
+    def for_grid(cls, decoder: DecoderConfig, input_size: int, grid: int) -> DecodeSettings:
+        """The ``[decoder]`` values for a network of ``input_size`` pixels whose output grid is
+        ``grid`` cells wide (any input size works)."""
+        return cls.from_config(decoder, input_size // grid)
 
 
 class Decoded(NamedTuple):
@@ -82,25 +109,27 @@ def _check_shapes(heatmaps: Any, centers: Any, regs: Any, offsets: Any) -> None:
             raise ValueError(f"{name} has shape {tuple(got[name])}, expected {shape}")
 
 
-def decode_batch(
-    heatmaps: np.ndarray,
-    centers: np.ndarray,
-    regs: np.ndarray,
-    offsets: np.ndarray,
-    stride: int = 4,
-    score_threshold: float = 0.2,
-    prior_offset: float = 1.8,
-) -> Decoded:
-    """Decode N samples at once (arrays N x C x h x w); see the module docstring."""
-    heatmaps = np.asarray(heatmaps, np.float32)
-    centers = np.asarray(centers, np.float32)
-    regs, offsets = np.asarray(regs), np.asarray(offsets)
+def _numpy(output: Any) -> np.ndarray:
+    """A NumPy array of an output given as an array or a (CPU or GPU) tensor."""
+    if hasattr(output, "detach"):
+        return output.detach().float().cpu().numpy()
+    return np.asarray(output)
+
+
+def decode_batch(outputs: Sequence[Any], settings: DecodeSettings = DecodeSettings()) -> Decoded:
+    """Decode N samples at once (arrays or tensors N x C x h x w); see the module docstring."""
+    heatmaps, centers, regs, offsets = (_numpy(o) for o in outputs)
+    heatmaps, centers = (
+        heatmaps.astype(np.float32, copy=False),
+        centers.astype(np.float32, copy=False),
+    )
+    prior_offset = float(settings.prior_offset)
     _check_shapes(heatmaps, centers, regs, offsets)
     n, k, h, w = heatmaps.shape
     rows = np.arange(n)
 
     # 1. Center: prior-weighted argmax.
-    weighted = centers[:, 0] * center_prior(h, w, float(prior_offset))
+    weighted = centers[:, 0] * center_prior(h, w, prior_offset)
     flat = weighted.reshape(n, -1).argmax(axis=1)
     cy, cx = flat // w, flat % w
 
@@ -111,7 +140,7 @@ def decode_batch(
     ry = np.minimum(np.maximum(cy[:, None] + step[..., 1], 0), h - 1)
 
     # 3. Distance-weighted refinement around the regressed cells.
-    denom = _distance_windows(h, w, float(prior_offset))[ry, rx]  # (n, k, h, w)
+    denom = _distance_windows(h, w, prior_offset)[ry, rx]  # (n, k, h, w)
     ratio = np.divide(heatmaps, denom, out=denom)  # in place: one big array less
     jflat = ratio.reshape(n, k, -1).argmax(axis=2)
     jy, jx = jflat // w, jflat % w
@@ -122,35 +151,18 @@ def decode_batch(
     off = offsets.reshape(n, k, 2, h * w)[sample, joint, :, jflat].astype(np.float64)  # (n, k, 2)
     cells = np.stack([jx, jy], -1)
     return Decoded(
-        keypoints=(cells + off) * stride,
+        keypoints=(cells + off) * settings.stride,
         scores=scores,
-        found=scores >= score_threshold,
+        found=scores >= settings.score_threshold,
         center=np.stack([cx, cy], -1),
         cells=cells,
     )
 
 
-def decode_single(
-    heatmaps: np.ndarray,
-    centers: np.ndarray,
-    regs: np.ndarray,
-    offsets: np.ndarray,
-    stride: int = 4,
-    score_threshold: float = 0.2,
-    prior_offset: float = 1.8,
-) -> Decoded:
+def decode_single(outputs: Sequence[Any], settings: DecodeSettings = DecodeSettings()) -> Decoded:
     """Decode one sample (arrays C x h x w); the result has no batch axis."""
-    out = decode_batch(
-        heatmaps[None], centers[None], regs[None], offsets[None], stride, score_threshold,
-        prior_offset,
-    )  # fmt: skip
+    out = decode_batch([o[None] for o in outputs], settings)
     return Decoded(*(field[0] for field in out))
-
-
-def decode_outputs(outputs: Any, stride: int = 4, **kwargs: Any) -> Decoded:
-    """Decode the model's output tuple (NumPy arrays or CPU/GPU tensors) with ``decode_batch``."""
-    arrays = [o.detach().float().cpu().numpy() if hasattr(o, "detach") else o for o in outputs]
-    return decode_batch(*arrays, stride=stride, **kwargs)
 
 
 class DecodedTorch(NamedTuple):
@@ -179,17 +191,12 @@ def _torch_tables(h: int, w: int, prior_offset: float, device: Any) -> tuple[Any
 
 
 def decode_batch_torch(
-    heatmaps: torch.Tensor,
-    centers: torch.Tensor,
-    regs: torch.Tensor,
-    offsets: torch.Tensor,
-    stride: int = 4,
-    score_threshold: float = 0.2,
-    prior_offset: float = 1.8,
+    outputs: Sequence[torch.Tensor], settings: DecodeSettings = DecodeSettings()
 ) -> DecodedTorch:
     """The torch twin of ``decode_batch``: same algorithm on the tensors' device, no sync."""
     import torch
 
+    heatmaps, centers, regs, offsets = outputs
     _check_shapes(heatmaps, centers, regs, offsets)
     n, k, h, w = heatmaps.shape
     dev = heatmaps.device
@@ -197,7 +204,7 @@ def decode_batch_torch(
     regs, offsets = regs.detach().float(), offsets.detach().float()
     rows = torch.arange(n, device=dev)
 
-    prior, table = _torch_tables(h, w, float(prior_offset), dev)
+    prior, table = _torch_tables(h, w, float(settings.prior_offset), dev)
     weighted = centers[:, 0] * prior
     flat = weighted.reshape(n, -1).argmax(dim=1)
     cy, cx = flat // w, flat % w
@@ -220,14 +227,45 @@ def decode_batch_torch(
     off = offsets.reshape(n, k, 2, h * w)
     off_x = off[:, :, 0].gather(2, jflat[..., None])[..., 0]
     off_y = off[:, :, 1].gather(2, jflat[..., None])[..., 0]
-    keypoints = torch.stack([jx + off_x, jy + off_y], -1) * stride
+    keypoints = torch.stack([jx + off_x, jy + off_y], -1) * settings.stride
     return DecodedTorch(
         keypoints=keypoints,
         scores=scores,
-        found=scores >= score_threshold,
+        found=scores >= settings.score_threshold,
         center=torch.stack([cx, cy], -1),
         cells=torch.stack([jx, jy], -1),
     )
+
+
+def decode_poses(outputs: Sequence[Any], settings: DecodeSettings) -> dict[str, np.ndarray]:
+    """Decode and return small NumPy arrays: ``keypoints`` (N x K x 2 input pixels), ``scores``,
+    ``found``, ``center_scores`` (the center map at the chosen cell) and ``centers`` (the center
+    cell's middle in input pixels). Tensors are decoded on their device (``decode_batch_torch``),
+    arrays with ``decode_batch``."""
+    centers = outputs[1]
+    n = centers.shape[0]
+    if hasattr(centers, "detach"):
+        import torch
+
+        dec = decode_batch_torch(outputs, settings)
+        rows = torch.arange(n, device=centers.device)
+        center_scores = centers[rows, 0, dec.center[:, 1], dec.center[:, 0]]
+        return {
+            "keypoints": dec.keypoints.double().cpu().numpy(),
+            "scores": dec.scores.double().cpu().numpy(),
+            "found": dec.found.cpu().numpy(),
+            "center_scores": center_scores.double().cpu().numpy(),
+            "centers": ((dec.center.double() + 0.5) * settings.stride).cpu().numpy(),
+        }
+    found = decode_batch(outputs, settings)
+    center_scores = np.asarray(centers)[np.arange(n), 0, found.center[:, 1], found.center[:, 0]]
+    return {
+        "keypoints": found.keypoints,
+        "scores": found.scores,
+        "found": found.found,
+        "center_scores": center_scores.astype(np.float64),
+        "centers": (found.center + 0.5) * settings.stride,
+    }
 
 
 def keypoints_to_image(
@@ -249,84 +287,3 @@ def keypoints_to_image(
             raise ValueError("crop_size is required with crop_box")
         out = crop_to_image(out, crop_box, crop_size)
     return out
-
-
-def random_outputs(
-    n: int, k: int, grid: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Random float32 network outputs (heatmaps, centers in [0, 1); regs +-grid/2; offsets [0, 1)).
-
-    For tests and benchmarks of the decoder.
-    """
-    rng = np.random.default_rng(seed)
-    heat = rng.random((n, k, grid, grid), dtype=np.float32)
-    cen = rng.random((n, 1, grid, grid), dtype=np.float32)
-    regs = ((rng.random((n, 2 * k, grid, grid)) - 0.5) * grid).astype(np.float32)
-    offs = rng.random((n, 2 * k, grid, grid), dtype=np.float32)
-    return heat, cen, regs, offs
-
-
-def _time_per_frame(fn: Any, frames: int, min_seconds: float) -> float:
-    """Best-of-repeats microseconds per frame of ``fn()`` that decodes ``frames`` frames."""
-    fn()  # warm caches
-    best, spent = float("inf"), 0.0
-    while spent < min_seconds:
-        t = time.perf_counter()
-        fn()
-        dt = time.perf_counter() - t
-        spent += dt
-        best = min(best, dt)
-    return best / frames * 1e6
-
-
-def benchmark_decoder(
-    grid: int = 48,
-    num_joints: int = 17,
-    batch: int = 64,
-    min_seconds: float = 0.5,
-    torch_device: str | None = None,
-) -> dict[str, float]:
-    """Microseconds per frame: vectorised decoder (1 frame, a batch) vs the loop references.
-
-    ``reference_loop`` is the deliberately simple all-Python reference
-    (``pkmodel.model.decode_reference.decode_reference``); ``reference_per_joint`` loops over samples
-    and joints with NumPy argmaxes per joint (the shape of the earlier PoseKit decoder). With
-    ``torch_device`` ("cpu", "cuda", ...) the torch twin's batch is timed too (``torch_batch_us``,
-    synchronised, results left on the device).
-    """
-    from pkmodel.model.decode_reference import decode_per_joint, decode_reference
-
-    heat, cen, regs, offs = random_outputs(batch, num_joints, grid)
-    one = tuple(a[:1] for a in (heat, cen, regs, offs))
-    ref_frames = 2  # the pure-Python reference is slow: time a couple of frames
-    few = tuple(a[:ref_frames] for a in (heat, cen, regs, offs))
-    result = {
-        "grid": float(grid),
-        "batch": float(batch),
-        "single_us": _time_per_frame(lambda: decode_batch(*one), 1, min_seconds),
-        "batch_us": _time_per_frame(
-            lambda: decode_batch(heat, cen, regs, offs), batch, min_seconds
-        ),
-        "reference_loop_us": _time_per_frame(
-            lambda: decode_reference(*few), ref_frames, min_seconds
-        ),
-        "reference_per_joint_us": _time_per_frame(
-            lambda: decode_per_joint(heat, cen, regs, offs), batch, min_seconds
-        ),
-    }
-    if torch_device is not None:
-        import torch
-
-        dev = torch.device(torch_device)
-        tensors = [torch.from_numpy(a).to(dev) for a in (heat, cen, regs, offs)]
-
-        def run_torch() -> None:
-            decode_batch_torch(*tensors)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-
-        result["torch_batch_us"] = _time_per_frame(run_torch, batch, min_seconds)
-    result["speedup_batch_vs_loop"] = result["reference_loop_us"] / result["batch_us"]
-    result["speedup_single_vs_loop"] = result["reference_loop_us"] / result["single_us"]
-    result["speedup_batch_vs_per_joint"] = result["reference_per_joint_us"] / result["batch_us"]
-    return result

@@ -1,14 +1,13 @@
 """The pose network: MobileNetV2 backbone, a light FPN-style neck to stride 4, four conv heads.
 
-Outputs (in the order of ``OUTPUT_NAMES``), for an input N x 3 x S x S in [-1, 1]:
-``heatmaps`` N x K x h x w and ``centers`` N x 1 x h x w (sigmoid applied), ``regs`` and
-``offsets`` N x 2K x h x w (raw, in cells; channel 2j is x of joint j, 2j + 1 its y), with
-h = w = S / 4. The graph is static (no data-dependent ops), so it exports to ONNX and Core ML.
+Its outputs are the contract of pkmodel.model.outputs (``OUTPUT_NAMES``, stride 4). The graph
+is static (no data-dependent ops), so it exports to ONNX and Core ML.
 """
 
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 
 import torch
@@ -18,9 +17,8 @@ from torch import nn
 from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.skeleton import NUM_JOINTS
 from pkmodel.config import ModelConfig
+from pkmodel.model.outputs import OUTPUT_NAMES, OUTPUT_STRIDE
 
-OUTPUT_NAMES: tuple[str, ...] = ("heatmaps", "centers", "regs", "offsets")
-OUTPUT_STRIDE = 4
 # The backbone's total stride; the input side must be a multiple of it.
 BACKBONE_STRIDE = 32
 # Heatmap and center heads start at sigmoid(bias) = 0.1, as CenterNet does, so the first
@@ -141,7 +139,6 @@ class PoseNet(nn.Module):
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    import pickle
 
     if not path.is_file():
         raise PkmodelError(f"model.pretrained: backbone weights file {path} {not_there(path)}")

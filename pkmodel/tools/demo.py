@@ -213,7 +213,9 @@ def onnx_latency_ms(path: Path, input_size: int, runs: int = 30) -> float:
     """Median batch-1 onnxruntime latency of the exported model on this CPU."""
     import numpy as np
 
-    from pkmodel.export.common import INPUT_NAME, median_ms, onnx_session
+    from pkmodel.export.common import INPUT_NAME
+    from pkmodel.export.onnx import onnx_session
+    from pkmodel.tools.benchmark.timing import median_ms
 
     session = onnx_session(path)
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, input_size, input_size)).astype(np.float32)

@@ -12,6 +12,7 @@ from pkmodel.common.geometry import square_crop_box
 from pkmodel.config import TargetsConfig
 from pkmodel.data.targets import encode_targets, person_sizes, point_cells, point_offsets
 from pkmodel.model.decode import decode_single
+from pkmodel.model.outputs import OUTPUT_NAMES
 from tests.conftest import shared_data
 
 K = 17
@@ -23,7 +24,7 @@ def _person(rng, size, lo=0.1, hi=0.9, vis=2.0):
 
 
 def _decode(t):
-    return decode_single(t["heatmaps"], t["centers"], t["regs"], t["offsets"])
+    return decode_single([t[name] for name in OUTPUT_NAMES])
 
 
 def test_cell_and_offset_convention_round_trips_exactly():

@@ -221,9 +221,9 @@ def _random_pose(rng, size, main=True):
 
 
 def _decode(outputs):
-    from pkmodel.model.decode import decode_outputs
+    from pkmodel.model.decode import decode_batch
 
-    return decode_outputs(outputs, stride=4)
+    return decode_batch(outputs)
 
 
 def test_unflip_maps_targets_of_the_mirrored_pose_onto_the_pose():

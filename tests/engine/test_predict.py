@@ -53,13 +53,14 @@ class _OracleRunner:
 
     def __call__(self, batch):
         from pkmodel.data.targets import encode_targets
-        from pkmodel.engine.evaluate import decode_tensors
+        from pkmodel.model.decode import DecodeSettings, decode_poses
 
         names = ("heatmaps", "centers", "regs", "offsets")
         targets = [encode_targets(kp, c, None, None, SIZE, self.cfg.targets)
                    for kp, c in self.poses[: len(batch)]]  # fmt: skip
-        return decode_tensors(
-            tuple(torch.from_numpy(np.stack([t[n] for t in targets])) for n in names), self.cfg
+        return decode_poses(
+            tuple(torch.from_numpy(np.stack([t[n] for t in targets])) for n in names),
+            DecodeSettings.from_config(self.cfg.decoder),
         )
 
 
@@ -226,7 +227,7 @@ def test_predict_image_and_folder_with_a_checkpoint(tmp_path, checkpoint):
 def test_checkpoint_and_onnx_agree(tmp_path, checkpoint):
     import cv2
 
-    from pkmodel.export.common import write_onnx
+    from pkmodel.export.onnx import write_onnx
     from pkmodel.model.checkpoint import model_from_checkpoint
 
     model, cfg, _ = model_from_checkpoint(checkpoint)

@@ -13,12 +13,12 @@ from pkmodel.common.errors import PkmodelError
 from pkmodel.config import ModelConfig
 from pkmodel.model.network import (
     HEATMAP_BIAS,
-    OUTPUT_NAMES,
     build_model,
     count_macs,
     model_summary,
     output_shapes,
 )
+from pkmodel.model.outputs import OUTPUT_NAMES
 
 K = 17
 

@@ -8,7 +8,7 @@ import pytest
 
 from pkmodel.common.errors import PkmodelError
 from pkmodel.config import load_config
-from pkmodel.tools.benchmark import FIGURES, Plan, apply_quick, format_table, quick_out_path
+from pkmodel.tools.benchmark.run import FIGURES, Plan, apply_quick, format_table, quick_out_path
 from tests.conftest import run_cli
 
 
@@ -92,3 +92,14 @@ def test_plan_check_names_the_key():
     cfg = load_config(None, ["benchmark.train_steps=0"], env={})
     with pytest.raises(PkmodelError, match="benchmark.train_steps = 0 must be >= 1"):
         Plan.from_config(cfg, quick=False).check()
+
+
+def test_latency_benchmark_reports_both_runtimes():
+    from pkmodel.config import ModelConfig
+    from pkmodel.model.network import build_model
+    from pkmodel.tools.benchmark.stages import benchmark_cpu_latency
+
+    model = build_model(ModelConfig(input_size=64, width_mult=0.35), pretrained=False)
+    report = benchmark_cpu_latency(model, 64, 0.35, runs=3, warmup=1)
+    assert report.torch_ms > 0 and report.onnxruntime_ms > 0
+    assert "onnxruntime" in report.summary() and report.runs == 3

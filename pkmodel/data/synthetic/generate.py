@@ -5,8 +5,6 @@ those three numbers alone, so the files do not depend on the number of worker pr
 the order they finish in. Files are written atomically (temporary file + rename); each
 annotation file is removed first and written last, so an interrupted run never leaves an
 annotation file that disagrees with its images.
-
-Benchmark: ``python -m pkmodel.data.synthetic.generate --bench 1000 --size 256x256``.
 """
 
 from __future__ import annotations
@@ -444,46 +442,3 @@ def generate(spec: SyntheticSpec, progress: bool = True) -> Summary:
         seconds=time.perf_counter() - start,
         workers=workers,
     )
-
-
-def benchmark_synthetic(
-    n: int = 1000, size: tuple[int, int] = (256, 256), workers: int = 0, seed: int = 0
-) -> dict[str, float]:
-    """Time writing ``n`` training images of ``size`` (width, height) into a temporary folder."""
-    import resource
-    import tempfile
-
-    def cpu() -> float:  # this process and its finished workers, user + system
-        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)  # fmt: skip
-        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-    with tempfile.TemporaryDirectory(prefix="pkmodel-synthetic-bench-") as tmp:
-        spec = SyntheticSpec(out=Path(tmp), num_train=n, num_val=0, width=size[0],
-                             height=size[1], seed=seed, sequences=0, workers=workers)  # fmt: skip
-        cpu0 = cpu()
-        summary = generate(spec, progress=False)
-        cpu_s = cpu() - cpu0
-    return {
-        "images": float(n),
-        "seconds": round(summary.seconds, 2),
-        "images_per_s": round(n / summary.seconds, 1),
-        "cpu_seconds": round(cpu_s, 2),  # on a busy machine, wall time hides what it costs
-        "workers": float(summary.workers),
-    }
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m pkmodel.data.synthetic.generate --bench N --size WxH [--workers W]``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Benchmark the synthetic data generator.")
-    parser.add_argument("--bench", type=int, default=1000, help="images to generate")
-    parser.add_argument("--size", default="256x256", help="WIDTHxHEIGHT")
-    parser.add_argument("--workers", type=int, default=0, help="processes (0 = one per core)")
-    args = parser.parse_args(argv)
-    result = benchmark_synthetic(args.bench, parse_size(args.size), args.workers)
-    print(json.dumps(result))
-
-
-if __name__ == "__main__":
-    main()

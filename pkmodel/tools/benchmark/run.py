@@ -21,15 +21,37 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pkmodel.common.atomic import atomic_write_json, check_writable
+from pkmodel.common.devices import DistInfo, seed_everything, select_device
 from pkmodel.common.errors import PkmodelError
+from pkmodel.common.runtime import usable_cores
+from pkmodel.config.rules import at_least, check_rules
+from pkmodel.data.dataset import PoseDataset
+from pkmodel.data.prepare import PrepareParams, prepare_split
+from pkmodel.data.synthetic.generate import SyntheticSpec, generate
+from pkmodel.engine.optim import ModelEMA, build_optimizer
+from pkmodel.engine.train import epoch_loader, input_images, set_memory_format, to_device
+from pkmodel.export.common import INPUT_NAME, normalise_pixels, sample_input
+from pkmodel.export.onnx import check_opset, onnx_session, write_onnx
+from pkmodel.model.loss import PoseLoss
+from pkmodel.model.network import build_model, check_model_config, model_summary, output_shapes
+from pkmodel.tools.benchmark.stages import (
+    benchmark_cpu_latency,
+    benchmark_dataset,
+    benchmark_decoder,
+    benchmark_prepare,
+    benchmark_synthetic,
+)
+from pkmodel.tools.benchmark.timing import median_of, median_seconds
 
 SCHEMA = "pkmodel.benchmark"
 VERSION = 1
@@ -83,7 +105,6 @@ class Plan:
 
     def check(self) -> None:
         """Raise PkmodelError naming the first benchmark value that cannot work."""
-        from pkmodel.config.rules import at_least, check_rules
 
         keys = ("repeats", "batch_size", "latency_runs", "train_steps", "images")
         check_rules("benchmark", self, [at_least(key, 1) for key in keys])
@@ -109,24 +130,6 @@ def quick_out_path(out: Path) -> Path:
 # --- timing helpers ----------------------------------------------------------------------------
 
 
-def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def median_of(runs: list[dict[str, Any]]) -> dict[str, float]:
-    """Per key, the median over the repeats' result dicts (numeric values only)."""
-    keys = [k for k, v in runs[0].items() if isinstance(v, (int, float))]
-    return {k: float(np.median([r[k] for r in runs])) for k in keys}
-
-
 # --- the machine -------------------------------------------------------------------------------
 
 
@@ -142,7 +145,6 @@ def cpu_model() -> str:
 
 
 def _version(distribution: str) -> str | None:
-    from importlib import metadata
 
     try:
         return metadata.version(distribution)
@@ -154,8 +156,6 @@ def describe_machine() -> dict[str, Any]:
     """CPU, cores, threads, accelerator, library versions and OS of this machine."""
     import cv2
     import torch
-
-    from pkmodel.common.runtime import usable_cores
 
     usable = usable_cores()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
@@ -193,7 +193,6 @@ def load_average() -> list[float] | None:
 
 def measure_model(cfg: Any) -> dict[str, Any]:
     """Parameters and multiply-adds per image of the configured network."""
-    from pkmodel.model.network import model_summary
 
     info = model_summary(cfg.model)
     keep = ("input_size", "width_mult", "parameters", "backbone_parameters", "macs", "outputs")
@@ -202,8 +201,6 @@ def measure_model(cfg: Any) -> dict[str, Any]:
 
 def make_feed_set(cfg: Any, plan: Plan, folder: Path) -> Path:
     """A synthetic training split of ``plan.images`` images, prepared: the labels JSON."""
-    from pkmodel.data.prepare import PrepareParams, prepare_split
-    from pkmodel.data.synthetic.generate import SyntheticSpec, generate
 
     spec = dataclasses.replace(
         SyntheticSpec.from_config(cfg, folder / "synthetic"),
@@ -231,7 +228,6 @@ def make_feed_set(cfg: Any, plan: Plan, folder: Path) -> Path:
 
 def measure_synthetic(cfg: Any, plan: Plan) -> dict[str, Any]:
     """Synthetic images/s (and CPU seconds per image): median over repeats."""
-    from pkmodel.data.synthetic.generate import benchmark_synthetic
 
     size = (cfg.synthetic.width, cfg.synthetic.height)
     runs = [
@@ -254,7 +250,6 @@ def measure_prepare(cfg: Any, plan: Plan, synthetic: Path, folder: Path) -> dict
     Each repeat writes into its own folder: labels left by an earlier repeat would make
     prepare reuse-check every crop and cut the missing ones in the main process, unpooled.
     """
-    from pkmodel.data.prepare import PrepareParams, benchmark_prepare
 
     params = PrepareParams.from_config(cfg.prepare)
     runs = [
@@ -280,7 +275,6 @@ def measure_prepare(cfg: Any, plan: Plan, synthetic: Path, folder: Path) -> dict
 
 def measure_dataset(cfg: Any, plan: Plan, labels: Path) -> dict[str, Any]:
     """Augmented training samples/s through the DataLoader: median over repeats."""
-    from pkmodel.data.dataset import benchmark_dataset
 
     runs = [
         benchmark_dataset(
@@ -309,13 +303,6 @@ def measure_training(cfg: Any, plan: Plan, labels: Path) -> dict[str, Any]:
     the wait for the next batch; the data share is that wait over the whole time.
     """
     import torch
-
-    from pkmodel.common.devices import DistInfo, seed_everything, select_device
-    from pkmodel.data.dataset import PoseDataset
-    from pkmodel.engine.optim import ModelEMA, build_optimizer
-    from pkmodel.engine.train import epoch_loader, input_images, set_memory_format, to_device
-    from pkmodel.model.loss import PoseLoss
-    from pkmodel.model.network import build_model
 
     t = cfg.train
     device = select_device(t.device)
@@ -377,17 +364,6 @@ def measure_inference(cfg: Any, plan: Plan, folder: Path) -> dict[str, Any]:
     """
     import torch
 
-    from pkmodel.export.common import (
-        INPUT_NAME,
-        benchmark_cpu_latency,
-        check_opset,
-        normalise_pixels,
-        onnx_session,
-        sample_input,
-        write_onnx,
-    )
-    from pkmodel.model.network import build_model
-
     size, batch = cfg.model.input_size, plan.batch_size
     check_opset(cfg.export.onnx_opset)
     model = build_model(cfg.model, pretrained=False).eval()
@@ -427,8 +403,6 @@ def measure_inference(cfg: Any, plan: Plan, folder: Path) -> dict[str, Any]:
 
 def measure_decoder(cfg: Any, plan: Plan) -> dict[str, Any]:
     """Decoder microseconds per frame, one frame and a batch: median over repeats."""
-    from pkmodel.model.decode import benchmark_decoder
-    from pkmodel.model.network import output_shapes
 
     joints, _, grid = output_shapes(cfg.model)["heatmaps"]
     runs = [
@@ -442,7 +416,6 @@ def measure_decoder(cfg: Any, plan: Plan) -> dict[str, Any]:
         "batch_size": plan.batch_size,
         "single_us": med["single_us"],
         "batch_us": med["batch_us"],
-        "reference_loop_us": med["reference_loop_us"],
         "reference_per_joint_us": med["reference_per_joint_us"],
     }
 
@@ -486,8 +459,6 @@ def _stage(bar: Any, name: str, seconds: dict[str, float]) -> Iterator[None]:
 def run_benchmark(cfg: Any, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     """Measure every figure (see the module docstring); returns the JSON-ready result."""
     from tqdm import tqdm
-
-    from pkmodel.model.network import check_model_config
 
     plan = Plan.from_config(cfg, quick)
     plan.check()
@@ -607,14 +578,12 @@ def format_table(result: dict[str, Any]) -> str:
 
 def write_result(path: Path, result: dict[str, Any]) -> None:
     """Write the result JSON atomically."""
-    from pkmodel.common.atomic import atomic_write_json
 
     atomic_write_json(path, result)
 
 
 def check_out_path(path: Path) -> Path:
     """Fail before a long run when the JSON cannot be written there."""
-    from pkmodel.common.atomic import check_writable
 
     path = Path(path)
     if path.is_dir():

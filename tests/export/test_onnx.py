@@ -1,0 +1,114 @@
+"""ONNX export: checker, metadata, onnxruntime vs PyTorch on real images, dynamic batch, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pkmodel.cli import app
+from pkmodel.common.errors import PkmodelError
+from pkmodel.common.skeleton import JOINT_NAMES
+from pkmodel.export import common, onnx
+from pkmodel.model.checkpoint import model_from_checkpoint
+from pkmodel.model.outputs import OUTPUT_NAMES
+from tests.conftest import shared_data
+from tests.export.conftest import GRID, SIZE, small_config
+
+runner = CliRunner()
+
+
+def real_images(size: int) -> np.ndarray:
+    """Four COCO images with people, letterboxed to the input size (RGB uint8, N x S x S x 3)."""
+    import cv2
+
+    from pkmodel.common.geometry import letterbox_image
+
+    folder = shared_data("coco_mini", "train2017")
+    names = ["000000227000.jpg", "000000129648.jpg", "000000211325.jpg", "000000370162.jpg"]
+    out = []
+    for name in names:
+        bgr = cv2.imread(str(folder / name))
+        out.append(letterbox_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)[0])
+    return np.stack(out)
+
+
+def test_onnx_matches_pytorch_and_decodes_the_same_keypoints_on_real_images(exports, checkpoint):
+    from pkmodel.model.decode import DecodeSettings, decode_batch
+
+    model, _, _ = model_from_checkpoint(checkpoint)  # EMA weights, as exported
+    session = onnx.onnx_session(exports["onnx"])
+    x = common.normalise_pixels(real_images(SIZE))
+    onnx_out = [session.run(None, {"image": x[i : i + 1]}) for i in range(len(x))]  # batch 1
+    onnx_out = [np.concatenate([o[j] for o in onnx_out]) for j in range(4)]
+    with torch.inference_mode():
+        torch_out = [t.numpy() for t in model(torch.from_numpy(x))]
+    for name, a, b in zip(OUTPUT_NAMES, onnx_out, torch_out, strict=True):
+        assert np.abs(a - b).max() < 1e-4, name
+    settings = DecodeSettings(stride=4, score_threshold=0.3, prior_offset=1.8)
+    da, db = decode_batch(onnx_out, settings), decode_batch(torch_out, settings)
+    assert np.abs(da.keypoints - db.keypoints).max() < 0.01
+    assert np.array_equal(da.found, db.found)
+    # The EMA weights were exported, not the raw model weights.
+    raw, _, _ = model_from_checkpoint(checkpoint, prefer_ema=False)
+    with torch.inference_mode():
+        raw_heat = raw(torch.from_numpy(x[:1]))[0].numpy()
+    assert np.abs(raw_heat - onnx_out[0][:1]).max() > 1e-3
+
+
+def test_onnx_file_is_checked_named_and_carries_metadata(exports):
+    import onnx
+
+    proto = onnx.load(str(exports["onnx"]))
+    onnx.checker.check_model(proto, full_check=True)
+    assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [18]
+    assert [i.name for i in proto.graph.input] == ["image"]
+    assert [o.name for o in proto.graph.output] == list(OUTPUT_NAMES)
+    dims = [d.dim_value for d in proto.graph.output[2].type.tensor_type.shape.dim]
+    assert dims == [1, 34, GRID, GRID]
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["stride"] == "4" and json.loads(meta["joint_names"]) == list(JOINT_NAMES)
+    assert not list(Path(exports["onnx"]).parent.glob("*.data"))  # one self-contained file
+
+
+@pytest.mark.slow
+def test_onnx_dynamic_batch_runs_any_batch(checkpoint, tmp_path):
+    report = onnx.export_onnx(checkpoint, tmp_path / "dyn.onnx", small_config(dynamic_batch=True))
+    assert max(report.max_abs_diff.values()) < 1e-4
+    x = common.normalise_pixels(common.sample_input(SIZE, batch=3, seed=1))
+    heat = onnx.onnx_session(report.path).run(["heatmaps"], {"image": x})[0]
+    assert heat.shape == (3, 17, GRID, GRID)
+
+
+def test_cli_export_onnx_default_out_and_force(checkpoint, exports, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["export-onnx", "-w", str(checkpoint), "--set", "export.out_dir=exp"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    out = tmp_path / "exp" / "model.onnx"
+    assert out.is_file() and "onnxruntime vs PyTorch max abs diff regs" in first.output
+    assert "onnxruntime vs PyTorch decoded keypoints: max 0.000 px" in first.output
+    assert runner.invoke(app, args).exit_code == 2
+    out.write_bytes(b"old")
+    # The second export is the same file: copy it rather than export again (time).
+    monkeypatch.setattr(onnx, "write_onnx", lambda m, path, *a: shutil.copy(exports["onnx"], path))
+    forced = runner.invoke(app, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert out.stat().st_size > 100_000
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model.onnx"]  # no temp leftovers
+
+
+def test_onnx_that_disagrees_with_pytorch_is_not_written(
+    checkpoint, exports, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(onnx, "write_onnx", lambda m, path, *a: shutil.copy(exports["onnx"], path))
+    monkeypatch.setattr(onnx, "compare_onnx_with_torch",
+                        lambda *a: {"keypoints_px": 0.0, **{n: 0.0 if n != "regs" else 0.5 for n in OUTPUT_NAMES}})  # fmt: skip
+    with pytest.raises(PkmodelError, match="'regs' differs from PyTorch by 5.00e-01"):
+        onnx.export_onnx(checkpoint, tmp_path / "m.onnx", small_config())
+    assert list(tmp_path.iterdir()) == []
