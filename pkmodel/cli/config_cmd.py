@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+from pkmodel.common.errors import PkmodelError
 
 app = typer.Typer(help="Inspect and create pkmodel configuration files.", no_args_is_help=True)
 
@@ -39,8 +41,6 @@ def check(config: ConfigOption = None, set_: SetOption = None) -> None:
     Prints one line per section with a problem and exits with code 2, or says the config is
     usable (file paths are checked by the commands that read them).
     """
-    from pkmodel.config.rules import config_problems
-
     cfg = resolve_config(config, set_)
     problems = config_problems(cfg)
     if problems:
@@ -48,6 +48,29 @@ def check(config: ConfigOption = None, set_: SetOption = None) -> None:
             typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
     typer.echo("config OK: every section passes the checks the commands apply")
+
+
+def config_problems(cfg: Any) -> list[str]:
+    """Every section's first problem, one sentence each (empty when the config is usable),
+    in the order of config.toml; the devices are checked against this machine (an absent GPU
+    is a problem here) and the ONNX opset against the installed onnx."""
+    from pkmodel.common.devices import select_device
+    from pkmodel.config import SECTIONS
+    from pkmodel.export.onnx import check_opset
+
+    machine: dict[str, list[Callable[[], object]]] = {
+        "train": [lambda: select_device(cfg.train.device)],
+        "export": [lambda: check_opset(cfg.export.onnx_opset)],
+        "lift": [lambda: select_device(cfg.lift.device, key="lift.device")],
+    }
+    problems = []
+    for name in SECTIONS:
+        for check in [getattr(cfg, name).check, *machine.get(name, [])]:
+            try:
+                check()
+            except PkmodelError as e:
+                problems.append(str(e))
+    return problems
 
 
 @app.command("init")
@@ -60,7 +83,6 @@ def init(
 ) -> None:
     """Write a config file with every default value, documented."""
     from pkmodel.common.atomic import atomic_write_text
-    from pkmodel.common.errors import PkmodelError
     from pkmodel.config import default_config_toml
 
     if out.exists() and not force:

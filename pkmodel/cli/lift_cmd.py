@@ -82,7 +82,7 @@ def lift_command(
     """
     from pkmodel.common.atomic import check_writable
     from pkmodel.common.errors import PkmodelError
-    from pkmodel.lift.pipeline import ModelJoints, check_lift_config, run_lift
+    from pkmodel.lift.pipeline import ModelJoints, run_lift
     from pkmodel.lift.rgbd import find_sequences
 
     cfg = resolve_config(
@@ -97,7 +97,7 @@ def lift_command(
         raise PkmodelError("give either --weights or --ground-truth-2d, not both")
     if not ground_truth_2d and weights is None:
         raise PkmodelError("--weights CKPT is required (or --ground-truth-2d on synthetic data)")
-    check_lift_config(cfg.lift)
+    cfg.lift.check()
     check_writable(cfg.lift.out_dir, "--out (lift.out_dir)")  # before the frames are read
     sequences = find_sequences(input_dir, cfg.lift.intrinsics_key, cfg.lift.fps)
     detector = None if weights is None else ModelJoints(weights, cfg, cfg.lift.device)

@@ -52,7 +52,7 @@ def prepare_coco(
     labelled joints, small area, images with too many people. Rerunning reuses finished crops.
     """
     from pkmodel.common.errors import PkmodelError
-    from pkmodel.data.prepare import PrepareParams, prepare_split
+    from pkmodel.data.prepare import prepare_split
 
     cfg = resolve_config(config, set_, data__prepared_dir=out, prepare__workers=workers)
     defaults = {
@@ -67,9 +67,7 @@ def prepare_coco(
             f"split '{split}' has no default data: pass --images and --annotations "
             f"(defaults exist for '{cfg.data.train_split}' and '{cfg.data.val_split}')"
         )
-    summary = prepare_split(
-        split, images, annotations, cfg.data.prepared_dir, PrepareParams.from_config(cfg.prepare)
-    )
+    summary = prepare_split(split, images, annotations, cfg.data.prepared_dir, cfg.prepare)
     typer.echo(summary.format())
 
 

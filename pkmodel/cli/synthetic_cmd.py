@@ -62,7 +62,7 @@ def make_synthetic(
     noise, holes) with confidence/ maps beside it.
     Format and fields: docs/synthetic.md.
     """
-    from pkmodel.data.synthetic.generate import SyntheticSpec, generate, parse_size
+    from pkmodel.data.synthetic.generate import generate, parse_size
 
     width, height = parse_size(size) if size is not None else (None, None)
     cfg = resolve_config(
@@ -79,14 +79,14 @@ def make_synthetic(
         synthetic__workers=workers,
         synthetic__depth_sensor=depth_sensor,
     )
-    spec = SyntheticSpec.from_config(cfg)
-    summary = generate(spec)
+    spec, out = cfg.synthetic, cfg.data.synthetic_dir
+    summary = generate(spec, out)
     splits = ", ".join(
         f"{name}: {summary.images.get(name, 0)} images / {summary.people.get(name, 0)} people"
         for name in ("train", "val")
     )
     typer.echo(
-        f"wrote {spec.out} in {summary.seconds:.1f} s with {summary.workers} workers ({splits}; "
+        f"wrote {out} in {summary.seconds:.1f} s with {summary.workers} workers ({splits}; "
         f"{spec.sequences} sequences x {spec.frames} frames)"
     )
 

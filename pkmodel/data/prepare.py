@@ -53,47 +53,6 @@ _COCO_ANNOTATION_KEYS = frozenset(
 _DECIMALS = 3  # crop-pixel precision in the labels (1e-3 px: far below any label noise)
 
 
-_DEFAULTS = PrepareConfig()
-
-
-@dataclass(frozen=True)
-class PrepareParams:
-    """The ``[prepare]`` values that decide what is kept and how crops look (defaults: the
-    config's, so the two cannot drift apart)."""
-
-    crop_size: int = _DEFAULTS.crop_size
-    expand_ratio: float = _DEFAULTS.expand_ratio
-    cover_keypoints: bool = _DEFAULTS.cover_keypoints
-    skip_crowd: bool = _DEFAULTS.skip_crowd
-    min_keypoints: int = _DEFAULTS.min_keypoints
-    min_area: float = _DEFAULTS.min_area
-    max_people: int = _DEFAULTS.max_people
-    jpeg_quality: int = _DEFAULTS.jpeg_quality
-    workers: int = _DEFAULTS.workers
-
-    @classmethod
-    def from_config(cls, prepare_cfg: Any) -> PrepareParams:
-        return cls(**{f: getattr(prepare_cfg, f) for f in cls.__dataclass_fields__})
-
-    def check(self) -> None:
-        """Raise PkmodelError naming the first value that cannot work."""
-        from pkmodel.config.rules import at_least, check_rules, in_range, positive
-
-        check_rules(
-            "prepare",
-            self,
-            [
-                at_least("crop_size", 8),
-                positive("expand_ratio"),
-                at_least("min_keypoints", 0),
-                at_least("min_area", 0),
-                at_least("max_people", 0, "must be >= 0 (0 = no limit)"),
-                in_range("jpeg_quality", 1, 100, "must be 1-100"),
-                at_least("workers", 0, "must be >= 0 (0 = one per core)"),
-            ],
-        )
-
-
 @dataclass
 class CocoPeople:
     """The validated content of a COCO person-keypoint file, as arrays (one row per annotation)."""
@@ -261,7 +220,7 @@ def load_coco_people(path: str | Path) -> CocoPeople:
 # --- filters ---------------------------------------------------------------------------------
 
 
-def filter_reasons(people: CocoPeople, params: PrepareParams) -> np.ndarray:
+def filter_reasons(people: CocoPeople, params: PrepareConfig) -> np.ndarray:
     """Per annotation: index into DROP_REASONS of why it is dropped, or -1 when it is kept.
 
     Image-level reasons (missing / unreadable image) are only known after reading the images.
@@ -312,7 +271,7 @@ class _ImageTask:
     height: int
     crop_dir: str
     rel_dir: str
-    params: PrepareParams
+    params: PrepareConfig
     # Kept people: annotation row, id, bbox, keypoints (K, 3), area, crop box, reusable bytes.
     rows: list[int]
     ann_ids: list[int]
@@ -455,7 +414,7 @@ def _process_image(task: _ImageTask) -> _ImageResult:
 
 
 def _labels_header(
-    split: str, people: CocoPeople, images_dir: Path, params: PrepareParams
+    split: str, people: CocoPeople, images_dir: Path, params: PrepareConfig
 ) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
@@ -547,7 +506,7 @@ def prepare_split(
     images_dir: str | Path,
     annotations: str | Path,
     out_dir: str | Path,
-    params: PrepareParams,
+    params: PrepareConfig,
     progress: bool = True,
     checkpoint_every_s: float = 60.0,
     allow_empty: bool = False,

@@ -37,42 +37,10 @@ import numpy as np
 from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.geometry import joint_boxes
 from pkmodel.common.skeleton import NUM_JOINTS
+from pkmodel.config import PrepareConfig, PseudoLabelConfig
 
 PREDICTIONS_SCHEMA = "pkmodel.pseudo-predictions"
 _SNAPSHOT_S = 60.0  # an interrupted run keeps at most this much inference work unsaved
-
-
-@dataclass(frozen=True)
-class PseudoParams:
-    """The ``[pseudo_label]`` values that decide what is kept."""
-
-    joint_threshold: float = 0.3
-    person_threshold: float = 0.5
-    min_joints: int = 8
-    box_margin: float = 0.1
-    refine_passes: int = 2
-    source: str = "pseudo"
-
-    @classmethod
-    def from_config(cls, section: Any) -> PseudoParams:
-        return cls(**{f: getattr(section, f) for f in cls.__dataclass_fields__})
-
-    def check(self) -> None:
-        """Raise PkmodelError naming the first value that cannot work."""
-        from pkmodel.config.rules import at_least, check_rules, in_range, probability
-
-        check_rules(
-            "pseudo_label",
-            self,
-            [
-                probability("joint_threshold"),
-                probability("person_threshold"),
-                in_range("min_joints", 1, NUM_JOINTS, f"must be 1-{NUM_JOINTS}"),
-                at_least("box_margin", 0),
-                at_least("refine_passes", 0),
-                ("source", lambda v: bool(v) and "/" not in v, "must be a plain name"),
-            ],
-        )
 
 
 @dataclass
@@ -404,8 +372,8 @@ def pseudo_label(
     runner: Any,
     out_dir: str | Path,
     name: str,
-    params: PseudoParams,
-    prepare: Any,
+    params: PseudoLabelConfig,
+    prepare: PrepareConfig,
     identity: dict[str, Any],
     annotations: str | Path | None = None,
     batch_size: int = 16,
@@ -529,13 +497,12 @@ def pseudo_label_weights(
     "dataset/pseudo_demo", cfg, annotations="dataset/synthetic/annotations/
     person_keypoints_val.json").scores`` (docs/datatools.md).
     """
-    from pkmodel.data.prepare import PrepareParams
     from pkmodel.engine.predict import load_runner
 
     identity = weights_identity(weights)
     runner = load_runner(weights, cfg, device)
     return pseudo_label(
         images_dir, runner, out_dir, name,
-        PseudoParams.from_config(cfg.pseudo_label), PrepareParams.from_config(cfg.prepare),
+        cfg.pseudo_label, cfg.prepare,
         identity, annotations, batch_size, progress,
     )  # fmt: skip

@@ -601,10 +601,10 @@ def prepare_for_evaluation(
     """
     import dataclasses
 
-    from pkmodel.data.prepare import PrepareParams, prepare_split
+    from pkmodel.data.prepare import prepare_split
 
     params = dataclasses.replace(
-        PrepareParams.from_config(cfg.prepare),
+        cfg.prepare,
         skip_crowd=True,
         min_keypoints=1,
         min_area=0.0,
@@ -633,11 +633,9 @@ def evaluate_split(
 ) -> Evaluation:
     """Evaluate a network (or, with ``model=None``, the oracle) on a prepared split; with
     ``budget``, metrics["error_budget"] holds ``error_budget`` of the predictions."""
-    from pkmodel.config.rules import check_decoder, check_eval
     from pkmodel.data.dataset import PoseDataset
 
-    check_eval(cfg.eval)
-    check_decoder(cfg.decoder)
+    cfg.check("eval", "decoder")
     dataset = PoseDataset(labels_path, cfg, train=False)
     flip_test = cfg.eval.flip_test if flip_test is None else flip_test
     if model is None:

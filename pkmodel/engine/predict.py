@@ -119,9 +119,8 @@ class OnnxRunner:
 
 def load_runner(weights: str | Path, cfg: Any, device: Any = "cpu") -> TorchRunner | OnnxRunner:
     """ONNX Runtime for ``.onnx`` files, else a pkmodel checkpoint on ``device``."""
-    from pkmodel.config.rules import check_decoder
 
-    check_decoder(cfg.decoder)
+    cfg.decoder.check()
     weights = Path(weights)
     if weights.suffix.lower() == ".onnx":
         return OnnxRunner(weights, cfg)

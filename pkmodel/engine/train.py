@@ -44,47 +44,6 @@ from pkmodel.model.checkpoint import load_checkpoint, save_checkpoint
 # EMA, optimizer, schedule
 
 
-def check_train_config(cfg: Config) -> None:
-    """Reject [train] values no run can use: one sentence naming the key and the value."""
-    from pkmodel.config.rules import at_least, check_rules, positive
-
-    check_rules("train", cfg.train, [
-        at_least("epochs", 1, "must be at least 1"),
-        at_least("minutes", 0, "must be >= 0 (0 = no time budget)"),
-        at_least("batch_size", 1, "must be at least 1"),
-        at_least("workers", 0),
-        positive("lr"),
-        at_least("weight_decay", 0),
-        ("momentum", lambda v: 0 <= v < 1, "must be in [0, 1)"),
-        at_least("warmup_epochs", 0),
-        at_least("step_size", 1, "must be at least 1"),
-        ("gamma", lambda v: 0 < v <= 1, "must be in (0, 1]"),
-        at_least("plateau_patience", 0),
-        at_least("grad_clip_norm", 0, "must be >= 0 (0 = off)"),
-        ("ema_decay", lambda v: 0 <= v < 1, "must be in [0, 1)"),
-        at_least("val_every", 1, "must be at least 1"),
-        at_least("early_stop_patience", 0, "must be >= 0 (0 = off)"),
-    ])  # fmt: skip
-
-
-def check_training_sections(cfg: Config) -> None:
-    """The other sections a training run reads: [targets], [loss], [augment], [decoder], [eval]
-    (validation decodes and scores), each refused in one sentence before anything starts."""
-    from pkmodel.config.rules import (
-        check_augment,
-        check_decoder,
-        check_eval,
-        check_loss,
-        check_targets,
-    )
-
-    check_targets(cfg.targets)
-    check_loss(cfg.loss)
-    check_augment(cfg.augment)
-    check_decoder(cfg.decoder)
-    check_eval(cfg.eval)
-
-
 # --------------------------------------------------------------------------------------------
 # Data
 
@@ -242,8 +201,8 @@ def train(
     no process exits while another still talks to it.
     """
     t0 = time.perf_counter()
-    check_train_config(cfg)
-    check_training_sections(cfg)
+    # [train] and what a run also reads (validation decodes and scores), before anything starts
+    cfg.check("train", "targets", "loss", "augment", "decoder", "eval")
     dist = dist_from_env()
     device = select_device(cfg.train.device, dist.local_rank)
     out_dir = Path(cfg.train.out_dir)

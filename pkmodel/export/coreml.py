@@ -23,7 +23,6 @@ import torch
 from pkmodel.common.atomic import atomic_replace_dir
 from pkmodel.common.errors import PkmodelError
 from pkmodel.config import Config, DecoderConfig, ExportConfig
-from pkmodel.config.rules import check_decoder
 from pkmodel.export.common import (
     INPUT_NAME,
     PIXEL_BIAS,
@@ -48,9 +47,6 @@ from pkmodel.model.outputs import OUTPUT_NAMES
 # Tensors with fewer elements than this stay FP16 under compression (biases, small depthwise
 # kernels): a few percent of the bytes, and compressing them costs accuracy for nothing.
 COMPRESS_MIN_WEIGHTS = 2048
-
-
-PALETTE_BITS = (1, 2, 3, 4, 6, 8)  # what Core ML's lookup tables support
 
 
 # On macOS: FP16 Core ML vs FP32 PyTorch. Above this a warning is printed (not an error: FP16
@@ -180,7 +176,6 @@ def compress_coreml(mlmodel, method: str, palette_bits: int = 6, mode: str = "au
         )
         return cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=op))
     if method == "palette":
-        check_palette_bits(palette_bits)
         op = cto.OpPalettizerConfig(
             mode=palette_mode(mode), nbits=palette_bits, weight_threshold=COMPRESS_MIN_WEIGHTS
         )
@@ -412,8 +407,7 @@ def export_coreml(
     """
     out = check_target(Path(out), ".mlpackage", force)
     ex = cfg.export
-    check_export_config(ex)
-    check_decoder(cfg.decoder)  # its values go into the model's metadata
+    cfg.check("export", "decoder")  # the decoder's values go into the model's metadata
     ct = import_coremltools()
     ios_target(ct, ex.minimum_ios)  # fail on a bad target before the slow steps
     if ex.compress == "palette":
@@ -467,27 +461,3 @@ def export_coreml(
         flag = "" if diff <= limit else f"  WARNING: above {limit}"
         report.checks.append(f"Core ML vs PyTorch max abs diff {name}: {diff:.2e}{flag}")
     return report
-
-
-def check_palette_bits(bits: int) -> None:
-    if bits not in PALETTE_BITS:
-        raise PkmodelError(
-            f"export.palette_bits = {bits} must be one of " + ", ".join(map(str, PALETTE_BITS))
-        )
-
-
-def check_export_config(ex: Any) -> None:
-    """[export] Core ML values no export can use, one sentence each (the target's upper end is
-    checked against the installed coremltools when exporting; the ONNX opset by check_opset)."""
-    if ex.minimum_ios < 15:
-        raise PkmodelError(
-            f"export.minimum_ios = {ex.minimum_ios} is not supported (ML Programs need iOS 15 "
-            "or later)"
-        )
-    if ex.compress == "palette":
-        check_palette_bits(ex.palette_bits)
-    if ex.compress != "none" and ex.minimum_ios < 16:
-        raise PkmodelError(
-            f"export.compress = '{ex.compress}' needs export.minimum_ios >= 16 "
-            f"(got {ex.minimum_ios})"
-        )

@@ -14,7 +14,6 @@ import torch
 
 from pkmodel.common.errors import PkmodelError
 from pkmodel.config import Config, DecoderConfig
-from pkmodel.config.rules import check_decoder
 from pkmodel.export.common import (
     INPUT_NAME,
     ExportReport,
@@ -158,7 +157,7 @@ def export_onnx(
     out = check_target(Path(out), ".onnx", force)
     ex = cfg.export
     check_opset(ex.onnx_opset)
-    check_decoder(cfg.decoder)
+    cfg.decoder.check()
     model, model_cfg, used_ema = load_export_model(weights)
     log(f"[1/4] loaded {weights}")
     size = model_cfg.input_size

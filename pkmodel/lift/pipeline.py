@@ -43,43 +43,6 @@ DEPTH_CHUNK = 32  # frames of depth held in memory at once
 _TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 
 
-def check_lift_config(lift: LiftConfig) -> None:
-    """Settings that the type check cannot catch, as one-sentence user errors."""
-    from pkmodel.config.rules import at_least, check_rules, finite, in_range, positive, probability
-
-    check_rules(
-        "lift",
-        lift,
-        [
-            ("window", lambda v: v >= 1 and v % 2 == 1, "must be a positive odd number"),
-            in_range("min_confidence", 0, 2, "must be 0, 1 or 2 (ARKit's levels)"),
-            at_least("depth_band_m", 0, "must be >= 0 (0 = off)"),
-            probability("min_score"),
-            at_least("min_depth_m", 0),
-            (
-                "max_depth_m",
-                lambda v: finite(v) and v > lift.min_depth_m,
-                f"must be above lift.min_depth_m ({lift.min_depth_m!r})",
-            ),
-            (
-                "limb_radius_m",
-                lambda v: len(v) == NUM_JOINTS and min(v) >= 0,
-                f"must list {NUM_JOINTS} non-negative radii in metres (one per COCO joint)",
-            ),
-            ("ema_alpha", lambda v: finite(v) and 0 < v <= 1, "must be in (0, 1]"),
-            positive("one_euro_min_cutoff"),
-            positive("one_euro_d_cutoff"),
-            at_least("one_euro_beta", 0),
-            at_least("one_euro_beta_2d", 0),
-            positive("max_gap_s"),
-            at_least("batch_size", 1),
-            positive("fps"),
-            at_least("sheet_frames", 1),
-            in_range("hip_width_m", 0, 1, "must be in [0, 1] metres (0 = estimate)"),
-        ],
-    )
-
-
 # --- 2D joints -------------------------------------------------------------------------------
 
 
@@ -118,10 +81,9 @@ class ModelJoints:
 
     def __init__(self, weights: Path, cfg: Any, device: str = "auto") -> None:
         from pkmodel.common.devices import select_device
-        from pkmodel.config.rules import check_decoder
         from pkmodel.model.checkpoint import model_from_checkpoint
 
-        check_decoder(cfg.decoder)
+        cfg.decoder.check()
         self.device = select_device(device, key="lift.device")
         model, ckpt_cfg, _ = model_from_checkpoint(weights, map_location="cpu")
         self.model = model.to(self.device).eval()
@@ -254,7 +216,7 @@ def lift_sequence(
     seq: RgbdSequence, joints: Joints2D, lift: LiftConfig, progress: bool = False
 ) -> LiftResult:
     """Depth, back-projection, correction, smoothing and canonical frame for a sequence."""
-    check_lift_config(lift)
+    lift.check()
     start = time.perf_counter()
     keypoints = joints.keypoints
     if lift.smooth_2d:  # pixels, not metres: One-Euro's speed term has its own coefficient
@@ -572,7 +534,7 @@ def run_lift(
     from pkmodel.lift.take import write_take
 
     lift = cfg.lift
-    check_lift_config(lift)
+    lift.check()
     names = [s.name for s in sequences]
     if len(set(names)) != len(names):
         raise PkmodelError("input holds two recordings with the same folder name")

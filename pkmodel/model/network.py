@@ -19,8 +19,6 @@ from pkmodel.common.skeleton import NUM_JOINTS
 from pkmodel.config import ModelConfig
 from pkmodel.model.outputs import OUTPUT_NAMES, OUTPUT_STRIDE
 
-# The backbone's total stride; the input side must be a multiple of it.
-BACKBONE_STRIDE = 32
 # Heatmap and center heads start at sigmoid(bias) = 0.1, as CenterNet does, so the first
 # steps are not spent pushing every pixel of a 0.5-initialised map down to the background.
 HEATMAP_PRIOR = 0.1
@@ -183,20 +181,6 @@ def load_backbone_state(backbone: nn.Sequential, path: Path) -> None:
     backbone.load_state_dict({k: state[k] for k in own}, strict=True)
 
 
-def check_model_config(model_cfg: ModelConfig) -> None:
-    """Reject model settings the network cannot be built with (one sentence, naming the key)."""
-    size = model_cfg.input_size
-    if size <= 0 or size % BACKBONE_STRIDE:
-        raise PkmodelError(
-            f"model.input_size = {size} must be a positive multiple of {BACKBONE_STRIDE}"
-        )
-    if not model_cfg.width_mult > 0:
-        raise PkmodelError(f"model.width_mult = {model_cfg.width_mult} must be positive")
-    for key in ("neck_channels", "head_channels"):
-        if getattr(model_cfg, key) <= 0:
-            raise PkmodelError(f"model.{key} = {getattr(model_cfg, key)} must be positive")
-
-
 def build_model(
     model_cfg: ModelConfig, pretrained: bool = True, num_joints: int = NUM_JOINTS
 ) -> PoseNet:
@@ -205,7 +189,7 @@ def build_model(
     With ``pretrained`` and ``model_cfg.pretrained`` set to a file, the backbone gets those local
     ImageNet weights (never downloaded); otherwise it is randomly initialised.
     """
-    check_model_config(model_cfg)
+    model_cfg.check()
     model = PoseNet(
         width_mult=model_cfg.width_mult,
         neck_channels=model_cfg.neck_channels,
@@ -220,7 +204,7 @@ def build_model(
 
 def output_shapes(model_cfg: ModelConfig, num_joints: int = NUM_JOINTS) -> dict[str, tuple]:
     """Per-sample output shapes (C, h, w) by name, derived from the config (no forward pass)."""
-    check_model_config(model_cfg)
+    model_cfg.check()
     g = model_cfg.input_size // OUTPUT_STRIDE
     channels = (num_joints, 1, 2 * num_joints, 2 * num_joints)
     return {name: (c, g, g) for name, c in zip(OUTPUT_NAMES, channels, strict=True)}

@@ -228,23 +228,21 @@ def test_every_command_has_help():
                 assert (param.help or "").strip(), f"option {param.name} of {path} has no help"
 
 
-def test_step_parameters_take_their_defaults_and_fields_from_the_config():
-    """PrepareParams and SyntheticSpec mirror their config sections: same fields, same defaults."""
-    import dataclasses
+def test_every_section_checks_its_own_rules_and_choices():
+    """Each [section] carries its range rules; Config.check runs the named sections in order."""
+    from pkmodel.config import SECTIONS, Config
 
-    from pkmodel.config import Config, PrepareConfig, SyntheticConfig
-    from pkmodel.data.prepare import PrepareParams
-    from pkmodel.data.synthetic.generate import SyntheticSpec
-
-    for params, section in ((PrepareParams(), PrepareConfig()), (SyntheticSpec(out=Path("x")), SyntheticConfig())):  # fmt: skip
-        mine = {f.name: getattr(params, f.name) for f in dataclasses.fields(params) if f.name != "out"}  # fmt: skip
-        assert mine == dataclasses.asdict(section)
     cfg = Config()
-    cfg.set("prepare.crop_size", 96, "test")
-    cfg.set("synthetic.second_person_prob", 0.0, "test")
-    assert PrepareParams.from_config(cfg.prepare).crop_size == 96
-    spec = SyntheticSpec.from_config(cfg, out=Path("elsewhere"))
-    assert spec.second_person_prob == 0.0 and spec.out == Path("elsewhere")
+    cfg.check()  # the defaults pass every rule
+    for name, cls in SECTIONS.items():
+        assert cls.name == name and getattr(cfg, name).name == name
+    cfg.synthetic.depth_sensor = "kinect"  # a section built in code: its Literal is checked too
+    with pytest.raises(PkmodelError, match="synthetic.depth_sensor = 'kinect' must be one of exact, lidar"):  # fmt: skip
+        cfg.check()
+    cfg.check("model", "train")  # only the named sections
+    cfg.train.lr = 0.0
+    with pytest.raises(PkmodelError, match=r"^train\.lr = 0\.0 must be positive$"):
+        cfg.check("model", "train")
 
 
 def test_unwritable_outputs_are_one_sentence_not_a_traceback(tmp_path, monkeypatch):

@@ -7,9 +7,9 @@ import torch
 
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import FLIP_INDEX, JOINT_INDEX, NUM_JOINTS
-from pkmodel.config import Config
+from pkmodel.config import Config, PrepareConfig
 from pkmodel.data.dataset import PoseDataset, input_to_image, make_loader
-from pkmodel.data.prepare import PrepareParams, prepare_split, write_labels
+from pkmodel.data.prepare import prepare_split, write_labels
 from tests.conftest import shared_data
 
 LW, RW = JOINT_INDEX["left_wrist"], JOINT_INDEX["right_wrist"]
@@ -35,7 +35,7 @@ def mmpose(tmp_path_factory) -> Path:
     """mmpose_coco prepared at 96 pixels: 12 people, several with others in their crop."""
     out = tmp_path_factory.mktemp("prep")
     prepare_split("val", shared_data("mmpose_coco"), shared_data("mmpose_coco/test_coco.json"),
-                  out, PrepareParams(crop_size=96, workers=1), progress=False)  # fmt: skip
+                  out, PrepareConfig(crop_size=96, workers=1), progress=False)  # fmt: skip
     return out / "val.json"
 
 

@@ -8,9 +8,9 @@ import pytest
 
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.geometry import crop_to_image
+from pkmodel.config import PrepareConfig
 from pkmodel.data.prepare import (
     DROP_REASONS,
-    PrepareParams,
     load_coco_people,
     prepare_split,
     read_labels,
@@ -28,12 +28,12 @@ def source(name: str) -> tuple[Path, Path]:
     return shared_data(images), shared_data(ann)
 
 
-def params(**kw) -> PrepareParams:
+def params(**kw) -> PrepareConfig:
     base = {"crop_size": 64, "workers": 1}
-    return PrepareParams(**{**base, **kw})
+    return PrepareConfig(**{**base, **kw})
 
 
-def expected_counts(ann_file: Path, p: PrepareParams) -> tuple[set, dict[str, int]]:
+def expected_counts(ann_file: Path, p: PrepareConfig) -> tuple[set, dict[str, int]]:
     """The filters re-implemented from the raw JSON with plain loops (first reason wins)."""
     data = json.loads(ann_file.read_text())
     people: dict[int, int] = {}

@@ -16,8 +16,9 @@ from pkmodel.cli import app
 from pkmodel.common.camera import Intrinsics, project
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import JOINT_INDEX, NUM_JOINTS
+from pkmodel.config import SyntheticConfig
 from pkmodel.data.synthetic.camera import pixel_rays
-from pkmodel.data.synthetic.generate import SyntheticSpec, generate, parse_size
+from pkmodel.data.synthetic.generate import generate, parse_size
 from pkmodel.data.synthetic.humanoid import (
     ANGLE,
     ANGLE_LIMITS,
@@ -35,17 +36,17 @@ SPLIT_SIZES = {"train": 24, "val": 8}
 FRAMES = 10
 
 
-def small_spec(out: Path, **kw) -> SyntheticSpec:
+def small_spec(**kw) -> SyntheticConfig:
     values = dict(num_train=SPLIT_SIZES["train"], num_val=SPLIT_SIZES["val"], width=W, height=H,
                   seed=3, sequences=1, frames=FRAMES, workers=1)  # fmt: skip
     values.update(kw)
-    return SyntheticSpec(out=out, **values)
+    return SyntheticConfig(**values)
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synthetic")
-    generate(small_spec(out), progress=False)
+    generate(small_spec(), out, progress=False)
     return out
 
 
@@ -310,9 +311,9 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
 
 def test_same_seed_same_bytes_whatever_the_number_of_workers(tmp_path):
     few = dict(num_train=5, num_val=2, frames=3)
-    generate(small_spec(tmp_path / "one", **few), progress=False)
-    generate(small_spec(tmp_path / "two", workers=2, **few), progress=False)
-    generate(small_spec(tmp_path / "other", seed=4, **few), progress=False)
+    generate(small_spec(**few), tmp_path / "one", progress=False)
+    generate(small_spec(workers=2, **few), tmp_path / "two", progress=False)
+    generate(small_spec(seed=4, **few), tmp_path / "other", progress=False)
     one, two = tree_bytes(tmp_path / "one"), tree_bytes(tmp_path / "two")
     assert len(one) == 2 * (5 + 2 + 3) + 3 and one == two
     other = tree_bytes(tmp_path / "other")
@@ -320,8 +321,8 @@ def test_same_seed_same_bytes_whatever_the_number_of_workers(tmp_path):
 
 
 def test_rerun_with_fewer_images_removes_the_extra_files(tmp_path):
-    generate(small_spec(tmp_path, num_train=4, num_val=1, sequences=2, frames=2), progress=False)
-    generate(small_spec(tmp_path, num_train=2, num_val=1, sequences=1, frames=2), progress=False)
+    generate(small_spec(num_train=4, num_val=1, sequences=2, frames=2), tmp_path, progress=False)
+    generate(small_spec(num_train=2, num_val=1, sequences=1, frames=2), tmp_path, progress=False)
     assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["000000000001.jpg", "000000000002.jpg"]  # fmt: skip
     assert len(list((tmp_path / "depth" / "train").iterdir())) == 2
     assert [p.name for p in (tmp_path / "sequences").iterdir()] == ["seq_000"]
@@ -356,17 +357,17 @@ def test_cli_bad_size_is_one_clear_error(tmp_path, monkeypatch, size):
 def test_parse_size_and_bad_values_name_the_key(tmp_path):
     assert parse_size("320x240") == (320, 240) and parse_size(" 64 X 48 ") == (64, 48)
     with pytest.raises(PkmodelError, match=r"synthetic\.frames = 0 must be >= 1"):
-        small_spec(tmp_path, frames=0).check()
+        small_spec(frames=0).check()
     with pytest.raises(PkmodelError, match=r"synthetic\.second_person_prob"):
-        small_spec(tmp_path, second_person_prob=1.5).check()
+        small_spec(second_person_prob=1.5).check()
     (tmp_path / "file").write_text("x")
     with pytest.raises(PkmodelError, match="is not a folder"):
-        small_spec(tmp_path / "file").check()
+        generate(small_spec(), tmp_path / "file", progress=False)
 
 
 def test_nothing_to_generate_is_refused(tmp_path):
     with pytest.raises(PkmodelError, match="are all 0: nothing to generate"):
-        generate(small_spec(tmp_path / "s", num_train=0, num_val=0, sequences=0), progress=False)
+        generate(small_spec(num_train=0, num_val=0, sequences=0), tmp_path / "s", progress=False)
     assert not (tmp_path / "s").exists()
 
 
@@ -408,9 +409,8 @@ def test_lidar_depth_resolution_noise_holes_and_confidence():
 
 
 def test_lidar_sensor_writes_confidence_maps_and_switches_back(tmp_path):
-    spec = small_spec(tmp_path, num_train=3, num_val=1, frames=2, depth_sensor="lidar",
-                      depth_scale=0.5)  # fmt: skip
-    generate(spec, progress=False)
+    spec = small_spec(num_train=3, num_val=1, frames=2, depth_sensor="lidar", depth_scale=0.5)
+    generate(spec, tmp_path, progress=False)
     data = load(tmp_path, "train")
     assert data["info"]["depth_sensor"] == "lidar" and data["info"]["depth_scale"] == 0.5
     for img in data["images"]:
@@ -423,11 +423,11 @@ def test_lidar_sensor_writes_confidence_maps_and_switches_back(tmp_path):
                for im in seq["images"])  # fmt: skip
     # Colour, labels and the rest of the files are those of the exact sensor.
     exact = tmp_path / "exact"
-    generate(small_spec(exact, num_train=3, num_val=1, frames=2), progress=False)
+    generate(small_spec(num_train=3, num_val=1, frames=2), exact, progress=False)
     assert (exact / "train/000000000002.jpg").read_bytes() == (tmp_path / "train/000000000002.jpg").read_bytes()  # fmt: skip
     assert load(exact, "train")["annotations"] == data["annotations"]
     # Back to the exact sensor in the same folder: confidence maps go, depth is full size.
-    generate(small_spec(tmp_path, num_train=3, num_val=1, frames=2), progress=False)
+    generate(small_spec(num_train=3, num_val=1, frames=2), tmp_path, progress=False)
     assert not list(tmp_path.rglob("confidence/*.png")) and not list(tmp_path.rglob("confidence/*/*.png"))  # fmt: skip
     assert "confidence_file" not in load(tmp_path, "train")["images"][0]
     depth = cv2.imread(str(tmp_path / "depth/train/000000000001.png"), cv2.IMREAD_UNCHANGED)
@@ -444,7 +444,7 @@ def test_lidar_sensor_writes_confidence_maps_and_switches_back(tmp_path):
 )
 def test_depth_sensor_values_are_checked(tmp_path, key, value, message):
     with pytest.raises(PkmodelError) as err:
-        small_spec(tmp_path, **{key: value}).check()
+        small_spec(**{key: value}).check()
     assert str(err.value) == message
 
 

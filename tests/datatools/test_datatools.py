@@ -577,8 +577,8 @@ class OracleRunner:
 def test_pseudo_label_with_an_oracle_recovers_the_ground_truth(coco_mini, tmp_path):
     """Perfect predictions must give OKS AP 1 and labels that map back onto COCO's joints."""
     from pkmodel.common.geometry import crop_to_image
-    from pkmodel.data.prepare import PrepareParams
-    from pkmodel.datatools.pseudo import PseudoParams, pseudo_label
+    from pkmodel.config import PrepareConfig, PseudoLabelConfig
+    from pkmodel.datatools.pseudo import pseudo_label
 
     coco = json.loads((coco_mini / "annotations/person_keypoints_train2017.json").read_text())
     best: dict[int, dict] = {}  # per image, its person with the most labelled joints (>= 8)
@@ -609,8 +609,8 @@ def test_pseudo_label_with_an_oracle_recovers_the_ground_truth(coco_mini, tmp_pa
     low = sorted(by_name)[0]  # its scores stay below the person threshold
     runner = OracleRunner(truth, low={low})
     # The oracle knows whole images only: no second look at a crop (tested in test_predict.py).
-    params = PseudoParams(joint_threshold=0.3, person_threshold=0.5, min_joints=8, refine_passes=0, source="oracle")  # fmt: skip
-    prep = PrepareParams(crop_size=96, workers=1)
+    params = PseudoLabelConfig(joint_threshold=0.3, person_threshold=0.5, min_joints=8, refine_passes=0, source="oracle")  # fmt: skip
+    prep = PrepareConfig(crop_size=96, workers=1)
     s = pseudo_label(folder, runner, tmp_path / "ds", "pl", params, prep, {"weights": "oracle"},
                      annotations=gt_file, batch_size=4, progress=False)  # fmt: skip
     n = len(kept_ids)
@@ -639,7 +639,7 @@ def test_pseudo_label_with_an_oracle_recovers_the_ground_truth(coco_mini, tmp_pa
     assert low not in {x["file_name"] for x in data["samples"]}
 
     # rerun with looser thresholds: nothing is inferred again, the low-score image joins
-    loose = PseudoParams(joint_threshold=0.3, person_threshold=0.3, min_joints=8, refine_passes=0, source="oracle")  # fmt: skip
+    loose = PseudoLabelConfig(joint_threshold=0.3, person_threshold=0.3, min_joints=8, refine_passes=0, source="oracle")  # fmt: skip
     r = pseudo_label(folder, OracleRunner([]), tmp_path / "ds", "pl", loose, prep,
                      {"weights": "oracle"}, batch_size=4, progress=False)  # fmt: skip
     assert (r.inferred, r.kept) == (0, n)

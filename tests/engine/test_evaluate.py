@@ -296,11 +296,11 @@ def test_flip_test_of_an_equivariant_model_keeps_its_prediction():
 
 
 def _prepare(tmp_path, name, annotations, images, cfg, all_people=True):
-    from pkmodel.data.prepare import PrepareParams, prepare_split
+    from pkmodel.data.prepare import prepare_split
 
     if all_people:
         return prepare_for_evaluation(annotations, images, tmp_path / name, cfg).labels
-    params = dataclasses.replace(PrepareParams.from_config(cfg.prepare), workers=1)
+    params = dataclasses.replace(cfg.prepare, workers=1)
     return prepare_split("val", images, annotations, tmp_path / name, params, False).labels
 
 

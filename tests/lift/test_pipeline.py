@@ -377,11 +377,13 @@ def test_hip_prior_turns_the_canonical_frame_right(generated, tmp_path):
 def test_lidar_depth_with_confidence_maps(tmp_path):
     """make-synthetic's phone-LiDAR depth (half resolution, noise, mixed edge pixels,
     confidence maps): the confidence maps keep the mixed pixels out."""
-    from pkmodel.data.synthetic.generate import SyntheticSpec, generate
+    from pkmodel.config import SyntheticConfig
+    from pkmodel.data.synthetic.generate import generate
 
     root = tmp_path / "lidar"
-    generate(SyntheticSpec(out=root, num_train=0, num_val=0, sequences=2, frames=16, width=192,
-                           height=192, seed=3, workers=1, depth_sensor="lidar"), progress=False)  # fmt: skip
+    spec = SyntheticConfig(num_train=0, num_val=0, sequences=2, frames=16, width=192, height=192,
+                           seed=3, workers=1, depth_sensor="lidar")  # fmt: skip
+    generate(spec, root, progress=False)
     seqs = find_sequences(root)
     assert seqs[0].confidence_files is not None and seqs[0].load_depth(0).shape == (96, 96)
     doc = run_lift(seqs, Config(), tmp_path / "with", pictures=False)

@@ -8,7 +8,7 @@ import pytest
 
 from pkmodel.common.errors import PkmodelError
 from pkmodel.config import load_config
-from pkmodel.tools.benchmark.run import FIGURES, Plan, apply_quick, format_table, quick_out_path
+from pkmodel.tools.benchmark.run import FIGURES, apply_quick, format_table, quick_out_path
 from tests.conftest import run_cli
 
 
@@ -91,7 +91,7 @@ def test_bad_values_are_one_sentence(tmp_path):
 def test_plan_check_names_the_key():
     cfg = load_config(None, ["benchmark.train_steps=0"], env={})
     with pytest.raises(PkmodelError, match="benchmark.train_steps = 0 must be >= 1"):
-        Plan.from_config(cfg, quick=False).check()
+        cfg.benchmark.check()
 
 
 def test_latency_benchmark_reports_both_runtimes():

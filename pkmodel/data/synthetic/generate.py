@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -24,6 +23,7 @@ from pkmodel.common.atomic import atomic_write_bytes, atomic_write_text
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import coco_category
 from pkmodel.config import SyntheticConfig
+from pkmodel.config.sections import SYNTHETIC_MAX_SIZE, SYNTHETIC_MIN_SIZE
 from pkmodel.data.synthetic.scene import (
     DEPTH_UNIT_M,
     VISIBILITY_TOLERANCE_M,
@@ -35,12 +35,10 @@ from pkmodel.data.synthetic.scene import (
 SPLITS: tuple[str, ...] = ("train", "val")
 # Second number of each picture's seed: which stream it belongs to.
 _STREAM = {"train": 1, "val": 2, "clip": 3, "clip_frame": 4, "sensor": 5}
-DEPTH_SENSORS: tuple[str, ...] = ("exact", "lidar")
 FORMAT_VERSION = 1
 SPLIT_NAME = "{:012d}"  # COCO-style image file stem: the image id, 12 digits
 FRAME_NAME = "{:06d}"  # frame index within a sequence
 SEQUENCE_NAME = "seq_{:03d}"
-MIN_SIZE, MAX_SIZE = 32, 4096
 CONVENTIONS = {
     "camera_frame": "x right, y down, z forward, metres",
     "intrinsics": "OpenCV: the center of pixel (row i, column j) is at (j, i)",
@@ -55,77 +53,9 @@ CONVENTIONS = {
 }
 
 
-_DEFAULTS = SyntheticConfig()
-
-
-@dataclass(frozen=True)
-class SyntheticSpec:
-    """What to generate: the ``[synthetic]`` config section (defaults: the config's) plus the
-    output folder."""
-
-    out: Path
-    num_train: int = _DEFAULTS.num_train
-    num_val: int = _DEFAULTS.num_val
-    width: int = _DEFAULTS.width
-    height: int = _DEFAULTS.height
-    seed: int = _DEFAULTS.seed
-    sequences: int = _DEFAULTS.sequences
-    frames: int = _DEFAULTS.frames
-    fps: float = _DEFAULTS.fps
-    second_person_prob: float = _DEFAULTS.second_person_prob
-    max_depth_m: float = _DEFAULTS.max_depth_m
-    jpeg_quality: int = _DEFAULTS.jpeg_quality
-    workers: int = _DEFAULTS.workers
-    depth_sensor: str = _DEFAULTS.depth_sensor
-    depth_scale: float = _DEFAULTS.depth_scale
-    depth_noise_m: float = _DEFAULTS.depth_noise_m
-
-    @classmethod
-    def from_config(cls, cfg: Any, out: Path | None = None) -> SyntheticSpec:
-        """From a resolved ``Config``; ``out`` defaults to ``data.synthetic_dir``."""
-        values = {f: getattr(cfg.synthetic, f) for f in cls.__dataclass_fields__ if f != "out"}
-        return cls(out=Path(out if out is not None else cfg.data.synthetic_dir), **values)
-
-    def check(self) -> None:
-        """Raise PkmodelError naming the first value that cannot work."""
-        from pkmodel.config.rules import at_least, check_rules, in_range, positive, probability
-
-        size = f"must be {MIN_SIZE}-{MAX_SIZE}"
-        check_rules(
-            "synthetic",
-            self,
-            [
-                at_least("num_train", 0),
-                at_least("num_val", 0),
-                in_range("width", MIN_SIZE, MAX_SIZE, size),
-                in_range("height", MIN_SIZE, MAX_SIZE, size),
-                at_least("seed", 0),
-                at_least("sequences", 0),
-                at_least("frames", 1),
-                positive("fps", "must be > 0"),
-                probability("second_person_prob"),
-                ("max_depth_m", lambda v: 1.0 < v <= 65.0, "must be in (1, 65] metres"),
-                in_range("jpeg_quality", 1, 100, "must be 1-100"),
-                at_least("workers", 0, "must be >= 0 (0 = one per core)"),
-                (
-                    "depth_sensor",
-                    lambda v: v in DEPTH_SENSORS,
-                    f"must be one of {', '.join(DEPTH_SENSORS)}",
-                ),
-                in_range("depth_scale", 0.05, 1.0, "must be in [0.05, 1]"),
-                in_range("depth_noise_m", 0.0, 0.5, "must be in [0, 0.5] metres"),
-            ],
-        )
-        if self.num_train == self.num_val == self.sequences == 0:
-            raise PkmodelError(
-                "synthetic.num_train, num_val and sequences are all 0: nothing to generate"
-            )
-        if self.out.exists() and not self.out.is_dir():
-            raise PkmodelError(f"output folder {self.out} exists and is not a folder")
-
-    @property
-    def scene(self) -> SceneParams:
-        return SceneParams(self.width, self.height, self.second_person_prob, self.max_depth_m)
+def scene_params(spec: SyntheticConfig) -> SceneParams:
+    """The scene settings of the ``[synthetic]`` section."""
+    return SceneParams(spec.width, spec.height, spec.second_person_prob, spec.max_depth_m)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -134,10 +64,9 @@ def parse_size(text: str) -> tuple[int, int]:
     if not match:
         raise PkmodelError(f"--size '{text}' must look like WIDTHxHEIGHT, e.g. 256x256")
     width, height = int(match[1]), int(match[2])
-    if not (MIN_SIZE <= width <= MAX_SIZE and MIN_SIZE <= height <= MAX_SIZE):
-        raise PkmodelError(
-            f"--size '{text}': width and height must be {MIN_SIZE}-{MAX_SIZE} pixels"
-        )
+    low, high = SYNTHETIC_MIN_SIZE, SYNTHETIC_MAX_SIZE
+    if not (low <= width <= high and low <= height <= high):
+        raise PkmodelError(f"--size '{text}': width and height must be {low}-{high} pixels")
     return width, height
 
 
@@ -202,7 +131,7 @@ def _png(array: np.ndarray, name: str) -> bytes:
 
 
 def _write_frame(
-    spec: SyntheticSpec,
+    spec: SyntheticConfig,
     frame: Frame,
     root: Path,
     names: tuple[str, str, str],
@@ -233,30 +162,33 @@ def _write_frame(
     return written
 
 
-def _split_task(spec: SyntheticSpec, split: str, index: int) -> tuple[dict, list[dict]]:
-    frame = sample_frame(picture_rng(spec.seed, split, index), spec.scene)
+def _split_task(
+    spec: SyntheticConfig, out: Path, split: str, index: int
+) -> tuple[dict, list[dict]]:
+    frame = sample_frame(picture_rng(spec.seed, split, index), scene_params(spec))
     stem = SPLIT_NAME.format(index + 1)
     names = (f"{split}/{stem}.jpg", f"depth/{split}/{stem}.png", f"confidence/{split}/{stem}.png")
     sensor_rng = picture_rng(spec.seed, "sensor", _STREAM[split], index)
-    conf = _write_frame(spec, frame, spec.out, names, sensor_rng)
+    conf = _write_frame(spec, frame, out, names, sensor_rng)
     image = {"id": index + 1, **_image_entry(frame, f"{stem}.jpg", names[1], conf)}
     return image, _annotations(frame)
 
 
-def _clip(spec: SyntheticSpec, clip: int):
+def _clip(spec: SyntheticConfig, clip: int):
     from pkmodel.data.synthetic.sequence import sample_clip
 
-    return sample_clip(picture_rng(spec.seed, "clip", clip), spec.scene, spec.frames, spec.fps)
+    rng = picture_rng(spec.seed, "clip", clip)
+    return sample_clip(rng, scene_params(spec), spec.frames, spec.fps)
 
 
-def _frame_task(spec: SyntheticSpec, clip: int, index: int) -> tuple[dict, list[dict]]:
+def _frame_task(spec: SyntheticConfig, out: Path, clip: int, index: int) -> tuple[dict, list[dict]]:
     from pkmodel.data.synthetic.sequence import clip_frame
 
     frame = clip_frame(
         _clip(spec, clip), index, spec.fps, picture_rng(spec.seed, "clip_frame", clip, index),
         spec.max_depth_m,
     )  # fmt: skip
-    folder = spec.out / "sequences" / SEQUENCE_NAME.format(clip)
+    folder = out / "sequences" / SEQUENCE_NAME.format(clip)
     stem = FRAME_NAME.format(index)
     names = (f"rgb/{stem}.jpg", f"depth/{stem}.png", f"confidence/{stem}.png")
     sensor_rng = picture_rng(spec.seed, "sensor", _STREAM["clip"], clip, index)
@@ -273,49 +205,50 @@ def _frame_task(spec: SyntheticSpec, clip: int, index: int) -> tuple[dict, list[
     return image, anns
 
 
-_SPEC: SyntheticSpec | None = None
+# The settings and output folder of the run, in each worker process (set by _init_worker).
+_JOB: tuple[SyntheticConfig, Path] | None = None
 
 
-def _init_worker(spec: SyntheticSpec) -> None:
+def _init_worker(spec: SyntheticConfig, out: Path) -> None:
     import cv2
 
-    global _SPEC
-    _SPEC = spec
+    global _JOB
+    _JOB = (spec, out)
     cv2.setNumThreads(1)  # one process per core already
 
 
 def _run_task(task: tuple) -> tuple[tuple, dict, list[dict]]:
-    assert _SPEC is not None
+    assert _JOB is not None
     if task[0] == "clip":
-        return (task, *_frame_task(_SPEC, task[1], task[2]))
-    return (task, *_split_task(_SPEC, task[0], task[1]))
+        return (task, *_frame_task(*_JOB, task[1], task[2]))
+    return (task, *_split_task(*_JOB, task[0], task[1]))
 
 
 # --- the whole dataset ------------------------------------------------------------------------
 
 
-def _tasks(spec: SyntheticSpec) -> list[tuple]:
+def _tasks(spec: SyntheticConfig) -> list[tuple]:
     tasks: list[tuple] = [("train", i) for i in range(spec.num_train)]
     tasks += [("val", i) for i in range(spec.num_val)]
     tasks += [("clip", c, i) for c in range(spec.sequences) for i in range(spec.frames)]
     return tasks
 
 
-def _results(spec: SyntheticSpec, tasks: list[tuple], workers: int) -> Iterator[tuple]:
-    global _SPEC
+def _results(spec: SyntheticConfig, out: Path, tasks: list[tuple], workers: int) -> Iterator[tuple]:
+    global _JOB
     if workers <= 1 or len(tasks) < 4:
-        previous, _SPEC = _SPEC, spec
+        previous, _JOB = _JOB, (spec, out)
         try:
             yield from map(_run_task, tasks)
         finally:
-            _SPEC = previous
+            _JOB = previous
         return
     import multiprocessing
 
     # spawn: a fresh interpreter per worker, safe whatever the parent has loaded (torch, ...).
     ctx = multiprocessing.get_context("spawn")
     chunk = max(1, min(16, len(tasks) // (workers * 8)))
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(spec,)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(spec, out)) as pool:
         yield from pool.imap(_run_task, tasks, chunksize=chunk)
 
 
@@ -360,13 +293,15 @@ def default_workers() -> int:
     return usable_cores()
 
 
-def generate(spec: SyntheticSpec, progress: bool = True) -> Summary:
-    """Write the dataset described by ``spec`` under ``spec.out``."""
+def generate(spec: SyntheticConfig, out: Path, progress: bool = True) -> Summary:
+    """Write the dataset described by the ``[synthetic]`` section ``spec`` under ``out``."""
     from tqdm import tqdm
 
     spec.check()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PkmodelError(f"output folder {out} exists and is not a folder")
     start = time.perf_counter()
-    out = spec.out
     workers = spec.workers or default_workers()
     ann_dir = out / "annotations"
     for split in SPLITS:
@@ -380,7 +315,7 @@ def generate(spec: SyntheticSpec, progress: bool = True) -> Summary:
     anns: dict[str, list[dict]] = {}
     motions: dict[str, str] = {}
     with tqdm(total=len(tasks), desc="make-synthetic", unit="img", disable=not progress) as bar:
-        for task, image, people in _results(spec, tasks, workers):
+        for task, image, people in _results(spec, out, tasks, workers):
             name = task[0] if task[0] != "clip" else SEQUENCE_NAME.format(task[1])
             ann_list = anns.setdefault(name, [])
             for person in people:

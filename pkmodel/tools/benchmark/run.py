@@ -34,16 +34,16 @@ from pkmodel.common.atomic import atomic_write_json, check_writable
 from pkmodel.common.devices import DistInfo, seed_everything, select_device
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.runtime import usable_cores
-from pkmodel.config.rules import at_least, check_rules
+from pkmodel.config import BenchmarkConfig
 from pkmodel.data.dataset import PoseDataset
-from pkmodel.data.prepare import PrepareParams, prepare_split
-from pkmodel.data.synthetic.generate import SyntheticSpec, generate
+from pkmodel.data.prepare import prepare_split
+from pkmodel.data.synthetic.generate import generate
 from pkmodel.engine.optim import ModelEMA, build_optimizer
 from pkmodel.engine.train import epoch_loader, input_images, set_memory_format, to_device
 from pkmodel.export.common import INPUT_NAME, normalise_pixels, sample_input
 from pkmodel.export.onnx import check_opset, onnx_session, write_onnx
 from pkmodel.model.loss import PoseLoss
-from pkmodel.model.network import build_model, check_model_config, model_summary, output_shapes
+from pkmodel.model.network import build_model, model_summary, output_shapes
 from pkmodel.tools.benchmark.stages import (
     benchmark_cpu_latency,
     benchmark_dataset,
@@ -76,38 +76,32 @@ _EXPLICIT_SOURCES = ("option", "--set", "env ")
 
 @dataclass(frozen=True)
 class Plan:
-    """How much work each measurement does (from the config, and --quick)."""
+    """How much work each measurement does: the ``[benchmark]`` section, and the amounts that
+    --quick shrinks beyond it."""
 
     quick: bool
-    repeats: int
-    batch_size: int
-    latency_runs: int
-    train_steps: int
-    images: int
+    settings: BenchmarkConfig
     decoder_seconds: float  # per timing inside benchmark_decoder (best of a loop that long)
     dataset_batches: int  # timed batches per Dataset repeat
     prepare_replicate: int  # the annotation file repeated this often per prepare repeat
 
     @classmethod
     def from_config(cls, cfg: Any, quick: bool) -> Plan:
-        b = cfg.benchmark
         return cls(
             quick=quick,
-            repeats=b.repeats,
-            batch_size=b.batch_size,
-            latency_runs=b.latency_runs,
-            train_steps=b.train_steps,
-            images=b.images,
+            settings=cfg.benchmark,
             decoder_seconds=0.01 if quick else 0.2,
             dataset_batches=2 if quick else 8,
             prepare_replicate=1 if quick else 10,
         )
 
-    def check(self) -> None:
-        """Raise PkmodelError naming the first benchmark value that cannot work."""
-
-        keys = ("repeats", "batch_size", "latency_runs", "train_steps", "images")
-        check_rules("benchmark", self, [at_least(key, 1) for key in keys])
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as the result JSON records it (the section's amounts, not its out path)."""
+        amounts = {k: v for k, v in dataclasses.asdict(self.settings).items() if k != "out"}
+        derived = {
+            k: v for k, v in dataclasses.asdict(self).items() if k not in ("quick", "settings")
+        }
+        return {"quick": self.quick, **amounts, **derived}
 
 
 def is_explicit(cfg: Any, key: str) -> bool:
@@ -200,27 +194,25 @@ def measure_model(cfg: Any) -> dict[str, Any]:
 
 
 def make_feed_set(cfg: Any, plan: Plan, folder: Path) -> Path:
-    """A synthetic training split of ``plan.images`` images, prepared: the labels JSON."""
+    """A synthetic training split of ``plan.settings.images`` images, prepared: the labels JSON."""
 
     spec = dataclasses.replace(
-        SyntheticSpec.from_config(cfg, folder / "synthetic"),
-        num_train=plan.images,
-        num_val=0,
-        sequences=0,
+        cfg.synthetic, num_train=plan.settings.images, num_val=0, sequences=0
     )
-    generate(spec, progress=False)
+    out = folder / "synthetic"
+    generate(spec, out, progress=False)
     summary = prepare_split(
         "train",
-        spec.out / "train",
-        spec.out / "annotations" / "person_keypoints_train.json",
+        out / "train",
+        out / "annotations" / "person_keypoints_train.json",
         folder / "prepared",
-        PrepareParams.from_config(cfg.prepare),
+        cfg.prepare,
         progress=False,
         allow_empty=True,
     )
     if summary.kept == 0:
         raise PkmodelError(
-            f"the benchmark's {plan.images} synthetic images gave no usable person "
+            f"the benchmark's {plan.settings.images} synthetic images gave no usable person "
             "(raise benchmark.images)"
         )
     return summary.labels
@@ -231,16 +223,16 @@ def measure_synthetic(cfg: Any, plan: Plan) -> dict[str, Any]:
 
     size = (cfg.synthetic.width, cfg.synthetic.height)
     runs = [
-        benchmark_synthetic(plan.images, size, cfg.synthetic.workers, cfg.synthetic.seed)
-        for _ in range(plan.repeats)
+        benchmark_synthetic(plan.settings.images, size, cfg.synthetic.workers, cfg.synthetic.seed)
+        for _ in range(plan.settings.repeats)
     ]
     med = median_of(runs)
     return {
-        "images": plan.images,
+        "images": plan.settings.images,
         "size": list(size),
         "workers": int(med["workers"]),
         "images_per_s": med["images_per_s"],
-        "cpu_seconds_per_image": med["cpu_seconds"] / plan.images,
+        "cpu_seconds_per_image": med["cpu_seconds"] / plan.settings.images,
     }
 
 
@@ -251,7 +243,7 @@ def measure_prepare(cfg: Any, plan: Plan, synthetic: Path, folder: Path) -> dict
     prepare reuse-check every crop and cut the missing ones in the main process, unpooled.
     """
 
-    params = PrepareParams.from_config(cfg.prepare)
+    params = cfg.prepare
     runs = [
         benchmark_prepare(
             synthetic / "train",
@@ -261,7 +253,7 @@ def measure_prepare(cfg: Any, plan: Plan, synthetic: Path, folder: Path) -> dict
             repeats=1,
             replicate=plan.prepare_replicate,
         )
-        for r in range(plan.repeats)
+        for r in range(plan.settings.repeats)
     ]
     med = median_of(runs)
     return {
@@ -285,7 +277,7 @@ def measure_dataset(cfg: Any, plan: Plan, labels: Path) -> dict[str, Any]:
             batches=plan.dataset_batches,
             train=True,
         )  # fmt: skip
-        for _ in range(plan.repeats)
+        for _ in range(plan.settings.repeats)
     ]
     return {
         "workers": cfg.train.workers,
@@ -314,7 +306,7 @@ def measure_training(cfg: Any, plan: Plan, labels: Path) -> dict[str, Any]:
     ema = ModelEMA(model, t.ema_decay) if t.ema else None
     dataset = PoseDataset(labels, cfg, train=True)
     warmup = 1
-    steps = warmup + plan.train_steps
+    steps = warmup + plan.settings.train_steps
     # Cycle the small sample set so the loader yields exactly `steps` full batches.
     indices = [i % len(dataset) for i in range(steps * t.batch_size)]
     subset = torch.utils.data.Subset(dataset, indices)
@@ -364,14 +356,14 @@ def measure_inference(cfg: Any, plan: Plan, folder: Path) -> dict[str, Any]:
     """
     import torch
 
-    size, batch = cfg.model.input_size, plan.batch_size
+    size, batch = cfg.model.input_size, plan.settings.batch_size
     check_opset(cfg.export.onnx_opset)
     model = build_model(cfg.model, pretrained=False).eval()
     path = folder / "model.onnx"
     write_onnx(model, path, size, cfg.export.onnx_opset, dynamic_batch=True)
     threads = torch.get_num_threads()
     latency = benchmark_cpu_latency(
-        model, size, cfg.model.width_mult, runs=plan.latency_runs, warmup=5,
+        model, size, cfg.model.width_mult, runs=plan.settings.latency_runs, warmup=5,
         opset=cfg.export.onnx_opset, onnx_path=path, threads=threads,
     )  # fmt: skip
 
@@ -379,9 +371,9 @@ def measure_inference(cfg: Any, plan: Plan, folder: Path) -> dict[str, Any]:
     xt = torch.from_numpy(x)
     session = onnx_session(path, threads=threads)
     with torch.inference_mode():
-        torch_s = median_seconds(lambda: model(xt), plan.repeats)
+        torch_s = median_seconds(lambda: model(xt), plan.settings.repeats)
         reference = [o.numpy() for o in model(xt)]
-    onnx_s = median_seconds(lambda: session.run(None, {INPUT_NAME: x}), plan.repeats)
+    onnx_s = median_seconds(lambda: session.run(None, {INPUT_NAME: x}), plan.settings.repeats)
     got = session.run(None, {INPUT_NAME: x})
     # The two runtimes must run the same network, or the comparison means nothing.
     diff = max(float(np.abs(a - b).max()) for a, b in zip(got, reference, strict=True))
@@ -389,7 +381,7 @@ def measure_inference(cfg: Any, plan: Plan, folder: Path) -> dict[str, Any]:
         "device": "cpu",
         "threads": threads,
         "onnx_opset": cfg.export.onnx_opset,
-        "latency_runs": plan.latency_runs,
+        "latency_runs": plan.settings.latency_runs,
         "batch_size": batch,
         "torch_latency_ms": latency.torch_ms,
         "onnxruntime_latency_ms": latency.onnxruntime_ms,
@@ -406,14 +398,16 @@ def measure_decoder(cfg: Any, plan: Plan) -> dict[str, Any]:
 
     joints, _, grid = output_shapes(cfg.model)["heatmaps"]
     runs = [
-        benchmark_decoder(grid, joints, batch=plan.batch_size, min_seconds=plan.decoder_seconds)
-        for _ in range(plan.repeats)
+        benchmark_decoder(
+            grid, joints, batch=plan.settings.batch_size, min_seconds=plan.decoder_seconds
+        )
+        for _ in range(plan.settings.repeats)
     ]
     med = median_of(runs)
     return {
         "grid": grid,
         "joints": joints,
-        "batch_size": plan.batch_size,
+        "batch_size": plan.settings.batch_size,
         "single_us": med["single_us"],
         "batch_us": med["batch_us"],
         "reference_per_joint_us": med["reference_per_joint_us"],
@@ -461,8 +455,7 @@ def run_benchmark(cfg: Any, quick: bool = False, progress: bool = True) -> dict[
     from tqdm import tqdm
 
     plan = Plan.from_config(cfg, quick)
-    plan.check()
-    check_model_config(cfg.model)  # a bad input size fails now, not after minutes of work
+    cfg.check("benchmark", "model")  # a bad input size fails now, not after minutes of work
     start = time.perf_counter()
     load_before = load_average()
     result: dict[str, Any] = {
@@ -470,7 +463,7 @@ def run_benchmark(cfg: Any, quick: bool = False, progress: bool = True) -> dict[
         "version": VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "quick": quick,
-        "plan": dataclasses.asdict(plan),
+        "plan": plan.to_dict(),
     }
     seconds: dict[str, float] = {}
     stages = ("model", "synthetic", "prepare", "dataset", "training", "inference", "decoder")

@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from pkmodel.config import PrepareConfig, SyntheticConfig
 from pkmodel.data.dataset import PoseDataset, make_loader
-from pkmodel.data.prepare import PrepareParams, prepare_split, worker_count
-from pkmodel.data.synthetic.generate import SyntheticSpec, generate
+from pkmodel.data.prepare import prepare_split, worker_count
+from pkmodel.data.synthetic.generate import generate
 from pkmodel.datatools.fetch import fetch_urls
 from pkmodel.export.common import INPUT_NAME, normalise_pixels, sample_input
 from pkmodel.export.onnx import ONNX_MIN_OPSET, onnx_session, write_onnx
@@ -184,10 +185,10 @@ def benchmark_synthetic(
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
     with tempfile.TemporaryDirectory(prefix="pkmodel-synthetic-bench-") as tmp:
-        spec = SyntheticSpec(out=Path(tmp), num_train=n, num_val=0, width=size[0],
-                             height=size[1], seed=seed, sequences=0, workers=workers)  # fmt: skip
+        spec = SyntheticConfig(num_train=n, num_val=0, width=size[0], height=size[1], seed=seed,
+                               sequences=0, workers=workers)  # fmt: skip
         cpu0 = cpu()
-        summary = generate(spec, progress=False)
+        summary = generate(spec, Path(tmp), progress=False)
         cpu_s = cpu() - cpu0
     return {
         "images": float(n),
@@ -202,7 +203,7 @@ def benchmark_prepare(
     images_dir: str | Path,
     annotations: str | Path,
     out_dir: str | Path,
-    params: PrepareParams,
+    params: PrepareConfig,
     repeats: int = 2,
     replicate: int = 10,
 ) -> dict[str, float]:
