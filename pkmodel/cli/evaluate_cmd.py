@@ -97,13 +97,9 @@ def evaluate_command(
 
     from pkmodel.common.atomic import check_writable
     from pkmodel.common.errors import PkmodelError
-    from pkmodel.engine.evaluate import (
-        evaluate_split,
-        format_error_budget,
-        format_metrics,
-        prepare_for_evaluation,
-        write_evaluation,
-    )
+    from pkmodel.engine.error_budget import format_error_budget
+    from pkmodel.engine.evaluate import evaluate_split, prepare_for_evaluation
+    from pkmodel.engine.report import format_metrics, write_evaluation
 
     cfg = resolve_config(
         config,

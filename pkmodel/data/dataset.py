@@ -97,7 +97,7 @@ class PoseDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, labels_json: str | Path, cfg: Any, train: bool) -> None:
-        from pkmodel.data.prepare import read_labels
+        from pkmodel.data.labels import read_labels
 
         self.labels_path = Path(labels_json)
         data = read_labels(self.labels_path)
@@ -143,7 +143,7 @@ class PoseDataset(torch.utils.data.Dataset):
     def samples(self) -> list[dict[str, Any]]:
         """The label dicts of every sample (read again on first use, for evaluation)."""
         if self._samples is None:
-            from pkmodel.data.prepare import read_labels
+            from pkmodel.data.labels import read_labels
 
             self._samples = read_labels(self.labels_path)["samples"]
         return self._samples

@@ -29,9 +29,8 @@ from pkmodel.common.geometry import pixel_crop_box
 from pkmodel.common.images import crop_square, read_rgb
 from pkmodel.common.skeleton import JOINT_NAMES, NUM_JOINTS
 from pkmodel.config import PrepareConfig
+from pkmodel.data.labels import SCHEMA, SCHEMA_VERSION, write_labels
 
-SCHEMA = "pkmodel.prepared"
-SCHEMA_VERSION = 1
 # Each dropped annotation counts under the FIRST reason that applies, in this order.
 DROP_REASONS: tuple[str, ...] = (
     "crowd",  # iscrowd = 1 and prepare.skip_crowd
@@ -434,40 +433,6 @@ def _labels_header(
             "max_people": params.max_people,
         },
     }
-
-
-def write_labels(path: Path, header: dict[str, Any], samples: Iterable[dict[str, Any]]) -> None:
-    """Atomic JSON with one sample per line (readable and diff-able, ~1 KB per sample)."""
-    from pkmodel.common.atomic import atomic_write_text
-
-    head = json.dumps(header, indent=2, allow_nan=False)[:-2]  # drop the closing "\n}"
-    lines = ["    " + json.dumps(s, separators=(", ", ": "), allow_nan=False) for s in samples]
-    body = ("\n" + ",\n".join(lines) + "\n  ") if lines else ""
-    atomic_write_text(path, f'{head},\n  "samples": [{body}]\n}}\n')
-
-
-def read_labels(path: str | Path) -> dict[str, Any]:
-    """Load prepared labels and check their schema; mistakes are one PkmodelError."""
-    path = Path(path)
-    if not path.is_file():
-        raise PkmodelError(f"prepared labels {path} do not exist (run `pkmodel prepare-coco`)")
-    try:
-        data = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PkmodelError(f"prepared labels {path} are not valid JSON ({e})") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise PkmodelError(
-            f"{path} is not a pkmodel prepared-labels file (no 'schema': '{SCHEMA}')"
-        )
-    if int(data.get("version", 0)) > SCHEMA_VERSION:
-        raise PkmodelError(
-            f"{path} has labels version {data['version']}; this pkmodel reads up to "
-            f"version {SCHEMA_VERSION}"
-        )
-    for key in ("crop_size", "samples"):
-        if key not in data:
-            raise PkmodelError(f"prepared labels {path} have no '{key}'")
-    return data
 
 
 def _previous_crops(

@@ -292,7 +292,7 @@ def label_oks(
 ) -> np.ndarray:
     """Per pose: OKS over the joints it labels AND the ground truth labels, against the best
     ground-truth person (not crowd) of its image; NaN where no joint is shared."""
-    from pkmodel.engine.evaluate import object_keypoint_similarity
+    from pkmodel.engine.metrics import object_keypoint_similarity
 
     n = len(ids)
     people = [
@@ -325,7 +325,7 @@ def score_pseudo_labels(
 ) -> dict[str, Any]:  # fmt: skip
     """COCO OKS AP of all predictions and of the kept ones, and the label OKS of the kept ones,
     over the images the annotation file (path or pycocotools COCO) has."""
-    from pkmodel.engine.evaluate import (
+    from pkmodel.engine.metrics import (
         COCO_STAT_NAMES,
         coco_keypoint_eval,
         coco_results,
@@ -388,8 +388,9 @@ def pseudo_label(
     import dataclasses
 
     from pkmodel.common.atomic import atomic_write_json
-    from pkmodel.data.prepare import prepare_split, read_labels, write_labels
-    from pkmodel.engine.evaluate import load_coco
+    from pkmodel.data.labels import read_labels, write_labels
+    from pkmodel.data.prepare import prepare_split
+    from pkmodel.engine.metrics import load_coco
     from pkmodel.engine.predict import predict_frames_refined
 
     t0 = time.perf_counter()

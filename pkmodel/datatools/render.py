@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pkmodel.common.errors import PkmodelError
-from pkmodel.datatools import checked_relative, load_labels
+from pkmodel.data.labels import checked_relative, load_labels
 
 SHEET_SUFFIXES = (".png", ".jpg", ".jpeg")
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import JOINT_NAMES, NUM_JOINTS
-from pkmodel.datatools import header_of, keypoints_array, load_labels, source_image_keys
+from pkmodel.data.labels import header_of, keypoints_array, load_labels, source_image_keys
 
 SIZE_BINS_PX = np.array([0, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 4096])
 SHARE_BINS = np.linspace(0.0, 1.0, 11)

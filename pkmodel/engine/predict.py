@@ -10,6 +10,9 @@ found keep their argmax position and are not drawn.
 from __future__ import annotations
 
 import functools
+import json
+import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from pkmodel.common.atomic import check_writable
+from pkmodel.common.atomic import atomic_write_text, check_writable
+from pkmodel.common.draw import draw_center, draw_skeleton, save_image
 from pkmodel.common.errors import PkmodelError, not_there
-from pkmodel.common.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from pkmodel.common.geometry import crop_to_image, joint_boxes, letterbox_image, pixel_crop_box
+from pkmodel.common.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, crop_square, read_rgb
 from pkmodel.common.skeleton import JOINT_NAMES
+from pkmodel.model.checkpoint import model_from_checkpoint
 from pkmodel.model.decode import DecodeSettings, decode_poses
+from pkmodel.model.outputs import OUTPUT_NAMES
 
 PREDICTIONS_SCHEMA = "pkmodel.predictions"
 # The person box around a pose's found joints grows by this x its longer side on every side
@@ -38,8 +45,6 @@ class TorchRunner:
 
     def __init__(self, weights: Path, cfg: Any, device: Any) -> None:
         import torch
-
-        from pkmodel.model.checkpoint import model_from_checkpoint
 
         model, saved, _ = model_from_checkpoint(weights)
         cfg.model = saved.model  # the network is what the checkpoint says it is
@@ -66,8 +71,6 @@ class OnnxRunner:
 
     def __init__(self, weights: Path, cfg: Any) -> None:
         import onnxruntime as ort
-
-        from pkmodel.model.outputs import OUTPUT_NAMES
 
         if not weights.is_file():
             raise PkmodelError(f"weights file {weights} {not_there(weights)}")
@@ -158,7 +161,6 @@ def normalise(images: np.ndarray) -> np.ndarray:
 
 def predict_frames(runner: Any, frames: Sequence[np.ndarray]) -> list[Pose]:
     """Letterbox each HxWx3 uint8 RGB frame (whole frame), run one batch, map back to pixels."""
-    from pkmodel.common.geometry import letterbox_image
 
     boxed = [letterbox_image(f, runner.input_size) for f in frames]
     out = runner(normalise(np.stack([b[0] for b in boxed])))
@@ -182,8 +184,6 @@ def _poses(out: dict[str, np.ndarray], to_image: Sequence[Any]) -> list[Pose]:
 def predict_boxes(runner: Any, frames: Sequence[np.ndarray], boxes: Sequence[Sequence[int]]) -> list[Pose]:  # fmt: skip
     """Run one batch on square crops: box ``[x0, y0, side]`` (whole pixels, zeros outside the
     frame) of each frame, resized to the input as prepare-coco crops people; image pixels out."""
-    from pkmodel.common.geometry import crop_to_image
-    from pkmodel.common.images import crop_square
 
     size = runner.input_size
     batch = normalise(np.stack([crop_square(f, list(b), size) for f, b in zip(frames, boxes, strict=True)]))  # fmt: skip
@@ -200,7 +200,6 @@ def pose_crop_box(
     grown by ``expand_ratio`` (prepare.expand_ratio), in whole pixels. None when fewer than
     ``min_joints`` joints qualify: too little to place a crop on.
     """
-    from pkmodel.common.geometry import joint_boxes, pixel_crop_box
 
     kp = np.asarray(pose.keypoints, np.float64)
     ok = np.asarray(pose.found, bool) & (kp >= 0).all(1) & (kp < [width, height]).all(1)
@@ -235,7 +234,6 @@ def predict_frames_refined(
 
 def draw_pose(frame: np.ndarray, pose: Pose) -> np.ndarray:
     """A copy of the frame with the found joints, their limbs and the person center."""
-    from pkmodel.common.draw import draw_center, draw_skeleton
 
     picture = np.ascontiguousarray(frame.copy())
     draw_skeleton(picture, pose.keypoints, visible=pose.found)
@@ -291,9 +289,6 @@ def _header(runner: Any, weights: Path, kind: str, source: Path) -> dict[str, An
 
 def write_predictions(path: Path, header: dict[str, Any], items: list[dict[str, Any]]) -> None:
     """keypoints.json: the header, then ``items`` with one frame per line (atomic, strict JSON)."""
-    import json
-
-    from pkmodel.common.atomic import atomic_write_text
 
     head = json.dumps(header, indent=2, allow_nan=False)[:-2]  # without the closing "\n}"
     lines = ",\n".join("    " + json.dumps(item, allow_nan=False) for item in items)
@@ -328,9 +323,6 @@ def predict_images(
     ``strict``: an unreadable image is a PkmodelError; otherwise it is skipped and listed.
     """
     from tqdm import tqdm
-
-    from pkmodel.common.draw import save_image
-    from pkmodel.common.images import read_rgb
 
     names = _overlay_names(paths)
     items, overlays, skipped = [], [], []
@@ -376,8 +368,6 @@ def predict_video(
 
     The video is written to a temporary file beside the target and renamed when complete.
     """
-    import os
-    import tempfile
 
     import cv2
     from tqdm import tqdm

@@ -31,18 +31,14 @@ from pkmodel.common.devices import (
 )
 from pkmodel.common.errors import PkmodelError
 from pkmodel.config import Config
+from pkmodel.data.dataset import PoseDataset, TrainLoader, make_loader
 from pkmodel.engine.budget import TimeBudget
+from pkmodel.engine.evaluate import evaluate_model
 from pkmodel.engine.optim import LRSchedule, ModelEMA, build_optimizer
 from pkmodel.engine.runlog import RunLog
 from pkmodel.model.checkpoint import load_checkpoint, save_checkpoint
-
-# --------------------------------------------------------------------------------------------
-# Devices and processes
-
-
-# --------------------------------------------------------------------------------------------
-# EMA, optimizer, schedule
-
+from pkmodel.model.loss import PoseLoss
+from pkmodel.model.network import build_model
 
 # --------------------------------------------------------------------------------------------
 # Data
@@ -71,7 +67,6 @@ def per_process_batch(cfg: Config, dist: DistInfo) -> int:
 def train_loader(dataset, cfg: Config, dist: DistInfo, device: torch.device):
     """The run's loader (``.epoch(e)`` per epoch): order and augmentation are a function of
     (seed, epoch) only; DataLoader workers start once and persist across epochs."""
-    from pkmodel.data.dataset import TrainLoader
 
     return TrainLoader(
         dataset,
@@ -87,7 +82,6 @@ def epoch_loader(dataset, cfg: Config, dist: DistInfo, device: torch.device, epo
                  shuffle: bool = True):  # fmt: skip
     """A one-epoch loader with the training settings, for any dataset (also a Subset: the
     benchmark's training figure); order and augmentation are a function of (seed, epoch)."""
-    from pkmodel.data.dataset import make_loader
 
     return make_loader(
         dataset,
@@ -122,10 +116,6 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
         k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v
         for k, v in batch.items()
     }
-
-
-# --------------------------------------------------------------------------------------------
-# Run folder: metrics.jsonl, curves, TensorBoard
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,8 +224,6 @@ def _train(
     device: torch.device,
     t0: float,
 ) -> TrainResult:
-    from pkmodel.model.loss import PoseLoss
-    from pkmodel.model.network import build_model
 
     t = cfg.train
     out_dir = Path(t.out_dir)
@@ -266,8 +254,6 @@ def _train(
     if dist.enabled and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     loss_fn = PoseLoss(cfg.loss, sync_counts=dist.enabled).to(device)
-
-    from pkmodel.data.dataset import PoseDataset
 
     dataset = PoseDataset(labels_path(cfg, cfg.data.train_split), cfg, train=True)
     steps_per_epoch = (len(dataset) // dist.world_size) // per_process_batch(cfg, dist)
@@ -524,7 +510,6 @@ def _train_one_epoch(
 def validate(model: nn.Module, loss_fn: nn.Module, cfg: Config, device: torch.device,
              progress: bool = True) -> dict[str, float]:  # fmt: skip
     """COCO OKS AP (and PCK) on the validation split plus the loss terms over the whole split."""
-    from pkmodel.engine.evaluate import evaluate_model
 
     metrics = evaluate_model(
         model,

@@ -14,11 +14,15 @@ from typing import Any
 
 from pkmodel.common.atomic import atomic_open
 from pkmodel.common.errors import PkmodelError, not_there
+from pkmodel.common.versioned import FileKind
 from pkmodel.config import config_from_dict
 from pkmodel.model.network import build_model
 
 CHECKPOINT_FORMAT = "pkmodel-checkpoint"
 CHECKPOINT_VERSION = 1
+CHECKPOINT = FileKind(
+    "pkmodel checkpoint", ("format", CHECKPOINT_FORMAT), CHECKPOINT_VERSION, ("model", "config")
+)
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -56,19 +60,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
         raise PkmodelError(
             f"{path} is not a pkmodel checkpoint (not a readable PyTorch file: {type(e).__name__})"
         ) from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise PkmodelError(
-            f"{path} is not a pkmodel checkpoint (it has no 'format': '{CHECKPOINT_FORMAT}' entry)"
-        )
-    if int(state.get("version", 0)) > CHECKPOINT_VERSION:
-        raise PkmodelError(
-            f"{path} is a version {state['version']} checkpoint; this pkmodel reads up to "
-            f"version {CHECKPOINT_VERSION}"
-        )
-    for key in ("model", "config"):
-        if key not in state:
-            raise PkmodelError(f"{path} is not a complete pkmodel checkpoint (no '{key}' entry)")
-    return state
+    return CHECKPOINT.check(state, path)
 
 
 def model_from_checkpoint(path: str | Path, prefer_ema: bool = True, map_location: str = "cpu"):

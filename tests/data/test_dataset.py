@@ -9,7 +9,8 @@ from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import FLIP_INDEX, JOINT_INDEX, NUM_JOINTS
 from pkmodel.config import Config, PrepareConfig
 from pkmodel.data.dataset import PoseDataset, input_to_image, make_loader
-from pkmodel.data.prepare import prepare_split, write_labels
+from pkmodel.data.labels import write_labels
+from pkmodel.data.prepare import prepare_split
 from tests.conftest import shared_data
 
 LW, RW = JOINT_INDEX["left_wrist"], JOINT_INDEX["right_wrist"]

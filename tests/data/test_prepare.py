@@ -9,11 +9,11 @@ import pytest
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.geometry import crop_to_image
 from pkmodel.config import PrepareConfig
+from pkmodel.data.labels import read_labels
 from pkmodel.data.prepare import (
     DROP_REASONS,
     load_coco_people,
     prepare_split,
-    read_labels,
 )
 from tests.conftest import run_cli, shared_data
 

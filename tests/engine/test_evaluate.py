@@ -13,21 +13,23 @@ import torch
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import FLIP_INDEX, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, OKS_SIGMAS
 from pkmodel.config import load_config
+from pkmodel.engine.error_budget import input_ground_truth
 from pkmodel.engine.evaluate import (
-    COCO_STAT_NAMES,
     Predictions,
     average_flip,
-    coco_keypoint_eval,
     error_budget,
     evaluate_model,
     evaluate_split,
-    input_ground_truth,
-    object_keypoint_similarity,
-    pck,
-    pck_normaliser,
     predict_split,
     prepare_for_evaluation,
     unflip_outputs,
+)
+from pkmodel.engine.metrics import (
+    COCO_STAT_NAMES,
+    coco_keypoint_eval,
+    object_keypoint_similarity,
+    pck,
+    pck_normaliser,
 )
 from tests.conftest import run_cli, shared_data
 
@@ -125,7 +127,7 @@ def test_missing_person_halves_recall(tmp_path):
 def test_oks_matches_cocoeval_on_random_people(tmp_path):
     from pycocotools.cocoeval import COCOeval
 
-    from pkmodel.engine.evaluate import load_coco
+    from pkmodel.engine.metrics import load_coco
 
     rng = np.random.default_rng(2)
     gt, bbox, area = _random_person(rng)

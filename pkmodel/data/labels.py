@@ -1,0 +1,96 @@
+"""Prepared labels (``DATASET_DIR/NAME.json``, schema "pkmodel.prepared"): the one reader and
+writer of the file that prepare-coco, the Dataset, evaluation and the data tools share, and
+what several of them compute from its samples. The layout is in docs/interfaces.md."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from pkmodel.common.atomic import atomic_write_text
+from pkmodel.common.errors import PkmodelError
+from pkmodel.common.skeleton import NUM_JOINTS
+from pkmodel.common.versioned import FileKind
+
+SCHEMA = "pkmodel.prepared"
+SCHEMA_VERSION = 1
+LABELS = FileKind(
+    "pkmodel prepared-labels file", ("schema", SCHEMA), SCHEMA_VERSION, ("crop_size", "samples")
+)
+
+
+def write_labels(path: Path, header: dict[str, Any], samples: Iterable[dict[str, Any]]) -> None:
+    """Atomic JSON with one sample per line (readable and diff-able, ~1 KB per sample)."""
+    head = json.dumps(header, indent=2, allow_nan=False)[:-2]  # drop the closing "\n}"
+    lines = ["    " + json.dumps(s, separators=(", ", ": "), allow_nan=False) for s in samples]
+    body = ("\n" + ",\n".join(lines) + "\n  ") if lines else ""
+    atomic_write_text(path, f'{head},\n  "samples": [{body}]\n}}\n')
+
+
+def read_labels(path: str | Path) -> dict[str, Any]:
+    """Load prepared labels and check their schema; mistakes are one PkmodelError."""
+    path = Path(path)
+    if not path.is_file():
+        raise PkmodelError(f"prepared labels {path} do not exist (run `pkmodel prepare-coco`)")
+    try:
+        data = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PkmodelError(f"prepared labels {path} are not valid JSON ({e})") from None
+    return LABELS.check(data, path)
+
+
+def header_of(data: dict[str, Any]) -> dict[str, Any]:
+    """A label file's header: everything but the samples."""
+    return {k: v for k, v in data.items() if k != "samples"}
+
+
+def source_image_keys(samples: list[dict[str, Any]]) -> np.ndarray:
+    """Per sample, an integer that is equal exactly for crops of the same source image.
+
+    The image is (source tag, image_id), or (source tag, file_name) where a sample has no
+    image_id: image ids of different sources (a merged file) may clash, file names of one
+    source may not.
+    """
+    keys = [
+        f"{s.get('source', '')}\x00"
+        + (f"id:{s['image_id']}" if s.get("image_id") is not None else f"file:{s.get('file_name', s['image'])}")
+        for s in samples
+    ]  # fmt: skip
+    if not keys:
+        return np.zeros(0, np.int64)
+    return np.unique(np.array(keys), return_inverse=True)[1].astype(np.int64)
+
+
+def keypoints_array(samples: list[dict[str, Any]], path: str | Path) -> np.ndarray:
+    """(N, K, 3) float64 main-person keypoints (crop pixels, COCO v)."""
+    try:
+        kp = np.array([s["keypoints"] for s in samples], np.float64).reshape(-1, NUM_JOINTS, 3)
+    except (KeyError, ValueError, TypeError) as e:
+        raise PkmodelError(f"prepared labels {path} have malformed 'keypoints' ({e})") from None
+    return kp
+
+
+def checked_relative(image: str, where: str) -> PurePosixPath:
+    """A sample's image path, relative to its label file's folder (may go up with '..', as
+    `data split --out` writes them; never absolute)."""
+    rel = PurePosixPath(image)
+    if rel.is_absolute() or not rel.parts or rel.parts[-1] == "..":
+        raise PkmodelError(
+            f"{where}: image path {image!r} must be a file path relative to the label file's folder"
+        )
+    return rel
+
+
+def load_labels(path: str | Path) -> dict[str, Any]:
+    """``read_labels`` plus a check that every sample has the image path the data tools use."""
+    data = read_labels(path)
+    if not isinstance(data["samples"], list):
+        raise PkmodelError(f"prepared labels {path}: 'samples' is not a list")
+    for i, s in enumerate(data["samples"]):
+        if not isinstance(s, dict) or not isinstance(s.get("image"), str):
+            raise PkmodelError(f"prepared labels {path}: samples[{i}] has no 'image' path")
+    return data
