@@ -10,7 +10,7 @@ COCO OKS AP every ``val_every`` epochs, and write ``last.pt`` / ``best.pt`` atom
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,15 @@ from pkmodel.common.devices import (
 )
 from pkmodel.common.errors import PkmodelError
 from pkmodel.config import Config
-from pkmodel.data.dataset import PoseDataset, TrainLoader, make_loader
+from pkmodel.data.dataset import PoseDataset
+from pkmodel.engine.batches import (
+    input_images,
+    labels_path,
+    per_process_batch,
+    set_memory_format,
+    to_device,
+    train_loader,
+)
 from pkmodel.engine.budget import TimeBudget
 from pkmodel.engine.evaluate import evaluate_model
 from pkmodel.engine.optim import LRSchedule, ModelEMA, build_optimizer
@@ -39,87 +47,6 @@ from pkmodel.engine.runlog import RunLog
 from pkmodel.model.checkpoint import load_checkpoint, save_checkpoint
 from pkmodel.model.loss import PoseLoss
 from pkmodel.model.network import build_model
-
-# --------------------------------------------------------------------------------------------
-# Data
-
-
-def labels_path(cfg: Config, split: str) -> Path:
-    path = cfg.data.prepared_dir / f"{split}.json"
-    if not path.is_file():
-        raise PkmodelError(
-            f"prepared labels {path} do not exist; run `pkmodel prepare-coco --split {split}` "
-            "first (data.prepared_dir)"
-        )
-    return path
-
-
-def per_process_batch(cfg: Config, dist: DistInfo) -> int:
-    per_process = cfg.train.batch_size // dist.world_size
-    if per_process < 1:
-        raise PkmodelError(
-            f"train.batch_size {cfg.train.batch_size} is smaller than the number of processes "
-            f"({dist.world_size})"
-        )
-    return per_process
-
-
-def train_loader(dataset, cfg: Config, dist: DistInfo, device: torch.device):
-    """The run's loader (``.epoch(e)`` per epoch): order and augmentation are a function of
-    (seed, epoch) only; DataLoader workers start once and persist across epochs."""
-
-    return TrainLoader(
-        dataset,
-        per_process_batch(cfg, dist),
-        workers=cfg.train.workers,
-        pin_memory=device.type == "cuda",
-        distributed=dist.enabled,
-        seed=cfg.train.seed,
-    )
-
-
-def epoch_loader(dataset, cfg: Config, dist: DistInfo, device: torch.device, epoch: int,
-                 shuffle: bool = True):  # fmt: skip
-    """A one-epoch loader with the training settings, for any dataset (also a Subset: the
-    benchmark's training figure); order and augmentation are a function of (seed, epoch)."""
-
-    return make_loader(
-        dataset,
-        per_process_batch(cfg, dist),
-        shuffle,
-        workers=cfg.train.workers,
-        pin_memory=device.type == "cuda",
-        distributed=dist.enabled,
-        seed=cfg.train.seed,
-        epoch=epoch,
-    )
-
-
-def set_memory_format(model: nn.Module, cfg: Config) -> nn.Module:
-    """The model in the training memory format (``train.channels_last``), in place."""
-    if cfg.train.channels_last:
-        model.to(memory_format=torch.channels_last)
-    return model
-
-
-def input_images(batch: dict[str, Any], cfg: Config) -> torch.Tensor:
-    """The batch's images in the training memory format (a no-op copy when already in it)."""
-    images = batch["image"]
-    if cfg.train.channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images
-
-
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    non_blocking = device.type == "cuda"
-    return {
-        k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v
-        for k, v in batch.items()
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# The loop
 
 
 @dataclass
@@ -137,30 +64,180 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def _checkpoint_state(
-    model: nn.Module,
-    ema: ModelEMA | None,
-    optimizer: torch.optim.Optimizer,
-    schedule: LRSchedule,
-    scaler: Any,
-    cfg: Config,
-    epoch: int,
-    step: int,
-    best: dict[str, Any],
-) -> dict[str, Any]:
-    return {
-        "model": _unwrap(model).state_dict(),
-        "ema": ema.module.state_dict() if ema is not None else None,
-        "ema_updates": ema.updates if ema is not None else 0,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": schedule.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "epoch": epoch,
-        "step": step,
-        "best": best,
-        "rng": rng_state(),
-        "config": cfg.to_dict(),
-    }
+@dataclass
+class Run:
+    """What one training run carries from step to step: the model (DDP-wrapped under torchrun)
+    and everything that updates it, where it runs, and the counters a checkpoint saves."""
+
+    cfg: Config
+    dist: DistInfo
+    device: torch.device
+    model: nn.Module
+    ema: ModelEMA | None
+    loss_fn: PoseLoss
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    scaler: torch.amp.GradScaler | None  # fp16 AMP only
+    amp_dtype: torch.dtype | None  # None: no mixed precision
+    steps_per_epoch: int
+    progress: bool = True
+    max_steps: int | None = None
+    step: int = 0
+    best: dict[str, Any] = field(default_factory=lambda: {"ap": -1.0, "epoch": 0, "bad": 0})
+
+    def finished_steps(self) -> bool:
+        return self.max_steps is not None and self.step >= self.max_steps
+
+    def eval_model(self) -> nn.Module:
+        """The weights validation and checkpoints' users see: the EMA when kept."""
+        return self.ema.module if self.ema is not None else _unwrap(self.model)
+
+    def state(self, epoch: int) -> dict[str, Any]:
+        """The checkpoint of the run after ``epoch``: enough to resume it exactly."""
+        return {
+            "model": _unwrap(self.model).state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "ema_updates": self.ema.updates if self.ema is not None else 0,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "epoch": epoch,
+            "step": self.step,
+            "best": self.best,
+            "rng": rng_state(),
+            "config": self.cfg.to_dict(),
+        }
+
+    def load(self, checkpoint: dict[str, Any]) -> int:
+        """Continue from a checkpoint of this run; returns the epoch it ended."""
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.schedule.load_state_dict(checkpoint["scheduler"])
+        if self.scaler is not None and checkpoint.get("scaler"):
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        if self.ema is not None and checkpoint.get("ema"):
+            self.ema.module.load_state_dict(checkpoint["ema"])
+            self.ema.updates = int(checkpoint.get("ema_updates", 0))
+        self.step = int(checkpoint["step"])
+        self.best = dict(checkpoint["best"])
+        set_rng_state(checkpoint["rng"])
+        return int(checkpoint["epoch"])
+
+    def train_epoch(self, loader: Any, epoch: int) -> dict[str, Any]:
+        """One pass over ``loader``: the epoch's mean loss terms over every process, speed,
+        and the seconds of each step (the time budget's estimate)."""
+        from tqdm import tqdm
+
+        t = self.cfg.train
+        device, dist = self.device, self.dist
+        sums: dict[str, torch.Tensor] = {}
+        count = torch.zeros((), device=device)
+        data_time = compute_time = 0.0
+        bar = tqdm(
+            total=len(loader),
+            desc=f"epoch {epoch}/{t.epochs}",
+            disable=not (self.progress and dist.is_main),
+            leave=False,
+            dynamic_ncols=True,
+        )
+        tick = time.perf_counter()
+        images = 0
+        step_seconds: list[float] = []  # data + compute per step
+        self.model.train()
+        for batch in loader:
+            batch = to_device(batch, device)
+            got = time.perf_counter()
+            data_time += got - tick
+            lr = self.schedule.apply(self.optimizer, self.step)
+            loss, terms = self._step(batch, epoch, bar)
+            self.step += 1
+            n = batch["image"].shape[0]
+            images += n
+            count += n
+            for key, value in {"loss": loss, **terms}.items():
+                sums[key] = sums.get(key, torch.zeros((), device=device)) + value.detach() * n
+            now = time.perf_counter()
+            step_seconds.append(now - tick)
+            compute_time += now - got
+            tick = now
+            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
+            bar.update(1)
+            if self.finished_steps():
+                break
+        bar.close()
+        # Epoch means over every sample of every process.
+        keys = sorted(sums)
+        packed = torch.stack([sums[k] for k in keys] + [count])
+        if dist.enabled:
+            torch.distributed.all_reduce(packed)
+        total = max(packed[-1].item(), 1.0)
+        out: dict[str, Any] = {f"train/{k}": packed[i].item() / total for i, k in enumerate(keys)}
+        elapsed = max(data_time + compute_time, 1e-9)
+        out.update(
+            {
+                "step_seconds": step_seconds,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "train/images_per_s": images * dist.world_size / elapsed,
+                "train/data_time_share": data_time / elapsed,
+            }
+        )
+        return out
+
+    def _step(self, batch: dict[str, Any], epoch: int, bar: Any) -> tuple[torch.Tensor, dict]:
+        """Forward, loss, backward (clipped by norm), optimizer and EMA on one batch."""
+        t = self.cfg.train
+        with torch.autocast(
+            self.device.type,
+            dtype=self.amp_dtype or torch.float16,
+            enabled=self.amp_dtype is not None,
+        ):
+            outputs = self.model(input_images(batch, self.cfg))
+        outputs = tuple(o.float() for o in outputs)
+        loss, terms = self.loss_fn(outputs, batch)
+        bad = torch.tensor(0.0 if torch.isfinite(loss) else 1.0, device=self.device)
+        if self.dist.enabled:
+            torch.distributed.all_reduce(bad)
+        if bad.item() > 0:
+            bar.close()
+            raise PkmodelError(
+                f"the loss became {loss.item()} at epoch {epoch}, step {self.step + 1}; training "
+                "stopped and last.pt from the previous epoch is kept (try a lower train.lr "
+                "or train.grad_clip_norm)"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if t.grad_clip_norm > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(_unwrap(self.model))
+        return loss, terms
+
+    def validate(self, epoch: int) -> tuple[dict[str, float], bool]:
+        """Rank 0 validates (its loss must not wait for the other processes); every process
+        gets the AP, steps the plateau schedule and keeps the best AP of ``epoch`` or counts a
+        validation without gain. Returns the row entries (rank 0) and whether the AP improved."""
+        row: dict[str, float] = {}
+        if self.dist.is_main:
+            val = validate(
+                self.eval_model(), PoseLoss(self.cfg.loss), self.cfg, self.device, self.progress
+            )
+            row = {f"val/{k}": v for k, v in val.items()}
+        ap = broadcast_float(row.get("val/AP", 0.0), self.dist, self.device)
+        self.schedule.on_validation(ap)
+        if ap > self.best["ap"] + 1e-6:
+            self.best.update(ap=ap, epoch=epoch, bad=0)
+            return row, True
+        self.best["bad"] += 1
+        return row, False
 
 
 def _check_resume_config(cfg: Config, saved: dict[str, Any], path: Path) -> None:
@@ -209,35 +286,50 @@ def train(
             (out_dir / name).unlink(missing_ok=True)
     created = init_distributed(dist, device)
     try:
-        return _train(cfg, resume, progress, max_steps, dist, device, t0)
+        checkpoint = None
+        if resume is not None:
+            checkpoint = load_checkpoint(resume)
+            _check_resume_config(cfg, checkpoint["config"], resume)
+        run, dataset = _build_run(cfg, dist, device, checkpoint, progress, max_steps)
+        start_epoch = run.load(checkpoint) if checkpoint is not None else 0
+        if checkpoint is not None:
+            saved_train = checkpoint["config"].get("train", {})
+            if cfg.train.minutes > 0 and float(saved_train.get("minutes", 0.0)) > 0:
+                # The budget chose the epochs after epoch 1; the resumed run keeps them.
+                cfg.set("train.epochs", int(saved_train["epochs"]), "time budget (checkpoint)")
+        if dist.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            run.model = nn.parallel.DistributedDataParallel(run.model, device_ids=ids)
+        # A time budget plans train.epochs after epoch 1 (timed with a validation) and re-plans
+        # every epoch; a resumed run keeps the epochs of its checkpoint.
+        t = cfg.train
+        budget = (
+            TimeBudget(t.minutes, t.val_every, t0) if t.minutes > 0 and resume is None else None
+        )
+        return _loop(run, dataset, start_epoch, resume is not None, budget, t0)
     finally:
         if created and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 
-def _train(
+def _build_run(
     cfg: Config,
-    resume: Path | None,
-    progress: bool,
-    max_steps: int | None,
     dist: DistInfo,
     device: torch.device,
-    t0: float,
-) -> TrainResult:
-
+    checkpoint: dict[str, Any] | None,
+    progress: bool,
+    max_steps: int | None,
+) -> tuple[Run, PoseDataset]:
+    """The model (random, ImageNet backbone, or train.finetune's weights), loss, optimizer,
+    schedule, AMP and EMA for ``cfg``, and the training split; nothing is loaded from
+    ``checkpoint`` yet (``Run.load`` does that)."""
     t = cfg.train
-    out_dir = Path(t.out_dir)
     if t.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     seed_everything(t.seed)  # the initial weights depend on the seed only
-
-    checkpoint = None
-    if resume is not None:
-        checkpoint = load_checkpoint(resume)
-        _check_resume_config(cfg, checkpoint["config"], resume)
 
     model = build_model(cfg.model, pretrained=checkpoint is None and t.finetune is None)
     if t.finetune is not None and checkpoint is None:
@@ -262,47 +354,44 @@ def _train(
             f"the training split has fewer samples than one batch (train.batch_size "
             f"{t.batch_size}); lower the batch size or prepare more data"
         )
-    optimizer = build_optimizer(model, cfg)
-    schedule = LRSchedule(cfg, steps_per_epoch)
-    use_amp = device.type == "cuda" and t.amp != "off"
-    amp_dtype = torch.bfloat16 if t.amp == "bf16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if use_amp and t.amp == "fp16" else None
-    ema = ModelEMA(_unwrap(model), t.ema_decay) if t.ema else None
-
-    start_epoch, step = 0, 0
-    best = {"ap": -1.0, "epoch": 0, "bad": 0}
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        schedule.load_state_dict(checkpoint["scheduler"])
-        if scaler is not None and checkpoint.get("scaler"):
-            scaler.load_state_dict(checkpoint["scaler"])
-        if ema is not None and checkpoint.get("ema"):
-            ema.module.load_state_dict(checkpoint["ema"])
-            ema.updates = int(checkpoint.get("ema_updates", 0))
-        start_epoch, step = int(checkpoint["epoch"]), int(checkpoint["step"])
-        best = dict(checkpoint["best"])
-        set_rng_state(checkpoint["rng"])
-        saved_train = checkpoint["config"].get("train", {})
-        if t.minutes > 0 and float(saved_train.get("minutes", 0.0)) > 0:
-            # The budget chose the epochs after epoch 1; the resumed run keeps that schedule.
-            cfg.set("train.epochs", int(saved_train["epochs"]), "time budget (checkpoint)")
-    # A time budget plans train.epochs after epoch 1 (timed with a validation) and re-plans
-    # every epoch; a resumed run keeps the epochs of its checkpoint.
-    budget = (
-        TimeBudget(t.minutes, t.val_every, t0) if t.minutes > 0 and checkpoint is None else None
+    amp = device.type == "cuda" and t.amp != "off"
+    run = Run(
+        cfg=cfg,
+        dist=dist,
+        device=device,
+        model=model,
+        ema=ModelEMA(model, t.ema_decay) if t.ema else None,
+        loss_fn=loss_fn,
+        optimizer=build_optimizer(model, cfg),
+        schedule=LRSchedule(cfg, steps_per_epoch),
+        scaler=torch.amp.GradScaler("cuda") if amp and t.amp == "fp16" else None,
+        amp_dtype=(torch.bfloat16 if t.amp == "bf16" else torch.float16) if amp else None,
+        steps_per_epoch=steps_per_epoch,
+        progress=progress,
+        max_steps=max_steps,
     )
-    if dist.enabled:
-        ids = [device.index] if device.type == "cuda" else None
-        model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return run, dataset
 
+
+def _loop(
+    run: Run,
+    dataset: PoseDataset,
+    start_epoch: int,
+    resumed: bool,
+    budget: TimeBudget | None,
+    t0: float,
+) -> TrainResult:
+    """Epochs from ``start_epoch`` to ``train.epochs`` (which a time budget may change as it
+    goes): train, validate when due, write last.pt (and best.pt), log, stop early if asked."""
+    cfg, dist, t = run.cfg, run.dist, run.cfg.train
+    out_dir = Path(t.out_dir)
     if dist.is_main:  # only now: a run that cannot start leaves no empty folder behind
         out_dir.mkdir(parents=True, exist_ok=True)
-    log = RunLog(out_dir, start_epoch if checkpoint is not None else 0) if dist.is_main else None
+    log = RunLog(out_dir, start_epoch if resumed else 0) if dist.is_main else None
     if dist.is_main:
         _print(
-            progress,
-            f"training on {device} x{dist.world_size}: {steps_per_epoch} steps/epoch, "
+            run.progress,
+            f"training on {run.device} x{dist.world_size}: {run.steps_per_epoch} steps/epoch, "
             + (
                 f"time budget {t.minutes:g} min (epochs set after epoch 1)"
                 if budget is not None
@@ -313,56 +402,39 @@ def _train(
 
     last_metrics: dict[str, Any] = {}
     stopped_early = False
-    loaders = train_loader(dataset, cfg, dist, device)
+    loaders = train_loader(dataset, cfg, dist, run.device)
     epoch = start_epoch
     while epoch < t.epochs:  # a time budget may change t.epochs as it goes
         epoch += 1
         iteration_start = time.perf_counter()
         seed_everything(epoch_seed(t.seed, epoch, dist.rank))
-        loader = loaders.epoch(epoch)
-        model.train()
-        stats = _train_one_epoch(
-            model, ema, loader, loss_fn, optimizer, schedule, scaler, use_amp, amp_dtype,
-            device, dist, cfg, epoch, step, progress, max_steps,
-        )  # fmt: skip
+        stats = run.train_epoch(loaders.epoch(epoch), epoch)
         train_s = time.perf_counter() - iteration_start
         step_s = stats.pop("step_seconds")
-        step = stats.pop("step")
-        row: dict[str, Any] = {"epoch": epoch, "step": step, **stats}
+        row: dict[str, Any] = {"epoch": epoch, "step": run.step, **stats}
 
-        plan = (budget, cfg, row, epoch, train_s, step_s, steps_per_epoch, dist, device, progress)
         if budget is not None and budget.val_s is not None:
-            _replan(*plan)  # before deciding on validation: this may now be the last epoch
+            # before deciding on validation: this may now be the last epoch
+            _replan(run, budget, row, epoch, train_s, step_s)
         validate_now = epoch % t.val_every == 0 or epoch == t.epochs
         if budget is not None and budget.val_s is None:
             validate_now = True  # the first plan needs a validation's time
-        if max_steps is not None and step >= max_steps:
+        if run.finished_steps():
             validate_now = True
         improved = False
         val_start = time.perf_counter()
         if validate_now:
-            eval_model = ema.module if ema is not None else _unwrap(model)
-            if dist.is_main:  # rank 0 alone: its loss must not wait for the other processes
-                val = validate(eval_model, PoseLoss(cfg.loss), cfg, device, progress)
-                row.update({f"val/{k}": v for k, v in val.items()})
-            ap = broadcast_float(row.get("val/AP", 0.0), dist, device)
-            schedule.on_validation(ap)
-            if ap > best["ap"] + 1e-6:
-                best.update(ap=ap, epoch=epoch, bad=0)
-                improved = True
-            else:
-                best["bad"] += 1
+            val_row, improved = run.validate(epoch)
+            row.update(val_row)
         val_s = time.perf_counter() - val_start if validate_now else None
         if budget is not None and budget.val_s is None:
             budget.val_s = val_s
-            _replan(*plan)
+            _replan(run, budget, row, epoch, train_s, step_s)
         row["seconds"] = round(time.perf_counter() - t0, 2)
         last_metrics = row
 
         if dist.is_main:
-            state = _checkpoint_state(
-                model, ema, optimizer, schedule, scaler, cfg, epoch, step, best
-            )
+            state = run.state(epoch)
             save_checkpoint(out_dir / "last.pt", state)
             if improved:
                 save_checkpoint(out_dir / "best.pt", state)
@@ -370,19 +442,19 @@ def _train(
             log.append(row)
             if validate_now:
                 log.plot(out_dir / "curves.png")
-            _print(progress, _epoch_line(row))
+            _print(run.progress, _epoch_line(row))
         if budget is not None:
             budget.finish(epoch, time.perf_counter() - iteration_start, val_s)
-        if t.early_stop_patience > 0 and best["bad"] >= t.early_stop_patience:
+        if t.early_stop_patience > 0 and run.best["bad"] >= t.early_stop_patience:
             if dist.is_main:
                 _print(
-                    progress,
-                    f"early stop: no AP gain for {best['bad']} validations "
-                    f"(best AP {best['ap']:.4f} at epoch {best['epoch']})",
+                    run.progress,
+                    f"early stop: no AP gain for {run.best['bad']} validations "
+                    f"(best AP {run.best['ap']:.4f} at epoch {run.best['epoch']})",
                 )
             stopped_early = True
             break
-        if max_steps is not None and step >= max_steps:
+        if run.finished_steps():
             break
 
     if log is not None:
@@ -392,8 +464,8 @@ def _train(
     return TrainResult(
         out_dir=out_dir,
         epochs_run=epoch - start_epoch,
-        best_ap=float(best["ap"]),
-        best_epoch=int(best["epoch"]),
+        best_ap=float(run.best["ap"]),
+        best_epoch=int(run.best["epoch"]),
         last_metrics=last_metrics,
         seconds=time.perf_counter() - t0,
         stopped_early=stopped_early,
@@ -401,116 +473,28 @@ def _train(
 
 
 def _replan(
-    budget, cfg, row, epoch, train_s, step_s, steps_per_epoch, dist, device, progress
+    run: Run, budget: TimeBudget, row: dict[str, Any], epoch: int, train_s: float,
+    step_s: list[float],
 ) -> None:  # fmt: skip
     """Set train.epochs from the time budget (rank 0's plan for every process)."""
-    t = cfg.train
-    epoch_s = budget.epoch_seconds(epoch, train_s, step_s, steps_per_epoch)
-    chosen = int(broadcast_float(budget.plan(epoch, time.perf_counter(), epoch_s), dist, device))
+    t = run.cfg.train
+    epoch_s = budget.epoch_seconds(epoch, train_s, step_s, run.steps_per_epoch)
+    plan = budget.plan(epoch, time.perf_counter(), epoch_s)
+    chosen = int(broadcast_float(plan, run.dist, run.device))
     row["budget/epochs"] = chosen
     if chosen != t.epochs or epoch == 1:
-        cfg.set("train.epochs", chosen, f"time budget ({t.minutes:g} min)")
-        if dist.is_main:
+        run.cfg.set("train.epochs", chosen, f"time budget ({t.minutes:g} min)")
+        if run.dist.is_main:
             _print(
-                progress,
+                run.progress,
                 f"time budget {t.minutes:g} min: epochs of {epoch_s:.1f} s, validations of "
                 f"{budget.val_s or 0.0:.1f} s -> train.epochs = {chosen}",
             )
 
 
-def _train_one_epoch(
-    model, ema, loader, loss_fn, optimizer, schedule, scaler, use_amp, amp_dtype,
-    device, dist, cfg, epoch, step, progress, max_steps,
-) -> dict[str, Any]:  # fmt: skip
-    from tqdm import tqdm
-
-    t = cfg.train
-    sums: dict[str, torch.Tensor] = {}
-    count = torch.zeros((), device=device)
-    data_time = compute_time = 0.0
-    bar = tqdm(
-        total=len(loader),
-        desc=f"epoch {epoch}/{t.epochs}",
-        disable=not (progress and dist.is_main),
-        leave=False,
-        dynamic_ncols=True,
-    )
-    tick = time.perf_counter()
-    images = 0
-    step_seconds: list[float] = []  # data + compute per step (the time budget's estimate)
-    for batch in loader:
-        batch = to_device(batch, device)
-        got = time.perf_counter()
-        data_time += got - tick
-        lr = schedule.apply(optimizer, step)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            outputs = model(input_images(batch, cfg))
-        outputs = tuple(o.float() for o in outputs)
-        loss, terms = loss_fn(outputs, batch)
-        bad = torch.tensor(0.0 if torch.isfinite(loss) else 1.0, device=device)
-        if dist.enabled:
-            torch.distributed.all_reduce(bad)
-        if bad.item() > 0:
-            bar.close()
-            raise PkmodelError(
-                f"the loss became {loss.item()} at epoch {epoch}, step {step + 1}; training "
-                "stopped and last.pt from the previous epoch is kept (try a lower train.lr "
-                "or train.grad_clip_norm)"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if t.grad_clip_norm > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip_norm)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        if ema is not None:
-            ema.update(_unwrap(model))
-        step += 1
-        n = batch["image"].shape[0]
-        images += n
-        count += n
-        for key, value in {"loss": loss, **terms}.items():
-            sums[key] = sums.get(key, torch.zeros((), device=device)) + value.detach() * n
-        now = time.perf_counter()
-        step_seconds.append(now - tick)
-        compute_time += now - got
-        tick = now
-        bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
-        bar.update(1)
-        if max_steps is not None and step >= max_steps:
-            break
-    bar.close()
-    # Epoch means over every sample of every process.
-    keys = sorted(sums)
-    packed = torch.stack([sums[k] for k in keys] + [count])
-    if dist.enabled:
-        torch.distributed.all_reduce(packed)
-    total = max(packed[-1].item(), 1.0)
-    out: dict[str, Any] = {f"train/{k}": packed[i].item() / total for i, k in enumerate(keys)}
-    elapsed = max(data_time + compute_time, 1e-9)
-    out.update(
-        {
-            "step": step,
-            "step_seconds": step_seconds,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train/images_per_s": images * dist.world_size / elapsed,
-            "train/data_time_share": data_time / elapsed,
-        }
-    )
-    return out
-
-
 def validate(model: nn.Module, loss_fn: nn.Module, cfg: Config, device: torch.device,
              progress: bool = True) -> dict[str, float]:  # fmt: skip
     """COCO OKS AP (and PCK) on the validation split plus the loss terms over the whole split."""
-
     metrics = evaluate_model(
         model,
         labels_path(cfg, cfg.data.val_split),

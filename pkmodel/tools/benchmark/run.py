@@ -38,8 +38,8 @@ from pkmodel.config import BenchmarkConfig
 from pkmodel.data.dataset import PoseDataset
 from pkmodel.data.prepare import prepare_split
 from pkmodel.data.synthetic.generate import generate
+from pkmodel.engine.batches import epoch_loader, input_images, set_memory_format, to_device
 from pkmodel.engine.optim import ModelEMA, build_optimizer
-from pkmodel.engine.train import epoch_loader, input_images, set_memory_format, to_device
 from pkmodel.export.common import INPUT_NAME, normalise_pixels, sample_input
 from pkmodel.export.onnx import check_opset, onnx_session, write_onnx
 from pkmodel.model.loss import PoseLoss
