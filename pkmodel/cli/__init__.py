@@ -23,6 +23,7 @@ from pkmodel.cli import (
     synthetic_cmd,
     train_cmd,
 )
+from pkmodel.common.runtime import set_process_defaults
 
 app = typer.Typer(
     name="pkmodel",
@@ -69,4 +70,6 @@ def _root(
 
 
 def main() -> None:
+    """The `pkmodel` command (and `python -m pkmodel`): process defaults, then the command."""
+    set_process_defaults()
     app()

@@ -8,10 +8,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from pkmodel.common.errors import PkmodelError
 
 
 @contextlib.contextmanager
@@ -54,7 +57,6 @@ def check_writable(path: str | Path, what: str) -> None:
     """Fail before any work when ``path`` (a file or folder a command will write) cannot be
     written: the folder it goes into (or, when it is an existing folder, itself) must be a
     writable folder, or not exist yet under one. ``what`` names it for the user (``--out``)."""
-    from pkmodel.common.errors import PkmodelError
 
     path = Path(path).absolute()
     anchor = path if path.is_dir() else path.parent
@@ -82,7 +84,6 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Non
 
 def atomic_replace_dir(tmp_dir: str | Path, target: str | Path) -> None:
     """Move a fully written directory onto ``target`` (used for .mlpackage bundles)."""
-    import shutil
 
     tmp_dir, target = Path(tmp_dir), Path(target)
     if target.exists():

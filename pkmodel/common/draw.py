@@ -8,9 +8,11 @@ that are not visible, not found or NaN are skipped together with their limbs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from pkmodel.common.atomic import atomic_write_bytes
 from pkmodel.common.skeleton import JOINT_NAMES, LIMBS
 
 Color = tuple[int, int, int]
@@ -131,11 +133,8 @@ def image_grid(images: Sequence[np.ndarray], cols: int, gap: int = 4) -> np.ndar
 
 def save_image(path, image: np.ndarray) -> None:
     """Write an RGB image (PNG or JPEG by extension) atomically."""
-    from pathlib import Path
 
     import cv2
-
-    from pkmodel.common.atomic import atomic_write_bytes
 
     ext = Path(path).suffix.lower() or ".png"
     ok, buf = cv2.imencode(ext, np.ascontiguousarray(image[:, :, ::-1]))

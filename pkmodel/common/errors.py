@@ -1,5 +1,7 @@
 """The one exception type whose message is shown to users as a single sentence."""
 
+from pathlib import Path
+
 
 class PkmodelError(Exception):
     """A user-facing error: the message names the file, key or value at fault.
@@ -11,7 +13,6 @@ class PkmodelError(Exception):
 def not_there(path: object, want: str = "file") -> str:
     """Why ``path`` is not the ``want`` ("file" or "folder") a command needs: ``does not exist``,
     ``is a folder, not a file`` or ``is a file, not a folder`` (for the end of an error sentence)."""
-    from pathlib import Path
 
     p = Path(str(path))
     if not p.exists():

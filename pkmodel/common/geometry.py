@@ -13,6 +13,7 @@ scaling maps points by multiplication alone.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,7 +113,6 @@ def joint_boxes(keypoints: np.ndarray, joint_ok: np.ndarray, margin: float) -> n
     """(N, 4) COCO boxes [x, y, w, h]: the box of the kept joints (N, K, 2 with N x K
     ``joint_ok``) grown by margin x its longer side on every side (joints sit inside the body:
     the head top and the feet stick out). Rows without a kept joint give a zero-size box."""
-    import warnings
 
     big = np.where(joint_ok[..., None], keypoints, np.nan)
     with warnings.catch_warnings():  # all-NaN rows: poses without a kept joint (never kept)

@@ -20,9 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from pkmodel.common.draw import OTHER_COLOR, draw_center, draw_skeleton, image_grid, put_label
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.geometry import letterbox_image, letterbox_params
 from pkmodel.common.skeleton import FLIP_INDEX, NUM_JOINTS
+from pkmodel.data.labels import read_labels
+from pkmodel.data.targets import encode_targets
+from pkmodel.model.outputs import OUTPUT_STRIDE
 
 # Photometric magnitudes (probabilities live in the config; these ranges are the usual ones).
 _COLOR = {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.03}
@@ -97,7 +101,6 @@ class PoseDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, labels_json: str | Path, cfg: Any, train: bool) -> None:
-        from pkmodel.data.labels import read_labels
 
         self.labels_path = Path(labels_json)
         data = read_labels(self.labels_path)
@@ -143,8 +146,6 @@ class PoseDataset(torch.utils.data.Dataset):
     def samples(self) -> list[dict[str, Any]]:
         """The label dicts of every sample (read again on first use, for evaluation)."""
         if self._samples is None:
-            from pkmodel.data.labels import read_labels
-
             self._samples = read_labels(self.labels_path)["samples"]
         return self._samples
 
@@ -267,8 +268,6 @@ class PoseDataset(torch.utils.data.Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         """Sample ``index`` (augmented as in ``set_epoch``'s epoch) or, for the (epoch, index)
         keys of ``EpochKeySampler``, augmented as in that epoch."""
-        from pkmodel.data.targets import encode_targets
-        from pkmodel.model.outputs import OUTPUT_STRIDE
 
         _one_thread_per_worker()
         epoch, index = key if isinstance(key, tuple) else (None, key)
@@ -507,7 +506,6 @@ def make_loader(
 
 def draw_sample(sample: PoseSample, caption: str = "") -> np.ndarray:
     """The sample's image with its people drawn (others first, the main person on top)."""
-    from pkmodel.common.draw import OTHER_COLOR, draw_center, draw_skeleton, put_label
 
     image = sample.image.copy()
     for kp, c in zip(sample.others, sample.other_centers, strict=True):
@@ -529,7 +527,6 @@ def sample_grid(
     augment: bool = True,
 ) -> tuple[np.ndarray, int]:
     """A grid picture of the first ``count`` samples (augmented as in epoch ``epoch``)."""
-    from pkmodel.common.draw import image_grid
 
     dataset = PoseDataset(labels_json, cfg, train=augment)
     dataset.set_epoch(epoch)

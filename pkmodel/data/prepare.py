@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing as mp
 import os
 import time
 from collections.abc import Iterable
@@ -25,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from pkmodel.common.errors import PkmodelError, not_there
-from pkmodel.common.geometry import pixel_crop_box
+from pkmodel.common.geometry import image_to_crop, pixel_crop_box
 from pkmodel.common.images import crop_square, read_rgb
+from pkmodel.common.runtime import usable_cores
 from pkmodel.common.skeleton import JOINT_NAMES, NUM_JOINTS
 from pkmodel.config import PrepareConfig
 from pkmodel.data.labels import SCHEMA, SCHEMA_VERSION, write_labels
@@ -333,7 +335,6 @@ def _round(a: np.ndarray) -> list:
 
 def _labels_in_crop(task: _ImageTask, j: int) -> dict[str, Any]:
     """The sample of kept person j: everything mapped into crop pixels (vectorised)."""
-    from pkmodel.common.geometry import image_to_crop
 
     cs = task.params.crop_size
     box = task.crop_boxes[j]
@@ -461,7 +462,6 @@ def _previous_crops(
 
 
 def worker_count(requested: int) -> int:
-    from pkmodel.common.runtime import usable_cores
 
     return requested if requested > 0 else usable_cores()
 
@@ -622,7 +622,6 @@ def _run_tasks(tasks: list[_ImageTask], workers: int) -> Iterable[_ImageResult]:
     if workers <= 1:
         yield from map(_process_image, work)
         return
-    import multiprocessing as mp
 
     # spawn: safe even when the caller has torch's thread pools running (fork is not).
     ctx = mp.get_context("spawn")

@@ -26,9 +26,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
+from pkmodel.common.atomic import atomic_write_json, atomic_write_text
 from pkmodel.common.errors import PkmodelError, not_there
 
 KINDS = ("image", "video", "any")
@@ -292,11 +294,8 @@ def fetch_urls(
 ) -> FetchSummary:
     """Download every URL of ``lists`` into ``out_dir``; writes the report (JSON) and the
     failures (TSV: name, URL, reason; a list to retry) next to it (default OUT/fetch_report.json)."""
-    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     from tqdm import tqdm
-
-    from pkmodel.common.atomic import atomic_write_json, atomic_write_text
 
     if kind not in KINDS:
         raise PkmodelError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")

@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from pkmodel.common.atomic import atomic_write_bytes, atomic_write_json
 from pkmodel.common.errors import PkmodelError
+from pkmodel.common.images import VIDEO_SUFFIXES
 
 MANIFEST = "frames.json"
 
@@ -66,7 +68,6 @@ def frames_evenly(frame_count: int, count: int) -> np.ndarray:
 
 def list_videos(source: Path) -> list[Path]:
     """A video file, or every video in a folder (recursively), sorted."""
-    from pkmodel.common.images import VIDEO_SUFFIXES
 
     if source.is_file():
         if source.suffix.lower() not in VIDEO_SUFFIXES:
@@ -118,8 +119,6 @@ def extract_video(
 ) -> tuple[int, int]:
     """Frames of one video into ``folder`` and its manifest; returns (written, kept)."""
     import cv2
-
-    from pkmodel.common.atomic import atomic_write_bytes, atomic_write_json
 
     cap = cv2.VideoCapture(str(video))
     if not cap.isOpened():

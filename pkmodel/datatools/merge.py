@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pkmodel.common.errors import PkmodelError
-from pkmodel.data.labels import checked_relative, load_labels
+from pkmodel.data.labels import checked_relative, load_labels, write_labels
 
 LINK_MODES = ("hardlink", "copy", "symlink")
 # Header values that must be equal in every input for the samples to mean the same thing.
@@ -134,8 +134,6 @@ def merge_labels(
 ) -> MergeSummary:
     """Merge prepared label files into OUT/<name>.json with their crops under OUT/imgs/<name>/."""
     from tqdm import tqdm
-
-    from pkmodel.data.labels import write_labels
 
     paths = [Path(p) for p in inputs]
     if not paths:

@@ -25,6 +25,7 @@ joints it labels, against the best-matching ground-truth person of its image.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
@@ -34,10 +35,23 @@ from typing import Any
 
 import numpy as np
 
+from pkmodel.common.atomic import atomic_write_json
 from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.geometry import joint_boxes
-from pkmodel.common.skeleton import NUM_JOINTS
+from pkmodel.common.images import IMAGE_SUFFIXES, read_rgb
+from pkmodel.common.skeleton import NUM_JOINTS, coco_category
 from pkmodel.config import PrepareConfig, PseudoLabelConfig
+from pkmodel.data.labels import read_labels, write_labels
+from pkmodel.data.prepare import prepare_split
+from pkmodel.engine.metrics import (
+    COCO_STAT_NAMES,
+    coco_keypoint_eval,
+    coco_results,
+    instance_scores,
+    load_coco,
+    object_keypoint_similarity,
+)
+from pkmodel.engine.predict import load_runner, predict_frames_refined
 
 PREDICTIONS_SCHEMA = "pkmodel.pseudo-predictions"
 _SNAPSHOT_S = 60.0  # an interrupted run keeps at most this much inference work unsaved
@@ -127,7 +141,6 @@ def inside_image(keypoints: np.ndarray, sizes: np.ndarray) -> np.ndarray:
 def list_images(folder: Path, exclude: Path | None = None) -> list[str]:
     """Image files under ``folder`` (recursively; hidden ones and those under ``exclude``, the
     output folder, skipped), as sorted posix paths relative to ``folder``."""
-    from pkmodel.common.images import IMAGE_SUFFIXES
 
     if not folder.is_dir():
         raise PkmodelError(f"image folder {folder} {not_there(folder, 'folder')}")
@@ -156,7 +169,6 @@ def _load_cache(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
 
 
 def _save_cache(path: Path, identity: dict[str, Any], cache: dict[str, Any]) -> None:
-    from pkmodel.common.atomic import atomic_write_json
 
     atomic_write_json(
         path, {"schema": PREDICTIONS_SCHEMA, "identity": identity, **cache}, indent=None
@@ -175,8 +187,6 @@ def predict_folder(
     """One pose per image (``predict(frames) -> [pkmodel.engine.predict.Pose]``), cached in
     ``cache_path`` under ``identity`` (what makes a cached pose valid)."""
     from tqdm import tqdm
-
-    from pkmodel.common.images import read_rgb
 
     cache = _load_cache(cache_path, identity)
     done = cache["images"]
@@ -249,7 +259,6 @@ def pseudo_coco(
     person: np.ndarray, margin: float,
 ) -> dict[str, Any]:  # fmt: skip
     """A COCO person-keypoint dict of the kept poses (one annotation per image, id = image id)."""
-    from pkmodel.common.skeleton import coco_category
 
     sel = np.flatnonzero(keep)
     kp = np.concatenate([preds.keypoints, np.full((*joint_ok.shape, 1), 2.0)], axis=-1)
@@ -292,7 +301,6 @@ def label_oks(
 ) -> np.ndarray:
     """Per pose: OKS over the joints it labels AND the ground truth labels, against the best
     ground-truth person (not crowd) of its image; NaN where no joint is shared."""
-    from pkmodel.engine.metrics import object_keypoint_similarity
 
     n = len(ids)
     people = [
@@ -325,13 +333,6 @@ def score_pseudo_labels(
 ) -> dict[str, Any]:  # fmt: skip
     """COCO OKS AP of all predictions and of the kept ones, and the label OKS of the kept ones,
     over the images the annotation file (path or pycocotools COCO) has."""
-    from pkmodel.engine.metrics import (
-        COCO_STAT_NAMES,
-        coco_keypoint_eval,
-        coco_results,
-        instance_scores,
-        load_coco,
-    )
 
     coco = load_coco(annotations)
     in_gt = np.isin(ids, np.array(coco.getImgIds(), np.int64))
@@ -385,13 +386,6 @@ def pseudo_label(
     ``runner``: anything with ``input_size`` and ``__call__(batch)`` like pkmodel.engine.predict's
     runners; ``identity``: what makes cached predictions valid (weights file, input size).
     """
-    import dataclasses
-
-    from pkmodel.common.atomic import atomic_write_json
-    from pkmodel.data.labels import read_labels, write_labels
-    from pkmodel.data.prepare import prepare_split
-    from pkmodel.engine.metrics import load_coco
-    from pkmodel.engine.predict import predict_frames_refined
 
     t0 = time.perf_counter()
     params.check()
@@ -498,7 +492,6 @@ def pseudo_label_weights(
     "dataset/pseudo_demo", cfg, annotations="dataset/synthetic/annotations/
     person_keypoints_val.json").scores`` (docs/datatools.md).
     """
-    from pkmodel.engine.predict import load_runner
 
     identity = weights_identity(weights)
     runner = load_runner(weights, cfg, device)

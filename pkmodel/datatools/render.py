@@ -13,7 +13,16 @@ from typing import Any
 
 import numpy as np
 
+from pkmodel.common.draw import (
+    OTHER_COLOR,
+    draw_center,
+    draw_skeleton,
+    image_grid,
+    put_label,
+    save_image,
+)
 from pkmodel.common.errors import PkmodelError
+from pkmodel.common.images import read_rgb
 from pkmodel.data.labels import checked_relative, load_labels
 
 SHEET_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -47,7 +56,6 @@ def pick_samples(
 
 def draw_sample(crop: np.ndarray, sample: dict[str, Any], caption: str) -> np.ndarray:
     """A copy of the crop with the sample's people, center and caption drawn."""
-    from pkmodel.common.draw import OTHER_COLOR, draw_center, draw_skeleton, put_label
 
     picture = np.ascontiguousarray(crop.copy())
     for other in sample.get("others") or []:
@@ -71,9 +79,6 @@ def render_labels(
     """Draw samples of ``labels``: into one contact sheet when ``out`` ends in .png/.jpg, else
     into the folder ``out`` as <index>_<crop name>.jpg."""
     from tqdm import tqdm
-
-    from pkmodel.common.draw import image_grid, save_image
-    from pkmodel.common.images import read_rgb
 
     labels, out = Path(labels), Path(out)
     if count < 0 or cols < 1:

@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from pkmodel.common.errors import PkmodelError
-from pkmodel.data.labels import checked_relative, header_of, load_labels, source_image_keys
+from pkmodel.data.labels import (
+    checked_relative,
+    header_of,
+    load_labels,
+    source_image_keys,
+    write_labels,
+)
 
 
 @dataclass
@@ -83,7 +89,6 @@ def split_labels(
     out_dir: str | Path | None = None,
 ) -> SplitSummary:
     """Write OUT/<train_name>.json and OUT/<val_name>.json (OUT: the labels' folder by default)."""
-    from pkmodel.data.labels import write_labels
 
     labels = Path(labels)
     if not 0.0 < val_ratio < 1.0:

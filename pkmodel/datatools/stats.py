@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pkmodel.common.atomic import atomic_write_bytes, atomic_write_json
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import JOINT_NAMES, NUM_JOINTS
 from pkmodel.data.labels import header_of, keypoints_array, load_labels, source_image_keys
@@ -119,8 +120,6 @@ def plot_stats(stats: dict[str, Any], path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pkmodel.common.atomic import atomic_write_bytes
-
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     joints = stats["joints"]
     names = list(joints)
@@ -170,7 +169,6 @@ def plot_stats(stats: dict[str, Any], path: str | Path) -> None:
 
 def write_stats(labels: str | Path, out_png: str | Path, out_json: str | Path) -> dict[str, Any]:
     """label_stats -> JSON and PNG files; returns the statistics."""
-    from pkmodel.common.atomic import atomic_write_json
 
     stats = label_stats(labels)
     if stats["counts"]["samples"] == 0:

@@ -9,6 +9,7 @@ settings and for the alternatives (correction off / on, each smoothing method).
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -18,7 +19,11 @@ from typing import Any
 import numpy as np
 
 from pkmodel import __version__
+from pkmodel.common.atomic import atomic_write_bytes, atomic_write_json
+from pkmodel.common.devices import select_device
+from pkmodel.common.draw import draw_skeleton, put_label, save_image
 from pkmodel.common.errors import PkmodelError
+from pkmodel.common.geometry import letterbox_image
 from pkmodel.common.skeleton import (
     EXTENDED_JOINT_NAMES,
     JOINT_INDEX,
@@ -31,7 +36,9 @@ from pkmodel.lift.canonical import hip_width, to_canonical
 from pkmodel.lift.depth import lift_joints, surface_to_joint
 from pkmodel.lift.rgbd import RgbdSequence
 from pkmodel.lift.smoothing import SmoothingParams, smooth_sequence
-from pkmodel.lift.take import Take, TakeRecorder
+from pkmodel.lift.take import Take, TakeRecorder, write_take
+from pkmodel.model.checkpoint import model_from_checkpoint
+from pkmodel.model.decode import DecodeSettings, decode_batch
 
 SMOOTHING_METHODS = ("none", "ema", "one_euro")
 CAMERA_FRAME = "x right, y down, z forward (metres)"
@@ -80,8 +87,6 @@ class ModelJoints:
     """A checkpoint as a 2D joint detector for whole images (letterbox, network, decoder)."""
 
     def __init__(self, weights: Path, cfg: Any, device: str = "auto") -> None:
-        from pkmodel.common.devices import select_device
-        from pkmodel.model.checkpoint import model_from_checkpoint
 
         cfg.decoder.check()
         self.device = select_device(device, key="lift.device")
@@ -98,9 +103,6 @@ class ModelJoints:
         Joints the decoder does not find, or that score below lift.min_score, are NaN.
         """
         import torch
-
-        from pkmodel.common.geometry import letterbox_image
-        from pkmodel.model.decode import DecodeSettings, decode_batch
 
         boxed = [letterbox_image(im, self.input_size) for im in images]
         batch = np.stack([b for b, _ in boxed]).astype(np.float32) / 127.5 - 1.0
@@ -447,8 +449,6 @@ def write_overlays(
     (drawn as found), into ``folder/NNNNNN.png``."""
     from tqdm import tqdm
 
-    from pkmodel.common.draw import draw_skeleton, put_label, save_image
-
     found = np.isfinite(result.keypoints_2d).all(-1)
     for t in tqdm(range(len(seq)), desc=f"overlays {seq.name}", unit="frame", disable=not progress):
         image = seq.load_color(t)
@@ -470,14 +470,11 @@ def plot_canonical_sheet(
 
     Drawn with the canonical y axis up; ground truth (when given) in grey underneath.
     """
-    import io
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from pkmodel.common.atomic import atomic_write_bytes
 
     n = len(canonical)
     picks = np.unique(np.linspace(0, n - 1, min(frames, n)).round().astype(int))
@@ -530,8 +527,6 @@ def run_lift(
 ) -> dict[str, Any]:
     """Lift every sequence (ground-truth 2D when ``detector`` is None), write the takes,
     pictures and metrics.json, and return the metrics."""
-    from pkmodel.common.atomic import atomic_write_json
-    from pkmodel.lift.take import write_take
 
     lift = cfg.lift
     lift.check()

@@ -14,14 +14,20 @@ import shlex
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pkmodel.common.atomic import atomic_write_json, atomic_write_text
+from pkmodel.common.devices import select_device
 from pkmodel.common.errors import PkmodelError
-from pkmodel.config import Config, format_config
+from pkmodel.common.runtime import usable_cores
+from pkmodel.config import Config, apply_set, format_config
+from pkmodel.export.common import INPUT_NAME
+from pkmodel.export.onnx import onnx_session
+from pkmodel.tools.benchmark.timing import median_ms
 
 # The demo's settings: a narrow MobileNetV2 at 96 pixels, trained from scratch for 12 minutes
 # (see docs/demo.md for what that reaches). Every value can be overridden with --set.
@@ -95,9 +101,6 @@ def demo_workers(device: str, cores: int) -> int:
 
 def demo_config(base: Config, out: Path, quick: bool, overrides: list[str]) -> Config:
     """The demo's settings and output folders on top of ``base``; then the user's --set."""
-    from pkmodel.common.devices import select_device
-    from pkmodel.common.runtime import usable_cores
-    from pkmodel.config import apply_set
 
     cfg = base
     for key, value in {**DEMO_SETTINGS, **(QUICK_SETTINGS if quick else {})}.items():
@@ -213,10 +216,6 @@ def onnx_latency_ms(path: Path, input_size: int, runs: int = 30) -> float:
     """Median batch-1 onnxruntime latency of the exported model on this CPU."""
     import numpy as np
 
-    from pkmodel.export.common import INPUT_NAME
-    from pkmodel.export.onnx import onnx_session
-    from pkmodel.tools.benchmark.timing import median_ms
-
     session = onnx_session(path)
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, input_size, input_size)).astype(np.float32)
     return median_ms(lambda: session.run(None, {INPUT_NAME: x}), runs, warmup=3)
@@ -317,7 +316,6 @@ def _ap_if_lines(ap_if: dict[str, float]) -> list[str]:
 
 def group_files(files: list[str], limit: int = 4) -> list[str]:
     """One line per file, except folders with many files: 'dir/ (N files: *.jpg)'."""
-    from collections import defaultdict
 
     by_dir: dict[str, list[str]] = defaultdict(list)
     for f in files:

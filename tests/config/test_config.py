@@ -329,14 +329,3 @@ def test_a_section_written_as_a_value_is_named(tmp_path):
     result = runner.invoke(app, ["config", "show", "--config", str(tmp_path / "c.toml")])
     assert result.exit_code == 2
     assert result.output.strip().endswith("c.toml: 'train = 3' must be a [train] table of keys")
-
-
-def test_opencv_warnings_do_not_precede_our_errors(tmp_path):
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
-    code = f"import pkmodel, cv2; assert cv2.imread({str(tmp_path / 'missing.jpg')!r}) is None"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == ""  # without pkmodel's defaults: "[ WARN:0@...] ... findDecoder ..."

@@ -38,7 +38,7 @@ def test_demo_workers_follow_the_device_and_the_cores(tmp_path, monkeypatch):
     assert [demo.demo_workers("cuda", c) for c in (1, 2, 4, 16)] == [1, 1, 3, 8]
     assert demo.demo_workers("mps", 10) == 8
     base = load_config(None, [], env={})
-    monkeypatch.setattr("pkmodel.common.runtime.usable_cores", lambda: 16)
+    monkeypatch.setattr(demo, "usable_cores", lambda: 16)
     cfg = demo_config(base, tmp_path / "o", quick=False, overrides=[])
     assert cfg.train.workers == 2 and cfg.sources["train.workers"] == "demo"  # CPU here
     cfg = demo_config(load_config(None, [], env={}), tmp_path / "o", False, ["train.workers=5"])

@@ -10,6 +10,7 @@ annotation file that disagrees with its images.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import re
 import shutil
 import time
@@ -21,6 +22,7 @@ import numpy as np
 
 from pkmodel.common.atomic import atomic_write_bytes, atomic_write_text
 from pkmodel.common.errors import PkmodelError
+from pkmodel.common.runtime import usable_cores
 from pkmodel.common.skeleton import coco_category
 from pkmodel.config import SyntheticConfig
 from pkmodel.config.sections import SYNTHETIC_MAX_SIZE, SYNTHETIC_MIN_SIZE
@@ -31,6 +33,8 @@ from pkmodel.data.synthetic.scene import (
     SceneParams,
     sample_frame,
 )
+from pkmodel.data.synthetic.sensor import lidar_depth
+from pkmodel.data.synthetic.sequence import clip_frame, sample_clip
 
 SPLITS: tuple[str, ...] = ("train", "val")
 # Second number of each picture's seed: which stream it belongs to.
@@ -152,8 +156,6 @@ def _write_frame(
     written = None
     depth = frame.depth_mm
     if spec.depth_sensor == "lidar":
-        from pkmodel.data.synthetic.sensor import lidar_depth
-
         depth, conf = lidar_depth(depth, spec.depth_scale, spec.depth_noise_m, sensor_rng)
         atomic_write_bytes(root / conf_name, _png(conf, conf_name))
         written = conf_name
@@ -175,15 +177,12 @@ def _split_task(
 
 
 def _clip(spec: SyntheticConfig, clip: int):
-    from pkmodel.data.synthetic.sequence import sample_clip
 
     rng = picture_rng(spec.seed, "clip", clip)
     return sample_clip(rng, scene_params(spec), spec.frames, spec.fps)
 
 
 def _frame_task(spec: SyntheticConfig, out: Path, clip: int, index: int) -> tuple[dict, list[dict]]:
-    from pkmodel.data.synthetic.sequence import clip_frame
-
     frame = clip_frame(
         _clip(spec, clip), index, spec.fps, picture_rng(spec.seed, "clip_frame", clip, index),
         spec.max_depth_m,
@@ -243,7 +242,6 @@ def _results(spec: SyntheticConfig, out: Path, tasks: list[tuple], workers: int)
         finally:
             _JOB = previous
         return
-    import multiprocessing
 
     # spawn: a fresh interpreter per worker, safe whatever the parent has loaded (torch, ...).
     ctx = multiprocessing.get_context("spawn")
@@ -288,7 +286,6 @@ class Summary:
 
 
 def default_workers() -> int:
-    from pkmodel.common.runtime import usable_cores
 
     return usable_cores()
 
