@@ -33,6 +33,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # click's plain help: whole option names and paragraphs wrapped to the terminal's width
+    rich_markup_mode=None,
 )
 app.add_typer(config_cmd.app, name="config")
 

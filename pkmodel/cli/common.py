@@ -1,15 +1,20 @@
-"""Options every command shares, config resolution for commands, and user-error handling."""
+"""Options every command shares, options that set config keys, config resolution for
+commands, and user-error handling."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
 from pkmodel.common.errors import PkmodelError
+from pkmodel.config import SECTIONS, load_config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -20,6 +25,7 @@ ConfigOption = Annotated[
         "-c",
         help="Config file (TOML). Default: $PKMODEL_CONFIG, else ./config.toml if present, "
         "else built-in defaults.",
+        metavar="FILE",
         show_default=False,
     ),
 ]
@@ -29,6 +35,7 @@ SetOption = Annotated[
         "--set",
         "-s",
         help="Override one config value, e.g. --set train.lr=0.001 (repeatable).",
+        metavar="SECTION.KEY=VALUE",
         show_default=False,
     ),
 ]
@@ -36,10 +43,85 @@ SetOption = Annotated[
 
 def resolve_config(config: Path | None, overrides: list[str] | None, **options: Any):
     """Load the config with ``--set`` overrides and command options (``section__key=value``)."""
-    from pkmodel.config import load_config
-
     opts = {k.replace("__", "."): v for k, v in options.items()}
     return load_config(config, overrides or [], opts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    """A command option that sets the config key ``key`` (``section.name``), declared once: its
+    type and documentation are the key's; the option's name is the parameter's (or ``flags``);
+    ``help`` replaces the key's documentation where the command has more to say. The key's
+    name is added to the help either way, and the config's value stays when the option is not
+    given. Used as a parameter's default in a ``config_command``."""
+
+    key: str
+    flags: tuple[str, ...] = ()
+    help: str | None = None
+
+    def field(self) -> dataclasses.Field:
+        section, name = self.key.split(".")
+        return {f.name: f for f in dataclasses.fields(SECTIONS[section])}[name]
+
+    def option_type(self) -> Any:
+        """``T | None`` for the key's type T (a Literal is offered as text; config checks it)."""
+        section, name = self.key.split(".")
+        tp = typing.get_type_hints(SECTIONS[section])[name]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if typing.get_origin(tp) is Literal:
+            tp = str
+        elif args and type(None) in typing.get_args(tp):
+            (tp,) = args
+        if tp not in (bool, int, float, str, Path):
+            raise TypeError(f"config key {self.key} of type {tp} cannot be a command option")
+        return tp | None
+
+    def help_text(self) -> str:
+        text = (self.help or self.field().metadata["help"]).rstrip(".")
+        return f"{text[:1].upper()}{text[1:]} ({self.key})."
+
+    def annotation(self) -> Any:
+        return Annotated[
+            self.option_type(),
+            typer.Option(*self.flags, help=self.help_text(), show_default=False),
+        ]
+
+
+def key(name: str, *flags: str, help: str | None = None) -> Any:
+    """``Key(name, flags, help)``: a parameter default of a ``config_command``."""
+    return Key(name, flags, help)
+
+
+def config_command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A command whose first parameter is the resolved ``cfg``: the parameters whose default is
+    ``key(...)`` become options that set those keys, ``--config`` and ``--set`` are added, and
+    user errors are one line (``user_errors``). The other parameters stay as declared."""
+    signature = inspect.signature(fn, eval_str=True)
+    params, keys = [], {}
+    for p in list(signature.parameters.values())[1:]:  # the first is cfg
+        if isinstance(p.default, Key):
+            keys[p.name] = p.default.key
+            params.append(p.replace(annotation=p.default.annotation(), default=None))
+        else:
+            params.append(p)
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params += [
+        inspect.Parameter("config", keyword, annotation=ConfigOption, default=None),
+        inspect.Parameter("set_", keyword, annotation=SetOption, default=None),
+    ]
+    params = [p.replace(kind=keyword) for p in params]
+
+    @functools.wraps(fn)
+    def command(**kwargs: Any) -> Any:
+        config, overrides = kwargs.pop("config"), kwargs.pop("set_")
+        options = {keys[name]: kwargs.pop(name) for name in keys}
+        return fn(load_config(config, overrides or [], options), **kwargs)
+
+    command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    command.config_keys = keys  # type: ignore[attr-defined]  # parameter -> key, for tests
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    del command.__wrapped__  # typer reads __signature__, not the wrapped function's
+    return user_errors(command)
 
 
 def os_error_sentence(e: OSError) -> str:

@@ -11,7 +11,11 @@ import typer
 from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
 from pkmodel.common.errors import PkmodelError
 
-app = typer.Typer(help="Inspect and create pkmodel configuration files.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect and create pkmodel configuration files.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
 @app.command("show")

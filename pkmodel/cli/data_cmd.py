@@ -14,6 +14,8 @@ app = typer.Typer(
     help="Grow and check datasets: split and merge prepared labels, statistics and pictures, "
     "download URL lists, extract video frames, pseudo-label images with a trained model.",
     no_args_is_help=True,
+    # click's plain help: whole option names and paragraphs wrapped to the terminal's width
+    rich_markup_mode=None,
 )
 
 QuietOption = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]

@@ -7,43 +7,25 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+from pkmodel.cli.common import config_command, key
+from pkmodel.config import Config
 
 
-@user_errors
+@config_command
 def train_command(
-    config: ConfigOption = None,
-    set_: SetOption = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Run folder (train.out_dir).", show_default=False)
-    ] = None,
-    epochs: Annotated[
-        int | None, typer.Option(help="Training epochs (train.epochs).", show_default=False)
-    ] = None,
-    minutes: Annotated[
-        float | None,
-        typer.Option(
-            help="Time budget (train.minutes): after epoch 1 and a validation, the epochs are "
-            "set to what fits into this many minutes in all at the measured speed; the schedule "
-            "(warmup, cosine) spans them. Resuming keeps the epochs chosen then.",
-            show_default=False,
-        ),
-    ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(help="Global batch size (train.batch_size).", show_default=False),
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option(help="Peak learning rate (train.lr).", show_default=False)
-    ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(help="auto, cpu, cuda, cuda:N or mps (train.device).", show_default=False),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="DataLoader worker processes (train.workers).", show_default=False),
-    ] = None,
+    cfg: Config,
+    out: Path | None = key("train.out_dir", "--out"),
+    epochs: int | None = key("train.epochs"),
+    minutes: float | None = key(
+        "train.minutes",
+        help="time budget: after epoch 1 and a validation, the epochs are set to what fits "
+        "into this many minutes in all at the measured speed; the schedule (warmup, cosine) "
+        "spans them. Resuming keeps the epochs chosen then",
+    ),
+    batch_size: int | None = key("train.batch_size"),
+    lr: float | None = key("train.lr"),
+    device: str | None = key("train.device"),
+    workers: int | None = key("train.workers"),
     resume: Annotated[
         bool,
         typer.Option(
@@ -51,12 +33,7 @@ def train_command(
             help="Continue exactly from OUT/last.pt (model, EMA, optimizer, schedule, RNG).",
         ),
     ] = False,
-    finetune: Annotated[
-        Path | None,
-        typer.Option(
-            help="Start from this checkpoint's weights only (train.finetune).", show_default=False
-        ),
-    ] = None,
+    finetune: Path | None = key("train.finetune", help="start from this checkpoint's weights only"),
     force: Annotated[
         bool,
         typer.Option(
@@ -79,18 +56,6 @@ def train_command(
     from pkmodel.common.errors import PkmodelError
     from pkmodel.engine.train import train
 
-    cfg = resolve_config(
-        config,
-        set_,
-        train__out_dir=out,
-        train__epochs=epochs,
-        train__minutes=minutes,
-        train__batch_size=batch_size,
-        train__lr=lr,
-        train__device=device,
-        train__workers=workers,
-        train__finetune=finetune,
-    )
     if max_steps is not None and max_steps < 1:
         raise PkmodelError(f"--max-steps {max_steps} must be at least 1")
     resume_path = None

@@ -329,7 +329,7 @@ class TrainConfig(Section):
     ema_decay: float = _f(0.998, "EMA decay per step")
     amp: Literal["off", "bf16", "fp16"] = _f("off", "mixed precision on CUDA")
     channels_last: bool = _f(True, "channels-last memory format (about 1.4x faster on CPU)")
-    device: str = _f("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+    device: str = _f("auto", "where it runs: auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     val_every: int = _f(1, "validate every N epochs")
     early_stop_patience: int = _f(0, "stop after N validations without AP gain (0 = off)")
     seed: int = _f(0, "random seed")
@@ -491,7 +491,10 @@ class LiftConfig(Section):
     )
     out_dir: Path = _f(Path("runs/lift"), "takes, overlays, 3D pictures and metrics.json go here")
     batch_size: int = _f(16, "frames per network batch (with --weights)")
-    device: str = _f("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+    device: str = _f(
+        "auto",
+        "where the network runs (--weights): auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps",
+    )
     intrinsics_key: str = _f(
         "", "which intrinsics set of intrinsics.json to use ('' = the only one)"
     )
