@@ -28,15 +28,8 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def median_ms(fn: Callable[[], Any], runs: int, warmup: int) -> float:
-    """Median wall time of ``fn`` in milliseconds over ``runs`` calls, after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times))
+    """``median_seconds`` in milliseconds."""
+    return 1e3 * median_seconds(fn, runs, warmup)
 
 
 def time_per_frame(fn: Any, frames: int, min_seconds: float) -> float:
