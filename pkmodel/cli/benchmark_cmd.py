@@ -7,20 +7,19 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+from pkmodel.cli.common import config_command, key
+from pkmodel.config import Config
 
 
-@user_errors
+@config_command
 def benchmark_command(
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="JSON file of the figures (benchmark.out; --quick writes NAME-quick.json unless given).",
-            show_default=False,
-        ),
-    ] = None,
+    cfg: Config,
+    out: Path | None = key(
+        "benchmark.out",
+        "--out",
+        "-o",
+        help="JSON file of the figures; unless it is given, --quick writes NAME-quick.json",
+    ),
     quick: Annotated[
         bool,
         typer.Option(
@@ -29,37 +28,17 @@ def benchmark_command(
             "measurement runs; the numbers mean little.",
         ),
     ] = False,
-    input_size: Annotated[
-        int | None,
-        typer.Option(
-            "--input-size",
-            help="Network input side in pixels (model.input_size).",
-            show_default=False,
-        ),
-    ] = None,  # fmt: skip
-    width: Annotated[
-        float | None,
-        typer.Option(
-            "--width", help="MobileNetV2 width multiplier (model.width_mult).", show_default=False
-        ),
-    ] = None,
-    repeats: Annotated[
-        int | None,
-        typer.Option(
-            "--repeats",
-            help="Timed repeats per figure; figures are medians (benchmark.repeats).",
-            show_default=False,
-        ),
-    ] = None,
+    input_size: int | None = key("model.input_size"),
+    width: float | None = key("model.width_mult", "--width"),
+    repeats: int | None = key("benchmark.repeats"),
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
-    config: ConfigOption = None,
-    set_: SetOption = None,
 ) -> None:
     """Measure every stage's speed on this machine (JSON and a table).
 
-    Model parameters and MACs, PyTorch eager and onnxruntime latency (batch 1) and throughput (benchmark.batch_size), decoder microseconds
-    per frame, Dataset samples/s, training images/s, prepare-coco crops/s and synthetic
-    images/s, each a median over repeats, with the machine described (CPU, threads, versions).
+    Model parameters and MACs, PyTorch eager and onnxruntime latency (batch 1) and throughput
+    (benchmark.batch_size), decoder microseconds per frame, Dataset samples/s, training
+    images/s, prepare-coco crops/s and synthetic images/s, each a median over repeats, with
+    the machine described (CPU, threads, versions).
 
     It makes its own small synthetic set in a temporary folder, so it needs no data. Writes
     JSON (default runs/benchmark.json) and prints a table; about 3-5 minutes on 2 CPU cores at
@@ -75,14 +54,6 @@ def benchmark_command(
         write_result,
     )
 
-    cfg = resolve_config(
-        config,
-        set_,
-        model__input_size=input_size,
-        model__width_mult=width,
-        benchmark__repeats=repeats,
-        benchmark__out=out,
-    )
     path = Path(cfg.benchmark.out)
     if quick:
         apply_quick(cfg)

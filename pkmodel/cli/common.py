@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -41,19 +42,14 @@ SetOption = Annotated[
 ]
 
 
-def resolve_config(config: Path | None, overrides: list[str] | None, **options: Any):
-    """Load the config with ``--set`` overrides and command options (``section__key=value``)."""
-    opts = {k.replace("__", "."): v for k, v in options.items()}
-    return load_config(config, overrides or [], opts)
-
-
 @dataclasses.dataclass(frozen=True)
 class Key:
     """A command option that sets the config key ``key`` (``section.name``), declared once: its
     type and documentation are the key's; the option's name is the parameter's (or ``flags``);
     ``help`` replaces the key's documentation where the command has more to say. The key's
-    name is added to the help either way, and the config's value stays when the option is not
-    given. Used as a parameter's default in a ``config_command``."""
+    name is added to the help either way (and a Literal key's values, unless the text names
+    them), and the config's value stays when the option is not given. Used as a parameter's
+    default in a ``config_command``."""
 
     key: str
     flags: tuple[str, ...] = ()
@@ -63,10 +59,13 @@ class Key:
         section, name = self.key.split(".")
         return {f.name: f for f in dataclasses.fields(SECTIONS[section])}[name]
 
+    def key_type(self) -> Any:
+        section, name = self.key.split(".")
+        return typing.get_type_hints(SECTIONS[section])[name]
+
     def option_type(self) -> Any:
         """``T | None`` for the key's type T (a Literal is offered as text; config checks it)."""
-        section, name = self.key.split(".")
-        tp = typing.get_type_hints(SECTIONS[section])[name]
+        tp = self.key_type()
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if typing.get_origin(tp) is Literal:
             tp = str
@@ -76,9 +75,23 @@ class Key:
             raise TypeError(f"config key {self.key} of type {tp} cannot be a command option")
         return tp | None
 
+    def choices(self) -> tuple[str, ...]:
+        """The values of a Literal key (empty for other types)."""
+        tp = self.key_type()
+        return typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
+
     def help_text(self) -> str:
+        """The key's documentation (or ``help``) and its name; a Literal key's values are
+        named too when the text does not already name each of them."""
         text = (self.help or self.field().metadata["help"]).rstrip(".")
-        return f"{text[:1].upper()}{text[1:]} ({self.key})."
+        choices = self.choices()
+        if choices and not all(re.search(rf"\b{re.escape(c)}\b", text) for c in choices):
+            text += ": " + " or ".join([", ".join(choices[:-1]), choices[-1]])
+        first = text.split(maxsplit=1)[0].rstrip(",:;") if text else ""
+        # "metrics.json, ..." and "exact: ..." (a value) stay as they are written
+        if first not in choices and not any(c in first for c in "._/"):
+            text = text[:1].upper() + text[1:]
+        return f"{text} ({self.key})."
 
     def annotation(self) -> Any:
         return Annotated[

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+from pkmodel.cli.common import config_command, user_errors
 from pkmodel.common.errors import PkmodelError
+from pkmodel.config import Config
 
 app = typer.Typer(
     help="Inspect and create pkmodel configuration files.",
@@ -19,10 +20,9 @@ app = typer.Typer(
 
 
 @app.command("show")
-@user_errors
+@config_command
 def show(
-    config: ConfigOption = None,
-    set_: SetOption = None,
+    cfg: Config,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
 ) -> None:
     """Print the resolved configuration and where each value came from."""
@@ -30,7 +30,6 @@ def show(
 
     from pkmodel.config import format_config
 
-    cfg = resolve_config(config, set_)
     if as_json:
         typer.echo(json.dumps({"values": cfg.to_dict(), "sources": cfg.sources}, indent=2))
     else:
@@ -38,14 +37,13 @@ def show(
 
 
 @app.command("check")
-@user_errors
-def check(config: ConfigOption = None, set_: SetOption = None) -> None:
+@config_command
+def check(cfg: Config) -> None:
     """Check every section with the rules the commands apply, before a long run finds out.
 
     Prints one line per section with a problem and exits with code 2, or says the config is
     usable (file paths are checked by the commands that read them).
     """
-    cfg = resolve_config(config, set_)
     problems = config_problems(cfg)
     if problems:
         for problem in problems:

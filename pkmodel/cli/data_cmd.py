@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+from pkmodel.cli.common import config_command, key
+from pkmodel.config import Config
 
 app = typer.Typer(
     name="data",
@@ -26,23 +27,16 @@ def _labels_arg(help_text: str):
 
 
 @app.command("split")
-@user_errors
+@config_command
 def split_command(
+    cfg: Config,
     labels: Annotated[Path, _labels_arg("Prepared label file (DATASET_DIR/NAME.json) to split.")],
     val_ratio: Annotated[
         float, typer.Option("--val-ratio", help="Share of the samples that go to validation.")
     ] = 0.1,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the split.")] = 0,
-    train_name: Annotated[
-        str | None,
-        typer.Option(
-            "--train-name", help="Name of the training output (default: data.train_split)."
-        ),
-    ] = None,
-    val_name: Annotated[
-        str | None,
-        typer.Option("--val-name", help="Name of the validation output (default: data.val_split)."),
-    ] = None,
+    train_name: str | None = key("data.train_split", "--train-name"),
+    val_name: str | None = key("data.val_split", "--val-name"),
     out: Annotated[
         Path | None,
         typer.Option(
@@ -51,8 +45,6 @@ def split_command(
             "paths are rewritten to point at the same crops).",
         ),
     ] = None,
-    config: ConfigOption = None,
-    set_: SetOption = None,
 ) -> None:
     """Split prepared labels into train and val by source image (crops of one photo stay together).
 
@@ -61,17 +53,14 @@ def split_command(
     """
     from pkmodel.datatools.split import split_labels
 
-    cfg = resolve_config(config, set_)
-    summary = split_labels(
-        labels, val_ratio, seed, train_name or cfg.data.train_split,
-        val_name or cfg.data.val_split, out,
-    )  # fmt: skip
+    summary = split_labels(labels, val_ratio, seed, cfg.data.train_split, cfg.data.val_split, out)
     typer.echo(summary.format())
 
 
 @app.command("merge")
-@user_errors
+@config_command
 def merge_command(
+    cfg: Config,
     inputs: Annotated[
         list[Path],
         typer.Argument(
@@ -79,10 +68,9 @@ def merge_command(
             show_default=False,
         ),
     ],
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="Output dataset folder (default: data.prepared_dir)."),
-    ] = None,
+    out: Path | None = key(
+        "data.prepared_dir", "--out", help="output dataset folder: OUT/NAME.json, OUT/imgs/NAME/"
+    ),
     name: Annotated[str, typer.Option("--name", help="Output name: OUT/NAME.json.")] = "merged",
     tag: Annotated[
         list[str] | None,
@@ -101,8 +89,6 @@ def merge_command(
         ),
     ] = "hardlink",
     quiet: QuietOption = False,
-    config: ConfigOption = None,
-    set_: SetOption = None,
 ) -> None:
     """Merge prepared label files and their crops into one dataset folder, tagging each source.
 
@@ -111,14 +97,14 @@ def merge_command(
     """
     from pkmodel.datatools.merge import merge_labels
 
-    cfg = resolve_config(config, set_, data__prepared_dir=out)
     summary = merge_labels(inputs, cfg.data.prepared_dir, name, tag, link, progress=not quiet)
     typer.echo(summary.format())
 
 
 @app.command("stats")
-@user_errors
+@config_command
 def stats_command(
+    cfg: Config,
     labels: Annotated[Path, _labels_arg("Prepared label file (DATASET_DIR/NAME.json).")],
     out: Annotated[
         Path | None,
@@ -127,14 +113,11 @@ def stats_command(
             help="Output PNG (default: DATASET_DIR/stats_NAME.png); the JSON goes beside it.",
         ),
     ] = None,
-    config: ConfigOption = None,
-    set_: SetOption = None,
 ) -> None:
     """Counts, joints labelled per type, person size and position histograms: a PNG and a JSON."""
     from pkmodel.common.errors import PkmodelError
     from pkmodel.datatools.stats import format_stats, write_stats
 
-    resolve_config(config, set_)
     png = out or labels.parent / f"stats_{labels.stem}.png"
     if png.suffix.lower() != ".png":
         raise PkmodelError(f"--out {png} must end in .png")
@@ -144,8 +127,9 @@ def stats_command(
 
 
 @app.command("render")
-@user_errors
+@config_command
 def render_command(
+    cfg: Config,
     labels: Annotated[Path, _labels_arg("Prepared label file (DATASET_DIR/NAME.json).")],
     out: Annotated[
         Path | None,
@@ -166,8 +150,6 @@ def render_command(
         typer.Option("--source", help="Only samples with this source tag.", show_default=False),
     ] = None,
     quiet: QuietOption = False,
-    config: ConfigOption = None,
-    set_: SetOption = None,
 ) -> None:
     """Draw the labels on the crops, to check them by eye (folder of pictures or contact sheet).
 
@@ -176,15 +158,15 @@ def render_command(
     """
     from pkmodel.datatools.render import render_labels
 
-    resolve_config(config, set_)
     target = out or labels.parent / f"render_{labels.stem}.jpg"
     summary = render_labels(labels, target, count, cols, random, seed, source, progress=not quiet)
     typer.echo(summary.format())
 
 
 @app.command("fetch")
-@user_errors
+@config_command
 def fetch_command(
+    cfg: Config,
     lists: Annotated[
         list[Path],
         typer.Argument(
@@ -220,10 +202,8 @@ def fetch_command(
         ),
     ] = None,
     quiet: QuietOption = False,
-    config: ConfigOption = None,
-    set_: SetOption = None,
 ) -> None:
-    """Download URL lists (e.g. the AIST / Yoga-82 lists) in parallel, resumable. Needs internet.
+    """Download URL lists (such as the AIST / Yoga-82 lists) in parallel, resumable. Needs internet.
 
     Complete files are skipped on a rerun; partial ones continue with HTTP Range. Wrong content
     types and HTTP 4xx fail at once; network errors, 5xx and short files are retried with
@@ -231,7 +211,6 @@ def fetch_command(
     """
     from pkmodel.datatools.fetch import fetch_urls
 
-    resolve_config(config, set_)
     summary = fetch_urls(
         lists, out, kind, workers, retries, backoff, timeout, report, progress=not quiet
     )
@@ -241,8 +220,9 @@ def fetch_command(
 
 
 @app.command("extract-frames")
-@user_errors
+@config_command
 def extract_frames_command(
+    cfg: Config,
     source: Annotated[
         Path,
         typer.Argument(
@@ -264,8 +244,6 @@ def extract_frames_command(
     ] = None,
     jpeg_quality: Annotated[int, typer.Option("--jpeg-quality", help="JPEG quality 1-100.")] = 95,
     quiet: QuietOption = False,
-    config: ConfigOption = None,
-    set_: SetOption = None,
 ) -> None:
     """Sample still frames from videos (every N seconds, or K evenly spaced per video).
 
@@ -275,7 +253,6 @@ def extract_frames_command(
     from pkmodel.common.errors import PkmodelError
     from pkmodel.datatools.frames import extract_frames
 
-    resolve_config(config, set_)
     summary = extract_frames(source, out, every, count, jpeg_quality, progress=not quiet)
     typer.echo(summary.format())
     if summary.failed and len(summary.failed) == summary.videos:
@@ -283,8 +260,9 @@ def extract_frames_command(
 
 
 @app.command("pseudo-label")
-@user_errors
+@config_command
 def pseudo_label_command(
+    cfg: Config,
     images: Annotated[
         Path,
         typer.Argument(
@@ -294,10 +272,9 @@ def pseudo_label_command(
     weights: Annotated[
         Path, typer.Option("--weights", help="pkmodel checkpoint (.pt) or ONNX export (.onnx).")
     ],
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="Output dataset folder (default: data.prepared_dir)."),
-    ] = None,
+    out: Path | None = key(
+        "data.prepared_dir", "--out", help="output dataset folder: OUT/NAME.json, OUT/imgs/NAME/"
+    ),
     name: Annotated[str, typer.Option("--name", help="Output name: OUT/NAME.json.")] = "pseudo",
     annotations: Annotated[
         Path | None,
@@ -308,51 +285,18 @@ def pseudo_label_command(
             show_default=False,
         ),
     ] = None,
-    joint_threshold: Annotated[
-        float | None,
-        typer.Option("--joint-threshold", help="pseudo_label.joint_threshold.", show_default=False),
-    ] = None,
-    person_threshold: Annotated[
-        float | None,
-        typer.Option(
-            "--person-threshold", help="pseudo_label.person_threshold.", show_default=False
-        ),
-    ] = None,
-    min_joints: Annotated[
-        int | None,
-        typer.Option("--min-joints", help="pseudo_label.min_joints.", show_default=False),
-    ] = None,
-    source: Annotated[
-        str | None,
-        typer.Option(
-            "--source", help="pseudo_label.source (the samples' tag).", show_default=False
-        ),
-    ] = None,
-    refine_passes: Annotated[
-        int | None,
-        typer.Option(
-            "--refine-passes",
-            help="pseudo_label.refine_passes: looks at a crop around the pose found (0 = off).",
-            show_default=False,
-        ),
-    ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            "--batch-size", help="Images per inference batch (eval.batch_size).", show_default=False
-        ),
-    ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(
-            "--device",
-            help="auto, cpu, cuda, cuda:N or mps (train.device); ONNX runs on the CPU.",
-            show_default=False,
-        ),
-    ] = None,
+    joint_threshold: float | None = key("pseudo_label.joint_threshold"),
+    person_threshold: float | None = key("pseudo_label.person_threshold"),
+    min_joints: int | None = key("pseudo_label.min_joints"),
+    source: str | None = key("pseudo_label.source"),
+    refine_passes: int | None = key("pseudo_label.refine_passes"),
+    batch_size: int | None = key("eval.batch_size"),
+    device: str | None = key(
+        "train.device",
+        help="where a checkpoint runs: auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps; an "
+        "ONNX model runs on the CPU",
+    ),
     quiet: QuietOption = False,
-    config: ConfigOption = None,
-    set_: SetOption = None,
 ) -> None:
     """Label unlabelled images with a trained model; keep confident poses as prepared labels.
 
@@ -366,13 +310,6 @@ def pseudo_label_command(
     from pkmodel.common.devices import select_device
     from pkmodel.datatools.pseudo import pseudo_label_weights
 
-    cfg = resolve_config(
-        config, set_, data__prepared_dir=out, eval__batch_size=batch_size, train__device=device,
-        pseudo_label__joint_threshold=joint_threshold,
-        pseudo_label__person_threshold=person_threshold,
-        pseudo_label__min_joints=min_joints, pseudo_label__source=source,
-        pseudo_label__refine_passes=refine_passes,
-    )  # fmt: skip
     torch_device = "cpu" if weights.suffix.lower() == ".onnx" else select_device(cfg.train.device)
     summary = pseudo_label_weights(
         images, weights, cfg.data.prepared_dir, cfg, name, torch_device, annotations,

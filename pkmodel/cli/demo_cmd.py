@@ -10,6 +10,10 @@ import typer
 from pkmodel.cli.common import ConfigOption, SetOption, user_errors
 
 
+# Not a config_command: the demo's --set goes on top of the demo's own settings, which go on
+# top of the config (tools.demo.demo_config), so it needs the config without --set and the
+# --set list itself, where config_command resolves the two together. --config and --set are
+# the shared declarations all the same.
 @user_errors
 def demo_command(
     out: Annotated[

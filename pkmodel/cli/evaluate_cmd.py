@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+from pkmodel.cli.common import config_command, key
+from pkmodel.config import Config
 
 
-@user_errors
+@config_command
 def evaluate_command(
-    config: ConfigOption = None,
-    set_: SetOption = None,
+    cfg: Config,
     weights: Annotated[
         Path | None,
         typer.Option(help="pkmodel checkpoint (.pt) to evaluate.", show_default=False),
@@ -45,33 +45,11 @@ def evaluate_command(
         Path | None,
         typer.Option(help="Image folder of --annotations.", show_default=False),
     ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            help="Output folder for metrics.json, results.json, pictures (eval.out_dir).",
-            show_default=False,
-        ),
-    ] = None,
-    flip_test: Annotated[
-        bool | None,
-        typer.Option(
-            "--flip-test/--no-flip-test",
-            help="Average with the horizontally flipped input (eval.flip_test).",
-            show_default=False,
-        ),
-    ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(help="Inference batch size (eval.batch_size).", show_default=False),
-    ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(help="auto, cpu, cuda, cuda:N or mps (train.device).", show_default=False),
-    ] = None,
-    pck_norm: Annotated[
-        str | None,
-        typer.Option(help="PCK normaliser: torso or bbox (eval.pck_norm).", show_default=False),
-    ] = None,
+    out: Path | None = key("eval.out_dir"),
+    flip_test: bool | None = key("eval.flip_test"),
+    batch_size: int | None = key("eval.batch_size"),
+    device: str | None = key("train.device"),
+    pck_norm: str | None = key("eval.pck_norm"),
     pictures: Annotated[
         int,
         typer.Option(help="Samples in best.png and worst.png (0 = no pictures)."),
@@ -101,15 +79,6 @@ def evaluate_command(
     from pkmodel.engine.evaluate import evaluate_split, prepare_for_evaluation
     from pkmodel.engine.report import format_metrics, write_evaluation
 
-    cfg = resolve_config(
-        config,
-        set_,
-        eval__out_dir=out,
-        eval__flip_test=flip_test,
-        eval__batch_size=batch_size,
-        eval__pck_norm=pck_norm,
-        train__device=device,
-    )
     if (weights is None) == (not oracle):
         raise PkmodelError("give either --weights CHECKPOINT or --oracle (exactly one of them)")
     check_writable(cfg.eval.out_dir, "--out (eval.out_dir)")  # before the model runs

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+from pkmodel.cli.common import config_command, key
+from pkmodel.config import Config
 
 WeightsOption = Annotated[
     Path,
@@ -31,11 +32,11 @@ def _print_report(report, what: str) -> None:
     typer.echo(f"wrote {what} {report.path} ({human_size(report.size_bytes)})")
 
 
-@user_errors
+@config_command
 def export_coreml_command(
+    cfg: Config,
     weights: WeightsOption,
-    config: ConfigOption = None,
-    set_: SetOption = None,
+    # --out names a file, where export.out_dir is a folder: not a key() (it sets no key).
     out: Annotated[
         Path | None,
         typer.Option(
@@ -45,27 +46,28 @@ def export_coreml_command(
             show_default=False,
         ),
     ] = None,
+    # --fp32 and --bgr are on/off flags that set export.precision / export.color_layout to one
+    # of their values, where key() gives an option the key's own type (a Literal as text, like
+    # --compress): hand-written, and applied after resolution (an option wins over --set).
     fp32: Annotated[
         bool,
-        typer.Option("--fp32", help="FP32 weights and compute instead of FP16 (export.precision)."),
+        typer.Option(
+            "--fp32", help="FP32 weights and compute instead of FP16 (export.precision = fp32)."
+        ),
     ] = False,
     bgr: Annotated[
         bool,
         typer.Option(
             "--bgr",
-            help="BGR image input instead of RGB (export.color_layout); the model reorders it "
-            "to the RGB the network was trained on.",
+            help="BGR image input instead of RGB (export.color_layout = BGR); the model "
+            "reorders it to the RGB the network was trained on.",
         ),
     ] = False,
-    compress: Annotated[
-        str | None,
-        typer.Option(
-            "--compress",
-            help="Weight compression: none, int8 (8-bit linear) or palette "
-            "(export.palette_bits-bit lookup tables) (export.compress).",
-            show_default=False,
-        ),
-    ] = None,
+    compress: str | None = key(
+        "export.compress",
+        help="weight compression: none, int8 (8-bit linear) or palette (export.palette_bits-bit "
+        "lookup tables)",
+    ),
     force: ForceOption = False,
 ) -> None:
     """Export a checkpoint to Core ML (ML Program, image input, FP16 by default) and verify it.
@@ -77,23 +79,19 @@ def export_coreml_command(
     """
     from pkmodel.export.coreml import export_coreml
 
-    cfg = resolve_config(
-        config,
-        set_,
-        export__precision="fp32" if fp32 else None,
-        export__color_layout="BGR" if bgr else None,
-        export__compress=compress,
-    )
+    if fp32:
+        cfg.set("export.precision", "fp32", "option")
+    if bgr:
+        cfg.set("export.color_layout", "BGR", "option")
     out = out if out is not None else cfg.export.out_dir / "model.mlpackage"
     report = export_coreml(weights, out, cfg, force=force, log=typer.echo)
     _print_report(report, "Core ML model")
 
 
-@user_errors
+@config_command
 def export_onnx_command(
+    cfg: Config,
     weights: WeightsOption,
-    config: ConfigOption = None,
-    set_: SetOption = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -103,18 +101,12 @@ def export_onnx_command(
             show_default=False,
         ),
     ] = None,
-    dynamic_batch: Annotated[
-        bool | None,
-        typer.Option(
-            "--dynamic-batch/--fixed-batch",
-            help="Dynamic or fixed (1) batch dimension (export.dynamic_batch).",
-            show_default=False,
-        ),
-    ] = None,
-    opset: Annotated[
-        int | None,
-        typer.Option("--opset", help="ONNX opset (export.onnx_opset).", show_default=False),
-    ] = None,
+    dynamic_batch: bool | None = key(
+        "export.dynamic_batch",
+        "--dynamic-batch/--fixed-batch",
+        help="a dynamic or a fixed (1) batch dimension",
+    ),
+    opset: int | None = key("export.onnx_opset", "--opset"),
     force: ForceOption = False,
 ) -> None:
     """Export a checkpoint to ONNX (float32 input x / 127.5 - 1, the four named outputs).
@@ -124,9 +116,6 @@ def export_onnx_command(
     """
     from pkmodel.export.onnx import export_onnx
 
-    cfg = resolve_config(
-        config, set_, export__dynamic_batch=dynamic_batch, export__onnx_opset=opset
-    )
     out = out if out is not None else cfg.export.out_dir / "model.onnx"
     report = export_onnx(weights, out, cfg, force=force, log=typer.echo)
     _print_report(report, "ONNX model")

@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+from pkmodel.cli.common import config_command, key
+from pkmodel.config import Config
 
 
-@user_errors
+@config_command
 def lift_command(
+    cfg: Config,
     input_dir: Annotated[
         Path,
         typer.Option(
@@ -31,10 +33,7 @@ def lift_command(
             show_default=False,
         ),
     ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="Output folder (lift.out_dir).", show_default=False),
-    ] = None,
+    out: Path | None = key("lift.out_dir", "--out", "-o"),
     ground_truth_2d: Annotated[
         bool,
         typer.Option(
@@ -43,32 +42,13 @@ def lift_command(
             "measures the depth stage alone.",
         ),
     ] = False,
-    smoothing: Annotated[
-        str | None,
-        typer.Option(
-            "--smoothing",
-            help="Temporal filter of the 3D joints: none, ema or one_euro (lift.smoothing).",
-            show_default=False,
-        ),
-    ] = None,
-    surface_correction: Annotated[
-        bool | None,
-        typer.Option(
-            "--surface-correction/--no-surface-correction",
-            help="Push depth samples back by the limb radius (lift.surface_correction).",
-            show_default=False,
-        ),
-    ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option("--device", help="Network device (lift.device).", show_default=False),
-    ] = None,
+    smoothing: str | None = key("lift.smoothing"),
+    surface_correction: bool | None = key("lift.surface_correction"),
+    device: str | None = key("lift.device"),
     no_pictures: Annotated[
         bool,
         typer.Option("--no-pictures", help="Skip overlays and the 3D contact sheet (faster)."),
     ] = False,
-    config: ConfigOption = None,
-    set_: SetOption = None,
 ) -> None:
     """Lift 2D joints to 3D with depth: takes, overlays, 3D plots and metrics.
 
@@ -85,14 +65,6 @@ def lift_command(
     from pkmodel.lift.pipeline import ModelJoints, run_lift
     from pkmodel.lift.rgbd import find_sequences
 
-    cfg = resolve_config(
-        config,
-        set_,
-        lift__out_dir=out,
-        lift__smoothing=smoothing,
-        lift__surface_correction=surface_correction,
-        lift__device=device,
-    )
     if ground_truth_2d and weights is not None:
         raise PkmodelError("give either --weights or --ground-truth-2d, not both")
     if not ground_truth_2d and weights is None:

@@ -6,25 +6,15 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+from pkmodel.cli.common import config_command, key
+from pkmodel.config import Config
 
 
-@user_errors
+@config_command
 def model_info(
-    config: ConfigOption = None,
-    set_: SetOption = None,
-    input_size: Annotated[
-        int | None,
-        typer.Option(
-            "--input-size", help="Input side in pixels (model.input_size).", show_default=False
-        ),
-    ] = None,
-    width: Annotated[
-        float | None,
-        typer.Option(
-            "--width", help="MobileNetV2 width multiplier (model.width_mult).", show_default=False
-        ),
-    ] = None,
+    cfg: Config,
+    input_size: int | None = key("model.input_size"),
+    width: float | None = key("model.width_mult", "--width"),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Show parameters, multiply-adds (MACs) per image and output shapes of the configured model.
@@ -36,7 +26,6 @@ def model_info(
 
     from pkmodel.model.network import model_summary
 
-    cfg = resolve_config(config, set_, model__input_size=input_size, model__width_mult=width)
     info = model_summary(cfg.model)
     if as_json:
         typer.echo(json.dumps(info, indent=2))

@@ -7,34 +7,28 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+from pkmodel.cli.common import config_command, key
+from pkmodel.config import Config
 
 
-@user_errors
+@config_command
 def predict_command(
+    cfg: Config,
     source: Annotated[
         Path, typer.Argument(help="An image, a folder of images, or a video (.mp4, .mov, ...).")
     ],
     weights: Annotated[
         Path, typer.Option(help="pkmodel checkpoint (.pt) or exported ONNX model (.onnx).")
     ],
-    config: ConfigOption = None,
-    set_: SetOption = None,
     out: Annotated[
         Path, typer.Option(help="Output folder for keypoints.json and the overlays.")
     ] = Path("runs/predict"),
-    batch_size: Annotated[
-        int | None,
-        typer.Option(help="Frames per inference batch (eval.batch_size).", show_default=False),
-    ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(
-            help="auto, cpu, cuda, cuda:N or mps for checkpoints (train.device); ONNX runs on "
-            "the CPU.",
-            show_default=False,
-        ),
-    ] = None,
+    batch_size: int | None = key("eval.batch_size"),
+    device: str | None = key(
+        "train.device",
+        help="where a checkpoint runs: auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps; an "
+        "ONNX model runs on the CPU",
+    ),
     refine_passes: Annotated[
         int,
         typer.Option(
@@ -51,12 +45,12 @@ def predict_command(
     batches, decoded, and mapped back to original pixels. Writes OUT/keypoints.json (per frame:
     keypoints in original pixels, scores, found flags, center) and OUT/<name>_pose.jpg per image
     or OUT/<name>_pose.mp4 for a video. Joints below decoder.score_threshold are not drawn.
+
     With --refine-passes N the network then sees a crop around the pose it found, N times.
     """
     from pkmodel.common.devices import select_device
     from pkmodel.engine.predict import predict_path
 
-    cfg = resolve_config(config, set_, eval__batch_size=batch_size, train__device=device)
     torch_device = "cpu" if weights.suffix.lower() == ".onnx" else select_device(cfg.train.device)
     summary = predict_path(
         source, weights, out, cfg, torch_device, cfg.eval.batch_size, not quiet, refine_passes

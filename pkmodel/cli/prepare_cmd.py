@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+from pkmodel.cli.common import config_command, key
+from pkmodel.config import Config
 
 
-@user_errors
+@config_command
 def prepare_coco(
+    cfg: Config,
     split: Annotated[
         str,
         typer.Option(
@@ -21,6 +23,8 @@ def prepare_coco(
             "to data.train_* / data.val_*.",
         ),
     ] = "train",
+    # --images and --annotations are not key()s: which keys they default to (data.train_* or
+    # data.val_*) depends on --split, and they set neither.
     images: Annotated[
         Path | None,
         typer.Option("--images", help="Folder of the images the annotation file names."),
@@ -32,18 +36,8 @@ def prepare_coco(
             help="COCO person-keypoint JSON (e.g. person_keypoints_train2017.json).",
         ),
     ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="Output dataset folder (default: data.prepared_dir)."),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers", help="Worker processes (default: prepare.workers; 0 = one per core)."
-        ),
-    ] = None,
-    config: ConfigOption = None,
-    set_: SetOption = None,
+    out: Path | None = key("data.prepared_dir", "--out"),
+    workers: int | None = key("prepare.workers"),
 ) -> None:
     """Crop every usable COCO person into a square image and write versioned labels.
 
@@ -54,7 +48,6 @@ def prepare_coco(
     from pkmodel.common.errors import PkmodelError
     from pkmodel.data.prepare import prepare_split
 
-    cfg = resolve_config(config, set_, data__prepared_dir=out, prepare__workers=workers)
     defaults = {
         cfg.data.train_split: (cfg.data.train_images, cfg.data.train_annotations),
         cfg.data.val_split: (cfg.data.val_images, cfg.data.val_annotations),
@@ -71,16 +64,16 @@ def prepare_coco(
     typer.echo(summary.format())
 
 
-@user_errors
+@config_command
 def show_samples(
+    cfg: Config,
+    # Not key("data.train_split"): it picks the split to show (any prepared split) and sets
+    # no key; data.train_split is only its default.
     split: Annotated[
         str | None,
         typer.Option("--split", help="Prepared split to show (default: data.train_split)."),
     ] = None,
-    dataset_dir: Annotated[
-        Path | None,
-        typer.Option("--dataset", help="Prepared dataset folder (default: data.prepared_dir)."),
-    ] = None,
+    dataset_dir: Path | None = key("data.prepared_dir", "--dataset"),
     out: Annotated[
         Path | None,
         typer.Option(
@@ -99,8 +92,6 @@ def show_samples(
             help="Show training augmentation, or the plain validation view.",
         ),
     ] = True,
-    config: ConfigOption = None,
-    set_: SetOption = None,
 ) -> None:
     """Draw a grid of (augmented) training samples with their skeletons, to check the labels.
 
@@ -112,7 +103,6 @@ def show_samples(
     from pkmodel.common.errors import PkmodelError
     from pkmodel.data.dataset import sample_grid
 
-    cfg = resolve_config(config, set_, data__prepared_dir=dataset_dir)
     name = split or cfg.data.train_split
     labels = cfg.data.prepared_dir / f"{name}.json"
     target = out or cfg.data.prepared_dir / f"samples_{name}.png"

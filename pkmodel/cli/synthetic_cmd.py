@@ -7,51 +7,29 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import ConfigOption, SetOption, resolve_config, user_errors
+from pkmodel.cli.common import config_command, key
+from pkmodel.config import Config
 
 
-@user_errors
+@config_command
 def make_synthetic(
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="Output folder. Default: data.synthetic_dir."),
-    ] = None,
-    num_train: Annotated[
-        int | None, typer.Option("--num-train", help="Training images (synthetic.num_train).")
-    ] = None,
-    num_val: Annotated[
-        int | None, typer.Option("--num-val", help="Validation images (synthetic.num_val).")
-    ] = None,
+    cfg: Config,
+    out: Path | None = key("data.synthetic_dir", "--out", "-o"),
+    num_train: int | None = key("synthetic.num_train"),
+    num_val: int | None = key("synthetic.num_val"),
+    # One option for two keys (synthetic.width and synthetic.height): not a key() of its own;
+    # applied after the config is resolved, as the options are (they win over --set).
     size: Annotated[
         str | None,
         typer.Option(
             "--size", help="Image size WIDTHxHEIGHT, e.g. 256x256 (synthetic.width/height)."
         ),
     ] = None,
-    seed: Annotated[
-        int | None, typer.Option("--seed", help="Random seed; same seed, same files.")
-    ] = None,
-    sequences: Annotated[
-        int | None,
-        typer.Option("--sequences", help="RGB-D clips of continuous motion (synthetic.sequences)."),
-    ] = None,
-    frames: Annotated[
-        int | None, typer.Option("--frames", help="Frames per clip (synthetic.frames).")
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option("--workers", help="Worker processes, 0 = one per core (synthetic.workers)."),
-    ] = None,
-    depth_sensor: Annotated[
-        str | None,
-        typer.Option(
-            "--depth-sensor",
-            help="exact (noise-free, colour resolution) or lidar (a phone LiDAR's depth with "
-            "confidence maps) (synthetic.depth_sensor).",
-        ),
-    ] = None,
-    config: ConfigOption = None,
-    set_: SetOption = None,
+    seed: int | None = key("synthetic.seed"),
+    sequences: int | None = key("synthetic.sequences"),
+    frames: int | None = key("synthetic.frames"),
+    workers: int | None = key("synthetic.workers"),
+    depth_sensor: str | None = key("synthetic.depth_sensor"),
 ) -> None:
     """Generate the built-in synthetic RGB-D people: COCO keypoints with exact 3D joints.
 
@@ -64,29 +42,18 @@ def make_synthetic(
     """
     from pkmodel.data.synthetic.generate import generate, parse_size
 
-    width, height = parse_size(size) if size is not None else (None, None)
-    cfg = resolve_config(
-        config,
-        set_,
-        data__synthetic_dir=out,
-        synthetic__num_train=num_train,
-        synthetic__num_val=num_val,
-        synthetic__width=width,
-        synthetic__height=height,
-        synthetic__seed=seed,
-        synthetic__sequences=sequences,
-        synthetic__frames=frames,
-        synthetic__workers=workers,
-        synthetic__depth_sensor=depth_sensor,
-    )
-    spec, out = cfg.synthetic, cfg.data.synthetic_dir
-    summary = generate(spec, out)
+    if size is not None:
+        width, height = parse_size(size)
+        cfg.set("synthetic.width", width, "option")
+        cfg.set("synthetic.height", height, "option")
+    spec, folder = cfg.synthetic, cfg.data.synthetic_dir
+    summary = generate(spec, folder)
     splits = ", ".join(
         f"{name}: {summary.images.get(name, 0)} images / {summary.people.get(name, 0)} people"
         for name in ("train", "val")
     )
     typer.echo(
-        f"wrote {out} in {summary.seconds:.1f} s with {summary.workers} workers ({splits}; "
+        f"wrote {folder} in {summary.seconds:.1f} s with {summary.workers} workers ({splits}; "
         f"{spec.sequences} sequences x {spec.frames} frames)"
     )
 

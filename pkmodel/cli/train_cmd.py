@@ -51,7 +51,10 @@ def train_command(
 
     Validates with COCO OKS AP every train.val_every epochs, writes last.pt every epoch and
     best.pt on a new best AP, metrics.jsonl and curves.png into the run folder.
-    For several GPUs: torchrun --nproc_per_node N $(which pkmodel) train ...
+
+    \b
+    For several GPUs:
+      torchrun --nproc_per_node N $(which pkmodel) train ...
     """
     from pkmodel.common.errors import PkmodelError
     from pkmodel.engine.train import train
