@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
@@ -11,187 +10,26 @@ import pytest
 import torch
 
 from pkmodel.common.errors import PkmodelError
-from pkmodel.common.skeleton import FLIP_INDEX, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, OKS_SIGMAS
-from pkmodel.config import load_config
-from pkmodel.engine.error_budget import input_ground_truth
+from pkmodel.common.skeleton import FLIP_INDEX, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS
 from pkmodel.engine.evaluate import (
-    Predictions,
     average_flip,
-    error_budget,
     evaluate_model,
     evaluate_split,
     predict_split,
-    prepare_for_evaluation,
     unflip_outputs,
 )
 from pkmodel.engine.metrics import (
-    COCO_STAT_NAMES,
     coco_keypoint_eval,
-    object_keypoint_similarity,
-    pck,
-    pck_normaliser,
 )
 from tests.conftest import run_cli, shared_data
-
-COCO_MINI = ("coco_mini", "annotations", "person_keypoints_train2017.json")
-
-
-def _cfg(**sets):
-    return load_config(None, [f"{k}={v}" for k, v in sets.items()], {}, env={})
-
-
-def _coco_file(tmp_path, people, width=400, height=300):
-    """A one-image COCO keypoint file; people = list of (keypoints (K, 3), bbox, area)."""
-    anns = [
-        {"id": i + 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": list(bbox),
-         "area": float(area), "keypoints": np.asarray(kp, float).reshape(-1).tolist(),
-         "num_keypoints": int((np.asarray(kp)[:, 2] > 0).sum())}
-        for i, (kp, bbox, area) in enumerate(people)
-    ]  # fmt: skip
-    data = {
-        "images": [{"id": 1, "file_name": "a.jpg", "width": width, "height": height}],
-        "annotations": anns,
-        "categories": [{"id": 1, "name": "person"}],
-    }
-    path = tmp_path / "ann.json"
-    path.write_text(json.dumps(data))
-    return path
-
-
-def _result(kp, score=1.0):
-    triples = np.concatenate([np.asarray(kp, float)[:, :2], np.ones((NUM_JOINTS, 1))], 1)
-    return {"image_id": 1, "category_id": 1, "keypoints": triples.reshape(-1).tolist(),
-            "score": score}  # fmt: skip
-
-
-def _random_person(rng, x0=100.0, y0=60.0, size=150.0):
-    kp = np.zeros((NUM_JOINTS, 3))
-    kp[:, 0] = x0 + rng.uniform(0, size, NUM_JOINTS)
-    kp[:, 1] = y0 + rng.uniform(0, size, NUM_JOINTS)
-    kp[:, 2] = 2
-    return kp, [x0, y0, size, size], size * size * 0.6
-
-
-# --- COCO AP ---------------------------------------------------------------------------------
-
-
-def test_ground_truth_as_results_scores_one_on_coco_mini():
-    from pycocotools.coco import COCO
-
-    ann = shared_data(*COCO_MINI)
-    coco = COCO(str(ann))
-    gts = [a for a in coco.dataset["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"]]
-    results = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"],
-                "score": 1.0} for a in gts]  # fmt: skip
-    stats = coco_keypoint_eval(ann, results)
-    assert set(stats) == set(COCO_STAT_NAMES)
-    assert stats["AP"] == pytest.approx(1.0) and stats["AR"] == pytest.approx(1.0)
-    # The results are not modified (loadRes writes into what it gets; we pass copies).
-    assert set(results[0]) == {"image_id", "category_id", "keypoints", "score"}
-
-
-def test_perturbed_result_gives_the_expected_ap(tmp_path):
-    """One labelled joint, moved so that OKS = 0.72: matched at thresholds 0.50..0.70 only."""
-    kp = np.zeros((NUM_JOINTS, 3))
-    j = JOINT_INDEX["left_hip"]
-    kp[j] = [200.0, 150.0, 2]
-    area = 5000.0
-    path = _coco_file(tmp_path, [(kp, [150, 100, 100, 100], area)])
-    oks = 0.72
-    d = math.sqrt(-math.log(oks) * 2.0 * area * (2.0 * OKS_SIGMAS[j]) ** 2)
-    moved = kp.copy()
-    moved[j, 0] += d
-    stats = coco_keypoint_eval(path, [_result(moved)])
-    assert stats["AP"] == pytest.approx(0.5)  # 5 of the 10 thresholds
-    assert stats["AP50"] == pytest.approx(1.0)
-    assert stats["AP75"] == pytest.approx(0.0)
-    assert stats["AR"] == pytest.approx(0.5)
-    # Our per-sample OKS is COCOeval's formula.
-    ours = object_keypoint_similarity(moved[None, :, :2], kp[None, :, :2], kp[None, :, 2] > 0,
-                                      np.array([area]))  # fmt: skip
-    assert ours[0] == pytest.approx(oks, abs=1e-9)
-
-
-def test_missing_person_halves_recall(tmp_path):
-    rng = np.random.default_rng(1)
-    a, b = _random_person(rng), _random_person(rng, x0=200)
-    path = _coco_file(tmp_path, [a, b])
-    stats = coco_keypoint_eval(path, [_result(a[0])])
-    assert stats["AR"] == pytest.approx(0.5)
-    assert stats["AP"] == pytest.approx(51 / 101)  # precision 1 up to recall 0.5 (101 points)
-    assert coco_keypoint_eval(path, [])["AP"] == 0.0
-    with pytest.raises(PkmodelError, match="image id"):
-        coco_keypoint_eval(path, [{**_result(a[0]), "image_id": 7}])
-
-
-def test_oks_matches_cocoeval_on_random_people(tmp_path):
-    from pycocotools.cocoeval import COCOeval
-
-    from pkmodel.engine.metrics import load_coco
-
-    rng = np.random.default_rng(2)
-    gt, bbox, area = _random_person(rng)
-    gt[rng.random(NUM_JOINTS) < 0.3, 2] = 0
-    path = _coco_file(tmp_path, [(gt, bbox, area)])
-    preds = gt[None, :, :2] + rng.normal(0, 8, (5, NUM_JOINTS, 2))
-    coco = load_coco(path)
-    dets = coco.loadRes([_result(p, score=1.0 - i / 10) for i, p in enumerate(preds)])
-    ev = COCOeval(coco, dets, iouType="keypoints")
-    ev._prepare()
-    reference = ev.computeOks(1, 1)[:, 0]  # detections sorted by score = our order
-    ours = object_keypoint_similarity(preds, np.repeat(gt[None, :, :2], 5, 0),
-                                      np.repeat(gt[None, :, 2] > 0, 5, 0), np.full(5, area))  # fmt: skip
-    np.testing.assert_allclose(ours, reference, rtol=1e-12)
-
-
-def test_annotation_file_without_keypoints_is_a_clear_error(tmp_path):
-    path = tmp_path / "instances.json"
-    path.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 9,
-                    "height": 9}], "annotations": [{"id": 1, "image_id": 1, "category_id": 1,
-                    "bbox": [0, 0, 4, 4], "area": 16, "iscrowd": 0}], "categories": []}))  # fmt: skip
-    with pytest.raises(PkmodelError, match="no keypoint annotations"):
-        coco_keypoint_eval(path, [])
-    with pytest.raises(PkmodelError, match="does not exist"):
-        coco_keypoint_eval(tmp_path / "nope.json", [])
-
-
-# --- PCK -------------------------------------------------------------------------------------
-
-
-def test_pck_torso_and_bbox_on_constructed_people():
-    ls, rs, lh, rh = (JOINT_INDEX[n] for n in ("left_shoulder", "right_shoulder", "left_hip",
-                                                "right_hip"))  # fmt: skip
-    gt = np.zeros((3, NUM_JOINTS, 2))
-    visible = np.ones((3, NUM_JOINTS), bool)
-    # Person 0: both torso diagonals 100 px. Person 1: only one diagonal (50 px) labelled.
-    gt[0, ls], gt[0, rh], gt[0, rs], gt[0, lh] = [0, 0], [60, 80], [60, 0], [0, 80]
-    gt[1, ls], gt[1, rh] = [0, 0], [30, 40]
-    visible[1, [rs, lh]] = False
-    # Person 2: no torso at all -> left out of torso PCK.
-    visible[2, [ls, rs, lh, rh]] = False
-    bboxes = np.array([[0, 0, 80, 200], [0, 0, 30, 10], [0, 0, 10, 10]], float)
-    norm = pck_normaliser(gt, visible, bboxes, "torso")
-    np.testing.assert_allclose(norm[:2], [100.0, 50.0])
-    assert np.isnan(norm[2])
-    np.testing.assert_allclose(pck_normaliser(gt, visible, bboxes, "bbox"), [200.0, 30.0, 10.0])
-
-    pred = gt.copy()
-    pred[0, :, 0] += 19.0  # within 0.2 x 100 = 20 px
-    pred[0, 0, 0] += 2.0  # the nose at 21 px: a miss
-    pred[1, :, 1] += 11.0  # beyond 0.2 x 50 = 10 px: every joint misses
-    res = pck(pred, gt, visible, norm, 0.2)
-    assert res["pck_samples"] == 2
-    assert res["pck_joints"] == NUM_JOINTS + (NUM_JOINTS - 2)
-    assert res["PCK"] == pytest.approx((NUM_JOINTS - 1) / (2 * NUM_JOINTS - 2))
-    assert res["PCK_per_joint"][0] == 0.0  # nose missed by both
-    assert res["PCK_per_joint"][ls] == 0.5
-    assert res["PCK_per_joint"][rs] == 1.0  # labelled (and right) on person 0 only
-    errors = np.concatenate([[21.0], np.full(NUM_JOINTS - 1, 19.0), np.full(NUM_JOINTS - 2, 11.0),
-                             np.zeros(NUM_JOINTS - 4)])  # fmt: skip
-    assert res["mean_error_px"] == pytest.approx(errors.mean())
-    with pytest.raises(PkmodelError, match="pck_norm"):
-        pck_normaliser(gt, visible, bboxes, "head")
-
+from tests.engine.coco_files import (
+    COCO_MINI,
+    coco_file,
+    coco_result,
+    eval_config,
+    prepare_people,
+    random_person,
+)
 
 # --- flip test -------------------------------------------------------------------------------
 
@@ -199,7 +37,7 @@ def test_pck_torso_and_bbox_on_constructed_people():
 def _targets(kp, center, others, size=64):
     from pkmodel.data.targets import encode_targets
 
-    cfg = _cfg()
+    cfg = eval_config()
     okp = np.asarray([o[0] for o in others]).reshape(-1, NUM_JOINTS, 3)
     oc = np.asarray([o[1] for o in others]).reshape(-1, 2)
     t = encode_targets(kp, center, okp, oc, size, cfg.targets)
@@ -280,7 +118,7 @@ def test_flip_test_of_an_equivariant_model_keeps_its_prediction():
     image = -torch.ones(2, 3, size, size)
     image[:, 0, 0, 0] = 1.0  # marker: top-left pixel bright in the plain image only
     model = _MirrorAwareModel(plain, mirrored)
-    cfg = _cfg(**{"model.input_size": size})
+    cfg = eval_config(**{"model.input_size": size})
     dataset = [{"image": im, "index": torch.tensor(i)} for i, im in enumerate(image)]
     plain_pred = predict_split(model, dataset, cfg, flip_test=False, workers=0)
     flip_pred = predict_split(model, dataset, cfg, flip_test=True, workers=0)
@@ -297,19 +135,10 @@ def test_flip_test_of_an_equivariant_model_keeps_its_prediction():
 # --- the oracle on real COCO ---------------------------------------------------------------
 
 
-def _prepare(tmp_path, name, annotations, images, cfg, all_people=True):
-    from pkmodel.data.prepare import prepare_split
-
-    if all_people:
-        return prepare_for_evaluation(annotations, images, tmp_path / name, cfg).labels
-    params = dataclasses.replace(cfg.prepare, workers=1)
-    return prepare_split("val", images, annotations, tmp_path / name, params, False).labels
-
-
 def test_oracle_on_coco_mini_with_the_training_filters(tmp_path):
     ann, images = shared_data(*COCO_MINI), shared_data("coco_mini", "train2017")
-    cfg = _cfg(**{"train.workers": 0})
-    labels = _prepare(tmp_path, "default", ann, images, cfg, all_people=False)
+    cfg = eval_config(**{"train.workers": 0})
+    labels = prepare_people(tmp_path, "default", ann, images, cfg, all_people=False)
     m = evaluate_split(labels, cfg).metrics
     assert m["oracle"] and m["samples"] == 25 and m["gt_people_without_prediction"] == 0
     assert m["AP"] >= 0.99
@@ -323,15 +152,15 @@ def test_oracle_on_coco_mini_every_person(tmp_path):
     prepare.cover_keypoints grows the box about its center to hold them, so every joint is in
     the input and AP is 1; without it those 6 people are the only loss."""
     ann, images = shared_data(*COCO_MINI), shared_data("coco_mini", "train2017")
-    cfg = _cfg(**{"train.workers": 0})
-    ev = evaluate_split(_prepare(tmp_path, "all", ann, images, cfg), cfg)
+    cfg = eval_config(**{"train.workers": 0})
+    ev = evaluate_split(prepare_people(tmp_path, "all", ann, images, cfg), cfg)
     m = ev.metrics
     assert m["samples"] == 86 and m["images"] == 28 and m["gt_people"] == 86
     assert m["AP"] >= 0.99 and m["AR"] >= 0.99
     assert (ev.oks > 0.9999).all()
 
-    cut = _cfg(**{"train.workers": 0, "prepare.cover_keypoints": "false"})
-    ev = evaluate_split(_prepare(tmp_path, "cut", ann, images, cut), cut)
+    cut = eval_config(**{"train.workers": 0, "prepare.cover_keypoints": "false"})
+    ev = evaluate_split(prepare_people(tmp_path, "cut", ann, images, cut), cut)
     assert 0.93 < ev.metrics["AP"] < 0.95
     boxes = np.array([s["crop_box"] for s in ev.samples], float)
     rel = (ev.gt[..., :2] - boxes[:, None, :2]) / boxes[:, None, 2:]
@@ -342,45 +171,9 @@ def test_oracle_on_coco_mini_every_person(tmp_path):
 
 def test_oracle_on_mmpose_coco(tmp_path):
     ann = shared_data("mmpose_coco", "test_coco.json")
-    cfg = _cfg(**{"train.workers": 0})
-    m = evaluate_split(_prepare(tmp_path, "mm", ann, ann.parent, cfg), cfg).metrics
+    cfg = eval_config(**{"train.workers": 0})
+    m = evaluate_split(prepare_people(tmp_path, "mm", ann, ann.parent, cfg), cfg).metrics
     assert m["samples"] == 12 and m["AP"] >= 0.99 and m["PCK"] == pytest.approx(1.0)
-
-
-def test_error_budget_takes_each_kind_of_error_away(tmp_path):
-    """Predictions built from the ground truth with known errors, on coco_mini's 86 people."""
-    from pkmodel.data.dataset import PoseDataset
-
-    ann, images = shared_data(*COCO_MINI), shared_data("coco_mini", "train2017")
-    cfg = _cfg(**{"train.workers": 0})
-    ds = PoseDataset(_prepare(tmp_path, "all", ann, images, cfg), cfg, train=False)
-    gt = input_ground_truth(ds)
-    n = len(ds)
-    ones = np.ones((n, NUM_JOINTS))
-
-    def preds(kp):
-        return Predictions(kp, ones, ones.astype(bool), np.ones(n))
-
-    # Every joint one cell (4 input pixels) to the right: never in its cell, always within one.
-    shifted = error_budget(ds, preds(gt[..., :2] + [4.0, 0.0]), cfg)
-    rows = shifted["rows"]
-    assert len(rows) == 8 and shifted["stride"] == 4
-    assert shifted["share_right_cell"] == 0.0 and shifted["share_within_one_cell"] == 1.0
-    assert shifted["median_error_px"] == pytest.approx(4.0)
-    ceiling = rows["every labelled joint exact"]["AP"]
-    assert ceiling >= 0.99 and rows["every labelled joint exact"]["mean_oks"] == pytest.approx(1.0)
-    assert rows["exact when within one cell"]["AP"] == pytest.approx(ceiling)
-    assert rows["exact when in the right cell"] == rows["as predicted"]
-    ap = [rows[k]["AP"] for k in ("as predicted", "errors halved", "errors x 0.3")]
-    assert ap[0] < ap[1] < ap[2] <= ceiling and ap[0] < 0.9 * ceiling, ap
-    # The whole error is the shift: each joint's error is halved exactly.
-    oks = [rows[k]["mean_oks"] for k in ("as predicted", "errors halved")]
-    assert oks[0] < oks[1] < 1.0
-    # Left and right swapped: swapping back gives every person exactly.
-    mirrored = error_budget(ds, preds(gt[:, FLIP_INDEX, :2]), cfg)
-    assert mirrored["rows"]["as predicted"]["AP"] < 0.5 * ceiling
-    assert mirrored["rows"]["left/right swapped where nearer"]["AP"] == pytest.approx(ceiling)
-    assert mirrored["share_people_nearer_swapped"] > 0.9
 
 
 # --- a network, the loss, the CLI -----------------------------------------------------------
@@ -391,7 +184,7 @@ def tiny_checkpoint(tmp_path_factory):
     from pkmodel.model.checkpoint import save_checkpoint
     from pkmodel.model.network import build_model
 
-    cfg = _cfg(**{"model.input_size": 64, "model.width_mult": 0.35, "model.neck_channels": 16,
+    cfg = eval_config(**{"model.input_size": 64, "model.width_mult": 0.35, "model.neck_channels": 16,
                   "model.head_channels": 16})  # fmt: skip
     torch.manual_seed(0)
     model = build_model(cfg.model, pretrained=False)
@@ -407,7 +200,7 @@ def test_evaluate_model_with_loss_restores_the_mode(tmp_path, tiny_checkpoint):
     ann = shared_data("mmpose_coco", "test_coco.json")
     model, cfg, _ = model_from_checkpoint(tiny_checkpoint)
     cfg.train.workers = 0
-    labels = _prepare(tmp_path, "mm", ann, ann.parent, cfg)
+    labels = prepare_people(tmp_path, "mm", ann, ann.parent, cfg)
     model.train()
     m = evaluate_model(model, labels, cfg, loss_fn=PoseLoss(cfg.loss), batch_size=5)
     assert model.training
@@ -479,13 +272,13 @@ def test_cli_bad_inputs_are_one_clear_line(tmp_path):
 def test_annotations_without_optional_fields_still_evaluate(tmp_path):
     """num_keypoints, iscrowd and area are filled in the COCO way when a file omits them."""
     rng = np.random.default_rng(4)
-    kp, bbox, _ = _random_person(rng)
-    path = _coco_file(tmp_path, [(kp, bbox, bbox[2] * bbox[3])])
+    kp, bbox, _ = random_person(rng)
+    path = coco_file(tmp_path, [(kp, bbox, bbox[2] * bbox[3])])
     data = json.loads(path.read_text())
     for key in ("num_keypoints", "iscrowd", "area"):
         del data["annotations"][0][key]
     path.write_text(json.dumps(data))
-    assert coco_keypoint_eval(path, [_result(kp)])["AP"] == pytest.approx(1.0)
+    assert coco_keypoint_eval(path, [coco_result(kp)])["AP"] == pytest.approx(1.0)
 
 
 def test_a_batch_size_below_one_is_one_sentence():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -14,88 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pkmodel.common.devices import rng_state, select_device, set_rng_state
 from pkmodel.common.errors import PkmodelError
-from pkmodel.config import Config
-from pkmodel.engine.budget import TimeBudget, epochs_for_budget, steady_epoch_seconds
-from pkmodel.engine.optim import LRSchedule, ModelEMA
 from pkmodel.engine.train import train
-from pkmodel.model.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from pkmodel.model.checkpoint import load_checkpoint, model_from_checkpoint
 from tests.conftest import ROOT, tiny_train_config
-
-
-def test_schedule_warmup_then_cosine_step_and_plateau():
-    cfg = Config()
-    cfg.train.epochs, cfg.train.warmup_epochs, cfg.train.lr = 10, 1.0, 1.0
-    s = LRSchedule(cfg, steps_per_epoch=10)
-    assert s.factor(0) == pytest.approx(0.1) and s.factor(9) == pytest.approx(1.0)
-    assert s.factor(10) == pytest.approx(1.0)
-    assert s.factor(55) == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
-    assert s.factor(100) == pytest.approx(0.0)
-    cfg.train.scheduler, cfg.train.step_size, cfg.train.gamma = "step", 3, 0.1
-    assert LRSchedule(cfg, 10).factor(35) == pytest.approx(0.1)
-    assert LRSchedule(cfg, 10).factor(65) == pytest.approx(0.01)
-    cfg.train.scheduler, cfg.train.plateau_patience = "plateau", 1
-    p = LRSchedule(cfg, 10)
-    for ap in (0.5, 0.6, 0.6, 0.6):
-        p.on_validation(ap)
-    assert p.factor(50) == pytest.approx(0.1)
-    q = LRSchedule(cfg, 10)
-    q.load_state_dict(p.state_dict())
-    assert q.factor(50) == pytest.approx(0.1)
-
-
-def test_select_device():
-    assert select_device("cpu").type == "cpu"
-    assert select_device("auto").type in {"cpu", "cuda", "mps"}
-    with pytest.raises(PkmodelError, match=r"train.device \(--device\) 'tpu' is not one of"):
-        select_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(PkmodelError, match="CUDA is not available"):
-            select_device("cuda:0")
-
-
-def test_ema_moves_toward_the_weights():
-    model = torch.nn.Linear(2, 1, bias=False)
-    torch.nn.init.zeros_(model.weight)
-    ema = ModelEMA(model, decay=0.5, updates=10**6)  # ramp finished: decay 0.5
-    with torch.no_grad():
-        model.weight.fill_(1.0)
-    ema.update(model)
-    assert torch.allclose(ema.module.weight, torch.full((1, 2), 0.5), atol=1e-6)
-    ema.update(model)
-    assert torch.allclose(ema.module.weight, torch.full((1, 2), 0.75), atol=1e-6)
-
-
-def test_ema_averages_batchnorm_statistics_and_copies_its_counter():
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
-    ema = ModelEMA(model, decay=0.75, updates=10**6)  # ramp finished: decay 0.75
-    bn = model[1]
-    with torch.no_grad():
-        bn.running_mean.fill_(4.0)  # was 0
-        bn.running_var.fill_(5.0)  # was 1
-        bn.num_batches_tracked.fill_(7)
-        model[0].bias.fill_(2.0)
-    before = ema.module[0].bias.clone()
-    ema.update(model)
-    ema_bn = ema.module[1]
-    assert torch.allclose(ema_bn.running_mean, torch.full((2,), 1.0))  # 0.75*0 + 0.25*4
-    assert torch.allclose(ema_bn.running_var, torch.full((2,), 2.0))  # 0.75*1 + 0.25*5
-    assert int(ema_bn.num_batches_tracked) == 7
-    assert torch.allclose(ema.module[0].bias, 0.75 * before + 0.5)
-    assert not any(p.requires_grad for p in ema.module.parameters())
-
-
-def test_rng_state_survives_a_weights_only_checkpoint(tmp_path):
-    import random
-
-    import numpy as np
-
-    torch.manual_seed(1)
-    save_checkpoint(tmp_path / "c.pt", {"model": {}, "config": {}, "rng": rng_state()})
-    expected = (random.random(), np.random.rand(), torch.rand(1).item())  # noqa: NPY002
-    set_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"])
-    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected  # noqa: NPY002
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -320,46 +241,6 @@ def test_channels_last_changes_speed_not_results(tiny_prepared, tmp_path):
 
 
 # --- Time budget (train.minutes) ---
-
-
-def test_epochs_for_budget_counts_epochs_and_validations():
-    # 90 s left; 10 s an epoch; a 5 s validation after every 2nd epoch and the last one.
-    # 7 more (epochs 2..8): 70 s + validations at 2, 4, 6, 8 = 90 s; 8 more: 80 + 5 x 5 = 105.
-    assert epochs_for_budget(100, 10, 10, 5, val_every=2, done=1) == 8
-    # Validating every epoch: n x (10 + 5) <= 90 -> 6 more.
-    assert epochs_for_budget(100, 10, 10, 5, val_every=1, done=1) == 7
-    assert epochs_for_budget(100, 10, 10, 0, val_every=1, done=1) == 10
-    assert epochs_for_budget(100, 120, 10, 5, val_every=1, done=1) == 1  # budget spent
-    assert epochs_for_budget(100, 95, 10, 5, val_every=1, done=1) == 1  # one more does not fit
-    # Demo-like: 580 s left; 46 more epochs = 575 s + validations at 12, 24, 36 and 47 = 579 s.
-    assert epochs_for_budget(600, 20, 12.5, 1.0, val_every=12, done=1) == 47
-
-
-def test_steady_epoch_seconds_drops_the_warm_up_of_the_first_steps():
-    steps = [5.0, 3.0, 2.0] + [1.0] * 7  # 17 s of steps; the first three cost 7 s extra
-    assert steady_epoch_seconds(17.5, steps, steps_per_epoch=10) == pytest.approx(10.5)
-    # A run cut short by max_steps: the missing steps are added at the steady rate.
-    assert steady_epoch_seconds(17.5, steps, steps_per_epoch=20) == pytest.approx(20.5)
-    assert steady_epoch_seconds(4.0, [2.0, 1.0], steps_per_epoch=2) == 4.0  # too few to tell
-
-
-def test_time_budget_replans_from_the_recent_epochs():
-    budget = TimeBudget(minutes=10.0, val_every=12, t0=0.0)  # plans for 0.97 x 600 = 582 s
-    assert budget.budget_s == pytest.approx(582.0)
-    budget.val_s = 1.0
-    # Epoch 1: 13.0 s, of which 0.8 s were the first three steps' warm-up -> 12.2 s.
-    first = budget.epoch_seconds(1, 13.0, [0.9, 0.3, 0.2] + [0.2] * 59, steps=62)
-    assert first == pytest.approx(12.2)
-    budget.finish(1, 20.0, 1.0)
-    assert budget.epoch_seconds(2, 12.0, [], steps=62) == 12.0  # no whole later epoch yet
-    for e, wall in enumerate([12.0] * 6 + [14.0] * 8, start=2):
-        budget.finish(e, wall, None)
-    # The machine slowed down: the last ten whole epochs (2 x 12, 8 x 14) -> 13.6 s.
-    assert budget.epoch_seconds(16, 14.0, [], steps=62) == pytest.approx(13.6)
-    assert budget.plan(16, now=220.0, epoch_s=13.6) == epochs_for_budget(
-        582, 220, 13.6, 1.0, 12, 16
-    )
-    assert budget.plan(16, now=220.0, epoch_s=13.6) < budget.plan(16, now=220.0, epoch_s=12.0)
 
 
 def test_time_budget_sets_the_epochs_after_epoch_1_and_resume_keeps_them(

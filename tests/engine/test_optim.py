@@ -1,0 +1,63 @@
+"""The optimizer's schedule and the weights' EMA."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pkmodel.config.loader import Config
+from pkmodel.engine.optim import LRSchedule, ModelEMA
+
+
+def test_schedule_warmup_then_cosine_step_and_plateau():
+    cfg = Config()
+    cfg.train.epochs, cfg.train.warmup_epochs, cfg.train.lr = 10, 1.0, 1.0
+    s = LRSchedule(cfg, steps_per_epoch=10)
+    assert s.factor(0) == pytest.approx(0.1) and s.factor(9) == pytest.approx(1.0)
+    assert s.factor(10) == pytest.approx(1.0)
+    assert s.factor(55) == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
+    assert s.factor(100) == pytest.approx(0.0)
+    cfg.train.scheduler, cfg.train.step_size, cfg.train.gamma = "step", 3, 0.1
+    assert LRSchedule(cfg, 10).factor(35) == pytest.approx(0.1)
+    assert LRSchedule(cfg, 10).factor(65) == pytest.approx(0.01)
+    cfg.train.scheduler, cfg.train.plateau_patience = "plateau", 1
+    p = LRSchedule(cfg, 10)
+    for ap in (0.5, 0.6, 0.6, 0.6):
+        p.on_validation(ap)
+    assert p.factor(50) == pytest.approx(0.1)
+    q = LRSchedule(cfg, 10)
+    q.load_state_dict(p.state_dict())
+    assert q.factor(50) == pytest.approx(0.1)
+
+
+def test_ema_moves_toward_the_weights():
+    model = torch.nn.Linear(2, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = ModelEMA(model, decay=0.5, updates=10**6)  # ramp finished: decay 0.5
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)
+    assert torch.allclose(ema.module.weight, torch.full((1, 2), 0.5), atol=1e-6)
+    ema.update(model)
+    assert torch.allclose(ema.module.weight, torch.full((1, 2), 0.75), atol=1e-6)
+
+
+def test_ema_averages_batchnorm_statistics_and_copies_its_counter():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+    ema = ModelEMA(model, decay=0.75, updates=10**6)  # ramp finished: decay 0.75
+    bn = model[1]
+    with torch.no_grad():
+        bn.running_mean.fill_(4.0)  # was 0
+        bn.running_var.fill_(5.0)  # was 1
+        bn.num_batches_tracked.fill_(7)
+        model[0].bias.fill_(2.0)
+    before = ema.module[0].bias.clone()
+    ema.update(model)
+    ema_bn = ema.module[1]
+    assert torch.allclose(ema_bn.running_mean, torch.full((2,), 1.0))  # 0.75*0 + 0.25*4
+    assert torch.allclose(ema_bn.running_var, torch.full((2,), 2.0))  # 0.75*1 + 0.25*5
+    assert int(ema_bn.num_batches_tracked) == 7
+    assert torch.allclose(ema.module[0].bias, 0.75 * before + 0.5)
+    assert not any(p.requires_grad for p in ema.module.parameters())
