@@ -1,8 +1,9 @@
 """poetry.lock: one version of every package per platform, torch/torchvision as pinned.
 
-Poetry once locked two versions of nvidia-cublas (and nvidia-cuda-nvrtc) that both applied on
-Linux; `poetry install` then writes both into one site-packages folder and one overwrites the
-other's files. These checks read the committed lock the way an installer would.
+Poetry can lock two versions of a package that both apply on one platform (nvidia-cublas and
+nvidia-cuda-nvrtc, through torch's CUDA libraries); `poetry install` then writes both into one
+site-packages folder and one overwrites the other's files. These checks read the committed lock
+the way an installer would.
 """
 
 from __future__ import annotations

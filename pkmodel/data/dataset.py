@@ -220,7 +220,7 @@ class PoseDataset(torch.utils.data.Dataset):
                 self.cfg.augment, self.input_size
             )
         # Which steps run is drawn here, and albumentations runs only those: its own draw and
-        # pipeline cost ~0.1 ms per step even when the step does nothing.
+        # pipeline cost time per step even when the step does nothing.
         rng = np.random.default_rng(seed)
         n = len(vis)
         vis = np.where(_inside(points[:n], image.shape), vis, 0.0)

@@ -47,8 +47,8 @@ class ModelEMA:
                 floats.append(value.detach().to(ema_value.dtype))
             else:
                 ema_value.copy_(value)
-        # One fused call instead of two small kernels per tensor (5.0 -> 2.3 ms per step for
-        # the demo's network on two CPU cores).
+        # One fused call for every tensor instead of two small kernels per tensor: the EMA's
+        # share of a small network's CPU step (docs/experiments.md).
         torch._foreach_lerp_(ema_floats, floats, 1.0 - d)
 
 

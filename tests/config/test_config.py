@@ -261,8 +261,8 @@ def test_unwritable_outputs_are_one_sentence_not_a_traceback(tmp_path, monkeypat
 def test_outputs_that_cannot_be_written_are_refused_before_any_work(
     tmp_path, monkeypatch, tiny_synthetic, tiny_prepared
 ):
-    """lift, evaluate, export, predict, train and benchmark name the unwritable --out first
-    (they used to fail only when writing, after minutes of work)."""
+    """lift, evaluate, export, predict, train and benchmark name the unwritable --out before
+    any work, not when writing after minutes of it."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("x\n")
     bad = tmp_path / "afile" / "sub"

@@ -399,7 +399,7 @@ def test_lidar_depth_with_confidence_maps(tmp_path):
 
 
 def test_an_unknown_or_absent_lift_device_is_one_sentence(tiny_synthetic, tmp_path):
-    """lift --device used to reach torch.device('tpu') and print its traceback."""
+    """lift --device tpu is one sentence naming lift.device, not torch.device's traceback."""
     import torch
 
     for device, message in [
