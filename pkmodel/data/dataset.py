@@ -12,7 +12,6 @@ whichever DataLoader worker draws it and a resumed run repeats its epochs exactl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,20 +290,6 @@ class PoseDataset(torch.utils.data.Dataset):
         return out
 
 
-_WORKER_THREADS_SET = False
-
-
-def _one_thread_per_worker() -> None:
-    """In a DataLoader worker, OpenCV gets one thread like torch does: N workers use N cores
-    (OpenCV's default of one thread per core in every worker oversubscribes the CPU)."""
-    global _WORKER_THREADS_SET
-    if not _WORKER_THREADS_SET and torch.utils.data.get_worker_info() is not None:
-        import cv2
-
-        cv2.setNumThreads(1)
-        _WORKER_THREADS_SET = True
-
-
 def _inside(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Which points (N, 2) lie inside an image of this shape (continuous pixels)."""
     return (points >= 0).all(1) & (points[:, 0] < shape[1]) & (points[:, 1] < shape[0])
@@ -397,113 +382,6 @@ def build_augmentations(aug: Any, input_size: int):
     return geometric, photometric
 
 
-def shuffle_seed(seed: int, epoch: int) -> int:
-    """The seed of epoch ``epoch``'s shuffle (one generator per epoch, never the run's history)."""
-    return seed * 1_000_003 + epoch
-
-
-class EpochKeySampler(torch.utils.data.Sampler):
-    """(epoch, index) keys in the order of epoch ``set_epoch`` set: shuffled by a generator
-    seeded with ``shuffle_seed(seed, epoch)``, or this rank's shuffled share under DDP (a
-    DistributedSampler, dropping the tail so every rank has as many).
-
-    The epoch travels with every index, so one DataLoader with persistent workers serves every
-    epoch (workers start once per run, not once per epoch) and each sample's augmentation is
-    still a function of (seed, epoch, index) alone, whichever worker loads it.
-    """
-
-    def __init__(self, dataset: Any, seed: int, distributed: bool):
-        from torch.utils.data import DistributedSampler, RandomSampler
-
-        self.seed, self.epoch = seed, 0
-        self.inner: DistributedSampler | RandomSampler
-        if distributed:
-            self.inner = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
-        else:
-            self.inner = RandomSampler(dataset, generator=torch.Generator())
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        if isinstance(self.inner, torch.utils.data.DistributedSampler):
-            self.inner.set_epoch(self.epoch)
-        else:
-            self.inner.generator.manual_seed(shuffle_seed(self.seed, self.epoch))
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        return ((self.epoch, int(i)) for i in self.inner)
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-
-class TrainLoader:
-    """One DataLoader for a whole training run: ``epoch(e)`` gives epoch e's batches.
-
-    Order and augmentation are a function of (seed, epoch) only, as with a new loader per
-    epoch, but worker processes (``workers`` > 0) start once and persist across epochs:
-    re-creating them cost about a second per epoch here (imports in every new worker) and
-    more where workers are spawned (macOS) or many (GPU machines).
-    """
-
-    def __init__(self, dataset: Any, batch_size: int, workers: int, pin_memory: bool,
-                 distributed: bool, seed: int) -> None:  # fmt: skip
-        from torch.utils.data import DataLoader
-
-        self.sampler = EpochKeySampler(dataset, seed, distributed)
-        self.loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=self.sampler,
-            num_workers=workers,
-            pin_memory=pin_memory,
-            drop_last=True,
-            persistent_workers=workers > 0,
-        )
-
-    def epoch(self, epoch: int) -> torch.utils.data.DataLoader:
-        self.sampler.set_epoch(epoch)
-        return self.loader
-
-
-def make_loader(
-    dataset: torch.utils.data.Dataset,
-    batch_size: int,
-    shuffle: bool,
-    workers: int = 2,
-    pin_memory: bool = False,
-    distributed: bool = False,
-    seed: int = 0,
-    epoch: int = 0,
-    drop_last: bool | None = None,
-) -> torch.utils.data.DataLoader:
-    """A DataLoader over a PoseDataset (default collation: every field is a fixed-size tensor).
-
-    ``distributed``: a DistributedSampler over the initialised process group (this rank's
-    share). Pass ``pin_memory=True`` when the batches go to a CUDA device.
-    """
-    from torch.utils.data import DataLoader, DistributedSampler
-
-    drop_last = shuffle if drop_last is None else drop_last
-    if hasattr(dataset, "set_epoch"):
-        dataset.set_epoch(epoch)
-    sampler = None
-    if distributed:
-        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
-        sampler.set_epoch(epoch)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
-        num_workers=workers,
-        pin_memory=pin_memory,
-        drop_last=drop_last,
-        generator=torch.Generator().manual_seed(shuffle_seed(seed, epoch)),
-        persistent_workers=False,
-    )
-
-
 def draw_sample(sample: PoseSample, caption: str = "") -> np.ndarray:
     """The sample's image with its people drawn (others first, the main person on top)."""
 
@@ -536,3 +414,17 @@ def sample_grid(
         sample = dataset.load_sample(i)
         pictures.append(draw_sample(sample, f"#{i}" + (" flip" if sample.flipped else "")))
     return image_grid(pictures, cols), n
+
+
+_WORKER_THREADS_SET = False
+
+
+def _one_thread_per_worker() -> None:
+    """In a DataLoader worker, OpenCV gets one thread like torch does: N workers use N cores
+    (OpenCV's default of one thread per core in every worker oversubscribes the CPU)."""
+    global _WORKER_THREADS_SET
+    if not _WORKER_THREADS_SET and torch.utils.data.get_worker_info() is not None:
+        import cv2
+
+        cv2.setNumThreads(1)
+        _WORKER_THREADS_SET = True

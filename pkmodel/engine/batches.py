@@ -12,7 +12,7 @@ from torch import nn
 from pkmodel.common.devices import DistInfo
 from pkmodel.common.errors import PkmodelError
 from pkmodel.config import Config
-from pkmodel.data.dataset import TrainLoader, make_loader
+from pkmodel.data.loader import TrainLoader, make_loader
 
 
 def labels_path(cfg: Config, split: str) -> Path:

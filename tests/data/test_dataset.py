@@ -8,8 +8,9 @@ import torch
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import FLIP_INDEX, JOINT_INDEX, NUM_JOINTS
 from pkmodel.config import Config, PrepareConfig
-from pkmodel.data.dataset import PoseDataset, input_to_image, make_loader
+from pkmodel.data.dataset import PoseDataset, input_to_image
 from pkmodel.data.labels import write_labels
+from pkmodel.data.loader import make_loader
 from pkmodel.data.prepare import prepare_split
 from tests.conftest import shared_data
 
@@ -247,7 +248,7 @@ def test_loader_with_workers_gives_the_same_batches(mmpose):
 def test_one_persistent_train_loader_serves_every_epoch_like_a_fresh_one(tiny_prepared):
     """Workers start once per run; each epoch's order and augmentation are still a function
     of (seed, epoch) alone: the same batches as a new single-process loader for that epoch."""
-    from pkmodel.data.dataset import TrainLoader
+    from pkmodel.data.loader import TrainLoader
 
     cfg = config(64)
     labels = tiny_prepared / "train.json"

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from pkmodel.config import PrepareConfig, SyntheticConfig
-from pkmodel.data.dataset import PoseDataset, make_loader
+from pkmodel.data.dataset import PoseDataset
+from pkmodel.data.loader import make_loader
 from pkmodel.data.prepare import prepare_split, worker_count
 from pkmodel.data.synthetic.generate import generate
 from pkmodel.datatools.fetch import fetch_urls
