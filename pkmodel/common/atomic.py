@@ -6,11 +6,12 @@ A reader (or a crash) never sees a half-written file: either the old content or 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,7 +23,9 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path``; on success fsync and rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The temporary name is the target's, cut short enough that a target name the file system
+    # takes (up to 255 bytes) never fails for its temporary twin.
+    fd, tmp = tempfile.mkstemp(prefix=f".{_name_head(path.name)}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, default_file_mode())  # mkstemp makes 0600; a normal file follows umask
         with os.fdopen(fd, mode) as f:
@@ -30,10 +33,33 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+            # A write or fsync error (a full disk) names no file: name the one being written.
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
+
+
+def _name_head(name: str) -> str:
+    """The start of ``name`` that fits a temporary name's prefix (at most 100 bytes)."""
+    return name.encode()[:100].decode(errors="ignore")
+
+
+def remove_interrupted_writes(folder: str | Path, names: Iterable[str]) -> list[Path]:
+    """Delete the temporary files that a killed process left behind while atomically writing
+    one of ``names`` into ``folder`` (``.NAME.xxxx.tmp``); the removed paths."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for name in names:
+        for tmp in folder.glob(f".{glob.escape(_name_head(name))}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 def default_file_mode() -> int:

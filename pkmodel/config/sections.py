@@ -44,15 +44,18 @@ class Section:
         return []
 
     def check(self) -> None:
-        check_rules(self.name, self, [*_choice_rules(type(self)), *self.rules()])
+        check_rules(self.name, self, [*_type_rules(type(self)), *self.rules()])
 
 
-def _choice_rules(section: type) -> list[Rule]:
-    """A key typed as a Literal holds one of its choices (loading checks this already; a
-    section built in code is checked here)."""
+def _type_rules(section: type) -> list[Rule]:
+    """What a key's type promises beyond what loading checks: a number key holds a finite
+    number (TOML and --set accept inf and nan), a Literal key one of its choices (loading
+    checks that; a section built in code is checked here)."""
     rules: list[Rule] = []
     for key, tp in typing.get_type_hints(section).items():
-        if typing.get_origin(tp) is Literal:
+        if tp is float:
+            rules.append((key, finite, "must be a finite number"))
+        elif typing.get_origin(tp) is Literal:
             choices = typing.get_args(tp)
             text = "must be one of " + ", ".join(map(str, choices))
             rules.append((key, lambda v, choices=choices: v in choices, text))

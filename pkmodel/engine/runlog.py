@@ -20,7 +20,8 @@ class RunLog:
                 row = json.loads(line)
                 if row.get("epoch", 0) <= resume_epoch:
                     self.rows.append(row)
-        self._write()
+        # Written with the first epoch's row, after its checkpoint: until then the folder holds
+        # what it held (a run that stops before its first epoch leaves the earlier metrics).
         self.tb = None
         try:
             from torch.utils.tensorboard import SummaryWriter

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pkmodel.common.atomic import check_writable
+from pkmodel.common.atomic import check_writable, remove_interrupted_writes
 from pkmodel.common.devices import (
     DistInfo,
     broadcast_float,
@@ -47,6 +47,9 @@ from pkmodel.engine.runlog import RunLog
 from pkmodel.model.checkpoint import load_checkpoint, save_checkpoint
 from pkmodel.model.loss import PoseLoss
 from pkmodel.model.network import build_model
+
+# What a run writes into its folder (an interrupted atomic write of one leaves .NAME.*.tmp).
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "curves.png")
 
 
 @dataclass
@@ -281,9 +284,11 @@ def train(
             "continues it, --force starts over (its checkpoints and metrics are replaced), or "
             "choose another --out (train.out_dir)"
         )
-    if resume is None and earlier and dist.is_main:
-        for name in earlier:  # starting over: never leave the earlier run's best.pt beside ours
-            (out_dir / name).unlink(missing_ok=True)
+    # Starting over (--force): the earlier run's checkpoints stay until this run has written its
+    # first last.pt (_loop), so a run that fails or is interrupted before that loses nothing.
+    replaced = earlier if resume is None else []
+    if dist.is_main:
+        remove_interrupted_writes(out_dir, RUN_FILES)
     created = init_distributed(dist, device)
     try:
         checkpoint = None
@@ -306,7 +311,7 @@ def train(
         budget = (
             TimeBudget(t.minutes, t.val_every, t0) if t.minutes > 0 and resume is None else None
         )
-        return _loop(run, dataset, start_epoch, resume is not None, budget, t0)
+        return _loop(run, dataset, start_epoch, resume is not None, budget, t0, replaced)
     finally:
         if created and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -380,9 +385,14 @@ def _loop(
     resumed: bool,
     budget: TimeBudget | None,
     t0: float,
+    replaced: list[str],
 ) -> TrainResult:
     """Epochs from ``start_epoch`` to ``train.epochs`` (which a time budget may change as it
-    goes): train, validate when due, write last.pt (and best.pt), log, stop early if asked."""
+    goes): train, validate when due, write last.pt (and best.pt), log, stop early if asked.
+
+    ``replaced`` names the checkpoints of an earlier run in the folder (starting over): once
+    this run's first last.pt is written, any of them it did not rewrite (an earlier best.pt) is
+    removed, so no checkpoint of the earlier run stays beside this run's."""
     cfg, dist, t = run.cfg, run.dist, run.cfg.train
     out_dir = Path(t.out_dir)
     if dist.is_main:  # only now: a run that cannot start leaves no empty folder behind
@@ -438,6 +448,10 @@ def _loop(
             save_checkpoint(out_dir / "last.pt", state)
             if improved:
                 save_checkpoint(out_dir / "best.pt", state)
+            for name in replaced:
+                if name == "best.pt" and not improved:
+                    (out_dir / name).unlink(missing_ok=True)
+            replaced = []
             assert log is not None
             log.append(row)
             if validate_now:

@@ -243,6 +243,12 @@ def test_every_section_checks_its_own_rules_and_choices():
     cfg.train.lr = 0.0
     with pytest.raises(PkmodelError, match=r"^train\.lr = 0\.0 must be positive$"):
         cfg.check("model", "train")
+    # A number is finite before any range applies (TOML and --set take inf and nan).
+    for text, message in [("targets.sigma_scale=inf", "targets.sigma_scale = inf must be a finite number"),
+                          ("lift.depth_band_m=nan", "lift.depth_band_m = nan must be a finite number")]:  # fmt: skip
+        with pytest.raises(PkmodelError) as err:
+            load_config(None, [text], env={}).check()
+        assert str(err.value) == message
 
 
 def test_unwritable_outputs_are_one_sentence_not_a_traceback(tmp_path, monkeypatch):

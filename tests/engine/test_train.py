@@ -361,6 +361,45 @@ def test_a_run_folder_with_checkpoints_is_not_overwritten_without_force(tiny_pre
     assert after["step"] == 1 and after["config"]["model"]["input_size"] == 64
 
 
+def test_force_keeps_the_earlier_checkpoints_until_the_new_run_has_written_one(
+    tiny_prepared, tmp_path, monkeypatch
+):
+    """A --force run that fails before its first epoch (a bad value, no prepared data, an
+    interruption) leaves the earlier run's files as they were; once its first last.pt exists,
+    the earlier best.pt goes (no validation in epoch 1 here, so it is not rewritten)."""
+    run = tmp_path / "run"
+    train(tiny_train_config(tiny_prepared, run, epochs=1), progress=False)
+    (run / ".last.pt.abc123.tmp").write_bytes(b"left by a killed save")
+    names = ("last.pt", "best.pt", "metrics.jsonl")
+    before = {n: (run / n).read_bytes() for n in names}
+    bad = tiny_train_config(tiny_prepared, run, epochs=1)
+    bad.set("model.input_size", 100, "test")
+    with pytest.raises(PkmodelError, match="model.input_size = 100"):
+        train(bad, progress=False, overwrite=True)
+    missing = tiny_train_config(tmp_path / "no_such_folder", run, epochs=1)
+    with pytest.raises(PkmodelError, match="prepared labels .* do not exist"):
+        train(missing, progress=False, overwrite=True)
+    assert {n: (run / n).read_bytes() for n in names} == before
+    assert not (run / ".last.pt.abc123.tmp").exists()  # a killed save's leftover is cleaned
+
+    # Epoch 1 trains without validating and is saved; the run is interrupted in epoch 2's
+    # validation: this run's last.pt and metrics, and no best.pt of the earlier run beside them.
+    import pkmodel.engine.train as train_module
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "validate", interrupt)
+    again = tiny_train_config(tiny_prepared, run, epochs=2, val_every=2)
+    again.set("train.seed", 5, "test")
+    with pytest.raises(KeyboardInterrupt):
+        train(again, progress=False, overwrite=True)
+    assert load_checkpoint(run / "last.pt")["config"]["train"]["seed"] == 5
+    assert not (run / "best.pt").exists()
+    rows = (run / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 1 and json.loads(rows[0])["epoch"] == 1 and "val/AP" not in rows[0]
+
+
 def test_max_steps_below_one_is_refused(tmp_path):
     from typer.testing import CliRunner
 

@@ -1,0 +1,47 @@
+"""Atomic writes: all or nothing, and a failure names the file it was writing."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from pkmodel.cli.common import os_error_sentence
+from pkmodel.common import atomic
+from pkmodel.common.atomic import atomic_write_text, remove_interrupted_writes
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_old_content(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+    target.write_text("old\n")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    with pytest.raises(OSError) as err:
+        atomic_write_text(target, "new\n")
+    assert os_error_sentence(err.value) == f"cannot write {target}: No space left on device"
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]  # no temporary left
+
+
+def test_long_names_are_written_and_too_long_ones_name_the_file(tmp_path):
+    name = "p" * 250 + ".jpg"  # 254 bytes: the file system takes it
+    atomic_write_text(tmp_path / name, "x")
+    assert (tmp_path / name).read_text() == "x"
+    too_long = tmp_path / ("q" * 252 + ".jpg")  # 256 bytes
+    with pytest.raises(OSError) as err:
+        atomic_write_text(too_long, "x")
+    assert os_error_sentence(err.value) == f"cannot write {too_long}: File name too long"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_remove_interrupted_writes_takes_only_the_named_files_leftovers(tmp_path):
+    for name in (".last.pt.k2j3.tmp", ".best.pt.x.tmp", ".other.json.y.tmp", "last.pt"):
+        (tmp_path / name).write_text("x")
+    removed = remove_interrupted_writes(tmp_path, ["last.pt", "best.pt"])
+    assert sorted(p.name for p in removed) == [".best.pt.x.tmp", ".last.pt.k2j3.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.y.tmp", "last.pt"]
+    assert remove_interrupted_writes(tmp_path / "absent", ["last.pt"]) == []
