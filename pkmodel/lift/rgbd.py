@@ -1,14 +1,18 @@
 """Reading RGB-D recordings for `pkmodel lift`: the synthetic ``sequences/`` layout and plain
-folders of colour + 16-bit depth PNGs with an ``intrinsics.json``.
+folders of colour images + depth (16-bit PNG, or float ``.npy`` in metres) with an
+``intrinsics.json``.
 
 A recording becomes an :class:`RgbdSequence`: file lists, timestamps, intrinsics, the depth
-unit, and ground truth when the files carry it. Frames are loaded one at a time (a long
-recording never sits in memory whole); depth comes back in metres (float32, 0 = no depth).
+unit, and ground truth when the files carry it. Every number the files give is checked when the
+recording is read, so a bad value is one sentence naming the file and key before any frame is
+lifted. Frames are loaded one at a time (a long recording never sits in memory whole); depth
+comes back in metres (float32, 0 = no depth).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +25,8 @@ from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.skeleton import NUM_JOINTS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+DEPTH_SUFFIXES = (*IMAGE_SUFFIXES, ".npy")
+INTRINSICS_FIELDS = ("fx", "fy", "cx", "cy")
 INTRINSICS_FILE = "intrinsics.json"
 SEQUENCE_FILE = "annotations.json"
 
@@ -64,20 +70,20 @@ class RgbdSequence:
     def load_depth(self, i: int) -> np.ndarray:
         """Depth of frame ``i`` in metres (float32, HxW; 0 or NaN = no measurement)."""
         path = self.depth_files[i]
-        if path.suffix == ".npy":
-            raw = np.load(path, allow_pickle=False)
+        if path.suffix.lower() == ".npy":
+            try:
+                raw = np.load(path, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as e:
+                raise PkmodelError(
+                    f"depth file {path} cannot be read as a NumPy array ({e})"
+                ) from None
         else:
             import cv2
 
             raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
             if raw is None:
                 raise PkmodelError(f"depth image {path} cannot be read")
-        if raw.ndim != 2:
-            raise PkmodelError(
-                f"depth image {path} must have one channel, it has shape {raw.shape}"
-            )
-        if raw.dtype.kind in "ui" and raw.dtype.itemsize < 2:
-            raise PkmodelError(f"depth image {path} is 8-bit; depth must be 16-bit or float")
+        _check_depth_array(path, raw.dtype, raw.shape)
         return raw.astype(np.float32) * np.float32(self.depth_unit_m)
 
     def load_confidence(self, i: int) -> np.ndarray | None:
@@ -127,16 +133,38 @@ def _load_json(path: Path) -> Any:
         raise PkmodelError(f"{path} cannot be read as JSON: {e}") from None
 
 
+def _number(obj: dict, key: str, where: str, kind: str) -> Any:
+    """``obj[key]`` checked: ``kind`` is "positive" (a finite number > 0), "finite" or "pixels"
+    (a whole number > 0, returned as an int). JSON numbers only: true, strings and null are
+    refused, and so are NaN and Infinity, which Python's JSON reader lets through."""
+    value = obj[key]
+    number = type(value) in (int, float) and math.isfinite(value)
+    ok, wanted = {
+        "positive": (number and value > 0, "a positive number"),
+        "finite": (number, "a finite number"),
+        "pixels": (
+            number and value > 0 and float(value).is_integer(),
+            "a whole number of pixels above 0",
+        ),
+    }[kind]
+    if not ok:
+        raise PkmodelError(f"{where}: '{key}' must be {wanted}, got {value!r}")
+    return int(value) if kind == "pixels" else float(value)
+
+
 def _intrinsics_from(obj: Any, width: int, height: int, where: str) -> Intrinsics:
-    try:
-        values = [float(obj[k]) for k in ("fx", "fy", "cx", "cy")]
-    except (KeyError, TypeError, ValueError):
-        raise PkmodelError(f"{where} needs numeric fx, fy, cx and cy") from None
-    if values[0] <= 0 or values[1] <= 0:
-        raise PkmodelError(f"{where}: fx and fy must be positive, got {values[0]} and {values[1]}")
-    w = int(obj.get("width", width)) if isinstance(obj, dict) else width
-    h = int(obj.get("height", height)) if isinstance(obj, dict) else height
-    return Intrinsics(*values, width=w, height=h)
+    """Intrinsics from a JSON object with fx, fy, cx, cy (and optionally width, height, else
+    the given size); ``where`` names the object in error messages."""
+    if not isinstance(obj, dict):
+        raise PkmodelError(f"{where} must be an object with fx, fy, cx and cy")
+    missing = [k for k in INTRINSICS_FIELDS if k not in obj]
+    if missing:
+        raise PkmodelError(f"{where} has no '{missing[0]}'")
+    fx, fy = (_number(obj, k, where, "positive") for k in ("fx", "fy"))
+    cx, cy = (_number(obj, k, where, "finite") for k in ("cx", "cy"))
+    w = _number(obj, "width", where, "pixels") if "width" in obj else width
+    h = _number(obj, "height", where, "pixels") if "height" in obj else height
+    return Intrinsics(fx, fy, cx, cy, width=w, height=h)
 
 
 def read_synthetic_sequence(folder: Path) -> RgbdSequence:
@@ -154,7 +182,11 @@ def read_synthetic_sequence(folder: Path) -> RgbdSequence:
         first = images[0]
         width, height = int(first["width"]), int(first["height"])
         intr = _intrinsics_from(first["intrinsics"], width, height, f"{path} (intrinsics)")
-        unit = float(first.get("depth_unit_m", 0.001))
+        unit = (
+            _number(first, "depth_unit_m", f"{path} (image {first.get('id')})", "positive")
+            if "depth_unit_m" in first
+            else 0.001
+        )
         timestamps = np.array([float(im["timestamp"]) for im in images])
         color = [folder / im["file_name"] for im in images]
         depth = [folder / im["depth_file"] for im in images]
@@ -213,19 +245,28 @@ def _check_timestamps(t: np.ndarray, where: str) -> None:
 # --- plain folders ---------------------------------------------------------------------------
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+def _images(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
 
 
 def _pair_flat(folder: Path) -> tuple[list[Path], list[Path], list[Path] | None]:
-    """``<stem>_color.png`` + ``<stem>_depth.png`` (+ ``<stem>_confidence.png``) in one folder."""
+    """``<stem>_color.png`` + ``<stem>_depth.png`` (or ``.npy``) (+ ``<stem>_confidence.png``)
+    in one folder."""
     roles: dict[str, dict[str, Path]] = {"color": {}, "depth": {}, "confidence": {}}
     pattern = re.compile(r"^(.*?)[_-]?(color|colour|rgb|depth|confidence)$", re.IGNORECASE)
-    for p in _images(folder):
+    for p in _images(folder, DEPTH_SUFFIXES):
         m = pattern.match(p.stem)
         if m:
             role = {"colour": "color", "rgb": "color"}.get(m.group(2).lower(), m.group(2).lower())
-            roles[role][m.group(1)] = p
+            if p.suffix.lower() == ".npy" and role != "depth":
+                continue  # only depth comes as an array
+            stem = m.group(1)
+            if role == "depth" and stem in roles["depth"]:
+                raise PkmodelError(
+                    f"{folder}: frame '{stem}' has two depth files, {roles['depth'][stem].name} "
+                    f"and {p.name}"
+                )
+            roles[role][stem] = p
     stems = sorted(roles["color"])
     missing = [s for s in stems if s not in roles["depth"]]
     if missing:
@@ -246,7 +287,7 @@ def _pair_subfolders(folder: Path) -> tuple[list[Path], list[Path], list[Path] |
     )
     if color_dir is None or not (folder / "depth").is_dir():
         return None
-    color, depth = _images(color_dir), _images(folder / "depth")
+    color, depth = _images(color_dir), _images(folder / "depth", DEPTH_SUFFIXES)
     conf = _images(folder / "confidence") if (folder / "confidence").is_dir() else None
     if len(color) != len(depth):
         raise PkmodelError(f"{folder}: {len(color)} colour images but {len(depth)} depth images")
@@ -255,11 +296,91 @@ def _pair_subfolders(folder: Path) -> tuple[list[Path], list[Path], list[Path] |
     return color, depth, conf
 
 
+def _check_depth_array(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """Depth is one channel of 16-bit (or wider) integers or floats."""
+    if len(shape) != 2:
+        raise PkmodelError(f"depth file {path} must have one channel, it has shape {shape}")
+    if dtype.kind not in "uif":
+        raise PkmodelError(f"depth file {path} holds {dtype} values; depth must be 16-bit or float")
+    if dtype.kind in "ui" and dtype.itemsize < 2:
+        raise PkmodelError(f"depth file {path} is 8-bit; depth must be 16-bit or float")
+
+
+def _is_float_depth(path: Path) -> bool:
+    """Whether a depth file holds floats (metres): a float ``.npy``; image files hold integer
+    units. A ``.npy`` is checked from its header alone (memory-mapped, not read)."""
+    if path.suffix.lower() != ".npy":
+        return False
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise PkmodelError(f"depth file {path} cannot be read as a NumPy array ({e})") from None
+    _check_depth_array(path, array.dtype, array.shape)
+    return array.dtype.kind == "f"
+
+
+def _depth_unit(path: Path, meta: dict, depth: list[Path]) -> float:
+    """Metres per stored depth value: 1 for float ``.npy`` depth (metres), else 1 /
+    depth_scale_per_meter. One folder holds one kind, so one unit fits all its frames."""
+    floats = [_is_float_depth(p) for p in depth]
+    if any(floats) and not all(floats):
+        f, i = depth[floats.index(True)], depth[floats.index(False)]
+        raise PkmodelError(
+            f"{path.parent}: the depth files mix float .npy ({f.name}) with 16-bit depth "
+            f"({i.name}); one recording needs one kind"
+        )
+    key = next((k for k in ("depth_scale_per_meter", "depth_scale") if k in meta), None)
+    scale = _number(meta, key, str(path), "positive") if key else None
+    if all(floats):
+        if scale is not None and scale != 1:
+            raise PkmodelError(
+                f"{path}: '{key}' is {meta[key]} but the depth files are float .npy, which hold "
+                f"metres (the scale is for 16-bit depth): remove it"
+            )
+        return 1.0
+    if scale is None:
+        raise PkmodelError(
+            f"{path} needs 'depth_scale_per_meter' (stored depth units per metre, e.g. 5000 for "
+            f"TUM, 1000 for millimetres)"
+        )
+    return 1.0 / scale
+
+
+def _intrinsics_object(path: Path, meta: dict, intrinsics_key: str) -> tuple[Any, str]:
+    """The JSON object holding the intrinsics (the file itself or one named entry), and how
+    error messages name it."""
+    if all(k in meta for k in INTRINSICS_FIELDS):
+        return meta, str(path)
+    # named entries: objects with any of the fields (so an incomplete one is named, not missed)
+    nested = {
+        k: v
+        for k, v in meta.items()
+        if isinstance(v, dict) and any(f in v for f in INTRINSICS_FIELDS)
+    }
+    if intrinsics_key:
+        if intrinsics_key not in meta:
+            raise PkmodelError(
+                f"{path} has no intrinsics named '{intrinsics_key}' (lift.intrinsics_key); "
+                f"it has: {', '.join(sorted(nested)) or 'none'}"
+            )
+        name = intrinsics_key
+    elif len(nested) == 1:
+        name = next(iter(nested))
+    elif nested:
+        raise PkmodelError(
+            f"{path} holds {len(nested)} intrinsics sets ({', '.join(sorted(nested))}); pick one "
+            f"with --set lift.intrinsics_key=NAME"
+        )
+    else:
+        return meta, str(path)  # names the first missing field
+    return meta[name], f"{path}: intrinsics entry '{name}'"
+
+
 def read_plain_folder(folder: Path, intrinsics_key: str = "", fps: float = 30.0) -> RgbdSequence:
-    """A folder with ``intrinsics.json`` and colour + 16-bit depth images (registered to the
-    colour image), either in ``color/`` + ``depth/`` subfolders or as ``*_color.png`` +
-    ``*_depth.png`` pairs. Timestamps: numeric file names (TUM), else ``fps`` from the JSON,
-    else the ``fps`` argument."""
+    """A folder with ``intrinsics.json`` and colour images + depth (16-bit images, or float
+    ``.npy`` in metres; registered to the colour image), either in ``color/`` + ``depth/``
+    subfolders or as ``*_color.png`` + ``*_depth.png`` (``.npy``) pairs. Timestamps: numeric
+    file names (TUM), else ``fps`` from the JSON, else the ``fps`` argument."""
     folder = Path(folder)
     path = folder / INTRINSICS_FILE
     meta = _load_json(path)
@@ -270,43 +391,22 @@ def read_plain_folder(folder: Path, intrinsics_key: str = "", fps: float = 30.0)
     if not color:
         raise PkmodelError(
             f"{folder} has no colour/depth pairs (expected color/ + depth/ folders or "
-            f"*_color.png + *_depth.png files)"
+            f"*_color.png + *_depth.png (or .npy) files)"
         )
-
-    scale = meta.get("depth_scale_per_meter", meta.get("depth_scale"))
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
-        raise PkmodelError(
-            f"{path} needs 'depth_scale_per_meter' (stored depth units per metre, e.g. 5000 for "
-            f"TUM, 1000 for millimetres)"
-        )
-    if all(k in meta for k in ("fx", "fy", "cx", "cy")):
-        obj, where = meta, str(path)
-    else:
-        nested = {k: v for k, v in meta.items() if isinstance(v, dict) and "fx" in v}
-        if intrinsics_key:
-            if intrinsics_key not in nested:
-                raise PkmodelError(
-                    f"{path} has no intrinsics named '{intrinsics_key}' (lift.intrinsics_key); "
-                    f"it has: {', '.join(sorted(nested)) or 'none'}"
-                )
-            obj = nested[intrinsics_key]
-        elif len(nested) == 1:
-            obj = next(iter(nested.values()))
-        else:
-            raise PkmodelError(
-                f"{path} holds {len(nested)} intrinsics sets ({', '.join(sorted(nested))}); pick one "
-                f"with --set lift.intrinsics_key=NAME"
-                if nested
-                else f"{path} needs fx, fy, cx and cy"
-            )
-        where = f"{path} ({intrinsics_key or 'intrinsics'})"
+    # every number is checked here, before any frame is read
+    unit = _depth_unit(path, meta, depth)
+    rate = _number(meta, "fps", str(path), "positive") if "fps" in meta else float(fps)
+    obj, where = _intrinsics_object(path, meta, intrinsics_key)
     import cv2
 
     first = cv2.imread(str(color[0]), cv2.IMREAD_UNCHANGED)
     if first is None:
         raise PkmodelError(f"colour image {color[0]} cannot be read")
     height, width = first.shape[:2]
-    declared = (int(meta.get("width", width)), int(meta.get("height", height)))
+    declared = tuple(
+        _number(meta, k, str(path), "pixels") if k in meta else default
+        for k, default in (("width", width), ("height", height))
+    )
     intr = _intrinsics_from(obj, *declared, where)
     if (intr.width, intr.height) != (width, height):
         # Intrinsics of the camera's capture size (ARKit: 1920 x 1440) beside colour images
@@ -324,9 +424,6 @@ def read_plain_folder(folder: Path, intrinsics_key: str = "", fps: float = 30.0)
     except ValueError:
         stamps = None
     if stamps is None or len(stamps) > 1 and (np.diff(stamps) <= 0).any():
-        rate = float(meta.get("fps", fps))
-        if rate <= 0:
-            raise PkmodelError(f"{path}: fps must be positive, got {rate}")
         stamps = np.arange(len(color)) / rate
     _check_timestamps(stamps, str(folder))
     return RgbdSequence(
@@ -335,7 +432,7 @@ def read_plain_folder(folder: Path, intrinsics_key: str = "", fps: float = 30.0)
         depth_files=depth,
         timestamps=stamps,
         intrinsics=intr,
-        depth_unit_m=1.0 / float(scale),
+        depth_unit_m=unit,
         confidence_files=conf,
         source=folder,
     )

@@ -8,20 +8,28 @@
 
 Readers round-trip exactly: the binary and the ZIP bit for bit, JSON value for value (NaN stays
 NaN). Reading a ZIP never extracts anything; :func:`extract_take_zip` writes only inside its
-target folder and rejects archives with absolute or ``..`` entries. Byte layouts: docs/3d.md.
+target folder and rejects archives with absolute or ``..`` entries. Every reader checks what a
+file declares (ZIP entry sizes and compression ratios, the binary header) before it reads or
+inflates the rest, and reports any fault as one :class:`PkmodelError` sentence naming the file
+and the entry or field. Byte layouts: docs/3d.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import math
+import os
 import stat
 import struct
 import threading
 import zipfile
-from collections.abc import Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -38,7 +46,14 @@ _HEADER = struct.Struct("<8sHHIIIII")
 _FIELD = struct.Struct("<24sc3xI")
 _TYPE_CODES = {b"d": "<f8", b"f": "<f4", b"I": "<u4"}
 ZIP_MEMBERS = ("metadata.json", "take.bin", "take.json")
-MAX_ZIP_MEMBER_BYTES = 1 << 31  # refuse absurd (zip-bomb) sizes before reading
+# Limits on what a ZIP's entries declare, checked before anything is inflated (zip bombs). A
+# take's JSON is about 2.3 kB per frame: 1 GiB is about two hours at 60 fps.
+MAX_ZIP_MEMBER_BYTES = 1 << 30
+MAX_ZIP_TOTAL_BYTES = 1 << 31
+# A take whose joints are all NaN deflates about 100:1; deflate's own limit is about 1000:1.
+MAX_ZIP_RATIO = 500
+_MAX_UINT32 = 0xFFFFFFFF
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _fields(num_joints: int) -> list[tuple[str, bytes, tuple[int, ...]]]:
@@ -212,27 +227,101 @@ def take_to_json(take: Take) -> dict[str, Any]:
 
 
 def take_from_json(doc: Any, source: str = "take JSON") -> Take:
-    """Rebuild a take from its JSON document (null -> NaN)."""
+    """Rebuild a take from its JSON document (null -> NaN); every field is checked for its type,
+    shape and range."""
     if not isinstance(doc, dict) or doc.get("format") != TAKE_FORMAT:
         raise PkmodelError(f"{source} is not a pkmodel take (no 'format': '{TAKE_FORMAT}')")
-    if int(doc.get("version", 0)) > TAKE_VERSION:
+    if "version" not in doc:
+        raise PkmodelError(f"{source} has no 'version'")
+    version = doc["version"]
+    if type(version) is not int or version < 1:
+        raise PkmodelError(f"{source}: 'version' must be a whole number from 1, got {version!r}")
+    if version > TAKE_VERSION:
+        raise PkmodelError(f"{source} is take version {version}; this reads up to {TAKE_VERSION}")
+    meta = doc.get("metadata")
+    names = meta.get("joint_names") if isinstance(meta, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise PkmodelError(
-            f"{source} is take version {doc['version']}; this reads up to {TAKE_VERSION}"
+            f"{source}: 'metadata' must be an object whose 'joint_names' lists names"
         )
-    try:
-        meta = doc["metadata"]
-        j = len(meta["joint_names"])
-        arrays = {}
-        for name, code, shape in _fields(j):
-            values = [frame[name] for frame in doc["frames"]]
-            dtype = np.dtype(_TYPE_CODES[code])
-            raw = np.array(values, dtype=np.float64 if dtype.kind == "f" else dtype)
-            arrays[name] = raw.astype(dtype).reshape(len(values), *shape)
-    except (KeyError, TypeError, ValueError) as e:
-        raise PkmodelError(
-            f"{source} is not a complete pkmodel take ({type(e).__name__}: {e})"
-        ) from None
+    frames = doc.get("frames")
+    if not isinstance(frames, list):
+        raise PkmodelError(f"{source}: 'frames' must be a list of frame objects")
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, dict):
+            raise PkmodelError(f"{source}: frame {i} must be an object")
+    arrays = {}
+    for name, code, shape in _fields(len(names)):
+        for i, frame in enumerate(frames):
+            if name not in frame:
+                raise PkmodelError(f"{source}: frame {i} has no '{name}'")
+        values = [frame[name] for frame in frames]
+        if code == b"I":
+            arrays[name] = _json_indices(values, name, source)
+        elif code == b"d":
+            arrays[name] = _json_timestamps(values, name, source)
+        else:
+            arrays[name] = _json_floats(values, name, shape, source)
     return Take(metadata=meta, **arrays)
+
+
+def _json_indices(values: list[Any], name: str, source: str) -> np.ndarray:
+    for i, v in enumerate(values):
+        if type(v) is not int or not 0 <= v <= _MAX_UINT32:
+            raise PkmodelError(
+                f"{source}: frame {i}: '{name}' must be a whole number from 0 to {_MAX_UINT32}, "
+                f"got {v!r}"
+            )
+    return np.array(values, dtype=np.uint32)
+
+
+def _json_timestamps(values: list[Any], name: str, source: str) -> np.ndarray:
+    for i, v in enumerate(values):
+        if type(v) not in (int, float) or not math.isfinite(v):
+            raise PkmodelError(f"{source}: frame {i}: '{name}' must be a finite number, got {v!r}")
+    return np.array(values, dtype=np.float64)
+
+
+def _json_floats(values: list[Any], name: str, shape: tuple[int, ...], source: str) -> np.ndarray:
+    """(T, *shape) float32 from per-frame nested lists of numbers and nulls (null -> NaN)."""
+    size = math.prod(shape)
+    if not values:
+        return np.zeros((0, *shape), dtype=np.float32)
+    wanted = f"{' x '.join(map(str, shape))} numbers or nulls"
+    arr = np.array(values, dtype=object)  # ragged input gives another shape, checked next
+    if arr.shape != (len(values), *shape):
+        i = next((i for i, v in enumerate(values) if np.array(v, dtype=object).shape != shape), 0)
+        raise PkmodelError(f"{source}: frame {i}: '{name}' must be {wanted}")
+    flat = arr.reshape(len(values), size)
+    # bool is an int in Python but not a number in a take
+    if not set(map(type, flat.ravel().tolist())) <= {int, float, type(None)}:
+        i, v = next(
+            (i, v)
+            for i, row in enumerate(flat.tolist())
+            for v in row
+            if type(v) not in (int, float, type(None))
+        )
+        raise PkmodelError(f"{source}: frame {i}: '{name}' must be {wanted}, got {v!r}")
+    try:
+        raw = np.where(np.equal(flat, None), np.nan, flat).astype(np.float64)
+    except OverflowError:  # an integer too large even for float64
+        _beyond_float32(flat, name, source)
+    if (np.abs(raw) > _FLOAT32_MAX).any():  # inf too; NaN compares False
+        _beyond_float32(flat, name, source)
+    return raw.astype(np.float32).reshape(len(values), *shape)
+
+
+def _beyond_float32(flat: np.ndarray, name: str, source: str) -> NoReturn:
+    """Name the first value of ``flat`` (frames x values) that float32 cannot hold."""
+    i, v = next(
+        (i, v)
+        for i, row in enumerate(flat.tolist())
+        for v in row
+        if v is not None and abs(v) > _FLOAT32_MAX
+    )
+    raise PkmodelError(
+        f"{source}: frame {i}: '{name}' holds {v!r}, which a float32 take cannot hold"
+    )
 
 
 def write_take_json(take: Take, path: str | Path) -> None:
@@ -279,27 +368,51 @@ def take_to_bytes(take: Take) -> bytes:
 
 def take_from_bytes(data: bytes, source: str = "take binary") -> Take:
     """Parse :func:`take_to_bytes` output; any inconsistency is a PkmodelError."""
-    if len(data) < _HEADER.size or data[:8] != BINARY_MAGIC:
+    stream = io.BytesIO(data)
+    return _read_binary(stream.read, len(data), source)
+
+
+def _read_binary(read: Callable[[int], bytes], size: int, source: str) -> Take:
+    """A take binary of ``size`` bytes from a stream: the fixed header first, checked against
+    ``size`` (magic, version, record size, frame count), and only then the rest."""
+    head = read(_HEADER.size)
+    if len(head) < _HEADER.size or head[:8] != BINARY_MAGIC:
         raise PkmodelError(f"{source} is not a pkmodel take binary (bad magic)")
-    _, version, j, frames, rec_size, header_size, n_fields, meta_size = _HEADER.unpack_from(data)
+    _, version, j, frames, rec_size, header_size, n_fields, meta_size = _HEADER.unpack(head)
     if version > TAKE_VERSION:
         raise PkmodelError(f"{source} is take version {version}; this reads up to {TAKE_VERSION}")
+    if version < 1:
+        raise PkmodelError(f"{source} says it is take version {version}; versions start at 1")
     table_end = _HEADER.size + n_fields * _FIELD.size
-    if table_end + meta_size > header_size or len(data) != header_size + frames * rec_size:
+    if table_end + meta_size > header_size:
         raise PkmodelError(f"{source} is truncated or corrupt (sizes in its header do not add up)")
-    layout = [_FIELD.unpack_from(data, _HEADER.size + i * _FIELD.size) for i in range(n_fields)]
-    expected = [(n.encode("ascii"), c, int(np.prod(s, dtype=np.int64))) for n, c, s in _fields(j)]
-    if [(n.rstrip(b"\x00"), c, k) for n, c, k in layout] != expected:
-        raise PkmodelError(f"{source} has a record layout this version does not know")
+    if header_size + frames * rec_size != size:
+        raise PkmodelError(
+            f"{source} is truncated or corrupt (its header declares {frames} records of "
+            f"{rec_size} bytes after {header_size} header bytes, but it has {size} bytes)"
+        )
     dtype = record_dtype(j)
     if dtype.itemsize != rec_size:
         raise PkmodelError(f"{source} says records are {rec_size} bytes, expected {dtype.itemsize}")
+    rest = read(header_size - _HEADER.size)
+    records = read(frames * rec_size)
+    if len(rest) + len(records) != size - _HEADER.size:
+        raise PkmodelError(f"{source} is truncated or corrupt (it ends early)")
+    layout = [_FIELD.unpack_from(rest, i * _FIELD.size) for i in range(n_fields)]
+    expected = [(n.encode("ascii"), c, int(np.prod(s, dtype=np.int64))) for n, c, s in _fields(j)]
+    if [(n.rstrip(b"\x00"), c, k) for n, c, k in layout] != expected:
+        raise PkmodelError(f"{source} has a record layout this version does not know")
+    meta_start = table_end - _HEADER.size
     try:
-        meta = json.loads(data[table_end : table_end + meta_size].decode("utf-8"))
+        meta = json.loads(rest[meta_start : meta_start + meta_size].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PkmodelError(f"{source} has unreadable metadata ({e})") from None
-    records = np.frombuffer(data, dtype=dtype, count=frames, offset=header_size)
-    return Take.from_records(meta, records)
+    names = meta.get("joint_names") if isinstance(meta, dict) else None
+    if not isinstance(names, list) or len(names) != j or not all(isinstance(n, str) for n in names):
+        raise PkmodelError(
+            f"{source}: its metadata must be an object whose 'joint_names' lists {j} names"
+        )
+    return Take.from_records(meta, np.frombuffer(records, dtype=dtype, count=frames))
 
 
 def write_take_binary(take: Take, path: str | Path) -> None:
@@ -309,10 +422,10 @@ def write_take_binary(take: Take, path: str | Path) -> None:
 def read_take_binary(path: str | Path) -> Take:
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            return _read_binary(f.read, os.fstat(f.fileno()).st_size, f"take file {path}")
     except OSError as e:
         raise PkmodelError(f"take file {path} cannot be read: {e}") from None
-    return take_from_bytes(data, f"take file {path}")
 
 
 # --- ZIP -------------------------------------------------------------------------------------
@@ -335,26 +448,41 @@ def write_take_zip(take: Take, path: str | Path) -> None:
 
 
 def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
-    """Why a ZIP entry may not be read or extracted (None when it is fine)."""
+    """Why a ZIP entry may not be read or extracted (None when it is fine), from what the
+    archive declares: nothing is inflated."""
     name = info.filename
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if not name or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        return "an absolute path"
+        return "has an absolute path"
     if ".." in parts:
-        return "a '..' component"
+        return "has a '..' component"
     if stat.S_ISLNK(info.external_attr >> 16):
-        return "a symbolic link"
+        return "is a symbolic link"
     if info.file_size > MAX_ZIP_MEMBER_BYTES:
-        return f"a size of {info.file_size} bytes"
+        return f"declares {info.file_size} bytes, more than the {MAX_ZIP_MEMBER_BYTES} allowed"
+    if info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
+        ratio = info.file_size / max(info.compress_size, 1)
+        return (
+            f"has a compression ratio of {ratio:.0f}:1 ({info.compress_size} bytes inflating "
+            f"to {info.file_size}; takes stay under {MAX_ZIP_RATIO}:1)"
+        )
     return None
 
 
 def _checked_members(zf: zipfile.ZipFile, source: str) -> list[zipfile.ZipInfo]:
+    """The archive's entries, refused as a whole (before anything is inflated) if one is unsafe
+    or all of them together declare more than MAX_ZIP_TOTAL_BYTES."""
     infos = zf.infolist()
     for info in infos:
         why = _unsafe_member(info)
         if why is not None:
-            raise PkmodelError(f"{source} is refused: entry '{info.filename}' has {why}")
+            raise PkmodelError(f"{source} is refused: entry '{info.filename}' {why}")
+    total = sum(info.file_size for info in infos)
+    if total > MAX_ZIP_TOTAL_BYTES:
+        raise PkmodelError(
+            f"{source} is refused: its entries declare {total} bytes in all, more than the "
+            f"{MAX_ZIP_TOTAL_BYTES} allowed"
+        )
     return infos
 
 
@@ -365,40 +493,82 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         raise PkmodelError(f"take file {path} is not a readable ZIP ({e})") from None
 
 
+# What zipfile raises for a damaged or unreadable entry: a bad CRC or local header
+# (BadZipFile), a broken deflate stream (zlib.error, EOFError), an unknown compression method
+# (NotImplementedError), encryption (RuntimeError).
+_ENTRY_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
+
+
+@contextlib.contextmanager
+def _entry(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str
+) -> Iterator[Callable[[int], bytes]]:
+    """A ``read(n)`` of one entry whose faults are one sentence naming the archive and entry."""
+
+    def fault(e: BaseException) -> PkmodelError:
+        return PkmodelError(f"{source}: entry '{info.filename}' is corrupt ({e})")
+
+    try:
+        stream = zf.open(info)
+    except _ENTRY_ERRORS as e:
+        raise fault(e) from None
+
+    def read(n: int) -> bytes:
+        try:
+            return stream.read(n)
+        except _ENTRY_ERRORS as e:
+            raise fault(e) from None
+
+    with stream:
+        yield read
+        read(1)  # zipfile checks the CRC when a read reaches the entry's declared end
+
+
 def read_take_zip(path: str | Path) -> Take:
-    """Read the take from a ZIP in memory (nothing is extracted); unsafe archives are refused."""
+    """Read the take from a ZIP in memory (nothing is extracted); unsafe archives are refused.
+    take.bin's header is read and checked against the entry's declared size before the rest."""
     path = Path(path)
     source = f"take file {path}"
     with _open_zip(path) as zf:
-        names = {i.filename for i in _checked_members(zf, source)}
-        if "take.bin" not in names:
+        info = next((i for i in _checked_members(zf, source) if i.filename == "take.bin"), None)
+        if info is None:
             raise PkmodelError(f"{source} has no take.bin entry")
-        data = zf.read("take.bin")
-    return take_from_bytes(data, f"{source} (take.bin)")
+        with _entry(zf, info, source) as read:
+            return _read_binary(read, info.file_size, f"{source} (take.bin)")
 
 
 def extract_take_zip(path: str | Path, folder: str | Path) -> list[Path]:
     """Extract a take ZIP into ``folder``; every entry must land inside it (checked before
-    anything is written). Returns the written files."""
+    anything is written). Entries are inflated into temporary files and renamed into place only
+    when all of them have been read whole (CRC checked): a damaged archive replaces nothing.
+    Returns the written files."""
     path, folder = Path(path), Path(folder)
+    source = f"take file {path}"
     root = folder.resolve()
-    written = []
     with _open_zip(path) as zf:
-        infos = _checked_members(zf, f"take file {path}")
+        infos = _checked_members(zf, source)
         targets = []
         for info in infos:
             target = (root / info.filename).resolve()
             if not target.is_relative_to(root):
-                raise PkmodelError(
-                    f"take file {path} is refused: '{info.filename}' leaves {folder}"
-                )
+                raise PkmodelError(f"{source} is refused: '{info.filename}' leaves {folder}")
             targets.append((info, target))
-        for info, target in targets:
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            atomic_write_bytes(target, zf.read(info))
-            written.append(target)
+        written = []
+        try:
+            # Each atomic_open renames its file into place when the stack closes without an
+            # error, and deletes it otherwise.
+            with contextlib.ExitStack() as stack:
+                for info, target in targets:
+                    if info.is_dir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    out = stack.enter_context(atomic_open(target, "wb"))
+                    with _entry(zf, info, source) as read:
+                        while block := read(1 << 20):
+                            out.write(block)
+                    written.append(target)
+        except OSError as e:
+            raise PkmodelError(f"{source} cannot be extracted into {folder}: {e}") from None
     return written
 
 

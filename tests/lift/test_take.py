@@ -174,3 +174,158 @@ def test_recorder_checks_copies_and_is_thread_safe():
     assert 50 <= take.num_frames <= 200
     assert (np.diff(take.timestamp) > 0).all()
     assert take.joints_camera.shape == (take.num_frames, J, 3)
+
+
+# --- hostile files: every fault is one sentence naming the file and what is wrong ------------
+
+
+def zip_with(path, members, compress_type=zipfile.ZIP_DEFLATED):
+    """A ZIP holding ``members`` ({name: bytes}) under the given compression."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(zipfile.ZipInfo(name), data, compress_type=compress_type)
+    return path
+
+
+def peak_bytes(fn):
+    """(the exception ``fn`` raised or None, the peak of Python memory while it ran)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        raised = None
+    except Exception as e:  # noqa: BLE001 - the test inspects it
+        raised = e
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return raised, peak
+
+
+def test_zip_bomb_is_refused_before_anything_is_inflated(tmp_path):
+    """8 MB of zeros deflate to 8 kB: the ratio alone refuses it, with almost no memory."""
+    bomb = zip_with(tmp_path / "bomb.zip", {"take.bin": bytes(8 << 20)})
+    for fn in (lambda: read_take_zip(bomb), lambda: extract_take_zip(bomb, tmp_path / "out")):
+        raised, peak = peak_bytes(fn)
+        assert isinstance(raised, PkmodelError), raised
+        assert "bomb.zip" in str(raised) and "'take.bin'" in str(raised)
+        assert "compression ratio" in str(raised)
+        assert peak < 1 << 20, peak  # nothing of the 8 MB was inflated
+    assert not (tmp_path / "out").exists()
+
+
+def test_zip_member_and_total_caps_are_checked_on_declared_sizes(tmp_path, monkeypatch):
+    from pkmodel.lift import take as take_module
+
+    path = write_take(make_take(40), tmp_path)["zip"]
+    sizes = {i.filename: i.file_size for i in zipfile.ZipFile(path).infolist()}
+    biggest = max(sizes.values())
+    monkeypatch.setattr(take_module, "MAX_ZIP_TOTAL_BYTES", sum(sizes.values()) - 1)
+    with pytest.raises(PkmodelError, match=r"take.zip is refused: its entries declare \d+ bytes"):
+        read_take_zip(path)
+    monkeypatch.setattr(take_module, "MAX_ZIP_TOTAL_BYTES", 1 << 40)
+    monkeypatch.setattr(take_module, "MAX_ZIP_MEMBER_BYTES", biggest - 1)
+    with pytest.raises(PkmodelError, match=rf"entry 'take.json' declares {biggest} bytes"):
+        extract_take_zip(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_take_bin_in_a_zip_is_checked_by_its_header_before_the_rest_is_read(tmp_path):
+    """A big take.bin with a wrong magic, or whose header does not match the entry's declared
+    size, is refused after its first bytes (random bytes: no compression ratio to trip on)."""
+    noise = np.random.default_rng(0).bytes(6 << 20)
+    bad_magic = zip_with(tmp_path / "magic.zip", {"take.bin": noise})
+    raised, peak = peak_bytes(lambda: read_take_zip(bad_magic))
+    assert isinstance(raised, PkmodelError) and "bad magic" in str(raised), raised
+    assert "magic.zip" in str(raised) and peak < 1 << 20, peak
+    good = take_to_bytes(make_take(3))
+    lying = zip_with(tmp_path / "lying.zip", {"take.bin": good[:32] + noise})
+    raised, peak = peak_bytes(lambda: read_take_zip(lying))
+    assert isinstance(raised, PkmodelError), raised
+    assert "lying.zip" in str(raised) and "truncated or corrupt" in str(raised)
+    assert peak < 1 << 20, peak
+
+
+@pytest.mark.parametrize("compress_type", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_zip_with_a_bad_crc_is_one_sentence_and_extracts_nothing(tmp_path, compress_type):
+    paths = write_take(make_take(5), tmp_path / "take")
+    members = {n: zipfile.ZipFile(paths["zip"]).read(n) for n in ("metadata.json", "take.bin")}
+    path = zip_with(tmp_path / "crc.zip", members, compress_type)
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("take.bin")
+    raw = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    raw[start + info.compress_size // 2] ^= 0xFF  # one byte inside take.bin's data
+    path.write_bytes(bytes(raw))
+    with pytest.raises(PkmodelError, match=r"crc.zip: entry 'take.bin' is corrupt") as caught:
+        read_take_zip(path)
+    assert "\n" not in str(caught.value)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metadata.json").write_text("kept")  # an earlier extraction's file
+    with pytest.raises(PkmodelError, match=r"crc.zip: entry 'take.bin' is corrupt"):
+        extract_take_zip(path, out)
+    assert [p.name for p in out.iterdir()] == ["metadata.json"]  # no temporary left behind
+    assert (out / "metadata.json").read_text() == "kept"
+
+
+def _set(doc, path, value):
+    *parents, last = path
+    for key in parents:
+        doc = doc[key]
+    doc[last] = value
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "message"),
+    [
+        (("version",), "x", "'version' must be a whole number from 1, got 'x'"),
+        (("version",), 0, "'version' must be a whole number from 1, got 0"),
+        (("version",), True, "'version' must be a whole number from 1, got True"),
+        (("frames", 1, "index"), -1, "frame 1: 'index' must be a whole number from 0 to 4294967295, got -1"),
+        (("frames", 2, "index"), 1 << 40, "frame 2: 'index' must be a whole number from 0 to 4294967295, got 1099511627776"),
+        (("frames", 0, "index"), 1.5, "frame 0: 'index' must be a whole number from 0 to 4294967295, got 1.5"),
+        (("frames", 1, "timestamp"), "x", "frame 1: 'timestamp' must be a finite number, got 'x'"),
+        (("frames", 1, "timestamp"), None, "frame 1: 'timestamp' must be a finite number, got None"),
+        (("frames", 2, "scores"), [1.0], "frame 2: 'scores' must be 19 numbers or nulls"),
+        (("frames", 0, "keypoints_2d", 3, 1), "7", "frame 0: 'keypoints_2d' must be 19 x 2 numbers or nulls, got '7'"),
+        (("frames", 0, "origin", 2), float("inf"), "frame 0: 'origin' holds inf, which a float32 take cannot hold"),
+        (("frames", 0, "rotation", 0, 0), 1e39, "frame 0: 'rotation' holds 1e+39, which a float32 take cannot hold"),
+        (("frames", 1), [], "frame 1 must be an object"),
+        (("frames", 1, "origin"), "x", "frame 1: 'origin' must be 3 numbers or nulls"),
+        (("frames",), {}, "'frames' must be a list of frame objects"),
+        (("metadata", "joint_names"), "abc", "'metadata' must be an object whose 'joint_names' lists names"),
+        (("metadata",), [], "'metadata' must be an object whose 'joint_names' lists names"),
+    ],
+)  # fmt: skip
+def test_take_json_fields_are_checked_by_type_and_range(tmp_path, where, value, message):
+    path = write_take(make_take(3), tmp_path)["json"]
+    doc = json.loads(path.read_text())
+    _set(doc, where, value)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(PkmodelError) as caught:
+        read_take_json(path)
+    assert str(caught.value) == f"take file {path}: {message}"
+
+
+def test_take_json_without_a_field_names_the_frame_and_field(tmp_path):
+    path = write_take(make_take(3), tmp_path)["json"]
+    doc = json.loads(path.read_text())
+    del doc["frames"][2]["scores"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(PkmodelError, match=r"take.json: frame 2 has no 'scores'$"):
+        read_take_json(path)
+    del doc["version"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(PkmodelError, match=r"take.json has no 'version'$"):
+        read_take_json(path)
+
+
+def test_binary_metadata_must_name_every_joint(tmp_path):
+    data = take_to_bytes(make_take(2))
+    (tmp_path / "names.bin").write_bytes(data.replace(b'"joint_names"', b'"joint_namez"', 1))
+    with pytest.raises(
+        PkmodelError,
+        match=r"names.bin: its metadata must be an object whose 'joint_names' lists 19 names$",
+    ):
+        read_take_binary(tmp_path / "names.bin")

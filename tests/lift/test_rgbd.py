@@ -1,0 +1,211 @@
+"""Plain RGB-D folders (pkmodel.lift.rgbd): every number intrinsics.json gives is checked when
+the folder is read, and depth may be 16-bit PNG or float .npy in metres (docs/3d.md)."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pkmodel.cli import app
+from pkmodel.common.camera import Intrinsics, project
+from pkmodel.common.errors import PkmodelError
+from pkmodel.common.skeleton import NUM_JOINTS
+from pkmodel.config import Config
+from pkmodel.lift.pipeline import Joints2D, lift_sequence
+from pkmodel.lift.rgbd import read_plain_folder
+
+from .test_canonical import standing_body
+
+INTR = {"fx": 60.0, "fy": 60.0, "cx": 31.5, "cy": 23.5}
+
+
+def plain_folder(folder, depth_mm, meta=None, npy=False, flat=True, frames=3):
+    """A plain folder of ``frames`` colour + depth pairs (64 x 48): depth as 16-bit PNG in
+    millimetres, or as float32 .npy in metres holding the same values."""
+    import cv2
+
+    folder.mkdir(parents=True)
+    if not flat:
+        (folder / "rgb").mkdir()
+        (folder / "depth").mkdir()
+    for f in range(frames):
+        color = folder / (f"{f}_color.png" if flat else f"rgb/{f}.png")
+        depth = folder / (f"{f}_depth" if flat else f"depth/{f}")
+        cv2.imwrite(str(color), np.full((48, 64, 3), 90, np.uint8))
+        mm = (depth_mm + 10 * f).astype(np.uint16)
+        if npy:
+            np.save(depth.with_suffix(".npy"), mm.astype(np.float32) * np.float32(0.001))
+        else:
+            cv2.imwrite(str(depth.with_suffix(".png")), mm)
+    doc = {**INTR, "depth_scale_per_meter": 1000} if meta is None else meta
+    text = json.dumps(doc)  # NaN and Infinity stay in: the file is what a user wrote
+    (folder / "intrinsics.json").write_text(text)
+    return folder
+
+
+def body_depth_mm() -> tuple[np.ndarray, np.ndarray]:
+    """A depth map with a 'body' at 2.2 m before a wall at 3.5 m, and the body's 2D joints."""
+    intr = Intrinsics(**INTR, width=64, height=48)
+    body = standing_body() * 0.35 + np.array([0.0, 0.0, 1.5])  # a small body, all in view
+    uv = project(body, intr)
+    depth = np.full((48, 64), 3500, np.uint16)
+    lo, hi = np.floor(uv.min(0)).astype(int) - 2, np.ceil(uv.max(0)).astype(int) + 2
+    depth[lo[1] : hi[1], lo[0] : hi[0]] = 2200
+    return depth, uv
+
+
+@pytest.mark.parametrize("flat", [True, False])
+def test_float_npy_depth_in_metres_lifts_like_16_bit_png(tmp_path, flat):
+    depth, uv = body_depth_mm()
+    png = read_plain_folder(plain_folder(tmp_path / "png", depth, flat=flat))
+    meta = dict(INTR)  # float depth is in metres: no depth scale needed
+    npy = read_plain_folder(plain_folder(tmp_path / "npy", depth, meta, npy=True, flat=flat))
+    assert len(npy) == 3 and [p.suffix for p in npy.depth_files] == [".npy"] * 3
+    assert npy.depth_unit_m == 1.0 and png.depth_unit_m == 0.001
+    np.testing.assert_array_equal(npy.load_depth(2), png.load_depth(2))
+    joints = Joints2D(np.repeat(uv[None], 3, 0), np.ones((3, NUM_JOINTS)), "ground-truth-2d")
+    lift = Config().lift
+    a, b = lift_sequence(png, joints, lift), lift_sequence(npy, joints, lift)
+    assert np.isfinite(a.joints).all()
+    np.testing.assert_array_equal(a.joints, b.joints)
+    np.testing.assert_array_equal(a.canonical, b.canonical)
+
+
+def test_npy_depth_rules(tmp_path):
+    depth, _ = body_depth_mm()
+    # a depth scale beside float (metre) depth would be ignored: refused instead
+    folder = plain_folder(
+        tmp_path / "scaled", depth, {**INTR, "depth_scale_per_meter": 1000}, npy=True
+    )
+    with pytest.raises(
+        PkmodelError,
+        match=r"scaled/intrinsics.json: 'depth_scale_per_meter' is 1000 but the depth files are float .npy, which hold metres",
+    ):
+        read_plain_folder(folder)
+    # integer .npy is stored units, like a 16-bit PNG
+    folder = plain_folder(tmp_path / "int", depth)
+    for f in range(3):
+        np.save(folder / f"{f}_depth.npy", (depth + 10 * f).astype(np.uint16))
+        (folder / f"{f}_depth.png").unlink()
+    seq = read_plain_folder(folder)
+    assert seq.depth_unit_m == 0.001 and seq.load_depth(0)[0, 0] == pytest.approx(3.5)
+    # both kinds in one folder: no single unit fits them
+    np.save(folder / "1_depth.npy", depth.astype(np.float32) / 1000)
+    with pytest.raises(
+        PkmodelError,
+        match=r"int: the depth files mix float .npy \(1_depth.npy\) with 16-bit depth \(0_depth.npy\)",
+    ):
+        read_plain_folder(folder)
+    # the same frame's depth twice
+    np.save(folder / "1_depth.npy", depth)
+    import cv2
+
+    cv2.imwrite(str(folder / "1_depth.png"), depth)
+    with pytest.raises(
+        PkmodelError, match=r"int: frame '1' has two depth files, 1_depth.npy and 1_depth.png"
+    ):
+        read_plain_folder(folder)
+    (folder / "1_depth.png").unlink()
+    for bad, message in [
+        (np.zeros((48, 64), np.uint8), "is 8-bit; depth must be 16-bit or float"),
+        (np.zeros((48, 64, 2), np.float32), "must have one channel, it has shape"),
+        (np.zeros((48, 64), bool), "holds bool values; depth must be 16-bit or float"),
+    ]:
+        np.save(folder / "1_depth.npy", bad)
+        with pytest.raises(PkmodelError, match=rf"depth file .*1_depth.npy {message}"):
+            read_plain_folder(folder)
+    (folder / "1_depth.npy").write_bytes(b"not numpy")
+    with pytest.raises(
+        PkmodelError, match=r"depth file .*1_depth.npy cannot be read as a NumPy array"
+    ):
+        read_plain_folder(folder)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"depth_scale_per_meter": float("nan")}, "'depth_scale_per_meter' must be a positive number, got nan"),
+        ({"depth_scale_per_meter": float("inf")}, "'depth_scale_per_meter' must be a positive number, got inf"),
+        ({"depth_scale_per_meter": -5}, "'depth_scale_per_meter' must be a positive number, got -5"),
+        ({"depth_scale_per_meter": "1000"}, "'depth_scale_per_meter' must be a positive number, got '1000'"),
+        ({"depth_scale_per_meter": None}, "needs 'depth_scale_per_meter' (stored depth units per metre"),
+        ({"depth_scale_per_meter": None, "depth_scale": float("nan")}, "'depth_scale' must be a positive number, got nan"),
+        ({"fx": float("nan")}, "'fx' must be a positive number, got nan"),
+        ({"fy": 0}, "'fy' must be a positive number, got 0"),
+        ({"fx": True}, "'fx' must be a positive number, got True"),
+        ({"cx": float("inf")}, "'cx' must be a finite number, got inf"),
+        ({"cy": "23.5"}, "'cy' must be a finite number, got '23.5'"),
+        ({"width": "x"}, "'width' must be a whole number of pixels above 0, got 'x'"),
+        ({"width": 63.5}, "'width' must be a whole number of pixels above 0, got 63.5"),
+        ({"height": 0}, "'height' must be a whole number of pixels above 0, got 0"),
+        ({"height": float("nan")}, "'height' must be a whole number of pixels above 0, got nan"),
+        ({"fps": float("nan")}, "'fps' must be a positive number, got nan"),
+        ({"fps": 0}, "'fps' must be a positive number, got 0"),
+        ({"fps": "x"}, "'fps' must be a positive number, got 'x'"),
+    ],
+)  # fmt: skip
+def test_every_number_in_intrinsics_json_is_checked_when_the_folder_is_read(
+    tmp_path, change, message
+):
+    depth, _ = body_depth_mm()
+    meta = {**INTR, "depth_scale_per_meter": 1000, **change}
+    meta = {k: v for k, v in meta.items() if v is not None}
+    folder = plain_folder(tmp_path / "rec", depth, meta)
+    with pytest.raises(PkmodelError) as caught:
+        read_plain_folder(folder)
+    text = str(caught.value)
+    assert text.startswith(f"{folder / 'intrinsics.json'}") and message in text, text
+    assert "\n" not in text
+
+
+def test_nan_depth_scale_stops_the_command_before_anything_is_computed(tmp_path):
+    """The folder is read before the network loads (a missing checkpoint is not even looked
+    at) and before any frame is lifted: the run never gets to a take it cannot write."""
+    depth, _ = body_depth_mm()
+    folder = plain_folder(tmp_path / "rec", depth, {**INTR, "depth_scale_per_meter": float("nan")})
+    out = tmp_path / "out"
+    args = ["lift", "-w", str(tmp_path / "missing.pt"), "-i", str(folder), "-o", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (
+        f"error: {folder / 'intrinsics.json'}: 'depth_scale_per_meter' must be a positive "
+        "number, got nan"
+    )
+    assert not (out / "rec").exists()
+
+
+def test_a_keyed_intrinsics_entry_names_its_missing_field(tmp_path):
+    depth, _ = body_depth_mm()
+    entry = {"fy": 60.0, "cx": 31.5, "cy": 23.5}
+    meta = {"depth_scale_per_meter": 1000, "cam": entry, "other": INTR}
+    folder = plain_folder(tmp_path / "rec", depth, meta)
+    path = folder / "intrinsics.json"
+    with pytest.raises(PkmodelError) as caught:
+        read_plain_folder(folder, "cam")
+    assert str(caught.value) == f"{path}: intrinsics entry 'cam' has no 'fx'"
+    with pytest.raises(PkmodelError, match=r"holds 2 intrinsics sets \(cam, other\); pick one"):
+        read_plain_folder(folder)
+    assert read_plain_folder(folder, "other").intrinsics == Intrinsics(**INTR, width=64, height=48)
+    path.write_text(json.dumps({"depth_scale_per_meter": 1000, "cam": entry}))
+    with pytest.raises(PkmodelError) as caught:
+        read_plain_folder(folder)  # the only set: chosen, and its gap named
+    assert str(caught.value) == f"{path}: intrinsics entry 'cam' has no 'fx'"
+    path.write_text(json.dumps({"depth_scale_per_meter": 1000, "cam": {**INTR, "fx": -1}}))
+    with pytest.raises(PkmodelError) as caught:
+        read_plain_folder(folder, "cam")
+    assert (
+        str(caught.value)
+        == f"{path}: intrinsics entry 'cam': 'fx' must be a positive number, got -1"
+    )
+    path.write_text(json.dumps({"depth_scale_per_meter": 1000, "cam": 7}))
+    with pytest.raises(PkmodelError) as caught:
+        read_plain_folder(folder, "cam")
+    assert (
+        str(caught.value)
+        == f"{path}: intrinsics entry 'cam' must be an object with fx, fy, cx and cy"
+    )
+    path.write_text(json.dumps({"depth_scale_per_meter": 1000, "fx": 60.0, "fy": 60.0, "cx": 31.5}))
+    with pytest.raises(PkmodelError) as caught:
+        read_plain_folder(folder)
+    assert str(caught.value) == f"{path} has no 'cy'"
