@@ -14,9 +14,13 @@ pkmodel.common.geometry, with no half-pixel error.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import multiprocessing as mp
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,9 +40,10 @@ from pkmodel.data.labels import SCHEMA, SCHEMA_VERSION, write_labels
 # Each dropped annotation counts under the FIRST reason that applies, in this order.
 DROP_REASONS: tuple[str, ...] = (
     "crowd",  # iscrowd = 1 and prepare.skip_crowd
-    "too_many_people",  # its image has more non-crowd people than prepare.max_people
+    "bad_coordinates",  # a non-finite number, or a joint / the bbox far off the image
     "few_keypoints",  # fewer labelled joints (v > 0) than prepare.min_keypoints
     "small_area",  # COCO area below prepare.min_area
+    "too_many_people",  # more other people have a labelled joint in its crop than max_people
     "missing_image",  # the image file does not exist
     "unreadable_image",  # the image is corrupt, truncated or not the size the JSON says
 )
@@ -79,7 +84,7 @@ class PrepareSummary:
     kept: int
     dropped: dict[str, int]
     unreadable: list[dict[str, str]] = field(default_factory=list)
-    images_read: int = 0
+    images_decoded: int = 0  # images whose crops were (re)made; every image is read and hashed
     crops_written: int = 0
     crops_reused: int = 0
     seconds: float = 0.0
@@ -93,9 +98,10 @@ class PrepareSummary:
         }
 
     def format(self) -> str:
+        crops = "crop" if self.crops_written == 1 else "crops"
         lines = [
             f"split '{self.split}': {self.annotations} annotations -> {self.kept} samples "
-            f"({self.crops_written} crops written, {self.crops_reused} reused, "
+            f"({self.crops_written} {crops} written, {self.crops_reused} reused, "
             f"{self.seconds:.1f} s)",
             "dropped: " + (", ".join(f"{k} {v}" for k, v in self.dropped.items() if v) or "none"),
         ]
@@ -221,26 +227,35 @@ def load_coco_people(path: str | Path) -> CocoPeople:
 # --- filters ---------------------------------------------------------------------------------
 
 
-def filter_reasons(people: CocoPeople, params: PrepareConfig) -> np.ndarray:
-    """Per annotation: index into DROP_REASONS of why it is dropped, or -1 when it is kept.
+def bad_coordinates(people: CocoPeople) -> np.ndarray:
+    """Per annotation: True when a keypoint, bbox or area value is not a finite number, or a
+    labelled joint or the bbox lies more than the image's width (height) left or right of
+    (above or below) the image.
 
-    Image-level reasons (missing / unreadable image) are only known after reading the images.
+    Such values are annotation faults, not people: the crop box around them is undefined (NaN)
+    or absurd (a joint at 1e9 would ask for petabytes of pixels). COCO's own joints and boxes
+    lie on the image; the margin of one image size only catches nonsense.
     """
-    labelled = (people.keypoints[:, :, 2] > 0).sum(axis=1)
-    not_crowd = ~people.iscrowd
-    # People per image: non-crowd annotations, counted with a bincount over dense image indices.
-    _, dense = np.unique(people.image_ids, return_inverse=True)
-    per_image = np.bincount(dense, weights=not_crowd.astype(np.float64))[dense]
-    checks = [
-        people.iscrowd & params.skip_crowd,
-        (per_image > params.max_people) if params.max_people > 0 else np.zeros_like(not_crowd),
-        labelled < params.min_keypoints,
-        people.areas < params.min_area,
-    ]
-    reasons = np.full(len(people.ann_ids), -1, np.int64)
-    for code, hit in enumerate(checks):
-        reasons[(reasons < 0) & hit] = code
-    return reasons
+    n = len(people.ann_ids)
+    size = np.array(
+        [
+            (people.images[i]["width"], people.images[i]["height"])
+            for i in people.image_ids.tolist()
+        ],
+        np.float64,
+    ).reshape(n, 2)
+    finite = (
+        np.isfinite(people.keypoints).all(axis=(1, 2))
+        & np.isfinite(people.bboxes).all(axis=1)
+        & np.isfinite(people.areas)
+    )
+    with np.errstate(invalid="ignore"):  # inf - inf: those rows are not finite anyway
+        xy = people.keypoints[:, :, :2]
+        off = ((xy < -size[:, None]) | (xy > 2.0 * size[:, None])).any(axis=2)
+        far_joint = (off & (people.keypoints[:, :, 2] > 0)).any(axis=1)
+        b = people.bboxes
+        far_box = ((b[:, :2] < -size) | (b[:, :2] + b[:, 2:] > 2.0 * size)).any(axis=1)
+    return ~finite | far_joint | far_box
 
 
 def person_box(bbox: np.ndarray, keypoints: np.ndarray, cover_keypoints: bool) -> np.ndarray:
@@ -260,6 +275,77 @@ def person_box(bbox: np.ndarray, keypoints: np.ndarray, cover_keypoints: bool) -
     return np.concatenate([center - half, 2.0 * half])
 
 
+def others_in_crops(
+    boxes: np.ndarray, ann_ids: np.ndarray, other_ids: np.ndarray, other_keypoints: np.ndarray
+) -> np.ndarray:
+    """Per crop box [x0, y0, side] (C, 3) of the people ``ann_ids`` (C,): how many of the other
+    people (``other_ids`` (O,), ``other_keypoints`` (O, K, 3), original pixels) have a labelled
+    joint inside it. A person is never counted in its own crop."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 1, 1, 3)
+    kp = np.asarray(other_keypoints, np.float64)[None]  # (1, O, K, 3)
+    lo, hi = boxes[..., :2], boxes[..., :2] + boxes[..., 2:]
+    inside = ((kp[..., :2] >= lo) & (kp[..., :2] < hi)).all(-1) & (kp[..., 2] > 0)  # (C, O, K)
+    other = np.asarray(other_ids)[None, :] != np.asarray(ann_ids)[:, None]
+    return (inside.any(-1) & other).sum(axis=1)
+
+
+def _by_image(people: CocoPeople) -> list[np.ndarray]:
+    """Annotation rows grouped by image (file order within an image)."""
+    order = np.argsort(people.image_ids, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(people.image_ids[order])) + 1)
+
+
+def _filter(
+    people: CocoPeople, params: PrepareConfig
+) -> tuple[np.ndarray, np.ndarray, dict[int, list[int]]]:
+    """Per annotation the reason code (-1 = kept) and whether it can be another person in a
+    crop; the pixel crop box of every kept annotation row."""
+    labelled = (people.keypoints[:, :, 2] > 0).sum(axis=1)
+    bad = bad_coordinates(people)
+    checks = [
+        people.iscrowd & params.skip_crowd,
+        bad,
+        labelled < params.min_keypoints,
+        people.areas < params.min_area,
+    ]
+    reasons = np.full(len(people.ann_ids), -1, np.int64)
+    for code, hit in enumerate(checks):
+        reasons[(reasons < 0) & hit] = code
+    # Every non-crowd person with a labelled joint is in the picture, kept or not.
+    visible = ~people.iscrowd & ~bad & (labelled > 0)
+    crowded = DROP_REASONS.index("too_many_people")
+    boxes: dict[int, list[int]] = {}
+    for group in _by_image(people):
+        candidates = group[reasons[group] < 0]
+        if len(candidates) == 0:
+            continue
+        found = [
+            pixel_crop_box(
+                person_box(people.bboxes[r], people.keypoints[r], params.cover_keypoints),
+                params.expand_ratio,
+            )
+            for r in candidates
+        ]
+        if params.max_people > 0:
+            # Crowding is what the crop shows: people far away on a big image do not matter.
+            others = group[visible[group]]
+            count = others_in_crops(
+                np.array(found), people.ann_ids[candidates], people.ann_ids[others],
+                people.keypoints[others],
+            )  # fmt: skip
+            reasons[candidates[count > params.max_people]] = crowded
+        boxes.update((int(r), b) for r, b in zip(candidates, found, strict=True) if reasons[r] < 0)
+    return reasons, visible, boxes
+
+
+def filter_reasons(people: CocoPeople, params: PrepareConfig) -> np.ndarray:
+    """Per annotation: index into DROP_REASONS of why it is dropped, or -1 when it is kept.
+
+    Image-level reasons (missing / unreadable image) are only known after reading the images.
+    """
+    return _filter(people, params)[0]
+
+
 # --- the per-image work (runs in worker processes) ------------------------------------------
 
 
@@ -273,14 +359,15 @@ class _ImageTask:
     crop_dir: str
     rel_dir: str
     params: PrepareConfig
-    # Kept people: annotation row, id, bbox, keypoints (K, 3), area, crop box, reusable bytes.
+    # Kept people: annotation row, id, bbox, keypoints (K, 3), area, crop box, and the record
+    # of an earlier run's crop with the same box and settings (None: there is none).
     rows: list[int]
     ann_ids: list[int]
     bboxes: np.ndarray
     keypoints: np.ndarray
     areas: list[float]
     crop_boxes: list[list[int]]
-    reuse_bytes: list[int | None]
+    previous: list[dict[str, Any] | None]
     # Every non-crowd person of the image with a labelled joint (the candidates for "others").
     all_ids: list[int]
     all_bboxes: np.ndarray
@@ -298,6 +385,7 @@ class _ImageResult:
     samples: list[tuple[int, dict[str, Any]]]  # (annotation row, sample)
     written: int = 0
     reused: int = 0
+    decoded: bool = False
 
 
 def _worker_init() -> None:
@@ -306,11 +394,19 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)  # the pool already uses every core
 
 
-def _write_crop(path: Path, rgb: np.ndarray, quality: int) -> int:
+def _pool_worker_init() -> None:
+    # Ctrl-C reaches the whole process group; the parent alone handles it (and ends the pool),
+    # so a worker must not die with a KeyboardInterrupt traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_init()
+
+
+def _write_crop(path: Path, rgb: np.ndarray, quality: int) -> tuple[int, str]:
     """JPEG-encode and write via temp file + rename: a crop on disk is never partial.
 
-    No fsync per crop (thousands of them would dominate the run); instead the labels record
-    each crop's byte size and a rerun rewrites any crop whose size does not match.
+    Returns the file's byte size and SHA-1. No fsync per crop (thousands of them would dominate
+    the run); instead the labels record each crop's size and hash and a rerun rewrites any
+    crop that does not match them.
     """
     import cv2
 
@@ -326,7 +422,22 @@ def _write_crop(path: Path, rgb: np.ndarray, quality: int) -> int:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    return len(data)
+    return len(data), hashlib.sha1(data).hexdigest()
+
+
+def _same_crop(path: Path, previous: dict[str, Any] | None, source: dict[str, Any]) -> bool:
+    """Whether the crop file at ``path`` is the one ``previous`` records, cut from the same
+    source bytes (size and SHA-1; the modification time alone proves nothing)."""
+    if previous is None:
+        return False
+    old = previous["source_image"]
+    if old.get("bytes") != source["bytes"] or old.get("sha1") != source["sha1"]:
+        return False
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    return len(data) == previous["crop_bytes"] and hashlib.sha1(data).hexdigest() == previous["crop_sha1"]  # fmt: skip
 
 
 def _round(a: np.ndarray) -> list:
@@ -377,35 +488,48 @@ def _labels_in_crop(task: _ImageTask, j: int) -> dict[str, Any]:
 
 
 def _process_image(task: _ImageTask) -> _ImageResult:
-    """Crop (or reuse) every kept person of one image and compute its labels."""
+    """Crop (or reuse) every kept person of one image and compute its labels.
+
+    The image file is always read and hashed: an earlier crop is reused only when it was cut
+    from these very bytes (a replaced, resized or deleted image is never served from old
+    crops). Decoding, cropping and encoding, the expensive part, happen only for the rest.
+    """
     result = _ImageResult(task.image_id, task.file_name, "ok", "", len(task.rows), [])
+    if not os.path.isfile(task.path):
+        result.status, result.message = "missing_image", "file does not exist"
+        return result
+    try:
+        with open(task.path, "rb") as f:
+            mtime_ns = os.fstat(f.fileno()).st_mtime_ns
+            data = f.read()
+    except OSError as e:
+        result.status, result.message = "unreadable_image", f"cannot read ({e.strerror or e})"
+        return result
+    source = {"bytes": len(data), "mtime_ns": mtime_ns, "sha1": hashlib.sha1(data).hexdigest()}
     crop_dir = Path(task.crop_dir)
     paths = [crop_dir / f"{task.image_id}_{a}.jpg" for a in task.ann_ids]
-    sizes: list[int | None] = []
-    for p, want in zip(paths, task.reuse_bytes, strict=True):
-        try:
-            sizes.append(want if want is not None and p.stat().st_size == want else None)
-        except OSError:
-            sizes.append(None)
+    same = [_same_crop(p, old, source) for p, old in zip(paths, task.previous, strict=True)]
     rgb = None
-    if any(s is None for s in sizes):
-        if not os.path.isfile(task.path):
-            result.status, result.message = "missing_image", "file does not exist"
-            return result
+    if not all(same):
         try:
-            rgb = read_rgb(task.path, task.width, task.height)
+            # Decoded from the bytes just hashed, so the recorded hash is the crop's source.
+            rgb = read_rgb(io.BytesIO(data), task.width, task.height)
         except ValueError as e:
             result.status, result.message = "unreadable_image", str(e)
             return result
+        result.decoded = True
     for j, (row, p) in enumerate(zip(task.rows, paths, strict=True)):
         sample = _labels_in_crop(task, j)
-        if sizes[j] is None:
-            crop = crop_square(rgb, task.crop_boxes[j], task.params.crop_size)
-            sample["crop_bytes"] = _write_crop(p, crop, task.params.jpeg_quality)
-            result.written += 1
-        else:
-            sample["crop_bytes"] = sizes[j]
+        previous = task.previous[j]
+        if same[j] and previous is not None:
+            crop_bytes, crop_sha1 = previous["crop_bytes"], previous["crop_sha1"]
             result.reused += 1
+        else:
+            crop = crop_square(rgb, task.crop_boxes[j], task.params.crop_size)
+            crop_bytes, crop_sha1 = _write_crop(p, crop, task.params.jpeg_quality)
+            result.written += 1
+        sample["crop_bytes"], sample["crop_sha1"] = crop_bytes, crop_sha1
+        sample["source_image"] = source
         result.samples.append((row, sample))
     return result
 
@@ -438,13 +562,15 @@ def _labels_header(
 
 def _previous_crops(
     paths: Iterable[Path], header: dict[str, Any]
-) -> dict[tuple[int, int], tuple[list[int], int]]:
-    """(image id, ann id) -> (crop box, crop bytes) of crops an earlier run finished.
+) -> dict[tuple[int, int], dict[str, Any]]:
+    """(image id, ann id) -> the record of a crop an earlier run finished: its crop box, the
+    crop file's size and SHA-1 and the identity of the source image it was cut from.
 
-    Only runs with the same crop size, expand ratio, JPEG quality and image folder count.
+    Only runs with the same crop size, expand ratio, JPEG quality and image folder count; a
+    sample without a complete record (labels of an older prepare) is not reused.
     """
     same = ("crop_size", "expand_ratio", "jpeg_quality", "images")
-    found: dict[tuple[int, int], tuple[list[int], int]] = {}
+    found: dict[tuple[int, int], dict[str, Any]] = {}
     for path in paths:
         try:
             old = json.loads(path.read_bytes())
@@ -452,10 +578,31 @@ def _previous_crops(
             continue  # an unreadable old file only means nothing is reused
         if not isinstance(old, dict) or any(old.get(k) != header[k] for k in same):
             continue
-        for s in old.get("samples", []):
-            with contextlib.suppress(KeyError, TypeError):
-                found[(s["image_id"], s["ann_id"])] = (s["crop_box"], s["crop_bytes"])
+        samples = old.get("samples")
+        for s in samples if isinstance(samples, list) else []:
+            with contextlib.suppress(KeyError, TypeError, AttributeError):
+                record = {
+                    "crop_box": list(s["crop_box"]),
+                    "crop_bytes": int(s["crop_bytes"]),
+                    "crop_sha1": str(s["crop_sha1"]),
+                    "source_image": {k: s["source_image"][k] for k in ("bytes", "mtime_ns", "sha1")},
+                }  # fmt: skip
+                found[(s["image_id"], s["ann_id"])] = record
     return found
+
+
+def _looks_reusable(task: _ImageTask) -> bool:
+    """Whether every crop of the task was recorded and the image file still has the recorded
+    size and modification time (one stat; the hash check follows in _process_image)."""
+    try:
+        st = os.stat(task.path)
+    except OSError:
+        return False
+    now = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return all(
+        old is not None and all(old["source_image"][k] == v for k, v in now.items())
+        for old in task.previous
+    )
 
 
 # --- the whole split -------------------------------------------------------------------------
@@ -478,10 +625,13 @@ def prepare_split(
 ) -> PrepareSummary:
     """Crop every kept person of a COCO split and write ``out_dir/<split>.json``.
 
-    Resumable: crops whose size and box match the labels of an earlier (complete or
-    interrupted) run with the same settings are reused without reading the image again.
-    A split that keeps nobody is an error (an existing ``<split>.json`` is left as it was)
-    unless ``allow_empty`` (callers that handle an empty result themselves).
+    Resumable: a crop that the labels of an earlier (complete or interrupted) run with the same
+    settings record, with the same box, whose file still has the recorded size and SHA-1 and
+    whose source image still has the recorded size and SHA-1, is reused without decoding the
+    image. An interrupted run (Ctrl-C, or any error) first saves the finished samples as
+    ``out_dir/.<split>.partial.json``. A split that keeps nobody is an error (an existing
+    ``<split>.json`` is left as it was) unless ``allow_empty`` (callers that handle an empty
+    result themselves).
     """
     from tqdm import tqdm
 
@@ -503,30 +653,21 @@ def prepare_split(
     header = _labels_header(split, people, images_dir, params)
     previous = _previous_crops([labels_path, partial_path], header)
 
-    reasons = filter_reasons(people, params)
-    has_joints = ~people.iscrowd & (people.keypoints[:, :, 2] > 0).any(axis=1)
-    order = np.argsort(people.image_ids, kind="stable")
-    bounds = np.flatnonzero(np.diff(people.image_ids[order])) + 1
+    reasons, visible, boxes = _filter(people, params)
     tasks = []
-    for group in np.split(order, bounds):
+    for group in _by_image(people):
         kept = group[reasons[group] < 0]
         if len(kept) == 0:
             continue  # images without a usable person are never read
         image_id = int(people.image_ids[kept[0]])
         img = people.images[image_id]
         ann_ids = people.ann_ids[kept].tolist()
-        boxes = [
-            pixel_crop_box(
-                person_box(people.bboxes[r], people.keypoints[r], params.cover_keypoints),
-                params.expand_ratio,
-            )
-            for r in kept
-        ]
-        reuse = []
-        for a, box in zip(ann_ids, boxes, strict=True):
+        crop_boxes = [boxes[int(r)] for r in kept]
+        records = []
+        for a, box in zip(ann_ids, crop_boxes, strict=True):
             old = previous.get((image_id, a))
-            reuse.append(old[1] if old is not None and list(old[0]) == box else None)
-        every = group[has_joints[group]]
+            records.append(old if old is not None and old["crop_box"] == box else None)
+        every = group[visible[group]]
         image_extra = {k: v for k, v in img.items() if k not in _COCO_IMAGE_KEYS}
         tasks.append(
             _ImageTask(
@@ -543,8 +684,8 @@ def prepare_split(
                 bboxes=people.bboxes[kept],
                 keypoints=people.keypoints[kept],
                 areas=people.areas[kept].tolist(),
-                crop_boxes=boxes,
-                reuse_bytes=reuse,
+                crop_boxes=crop_boxes,
+                previous=records,
                 all_ids=people.ann_ids[every].tolist(),
                 all_bboxes=people.bboxes[every],
                 all_keypoints=people.keypoints[every],
@@ -570,18 +711,25 @@ def prepare_split(
                 summary.dropped[res.status] += res.people
                 summary.unreadable.append({"file": res.file_name, "reason": res.message})
                 continue
-            summary.images_read += int(res.written > 0)
+            summary.images_decoded += int(res.decoded)
             summary.crops_written += res.written
             summary.crops_reused += res.reused
             samples.update(res.samples)
             bar.set_postfix(kept=len(samples), refresh=False)
             if time.monotonic() >= next_save:
-                # An interrupted run resumes from here: its crops are listed with their sizes.
+                # A run killed outright resumes from here: its crops are listed with their hashes.
                 began = time.monotonic()
                 write_labels(partial_path, {**header, "complete": False}, samples.values())
                 # Big splits: never spend more than ~10 % of the time on these snapshots.
                 spent = time.monotonic() - began
                 next_save = time.monotonic() + max(checkpoint_every_s, 10 * spent)
+    except BaseException:
+        # Ctrl-C or an error: what is finished is kept for the rerun (when the partial labels
+        # cannot be written either, the original error is the one to report).
+        if samples:
+            with contextlib.suppress(Exception):
+                write_labels(partial_path, {**header, "complete": False}, samples.values())
+        raise
     finally:
         bar.close()
     summary.kept = len(samples)
@@ -611,13 +759,29 @@ def _nobody_kept(summary: PrepareSummary, annotations: str | Path, images_dir: P
     )
 
 
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while the pool starts: spawned workers inherit the ignored signal, so a
+    Ctrl-C while they are still importing prints no traceback either (their initializer
+    ignores it for good)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; it also gets every Ctrl-C
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def _run_tasks(tasks: list[_ImageTask], workers: int) -> Iterable[_ImageResult]:
-    """Results in completion order: images whose crops all look reusable inline (a stat each),
-    the rest inline for one worker, else in a spawn pool, chunked."""
+    """Results in completion order: images whose crops all look reusable inline (a stat, then
+    a read and hash of the image and its crops), the rest inline for one worker, else in a
+    spawn pool, chunked."""
     _worker_init()
-    reusable = [t for t in tasks if all(b is not None for b in t.reuse_bytes)]
-    yield from map(_process_image, reusable)
-    work = [t for t in tasks if any(b is None for b in t.reuse_bytes)]
+    looks = [_looks_reusable(t) for t in tasks]
+    yield from map(_process_image, [t for t, ok in zip(tasks, looks, strict=True) if ok])
+    work = [t for t, ok in zip(tasks, looks, strict=True) if not ok]
     workers = min(workers, len(work))
     if workers <= 1:
         yield from map(_process_image, work)
@@ -626,5 +790,7 @@ def _run_tasks(tasks: list[_ImageTask], workers: int) -> Iterable[_ImageResult]:
     # spawn: safe even when the caller has torch's thread pools running (fork is not).
     ctx = mp.get_context("spawn")
     chunk = max(1, min(32, len(work) // (workers * 8)))
-    with ctx.Pool(workers, initializer=_worker_init) as pool:
+    with _sigint_ignored():
+        pool = ctx.Pool(workers, initializer=_pool_worker_init)
+    with pool:
         yield from pool.imap_unordered(_process_image, work, chunksize=chunk)

@@ -1,18 +1,27 @@
+import dataclasses
+import hashlib
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pkmodel.common.errors import PkmodelError
-from pkmodel.common.geometry import crop_to_image
+from pkmodel.common.geometry import crop_to_image, pixel_crop_box
 from pkmodel.config import PrepareConfig
 from pkmodel.data.labels import read_labels
 from pkmodel.data.prepare import (
     DROP_REASONS,
+    bad_coordinates,
+    filter_reasons,
     load_coco_people,
+    person_box,
     prepare_split,
 )
 from tests.conftest import run_cli, shared_data
@@ -34,26 +43,37 @@ def params(**kw) -> PrepareConfig:
 
 
 def expected_counts(ann_file: Path, p: PrepareConfig) -> tuple[set, dict[str, int]]:
-    """The filters re-implemented from the raw JSON with plain loops (first reason wins)."""
+    """The filters re-implemented from the raw JSON with plain loops (first reason wins; the
+    sample files have no bad coordinates). Crowding: other non-crowd people with a labelled
+    joint inside the person's crop box (the box as prepare computes it)."""
     data = json.loads(ann_file.read_text())
-    people: dict[int, int] = {}
-    for a in data["annotations"]:
-        if not a.get("iscrowd", 0):
-            people[a["image_id"]] = people.get(a["image_id"], 0) + 1
     kept, dropped = set(), dict.fromkeys(DROP_REASONS, 0)
     for a in data["annotations"]:
-        labelled = sum(1 for v in a["keypoints"][2::3] if v > 0)
+        joints = [a["keypoints"][i : i + 3] for i in range(0, 51, 3)]
+        labelled = sum(1 for _, _, v in joints if v > 0)
         if a.get("iscrowd", 0) and p.skip_crowd:
             dropped["crowd"] += 1
-        elif p.max_people and people.get(a["image_id"], 0) > p.max_people:
-            dropped["too_many_people"] += 1
         elif labelled < p.min_keypoints:
             dropped["few_keypoints"] += 1
         elif a["area"] < p.min_area:
             dropped["small_area"] += 1
+        elif p.max_people and crowding(data, a, p) > p.max_people:
+            dropped["too_many_people"] += 1
         else:
             kept.add((a["image_id"], a["id"]))
     return kept, dropped
+
+
+def crowding(data: dict, a: dict, p: PrepareConfig) -> int:
+    kp = np.array(a["keypoints"], float).reshape(17, 3)
+    x0, y0, side = pixel_crop_box(person_box(a["bbox"], kp, p.cover_keypoints), p.expand_ratio)
+    count = 0
+    for o in data["annotations"]:
+        if o["image_id"] != a["image_id"] or o["id"] == a["id"] or o.get("iscrowd", 0):
+            continue
+        joints = [o["keypoints"][i : i + 3] for i in range(0, 51, 3)]
+        count += any(v > 0 and x0 <= x < x0 + side and y0 <= y < y0 + side for x, y, v in joints)
+    return count
 
 
 @pytest.fixture(scope="module")
@@ -227,19 +247,119 @@ def test_rerun_reuses_finished_crops(tmp_path):
     labels = (tmp_path / "s.json").read_text()
     again = prepare_split("s", images, ann, tmp_path, params(), progress=False)
     assert (again.crops_written, again.crops_reused) == (0, first.kept) == (0, 12)
-    assert again.images_read == 0
+    assert again.images_decoded == 0
     assert _mtimes(crops) == before
     assert (tmp_path / "s.json").read_text() == labels
-    # A deleted crop and a damaged one (other size than recorded) are made again, only them.
+    # A deleted crop, a damaged one (other size than recorded) and one overwritten with as
+    # many other bytes are made again, only them.
     names = sorted(before)
     (crops / names[0]).unlink()
     (crops / names[1]).write_bytes(b"\xff\xd8 half a jpeg")
+    size = (crops / names[2]).stat().st_size
+    (crops / names[2]).write_bytes(b"\xff" * size)
     third = prepare_split("s", images, ann, tmp_path, params(), progress=False)
-    assert (third.crops_written, third.crops_reused) == (2, 10)
+    assert (third.crops_written, third.crops_reused) == (3, 9)
     after = _mtimes(crops)
-    assert {n for n in names if after[n] != before[n]} == set(names[:2])
+    assert {n for n in names if after[n] != before[n]} == set(names[:3])
     assert (tmp_path / "s.json").read_text() == labels
     assert not [p for p in crops.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_labels_without_crop_and_source_records_reuse_nothing(tmp_path):
+    images, ann = source("mmpose_coco")
+    prepare_split("s", images, ann, tmp_path, params(), progress=False)
+    data = json.loads((tmp_path / "s.json").read_text())
+    for s in data["samples"]:
+        del s["crop_sha1"], s["source_image"]
+    (tmp_path / "s.json").write_text(json.dumps(data))
+    again = prepare_split("s", images, ann, tmp_path, params(), progress=False)
+    assert (again.crops_written, again.crops_reused) == (12, 0)
+
+
+@pytest.fixture
+def mmpose_files(tmp_path):
+    """Copies of the 4 mmpose images, which a test may replace, and the annotation file."""
+    images, ann = source("mmpose_coco")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for p in images.glob("*.jpg"):
+        shutil.copy2(p, folder / p.name)
+    return folder, ann
+
+
+def _sha1(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def test_labels_record_each_crop_and_its_source_image(tmp_path, mmpose_files):
+    folder, ann = mmpose_files
+    prepare_split("s", folder, ann, tmp_path / "out", params(), progress=False)
+    samples = read_labels(tmp_path / "out" / "s.json")["samples"]
+    assert len(samples) == 12
+    for s in samples:
+        image, crop = folder / s["file_name"], tmp_path / "out" / s["image"]
+        assert s["source_image"] == {"bytes": image.stat().st_size,
+                                     "mtime_ns": image.stat().st_mtime_ns, "sha1": _sha1(image)}  # fmt: skip
+        assert (s["crop_bytes"], s["crop_sha1"]) == (crop.stat().st_size, _sha1(crop))
+
+
+SOLO = "000000000785.jpg"  # the mmpose image with one kept person (ann 442619)
+
+
+def _change(path: Path, how: str) -> None:
+    from PIL import Image, ImageOps
+
+    st = path.stat()
+    if how == "replaced":  # another picture of the same size
+        with Image.open(path) as im:
+            ImageOps.mirror(im).save(path, quality=90)
+    elif how == "same_size_and_time":  # other bytes, same length, modification time put back
+        blob = bytearray(path.read_bytes())
+        assert blob[6:11] == b"JFIF\0"
+        blob[15] ^= 1  # the JFIF header's horizontal density: the pixels stay the same
+        path.write_bytes(bytes(blob))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    elif how == "touched":  # same bytes, new modification time
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    elif how == "resized":
+        with Image.open(path) as im:
+            im.resize((im.width // 2, im.height // 2)).save(path, quality=90)
+    elif how == "deleted":
+        path.unlink()
+
+
+@pytest.mark.parametrize(
+    ("how", "written", "reused", "reason"),
+    [
+        ("replaced", 1, 11, None),
+        ("same_size_and_time", 1, 11, None),
+        ("touched", 0, 12, None),
+        ("resized", 0, 11, "unreadable_image"),
+        ("deleted", 0, 11, "missing_image"),
+    ],
+)
+def test_a_rerun_never_reuses_crops_of_a_changed_image(tmp_path, mmpose_files, how, written, reused, reason):  # fmt: skip
+    folder, ann = mmpose_files
+    out = tmp_path / "out"
+    prepare_split("s", folder, ann, out, params(), progress=False)
+    solo = next(s for s in read_labels(out / "s.json")["samples"] if s["file_name"] == SOLO)
+    assert solo["ann_id"] == 442619
+    _change(folder / SOLO, how)
+    again = prepare_split("s", folder, ann, out, params(), progress=False)
+    assert (again.crops_written, again.crops_reused) == (written, reused)
+    crops = "crop" if written == 1 else "crops"
+    assert f"({written} {crops} written, {reused} reused" in again.format()
+    assert again.images_decoded == written
+    if reason:
+        assert again.dropped[reason] == 1 and again.kept == 11
+        assert [u["file"] for u in again.unreadable] == [SOLO]
+    # Whatever happened, the result is exactly that of a fresh run on the images as they are.
+    fresh = prepare_split("s", folder, ann, tmp_path / "fresh", params(), progress=False)
+    assert fresh.crops_written == again.kept
+    labels, fresh_labels = read_labels(out / "s.json"), read_labels(tmp_path / "fresh" / "s.json")
+    assert labels["samples"] == fresh_labels["samples"]
+    for s in labels["samples"]:
+        assert (out / s["image"]).read_bytes() == (tmp_path / "fresh" / s["image"]).read_bytes()
 
 
 def test_other_settings_do_not_reuse_crops(tmp_path):
@@ -263,6 +383,72 @@ def test_interrupted_run_resumes_from_its_partial_labels(tmp_path):
     assert (resumed.crops_written, resumed.crops_reused) == (7, 5)
     assert not (tmp_path / ".s.partial.json").exists()
     assert len(read_labels(tmp_path / "s.json")["samples"]) == 12
+
+
+def test_an_interrupted_run_saves_its_finished_samples_for_the_rerun(tmp_path, monkeypatch):
+    """Ctrl-C long before the first periodic save (60 s) still leaves the partial labels."""
+    import pkmodel.data.prepare as prep
+
+    images, ann = source("mmpose_coco")
+    real, done = prep._process_image, []
+
+    def interrupted_on_the_third_image(task):
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append(len(task.rows))
+        return real(task)
+
+    monkeypatch.setattr(prep, "_process_image", interrupted_on_the_third_image)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_split("s", images, ann, tmp_path, params(), progress=False)
+    monkeypatch.undo()
+    assert not (tmp_path / "s.json").exists()
+    partial = read_labels(tmp_path / ".s.partial.json")
+    assert partial["complete"] is False and len(partial["samples"]) == sum(done) > 0
+    resumed = prepare_split("s", images, ann, tmp_path, params(), progress=False)
+    assert (resumed.crops_written, resumed.crops_reused) == (12 - sum(done), sum(done))
+    assert not (tmp_path / ".s.partial.json").exists()
+
+
+def test_ctrl_c_with_workers_is_one_line_and_the_rerun_reuses_the_finished_crops(
+    tiny_synthetic, tmp_path
+):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it, during a pooled run."""
+    data = json.loads((tiny_synthetic / "annotations/person_keypoints_train.json").read_text())
+    # The set repeated 40 times under new ids (the same image files): a run of several seconds.
+    step_i = max(i["id"] for i in data["images"]) + 1
+    step_a = max(a["id"] for a in data["annotations"]) + 1
+    images = [{**i, "id": i["id"] + r * step_i} for r in range(40) for i in data["images"]]
+    anns = [{**a, "id": a["id"] + r * step_a, "image_id": a["image_id"] + r * step_i}
+            for r in range(40) for a in data["annotations"]]  # fmt: skip
+    ann = tmp_path / "many.json"
+    ann.write_text(json.dumps({**data, "images": images, "annotations": anns}))
+    out, crops = tmp_path / "out", tmp_path / "out" / "imgs" / "train"
+    command = [sys.executable, "-m", "pkmodel", "prepare-coco", "--split", "train",
+               "--images", str(tiny_synthetic / "train"), "--annotations", str(ann),
+               "--out", str(out), "--workers", "2", "--set", "prepare.min_area=0"]  # fmt: skip
+    run = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while run.poll() is None and time.monotonic() < deadline:
+        if crops.is_dir() and len(list(crops.glob("*.jpg"))) >= 100:
+            break
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert stderr.rstrip().endswith("\ninterrupted")
+    finished = read_labels(out / ".train.partial.json")["samples"]
+    assert len(finished) > 0
+    # A rerun over the images the run finished (a quick stand-in for the whole set).
+    done = {s["image_id"] for s in finished}
+    part = tmp_path / "done.json"
+    part.write_text(json.dumps({**data, "images": [i for i in images if i["id"] in done],
+                                "annotations": [a for a in anns if a["image_id"] in done]}))  # fmt: skip
+    again = prepare_split("train", tiny_synthetic / "train", part, out,
+                          PrepareConfig(min_area=0.0, workers=1), progress=False)  # fmt: skip
+    assert (again.crops_written, again.crops_reused) == (0, len(finished))
 
 
 def test_partial_labels_are_written_during_a_long_run(tmp_path, monkeypatch):
@@ -431,6 +617,155 @@ def test_missing_files_and_folders(tmp_path):
         prepare_split("../x", images, ann, tmp_path, params(), progress=False)
     with pytest.raises(PkmodelError, match="prepare.crop_size"):
         prepare_split("s", images, ann, tmp_path, params(crop_size=0), progress=False)
+
+
+def _first_labelled(ann: dict) -> int:
+    return next(j for j in range(17) if ann["keypoints"][3 * j + 2] > 0)
+
+
+@pytest.mark.parametrize(
+    ("field", "slot", "value"),
+    [
+        ("keypoints", 0, float("nan")),  # x of a labelled joint
+        ("keypoints", 1, float("inf")),  # y
+        ("keypoints", 2, float("nan")),  # its visibility
+        ("bbox", 0, float("nan")),
+        ("bbox", 3, float("inf")),
+        ("area", None, float("-inf")),
+        ("keypoints", 0, -1e9),
+        ("keypoints", 1, 1e7),
+        ("bbox", 0, 1e7),
+        ("bbox", 2, 1e9),
+    ],
+)
+def test_bad_coordinates_drop_the_person_under_their_reason(tmp_path, field, slot, value):
+    _, ann = source("mmpose_coco")
+    data = json.loads(ann.read_text())
+    a = data["annotations"][1]  # id 198196, 14 labelled joints: kept when sound
+    if field == "keypoints":
+        a["keypoints"][3 * _first_labelled(a) + slot] = value
+    elif field == "bbox":
+        a["bbox"][slot] = value
+    else:
+        a["area"] = value
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(data))  # NaN and Infinity as Python's json writes them
+    summary = prepare_split("s", ann.parent, path, tmp_path / "out", params(), progress=False)
+    assert summary.dropped["bad_coordinates"] == 1 and summary.kept == 11
+    assert "bad_coordinates 1" in summary.format()
+    samples = read_labels(tmp_path / "out" / "s.json")["samples"]
+    assert 198196 not in {s["ann_id"] for s in samples} and len(samples) == 11
+
+
+def test_bad_coordinates_bound_is_one_image_size_off_the_image(tmp_path):
+    _, ann = source("mmpose_coco")
+    data = json.loads(ann.read_text())
+    width, height = 500, 333  # image 40083, the one of annotations 1 and 2
+    a, b = data["annotations"][1], data["annotations"][2]
+    assert a["image_id"] == b["image_id"] == 40083
+    a["keypoints"][3 * _first_labelled(a)] = -0.99 * width  # far off, but within the bound
+    b["keypoints"][3 * _first_labelled(b) + 1] = 2.01 * height  # past it
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(data))
+    bad = bad_coordinates(load_coco_people(path))
+    assert np.flatnonzero(bad).tolist() == [2]
+    # Unlabelled joints carry no position: any finite value there is harmless.
+    a["keypoints"][3 * 16 : 3 * 17] = [1e12, -1e12, 0]
+    path.write_text(json.dumps(data))
+    assert np.flatnonzero(bad_coordinates(load_coco_people(path))).tolist() == [2]
+
+
+def test_cli_counts_bad_coordinates_instead_of_a_traceback(tmp_path):
+    _, ann = source("mmpose_coco")
+    data = json.loads(ann.read_text())
+    nan, huge = data["annotations"][1], data["annotations"][4]
+    nan["keypoints"][3 * _first_labelled(nan)] = float("nan")
+    huge["keypoints"][3 * _first_labelled(huge)] = -1e9
+    data["annotations"][7]["bbox"][2] = float("inf")
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(data))
+    out = run_cli(["prepare-coco", "--split", "val", "--images", ann.parent, "--annotations", path,
+                   "--out", tmp_path / "ds", "--workers", 1, "--set", "prepare.crop_size=48"])  # fmt: skip
+    assert "14 annotations -> 9 samples" in out and "bad_coordinates 3" in out
+    assert "Traceback" not in out
+    assert read_labels(tmp_path / "ds" / "val.json")["summary"]["dropped"]["bad_coordinates"] == 3
+
+
+# --- crowding ----------------------------------------------------------------------------------
+
+
+def _person(x: float, y: float, joints: int = 17) -> dict:
+    """A 100 x 200 person at (x, y) with its first ``joints`` joints labelled."""
+    kp = []
+    for j in range(17):
+        kp += [x + 5 * j, y + 10 * j, 2] if j < joints else [0, 0, 0]
+    return {"keypoints": kp, "bbox": [x, y, 100, 200], "area": 20000.0}
+
+
+def _image_of(people: list[dict], path: Path) -> Path:
+    anns = [{"id": i + 1, "image_id": 1, "category_id": 1, "iscrowd": 0, **p}
+            for i, p in enumerate(people)]  # fmt: skip
+    images = [{"id": 1, "file_name": "a.jpg", "width": 3000, "height": 400}]
+    path.write_text(json.dumps({"images": images, "annotations": anns}))
+    return path
+
+
+def test_crowding_counts_the_people_inside_the_crop(tmp_path):
+    """prepare.max_people: the most other people with a labelled joint inside the crop."""
+    p = params()  # max_people = 6
+    crowded = DROP_REASONS.index("too_many_people")
+    # One person, 7 more far to the right, 10 people without keypoints next to it: kept.
+    far = [_person(1000 + 200 * i, 100) for i in range(7)]
+    unlabelled = [_person(60, 100, joints=0) for _ in range(10)]
+    people = load_coco_people(_image_of([_person(50, 100), *far, *unlabelled], tmp_path / "a.json"))
+    assert filter_reasons(people, p)[0] == -1
+    # 7 people with one labelled joint inside its crop: too many; 6: kept.
+    near = [_person(100, 150, joints=1) for _ in range(7)]
+    people = load_coco_people(_image_of([_person(50, 100), *near], tmp_path / "b.json"))
+    assert filter_reasons(people, p)[0] == crowded
+    assert filter_reasons(people, params(max_people=7))[0] == -1
+    assert filter_reasons(people, params(max_people=0))[0] == -1
+    people = load_coco_people(_image_of([_person(50, 100), *near[:6]], tmp_path / "c.json"))
+    assert filter_reasons(people, p)[0] == -1
+
+
+@pytest.mark.parametrize(
+    ("name", "eligible", "kept", "dropped", "misses", "ap"),
+    [
+        ("coco_mini", 80, 78, {"crowd": 5, "few_keypoints": 87, "too_many_people": 2}, 6, 0.9208),
+        ("mmpose_coco", 12, 12, {"few_keypoints": 2}, 0, 1.0),
+    ],
+)
+def test_default_filters_keep_most_people_and_their_labels_are_exact(
+    tmp_path, name, eligible, kept, dropped, misses, ap
+):
+    """At the default settings at least 90 % of the non-crowd people with >= 3 labelled joints
+    are kept, and the oracle (the labels fed back as predictions) scores AP >= 0.99 on them."""
+    from pkmodel.engine.evaluate import evaluate_split
+    from tests.engine.coco_files import eval_config
+
+    images, ann = source(name)
+    data = json.loads(ann.read_text())
+    people = [a for a in data["annotations"] if not a.get("iscrowd", 0)]
+    assert sum(sum(v > 0 for v in a["keypoints"][2::3]) >= 3 for a in people) == eligible
+    cfg = eval_config(**{"train.workers": 0})
+    p = dataclasses.replace(cfg.prepare, workers=1)
+    assert p == dataclasses.replace(PrepareConfig(), workers=1)  # the defaults
+    summary = prepare_split("val", images, ann, tmp_path, p, progress=False)
+    assert summary.kept == kept and summary.kept / eligible >= 0.9
+    assert {k: v for k, v in summary.dropped.items() if v} == dropped
+    # COCOeval counts every person with a labelled joint on the evaluated images: people the
+    # filters drop there (1-2 joints, crowded crops) are misses of any model.
+    m = evaluate_split(summary.labels, cfg).metrics
+    assert m["gt_people_without_prediction"] == misses
+    assert m["AP"] == pytest.approx(ap, abs=1e-4)
+    # Scored against the kept people alone, the labels reproduce the annotations exactly.
+    ids = {s["ann_id"] for s in read_labels(summary.labels)["samples"]}
+    only_kept = tmp_path / "kept.json"
+    only_kept.write_text(json.dumps({**data, "annotations": [a for a in data["annotations"] if a["id"] in ids]}))  # fmt: skip
+    m = evaluate_split(summary.labels, cfg, annotations=only_kept).metrics
+    assert m["samples"] == kept and m["gt_people_without_prediction"] == 0
+    assert m["AP"] >= 0.99 and m["mean_error_px"] < 0.01
 
 
 # --- the command -------------------------------------------------------------------------------
