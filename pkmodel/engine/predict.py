@@ -326,26 +326,26 @@ def predict_images(
 
     names = _overlay_names(paths)
     items, overlays, skipped = [], [], []
-    bar = tqdm(total=len(paths), unit="img", desc="predict", disable=not progress)
-    for chunk in _batches(list(zip(paths, names, strict=True)), batch_size):
-        frames, kept = [], []
-        for path, name in chunk:
-            try:
-                frames.append(read_rgb(path))
-                kept.append((path, name))
-            except ValueError as e:
-                if strict:
-                    raise PkmodelError(f"image {path} cannot be loaded ({e})") from None
-                skipped.append({"file": str(path), "reason": str(e)})
-        if frames:
-            for (path, name), frame, pose in zip(kept, frames, predict(frames), strict=True):
-                out = out_dir / name
-                save_image(out, draw_pose(frame, pose))
-                overlays.append(out)
-                item = {"file": str(path), "width": frame.shape[1], "height": frame.shape[0]}
-                items.append({**item, **pose.to_json(), "overlay": name})
-        bar.update(len(chunk))
-    bar.close()
+    # closed on an error too, so that an error message starts on a line of its own
+    with tqdm(total=len(paths), unit="img", desc="predict", disable=not progress) as bar:
+        for chunk in _batches(list(zip(paths, names, strict=True)), batch_size):
+            frames, kept = [], []
+            for path, name in chunk:
+                try:
+                    frames.append(read_rgb(path))
+                    kept.append((path, name))
+                except ValueError as e:
+                    if strict:
+                        raise PkmodelError(f"image {path} cannot be loaded ({e})") from None
+                    skipped.append({"file": str(path), "reason": str(e)})
+            if frames:
+                for (path, name), frame, pose in zip(kept, frames, predict(frames), strict=True):
+                    out = out_dir / name
+                    save_image(out, draw_pose(frame, pose))
+                    overlays.append(out)
+                    item = {"file": str(path), "width": frame.shape[1], "height": frame.shape[0]}
+                    items.append({**item, **pose.to_json(), "overlay": name})
+            bar.update(len(chunk))
     if not items:
         raise PkmodelError(
             f"none of the {len(paths)} image(s) in {header['input']} could be loaded"

@@ -103,3 +103,14 @@ def test_latency_benchmark_reports_both_runtimes():
     report = benchmark_cpu_latency(model, 64, 0.35, runs=3, warmup=1)
     assert report.torch_ms > 0 and report.onnxruntime_ms > 0
     assert "onnxruntime" in report.summary() and report.runs == 3
+
+
+def test_fetch_benchmark_downloads_every_file(tmp_path):
+    from pkmodel.tools.benchmark.stages import benchmark_fetch
+
+    seconds = benchmark_fetch(tmp_path, files=6, size=3000, latency_s=0.0, workers=(1, 3))
+    assert sorted(seconds) == [1, 3] and all(s > 0 for s in seconds.values())
+    for n in (1, 3):
+        got = sorted((tmp_path / f"out_{n}").glob("*.jpg"))
+        assert [p.name for p in got] == [f"{i}.jpg" for i in range(6)]
+        assert all(p.stat().st_size == 3000 for p in got)

@@ -1,0 +1,248 @@
+"""A battery of bad inputs through the real command line (one subprocess each, run side by
+side): every one ends with exit code 2 and one line on stderr naming the file, key or value at
+fault, prints no traceback, and leaves every file that was there before byte-identical."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+TINY = """[model]
+input_size = 64
+width_mult = 0.35
+neck_channels = 24
+head_channels = 24
+[train]
+batch_size = 4
+workers = 0
+device = "cpu"
+[eval]
+batch_size = 8
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    """``args`` of `pkmodel` run in a folder of its own (``{here}``); ``files`` are written there
+    first; stderr must be one line containing ``says`` (placeholders filled in)."""
+
+    name: str
+    args: tuple[str, ...]
+    says: str
+    files: dict[str, bytes | str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+COCO_NO_PEOPLE = '{"images": [], "annotations": [], "categories": []}'
+LABELS_OTHER = '{"schema": "something.else", "samples": []}'
+
+CASES = [
+    # The configuration, whatever the command.
+    Case("config-missing", ("config", "show", "--config", "{here}/no.toml"),
+         "config file {here}/no.toml (from --config) does not exist"),
+    Case("config-folder", ("config", "show", "--config", "{here}"), "is a folder, not a file"),
+    Case("config-not-toml", ("config", "show", "--config", "{here}/c.toml"),
+         "config file {here}/c.toml is not valid TOML", files={"c.toml": "[train\nepochs = 3\n"}),
+    Case("config-unknown-key", ("config", "show", "--config", "{here}/c.toml"),
+         "unknown config key 'train.epoch' (did you mean 'train.epochs'?)",
+         files={"c.toml": "[train]\nepoch = 3\n"}),
+    Case("set-no-equals", ("config", "show", "--set", "train.epochs"),
+         "--set 'train.epochs' must look like section.key=value"),
+    Case("set-unknown-section", ("config", "show", "--set", "trian.epochs=3"),
+         "unknown config section 'trian' (did you mean 'train'?)"),
+    Case("set-wrong-type", ("config", "show", "--set", "train.epochs=many"),
+         "train.epochs must be an integer, got 'many'"),
+    Case("env-wrong-type", ("config", "show"), "env PKMODEL_TRAIN__LR: train.lr must be a number",
+         env={"PKMODEL_TRAIN__LR": "fast"}),
+    Case("config-check-inf", ("config", "check", "--set", "targets.sigma_scale=inf"),
+         "targets.sigma_scale = inf must be a finite number"),
+    Case("config-init-exists", ("config", "init", "{here}/c.toml"), "already exists",
+         files={"c.toml": "[train]\n"}),
+    # make-synthetic
+    Case("synthetic-size-small", ("make-synthetic", "--out", "{here}/s", "--size", "10x10"),
+         "--size '10x10': width and height must be 32-4096 pixels"),
+    Case("synthetic-size-text", ("make-synthetic", "--out", "{here}/s", "--size", "big"),
+         "--size 'big' must look like WIDTHxHEIGHT"),
+    Case("synthetic-out-is-file", ("make-synthetic", "--out", "{here}/f", "--num-train", "1"),
+         "output folder {here}/f exists and is not a folder", files={"f": "x"}),
+    Case("synthetic-nothing", ("make-synthetic", "--out", "{here}/s", "--num-train", "0",
+                               "--num-val", "0", "--sequences", "0"), "nothing to generate"),
+    # prepare-coco
+    Case("prepare-missing-annotations", ("prepare-coco", "--split", "x", "--images", "{here}",
+                                         "--annotations", "{here}/no.json", "--out", "{here}/p"),
+         "{here}/no.json does not exist"),
+    Case("prepare-not-json", ("prepare-coco", "--split", "x", "--images", "{here}",
+                              "--annotations", "{here}/a.json", "--out", "{here}/p"),
+         "annotation file {here}/a.json is not valid JSON", files={"a.json": "{oops"}),
+    Case("prepare-no-default-split", ("prepare-coco", "--split", "extra", "--out", "{here}/p"),
+         "split 'extra' has no default data: pass --images and --annotations"),
+    Case("prepare-crop-size", ("prepare-coco", "--split", "x", "--images", "{here}",
+                               "--annotations", "{here}/a.json", "--set", "prepare.crop_size=4"),
+         "prepare.crop_size = 4 must be >= 8", files={"a.json": COCO_NO_PEOPLE}),
+    # train
+    Case("train-input-size", ("train", "--config", "{tiny}", "--out", "{here}/r", "--set",
+                              "data.prepared_dir={prepared}", "--set", "model.input_size=100"),
+         "model.input_size = 100 must be a positive multiple of 32"),
+    Case("train-no-data", ("train", "--config", "{tiny}", "--out", "{here}/r", "--set",
+                           "data.prepared_dir={here}/none"), "prepared labels {here}/none/train.json do not exist"),
+    Case("train-resume-nothing", ("train", "--config", "{tiny}", "--out", "{here}/r", "--resume",
+                                  "--set", "data.prepared_dir={prepared}"),
+         "--resume: {here}/r/last.pt does not exist"),
+    Case("train-max-steps", ("train", "--config", "{tiny}", "--out", "{here}/r", "--max-steps",
+                             "0", "--set", "data.prepared_dir={prepared}"),
+         "--max-steps 0 must be at least 1"),
+    Case("train-finetune-text", ("train", "--config", "{tiny}", "--out", "{here}/r", "--finetune",
+                                 "{here}/w.pt", "--set", "data.prepared_dir={prepared}"),
+         "{here}/w.pt is not a pkmodel checkpoint", files={"w.pt": "not weights\n"}),
+    Case("train-device", ("train", "--config", "{tiny}", "--out", "{here}/r", "--device",
+                          "cuda:7", "--set", "data.prepared_dir={prepared}"),
+         "train.device (--device) is 'cuda:7' but CUDA is not available here"),
+    Case("train-earlier-run", ("train", "--config", "{tiny}", "--out", "{here}/r", "--set",
+                               "data.prepared_dir={prepared}"),
+         "{here}/r already holds last.pt of an earlier run", files={"r/last.pt": b"weights"}),
+    Case("train-lr-nan", ("train", "--config", "{tiny}", "--out", "{here}/r", "--lr", "nan",
+                          "--set", "data.prepared_dir={prepared}"),
+         "train.lr = nan must be a finite number"),
+    # evaluate
+    Case("evaluate-missing-weights", ("evaluate", "--config", "{tiny}", "--weights",
+                                      "{here}/no.pt", "--out", "{here}/e"),
+         "weights file {here}/no.pt does not exist"),
+    Case("evaluate-onnx-weights", ("evaluate", "--config", "{tiny}", "--weights", "{here}/m.onnx",
+                                   "--out", "{here}/e"),
+         "{here}/m.onnx is not a pkmodel checkpoint (an ONNX model, not a PyTorch file)",
+         files={"m.onnx": b"\x08\x07\x12\x07pytorch"}),
+    Case("evaluate-batch-size", ("evaluate", "--config", "{tiny}", "--oracle", "--batch-size",
+                                 "0", "--out", "{here}/e", "--set", "data.prepared_dir={prepared}"),
+         "eval.batch_size = 0 must be at least 1"),
+    Case("evaluate-labels-missing", ("evaluate", "--config", "{tiny}", "--oracle", "--labels",
+                                     "{here}/no.json", "--out", "{here}/e"),
+         "prepared labels {here}/no.json do not exist (run `pkmodel prepare-coco`)"),
+    Case("evaluate-labels-other", ("evaluate", "--config", "{tiny}", "--oracle", "--labels",
+                                   "{here}/l.json", "--out", "{here}/e"),
+         "{here}/l.json is not a pkmodel prepared-labels file", files={"l.json": LABELS_OTHER}),
+    # predict
+    Case("predict-missing-input", ("predict", "{here}/no.jpg", "--weights", "{ckpt}",
+                                   "--out", "{here}/o"), "input {here}/no.jpg does not exist"),
+    Case("predict-not-an-image", ("predict", "{here}/notes.txt", "--weights", "{ckpt}",
+                                  "--out", "{here}/o"), "{here}/notes.txt is neither an image",
+         files={"notes.txt": "hello"}),
+    Case("predict-corrupt-image", ("predict", "{here}/bad.jpg", "--weights", "{ckpt}",
+                                   "--out", "{here}/o", "--quiet"),
+         "image {here}/bad.jpg cannot be loaded (cannot decode (Truncated File Read))",
+         files={"bad.jpg": b"\xff\xd8\xff\xe0 truncated"}),
+    # export
+    Case("export-coreml-suffix", ("export-coreml", "--weights", "{ckpt}", "--out",
+                                  "{here}/m.mlmodel"), "--out {here}/m.mlmodel must end with .mlpackage"),
+    Case("export-onnx-opset", ("export-onnx", "--weights", "{ckpt}", "--out", "{here}/m.onnx",
+                               "--opset", "11"), "export.onnx_opset = 11 is not supported"),
+    Case("export-onnx-exists", ("export-onnx", "--weights", "{ckpt}", "--out", "{here}/m.onnx"),
+         "{here}/m.onnx already exists; pass --force to overwrite it", files={"m.onnx": b"old"}),
+    Case("export-ios", ("export-coreml", "--weights", "{ckpt}", "--out", "{here}/m.mlpackage",
+                        "--set", "export.minimum_ios=14"), "export.minimum_ios = 14 is not supported"),
+    # lift
+    Case("lift-missing-input", ("lift", "--input", "{here}/none", "--ground-truth-2d",
+                                "--out", "{here}/l"), "input folder {here}/none does not exist"),
+    Case("lift-device", ("lift", "--input", "{synthetic}", "--weights", "{ckpt}", "--device",
+                         "tpu", "--out", "{here}/l"), "lift.device (--device) 'tpu' is not one of"),
+    Case("lift-window", ("lift", "--input", "{synthetic}", "--ground-truth-2d", "--out",
+                         "{here}/l", "--set", "lift.window=4"), "lift.window = 4 must be a positive odd number"),
+    # data tools
+    Case("data-split-missing", ("data", "split", "{here}/no.json"),
+         "prepared labels {here}/no.json do not exist"),
+    Case("data-stats-not-json", ("data", "stats", "{here}/l.json"),
+         "prepared labels {here}/l.json are not valid JSON", files={"l.json": "[1, 2"}),
+    Case("data-merge-other", ("data", "merge", "{here}/l.json", "{here}/k.json", "--out",
+                              "{here}/m"), "{here}/l.json is not a pkmodel prepared-labels file",
+         files={"l.json": LABELS_OTHER, "k.json": LABELS_OTHER}),
+    Case("data-fetch-missing", ("data", "fetch", "{here}/urls.txt", "--out", "{here}/f"),
+         "URL list {here}/urls.txt does not exist"),
+    Case("data-frames-both", ("data", "extract-frames", "{here}", "--out", "{here}/f"),
+         "give exactly one of --every SECONDS or --count K"),
+    Case("data-pseudo-weights", ("data", "pseudo-label", "{here}", "--weights", "{here}/no.pt",
+                                 "--out", "{here}/p"), "weights file {here}/no.pt does not exist"),
+    # model-info, benchmark
+    Case("model-info-width", ("model-info", "--width", "0"), "model.width_mult = 0.0 must be positive"),
+    Case("benchmark-input-size", ("benchmark", "--quick", "--input-size", "100", "--out",
+                                  "{here}/b.json"), "model.input_size = 100 must be a positive multiple of 32"),
+]  # fmt: skip
+
+
+def _snapshot(*folders: Path) -> dict[str, bytes]:
+    return {
+        str(p): p.read_bytes()
+        for folder in folders
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def battery(tmp_path_factory, tiny_synthetic, tiny_prepared):
+    """Run every case at once (four at a time); returns {name: (case, result, folder, before)}."""
+    import torch
+
+    from pkmodel.config import load_config
+    from pkmodel.model.checkpoint import save_checkpoint
+    from pkmodel.model.network import build_model
+
+    root = tmp_path_factory.mktemp("bad_inputs")
+    tiny = root / "tiny.toml"
+    tiny.write_text(TINY)
+    cfg = load_config(tiny, [], env={})
+    torch.manual_seed(0)
+    ckpt = root / "tiny.pt"
+    model = build_model(cfg.model, pretrained=False)
+    save_checkpoint(ckpt, {"model": model.state_dict(), "ema": None, "config": cfg.to_dict()})
+    shared = {"tiny": str(tiny), "ckpt": str(ckpt), "prepared": str(tiny_prepared),
+              "synthetic": str(tiny_synthetic)}  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PKMODEL_")}
+    env.update(COLUMNS="200", NO_COLOR="1", NO_ALBUMENTATIONS_UPDATE="1")
+
+    def run(case: Case):
+        here = root / case.name
+        here.mkdir()
+        for name, content in case.files.items():
+            path = here / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+        fill = {**shared, "here": str(here)}
+        args = [a.format(**fill) for a in case.args]
+        before = _snapshot(here)
+        done = subprocess.run(
+            [sys.executable, "-m", "pkmodel", *args], capture_output=True, text=True,
+            cwd=here, env={**env, **case.env}, stdin=subprocess.DEVNULL, timeout=120,
+        )  # fmt: skip
+        return case.name, (case, done, here, before, case.says.format(**fill))
+
+    shared_before = _snapshot(tiny_prepared, tiny_synthetic, root.parent)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = dict(pool.map(run, CASES))
+    assert _snapshot(tiny_prepared, tiny_synthetic) == {
+        k: v
+        for k, v in shared_before.items()
+        if k.startswith((str(tiny_prepared), str(tiny_synthetic)))
+    }
+    return results
+
+
+def test_the_battery_has_at_least_40_cases_with_distinct_names():
+    assert len(CASES) >= 40
+    assert len({c.name for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("name", [c.name for c in CASES])
+def test_bad_input_is_one_sentence_and_loses_nothing(battery, name):
+    case, done, here, before, says = battery[name]
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert says in lines[0], (says, lines[0])
+    after = _snapshot(here)
+    assert {k: after.get(k) for k in before} == before  # nothing that was there changed
