@@ -43,7 +43,8 @@ def prepare_coco(
 
     One crop per person (the bbox's longer side x prepare.expand_ratio, zero padding outside
     the image), resized to prepare.crop_size. Filters (prepare.*): crowd annotations, too few
-    labelled joints, small area, images with too many people. Rerunning reuses finished crops.
+    labelled joints, coordinates that are not numbers or far off the image, small area, too many
+    other people inside the crop. Rerunning reuses finished crops whose source image is unchanged.
     """
     from pkmodel.common.errors import PkmodelError
     from pkmodel.data.prepare import prepare_split

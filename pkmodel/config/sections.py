@@ -156,10 +156,10 @@ class PrepareConfig(Section):
     )
     crop_size: int = _f(256, "saved crop resolution in pixels (square)")
     skip_crowd: bool = _f(True, "drop iscrowd annotations")
-    min_keypoints: int = _f(3, "minimum labelled joints (visibility > 0) to keep a person")
+    min_keypoints: int = _f(1, "minimum labelled joints (visibility > 0) to keep a person")
     min_area: float = _f(32.0 * 32.0, "minimum annotation area in original pixels")
     max_people: int = _f(
-        6, "drop a person when more other people have a labelled joint in its crop (0 = no limit)"
+        0, "drop a person when more other people have a labelled joint in its crop (0 = no limit)"
     )
     jpeg_quality: int = _f(95, "JPEG quality of saved crops")
     workers: int = _f(0, "worker processes (0 = one per core)")

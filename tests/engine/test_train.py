@@ -57,7 +57,7 @@ def _train_cmd(prepared: Path, out: Path, epochs: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tiny_prepared, tmp_path):
+def test_sigkill_mid_epoch_or_mid_save_then_resume_gives_identical_weights(tiny_prepared, tmp_path):
     import json
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -85,6 +85,36 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tiny_prepared, tm
     assert load_checkpoint(killed / "last.pt")["epoch"] == 3
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+    # Killed inside a checkpoint save: epoch 2's last.pt is half written when SIGKILL comes.
+    in_save = tmp_path / "in_save"
+    code = (
+        "import io, os, signal, sys, torch\n"
+        "real, calls = torch.save, []\n"
+        "def dying_save(obj, f, *args, **kwargs):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 2:\n"
+        "        buf = io.BytesIO(); real(obj, buf)\n"
+        "        f.write(buf.getvalue()[: len(buf.getvalue()) // 2]); f.flush()\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(obj, f, *args, **kwargs)\n"
+        "torch.save = dying_save\n"
+        "sys.argv = ['pkmodel', *sys.argv[1:]]\n"
+        "from pkmodel.cli import main\n"
+        "main()\n"
+    )
+    args = _train_cmd(tiny_prepared, in_save, 3)[3:]  # after "python -m pkmodel.cli"
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=ROOT)
+    assert done.returncode == -signal.SIGKILL
+    assert load_checkpoint(in_save / "last.pt")["epoch"] == 1  # the earlier save is whole
+    assert len(list(in_save.glob(".last.pt.*.tmp"))) == 1  # the half-written one
+    subprocess.run(
+        _train_cmd(tiny_prepared, in_save, 3) + ["--resume"], check=True, env=env, cwd=ROOT
+    )
+    assert list(in_save.glob(".*.tmp")) == []
+    c = _weights(in_save / "last.pt")
+    for name in a:
+        assert torch.equal(a[name], c[name]), name
 
 
 def test_resume_refuses_other_files(tmp_path):
