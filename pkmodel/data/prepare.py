@@ -418,9 +418,11 @@ def _write_crop(path: Path, rgb: np.ndarray, quality: int) -> tuple[int, str]:
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from e  # a full disk: name the crop
         raise
     return len(data), hashlib.sha1(data).hexdigest()
 

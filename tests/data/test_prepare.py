@@ -817,3 +817,22 @@ def test_a_split_that_keeps_nobody_is_an_error_and_the_old_labels_stay(tiny_synt
     # Callers that handle an empty result themselves get the empty labels.
     empty = prepare_split("e", tmp_path / "empty", ann, tmp_path, params(), False, allow_empty=True)
     assert empty.kept == 0 and read_labels(empty.labels)["samples"] == []
+
+
+def test_a_full_disk_names_the_crop_being_written(tmp_path, monkeypatch):
+    import errno
+
+    import numpy as np
+
+    from pkmodel.cli.common import os_error_sentence
+    from pkmodel.data import prepare
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    target = tmp_path / "1_2.jpg"
+    with pytest.raises(OSError) as err:
+        prepare._write_crop(target, np.zeros((8, 8, 3), np.uint8), 90)
+    assert os_error_sentence(err.value) == f"cannot write {target}: No space left on device"
+    assert list(tmp_path.iterdir()) == []
