@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from pkmodel.common.atomic import atomic_open
 from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.geometry import image_to_crop, pixel_crop_box
 from pkmodel.common.images import crop_square, read_rgb
@@ -414,16 +415,8 @@ def _write_crop(path: Path, rgb: np.ndarray, quality: int) -> tuple[int, str]:
     if not ok:  # pragma: no cover - cv2 encodes any uint8 image
         raise RuntimeError(f"JPEG encoding failed for {path}")
     data = buf.tobytes()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        if isinstance(e, OSError) and e.filename is None and e.errno is not None:
-            raise OSError(e.errno, e.strerror, str(path)) from e  # a full disk: name the crop
-        raise
+    with atomic_open(path, "wb", durable=False) as f:
+        f.write(data)
     return len(data), hashlib.sha1(data).hexdigest()
 
 

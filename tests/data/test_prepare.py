@@ -825,12 +825,25 @@ def test_a_full_disk_names_the_crop_being_written(tmp_path, monkeypatch):
     import numpy as np
 
     from pkmodel.cli.common import os_error_sentence
+    from pkmodel.common import atomic
     from pkmodel.data import prepare
 
-    def full(self, data):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    real_fdopen = os.fdopen
 
-    monkeypatch.setattr(Path, "write_bytes", full)
+    class FullDisk:  # the temporary file opens, its write fails as on a full disk
+        def __init__(self, fd, mode):
+            self.file = real_fdopen(fd, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic.os, "fdopen", FullDisk)
     target = tmp_path / "1_2.jpg"
     with pytest.raises(OSError) as err:
         prepare._write_crop(target, np.zeros((8, 8, 3), np.uint8), 90)
