@@ -19,6 +19,9 @@ from pkmodel.config import SECTIONS, load_config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# What every --weights option accepts (pkmodel.engine.networks.load_network).
+WEIGHTS_HELP = "checkpoint (.pt), ONNX export (.onnx) or Core ML model (.mlpackage, .mlmodelc)"
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option(

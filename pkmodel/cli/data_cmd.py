@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import config_command, key
+from pkmodel.cli.common import WEIGHTS_HELP, config_command, key
 from pkmodel.config import Config
 
 app = typer.Typer(
@@ -269,9 +269,7 @@ def pseudo_label_command(
             help="Folder of unlabelled images (searched recursively).", show_default=False
         ),
     ],
-    weights: Annotated[
-        Path, typer.Option("--weights", help="pkmodel checkpoint (.pt) or ONNX export (.onnx).")
-    ],
+    weights: Annotated[Path, typer.Option("--weights", help=f"Network: {WEIGHTS_HELP}.")],
     out: Path | None = key(
         "data.prepared_dir", "--out", help="output dataset folder: OUT/NAME.json, OUT/imgs/NAME/"
     ),
@@ -294,7 +292,7 @@ def pseudo_label_command(
     device: str | None = key(
         "train.device",
         help="where a checkpoint runs: auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps; an "
-        "ONNX model runs on the CPU",
+        "export runs on the CPU",
     ),
     quiet: QuietOption = False,
 ) -> None:
@@ -307,10 +305,10 @@ def pseudo_label_command(
     (prepare.*) into OUT/NAME.json, each sample marked "pseudo": true with its source tag,
     ready for `pkmodel data merge`.
     """
-    from pkmodel.common.devices import select_device
     from pkmodel.datatools.pseudo import pseudo_label_weights
+    from pkmodel.engine.networks import network_device
 
-    torch_device = "cpu" if weights.suffix.lower() == ".onnx" else select_device(cfg.train.device)
+    torch_device = network_device(weights, cfg.train.device)
     summary = pseudo_label_weights(
         images, weights, cfg.data.prepared_dir, cfg, name, torch_device, annotations,
         cfg.eval.batch_size, progress=not quiet,

@@ -16,7 +16,11 @@ def evaluate_command(
     cfg: Config,
     weights: Annotated[
         Path | None,
-        typer.Option(help="pkmodel checkpoint (.pt) to evaluate.", show_default=False),
+        typer.Option(
+            help="Network to evaluate: checkpoint (.pt), ONNX export (.onnx) or Core ML model "
+            "(.mlpackage, .mlmodelc; run by pkmodel's Core ML runner).",
+            show_default=False,
+        ),
     ] = None,
     oracle: Annotated[
         bool,
@@ -80,7 +84,7 @@ def evaluate_command(
     from pkmodel.engine.report import format_metrics, write_evaluation
 
     if (weights is None) == (not oracle):
-        raise PkmodelError("give either --weights CHECKPOINT or --oracle (exactly one of them)")
+        raise PkmodelError("give either --weights (a network) or --oracle (exactly one of them)")
     check_writable(cfg.eval.out_dir, "--out (eval.out_dir)")  # before the model runs
     if (annotations is None) != (images is None):
         raise PkmodelError("--annotations and --images go together (a COCO file and its images)")
@@ -90,23 +94,25 @@ def evaluate_command(
         raise PkmodelError(f"--pictures must be 0 or more, got {pictures}")
 
     model = None
-    if weights is not None:
-        from pkmodel.model.checkpoint import model_from_checkpoint
+    from pkmodel.engine.networks import load_network, network_device
 
-        model, saved, _ = model_from_checkpoint(weights)
-        cfg.model = saved.model  # the network is what the checkpoint says it is
-        if saved.prepare.expand_ratio != cfg.prepare.expand_ratio:
+    torch_device = network_device(weights, cfg.train.device) if weights else None
+    if weights is not None:
+        network = load_network(weights, torch_device)
+        network.configure(cfg)  # the network is what the checkpoint or export says it is
+        model = network.module
+        saved = network.config
+        if saved is not None and saved.prepare.expand_ratio != cfg.prepare.expand_ratio:
             typer.secho(
                 f"note: {weights} was trained on crops with prepare.expand_ratio "
                 f"{saved.prepare.expand_ratio}, this evaluation uses {cfg.prepare.expand_ratio}",
                 err=True,
                 fg=typer.colors.YELLOW,
             )
-    from pkmodel.common.devices import select_device
+    if torch_device is None:
+        from pkmodel.common.devices import select_device
 
-    torch_device = select_device(cfg.train.device)
-    if model is not None:
-        model.to(torch_device)
+        torch_device = select_device(cfg.train.device)
 
     with tempfile.TemporaryDirectory(prefix="pkmodel-eval-") as tmp:
         if annotations is not None:

@@ -68,6 +68,17 @@ def export_coreml_command(
         help="weight compression: none, int8 (8-bit linear) or palette (export.palette_bits-bit "
         "lookup tables)",
     ),
+    check_ap: Annotated[
+        Path | None,
+        typer.Option(
+            "--check-ap",
+            help="A prepared split (LABELS.json): evaluate the exported model (pkmodel's Core "
+            "ML runner) and the checkpoint in FP32 on it and print both APs: what the "
+            "precision and compression cost.",
+            metavar="LABELS",
+            show_default=False,
+        ),
+    ] = None,
     force: ForceOption = False,
 ) -> None:
     """Export a checkpoint to Core ML (ML Program, image input, FP16 by default) and verify it.
@@ -75,9 +86,15 @@ def export_coreml_command(
     The app passes camera pixels 0..255 (normalisation is inside the model) and gets the four
     outputs heatmaps, centers, regs, offsets; decoder settings, joints and skeleton are in the
     model's metadata. The saved spec is reloaded and checked (input, outputs, shapes, types,
-    weight precision, metadata); on macOS the model is also run and compared with PyTorch.
+    weight precision, metadata); then the program is run by pkmodel's Core ML runner on
+    export.check_images against PyTorch, and a difference beyond its tolerance fails the export
+    (nothing is written). On macOS Core ML itself also runs it.
     """
+    from pkmodel.common.errors import PkmodelError, not_there
     from pkmodel.export.coreml import export_coreml
+
+    if check_ap is not None and not check_ap.is_file():
+        raise PkmodelError(f"--check-ap labels file {check_ap} {not_there(check_ap)}")
 
     if fp32:
         cfg.set("export.precision", "fp32", "option")
@@ -86,6 +103,18 @@ def export_coreml_command(
     out = out if out is not None else cfg.export.out_dir / "model.mlpackage"
     report = export_coreml(weights, out, cfg, force=force, log=typer.echo)
     _print_report(report, "Core ML model")
+    if check_ap is not None:
+        from pkmodel.engine.evaluate import evaluate_weights
+
+        typer.echo(f"AP on {check_ap} (flip test {'on' if cfg.eval.flip_test else 'off'}):")
+        ref = evaluate_weights(weights, check_ap, cfg)
+        got = evaluate_weights(report.path, check_ap, cfg)
+        kind = cfg.export.compress if cfg.export.compress != "none" else cfg.export.precision
+        if cfg.export.compress == "palette":
+            kind = f"palette {cfg.export.palette_bits}-bit"
+        for what, m in ((f"PyTorch FP32 ({weights.name})", ref), (f"Core ML {kind}", got)):
+            typer.echo(f"  {what:<34} AP {m['AP']:.3f}  AP50 {m['AP50']:.3f}  PCK {m['PCK']:.3f}")
+        typer.echo(f"  AP change: {got['AP'] - ref['AP']:+.3f}")
 
 
 @config_command

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import config_command, key
+from pkmodel.cli.common import WEIGHTS_HELP, config_command, key
 from pkmodel.config import Config
 
 
@@ -29,7 +29,8 @@ def lift_command(
         typer.Option(
             "--weights",
             "-w",
-            help="pkmodel checkpoint that finds the 2D joints (EMA weights when present).",
+            help=f"Network that finds the 2D joints: {WEIGHTS_HELP} (a checkpoint's EMA "
+            "weights when present).",
             show_default=False,
         ),
     ] = None,

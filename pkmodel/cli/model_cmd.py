@@ -1,12 +1,14 @@
-"""`pkmodel model-info`: parameters, multiply-adds and output shapes of the configured network."""
+"""`pkmodel model-info`: parameters, multiply-adds and output shapes of the configured network,
+or a description of any weights (checkpoint, ONNX, Core ML) with --weights."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import config_command, key
+from pkmodel.cli.common import WEIGHTS_HELP, config_command, key
 from pkmodel.config import Config
 
 
@@ -15,14 +17,38 @@ def model_info(
     cfg: Config,
     input_size: int | None = key("model.input_size"),
     width: float | None = key("model.width_mult", "--width"),
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights",
+            "-w",
+            help=f"Describe these weights instead: {WEIGHTS_HELP}.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Show parameters, multiply-adds (MACs) per image and output shapes of the configured model.
 
     MACs count the convolutions and linear layers of one forward pass at batch 1 (torch's FLOP
     counter / 2); BatchNorm, activations and upsampling are not counted.
+
+    With --weights: what a checkpoint, ONNX file or Core ML model (.mlpackage or compiled
+    .mlmodelc) is: operations by type, weight and compute precision, input and outputs, size
+    on disk, metadata, and the numbers an export checked itself with.
     """
     import json
+
+    if weights is not None:
+        from pkmodel.export.describe import describe_weights, format_description
+
+        described = describe_weights(weights)
+        if as_json:
+            typer.echo(json.dumps(described, indent=2))
+        else:
+            for line in format_description(described):
+                typer.echo(line)
+        return
 
     from pkmodel.model.network import model_summary
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import config_command, key
+from pkmodel.cli.common import WEIGHTS_HELP, config_command, key
 from pkmodel.config import Config
 
 
@@ -17,9 +17,7 @@ def predict_command(
     source: Annotated[
         Path, typer.Argument(help="An image, a folder of images, or a video (.mp4, .mov, ...).")
     ],
-    weights: Annotated[
-        Path, typer.Option(help="pkmodel checkpoint (.pt) or exported ONNX model (.onnx).")
-    ],
+    weights: Annotated[Path, typer.Option(help=f"Network: {WEIGHTS_HELP}.")],
     out: Annotated[
         Path, typer.Option(help="Output folder for keypoints.json and the overlays.")
     ] = Path("runs/predict"),
@@ -27,7 +25,7 @@ def predict_command(
     device: str | None = key(
         "train.device",
         help="where a checkpoint runs: auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps; an "
-        "ONNX model runs on the CPU",
+        "export runs on the CPU",
     ),
     refine_passes: Annotated[
         int,
@@ -48,10 +46,10 @@ def predict_command(
 
     With --refine-passes N the network then sees a crop around the pose it found, N times.
     """
-    from pkmodel.common.devices import select_device
+    from pkmodel.engine.networks import network_device
     from pkmodel.engine.predict import predict_path
 
-    torch_device = "cpu" if weights.suffix.lower() == ".onnx" else select_device(cfg.train.device)
+    torch_device = network_device(weights, cfg.train.device)
     summary = predict_path(
         source, weights, out, cfg, torch_device, cfg.eval.batch_size, not quiet, refine_passes
     )

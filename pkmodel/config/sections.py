@@ -431,6 +431,12 @@ class ExportConfig(Section):
         "auto",
         "palette lookup tables: kmeans (needs scikit-learn), uniform, auto (kmeans if installed)",
     )
+    check_images: str = _f(
+        "",
+        "folder of images the exported Core ML program is run on against PyTorch (empty: "
+        "generated synthetic people)",
+    )
+    check_count: int = _f(32, "how many check images (the first in name order)")
     onnx_opset: int = _f(18, "ONNX opset")
     dynamic_batch: bool = _f(False, "ONNX batch dimension dynamic")
     author: str = _f("PoseKit", "model metadata: author")
@@ -451,6 +457,7 @@ class ExportConfig(Section):
                 lambda v: self.compress != "palette" or v in PALETTE_BITS,
                 "must be one of " + ", ".join(map(str, PALETTE_BITS)),
             ),
+            ("check_count", lambda v: v >= 1, "must be 1 or more"),
             (
                 "compress",
                 lambda v: v == "none" or self.minimum_ios >= 16,

@@ -269,3 +269,24 @@ def evaluate_model(
     return evaluate_split(
         labels_path, cfg, model, device, batch_size, flip_test, loss_fn, progress
     ).metrics
+
+
+def evaluate_weights(
+    weights: str | Path,
+    labels_path: str | Path,
+    cfg: Any,
+    device: Any = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The metrics of any weights (checkpoint, ONNX, Core ML; engine.networks) on a prepared
+    split, with ``cfg``'s decoder and flip setting; ``cfg`` itself is left unchanged."""
+    import copy
+
+    from pkmodel.engine.networks import load_network
+
+    cfg = copy.deepcopy(cfg)
+    network = load_network(weights, device)
+    network.configure(cfg)
+    return evaluate_split(
+        labels_path, cfg, network.module, network.device, progress=progress
+    ).metrics

@@ -1,8 +1,8 @@
 """Inference on whole images, folders and videos: letterbox, run, decode, map back, draw.
 
 The single-person network sees the whole frame letterboxed to its input size. Weights are a
-pkmodel checkpoint (PyTorch, on any device) or an exported ``.onnx`` file (ONNX Runtime, CPU);
-both go through the same batched decoder. Keypoints are reported in original image pixels with
+pkmodel checkpoint (PyTorch, on any device), an exported ``.onnx`` file (ONNX Runtime, CPU) or a
+Core ML model (pkmodel's Core ML runner, CPU); all go through the same batched decoder. Keypoints are reported in original image pixels with
 each joint's score and ``found`` flag (score >= decoder.score_threshold); joints that are not
 found keep their argmax position and are not drawn.
 """
@@ -22,13 +22,12 @@ import numpy as np
 
 from pkmodel.common.atomic import atomic_write_text, check_writable
 from pkmodel.common.draw import draw_center, draw_skeleton, save_image
-from pkmodel.common.errors import PkmodelError, not_there
+from pkmodel.common.errors import PkmodelError
 from pkmodel.common.geometry import crop_to_image, joint_boxes, letterbox_image, pixel_crop_box
 from pkmodel.common.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, crop_square, read_rgb
 from pkmodel.common.skeleton import JOINT_NAMES
-from pkmodel.model.checkpoint import model_from_checkpoint
+from pkmodel.engine.networks import Network, load_network
 from pkmodel.model.decode import DecodeSettings, decode_poses
-from pkmodel.model.outputs import OUTPUT_NAMES
 
 PREDICTIONS_SCHEMA = "pkmodel.predictions"
 # The person box around a pose's found joints grows by this x its longer side on every side
@@ -41,18 +40,16 @@ REFINE_MARGIN = 0.1
 
 
 class TorchRunner:
-    """A pkmodel checkpoint on a torch device; decodes on that device."""
+    """A loaded network (checkpoint, ONNX or Core ML; see engine.networks) and the decoder,
+    decoding on the network's device."""
 
-    def __init__(self, weights: Path, cfg: Any, device: Any) -> None:
-        import torch
-
-        model, saved, _ = model_from_checkpoint(weights)
-        cfg.model = saved.model  # the network is what the checkpoint says it is
+    def __init__(self, network: Network, cfg: Any) -> None:
+        network.configure(cfg)  # crops and letterboxes at the network's input size
+        self.network = network
         self.cfg = cfg
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.input_size = int(cfg.model.input_size)
-        self.fixed_batch: int | None = None
+        self.device = network.device
+        self.model = network.module
+        self.input_size = int(network.input_size)
 
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         import torch
@@ -66,68 +63,11 @@ class TorchRunner:
             )
 
 
-class OnnxRunner:
-    """An exported .onnx model under ONNX Runtime (CPU); decodes with the NumPy decoder."""
-
-    def __init__(self, weights: Path, cfg: Any) -> None:
-        import onnxruntime as ort
-
-        if not weights.is_file():
-            raise PkmodelError(f"weights file {weights} {not_there(weights)}")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                str(weights), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as e:  # onnxruntime raises its own untyped errors for bad files
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise PkmodelError(f"{weights} is not a readable ONNX model ({first[:160]})") from None
-        inputs = self.session.get_inputs()
-        outputs = [o.name for o in self.session.get_outputs()]
-        shape = inputs[0].shape if len(inputs) == 1 else None
-        if shape is None or len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int):
-            raise PkmodelError(
-                f"{weights} is not a pkmodel ONNX export (expected one N x 3 x S x S input)"
-            )
-        if sorted(outputs) != sorted(OUTPUT_NAMES):
-            raise PkmodelError(
-                f"{weights} is not a pkmodel ONNX export (outputs {outputs}, expected "
-                f"{list(OUTPUT_NAMES)})"
-            )
-        self.input_name = inputs[0].name
-        self.output_names = list(OUTPUT_NAMES)
-        self.cfg = cfg
-        self.input_size = int(shape[2])
-        cfg.model.input_size = self.input_size
-        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
-
-    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        n = len(batch)
-        step = self.fixed_batch or n
-        if n % step:  # a fixed-batch export: pad the last chunk, drop the padding after
-            batch = np.concatenate(
-                [batch, np.zeros((step - n % step, *batch.shape[1:]), batch.dtype)]
-            )
-        runs = [
-            self.session.run(self.output_names, {self.input_name: batch[i : i + step]})
-            for i in range(0, len(batch), step)
-        ]
-        outputs = [np.concatenate(parts)[:n] for parts in zip(*runs, strict=True)]
-        grid = outputs[0].shape[-1]
-        return decode_poses(
-            outputs, DecodeSettings.for_grid(self.cfg.decoder, self.input_size, grid)
-        )
-
-
-def load_runner(weights: str | Path, cfg: Any, device: Any = "cpu") -> TorchRunner | OnnxRunner:
-    """ONNX Runtime for ``.onnx`` files, else a pkmodel checkpoint on ``device``."""
+def load_runner(weights: str | Path, cfg: Any, device: Any = "cpu") -> TorchRunner:
+    """A checkpoint on ``device``, or an ``.onnx`` / Core ML export on the CPU."""
 
     cfg.decoder.check()
-    weights = Path(weights)
-    if weights.suffix.lower() == ".onnx":
-        return OnnxRunner(weights, cfg)
-    return TorchRunner(weights, cfg, device)
+    return TorchRunner(load_network(weights, device), cfg)
 
 
 # --------------------------------------------------------------------------------------------

@@ -170,15 +170,62 @@ def human_size(n: int) -> str:
 def output_differences(
     got: list[np.ndarray], ref: list[np.ndarray], settings: DecodeSettings
 ) -> dict[str, float]:
-    """Max abs difference per output, plus ``keypoints_px``: the largest distance in input
-    pixels between the keypoints decoded from the two (what the app would see)."""
+    """Max abs difference per output, plus what the app would see: ``same_cells``, the share
+    of the joints ``ref`` finds (score >= the threshold; 1.0 when it finds none, counted in
+    ``joints_found``) that ``got`` decodes to the same grid cell, ``near_cells`` to a cell at
+    most one away in x and y, and ``keypoints_px``, the largest distance in input pixels
+    between the found keypoints decoded from the two."""
     diffs = {
         name: float(np.abs(np.asarray(g, np.float32) - np.asarray(r, np.float32)).max())
         for name, g, r in zip(OUTPUT_NAMES, got, ref, strict=True)
     }
     a, b = decode_batch(got, settings), decode_batch(ref, settings)
-    diffs["keypoints_px"] = float(np.linalg.norm(a.keypoints - b.keypoints, axis=-1).max())
+    found = b.found
+    same = np.all(a.cells == b.cells, axis=-1)[found]
+    near = (np.abs(a.cells - b.cells).max(axis=-1) <= 1)[found]
+    distance = np.linalg.norm(a.keypoints - b.keypoints, axis=-1)[found]
+    diffs["joints_found"] = float(found.sum())
+    diffs["same_cells"] = float(same.mean()) if same.size else 1.0
+    diffs["near_cells"] = float(near.mean()) if near.size else 1.0
+    diffs["keypoints_px"] = float(distance.max()) if distance.size else 0.0
     return diffs
+
+
+def check_images(folder: Path | None, input_size: int, count: int) -> tuple[np.ndarray, str]:
+    """Up to ``count`` pictures letterboxed to the input (uint8 N x S x S x 3 RGB) and where they
+    came from: the images of ``folder`` in name order, or without one, generated synthetic
+    people (pkmodel's renderer, fixed seed)."""
+    from pkmodel.common.geometry import letterbox_image
+    from pkmodel.common.images import IMAGE_SUFFIXES, read_rgb
+
+    if folder is not None and str(folder) not in ("", "."):
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise PkmodelError(f"export.check_images {folder} is not a folder")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
+        if not files:
+            raise PkmodelError(f"export.check_images {folder} holds no image")
+        source = f"{len(files)} image(s) from {folder}"
+    else:
+        from pkmodel.config import SyntheticConfig
+        from pkmodel.data.synthetic.generate import generate
+
+        tmp = Path(tempfile.mkdtemp(prefix="pkmodel-check-"))
+        try:
+            spec = SyntheticConfig(num_train=0, num_val=count, sequences=0, workers=1, seed=7)
+            generate(spec, tmp, progress=False)
+            files = sorted((tmp / "val").glob("*.jpg"))
+            pictures = [letterbox_image(read_rgb(f), input_size)[0] for f in files]
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return np.stack(pictures), f"{len(pictures)} generated synthetic picture(s)"
+    pictures = []
+    for f in files:
+        try:
+            pictures.append(letterbox_image(read_rgb(f), input_size)[0])
+        except ValueError as e:
+            raise PkmodelError(f"check image {f} cannot be read ({e})") from None
+    return np.stack(pictures), source
 
 
 # --- Core ML --------------------------------------------------------------------------------

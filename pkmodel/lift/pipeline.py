@@ -20,7 +20,6 @@ import numpy as np
 
 from pkmodel import __version__
 from pkmodel.common.atomic import atomic_write_bytes, atomic_write_json
-from pkmodel.common.devices import select_device
 from pkmodel.common.draw import draw_skeleton, put_label, save_image
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.geometry import letterbox_image
@@ -32,12 +31,12 @@ from pkmodel.common.skeleton import (
     add_derived_joints,
 )
 from pkmodel.config import LiftConfig
+from pkmodel.engine.networks import load_network, network_device
 from pkmodel.lift.canonical import hip_width, to_canonical
 from pkmodel.lift.depth import lift_joints, surface_to_joint
 from pkmodel.lift.rgbd import RgbdSequence
 from pkmodel.lift.smoothing import SmoothingParams, smooth_sequence
 from pkmodel.lift.take import Take, TakeRecorder, write_take
-from pkmodel.model.checkpoint import model_from_checkpoint
 from pkmodel.model.decode import DecodeSettings, decode_batch
 
 SMOOTHING_METHODS = ("none", "ema", "one_euro")
@@ -75,24 +74,30 @@ def ground_truth_joints(seq: RgbdSequence) -> Joints2D:
 
 
 def checkpoint_id(path: Path) -> str:
-    """A short, stable id of a checkpoint file: its name and the start of its SHA-256."""
+    """A short, stable id of a weights file or bundle: its name and the start of the SHA-256 of
+    its bytes (a bundle's files in sorted relative-path order, each path hashed too)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(block)
     return f"{path.name} sha256:{digest.hexdigest()[:12]}"
 
 
 class ModelJoints:
-    """A checkpoint as a 2D joint detector for whole images (letterbox, network, decoder)."""
+    """A network (checkpoint, ONNX or Core ML export) as a 2D joint detector for whole images
+    (letterbox, network, decoder)."""
 
     def __init__(self, weights: Path, cfg: Any, device: str = "auto") -> None:
 
         cfg.decoder.check()
-        self.device = select_device(device, key="lift.device")
-        model, ckpt_cfg, _ = model_from_checkpoint(weights, map_location="cpu")
-        self.model = model.to(self.device).eval()
-        self.input_size = ckpt_cfg.model.input_size  # the size the network was trained at
+        network = load_network(weights, network_device(weights, device, key="lift.device"))
+        self.device = network.device
+        self.model = network.module
+        self.input_size = network.input_size  # the size the network was trained at
         self.decoder = cfg.decoder
         self.min_score = cfg.lift.min_score
         self.model_id = checkpoint_id(Path(weights))

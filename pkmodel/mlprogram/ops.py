@@ -136,6 +136,11 @@ def concat(values, axis, interleave=False):
     return torch.cat([as_tensor(v) for v in values], int(axis))
 
 
+def reverse(x, axes=None):
+    x = as_tensor(x)
+    return torch.flip(x, as_list(axes) if axes is not None else list(range(x.dim())))
+
+
 def reshape(x, shape):
     return as_tensor(x).reshape(as_list(shape))
 
@@ -187,6 +192,7 @@ OPS: dict[str, Callable[..., torch.Tensor]] = {
     "upsample_bilinear": upsample_bilinear,
     "concat": concat,
     "reshape": reshape,
+    "reverse": reverse,
     "transpose": transpose,
     "batch_norm": batch_norm,
     "max_pool": _pool(F.max_pool2d),

@@ -177,9 +177,9 @@ def program_from_spec(spec, source: Path, weights_dir: Path, fmt: str) -> Progra
 def load_spec_program(path: Path) -> Program:
     """An ``.mlpackage`` folder or ``.mlmodel`` file -> Program."""
     path = Path(path)
+    quiet_coremltools()
     from coremltools.proto import Model_pb2
 
-    quiet_coremltools()
     if path.is_dir():
         manifest = path / "Manifest.json"
         if not manifest.is_file():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,8 @@ import torch
 from typer.testing import CliRunner
 
 from pkmodel.cli import app
+from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import JOINT_NAMES, LIMBS
-from pkmodel.config import Config
 from pkmodel.export import common, coreml
 from pkmodel.model.checkpoint import model_from_checkpoint
 from pkmodel.model.outputs import OUTPUT_NAMES
@@ -131,13 +130,51 @@ def test_bgr_model_reorders_channels_and_says_bgr(checkpoint, tmp_path):
     assert max(float((a - b).abs().max()) for a, b in zip(want, got, strict=True)) < 1e-6
 
 
-def test_coreml_prediction_is_skipped_off_macos_with_a_reason(checkpoint, tmp_path):
-    diffs, reason = coreml.compare_coreml_with_torch(
-        tmp_path / "x.mlpackage", None, SIZE, 4, Config().decoder
-    )
-    if os.uname().sysname == "Darwin":  # pragma: no cover - Linux CI
-        pytest.skip("runs the comparison on macOS instead")
-    assert diffs == {} and "needs macOS" in reason
+def test_export_runs_its_program_against_pytorch_and_records_the_figures(exports):
+    """The FP16 export ran its own program (pkmodel's Core ML runner) on generated pictures;
+    the figures are within the FP16 tolerance and saved in the model's metadata."""
+    meta = dict(load_spec(exports["fp16"]).description.metadata.userDefined)
+    check = json.loads(meta[coreml.CHECK_METADATA_KEY])
+    tol = coreml.COREML_TOLERANCE["fp16"]
+    assert check["images"] == "32 generated synthetic picture(s)" and check["tolerance"] == "fp16"
+    assert 0 < check["heatmaps"] <= tol.maps and 0 < check["centers"] <= tol.maps
+    assert 0 < check["regs"] <= tol.vectors and 0 < check["offsets"] <= tol.vectors
+    assert check["same_cells"] >= tol.same_cells and check["near_cells"] >= tol.near_cells
+
+
+def test_a_program_beyond_its_tolerance_fails_the_export_and_writes_nothing(checkpoint, exports, tmp_path, monkeypatch):  # fmt: skip
+    ct = coreml.import_coremltools()
+    converted = ct.models.MLModel(str(exports["fp16"]), skip_model_load=True)
+    monkeypatch.setattr(coreml, "convert_coreml", lambda *a, **k: converted)
+    bad = {"heatmaps": 0.03, "centers": 0.001, "regs": 0.01, "offsets": 0.01, "same_cells": 0.95,
+           "near_cells": 0.995, "joints_found": 40.0, "keypoints_px": 4.0}  # fmt: skip
+    monkeypatch.setattr(coreml, "compare_program_with_torch", lambda *a, **k: bad)
+    out = tmp_path / "m.mlpackage"
+    with pytest.raises(PkmodelError) as err:
+        coreml.export_coreml(checkpoint, out, small_config())
+    message = str(err.value)
+    assert "beyond the fp16 tolerance" in message and "\n" not in message
+    assert "heatmaps max abs diff 0.03 > 0.02" in message
+    assert "95.0% of joints on the same cell < 97%" in message and "within one" not in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_check_images_come_from_a_folder_in_name_order(tmp_path):
+    from PIL import Image
+
+    for i, colour in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255)]):
+        Image.new("RGB", (40, 20), colour).save(tmp_path / f"{2 - i}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    pixels, source = common.check_images(tmp_path, 32, 2)
+    assert pixels.shape == (2, 32, 32, 3) and source == f"2 image(s) from {tmp_path}"
+    # 0.png is the blue one; letterboxed 40x20 -> 32x16 in the middle rows.
+    assert tuple(pixels[0, 16, 16]) == (0, 0, 255) and tuple(pixels[1, 16, 16]) == (0, 255, 0)
+    assert pixels[0, 0].max() == 0  # padding
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PkmodelError, match="holds no image"):
+        common.check_images(tmp_path / "empty", 32, 2)
+    with pytest.raises(PkmodelError, match="is not a folder"):
+        common.check_images(tmp_path / "missing", 32, 2)
 
 
 def test_cli_export_coreml_prints_checks_and_refuses_to_overwrite(checkpoint, tmp_path):
@@ -147,7 +184,8 @@ def test_cli_export_coreml_prints_checks_and_refuses_to_overwrite(checkpoint, tm
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "ok  input 'image': 128x128 RGB image" in result.output
-    assert "skipped: running the Core ML model needs macOS" in result.output
+    assert "skipped: Core ML itself runs only on macOS" in result.output
+    assert "ok  Core ML program vs PyTorch on 32 generated synthetic picture(s)" in result.output
     assert f"wrote Core ML model {out}" in result.output
     before = sorted(p.stat().st_mtime_ns for p in out.rglob("*"))
     again = runner.invoke(app, args)
