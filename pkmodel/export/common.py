@@ -50,6 +50,7 @@ class ExportReport:
     max_abs_diff: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     weight_bytes: dict[str, int] = field(default_factory=dict)  # Core ML: payload by dtype
+    compressed_diff: dict[str, float] = field(default_factory=dict)  # Core ML, compressed
 
 
 # --- shared pieces --------------------------------------------------------------------------

@@ -81,7 +81,8 @@ def cast(x, dtype):
     if dtype in ("fp16", "fp32", "fp64"):
         return x.float()
     if dtype.startswith(("int", "uint")):
-        return x.round().long() if x.is_floating_point() else x.long()
+        # Toward zero, as coremltools' cast (NumPy astype) and Core ML do: -3.6 -> -3, 6.7 -> 6.
+        return x.trunc().long() if x.is_floating_point() else x.long()
     if dtype == "bool":
         return x != 0
     raise ValueError(f"cast to {dtype}")

@@ -106,7 +106,13 @@ class _Parser:
         dims: list[int | None] = []
         while self.peek() != "]":
             token = self.take()
-            dims.append(int(token) if token.isdigit() else None)
+            if token.isdigit():
+                dims.append(int(token))
+            elif self.tokens[self.i - 1][0] == "name" or token == "?":  # an open dimension
+                dims.append(None)
+            else:  # not a dimension: say so here, not wherever the next "]" happens to be
+                self.i -= 1
+                self.fail(f"expected a dimension, found {token!r}")
             if self.peek() == ",":
                 self.take(",")
         self.take("]")
