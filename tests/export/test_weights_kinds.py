@@ -1,0 +1,140 @@
+"""Every command that runs a network takes a checkpoint, an ONNX file or a Core ML model alike
+(pkmodel.engine.networks), and `model-info --weights` describes each of them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pkmodel.cli import app
+from pkmodel.common.errors import PkmodelError
+from pkmodel.engine.networks import load_network, network_device, weights_kind
+from pkmodel.export import common, coreml
+from pkmodel.export.describe import describe_weights, format_description
+from pkmodel.model.outputs import OUTPUT_NAMES
+from tests.conftest import shared_data
+from tests.export.conftest import SIZE, small_config
+
+runner = CliRunner()
+APP_MODEL = ("posekit_app", "pkmodel.mlmodelc")
+
+
+def test_weights_kind_by_suffix():
+    kinds = [weights_kind(p) for p in ("a.pt", "b.pth", "c.ONNX", "d.mlpackage", "e.mlmodelc", "f.mlmodel")]  # fmt: skip
+    assert kinds == ["checkpoint", "checkpoint", "onnx", "coreml", "coreml", "coreml"]
+    assert network_device("m.onnx", "cuda:7").type == "cpu"  # exports never ask for a GPU
+    assert network_device("m.mlpackage", "auto").type == "cpu"
+
+
+def test_the_three_kinds_give_the_same_outputs(checkpoint, exports):
+    """One batch through the checkpoint, its ONNX export and its FP16 Core ML export (run by
+    pkmodel's runner from normalised inputs, as evaluate feeds it)."""
+    x = torch.from_numpy(common.normalise_pixels(common.sample_input(SIZE, batch=3, seed=2)))
+    nets = {kind: load_network(exports[kind] if kind != "pt" else checkpoint) for kind in ("pt", "onnx", "fp16")}  # fmt: skip
+    assert [n.kind for n in nets.values()] == ["checkpoint", "onnx", "coreml"]
+    assert {n.input_size for n in nets.values()} == {SIZE}
+    with torch.inference_mode():
+        out = {k: [o.numpy() for o in n.module(x)] for k, n in nets.items()}
+    for name, ref, onnx_out, ml_out in zip(OUTPUT_NAMES, out["pt"], out["onnx"], out["fp16"], strict=True):  # fmt: skip
+        assert ref.shape == onnx_out.shape == ml_out.shape and ref.shape[0] == 3
+        assert np.abs(onnx_out - ref).max() < 1e-4, name
+        limit = coreml.COREML_TOLERANCE["fp16"]
+        assert np.abs(ml_out - ref).max() < (limit.maps if name in ("heatmaps", "centers") else limit.vectors), name  # fmt: skip
+    cfg = small_config()
+    cfg.model.input_size = 256
+    nets["fp16"].configure(cfg)
+    assert cfg.model.input_size == SIZE
+    nets["pt"].configure(cfg)
+    assert cfg.model.width_mult == 0.35
+
+
+def test_a_core_ml_model_without_the_four_outputs_is_refused(tmp_path):
+    model = tmp_path / "other.mlmodelc"
+    model.mkdir()
+    (model / "model.mil").write_text(
+        "program(1.0)\n{\n  func main<ios15>(tensor<fp32, [1, 3, 8, 8]> input) {\n"
+        '    tensor<fp32, [1, 3, 8, 8]> out = relu(x = input)[name = tensor<string, []>("r")];\n'
+        "  } -> (out);\n}\n"
+    )
+    (model / "metadata.json").write_text(json.dumps([{
+        "inputSchema": [{"type": "Image", "name": "input", "width": "8", "height": "8", "colorspace": "RGB"}],
+        "outputSchema": [{"name": "out", "dataType": "Float32", "shape": "[1, 3, 8, 8]"}],
+    }]))  # fmt: skip
+    with pytest.raises(PkmodelError, match=r"does not have the outputs \['heatmaps'"):
+        load_network(model)
+
+
+@pytest.mark.slow
+def test_evaluate_scores_the_app_model_and_an_onnx_file(tmp_path, exports):
+    ann = shared_data("mmpose_coco", "test_coco.json")
+    app_model = shared_data(*APP_MODEL)
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "--weights", str(app_model), "--annotations", str(ann),
+                                 "--images", str(ann.parent), "--out", str(out), "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    # The app's network on the 12 people of mmpose's COCO val sample (docs/export.md).
+    assert metrics["AP"] == pytest.approx(0.138, abs=0.01)
+    assert metrics["PCK"] == pytest.approx(0.597, abs=0.02)
+    assert metrics["input_size"] == 192 and metrics["weights"] == str(app_model)
+    # ONNX used to be refused by evaluate; now it is scored like the checkpoint it came from.
+    onnx_out = tmp_path / "eval_onnx"
+    result = runner.invoke(app, ["evaluate", "--weights", str(exports["onnx"]), "--annotations",
+                                 str(ann), "--images", str(ann.parent), "--out", str(onnx_out),
+                                 "--quiet", "--pictures", "0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((onnx_out / "metrics.json").read_text())["input_size"] == SIZE
+
+
+@pytest.mark.slow
+def test_predict_with_the_app_model_finds_the_skier(tmp_path):
+    """mmpose's 000000000785.jpg: one skier, box x 281..500, y 45..392 (COCO's annotation)."""
+    image = shared_data("mmpose_coco", "000000000785.jpg")
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", str(image), "--weights", str(shared_data(*APP_MODEL)),
+                                 "--out", str(out), "--quiet", "--set", "decoder.score_threshold=0.1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    item = json.loads((out / "keypoints.json").read_text())["items"][0]
+    xy = np.array(item["keypoints"])[np.array(item["found"])]
+    assert len(xy) >= 12  # most joints found at the app's own threshold
+    inside = (xy[:, 0] > 260) & (xy[:, 0] < 520) & (xy[:, 1] > 30) & (xy[:, 1] < 410)
+    assert inside.mean() >= 0.9
+    cx, cy = item["center"]
+    assert 281 <= cx <= 500 and 45 <= cy <= 392
+    assert (out / "000000000785_pose.jpg").stat().st_size > 10_000
+
+
+def test_model_info_describes_the_app_model():
+    info = describe_weights(shared_data(*APP_MODEL))
+    assert (
+        info["kind"] == "coreml" and info["input"] == "image 'input' 192 x 192 RGB, pixels 0..255"
+    )
+    meta = json.loads(shared_data(*APP_MODEL, "metadata.json").read_text())[0]
+    want = {k.lower(): v for k, v in meta["mlProgramOperationTypeHistogram"].items()}
+    got = {k.replace("_", ""): v for k, v in info["ops"].items() if k != "const"}
+    assert got == want  # Conv 74, Relu 44, Add 14, Cast 5, UpsampleBilinear 3, Sigmoid 2, Mul 1
+    assert info["outputs"] == {"heatmaps": "fp32 1 x 17 x 48 x 48", "centers": "fp32 1 x 1 x 48 x 48",
+                               "regs": "fp32 1 x 34 x 48 x 48", "offsets": "fp32 1 x 34 x 48 x 48"}  # fmt: skip
+    assert list(info["tensor_dtypes"]) == ["fp16"]  # "storagePrecision": "Float16"
+    # The weight file is the program's fp16 blobs (plus 64-byte headers and alignment).
+    weight_file = shared_data(*APP_MODEL, "weights", "weight.bin").stat().st_size
+    assert 0.99 * weight_file < info["tensor_dtypes"]["fp16"] < weight_file
+
+
+def test_model_info_cli_for_each_kind(checkpoint, exports):
+    lines = {}
+    for kind, path in (("pt", checkpoint), ("onnx", exports["onnx"]), ("fp16", exports["fp16"])):
+        result = runner.invoke(app, ["model-info", "--weights", str(path)])
+        assert result.exit_code == 0, result.output
+        lines[kind] = result.output
+    assert "pkmodel checkpoint (PyTorch)" in lines["pt"] and "parameters: 301,558" in lines["pt"]
+    assert "ONNX opset 18" in lines["onnx"] and "Conv " in lines["onnx"]
+    assert f"input: image 'image' {SIZE} x {SIZE} RGB, pixels 0..255" in lines["fp16"]
+    assert "export check on 32 generated synthetic picture(s)" in lines["fp16"]
+    described = describe_weights(exports["fp16"])
+    assert described["ops"]["conv"] == 73 and described["metadata"]["precision"] == "fp16"
+    assert format_description(described)[0].startswith(f"{exports['fp16']}: Core ML ML Program (mlpackage, spec version 8")  # fmt: skip
