@@ -418,3 +418,23 @@ def test_an_unknown_or_absent_lift_device_is_one_sentence(tiny_synthetic, tmp_pa
     assert result.exit_code == 2
     assert result.output.strip() == "error: decoder.score_threshold = -1.0 must be in [0, 1]"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_cli_lifts_with_a_core_ml_model(generated, tmp_path):
+    """The PoseKit app's compiled model finds the rendered person (run by pkmodel's Core ML
+    runner on the CPU, whatever --device says)."""
+    model = shared_data("posekit_app", "pkmodel.mlmodelc")
+    seq = find_sequences(generated)[0]
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["lift", "-w", str(model), "-i", str(seq.source), "-o", str(out), "--no-pictures", "--device", "auto", "--set", "decoder.score_threshold=0.1", "--set", "lift.min_score=0.1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    take = read_take_binary(next(out.rglob("take.bin")))
+    assert take.metadata["model"].startswith("pkmodel.mlmodelc sha256:")
+    kp = take.keypoints_2d[:, :NUM_JOINTS]
+    found = np.isfinite(kp).all(axis=-1)
+    gt = ground_truth_joints(seq).keypoints[:, :NUM_JOINTS]
+    both = found & np.isfinite(gt).all(axis=-1)
+    assert found.mean() > 0.6 and both.sum() >= 150  # 79% and 214 of 272 measured
+    error = np.linalg.norm(kp - gt, axis=-1)[both]
+    assert np.median(error) < 8.0  # pixels of 192 (3.8 measured): near the true joints
