@@ -467,8 +467,14 @@ def pseudo_label(
 
 
 def weights_identity(weights: str | Path) -> dict[str, Any]:
-    """What ties cached predictions to a weights file: its path, size and modification time."""
+    """What ties cached predictions to a weights file or bundle (a Core ML folder): its path,
+    size and (newest) modification time."""
     p = Path(weights)
+    if p.is_dir() and p.suffix.lower() in (".mlpackage", ".mlmodelc"):
+        files = [f.stat() for f in p.rglob("*") if f.is_file()]
+        size = sum(st.st_size for st in files)
+        mtime = max((st.st_mtime_ns for st in files), default=p.stat().st_mtime_ns)
+        return {"weights": str(p.resolve()), "bytes": size, "mtime_ns": mtime}
     if not p.is_file():
         raise PkmodelError(f"weights file {p} {not_there(p)}")
     st = p.stat()
@@ -486,7 +492,8 @@ def pseudo_label_weights(
     batch_size: int = 16,
     progress: bool = True,
 ) -> PseudoSummary:
-    """`pkmodel data pseudo-label` with a checkpoint or ONNX file and the config's thresholds.
+    """`pkmodel data pseudo-label` with a checkpoint, ONNX file or Core ML model and the
+    config's thresholds.
 
     The demo figure: ``pseudo_label_weights("dataset/synthetic/val", "runs/demo/best.pt",
     "dataset/pseudo_demo", cfg, annotations="dataset/synthetic/annotations/

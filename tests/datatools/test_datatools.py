@@ -522,3 +522,25 @@ def test_pseudo_label_cli_with_a_random_checkpoint_merges_and_trains(coco_mini, 
     shutil.rmtree(ds / "imgs")  # a merged set without its crops is refused clearly
     with pytest.raises(AssertionError, match="does not exist"):
         run_cli(["data", "merge", ds / "coco_val.json", ds / "pseudo.json", "--out", tmp_path / "x"])  # fmt: skip
+
+
+@pytest.mark.slow
+def test_pseudo_label_with_the_app_core_ml_model(tmp_path):
+    """`data pseudo-label --weights pkmodel.mlmodelc`: the app's network (pkmodel's Core ML
+    runner) labels mmpose's four COCO photos, scored against their annotations."""
+    ann = shared_data("mmpose_coco", "test_coco.json")
+    app_model = shared_data("posekit_app", "pkmodel.mlmodelc")
+    images = tmp_path / "photos"
+    images.mkdir()
+    for src in sorted(ann.parent.glob("*.jpg")):
+        (images / src.name).symlink_to(src)
+    out = run_cli(["data", "pseudo-label", images, "--weights", app_model, "--out", tmp_path / "ds",
+                   "--quiet", "--joint-threshold", 0.1, "--person-threshold", 0.1, "--min-joints", 5,
+                   "--annotations", ann, "--set", "prepare.workers=1"])  # fmt: skip
+    assert "4 images: 4 predicted (4 run now, 0 from the cache), 0 unreadable" in out
+    data = _labels(tmp_path / "ds" / "pseudo.json")
+    assert data["pseudo_label"]["weights"] == str(app_model)
+    assert 2 <= len(data["samples"]) == data["pseudo_label"]["kept"] <= 4  # 3 measured
+    report = json.loads((tmp_path / "ds" / "pseudo" / "pseudo.report.json").read_text())
+    # One pose per photo against every annotated person (14): AP 0.062 measured.
+    assert report["scores"]["images_scored"] == 4 and 0.03 < report["scores"]["all"]["AP"] < 0.2
