@@ -369,6 +369,9 @@ class DecoderConfig(Section):
 
     score_threshold: float = _f(0.2, "joints scoring below this are reported as not found")
     center_prior_offset: float = _f(1.8, "prior = 1 / (distance in cells + this)")
+    style: Literal["pkmodel", "posekit-app"] = _f(
+        "pkmodel", "pkmodel, or posekit-app: the PoseKit app's decoder, faults included"
+    )
 
     def rules(self) -> list[Rule]:
         """The score threshold is a probability; the prior offset keeps 1 / (d + c) finite."""
