@@ -4,6 +4,7 @@ fault, prints no traceback, and leaves every file that was there before byte-ide
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +42,31 @@ class Case:
 
 COCO_NO_PEOPLE = '{"images": [], "annotations": [], "categories": []}'
 LABELS_OTHER = '{"schema": "something.else", "samples": []}'
+
+# A compiled Core ML model's files (an .mlmodelc folder): MIL text, its interface, weights.
+MIL = """program(1.0)
+[buildInfo = dict<tensor<string, []>, tensor<string, []>>({{{{"coremlc-version", "3500.32.1"}}}})]
+{{
+    func main<ios15>(tensor<fp32, [1, 3, 8, 8]> input) {{
+{ops}    }} -> (heatmaps);
+}}
+"""
+MIL_CONST = (
+    '            tensor<fp16, [2, 3, 1, 1]> w = const()[name = tensor<string, []>("w"), val = '
+    'tensor<fp16, [2, 3, 1, 1]>(BLOBFILE(path = tensor<string, []>("@model_path/weights/weight.bin"), '
+    "offset = tensor<uint64, []>(64)))];\n"
+)
+MIL_GELU = (
+    "            tensor<fp32, [1, 3, 8, 8]> heatmaps = gelu(x = input)"
+    '[name = tensor<string, []>("g")];\n'
+)
+MIL_META = json.dumps([{"inputSchema": [{"type": "Image", "name": "input", "width": "8", "height": "8", "colorspace": "RGB"}]}])  # fmt: skip
+# Header (1 blob, version 2), one record (sentinel, fp16, 12 bytes at 128), 8 of the 12 bytes.
+TRUNCATED = (
+    (1).to_bytes(4, "little") + (2).to_bytes(4, "little") + bytes(56)
+    + (0xDEADBEEF).to_bytes(4, "little") + (1).to_bytes(4, "little")
+    + (12).to_bytes(8, "little") + (128).to_bytes(8, "little") + bytes(40) + bytes(8)
+)  # fmt: skip
 
 CASES = [
     # The configuration, whatever the command.
@@ -115,8 +141,25 @@ CASES = [
          "weights file {here}/no.pt does not exist"),
     Case("evaluate-onnx-weights", ("evaluate", "--config", "{tiny}", "--weights", "{here}/m.onnx",
                                    "--out", "{here}/e"),
-         "{here}/m.onnx is not a pkmodel checkpoint (an ONNX model, not a PyTorch file)",
+         "{here}/m.onnx is not a readable ONNX model",
          files={"m.onnx": b"\x08\x07\x12\x07pytorch"}),
+    # Core ML programs run by pkmodel's runner: an unknown operation, a missing weight file, a
+    # weight file cut short.
+    Case("evaluate-coreml-unknown-op", ("evaluate", "--config", "{tiny}", "--weights",
+                                        "{here}/m.mlmodelc", "--out", "{here}/e"),
+         "{here}/m.mlmodelc: operation 'gelu' (g) is not one pkmodel's Core ML runner knows",
+         files={"m.mlmodelc/model.mil": MIL.format(ops=MIL_GELU), "m.mlmodelc/metadata.json": MIL_META}),
+    Case("predict-coreml-missing-blob", ("predict", "{here}/m.mlmodelc", "--weights",
+                                         "{here}/m.mlmodelc", "--out", "{here}/p"),
+         "weight file {here}/m.mlmodelc/weights/weight.bin does not exist",
+         files={"m.mlmodelc/model.mil": MIL.format(ops=MIL_CONST + MIL_GELU),
+                "m.mlmodelc/metadata.json": MIL_META}),
+    Case("evaluate-coreml-truncated-weights", ("evaluate", "--config", "{tiny}", "--weights",
+                                               "{here}/m.mlmodelc", "--out", "{here}/e"),
+         "weight file {here}/m.mlmodelc/weights/weight.bin at offset 64: the data ends at byte 140 "
+         "but the file is 136 bytes (truncated)",
+         files={"m.mlmodelc/model.mil": MIL.format(ops=MIL_CONST + MIL_GELU),
+                "m.mlmodelc/metadata.json": MIL_META, "m.mlmodelc/weights/weight.bin": TRUNCATED}),
     Case("evaluate-batch-size", ("evaluate", "--config", "{tiny}", "--oracle", "--batch-size",
                                  "0", "--out", "{here}/e", "--set", "data.prepared_dir={prepared}"),
          "eval.batch_size = 0 must be at least 1"),
