@@ -21,6 +21,7 @@ from pkmodel.cli import (
     predict_cmd,
     prepare_cmd,
     synthetic_cmd,
+    take_cmd,
     train_cmd,
 )
 from pkmodel.common.runtime import set_process_defaults
@@ -48,6 +49,7 @@ COMMAND_MODULES: tuple = (
     predict_cmd,
     export_cmd,
     lift_cmd,
+    take_cmd,
     data_cmd,
     demo_cmd,
     benchmark_cmd,

@@ -46,6 +46,7 @@ def lift_command(
     smoothing: str | None = key("lift.smoothing"),
     surface_correction: bool | None = key("lift.surface_correction"),
     device: str | None = key("lift.device"),
+    take_format: str | None = key("lift.take_format"),
     no_pictures: Annotated[
         bool,
         typer.Option("--no-pictures", help="Skip overlays and the 3D contact sheet (faster)."),
@@ -59,7 +60,10 @@ def lift_command(
 
     Writes OUT/NAME/take.json, take.bin and take.zip, OUT/NAME/overlays/, OUT/NAME/canonical_3d.png
     and OUT/metrics.json (MPJPE, depth validity and jitter when the recordings carry 3D ground
-    truth). Formats and figures: docs/3d.md.
+    truth). Formats and figures: docs/3d.md. With --take-format posekit (or both) the take is
+    written for the PoseKit app instead of (or beside) pkmodel's: OUT/NAME/posekit_take/
+    (meta.json, frames.bin: copy it into the app's Documents/PoseTakes/) and
+    OUT/NAME/posekit_take.zip; docs/posekit-app.md.
     """
     from pkmodel.common.atomic import check_writable
     from pkmodel.common.errors import PkmodelError
@@ -76,6 +80,10 @@ def lift_command(
     detector = None if weights is None else ModelJoints(weights, cfg, cfg.lift.device)
     out_dir = cfg.lift.out_dir
     doc = run_lift(sequences, cfg, out_dir, detector, progress=True, pictures=not no_pictures)
+    if cfg.lift.take_format != "pkmodel":
+        from pkmodel.lift.posekit_take import add_posekit_takes
+
+        add_posekit_takes(out_dir, doc, keep_pkmodel=cfg.lift.take_format == "both")
 
     for name, m in doc["sequences"].items():
         typer.echo(f"{name}: {m['frames']} frames, take in {out_dir / name}")

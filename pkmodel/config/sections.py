@@ -516,6 +516,9 @@ class LiftConfig(Section):
     fps: float = _f(30.0, "frame rate of plain folders without timestamps or an fps entry")
     overlays: bool = _f(True, "write the 2D skeleton over every colour frame")
     sheet_frames: int = _f(12, "frames on the canonical 3D contact sheet")
+    take_format: Literal["pkmodel", "posekit", "both"] = _f(
+        "pkmodel", "takes: pkmodel (its own), posekit (the PoseKit app's folder + ZIP) or both"
+    )
 
     def rules(self) -> list[Rule]:
         return [

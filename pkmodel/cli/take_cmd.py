@@ -1,0 +1,255 @@
+"""`pkmodel take ...`: what a take holds, conversions between pkmodel's and the PoseKit app's
+formats (and CSV), and plots. The source's kind is detected from what it holds."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pkmodel.cli.common import config_command, key
+from pkmodel.config import Config
+
+app = typer.Typer(
+    name="take",
+    help="Takes of pkmodel and of the PoseKit app: show what one holds, convert between the "
+    "formats (and CSV), plot its joints.\n\nFormats: docs/posekit-app.md.",
+    no_args_is_help=True,
+    # click's plain help: whole option names and paragraphs wrapped to the terminal's width
+    rich_markup_mode=None,
+)
+
+FORMATS = ("posekit", "pkmodel", "zip", "csv")
+
+SrcArgument = Annotated[
+    Path,
+    typer.Argument(
+        help="A take: the app's take folder (meta.json + frames.bin) or its .bin, .json or .zip "
+        "export; pkmodel's take.bin, take.json or take.zip, or a lift folder holding them.",
+        show_default=False,
+    ),
+]
+AllowPartialOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-partial",
+        help="Read the whole frames of a frames.bin whose size is not a multiple of 768 "
+        "bytes (a take cut short), with a warning, instead of refusing it.",
+    ),
+]
+ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
+
+
+def _warn(message: str) -> None:
+    typer.secho(f"warning: {message}", err=True, fg=typer.colors.YELLOW)
+
+
+def _image_size(text: str | None) -> tuple[int, int] | None:
+    from pkmodel.common.errors import PkmodelError
+
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise PkmodelError(f"--image-size must be WIDTHxHEIGHT in pixels (1920x1440), got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def _refuse_existing(path: Path, force: bool) -> None:
+    from pkmodel.common.atomic import check_writable
+    from pkmodel.common.errors import PkmodelError
+
+    if path.exists() and not force:
+        raise PkmodelError(f"{path} already exists; pass --force to overwrite it")
+    check_writable(path, "the output")
+
+
+@app.command("info")
+@config_command
+def info_command(cfg: Config, src: SrcArgument, allow_partial: AllowPartialOption = False) -> None:
+    """What a take holds: frames, duration, measured frame rate, joint schema, joints with 2D and
+    with depth per frame, where it came from (and the app's meta for its takes)."""
+    from pkmodel.lift.posekit_take import describe_take, load_take
+
+    loaded = load_take(src, allow_partial=allow_partial, warn=_warn)
+    lines = describe_take(loaded)
+    width = max(len(label) for label, _ in lines)
+    for label, value in lines:
+        typer.echo(f"{label + ':':{width + 1}s} {value}")
+
+
+@app.command("convert")
+@config_command
+def convert_command(
+    cfg: Config,
+    src: SrcArgument,
+    dst: Annotated[
+        Path,
+        typer.Argument(
+            help="Where the converted take goes (a folder or a file; see --format).",
+            show_default=False,
+        ),
+    ],
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="posekit: the app's take folder (meta.json + frames.bin; DST.bin or DST.json: "
+            "its .bin or .json export); zip: the app's ZIP export; pkmodel: pkmodel's take "
+            "(DST.json, DST.bin or DST.zip, else a folder with all three); csv: one row per "
+            "frame and joint.",
+            show_default=False,
+        ),
+    ],
+    image_size: Annotated[
+        str | None,
+        typer.Option(
+            "--image-size",
+            metavar="WxH",
+            help="Sensor image size in pixels: an app take (which records none) gets pkmodel "
+            "2D in pixels of it (else normalised 0..1); a pkmodel take is normalised by it "
+            "instead of by the size its metadata gives.",
+            show_default=False,
+        ),
+    ] = None,
+    min_score: float | None = key(
+        "lift.min_score",
+        "--min-score",
+        help="lowest hip score for the app's canonical frame, written as minKeypointScore, "
+        "when an app take is made from a pkmodel take (default: that take's lift.min_score, "
+        "else 0.3)",
+    ),
+    allow_partial: AllowPartialOption = False,
+    force: ForceOption = False,
+) -> None:
+    """Convert a take between pkmodel's and the PoseKit app's formats, or to CSV.
+
+    A take written for the app is what the app would have written: 19 joints, normalised 2D,
+    pelvis and neck as the app derives them, the app's playback pose (its mirror image
+    included), meta.json as Swift encodes it. An app take read and written again is the same
+    bytes. CSV columns: frame, timestamp, joint, x_norm, y_norm, score, camera_x, camera_y,
+    camera_z, canonical_x, canonical_y, canonical_z, depth_confidence (empty cells: unknown).
+    Nothing is written when the source cannot be read.
+
+    Mapping and losses: docs/posekit-app.md.
+    """
+    from pkmodel.common.errors import PkmodelError
+    from pkmodel.lift.posekit_take import (
+        load_take,
+        take_to_posekit,
+        write_pkmodel_take,
+        write_posekit,
+        write_posekit_zip,
+        write_take_csv,
+    )
+
+    if format_ not in FORMATS:
+        raise PkmodelError(f"--format must be one of {', '.join(FORMATS)}, got {format_!r}")
+    size = _image_size(image_size)
+    _refuse_existing(dst, force)
+    # An app take keeps its normalised 2D exactly unless pixels are asked for (pkmodel output).
+    loaded = load_take(
+        src, allow_partial, size if format_ == "pkmodel" else None, warn=_warn
+    )  # fmt: skip
+    pkmodel_size = size if loaded.posekit is None else None
+    take = loaded.take
+    if format_ == "pkmodel":
+        write_pkmodel_take(take, dst)
+    elif format_ == "csv":
+        write_take_csv(take, dst, pkmodel_size)
+    else:
+        # a minKeypointScore given here wins over the take's own (its lift.min_score)
+        given = cfg.sources.get("lift.min_score", "default") != "default"
+        posekit = take_to_posekit(take, pkmodel_size, cfg.lift.min_score if given else None)
+        if format_ == "zip":
+            write_posekit_zip(posekit, dst)
+        else:
+            write_posekit(posekit, dst)
+    typer.echo(f"wrote {dst} ({take.num_frames} frames, {format_}) from {loaded.kind}")
+
+
+@app.command("plot")
+@config_command
+def plot_command(
+    cfg: Config,
+    src: SrcArgument,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder of the two pictures (default: SRC's name + _plots, beside it).",
+            show_default=False,
+        ),
+    ] = None,
+    frames: int | None = key("lift.sheet_frames", "--frames"),
+    allow_partial: AllowPartialOption = False,
+    force: ForceOption = False,
+) -> None:
+    """Plot a take: OUT/trajectories.png (every joint's 2D position, depth and canonical height
+    over time) and OUT/canonical_3d.png (a contact sheet of the canonical 3D pose)."""
+    from pkmodel.common.errors import PkmodelError
+    from pkmodel.lift.pipeline import plot_canonical_sheet
+    from pkmodel.lift.posekit_take import load_take
+
+    out = (
+        out if out is not None else src.parent / f"{src.stem if src.is_file() else src.name}_plots"
+    )
+    targets = [out / "trajectories.png", out / "canonical_3d.png"]
+    for target in targets:
+        _refuse_existing(target, force)
+    loaded = load_take(src, allow_partial=allow_partial, warn=_warn)
+    take = loaded.take
+    if take.num_frames == 0:
+        raise PkmodelError(f"take {src} has no frames to plot")
+    _plot_trajectories(take, targets[0], f"{src.name}: joints over time")
+    plot_canonical_sheet(
+        take.joints_canonical, take.timestamp, targets[1], cfg.lift.sheet_frames,
+        title=f"{src.name}: canonical 3D pose ({loaded.kind})",
+    )  # fmt: skip
+    for target in targets:
+        typer.echo(f"wrote {target}")
+
+
+def _plot_trajectories(take, path: Path, title: str) -> None:
+    """Four panels over time, one line per joint: 2D x and y, camera depth z and canonical
+    height y (NaN leaves gaps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pkmodel.common.atomic import atomic_write_bytes
+
+    unit = "normalised" if take.metadata.get("image_size") == [1, 1] else "px"
+    t = take.timestamp - take.timestamp[0]
+    panels = [
+        (take.keypoints_2d[..., 0], f"2D x ({unit})"),
+        (take.keypoints_2d[..., 1], f"2D y ({unit}, down)"),
+        (take.joints_camera[..., 2], "depth: camera z (m)"),
+        (take.joints_canonical[..., 1], "canonical y: up from the pelvis (m)"),
+    ]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7), sharex=True)
+    colors = plt.get_cmap("tab20")
+    for ax, (values, label) in zip(axes.ravel(), panels, strict=True):
+        for j, name in enumerate(take.joint_names):
+            ax.plot(t, values[:, j], color=colors(j % 20), lw=1.0, marker=".", ms=3, label=name)
+        ax.set_ylabel(label, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("time from the first frame (s)", fontsize=8)
+    axes[0, 1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="take")

@@ -1,0 +1,210 @@
+"""`pkmodel take info / convert / plot` on every kind of take, and `pkmodel lift --take-format`
+writing the PoseKit app's takes."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+
+import numpy as np
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from pkmodel.cli import app
+from pkmodel.lift.posekit_take import load_take, posekit_playback, read_posekit_folder
+from pkmodel.lift.take import read_take_binary
+from tests.lift.test_pipeline import INTR, RADII, write_sequence
+from tests.lift.test_posekit_take import META_TEXT, app_folder
+
+runner = CliRunner()
+CSV_HEADER = (
+    "frame,timestamp,joint,x_norm,y_norm,score,camera_x,camera_y,camera_z,canonical_x,"
+    "canonical_y,canonical_z,depth_confidence"
+)
+
+
+def take(*args) -> object:
+    return runner.invoke(app, ["take", *map(str, args)])
+
+
+def test_info_names_what_a_take_holds(tmp_path):
+    result = take("info", app_folder(tmp_path))
+    assert result.exit_code == 0, result.output
+    text = result.output
+    for line in (
+        "frames:",
+        "duration:",
+        "measured fps:",
+        "schema:",
+        "joints with depth per frame:",
+    ):
+        assert line in text, text
+    assert "(PoseKit app take folder)" in text and "frames:                       4" in text
+    assert "duration:                     0.094 s" in text and "measured fps:" in text
+    assert "COCO17+2: 19 joints" in text and "uuid:" in text and "2026-01-07 05:22:03 UTC" in text
+    # 4 frames: 17 joints with depth, one frame without the pelvis
+    assert "joints with depth per frame:  17.8 of 19 (min 17, max 18)" in text
+
+
+def test_convert_app_to_pkmodel_to_app_is_byte_identical(tmp_path):
+    folder = app_folder(tmp_path / "app")
+    for i, dst in enumerate(("pk", "pk.bin", "pk.json", "pk.zip")):
+        result = take("convert", folder, tmp_path / dst, "--format", "pkmodel")
+        assert result.exit_code == 0, result.output
+        back = tmp_path / f"back{i}"
+        result = take("convert", tmp_path / dst, back, "--format", "posekit")
+        assert result.exit_code == 0, result.output
+        assert (back / "frames.bin").read_bytes() == (folder / "frames.bin").read_bytes(), dst
+        assert (back / "meta.json").read_text() == META_TEXT, dst
+    assert sorted(p.name for p in (tmp_path / "pk").iterdir()) == [
+        "take.bin",
+        "take.json",
+        "take.zip",
+    ]
+    # the app's own exports out of the same take
+    assert take("convert", folder, tmp_path / "x.zip", "-f", "zip").exit_code == 0
+    with zipfile.ZipFile(tmp_path / "x.zip") as zf:
+        assert zf.namelist() == ["meta.json", "frames.bin", "frames.json"]
+    assert take("convert", folder, tmp_path / "x.bin", "-f", "posekit").exit_code == 0
+    assert (tmp_path / "x.bin").read_bytes() == (folder / "frames.bin").read_bytes()
+    assert take("convert", folder, tmp_path / "x.json", "-f", "posekit").exit_code == 0
+    assert (
+        load_take(tmp_path / "x.json").posekit.frames_bytes()
+        == (folder / "frames.bin").read_bytes()
+    )
+
+
+def test_convert_to_csv_has_the_documented_columns(tmp_path):
+    folder = app_folder(tmp_path)
+    result = take("convert", folder, tmp_path / "take.csv", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "take.csv").read_text().splitlines()
+    assert lines[0] == CSV_HEADER and len(lines) == 1 + 4 * 19
+    rows = [line.split(",") for line in lines[1:]]
+    assert all(len(r) == 13 for r in rows)
+    assert [r[2] for r in rows[:19]][-2:] == ["pelvis", "neck"]
+    app = read_posekit_folder(folder)
+    cells = [[float(v) if v else np.nan for v in r[3:]] for r in rows]
+    values = np.array(cells, dtype=np.float32).reshape(4, 19, 10)
+    np.testing.assert_array_equal(values[..., 0:2], np.where(
+        np.isnan(values[..., 0:2]), np.nan, app.keypoints))  # fmt: skip
+    np.testing.assert_array_equal(values[..., 3:6], app.camera)
+    np.testing.assert_array_equal(values[..., 9], app.depth_confidence)
+
+
+def test_a_failed_convert_writes_nothing_and_says_one_sentence(tmp_path):
+    folder = app_folder(tmp_path)
+    data = (folder / "frames.bin").read_bytes()[: 768 * 3] + bytes(100)
+    (folder / "frames.bin").write_bytes(data)
+    for fmt in ("posekit", "pkmodel", "zip", "csv"):
+        dst = tmp_path / f"out_{fmt}"
+        result = take("convert", folder, dst, "--format", fmt)
+        assert result.exit_code == 2, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: take file ")
+        assert str(folder / "frames.bin") in lines[0] and "2404 bytes" in lines[0]
+        assert not dst.exists() and not list(tmp_path.glob(".out_*"))
+    # --allow-partial reads the whole frames, with a warning
+    result = take("convert", folder, tmp_path / "ok", "-f", "posekit", "--allow-partial")
+    assert result.exit_code == 0, result.output
+    assert "warning: " in result.output and (tmp_path / "ok/frames.bin").stat().st_size == 3 * 768
+    # an existing output is kept without --force
+    before = (tmp_path / "ok/frames.bin").read_bytes()
+    result = take("convert", tmp_path / "ok", tmp_path / "ok", "-f", "posekit")
+    assert result.exit_code == 2 and "already exists; pass --force" in result.output
+    result = take("convert", tmp_path / "ok", tmp_path / "ok", "-f", "posekit", "--force")
+    assert result.exit_code == 0 and (tmp_path / "ok/frames.bin").read_bytes() == before
+    for args, message in ((["-f", "mp4"], "--format must be one of"),
+                          (["-f", "pkmodel", "--image-size", "1920"], "--image-size must be")):  # fmt: skip
+        result = take("convert", tmp_path / "ok", tmp_path / "new", *args)
+        assert result.exit_code == 2 and message in result.output
+        assert not (tmp_path / "new").exists()
+
+
+def test_convert_with_an_image_size_gives_pixels(tmp_path):
+    folder = app_folder(tmp_path)
+    args = ("--format", "pkmodel", "--image-size", "1920x1440")
+    assert take("convert", folder, tmp_path / "px.bin", *args).exit_code == 0
+    px = read_take_binary(tmp_path / "px.bin")
+    app = read_posekit_folder(folder)
+    np.testing.assert_allclose(px.keypoints_2d[0, 0], app.keypoints[0, 0] * [1920, 1440], rtol=1e-7)
+    assert px.metadata["image_size"] == [1920, 1440]
+
+
+def test_plot_writes_trajectories_and_a_contact_sheet(tmp_path):
+    folder = app_folder(tmp_path)
+    result = take("plot", folder, "--out", tmp_path / "plots", "--frames", 4)
+    assert result.exit_code == 0, result.output
+    for name in ("trajectories.png", "canonical_3d.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (tmp_path / "plots" / name).stat().st_size > 10_000
+    result = take("plot", folder, "--out", tmp_path / "plots")
+    assert result.exit_code == 2 and "pass --force" in result.output
+
+
+def test_take_helps_fit_80_columns():
+    group = typer.main.get_command(app).commands["take"]
+    for name in ["", *group.commands]:
+        args = ["take", name, "--help"] if name else ["take", "--help"]
+        result = runner.invoke(app, args, env={"COLUMNS": "80"}, terminal_width=80)
+        assert result.exit_code == 0, result.output
+        assert max(len(line) for line in result.output.splitlines()) <= 80, name
+        assert not [line for line in result.output.splitlines() if re.search(r"\w-$", line)]
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seq")
+    write_sequence(root / "walk", frames=6)
+    return root / "walk"
+
+
+def lift(sequence, out, *extra):
+    args = ["lift", "--ground-truth-2d", "--input", str(sequence), "--out", str(out),
+            "--no-pictures", "--set", f"lift.limb_radius_m={RADII.tolist()}", *extra]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_lift_writes_the_apps_take(sequence, tmp_path):
+    metrics = lift(sequence, tmp_path / "both", "--take-format", "both")
+    folder = tmp_path / "both/walk"
+    assert set(metrics["sequences"]["walk"]["take"]) == {
+        "json",
+        "bin",
+        "zip",
+        "posekit",
+        "posekit_zip",
+    }
+    pk = read_take_binary(folder / "take.bin")
+    app_take = read_posekit_folder(folder / "posekit_take")
+    meta = app_take.meta
+    assert app_take.num_frames == 6 and meta.fps == 30 and meta.frame_count == 6
+    assert meta.model_identifier == "ground-truth-2d" and meta.notes.endswith("from walk")
+    assert meta.min_keypoint_score == np.float32(0.3) and meta.uuid == meta.uuid.upper()
+    np.testing.assert_array_equal(app_take.timestamps, pk.timestamp)
+    np.testing.assert_array_equal(app_take.camera, pk.joints_camera)
+    want = (pk.keypoints_2d[:, :17] / np.array([INTR.width, INTR.height])).astype(np.float32)
+    np.testing.assert_array_equal(app_take.keypoints[:, :17], np.clip(want, 0, 1))
+    playback, built = posekit_playback(app_take.camera, app_take.scores, 0.3)
+    assert built.all() and (app_take.playback == playback).all()
+    # the app's playback is the mirror of pkmodel's canonical frame: x flips, y and z agree
+    canon = pk.joints_canonical
+    assert np.sign(app_take.playback[:, 12, 0]).tolist() == (-np.sign(canon[:, 12, 0])).tolist()
+    np.testing.assert_allclose(app_take.playback[..., 1], canon[..., 1], atol=0.05)
+    with zipfile.ZipFile(folder / "posekit_take.zip") as zf:
+        assert zf.read("frames.bin") == (folder / "posekit_take/frames.bin").read_bytes()
+    # posekit alone: only the app's take is left
+    metrics = lift(sequence, tmp_path / "app", "--take-format", "posekit")
+    folder = tmp_path / "app/walk"
+    assert not list(folder.glob("take.*")) and (folder / "posekit_take/meta.json").is_file()
+    assert set(metrics["sequences"]["walk"]["take"]) == {"posekit", "posekit_zip"}
+    assert (
+        read_posekit_folder(folder / "posekit_take").frames_bytes()[8:]
+        == app_take.frames_bytes()[8:]
+    )
+    result = take("info", folder / "posekit_take")
+    assert result.exit_code == 0 and "frames:" in result.output
