@@ -22,6 +22,8 @@ app = typer.Typer(
 )
 
 FORMATS = ("posekit", "pkmodel", "zip", "csv")
+# What a take folder may hold for --force to replace it: the app's files and pkmodel's.
+TAKE_FILES = {"meta.json", "frames.bin", "take.json", "take.bin", "take.zip"}
 
 SrcArgument = Annotated[
     Path,
@@ -63,6 +65,9 @@ def _refuse_existing(path: Path, force: bool) -> None:
 
     if path.exists() and not force:
         raise PkmodelError(f"{path} already exists; pass --force to overwrite it")
+    if path.is_dir() and any(p.name not in TAKE_FILES for p in path.iterdir()):
+        # --force replaces a folder whole: only a take folder, never one holding other files
+        raise PkmodelError(f"{path} is a folder holding more than a take; choose another output")
     check_writable(path, "the output")
 
 

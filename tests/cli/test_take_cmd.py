@@ -116,6 +116,12 @@ def test_a_failed_convert_writes_nothing_and_says_one_sentence(tmp_path):
     assert result.exit_code == 2 and "already exists; pass --force" in result.output
     result = take("convert", tmp_path / "ok", tmp_path / "ok", "-f", "posekit", "--force")
     assert result.exit_code == 0 and (tmp_path / "ok/frames.bin").read_bytes() == before
+    # --force replaces a take folder, never a folder holding anything else
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs/notes.txt").write_text("mine")
+    result = take("convert", tmp_path / "ok", tmp_path / "docs", "-f", "posekit", "--force")
+    assert result.exit_code == 2 and "holding more than a take" in result.output
+    assert (tmp_path / "docs/notes.txt").read_text() == "mine"
     for args, message in ((["-f", "mp4"], "--format must be one of"),
                           (["-f", "pkmodel", "--image-size", "1920"], "--image-size must be")):  # fmt: skip
         result = take("convert", tmp_path / "ok", tmp_path / "new", *args)
