@@ -777,7 +777,7 @@ def posekit_to_take(
     meta = app.meta
     conf = joints[..., DEPTH_CONFIDENCE]
     conf_text = conf.astype(str)
-    conf_list = np.where(np.isnan(conf), None, conf_text).tolist()
+    conf_list = np.where(np.isfinite(conf), conf_text, None).tolist()  # JSON holds no NaN, inf
     metadata = {
         "format": "pkmodel-take",
         "created_by": f"pkmodel {__version__} (read from a PoseKit app take)",
