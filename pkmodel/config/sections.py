@@ -426,6 +426,7 @@ class ExportConfig(Section):
 
     out_dir: Path = _f(Path("runs/export"), "default output folder")
     precision: Literal["fp16", "fp32"] = _f("fp16", "Core ML compute precision")
+    input_name: str = _f("input", "name of the image input (the PoseKit app feeds 'input')")
     color_layout: Literal["RGB", "BGR"] = _f("RGB", "Core ML image input channel order")
     minimum_ios: int = _f(17, "minimum iOS deployment target")
     compress: Literal["none", "int8", "palette"] = _f("none", "Core ML weight compression")
@@ -461,6 +462,11 @@ class ExportConfig(Section):
                 "must be one of " + ", ".join(map(str, PALETTE_BITS)),
             ),
             ("check_count", lambda v: v >= 1, "must be 1 or more"),
+            (
+                "input_name",
+                lambda v: v.isidentifier(),
+                "must be a name of letters, digits and underscores (not starting with a digit)",
+            ),
             (
                 "compress",
                 lambda v: v == "none" or self.minimum_ios >= 16,

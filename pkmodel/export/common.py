@@ -30,7 +30,11 @@ from pkmodel.model.outputs import OUTPUT_NAMES
 if TYPE_CHECKING:
     from pkmodel.config import Config, ModelConfig
 
-INPUT_NAME = "image"
+# The image input's default name: the PoseKit app builds its request as {"input": pixelBuffer}
+# (export.input_name changes it for other apps).
+INPUT_NAME = "input"
+# The output grid the PoseKit app's decoder has a center prior for (192-pixel input, stride 4).
+APP_GRID = 48
 # The network's input normalisation (x / 127.5 - 1) folded into the exported model, so the app
 # feeds raw 0..255 pixels. Core ML applies it as input * scale + bias per channel.
 PIXEL_SCALE = 1.0 / 127.5
@@ -118,13 +122,14 @@ def export_metadata(
     weights: Path,
     used_ema: bool,
     color_layout: str = "RGB",
+    input_name: str = INPUT_NAME,
 ) -> dict[str, str]:
     """Key/value metadata for the app (Core ML user_defined_metadata, ONNX metadata_props).
 
     Values are strings; lists and dicts are JSON.
     """
     return {
-        "input_name": INPUT_NAME,
+        "input_name": input_name,
         "input_size": str(input_size),
         "input_color_layout": color_layout,
         "input_normalization": "pixel / 127.5 - 1, inside the model: pass pixels 0..255",
@@ -166,6 +171,18 @@ def path_size(path: Path) -> int:
 
 def human_size(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def app_grid_warning(input_size: int, stride: int) -> str | None:
+    """A warning when the output grid is not the one the PoseKit app's decoder expects."""
+    grid = input_size // stride
+    if grid == APP_GRID:
+        return None
+    return (
+        f"WARNING: the output grid is {grid} x {grid}; the PoseKit app's decoder has a center "
+        f"prior only for {APP_GRID} x {APP_GRID} (input {APP_GRID * stride}) and picks the "
+        f"center without it on this grid"
+    )
 
 
 def output_differences(

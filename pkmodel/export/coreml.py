@@ -31,6 +31,7 @@ from pkmodel.export.common import (
     PIXEL_SCALE,
     ExportReport,
     Log,
+    app_grid_warning,
     check_images,
     check_target,
     export_metadata,
@@ -168,11 +169,12 @@ def convert_coreml(
     precision: str = "fp16",
     color_layout: str = "RGB",
     minimum_ios: int = 17,
+    input_name: str = INPUT_NAME,
 ):
     """TorchScript network -> Core ML ML Program with an image input and float32 outputs."""
     ct = import_coremltools()
     image = ct.ImageType(
-        name=INPUT_NAME,
+        name=input_name,
         shape=(1, 3, input_size, input_size),
         scale=PIXEL_SCALE,
         bias=[PIXEL_BIAS] * 3,
@@ -247,7 +249,7 @@ def set_coreml_metadata(
     mlmodel.license = cfg.export.license
     mlmodel.version = cfg.export.version
     mlmodel.user_defined_metadata.update(metadata)
-    mlmodel.input_description[INPUT_NAME] = (
+    mlmodel.input_description[metadata["input_name"]] = (
         f"{input_size}x{input_size} letterboxed camera image, pixels 0..255 (normalised inside)"
     )
     k = metadata["num_joints"]
@@ -333,7 +335,8 @@ def coreml_preprocessing(spec) -> tuple[float, list[float]]:
         value = consts[name].immediateValue.tensor
         return list(value.floats.values) or [float(v) for v in value.halfs.values]
 
-    scale_op = next(op for op in ops if op.type == "mul" and arg(op, "x") == INPUT_NAME)
+    name = spec.description.input[0].name
+    scale_op = next(op for op in ops if op.type == "mul" and arg(op, "x") == name)
     bias_op = next(
         op for op in ops if op.type == "add" and arg(op, "x") == scale_op.outputs[0].name
     )
@@ -368,10 +371,11 @@ def verify_coreml_spec(
     checks.append(f"ML Program, spec version {want_version} (iOS {minimum_ios}+)")
 
     inputs = list(spec.description.input)
-    if [i.name for i in inputs] != [INPUT_NAME] or inputs[0].type.WhichOneof("Type") != (
+    want_name = export_cfg.input_name
+    if [i.name for i in inputs] != [want_name] or inputs[0].type.WhichOneof("Type") != (
         "imageType"
     ):
-        fail(f"inputs are {[i.name for i in inputs]}, expected one image input '{INPUT_NAME}'")
+        fail(f"inputs are {[i.name for i in inputs]}, expected one image input '{want_name}'")
     image = inputs[0].type.imageType
     space = FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(image.colorSpace)
     if (image.width, image.height, space) != (input_size, input_size, color_layout):
@@ -381,7 +385,7 @@ def verify_coreml_spec(
         fail(f"image preprocessing is x * {scale} + {bias}")
     sign = "-" if bias[0] < 0 else "+"
     checks.append(
-        f"input '{INPUT_NAME}': {input_size}x{input_size} {space} image, "
+        f"input '{want_name}': {input_size}x{input_size} {space} image, "
         f"x * {scale:.6f} {sign} {abs(bias[0]):g} (x / 127.5 - 1)"
     )
 
@@ -498,8 +502,12 @@ def export_coreml(
     log("[2/5] tracing (TorchScript) and checking the trace against eager PyTorch")
     traced = trace_network(model, size, bgr=ex.color_layout == "BGR")
     log(f"[3/5] converting to an ML Program ({ex.precision.upper()}, iOS {ex.minimum_ios}+)")
-    mlmodel = convert_coreml(traced, size, ex.precision, ex.color_layout, ex.minimum_ios)
-    metadata = export_metadata(cfg, size, stride, num_joints, weights, used_ema, ex.color_layout)
+    mlmodel = convert_coreml(
+        traced, size, ex.precision, ex.color_layout, ex.minimum_ios, ex.input_name
+    )
+    metadata = export_metadata(
+        cfg, size, stride, num_joints, weights, used_ema, ex.color_layout, ex.input_name
+    )
     metadata["precision"] = ex.precision
     metadata["compression"] = (
         f"palette-{ex.palette_bits}bit" if ex.compress == "palette" else ex.compress
@@ -557,6 +565,9 @@ def export_coreml(
         f"pkmodel's Core ML runner (FP16 emulated)"
     ]  # fmt: skip
     report = ExportReport(out, path_size(out), checks, diffs, skipped, weight_bytes, compressed or {})  # fmt: skip
+    warning = app_grid_warning(size, stride)
+    if warning:
+        report.checks.append(warning)
     what = "converted program (before compression)" if compressed is not None else "program"
     report.checks.append(f"Core ML {what} vs PyTorch on {source} ({kind} tolerance): " + describe_differences(diffs))  # fmt: skip
     if compressed is not None:

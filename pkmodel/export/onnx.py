@@ -18,6 +18,7 @@ from pkmodel.export.common import (
     INPUT_NAME,
     ExportReport,
     Log,
+    app_grid_warning,
     check_target,
     export_metadata,
     load_export_model,
@@ -55,6 +56,7 @@ def write_onnx(
     opset: int,
     dynamic_batch: bool = False,
     metadata: dict[str, str] | None = None,
+    input_name: str = INPUT_NAME,
 ) -> None:
     """torch.export-based ONNX export to one self-contained file, with metadata_props.
 
@@ -72,7 +74,7 @@ def write_onnx(
             model,
             (example,),
             str(path),
-            input_names=[INPUT_NAME],
+            input_names=[input_name],
             output_names=list(OUTPUT_NAMES),
             opset_version=opset,
             dynamo=True,
@@ -90,7 +92,12 @@ def write_onnx(
 
 
 def verify_onnx(
-    path: Path, input_size: int, output_shapes: dict[str, tuple], opset: int, dynamic_batch: bool
+    path: Path,
+    input_size: int,
+    output_shapes: dict[str, tuple],
+    opset: int,
+    dynamic_batch: bool,
+    input_name: str = INPUT_NAME,
 ) -> list[str]:
     """onnx.checker (full) plus names, shapes and opset of the saved file."""
     import onnx
@@ -112,7 +119,7 @@ def verify_onnx(
 
     batch = "batch" if dynamic_batch else 1
     inputs = [(i.name, dims(i)) for i in proto.graph.input]
-    if inputs != [(INPUT_NAME, (batch, 3, input_size, input_size))]:
+    if inputs != [(input_name, (batch, 3, input_size, input_size))]:
         fail(f"inputs are {inputs}")
     outputs = [(o.name, dims(o)) for o in proto.graph.output]
     want = [(n, (batch, *output_shapes[n][1:])) for n in OUTPUT_NAMES]
@@ -120,7 +127,7 @@ def verify_onnx(
         fail(f"outputs are {outputs}, expected {want}")
     return [
         f"onnx.checker (full) passed, opset {opset}",
-        f"input '{INPUT_NAME}': {'x'.join(map(str, inputs[0][1]))} float32, x / 127.5 - 1 "
+        f"input '{input_name}': {'x'.join(map(str, inputs[0][1]))} float32, x / 127.5 - 1 "
         "applied by the caller",
         "outputs: " + ", ".join(f"{n} {'x'.join(map(str, s))}" for n, s in outputs),
     ]
@@ -140,7 +147,8 @@ def compare_onnx_with_torch(
     path: Path, model: torch.nn.Module, x: np.ndarray, stride: int, decoder: DecoderConfig
 ) -> dict[str, float]:
     """onnxruntime vs PyTorch on float32 input ``x`` (``output_differences``)."""
-    got = onnx_session(path).run(list(OUTPUT_NAMES), {INPUT_NAME: x})
+    session = onnx_session(path)
+    got = session.run(list(OUTPUT_NAMES), {session.get_inputs()[0].name: x})
     with torch.inference_mode():
         ref = [r.numpy() for r in model(torch.from_numpy(x))]
     return output_differences(got, ref, DecodeSettings.from_config(decoder, stride))
@@ -166,15 +174,17 @@ def export_onnx(
         f"      {'EMA' if used_ema else 'model'} weights, input {size}, stride {stride}, "
         f"{shapes['heatmaps'][1]} joints, width {model_cfg.width_mult}"
     )
-    metadata = export_metadata(cfg, size, stride, shapes["heatmaps"][1], weights, used_ema)
+    metadata = export_metadata(
+        cfg, size, stride, shapes["heatmaps"][1], weights, used_ema, input_name=ex.input_name
+    )
     metadata["input_normalization"] = "pixel / 127.5 - 1, by the caller: the input is float32"
     with temp_dir_beside(out) as tmp:
         tmp_file = tmp / out.name
         batch = "dynamic" if ex.dynamic_batch else "1"
         log(f"[2/4] exporting (torch.export, opset {ex.onnx_opset}, batch {batch})")
-        write_onnx(model, tmp_file, size, ex.onnx_opset, ex.dynamic_batch, metadata)
+        write_onnx(model, tmp_file, size, ex.onnx_opset, ex.dynamic_batch, metadata, ex.input_name)
         log("[3/4] onnx.checker and input/output check")
-        checks = verify_onnx(tmp_file, size, shapes, ex.onnx_opset, ex.dynamic_batch)
+        checks = verify_onnx(tmp_file, size, shapes, ex.onnx_opset, ex.dynamic_batch, ex.input_name)
         log("[4/4] comparing onnxruntime with PyTorch")
         x = normalise_pixels(sample_input(size, batch=2 if ex.dynamic_batch else 1))
         diffs = compare_onnx_with_torch(tmp_file, model, x, stride, cfg.decoder)
@@ -194,4 +204,7 @@ def export_onnx(
     report.checks.append(
         f"onnxruntime vs PyTorch decoded keypoints: max {diffs['keypoints_px']:.3f} px"
     )
+    warning = app_grid_warning(size, stride)
+    if warning:
+        report.checks.append(warning)
     return report

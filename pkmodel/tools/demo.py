@@ -25,7 +25,6 @@ from pkmodel.common.devices import select_device
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.runtime import usable_cores
 from pkmodel.config import Config, apply_set, format_config
-from pkmodel.export.common import INPUT_NAME
 from pkmodel.export.onnx import onnx_session
 from pkmodel.tools.benchmark.timing import median_ms
 
@@ -218,7 +217,7 @@ def onnx_latency_ms(path: Path, input_size: int, runs: int = 30) -> float:
 
     session = onnx_session(path)
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, input_size, input_size)).astype(np.float32)
-    return median_ms(lambda: session.run(None, {INPUT_NAME: x}), runs, warmup=3)
+    return median_ms(lambda: session.run(None, {session.get_inputs()[0].name: x}), runs, warmup=3)
 
 
 def _mpjpe(metrics: dict[str, Any]) -> dict[str, Any]:

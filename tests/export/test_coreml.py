@@ -27,7 +27,7 @@ def test_coreml_spec_has_image_input_named_outputs_and_fp16_weights(exports):
     assert spec.WhichOneof("Type") == "mlProgram"
     assert spec.specificationVersion == 8  # iOS 17 (export.minimum_ios default)
     (image,) = spec.description.input
-    assert image.name == "image" and image.type.WhichOneof("Type") == "imageType"
+    assert image.name == "input" and image.type.WhichOneof("Type") == "imageType"
     it = image.type.imageType
     assert (it.width, it.height) == (SIZE, SIZE)
     assert it.colorSpace == FeatureTypes_pb2.ImageFeatureType.RGB
@@ -183,7 +183,8 @@ def test_cli_export_coreml_prints_checks_and_refuses_to_overwrite(checkpoint, tm
             "--set", "decoder.score_threshold=0.25"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "ok  input 'image': 128x128 RGB image" in result.output
+    assert "ok  input 'input': 128x128 RGB image" in result.output
+    assert "!!  WARNING: the output grid is 32 x 32; the PoseKit app's decoder has a center prior only for 48 x 48" in result.output  # fmt: skip
     assert "skipped: Core ML itself runs only on macOS" in result.output
     assert "ok  Core ML program vs PyTorch on 32 generated synthetic picture(s)" in result.output
     assert f"wrote Core ML model {out}" in result.output
@@ -220,3 +221,41 @@ def test_failed_coreml_export_leaves_the_old_bundle_and_no_temp(checkpoint, expo
     with pytest.raises(RuntimeError, match="unsupported op"):
         coreml.export_coreml(checkpoint, tmp_path / "new.mlpackage", small_config())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mlpackage"]
+
+
+@pytest.mark.slow
+def test_a_default_export_has_the_app_models_interface(tmp_path):
+    """The contract with the PoseKit app: a default export's input (name, image type, size,
+    colour space) and outputs (names, shapes, types) equal the app's bundled model's, as its
+    compiled metadata.json states them; no grid warning at 192."""
+    from pkmodel.config import load_config
+    from pkmodel.model.checkpoint import save_checkpoint
+    from pkmodel.model.network import build_model
+    from tests.conftest import shared_data
+
+    app_meta = json.loads(shared_data("posekit_app", "pkmodel.mlmodelc", "metadata.json").read_text())[0]  # fmt: skip
+    cfg = load_config(None, [], {"model.width_mult": 0.35, "export.check_count": 2}, env={})
+    assert cfg.model.input_size == 192 and cfg.export.input_name == "input"  # the defaults
+    torch.manual_seed(0)
+    ckpt = tmp_path / "default.pt"
+    save_checkpoint(ckpt, {"model": build_model(cfg.model, pretrained=False).state_dict(), "config": cfg.to_dict()})  # fmt: skip
+    report = coreml.export_coreml(ckpt, tmp_path / "m.mlpackage", cfg)
+    assert not any("WARNING" in line for line in report.checks)
+    spec = load_spec(report.path)
+    from coremltools.proto import FeatureTypes_pb2
+
+    (want_in,) = app_meta["inputSchema"]
+    (got_in,) = spec.description.input
+    image = got_in.type.imageType
+    space = FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(image.colorSpace)
+    assert (got_in.name, "Image", str(image.width), str(image.height), space) == (
+        want_in["name"], want_in["type"], want_in["width"], want_in["height"], want_in["colorspace"]
+    )  # fmt: skip
+    dtypes = {"FLOAT32": "Float32", "FLOAT16": "Float16"}
+    got_out = [
+        (o.name, str(list(o.type.multiArrayType.shape)),
+         dtypes[FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(o.type.multiArrayType.dataType)])
+        for o in spec.description.output
+    ]  # fmt: skip
+    want_out = [(o["name"], o["shape"].replace(" ", ""), o["dataType"]) for o in app_meta["outputSchema"]]  # fmt: skip
+    assert [(n, s.replace(" ", ""), t) for n, s, t in got_out] == want_out

@@ -44,7 +44,7 @@ def test_onnx_matches_pytorch_and_decodes_the_same_keypoints_on_real_images(expo
     model, _, _ = model_from_checkpoint(checkpoint)  # EMA weights, as exported
     session = onnx.onnx_session(exports["onnx"])
     x = common.normalise_pixels(real_images(SIZE))
-    onnx_out = [session.run(None, {"image": x[i : i + 1]}) for i in range(len(x))]  # batch 1
+    onnx_out = [session.run(None, {"input": x[i : i + 1]}) for i in range(len(x))]  # batch 1
     onnx_out = [np.concatenate([o[j] for o in onnx_out]) for j in range(4)]
     with torch.inference_mode():
         torch_out = [t.numpy() for t in model(torch.from_numpy(x))]
@@ -67,7 +67,7 @@ def test_onnx_file_is_checked_named_and_carries_metadata(exports):
     proto = onnx.load(str(exports["onnx"]))
     onnx.checker.check_model(proto, full_check=True)
     assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [18]
-    assert [i.name for i in proto.graph.input] == ["image"]
+    assert [i.name for i in proto.graph.input] == ["input"]
     assert [o.name for o in proto.graph.output] == list(OUTPUT_NAMES)
     dims = [d.dim_value for d in proto.graph.output[2].type.tensor_type.shape.dim]
     assert dims == [1, 34, GRID, GRID]
@@ -82,7 +82,7 @@ def test_onnx_dynamic_batch_runs_any_batch(checkpoint, tmp_path):
     assert max(report.max_abs_diff[n] for n in OUTPUT_NAMES) < 1e-4
     assert report.max_abs_diff["keypoints_px"] == 0.0
     x = common.normalise_pixels(common.sample_input(SIZE, batch=3, seed=1))
-    heat = onnx.onnx_session(report.path).run(["heatmaps"], {"image": x})[0]
+    heat = onnx.onnx_session(report.path).run(["heatmaps"], {"input": x})[0]
     assert heat.shape == (3, 17, GRID, GRID)
 
 

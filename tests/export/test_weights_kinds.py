@@ -133,7 +133,7 @@ def test_model_info_cli_for_each_kind(checkpoint, exports):
         lines[kind] = result.output
     assert "pkmodel checkpoint (PyTorch)" in lines["pt"] and "parameters: 301,558" in lines["pt"]
     assert "ONNX opset 18" in lines["onnx"] and "Conv " in lines["onnx"]
-    assert f"input: image 'image' {SIZE} x {SIZE} RGB, pixels 0..255" in lines["fp16"]
+    assert f"input: image 'input' {SIZE} x {SIZE} RGB, pixels 0..255" in lines["fp16"]
     assert "export check on 32 generated synthetic picture(s)" in lines["fp16"]
     described = describe_weights(exports["fp16"])
     assert described["ops"]["conv"] == 73 and described["metadata"]["precision"] == "fp16"

@@ -40,7 +40,7 @@ from pkmodel.data.prepare import prepare_split
 from pkmodel.data.synthetic.generate import generate
 from pkmodel.engine.batches import epoch_loader, input_images, set_memory_format, to_device
 from pkmodel.engine.optim import ModelEMA, build_optimizer
-from pkmodel.export.common import INPUT_NAME, normalise_pixels, sample_input
+from pkmodel.export.common import normalise_pixels, sample_input
 from pkmodel.export.onnx import check_opset, onnx_session, write_onnx
 from pkmodel.model.loss import PoseLoss
 from pkmodel.model.network import build_model, model_summary, output_shapes
@@ -373,8 +373,10 @@ def measure_inference(cfg: Any, plan: Plan, folder: Path) -> dict[str, Any]:
     with torch.inference_mode():
         torch_s = median_seconds(lambda: model(xt), plan.settings.repeats)
         reference = [o.numpy() for o in model(xt)]
-    onnx_s = median_seconds(lambda: session.run(None, {INPUT_NAME: x}), plan.settings.repeats)
-    got = session.run(None, {INPUT_NAME: x})
+    onnx_s = median_seconds(
+        lambda: session.run(None, {session.get_inputs()[0].name: x}), plan.settings.repeats
+    )
+    got = session.run(None, {session.get_inputs()[0].name: x})
     # The two runtimes must run the same network, or the comparison means nothing.
     diff = max(float(np.abs(a - b).max()) for a, b in zip(got, reference, strict=True))
     return {

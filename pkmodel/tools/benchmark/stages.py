@@ -29,7 +29,7 @@ from pkmodel.data.loader import make_loader
 from pkmodel.data.prepare import prepare_split, worker_count
 from pkmodel.data.synthetic.generate import generate
 from pkmodel.datatools.fetch import fetch_urls
-from pkmodel.export.common import INPUT_NAME, normalise_pixels, sample_input
+from pkmodel.export.common import normalise_pixels, sample_input
 from pkmodel.export.onnx import ONNX_MIN_OPSET, onnx_session, write_onnx
 from pkmodel.model.decode import Decoded, DecodeSettings, decode_batch, decode_batch_torch
 from pkmodel.model.loss import PoseLoss
@@ -172,7 +172,9 @@ def benchmark_cpu_latency(
         if onnx_path is None:
             write_onnx(model, path, input_size, opset)
         session = onnx_session(path, threads=threads)
-        onnx_ms = median_ms(lambda: session.run(None, {INPUT_NAME: x}), runs, warmup)
+        onnx_ms = median_ms(
+            lambda: session.run(None, {session.get_inputs()[0].name: x}), runs, warmup
+        )
     return LatencyReport(input_size, width_mult, torch_ms, onnx_ms, threads, runs)
 
 
