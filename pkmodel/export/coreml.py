@@ -565,9 +565,6 @@ def export_coreml(
         f"pkmodel's Core ML runner (FP16 emulated)"
     ]  # fmt: skip
     report = ExportReport(out, path_size(out), checks, diffs, skipped, weight_bytes, compressed or {})  # fmt: skip
-    warning = app_grid_warning(size, stride)
-    if warning:
-        report.checks.append(warning)
     what = "converted program (before compression)" if compressed is not None else "program"
     report.checks.append(f"Core ML {what} vs PyTorch on {source} ({kind} tolerance): " + describe_differences(diffs))  # fmt: skip
     if compressed is not None:
@@ -577,4 +574,7 @@ def export_coreml(
         )
     if runtime is not None:
         report.checks.append("Core ML runtime vs PyTorch: " + describe_differences(runtime))
+    warning = app_grid_warning(size, stride)
+    if warning:
+        report.checks.append(warning)
     return report
