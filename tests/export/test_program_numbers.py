@@ -101,3 +101,31 @@ def test_compressed_exports_run_and_cost_more_the_fewer_bits(trained_exports, pi
     assert worst["fp16"] < worst["int8"] < worst["palette4"]
     assert worst["palette6"] < worst["palette4"]
     assert same["fp16"] >= 0.99 and same["int8"] >= 0.8 and same["palette4"] < same["fp16"]
+
+
+@pytest.mark.slow
+def test_check_ap_prints_the_exported_models_ap_next_to_the_checkpoints(tiny_prepared, tmp_path):
+    import re
+
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    out = tmp_path / "int8.mlpackage"
+    labels = tiny_prepared / "val.json"
+    result = CliRunner().invoke(app, ["export-coreml", "--weights", str(TRAINED), "--out", str(out),
+                                      "--compress", "int8", "--check-ap", str(labels),
+                                      "--set", "export.check_count=4"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"AP on {labels} (flip test off):" in result.output
+    rows = re.findall(r"^  (PyTorch FP32 \(trained_96.pt\)|Core ML int8)\s+AP (\d\.\d{3})  AP50 (\d\.\d{3})  PCK (\d\.\d{3})$", result.output, re.M)  # fmt: skip
+    assert [r[0] for r in rows] == ["PyTorch FP32 (trained_96.pt)", "Core ML int8"]
+    (_, ap32, _, pck32), (_, ap8, _, pck8) = rows
+    assert float(pck32) > 0.2  # the trained network on the synthetic val crops
+    assert abs(float(pck8) - float(pck32)) <= 0.05
+    change = float(re.search(r"AP change: ([+-]\d\.\d{3})", result.output).group(1))
+    assert change == pytest.approx(float(ap8) - float(ap32), abs=0.0015)  # from unrounded APs
+    missing = CliRunner().invoke(app, ["export-coreml", "--weights", str(TRAINED), "--out",
+                                       str(tmp_path / "x.mlpackage"), "--check-ap", str(tmp_path / "no.json")])  # fmt: skip
+    assert missing.exit_code == 2 and "--check-ap labels file" in missing.output
+    assert not (tmp_path / "x.mlpackage").exists()
