@@ -182,6 +182,9 @@ class ModelConfig(Section):
 
     name: ClassVar[str] = "model"
 
+    arch: Literal["pkmodel", "posekit"] = _f(
+        "pkmodel", "network: pkmodel's, or PoseKit's movenet.pytorch (loads PoseKit .pth files)"
+    )
     input_size: int = _f(192, "square input side in pixels (multiple of 32); output grid = /4")
     width_mult: float = _f(1.0, "MobileNetV2 width multiplier")
     neck_channels: int = _f(64, "channels of the upsampling neck")

@@ -35,7 +35,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
-    """Load a pkmodel checkpoint with ``weights_only=True``; anything else is a PkmodelError."""
+    """Load a pkmodel checkpoint with ``weights_only=True``; anything else is a PkmodelError.
+
+    A PoseKit ``.pth`` (movenet.pytorch's state dict) is read as a checkpoint too: its weights
+    under ``model`` and a default config with ``model.arch = "posekit"`` (``source: posekit``).
+    """
 
     import torch
 
@@ -60,6 +64,12 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
         raise PkmodelError(
             f"{path} is not a pkmodel checkpoint (not a readable PyTorch file: {type(e).__name__})"
         ) from None
+    if isinstance(state, dict) and "format" not in state:
+        from pkmodel.model.posekit import posekit_checkpoint
+
+        converted = posekit_checkpoint(state)  # a PoseKit .pth: its weights, a default config
+        if converted is not None:
+            return converted
     return CHECKPOINT.check(state, path)
 
 

@@ -183,13 +183,17 @@ def load_backbone_state(backbone: nn.Sequential, path: Path) -> None:
 
 def build_model(
     model_cfg: ModelConfig, pretrained: bool = True, num_joints: int = NUM_JOINTS
-) -> PoseNet:
-    """Build the network the config describes.
+) -> nn.Module:
+    """Build the network the config describes (PoseNet, or PoseKitNet for arch posekit).
 
     With ``pretrained`` and ``model_cfg.pretrained`` set to a file, the backbone gets those local
     ImageNet weights (never downloaded); otherwise it is randomly initialised.
     """
     model_cfg.check()
+    if model_cfg.arch == "posekit":
+        from pkmodel.model.posekit import build_posekit
+
+        return build_posekit(model_cfg, num_joints)
     model = PoseNet(
         width_mult=model_cfg.width_mult,
         neck_channels=model_cfg.neck_channels,
