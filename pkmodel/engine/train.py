@@ -43,6 +43,7 @@ from pkmodel.engine.batches import (
 from pkmodel.engine.budget import TimeBudget
 from pkmodel.engine.evaluate import evaluate_model
 from pkmodel.engine.optim import LRSchedule, ModelEMA, build_optimizer
+from pkmodel.engine.posekit_import import finetune_weights
 from pkmodel.engine.runlog import RunLog
 from pkmodel.model.checkpoint import load_checkpoint, save_checkpoint
 from pkmodel.model.loss import PoseLoss
@@ -334,12 +335,13 @@ def _build_run(
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    weights = None
+    if t.finetune is not None and checkpoint is None:  # may set model.arch (PoseKit's files)
+        weights = finetune_weights(cfg, t.finetune)
     seed_everything(t.seed)  # the initial weights depend on the seed only
 
     model = build_model(cfg.model, pretrained=checkpoint is None and t.finetune is None)
-    if t.finetune is not None and checkpoint is None:
-        source = load_checkpoint(t.finetune)
-        weights = source["ema"] or source["model"]
+    if weights is not None:
         try:
             model.load_state_dict(weights)
         except RuntimeError as e:

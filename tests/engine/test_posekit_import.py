@@ -1,0 +1,139 @@
+"""The PoseKit app's compiled model imported into PoseKitNet: every conv mapped by name, the same
+outputs as pkmodel's Core ML runner (FP16 tolerance) on real COCO photos, the same COCO AP,
+and ``train --finetune app.mlmodelc`` starting from it."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from pkmodel.common.errors import PkmodelError
+from pkmodel.engine.networks import load_network
+from pkmodel.engine.posekit_import import finetune_weights, import_posekit_app
+from pkmodel.engine.predict import normalise
+from pkmodel.export.common import check_images, output_differences
+from pkmodel.export.coreml import COREML_TOLERANCE
+from pkmodel.model.decode import DecodeSettings
+from pkmodel.model.posekit import PoseKitNet
+from tests.conftest import run_cli, shared_data, tiny_train_config
+
+APP = ("posekit_app", "pkmodel.mlmodelc")
+
+
+@pytest.fixture(scope="module")
+def app_model():
+    return shared_data(*APP)
+
+
+@pytest.fixture(scope="module")
+def imported(app_model):
+    model = PoseKitNet().eval()
+    model.load_state_dict(import_posekit_app(app_model))
+    return model
+
+
+def test_every_conv_of_the_app_maps_to_a_posekit_layer_by_name(app_model):
+    mil = (app_model / "model.mil").read_text()
+    weights = re.findall(r"= conv\(.*?weight = (\w+),", mil)
+    assert len(weights) == 74
+    names = {n.replace(".", "_") for n, _, _ in PoseKitNet().conv_layers()}
+    stripped = {re.sub(r"^self_|_weight(_fused_bn)?_to_fp16$", "", w) for w in weights}
+    assert stripped == names
+    # shapes as the program declares them
+    declared = {
+        name: shape for shape, name in re.findall(r"tensor<fp16, \[([\d, ]+)\]> (\w+) = const", mil)
+    }
+    own = {n.replace(".", "_"): tuple(c.weight.shape) for n, c, _ in PoseKitNet().conv_layers()}
+    for w in weights:
+        shape = tuple(int(d) for d in declared[w].split(","))
+        assert shape == own[re.sub(r"^self_|_weight(_fused_bn)?_to_fp16$", "", w)], w
+
+
+def test_imported_batch_norms_are_identities_with_the_folded_bias(app_model):
+    state = import_posekit_app(app_model)
+    assert torch.equal(state["backbone.features1.0.1.weight"], torch.ones(32))
+    assert torch.equal(state["backbone.features1.0.1.running_mean"], torch.zeros(32))
+    assert torch.allclose(state["backbone.features1.0.1.running_var"] + 1e-5, torch.ones(32))
+    assert state["backbone.features1.0.1.bias"].abs().max() > 0  # the folded bias
+    # a conv with its own bias before a BN: the folded bias in the conv, none in the BN
+    assert torch.equal(state["backbone.features2.conv1.4.bias"], torch.zeros(144))
+    assert state["backbone.features2.conv1.3.bias"].abs().max() > 0
+    # FP16 values held in float32
+    w = state["header.header_heatmaps.1.weight"]
+    assert w.dtype == torch.float32 and torch.equal(w, w.half().float())
+
+
+def test_imported_network_matches_the_core_ml_runner_on_coco_photos(app_model, imported):
+    pictures, _ = check_images(shared_data("coco_mini", "train2017"), 192, 16)
+    x = torch.from_numpy(normalise(pictures))
+    with torch.no_grad():
+        ours = [o.numpy() for o in imported(x)]
+        runner = [o.numpy() for o in load_network(app_model).module(x)]
+    settings = DecodeSettings(score_threshold=0.1)  # the app's threshold: more joints compared
+    diffs = output_differences(ours, runner, settings)
+    tol = COREML_TOLERANCE["fp16"]
+    assert diffs["heatmaps"] <= tol.maps and diffs["centers"] <= tol.maps
+    assert diffs["regs"] <= tol.vectors and diffs["offsets"] <= tol.vectors
+    assert diffs["joints_found"] >= 50
+    assert diffs["same_cells"] >= 0.99, diffs
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_the_import_evaluates_to_the_apps_ap(app_model, imported, tmp_path):
+    from pkmodel.model.checkpoint import save_checkpoint
+    from pkmodel.model.posekit import posekit_config_dict
+
+    ckpt = tmp_path / "app.pt"
+    config = posekit_config_dict()
+    save_checkpoint(ckpt, {"model": imported.state_dict(), "ema": None, "config": config})
+    pth = tmp_path / "app.pth"  # and as a PoseKit .pth
+    torch.save(imported.state_dict(), pth)
+    coco = shared_data("coco_mini")
+    ap = {}
+    for name, weights in (("coreml", app_model), ("checkpoint", ckpt), ("pth", pth)):
+        out = tmp_path / name
+        run_cli(["evaluate", "--weights", weights, "--annotations",
+                 coco / "annotations" / "person_keypoints_train2017.json",
+                 "--images", coco / "train2017", "--out", out, "--quiet", "--pictures", 0,
+                 "--device", "cpu", "--set", "train.workers=0"])  # fmt: skip
+        ap[name] = json.loads((out / "metrics.json").read_text())["AP"]
+    assert ap["coreml"] == pytest.approx(0.108, abs=0.002)
+    assert ap["checkpoint"] == pytest.approx(ap["coreml"], abs=0.005)
+    assert ap["pth"] == ap["checkpoint"]
+
+
+def test_finetune_weights_set_arch_posekit(app_model, tiny_prepared, tmp_path):
+    cfg = tiny_train_config(tiny_prepared, tmp_path)
+    state = finetune_weights(cfg, app_model)
+    assert cfg.model.arch == "posekit" and cfg.model.width_mult == 1.0
+    assert cfg.sources["model.arch"] == f"train.finetune {app_model}"
+    assert cfg.model.input_size == 64  # the configured size stays
+    assert set(state) == set(PoseKitNet().state_dict())
+
+
+def test_one_epoch_of_finetune_from_the_app_model(app_model, tiny_prepared, tmp_path):
+    from pkmodel.engine.train import train
+    from pkmodel.model.checkpoint import model_from_checkpoint
+
+    cfg = tiny_train_config(
+        tiny_prepared, tmp_path / "run", finetune=app_model, epochs=1, ema=False
+    )
+    result = train(cfg, progress=False, max_steps=2)
+    model, saved, _ = model_from_checkpoint(tmp_path / "run" / "last.pt")
+    assert isinstance(model, PoseKitNet) and saved.model.arch == "posekit"
+    assert saved.model.input_size == 64 and result.epochs_run == 1
+    metrics = result.last_metrics
+    assert np.isfinite(metrics["val/AP"]) and np.isfinite(metrics["train/loss"])
+    # it started from the app's weights: a late layer the two steps barely move
+    start = import_posekit_app(app_model)["backbone.features4.3.0.weight"]
+    now = model.state_dict()["backbone.features4.3.0.weight"]
+    assert (now - start).abs().max() < 0.05 * start.abs().max()
+
+
+def test_a_missing_program_is_one_sentence(tmp_path):
+    with pytest.raises(PkmodelError, match=r"Core ML model .*missing.mlmodelc does not exist"):
+        import_posekit_app(tmp_path / "missing.mlmodelc")
