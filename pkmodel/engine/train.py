@@ -295,6 +295,11 @@ def train(
         checkpoint = None
         if resume is not None:
             checkpoint = load_checkpoint(resume)
+            if checkpoint.get("source") == "posekit":  # weights only, no training state
+                raise PkmodelError(
+                    f"cannot resume from {resume}: it is a PoseKit state dict (weights only); "
+                    "start from it with --finetune"
+                )
             _check_resume_config(cfg, checkpoint["config"], resume)
         run, dataset = _build_run(cfg, dist, device, checkpoint, progress, max_steps)
         start_epoch = run.load(checkpoint) if checkpoint is not None else 0

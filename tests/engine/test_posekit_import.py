@@ -137,3 +137,27 @@ def test_one_epoch_of_finetune_from_the_app_model(app_model, tiny_prepared, tmp_
 def test_a_missing_program_is_one_sentence(tmp_path):
     with pytest.raises(PkmodelError, match=r"Core ML model .*missing.mlmodelc does not exist"):
         import_posekit_app(tmp_path / "missing.mlmodelc")
+
+
+def test_resuming_from_a_posekit_pth_is_one_sentence(tiny_prepared, tmp_path):
+    from pkmodel.engine.train import train
+
+    pth = tmp_path / "posekit.pth"
+    torch.save(PoseKitNet().state_dict(), pth)
+    cfg = tiny_train_config(tiny_prepared, tmp_path / "run")
+    with pytest.raises(PkmodelError, match=r"cannot resume from .*posekit.pth: it is a PoseKit"):
+        train(cfg, resume=pth, progress=False)
+
+
+def test_finetune_weights_from_a_posekit_pth_and_a_pkmodel_checkpoint(tiny_prepared, tmp_path):
+    from pkmodel.model.checkpoint import save_checkpoint
+
+    weights = PoseKitNet().state_dict()
+    torch.save({f"module.{k}": v for k, v in weights.items()}, tmp_path / "posekit.pth")
+    cfg = tiny_train_config(tiny_prepared, tmp_path)
+    state = finetune_weights(cfg, tmp_path / "posekit.pth")
+    assert cfg.model.arch == "posekit" and torch.equal(state["header.header_regs.1.weight"], weights["header.header_regs.1.weight"])  # fmt: skip
+    cfg = tiny_train_config(tiny_prepared, tmp_path)  # a pkmodel checkpoint: arch unchanged
+    save_checkpoint(tmp_path / "last.pt", {"model": {"x": torch.ones(1)}, "ema": None, "config": cfg.to_dict()})  # fmt: skip
+    assert set(finetune_weights(cfg, tmp_path / "last.pt")) == {"x"}
+    assert cfg.model.arch == "pkmodel" and cfg.model.width_mult == 0.35
