@@ -493,7 +493,16 @@ class LiftConfig(Section):
     min_depth_m: float = _f(0.1, "nearest valid depth in metres")
     max_depth_m: float = _f(10.0, "farthest valid depth in metres")
     surface_correction: bool = _f(True, "push the surface sample back by the limb radius")
-    smoothing: Literal["none", "ema", "one_euro"] = _f("one_euro", "temporal filter")
+    depth_sampler: Literal["pkmodel", "posekit-app"] = _f(
+        "pkmodel",
+        "pkmodel (window, band, depth range, correction) or posekit-app (the phone's sampler)",
+    )
+    app_depth_mode: Literal["strict", "balanced", "lenient"] = _f(
+        "balanced", "posekit-app sampler mode: strict (level 2, r 2), balanced (1, r 3), lenient"
+    )
+    smoothing: Literal["none", "ema", "one_euro", "posekit-app"] = _f(
+        "one_euro", "temporal filter (posekit-app: the phone's EMA, 0.55 on the previous value)"
+    )
     ema_alpha: float = _f(0.55, "EMA weight of the new sample")
     one_euro_min_cutoff: float = _f(6.0, "One-Euro minimum cutoff in Hz (at rest: ~EMA 0.55)")
     one_euro_beta: float = _f(80.0, "One-Euro speed coefficient: cutoff grows by this Hz per m/s")

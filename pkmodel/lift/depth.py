@@ -184,3 +184,126 @@ def lift_joints(
     if limb_radius is not None:
         points = surface_to_joint(points, limb_radius)
     return points, sample
+
+
+# The PoseKit app's depth sampler (PoseKitApp DepthSampler.swift), reproduced for
+# ``lift.depth_sampler = "posekit-app"``: mode -> (lowest confidence level, search radius).
+APP_DEPTH_MODES: dict[str, tuple[int, int]] = {
+    "strict": (2, 2),
+    "balanced": (1, 3),
+    "lenient": (0, 3),
+}
+
+
+@dataclass(frozen=True)
+class AppDepthSample:
+    """The app's depth at joints: ``depth`` (T, K) metres (NaN = none), ``confidence`` (T, K) the
+    app's depthConfidence = level / 2 (0 where there is no depth, as the app leaves it)."""
+
+    depth: np.ndarray
+    confidence: np.ndarray
+    valid: np.ndarray  # (T, K) bool: depth is a number
+
+
+def _round_app(x: np.ndarray) -> np.ndarray:
+    """Swift's ``Float.rounded()``: to nearest, halves away from zero (not NumPy's to-even)."""
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def sample_depth_app(
+    uv_norm: np.ndarray,
+    depth: np.ndarray,
+    confidence: np.ndarray | None = None,
+    mode: str = "balanced",
+) -> AppDepthSample:
+    """Depth at normalised joints (..., 2) exactly as the PoseKit app samples it.
+
+    ``depth`` is (H, W) or (T, H, W) metres, ``confidence`` the same shape (levels 0/1/2; None:
+    every pixel counts as level 2, as in the app). The joint's pixel is
+    ``round((W - 1) * u), round((H - 1) * v)`` (float32 product, halves away from zero). A pixel
+    has depth when it is inside the map, not NaN and > 0 (no depth range: the app has none). If
+    the joint's pixel has depth and level >= the mode's minimum, that is the depth. Otherwise,
+    in the square of the mode's radius around it, the pixels with depth whose level is the
+    highest present (and >= the minimum) are sorted and the upper median ``s[n // 2]`` taken.
+    NaN joints give no depth.
+    """
+    if mode not in APP_DEPTH_MODES:
+        raise ValueError(f"unknown app depth mode {mode!r}; one of {sorted(APP_DEPTH_MODES)}")
+    min_level, radius = APP_DEPTH_MODES[mode]
+    depth = np.asarray(depth)
+    uv = np.asarray(uv_norm, dtype=np.float32)
+    single = depth.ndim == 2
+    if single:
+        depth, uv = depth[None], uv[None]
+        confidence = None if confidence is None else np.asarray(confidence)[None]
+    if depth.ndim != 3 or uv.ndim != 3 or uv.shape[0] != depth.shape[0]:
+        raise ValueError(f"depth {depth.shape} and joints {uv.shape} do not match")
+    n_frames, height, width = depth.shape
+    if confidence is not None and np.shape(confidence) != depth.shape:
+        raise ValueError(f"confidence {np.shape(confidence)} does not match depth {depth.shape}")
+
+    finite = np.isfinite(uv).all(axis=-1)
+    safe = np.where(finite[..., None], uv, np.float32(0))
+    # float32 product as in Swift, then rounded exactly in float64; far points are clipped
+    # where they can no longer reach the map.
+    far = radius + 1
+    col = _round_app((np.float32(width - 1) * safe[..., 0]).astype(np.float64))
+    row = _round_app((np.float32(height - 1) * safe[..., 1]).astype(np.float64))
+    col = np.clip(col, -far, width + far).astype(np.int64)
+    row = np.clip(row, -far, height + far).astype(np.int64)
+
+    offsets = np.arange(-radius, radius + 1)
+    side = 2 * radius + 1
+    rows = row[..., None, None] + offsets[:, None]
+    cols = col[..., None, None] + offsets[None, :]
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width) & finite[..., None, None]
+    t = np.arange(n_frames)[:, None, None, None]
+    r, c = np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1)
+    shape = (*uv.shape[:2], side * side)
+    values = depth[t, r, c].astype(np.float64).reshape(shape)
+    inside = np.broadcast_to(inside, (*uv.shape[:2], side, side)).reshape(shape)
+    if confidence is None:
+        levels = np.full(shape, 2, dtype=np.int64)
+    else:
+        levels = np.asarray(confidence)[t, r, c].astype(np.int64).reshape(shape)
+    with np.errstate(invalid="ignore"):
+        has_depth = inside & ~np.isnan(values) & (values > 0)
+    usable = has_depth & (levels >= min_level)
+
+    mid = side * side // 2  # the joint's own pixel
+    centre_ok = usable[..., mid]
+    best = np.where(usable, levels, -1).max(axis=-1)
+    keep = usable & (levels == best[..., None])
+    count = keep.sum(axis=-1)
+    ordered = np.sort(np.where(keep, values, np.nan), axis=-1)  # NaN sorts last
+    upper = np.take_along_axis(ordered, (count // 2)[..., None], axis=-1)[..., 0]
+    fallback = np.where(count > 0, upper, np.nan)
+
+    z = np.where(centre_ok, values[..., mid], fallback)
+    level = np.where(centre_ok, levels[..., mid], best)
+    valid = ~np.isnan(z)
+    conf = np.where(valid, level / 2.0, 0.0)
+    if single:
+        z, conf, valid = z[0], conf[0], valid[0]
+    return AppDepthSample(depth=z, confidence=conf, valid=valid)
+
+
+def lift_joints_app(
+    keypoints: np.ndarray,
+    depth: np.ndarray,
+    intrinsics: Intrinsics,
+    *,
+    confidence: np.ndarray | None = None,
+    mode: str = "balanced",
+) -> tuple[np.ndarray, AppDepthSample]:
+    """2D joints (T, K, 2) in image pixels -> 3D (T, K, 3) metres with the app's sampler.
+
+    Joints are normalised by the intrinsics' image size (u = x / W, v = y / H) and sampled with
+    :func:`sample_depth_app`; back-projection is pkmodel's (:func:`backproject`). No
+    surface-to-joint correction: the app has none.
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    size = np.array([intrinsics.width, intrinsics.height], dtype=np.float64)
+    sample = sample_depth_app(keypoints[..., :2] / size, depth, confidence, mode)
+    points = backproject(keypoints[..., :2], sample.depth, intrinsics)
+    return points, sample

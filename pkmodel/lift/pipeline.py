@@ -33,7 +33,7 @@ from pkmodel.common.skeleton import (
 from pkmodel.config import LiftConfig
 from pkmodel.engine.networks import load_network, network_device
 from pkmodel.lift.canonical import hip_width, to_canonical
-from pkmodel.lift.depth import lift_joints, surface_to_joint
+from pkmodel.lift.depth import lift_joints, lift_joints_app, surface_to_joint
 from pkmodel.lift.rgbd import RgbdSequence
 from pkmodel.lift.smoothing import SmoothingParams, smooth_sequence
 from pkmodel.lift.take import Take, TakeRecorder, write_take
@@ -182,6 +182,17 @@ def sample_surface(
         conf = None
         if seq.confidence_files is not None:
             conf = np.stack([seq.load_confidence(i) for i in idx])
+        if lift.depth_sampler == "posekit-app":  # the app's sampler; no correction, no range
+            p, app = lift_joints_app(
+                keypoints[start : idx.stop],
+                depth,
+                seq.intrinsics,
+                confidence=conf,
+                mode=lift.app_depth_mode,
+            )
+            points.append(p)
+            valid.append(app.valid)
+            continue
         p, sample = lift_joints(
             keypoints[start : idx.stop],
             depth,
@@ -230,7 +241,7 @@ def lift_sequence(
         params_2d = replace(SmoothingParams.from_config(lift), beta=lift.one_euro_beta_2d)
         keypoints = smooth_sequence(keypoints, seq.timestamps, params_2d)
     surface, valid = sample_surface(seq, keypoints, lift, progress)
-    radius = np.asarray(lift.limb_radius_m) if lift.surface_correction else None
+    radius = np.asarray(lift.limb_radius_m) if _corrects(lift) else None
     raw, final = finish_3d(surface, seq.timestamps, radius, SmoothingParams.from_config(lift))
     ext = add_derived_joints(final)
     width = canonical_hip_width(final, lift)
@@ -250,6 +261,11 @@ def lift_sequence(
         seconds=time.perf_counter() - start,
         hip_width_m=width,
     )
+
+
+def _corrects(lift: LiftConfig) -> bool:
+    """Surface-to-joint correction is on (never with the app's sampler: the app has none)."""
+    return lift.surface_correction and lift.depth_sampler == "pkmodel"
 
 
 def canonical_hip_width(joints: np.ndarray, lift: LiftConfig) -> float | None:
@@ -289,7 +305,9 @@ def build_take(seq: RgbdSequence, result: LiftResult, lift: LiftConfig, model_id
             "min_score": lift.min_score,
             "min_depth_m": lift.min_depth_m,
             "max_depth_m": lift.max_depth_m,
-            "surface_correction": lift.surface_correction,
+            "surface_correction": _corrects(lift),
+            "depth_sampler": lift.depth_sampler,
+            "app_depth_mode": lift.app_depth_mode,
             "limb_radius_m": list(lift.limb_radius_m),
             "smoothing": lift.smoothing,
             "smooth_2d": lift.smooth_2d,
@@ -394,7 +412,7 @@ def evaluation_parts(
         "variants": {},
     }
     for correction, radius in radii.items():
-        for method in SMOOTHING_METHODS:
+        for method in dict.fromkeys((*SMOOTHING_METHODS, lift.smoothing)):
             params = SmoothingParams.from_config(lift, method)
             _, pred = finish_3d(result.surface, seq.timestamps, radius, params)
             width = canonical_hip_width(pred, lift)
@@ -429,7 +447,7 @@ def summarise(parts_list: list[dict[str, Any]], lift: LiftConfig) -> dict[str, A
             metric: _mean(a for p in parts_list for a in p["variants"][name][metric])
             for metric in parts_list[0]["variants"][name]
         }
-    chosen = f"{'config_radius' if lift.surface_correction else 'off'}/{lift.smoothing}"
+    chosen = f"{'config_radius' if _corrects(lift) else 'off'}/{lift.smoothing}"
     n_visible = sum(int(a.size) for a in pool("depth_valid_visible"))
     return {
         "selected": chosen,

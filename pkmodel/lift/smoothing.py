@@ -3,7 +3,8 @@
 Filters are streaming (one frame at a time, as on the phone) and batched over joints: a frame is
 an array (..., D) (for example K x 3 joints in metres or K x 2 keypoints in pixels). Each joint
 keeps its own history; a NaN sample, or a gap longer than ``max_gap_s`` since the joint was last
-seen, resets that joint (the new sample passes through unfiltered).
+seen, resets that joint (the new sample passes through unfiltered). :class:`AppEmaFilter` is
+the PoseKit app's own EMA, reproduced as it is (no timestamps).
 """
 
 from __future__ import annotations
@@ -74,6 +75,33 @@ class EmaFilter(_Filter):
         return x.copy()
 
 
+class AppEmaFilter:
+    """The PoseKit app's smoother (PoseSmoother.swift): out = prev * 0.55 + new * 0.45 per joint.
+
+    ``prev_weight`` is the weight of the PREVIOUS output (the app's alpha, 0.55). Timestamps are
+    ignored (no gap reset); a joint with any NaN coordinate passes through as NaN and the next
+    valid sample restarts it unfiltered.
+    """
+
+    def __init__(self, prev_weight: float = 0.55) -> None:
+        self.prev_weight = float(prev_weight)
+        self.reset()
+
+    def reset(self) -> None:
+        self._x: np.ndarray | None = None
+
+    def __call__(self, timestamp: float, sample: np.ndarray) -> np.ndarray:
+        sample = np.asarray(sample, dtype=np.float64)
+        if self._x is None or self._x.shape != sample.shape:
+            self._x = np.full(sample.shape, np.nan)
+        now_nan = np.isnan(sample).any(axis=-1)
+        prev_nan = np.isnan(self._x).any(axis=-1)
+        blended = self._x * self.prev_weight + sample * (1.0 - self.prev_weight)
+        x = np.where((now_nan | prev_nan)[..., None], sample, blended)
+        self._x = x
+        return x.copy()
+
+
 def _smoothing_factor(cutoff: np.ndarray | float, dt: np.ndarray) -> np.ndarray:
     """Low-pass weight of the new sample for a cutoff frequency (Hz) and time step (s)."""
     tau = 1.0 / (2.0 * math.pi * np.asarray(cutoff))
@@ -132,7 +160,7 @@ class OneEuroFilter(_Filter):
 class SmoothingParams:
     """The filter choice and its parameters (mirrors the lift config section)."""
 
-    method: str = "one_euro"  # "none" | "ema" | "one_euro"
+    method: str = "one_euro"  # "none" | "ema" | "one_euro" | "posekit-app"
     ema_alpha: float = 0.55
     min_cutoff: float = 1.0
     beta: float = 0.05
@@ -157,6 +185,8 @@ def make_filter(params: SmoothingParams) -> JointFilter | None:
         return None
     if params.method == "ema":
         return EmaFilter(params.ema_alpha, params.max_gap_s)
+    if params.method == "posekit-app":
+        return AppEmaFilter()
     if params.method == "one_euro":
         return OneEuroFilter(params.min_cutoff, params.beta, params.d_cutoff, params.max_gap_s)
     raise ValueError(f"unknown smoothing method {params.method!r}")
