@@ -17,6 +17,7 @@ from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.versioned import FileKind
 from pkmodel.config import config_from_dict
 from pkmodel.model.network import build_model
+from pkmodel.model.posekit import posekit_config_dict, posekit_state_dict
 
 CHECKPOINT_FORMAT = "pkmodel-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -65,12 +66,25 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
             f"{path} is not a pkmodel checkpoint (not a readable PyTorch file: {type(e).__name__})"
         ) from None
     if isinstance(state, dict) and "format" not in state:
-        from pkmodel.model.posekit import posekit_checkpoint
-
         converted = posekit_checkpoint(state)  # a PoseKit .pth: its weights, a default config
         if converted is not None:
             return converted
     return CHECKPOINT.check(state, path)
+
+
+def posekit_checkpoint(state: Any) -> dict[str, Any] | None:
+    """A loaded PoseKit ``.pth`` as a pkmodel checkpoint dict (weights + config), else None."""
+    weights = posekit_state_dict(state)
+    if weights is None:
+        return None
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model": weights,
+        "ema": None,
+        "config": posekit_config_dict(),
+        "source": "posekit",
+    }
 
 
 def model_from_checkpoint(path: str | Path, prefer_ema: bool = True, map_location: str = "cpu"):

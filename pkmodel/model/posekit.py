@@ -255,23 +255,6 @@ def posekit_config_dict() -> dict[str, dict[str, Any]]:
     return cfg.to_dict()
 
 
-def posekit_checkpoint(state: Any) -> dict[str, Any] | None:
-    """A loaded PoseKit ``.pth`` as a pkmodel checkpoint dict (weights + config), else None."""
-    weights = posekit_state_dict(state)
-    if weights is None:
-        return None
-    from pkmodel.model.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
-
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "model": weights,
-        "ema": None,
-        "config": posekit_config_dict(),
-        "source": "posekit",
-    }
-
-
 def build_posekit(model_cfg: ModelConfig, num_joints: int = NUM_JOINTS) -> PoseKitNet:
     """PoseKitNet for ``model.arch = "posekit"``: input size and joints from the config; its
     widths are fixed, so a ``width_mult`` other than 1 is refused (neck / head channels and
