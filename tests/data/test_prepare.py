@@ -420,9 +420,9 @@ def test_ctrl_c_with_workers_is_one_line_and_the_rerun_reuses_the_finished_crops
     # The set repeated 40 times under new ids (the same image files): a run of several seconds.
     step_i = max(i["id"] for i in data["images"]) + 1
     step_a = max(a["id"] for a in data["annotations"]) + 1
-    images = [{**i, "id": i["id"] + r * step_i} for r in range(40) for i in data["images"]]
+    images = [{**i, "id": i["id"] + r * step_i} for r in range(80) for i in data["images"]]
     anns = [{**a, "id": a["id"] + r * step_a, "image_id": a["image_id"] + r * step_i}
-            for r in range(40) for a in data["annotations"]]  # fmt: skip
+            for r in range(80) for a in data["annotations"]]  # fmt: skip
     ann = tmp_path / "many.json"
     ann.write_text(json.dumps({**data, "images": images, "annotations": anns}))
     out, crops = tmp_path / "out", tmp_path / "out" / "imgs" / "train"
