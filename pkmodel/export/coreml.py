@@ -12,7 +12,6 @@ step says why it is skipped.
 from __future__ import annotations
 
 import json
-import logging
 import platform
 import warnings
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from pkmodel.export.common import (
     sample_input,
     temp_dir_beside,
 )
+from pkmodel.mlprogram.proto import quiet_coremltools
 from pkmodel.mlprogram.run import CoreMLProgram
 from pkmodel.model.decode import DecodeSettings
 from pkmodel.model.outputs import OUTPUT_NAMES
@@ -115,14 +115,7 @@ def import_coremltools():
     """Import coremltools without its import-time noise on Linux (it warns that its macOS-only
     runtime library is missing and that this torch is newer than it was tested with; the checks
     after conversion are what establish that the result is right)."""
-    logger = logging.getLogger("coremltools")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        import coremltools as ct
-    finally:
-        logger.setLevel(level)
-    return ct
+    return quiet_coremltools()
 
 
 class BgrToRgb(torch.nn.Module):

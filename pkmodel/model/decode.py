@@ -297,6 +297,14 @@ def _torch_tables(h: int, w: int, prior_offset: float, device: Any) -> tuple[Any
     return _TORCH_TABLES[key]
 
 
+def _torch_outputs(outputs: Sequence[torch.Tensor]) -> tuple:
+    """The four maps checked, detached and float32, and their device."""
+    heatmaps, centers, regs, offsets = outputs
+    _check_shapes(heatmaps, centers, regs, offsets)
+    maps = tuple(o.detach().float() for o in (heatmaps, centers, regs, offsets))
+    return (*maps, heatmaps.device)
+
+
 def decode_batch_torch(
     outputs: Sequence[torch.Tensor], settings: DecodeSettings = DecodeSettings()
 ) -> DecodedTorch:
@@ -305,12 +313,8 @@ def decode_batch_torch(
 
     if settings.style == "posekit-app":
         return _decode_batch_torch_app(outputs, settings)
-    heatmaps, centers, regs, offsets = outputs
-    _check_shapes(heatmaps, centers, regs, offsets)
+    heatmaps, centers, regs, offsets, dev = _torch_outputs(outputs)
     n, k, h, w = heatmaps.shape
-    dev = heatmaps.device
-    heatmaps, centers = heatmaps.detach().float(), centers.detach().float()
-    regs, offsets = regs.detach().float(), offsets.detach().float()
     rows = torch.arange(n, device=dev)
 
     prior, table = _torch_tables(h, w, float(settings.prior_offset), dev)
@@ -352,12 +356,8 @@ def _decode_batch_torch_app(
     """The torch twin of ``_decode_batch_app`` (the same float32 operations)."""
     import torch
 
-    heatmaps, centers, regs, offsets = outputs
-    _check_shapes(heatmaps, centers, regs, offsets)
+    heatmaps, centers, regs, offsets, dev = _torch_outputs(outputs)
     n, k, h, w = heatmaps.shape
-    dev = heatmaps.device
-    heatmaps, centers = heatmaps.detach().float(), centers.detach().float()
-    regs, offsets = regs.detach().float(), offsets.detach().float()
     rows = torch.arange(n, device=dev)
     f32 = functools.partial(torch.tensor, dtype=torch.float32, device=dev)
 
