@@ -417,7 +417,7 @@ def test_ctrl_c_with_workers_is_one_line_and_the_rerun_reuses_the_finished_crops
 ):
     """SIGINT to the whole process group, as a terminal's Ctrl-C sends it, during a pooled run."""
     data = json.loads((tiny_synthetic / "annotations/person_keypoints_train.json").read_text())
-    # The set repeated 40 times under new ids (the same image files): a run of several seconds.
+    # The set repeated 80 times under new ids (the same image files): a run of several seconds.
     step_i = max(i["id"] for i in data["images"]) + 1
     step_a = max(a["id"] for a in data["annotations"]) + 1
     images = [{**i, "id": i["id"] + r * step_i} for r in range(80) for i in data["images"]]
@@ -429,8 +429,15 @@ def test_ctrl_c_with_workers_is_one_line_and_the_rerun_reuses_the_finished_crops
     command = [sys.executable, "-m", "pkmodel", "prepare-coco", "--split", "train",
                "--images", str(tiny_synthetic / "train"), "--annotations", str(ann),
                "--out", str(out), "--workers", "2", "--set", "prepare.min_area=0"]  # fmt: skip
+
+    # Ctrl-C from a terminal reaches a process whose SIGINT has its default disposition. A shell
+    # starts background jobs (a CI runner's, say) with SIGINT ignored, which the child would
+    # inherit (Python then installs no KeyboardInterrupt handler): restore the default.
+    def default_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     run = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, start_new_session=True)  # fmt: skip
+                           text=True, start_new_session=True, preexec_fn=default_sigint)  # fmt: skip
     deadline = time.monotonic() + 120
     while run.poll() is None and time.monotonic() < deadline:
         if crops.is_dir() and len(list(crops.glob("*.jpg"))) >= 100:
