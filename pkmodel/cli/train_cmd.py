@@ -33,7 +33,11 @@ def train_command(
             help="Continue exactly from OUT/last.pt (model, EMA, optimizer, schedule, RNG).",
         ),
     ] = False,
-    finetune: Path | None = key("train.finetune", help="start from this checkpoint's weights only"),
+    finetune: Path | None = key(
+        "train.finetune",
+        help="start from these weights only: a pkmodel checkpoint, a PoseKit .pth, or the "
+        "PoseKit app's .mlmodelc / .mlpackage (imported; sets model.arch posekit)",
+    ),
     force: Annotated[
         bool,
         typer.Option(

@@ -342,7 +342,11 @@ class TrainConfig(Section):
     early_stop_patience: int = _f(0, "stop after N validations without AP gain (0 = off)")
     seed: int = _f(0, "random seed")
     deterministic: bool = _f(False, "deterministic algorithms (exact resume, slower)")
-    finetune: Path | None = _f(None, "start from this checkpoint's weights ('' = none)")
+    finetune: Path | None = _f(
+        None,
+        "start from these weights: a checkpoint, a PoseKit .pth or the app's Core ML model "
+        "('' = none)",
+    )
 
     def rules(self) -> list[Rule]:
         return [
