@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,31 @@ class _Parser:
         self.i += 1
         return value
 
+    def items(self, close: str, parse: Callable[[], Any]) -> list[Any]:
+        """``parse()`` repeated, comma-separated, up to and including the ``close`` token."""
+        found = []
+        while self.peek() != close:
+            found.append(parse())
+            if self.peek() == ",":
+                self.take(",")
+        self.take(close)
+        return found
+
+    def keyed(self, close: str, parse: Callable[[], Any]) -> dict[str, Any]:
+        """``key = parse()`` pairs, comma-separated, up to and including ``close``."""
+
+        def pair() -> tuple[str, Any]:
+            key = self.name()
+            self.take("=")
+            return key, parse()
+
+        return dict(self.items(close, pair))
+
+    def typed_name(self) -> tuple[str, TensorType]:
+        """``tensor<...> name`` (a function input): (name, type)."""
+        ttype = self.tensor_type()
+        return self.name(), ttype
+
     def name(self) -> str:
         if self.kind() != "name":
             self.fail(f"expected a name, found {self.peek()!r}")
@@ -123,13 +149,7 @@ class _Parser:
         kind, token = self.kind(), self.peek()
         if token == "[":
             self.take("[")
-            items = []
-            while self.peek() != "]":
-                items.append(self.literal())
-                if self.peek() == ",":
-                    self.take(",")
-            self.take("]")
-            return items
+            return self.items("]", self.literal)
         self.take()
         if kind == "hex":
             return float.fromhex(token)
@@ -154,14 +174,7 @@ class _Parser:
         if self.peek() == "BLOBFILE":
             self.take()
             self.take("(")
-            args: dict[str, Any] = {}
-            while self.peek() != ")":
-                key = self.name()
-                self.take("=")
-                args[key] = self.typed_value()
-                if self.peek() == ",":
-                    self.take(",")
-            self.take(")")
+            args = self.keyed(")", self.typed_value)
             self.take(")")
             if "path" not in args or "offset" not in args:
                 self.fail("BLOBFILE needs a path and an offset")
@@ -192,13 +205,7 @@ class _Parser:
     def argument(self) -> Any:
         if self.peek() == "(":
             self.take("(")
-            items = []
-            while self.peek() != ")":
-                items.append(self.argument())
-                if self.peek() == ",":
-                    self.take(",")
-            self.take(")")
-            return tuple(items)
+            return tuple(self.items(")", self.argument))
         if self.kind() == "name" and self.peek() == "tensor" and self.peek(1) == "<":
             return self.typed_value()
         if self.kind() == "name" and self.peek() not in ("true", "false"):
@@ -216,24 +223,11 @@ class _Parser:
         self.take("=")
         op_type = self.name()
         self.take("(")
-        inputs: dict[str, Any] = {}
-        while self.peek() != ")":
-            key = self.name()
-            self.take("=")
-            inputs[key] = self.argument()
-            if self.peek() == ",":
-                self.take(",")
-        self.take(")")
+        inputs = self.keyed(")", self.argument)
         attributes: dict[str, Any] = {}
         if self.peek() == "[":
             self.take("[")
-            while self.peek() != "]":
-                key = self.name()
-                self.take("=")
-                attributes[key] = self.typed_value()
-                if self.peek() == ",":
-                    self.take(",")
-            self.take("]")
+            attributes = self.keyed("]", self.typed_value)
         self.take(";")
         name = str(attributes.get("name", outputs[0][0]))
         # constexpr ops (compressed weights) keep their data as attributes: treat them as inputs.
@@ -258,13 +252,7 @@ class _Parser:
             opset = self.name()
             self.take(">")
         self.take("(")
-        inputs = []
-        while self.peek() != ")":
-            ttype = self.tensor_type()
-            inputs.append((self.name(), ttype))
-            if self.peek() == ",":
-                self.take(",")
-        self.take(")")
+        inputs = self.items(")", self.typed_name)
         self.take("{")
         ops = []
         while self.peek() != "}":
@@ -272,12 +260,7 @@ class _Parser:
         self.take("}")
         self.take("->")
         self.take("(")
-        outputs = []
-        while self.peek() != ")":
-            outputs.append(self.name())
-            if self.peek() == ",":
-                self.take(",")
-        self.take(")")
+        outputs = self.items(")", self.name)
         if self.peek() == ";":
             self.take(";")
         return opset, inputs, ops, outputs
