@@ -56,10 +56,16 @@ def model_info(
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
-    typer.echo(
-        f"model: MobileNetV2 x{info['width_mult']} backbone (taps {info['backbone_channels']}), "
-        f"neck {info['neck_channels']}, heads {info['head_channels']}"
-    )
+    if info["arch"] == "posekit":
+        typer.echo(
+            f"model: PoseKit's network (movenet.pytorch's MobileNetV2 MoveNet; taps "
+            f"{info['backbone_channels']}, its own fixed neck and heads)"
+        )
+    else:
+        typer.echo(
+            f"model: MobileNetV2 x{info['width_mult']} backbone (taps {info['backbone_channels']}), "
+            f"neck {info['neck_channels']}, heads {info['head_channels']}"
+        )
     typer.echo(f"input: {info['input_shape']} (RGB, x / 127.5 - 1)")
     typer.echo(
         f"parameters: {info['parameters']:,} ({info['parameters'] / 1e6:.2f} M; backbone "

@@ -235,6 +235,7 @@ def model_summary(model_cfg: ModelConfig, num_joints: int = NUM_JOINTS) -> dict:
     with torch.no_grad():
         outputs = model.eval()(torch.zeros(1, 3, size, size))
     return {
+        "arch": model_cfg.arch,
         "input_size": size,
         "width_mult": model_cfg.width_mult,
         "neck_channels": model_cfg.neck_channels,

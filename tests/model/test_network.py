@@ -160,5 +160,10 @@ def test_model_info_command(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert "output heatmaps: [1, 17, 32, 32]" in res.output
     assert "parameters:" in res.output and "M MACs per image" in res.output
+    assert "neck 64, heads 64" in res.output
+    res = runner.invoke(app, ["model-info", "--set", "model.arch=posekit"])
+    assert res.exit_code == 0, res.output
+    assert "model: PoseKit's network" in res.output and "neck 64" not in res.output
+    assert "multiply-adds: 228,635,136 (228.6 M MACs per image)" in res.output
     res = runner.invoke(app, ["model-info", "--input-size", "100"])
     assert res.exit_code == 2 and "model.input_size" in res.output

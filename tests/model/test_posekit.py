@@ -109,7 +109,9 @@ def test_build_model_and_summary_for_arch_posekit():
     model = build_model(cfg, pretrained=False)
     assert isinstance(model, PoseKitNet) and model.input_size == 256
     info = model_summary(cfg)
-    assert info["outputs"]["heatmaps"] == [1, 17, 64, 64]
+    assert info["arch"] == "posekit" and info["outputs"]["heatmaps"] == [1, 17, 64, 64]
+    # movenet.pytorch's network at 192: the seed's 228.6 M multiply-adds (issue #25's figure).
+    assert model_summary(ModelConfig(arch="posekit"))["macs"] == 228_635_136
     assert info["parameters"] == sum(p.numel() for p in PoseKitNet().parameters())
     with pytest.raises(PkmodelError, match=r"model.width_mult 0.5 .*fixed width 1.0"):
         build_model(ModelConfig(arch="posekit", width_mult=0.5), pretrained=False)
