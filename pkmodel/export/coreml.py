@@ -570,4 +570,11 @@ def export_coreml(
     warning = app_grid_warning(size, stride)
     if warning:
         report.checks.append(warning)
+    if ex.compress == "palette" and palette_mode(ex.palette_mode) == "uniform":
+        report.checks.append(
+            "WARNING: uniform palette tables (export.palette_mode "
+            f"'{ex.palette_mode}'{', scikit-learn not installed' if ex.palette_mode == 'auto' else ''}"
+            "): on the demo's network they cost most of the AP where k-means tables cost little "
+            "(docs/export.md); check with --check-ap"
+        )
     return report

@@ -108,6 +108,8 @@ def test_coreml_compression_shrinks_weights_by_the_expected_ratio(
     # The bundle on disk shrinks by (at least nearly) the payload saved.
     saved = common.path_size(exports["fp16"]) - report.size_bytes
     assert saved > 0.95 * (total16 - sum(weights.values()))
+    uniform = [line for line in report.checks if line.startswith("WARNING: uniform palette")]
+    assert len(uniform) == (method == "palette" and coreml.palette_mode("auto") == "uniform")
     assert dict(spec.description.metadata.userDefined)["compression"] == (
         "int8" if method == "int8" else "palette-6bit"
     )
