@@ -26,8 +26,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from pkmodel.common.atomic import atomic_write_json  # noqa: E402
 from pkmodel.config import load_config  # noqa: E402
-from pkmodel.engine.evaluate import evaluate_split, prepare_for_evaluation  # noqa: E402
-from pkmodel.engine.networks import load_network  # noqa: E402
+from pkmodel.engine.evaluate import evaluate_weights, prepare_for_evaluation  # noqa: E402
 from pkmodel.export.common import path_size  # noqa: E402
 from pkmodel.export.coreml import export_coreml, palette_mode  # noqa: E402
 from pkmodel.export.onnx import export_onnx  # noqa: E402
@@ -80,14 +79,8 @@ def main() -> int:
                 path = export_coreml(args.weights, tmp / f"m{len(rows)}.mlpackage", cfg).path
             metrics = {}
             for set_name, labels, annotations in sets:
-                run_cfg = load_config(None, [], {}, env={})
-                run_cfg.eval.flip_test = False
-                run_cfg.train.workers = 0
-                network = load_network(path, "cpu")
-                network.configure(run_cfg)
-                ev = evaluate_split(labels, run_cfg, network.module, network.device,
-                                    annotations=annotations)  # fmt: skip
-                metrics[set_name] = {k: ev.metrics[k] for k in ("AP", "AP50", "PCK")}
+                m = evaluate_weights(path, labels, base, annotations=annotations)
+                metrics[set_name] = {k: m[k] for k in ("AP", "AP50", "PCK")}
             rows.append({"variant": name, "size_bytes": path_size(path), "metrics": metrics})
             print(f"{name}: " + "; ".join(
                 f"{s} AP {m['AP']:.3f} PCK {m['PCK']:.3f}" for s, m in metrics.items()),

@@ -52,6 +52,7 @@ from pkmodel.engine.metrics import (
     object_keypoint_similarity,
 )
 from pkmodel.engine.predict import load_runner, predict_frames_refined
+from pkmodel.mlprogram.run import is_coreml_path
 
 PREDICTIONS_SCHEMA = "pkmodel.pseudo-predictions"
 _SNAPSHOT_S = 60.0  # an interrupted run keeps at most this much inference work unsaved
@@ -470,7 +471,7 @@ def weights_identity(weights: str | Path) -> dict[str, Any]:
     """What ties cached predictions to a weights file or bundle (a Core ML folder): its path,
     size and (newest) modification time."""
     p = Path(weights)
-    if p.is_dir() and p.suffix.lower() in (".mlpackage", ".mlmodelc"):
+    if p.is_dir() and is_coreml_path(p):
         files = [f.stat() for f in p.rglob("*") if f.is_file()]
         size = sum(st.st_size for st in files)
         mtime = max((st.st_mtime_ns for st in files), default=p.stat().st_mtime_ns)

@@ -277,9 +277,11 @@ def evaluate_weights(
     cfg: Any,
     device: Any = "cpu",
     progress: bool = False,
+    annotations: Any = None,
 ) -> dict[str, Any]:
     """The metrics of any weights (checkpoint, ONNX, Core ML; engine.networks) on a prepared
-    split, with ``cfg``'s decoder and flip setting; ``cfg`` itself is left unchanged."""
+    split, with ``cfg``'s decoder and flip setting, scored against ``annotations`` (default:
+    the split's own source file); ``cfg`` itself is left unchanged."""
     import copy
 
     from pkmodel.engine.networks import load_network
@@ -288,5 +290,6 @@ def evaluate_weights(
     network = load_network(weights, device)
     network.configure(cfg)
     return evaluate_split(
-        labels_path, cfg, network.module, network.device, progress=progress
-    ).metrics
+        labels_path, cfg, network.module, network.device, progress=progress,
+        annotations=annotations,
+    ).metrics  # fmt: skip

@@ -18,17 +18,16 @@ import numpy as np
 import torch
 
 from pkmodel.common.errors import PkmodelError, not_there
-from pkmodel.mlprogram.run import PROGRAM_SUFFIXES, CoreMLProgram
+from pkmodel.mlprogram.run import CoreMLProgram, is_coreml_path
 from pkmodel.model.checkpoint import model_from_checkpoint
 from pkmodel.model.outputs import OUTPUT_NAMES
 
 
 def weights_kind(path: str | Path) -> str:
     """'coreml', 'onnx' or 'checkpoint', by the file's suffix."""
-    suffix = Path(path).suffix.lower()
-    if suffix in PROGRAM_SUFFIXES:
+    if is_coreml_path(path):
         return "coreml"
-    return "onnx" if suffix == ".onnx" else "checkpoint"
+    return "onnx" if Path(path).suffix.lower() == ".onnx" else "checkpoint"
 
 
 @dataclass

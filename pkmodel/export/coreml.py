@@ -44,7 +44,8 @@ from pkmodel.export.common import (
     sample_input,
     temp_dir_beside,
 )
-from pkmodel.mlprogram.proto import quiet_coremltools
+from pkmodel.mlprogram.blobs import STORED_TYPES
+from pkmodel.mlprogram.proto import PROTO_TO_MIL, quiet_coremltools
 from pkmodel.mlprogram.run import CoreMLProgram
 from pkmodel.model.decode import DecodeSettings
 from pkmodel.model.outputs import OUTPUT_NAMES
@@ -107,8 +108,9 @@ CHECK_METADATA_KEY = "pkmodel_check"
 
 
 # Bits per stored element of the MIL blob dtypes that compression produces.
-_BLOB_BITS = {"FLOAT32": 32, "FLOAT16": 16, "INT8": 8, "UINT8": 8, "INT4": 4, "UINT4": 4,
-              "UINT6": 6, "UINT3": 3, "UINT2": 2, "UINT1": 1, "INT32": 32}  # fmt: skip
+_BLOB_BITS = {
+    name: STORED_TYPES[mil][1] for name, mil in PROTO_TO_MIL.items() if mil in STORED_TYPES
+}
 
 
 def import_coremltools():

@@ -18,7 +18,7 @@ from pkmodel.common.errors import PkmodelError
 from pkmodel.mlprogram.program import BlobRef, ImageInput, Op, Program, Ref, TensorType
 
 # MIL proto element types -> MIL text names.
-_DTYPES = {
+PROTO_TO_MIL = {
     "FLOAT16": "fp16", "FLOAT32": "fp32", "FLOAT64": "fp64", "BFLOAT16": "bf16",
     "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64", "UINT8": "uint8",
     "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64", "BOOL": "bool",
@@ -55,7 +55,7 @@ def _tensor_type(value_type, where: str) -> TensorType:
         int(d.constant.size) if d.WhichOneof("dimension") == "constant" else None
         for d in tensor.dimensions
     )
-    return TensorType(_DTYPES.get(name, name.lower()), dims)
+    return TensorType(PROTO_TO_MIL.get(name, name.lower()), dims)
 
 
 def _immediate(value, ttype: TensorType, where: str) -> Any:

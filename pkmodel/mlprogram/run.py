@@ -149,12 +149,6 @@ class CoreMLProgram:
     def input_name(self) -> str:
         return self.program.inputs[0][0]
 
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """(height, width) of the input tensor."""
-        shape = self.program.inputs[0][1].shape
-        return int(shape[-2] or 0), int(shape[-1] or 0)
-
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Input tensors by name (N x C x H x W float) -> output arrays by name (float32).
 
