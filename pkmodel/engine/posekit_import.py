@@ -15,6 +15,7 @@ its own bias and a zero BN bias). The weights are the app's FP16 values, held in
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,53 @@ def finetune_weights(cfg: Config, path: str | Path) -> dict[str, torch.Tensor]:
         cfg.set("model.arch", "posekit", source)
         cfg.set("model.width_mult", 1.0, source)  # PoseKit's width is fixed
     return state
+
+
+def calibrate_batch_norms(model: torch.nn.Module, batches: Iterable[torch.Tensor]) -> int:
+    """Give every batch norm of ``model`` running statistics measured on ``batches`` (images as
+    the network takes them), keeping the eval-mode function exactly.
+
+    An imported app network's batch norms are identities (``import_posekit_app``): in training
+    mode they would normalise by the batch's statistics instead and change what the network
+    computes from the first step. Re-expressing each ``y = g0 (x - m0) / s0 + b0`` with the
+    measured mean ``m`` and deviation ``s = sqrt(var + eps)`` as ``y = g (x - m) / s + b``,
+    ``g = g0 s / s0``, ``b = b0 + g0 (m - m0) / s0``, gives the same eval outputs and training-mode
+    outputs close to them. Returns the number of images measured."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    sums: dict[int, list[torch.Tensor]] = {}
+
+    def record(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        x = inputs[0].detach().double().transpose(0, 1).flatten(1)
+        total = sums.setdefault(id(module), [x.new_zeros(len(x)), x.new_zeros(len(x)), 0])
+        total[0] += x.sum(1)
+        total[1] += (x * x).sum(1)
+        total[2] += x.shape[1]
+
+    hooks = [m.register_forward_pre_hook(record) for m in norms]
+    was_training = model.training
+    model.eval()
+    images = 0
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                model(batch)
+                images += len(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    if images == 0:
+        return 0
+    with torch.no_grad():
+        for bn in norms:
+            total, squares, count = sums[id(bn)]
+            mean = total / count
+            var = (squares / count - mean * mean).clamp_min(0)
+            s0 = (bn.running_var.double() + bn.eps).sqrt()
+            s = (var + bn.eps).sqrt()
+            g0, b0, m0 = bn.weight.double(), bn.bias.double(), bn.running_mean.double()
+            bn.bias.copy_(b0 + g0 * (mean - m0) / s0)
+            bn.weight.copy_(g0 * s / s0)
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
+    return images

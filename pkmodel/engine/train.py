@@ -43,14 +43,17 @@ from pkmodel.engine.batches import (
 from pkmodel.engine.budget import TimeBudget
 from pkmodel.engine.evaluate import evaluate_model
 from pkmodel.engine.optim import LRSchedule, ModelEMA, build_optimizer
-from pkmodel.engine.posekit_import import finetune_weights
+from pkmodel.engine.posekit_import import calibrate_batch_norms, finetune_weights
 from pkmodel.engine.runlog import RunLog
+from pkmodel.mlprogram.run import is_coreml_path
 from pkmodel.model.checkpoint import load_checkpoint, save_checkpoint
 from pkmodel.model.loss import PoseLoss
 from pkmodel.model.network import build_model
 
 # What a run writes into its folder (an interrupted atomic write of one leaves .NAME.*.tmp).
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "curves.png")
+# training images whose statistics replace the folded batch norms of a Core ML finetune source
+BN_CALIBRATION_IMAGES = 256
 
 
 @dataclass
@@ -244,6 +247,17 @@ class Run:
         return row, False
 
 
+def _adopt_finetune_arch(cfg: Config, saved: dict[str, Any], path: Path) -> None:
+    """A run started from PoseKit's weights (``train.finetune`` set ``model.arch = "posekit"``)
+    resumes as PoseKit's network without the user repeating --finetune or --set model.arch."""
+    finetune = saved.get("train", {}).get("finetune")
+    model = saved.get("model", {})
+    if finetune and model.get("arch") == "posekit" and cfg.model.arch != "posekit":
+        source = f"{path} (started from train.finetune {finetune})"
+        cfg.set("model.arch", "posekit", source)
+        cfg.set("model.width_mult", float(model.get("width_mult", 1.0)), source)
+
+
 def _check_resume_config(cfg: Config, saved: dict[str, Any], path: Path) -> None:
     """The model must be the one in the checkpoint; other differences are reported."""
     now = cfg.to_dict()
@@ -300,6 +314,7 @@ def train(
                     f"cannot resume from {resume}: it is a PoseKit state dict (weights only); "
                     "start from it with --finetune"
                 )
+            _adopt_finetune_arch(cfg, checkpoint["config"], resume)
             _check_resume_config(cfg, checkpoint["config"], resume)
         run, dataset = _build_run(cfg, dist, device, checkpoint, progress, max_steps)
         start_epoch = run.load(checkpoint) if checkpoint is not None else 0
@@ -365,6 +380,18 @@ def _build_run(
         raise PkmodelError(
             f"the training split has fewer samples than one batch (train.batch_size "
             f"{t.batch_size}); lower the batch size or prepare more data"
+        )
+    if weights is not None and is_coreml_path(t.finetune):
+        # the app's batch norms are folded (identities): measure real statistics first
+        n = min(len(dataset), BN_CALIBRATION_IMAGES)
+        calibrate_batch_norms(
+            model,
+            (
+                input_images(
+                    {"image": torch.stack([dataset[i]["image"] for i in c.tolist()])}, cfg
+                ).to(device)
+                for c in torch.arange(n).split(t.batch_size)
+            ),
         )
     amp = device.type == "cuda" and t.amp != "off"
     run = Run(

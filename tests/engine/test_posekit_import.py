@@ -13,7 +13,11 @@ import torch
 
 from pkmodel.common.errors import PkmodelError
 from pkmodel.engine.networks import load_network
-from pkmodel.engine.posekit_import import finetune_weights, import_posekit_app
+from pkmodel.engine.posekit_import import (
+    calibrate_batch_norms,
+    finetune_weights,
+    import_posekit_app,
+)
 from pkmodel.engine.predict import normalise
 from pkmodel.export.common import check_images, output_differences
 from pkmodel.export.coreml import COREML_TOLERANCE
@@ -82,6 +86,35 @@ def test_imported_network_matches_the_core_ml_runner_on_coco_photos(app_model, i
     assert diffs["same_cells"] >= 0.99, diffs
 
 
+def test_calibrated_batch_norms_keep_eval_outputs_and_fit_training_mode(app_model, imported):
+    """The imported batch norms are identities; in training mode they would normalise by the
+    batch's statistics. Calibrated on photos, eval outputs stay and training-mode outputs (on
+    other photos) come close to them."""
+    pictures, _ = check_images(shared_data("coco_mini", "train2017"), 192, 24)
+    x = torch.from_numpy(normalise(pictures))
+    fit, held = x[:16], x[16:]
+    model = PoseKitNet()
+    model.load_state_dict(imported.state_dict())
+
+    def heat(net, train):
+        net.train(train)
+        with torch.no_grad():
+            return net(held)[0]
+
+    before_eval, before_train = heat(model, False), heat(model, True)
+    model.load_state_dict(imported.state_dict())  # training mode moved the running statistics
+    assert (
+        calibrate_batch_norms(model, [fit[:8], fit[8:]]) == 16 and model.training
+    )  # mode restored
+    after_eval, after_train = heat(model, False), heat(model, True)
+    assert (after_eval - before_eval).abs().max() < 1e-4
+    gap_before = (before_train - before_eval).abs().max().item()
+    gap_after = (after_train - after_eval).abs().max().item()
+    assert gap_before > 0.5 and gap_after < 0.35 * gap_before, (gap_before, gap_after)
+    bn = model.backbone.features1[0][1]
+    assert bn.running_var.min() > 0 and not torch.allclose(bn.running_mean, torch.zeros(1))
+
+
 @pytest.mark.slow
 def test_a_checkpoint_of_the_import_evaluates_to_the_apps_ap(app_model, imported, tmp_path):
     from pkmodel.model.checkpoint import save_checkpoint
@@ -132,6 +165,16 @@ def test_one_epoch_of_finetune_from_the_app_model(app_model, tiny_prepared, tmp_
     start = import_posekit_app(app_model)["backbone.features4.3.0.weight"]
     now = model.state_dict()["backbone.features4.3.0.weight"]
     assert (now - start).abs().max() < 0.05 * start.abs().max()
+    # its batch norms were calibrated first (imported ones are weight 1; two steps barely move them)
+    gamma = model.state_dict()["backbone.features1.0.1.weight"]
+    assert (gamma - 1).abs().max() > 0.5
+    # resuming needs neither --finetune nor --set model.arch: the checkpoint says it was PoseKit's
+    cfg = tiny_train_config(tiny_prepared, tmp_path / "run", epochs=2, ema=False)
+    assert cfg.model.arch == "pkmodel"
+    result = train(cfg, resume=tmp_path / "run" / "last.pt", progress=False, max_steps=4)
+    assert cfg.model.arch == "posekit" and "train.finetune" in cfg.sources["model.arch"]
+    assert result.epochs_run == 1 and torch.load(tmp_path / "run" / "last.pt")["epoch"] == 2
+    assert model_from_checkpoint(tmp_path / "run" / "last.pt")[1].model.arch == "posekit"
 
 
 def test_a_missing_program_is_one_sentence(tmp_path):
