@@ -115,6 +115,10 @@ class SyntheticConfig(Section):
     )
     depth_scale: float = _f(0.5, "lidar: depth map side / colour image side (ARKit: 0.13)")
     depth_noise_m: float = _f(0.01, "lidar: depth noise sd in metres at 1 m (grows with Z^2)")
+    layout: Literal["pkmodel", "stray", "record3d"] = _f(
+        "pkmodel",
+        "clip layout: pkmodel (sequences/), stray (Stray Scanner folders) or record3d (.r3d files)",
+    )
 
     def rules(self) -> list[Rule]:
         size = f"must be {SYNTHETIC_MIN_SIZE}-{SYNTHETIC_MAX_SIZE}"
