@@ -86,29 +86,34 @@ def lift_command(
         add_posekit_takes(out_dir, doc, keep_pkmodel=cfg.lift.take_format == "both")
 
     for name, m in doc["sequences"].items():
-        typer.echo(f"{name}: {m['frames']} frames, take in {out_dir / name}")
+        extra = ""
+        if m.get("bone_spread_mm") is not None:
+            extra = f"; bone-length spread {m['bone_spread_mm']:.1f} mm"
+        if m.get("inferred_rate"):
+            extra += f", {100 * m['inferred_rate']:.1f}% of joints placed by the skeleton"
+        typer.echo(f"{name}: {m['frames']} frames, take in {out_dir / name}{extra}")
     overall = doc["overall"]
     if overall:
         typer.echo(
             f"3D metrics ({overall['selected']}, {doc['two_d']} 2D, {doc['frames']} frames):"
         )
         rows = [
-            ("MPJPE visible joints, camera frame", overall["mpjpe_visible_mm"], "mm"),
-            ("MPJPE all labelled joints", overall["mpjpe_all_mm"], "mm"),
-            ("MPJPE visible joints, canonical frame", overall["mpjpe_canonical_visible_mm"], "mm"),
-            (
-                "  ... frames with the torso visible",
-                overall["mpjpe_canonical_torso_visible_mm"],
-                "mm",
-            ),
-            ("depth validity rate", overall["depth_validity_rate"], ""),
-            ("jitter (mean acceleration), all joints", overall["jitter_m_s2"], "m/s^2"),
-            ("  ... of the ground truth", overall["gt_jitter_m_s2"], "m/s^2"),
-            ("jitter, visible joints", overall["jitter_visible_m_s2"], "m/s^2"),
-            ("  ... of the ground truth", overall["gt_jitter_visible_m_s2"], "m/s^2"),
+            ("MPJPE visible joints, camera frame", "mpjpe_visible_mm", "mm"),
+            ("MPJPE all labelled joints", "mpjpe_all_mm", "mm"),
+            ("MPJPE visible joints, canonical frame", "mpjpe_canonical_visible_mm", "mm"),
+            ("  ... frames with the torso visible", "mpjpe_canonical_torso_visible_mm", "mm"),
+            ("depth validity rate", "depth_validity_rate", ""),
+            ("joints placed by the skeleton", "inferred_rate", ""),
+            ("bone-length spread (sd over the take)", "bone_spread_mm", "mm"),
+            ("jitter (mean acceleration), all joints", "jitter_m_s2", "m/s^2"),
+            ("  ... of the ground truth", "gt_jitter_m_s2", "m/s^2"),
+            ("jitter, visible joints", "jitter_visible_m_s2", "m/s^2"),
+            ("  ... of the ground truth", "gt_jitter_visible_m_s2", "m/s^2"),
         ]
-        for label, value, unit in rows:
-            typer.echo(f"  {label:40s} {'n/a' if value is None else value} {unit}")
+        for label, key, unit in rows:
+            if key in overall:  # errors only where the recordings have 3D ground truth
+                value = overall[key]
+                typer.echo(f"  {label:40s} {'n/a' if value is None else value} {unit}")
     typer.echo(f"wrote {out_dir / 'metrics.json'}")
 
 

@@ -508,9 +508,17 @@ class LiftConfig(Section):
     app_depth_mode: Literal["strict", "balanced", "lenient"] = _f(
         "balanced", "posekit-app sampler mode: strict (level 2, r 2), balanced (1, r 3), lenient"
     )
-    smoothing: Literal["none", "ema", "one_euro", "posekit-app"] = _f(
-        "one_euro", "temporal filter (posekit-app: the phone's EMA, 0.55 on the previous value)"
+    skeleton: bool = _f(
+        True,
+        "one skeleton per take: joints with missing, hidden or implausible depth are placed on "
+        "their ray at the bone's length",
     )
+    smoothing: Literal["none", "ema", "one_euro", "posekit-app", "offline"] = _f(
+        "one_euro",
+        "temporal filter: causal (ema, one_euro, posekit-app: the phone's EMA) or offline "
+        "(zero lag, the whole take at once)",
+    )
+    offline_sigma_s: float = _f(0.05, "offline smoothing: Gaussian time window sd in seconds")
     ema_alpha: float = _f(0.55, "EMA weight of the new sample")
     one_euro_min_cutoff: float = _f(6.0, "One-Euro minimum cutoff in Hz (at rest: ~EMA 0.55)")
     one_euro_beta: float = _f(80.0, "One-Euro speed coefficient: cutoff grows by this Hz per m/s")
@@ -569,6 +577,7 @@ class LiftConfig(Section):
             at_least("one_euro_beta", 0),
             at_least("one_euro_beta_2d", 0),
             positive("max_gap_s"),
+            ("offline_sigma_s", lambda v: finite(v) and 0 < v <= 2, "must be in (0, 2] seconds"),
             at_least("batch_size", 1),
             positive("fps"),
             at_least("sheet_frames", 1),

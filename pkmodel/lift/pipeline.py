@@ -35,11 +35,12 @@ from pkmodel.engine.networks import load_network, network_device
 from pkmodel.lift.canonical import hip_width, to_canonical
 from pkmodel.lift.depth import lift_joints, lift_joints_app, surface_to_joint
 from pkmodel.lift.rgbd import RgbdSequence
+from pkmodel.lift.skeleton import EDGES, SOURCE_CODES, SkeletonFit, fit_skeleton
 from pkmodel.lift.smoothing import SmoothingParams, smooth_sequence
 from pkmodel.lift.take import Take, TakeRecorder, write_take
 from pkmodel.model.decode import DecodeSettings, decode_batch
 
-SMOOTHING_METHODS = ("none", "ema", "one_euro")
+SMOOTHING_METHODS = ("none", "ema", "one_euro", "offline")
 CAMERA_FRAME = "x right, y down, z forward (metres)"
 CANONICAL_FRAME = (
     "origin at the pelvis; x toward the subject's left hip (right as seen facing the subject), "
@@ -47,6 +48,11 @@ CANONICAL_FRAME = (
 )
 DEPTH_CHUNK = 32  # frames of depth held in memory at once
 _TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
+DEPTH_SOURCE_TEXT = (
+    "one letter per COCO joint and frame: m = its own depth; placed on its ray at the bone's "
+    "length because its depth was d = missing, o = in front of where the skeleton puts it "
+    "(hidden), i = otherwise implausible; - = no 3D"
+)
 
 
 # --- 2D joints -------------------------------------------------------------------------------
@@ -164,6 +170,7 @@ class LiftResult:
     rotation: np.ndarray  # (T, 3, 3)
     seconds: float  # time spent in depth sampling .. canonical
     hip_width_m: float | None = None  # the canonical frame's hip width (None: hip_prior off)
+    skeleton: SkeletonFit | None = None  # the take's skeleton (None: lift.skeleton off)
 
 
 def sample_surface(
@@ -223,11 +230,21 @@ def check_depth_aspect(seq: RgbdSequence, width: int, height: int) -> None:
 
 
 def finish_3d(
-    surface: np.ndarray, timestamps: np.ndarray, radius: np.ndarray | None, params: SmoothingParams
-) -> tuple[np.ndarray, np.ndarray]:
-    """Correction (when ``radius`` is given) then smoothing: (raw, smoothed) joints."""
+    surface: np.ndarray,
+    timestamps: np.ndarray,
+    radius: np.ndarray | None,
+    params: SmoothingParams,
+    skeleton: tuple[np.ndarray, Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray, SkeletonFit | None]:
+    """Correction (when ``radius`` is given), the take's skeleton (when ``skeleton`` gives the
+    2D keypoints and the intrinsics), then smoothing: (raw, smoothed, skeleton fit) joints."""
     raw = surface if radius is None else surface_to_joint(surface, radius)
-    return raw, smooth_sequence(raw, timestamps, params)
+    fit = None
+    if skeleton is not None:
+        keypoints, intrinsics = skeleton
+        fit = fit_skeleton(raw, keypoints, intrinsics, timestamps, radius)
+        raw = fit.joints
+    return raw, smooth_sequence(raw, timestamps, params), fit
 
 
 def lift_sequence(
@@ -242,7 +259,10 @@ def lift_sequence(
         keypoints = smooth_sequence(keypoints, seq.timestamps, params_2d)
     surface, valid = sample_surface(seq, keypoints, lift, progress)
     radius = np.asarray(lift.limb_radius_m) if _corrects(lift) else None
-    raw, final = finish_3d(surface, seq.timestamps, radius, SmoothingParams.from_config(lift))
+    skeleton = (keypoints, seq.intrinsics) if _fits_skeleton(lift) else None
+    raw, final, fit = finish_3d(
+        surface, seq.timestamps, radius, SmoothingParams.from_config(lift), skeleton
+    )
     ext = add_derived_joints(final)
     width = canonical_hip_width(final, lift)
     canonical, origin, rotation = to_canonical(ext, width)
@@ -260,12 +280,46 @@ def lift_sequence(
         rotation=rotation,
         seconds=time.perf_counter() - start,
         hip_width_m=width,
+        skeleton=fit,
     )
 
 
 def _corrects(lift: LiftConfig) -> bool:
     """Surface-to-joint correction is on (never with the app's sampler: the app has none)."""
     return lift.surface_correction and lift.depth_sampler == "pkmodel"
+
+
+def _fits_skeleton(lift: LiftConfig) -> bool:
+    """The per-take skeleton is on (it works on corrected joints; the app has none)."""
+    return lift.skeleton and _corrects(lift)
+
+
+def selected_variant(lift: LiftConfig) -> str:
+    """The metrics variant of the run's own settings."""
+    depth = "skeleton" if _fits_skeleton(lift) else "config_radius" if _corrects(lift) else "off"
+    return f"{depth}/{lift.smoothing}"
+
+
+def depth_source_rows(fit: SkeletonFit | None, joints: np.ndarray) -> list[str]:
+    """One string per frame, one letter per joint (take metadata ``depth_source``): the
+    skeleton's codes, or without it "m" where a joint has 3D and "-" where not."""
+    if fit is not None:
+        codes = fit.source
+    else:
+        codes = np.where(np.isfinite(joints).all(axis=-1), SOURCE_CODES["measured"], SOURCE_CODES["none"])  # fmt: skip
+    return ["".join(row) for row in codes.tolist()]
+
+
+def bone_spread(joints: np.ndarray) -> dict[str, float]:
+    """Per bone (both sides of a mirrored one), the sd of its length over the take in mm: a
+    rigid bone's should be 0, whatever the ground truth (NaN-free; bones never seen left out)."""
+    out = {}
+    for a, b, name in EDGES:
+        lengths = np.linalg.norm(joints[:, a] - joints[:, b], axis=-1)
+        lengths = lengths[np.isfinite(lengths)]
+        if lengths.size >= 2:
+            out[f"{name}:{a}-{b}"] = float(np.std(lengths) * 1000.0)
+    return out
 
 
 def canonical_hip_width(joints: np.ndarray, lift: LiftConfig) -> float | None:
@@ -314,6 +368,8 @@ def build_take(seq: RgbdSequence, result: LiftResult, lift: LiftConfig, model_id
             "one_euro": [lift.one_euro_min_cutoff, lift.one_euro_beta, lift.one_euro_d_cutoff],
             "ema_alpha": lift.ema_alpha,
             "max_gap_s": lift.max_gap_s,
+            "skeleton": _fits_skeleton(lift),
+            "offline_sigma_s": lift.offline_sigma_s,
             "hip_prior": lift.hip_prior,
             "hip_width_m": (
                 round(result.hip_width_m, 4)
@@ -322,6 +378,14 @@ def build_take(seq: RgbdSequence, result: LiftResult, lift: LiftConfig, model_id
             ),
         },
     }
+    fit = result.skeleton
+    if fit is not None:
+        meta["lift"]["bone_lengths_m"] = {
+            k: round(v, 4) if np.isfinite(v) else None for k, v in fit.lengths.items()
+        }
+        meta["lift"]["depth_noise_m_at_1m"] = round(fit.noise_m_at_1m, 5)
+    meta["depth_source_codes"] = DEPTH_SOURCE_TEXT
+    meta["depth_source"] = depth_source_rows(fit, result.joints)
     recorder = TakeRecorder(EXTENDED_JOINT_NAMES, meta)
     pad = np.full((len(seq), len(EXTENDED_JOINT_NAMES) - NUM_JOINTS), np.nan)
     kp2d = add_derived_joints(result.keypoints_2d)  # 2D pelvis / neck: image midpoints
@@ -381,85 +445,126 @@ def _canonical_truth(truth: np.ndarray) -> np.ndarray:
 def evaluation_parts(
     seq: RgbdSequence, joints: Joints2D, result: LiftResult, lift: LiftConfig
 ) -> dict[str, Any]:
-    """Per-joint errors, accelerations and counts of one sequence, for every variant.
+    """Per-joint errors, accelerations, bone-length spreads and counts of one sequence, for
+    every variant; pooled over sequences by :func:`summarise`.
 
-    Variants: correction off / with the config's radii / with the sequence's true radii (when
-    known) x smoothing none / ema / one_euro. Pooled over sequences by :func:`summarise`.
+    Variants: depth as sampled (``off``), with the config's radii (``config_radius``), with them
+    and the take's skeleton (``skeleton``), with the sequence's true radii (``true_radius``, when
+    known) x smoothing none / ema / one_euro / offline. What needs no ground truth (depth
+    validity, jitter, bone-length spread, the share of joints the skeleton placed) is measured
+    on every recording; errors only where the recording has 3D ground truth.
     """
     gt = seq.ground_truth
-    if gt is None or not np.isfinite(gt.joints_3d).any():
-        return {}
-    truth = gt.joints_3d
-    vis = gt.keypoints_2d[..., 2] == 2
-    labelled = gt.keypoints_2d[..., 2] > 0
+    has_truth = gt is not None and np.isfinite(gt.joints_3d).any()
     have_2d = np.isfinite(joints.keypoints).all(-1)
-    truth_canon = _canonical_truth(truth)
-    # frames whose hips and shoulders are all visible: the canonical frame is not guessed from
-    # an occluded joint's depth (a side view's far hip samples the near one's surface)
-    torso = vis[:, [JOINT_INDEX[n] for n in _TORSO]].all(axis=1)
-    radii: dict[str, np.ndarray | None] = {
-        "off": None,
-        "config_radius": np.asarray(lift.limb_radius_m),
+    config_radius = np.asarray(lift.limb_radius_m)
+    depths: dict[str, tuple[np.ndarray | None, bool]] = {
+        "off": (None, False),
+        "config_radius": (config_radius, False),
+        "skeleton": (config_radius, True),
     }
-    if gt.limb_radius is not None:
-        radii["true_radius"] = gt.limb_radius
-    parts: dict[str, Any] = {
-        "depth_valid": [result.depth_valid[have_2d]],
-        "depth_valid_visible": [result.depth_valid[have_2d & vis]],
-        "found_visible": [have_2d[vis]],
-        "gt_jitter": [accelerations(truth, seq.timestamps)],
-        "gt_jitter_visible": [accelerations(truth, seq.timestamps, vis)],
-        "variants": {},
-    }
-    for correction, radius in radii.items():
+    parts: dict[str, Any] = {"depth_valid": [result.depth_valid[have_2d]], "variants": {}}
+    if has_truth:
+        truth = gt.joints_3d
+        vis = gt.keypoints_2d[..., 2] == 2
+        labelled = gt.keypoints_2d[..., 2] > 0
+        truth_canon = _canonical_truth(truth)
+        # frames whose hips and shoulders are all visible: the canonical frame is not guessed
+        # from an occluded joint's depth (a side view's far hip samples the near one's surface)
+        torso = vis[:, [JOINT_INDEX[n] for n in _TORSO]].all(axis=1)
+        parts.update(
+            depth_valid_visible=[result.depth_valid[have_2d & vis]],
+            found_visible=[have_2d[vis]],
+            gt_jitter=[accelerations(truth, seq.timestamps)],
+            gt_jitter_visible=[accelerations(truth, seq.timestamps, vis)],
+        )
+        if gt.limb_radius is not None:
+            depths["true_radius"] = (gt.limb_radius, False)
+    selected = selected_variant(lift)
+    for depth, (radius, skeleton) in depths.items():
+        placed = (joints.keypoints, seq.intrinsics) if skeleton else None
+        raw, _, fit = finish_3d(result.surface, seq.timestamps, radius, SmoothingParams("none"), placed)  # fmt: skip
         for method in dict.fromkeys((*SMOOTHING_METHODS, lift.smoothing)):
-            params = SmoothingParams.from_config(lift, method)
-            _, pred = finish_3d(result.surface, seq.timestamps, radius, params)
-            width = canonical_hip_width(pred, lift)
-            canon = to_canonical(add_derived_joints(pred), width)[0][..., :NUM_JOINTS, :]
-            parts["variants"][f"{correction}/{method}"] = {
-                "mpjpe_visible_mm": [joint_errors(pred, truth, vis)],
-                "mpjpe_all_mm": [joint_errors(pred, truth, labelled)],
-                "mpjpe_canonical_visible_mm": [joint_errors(canon, truth_canon, vis)],
-                "mpjpe_canonical_torso_visible_mm": [
-                    joint_errors(canon[torso], truth_canon[torso], vis[torso])
-                ],
+            pred = smooth_sequence(raw, seq.timestamps, SmoothingParams.from_config(lift, method))
+            spread = bone_spread(pred)
+            variant: dict[str, list[np.ndarray]] = {
                 "jitter_m_s2": [accelerations(pred, seq.timestamps)],
-                "jitter_visible_m_s2": [accelerations(pred, seq.timestamps, vis)],
+                "bone_spread_mm": [np.array(list(spread.values()))],
+                "inferred_rate": [
+                    fit.inferred[have_2d] if fit is not None else np.zeros(int(have_2d.sum()))
+                ],
             }
+            name = f"{depth}/{method}"
+            if name == selected:
+                parts["bone_spread_selected"] = spread
+            if has_truth:
+                width = canonical_hip_width(pred, lift)
+                canon = to_canonical(add_derived_joints(pred), width)[0][..., :NUM_JOINTS, :]
+                variant.update(
+                    mpjpe_visible_mm=[joint_errors(pred, truth, vis)],
+                    mpjpe_all_mm=[joint_errors(pred, truth, labelled)],
+                    mpjpe_canonical_visible_mm=[joint_errors(canon, truth_canon, vis)],
+                    mpjpe_canonical_torso_visible_mm=[
+                        joint_errors(canon[torso], truth_canon[torso], vis[torso])
+                    ],
+                    jitter_visible_m_s2=[accelerations(pred, seq.timestamps, vis)],
+                )
+            parts["variants"][name] = variant
     return parts
 
 
+_TRUTH_METRICS = (
+    "mpjpe_visible_mm",
+    "mpjpe_all_mm",
+    "mpjpe_canonical_visible_mm",
+    "mpjpe_canonical_torso_visible_mm",
+    "jitter_visible_m_s2",
+)
+
+
 def summarise(parts_list: list[dict[str, Any]], lift: LiftConfig) -> dict[str, Any]:
-    """Pool the parts of one or more sequences into the metrics written to metrics.json."""
+    """Pool the parts of one or more sequences into the metrics written to metrics.json.
+
+    Errors need every sequence to have ground truth; a mix of recordings with and without it
+    pools what all of them have (the errors are then per sequence only)."""
     parts_list = [p for p in parts_list if p]
     if not parts_list:
         return {}
 
     def pool(key: str) -> list[np.ndarray]:
-        return [a for p in parts_list for a in p[key]]
+        return [a for p in parts_list for a in p.get(key, [])]
 
+    truth = all("gt_jitter" in p for p in parts_list)
     variants: dict[str, dict[str, float | None]] = {}
     for name in parts_list[0]["variants"]:
         if not all(name in p["variants"] for p in parts_list):
             continue
+        metrics = [m for m in parts_list[0]["variants"][name] if truth or m not in _TRUTH_METRICS]
         variants[name] = {
             metric: _mean(a for p in parts_list for a in p["variants"][name][metric])
-            for metric in parts_list[0]["variants"][name]
+            for metric in metrics
         }
-    chosen = f"{'config_radius' if _corrects(lift) else 'off'}/{lift.smoothing}"
-    n_visible = sum(int(a.size) for a in pool("depth_valid_visible"))
-    return {
+    chosen = selected_variant(lift)
+    by_bone: dict[str, list[float]] = {}
+    for p in parts_list:
+        for bone, value in p.get("bone_spread_selected", {}).items():
+            by_bone.setdefault(bone, []).append(value)
+    out: dict[str, Any] = {
         "selected": chosen,
         **variants[chosen],
+        "bone_spread_by_bone_mm": {k: round(float(np.mean(v)), 2) for k, v in by_bone.items()},
         "depth_validity_rate": _mean(pool("depth_valid")),
-        "depth_validity_rate_visible": _mean(pool("depth_valid_visible")),
-        "found_rate_visible": _mean(pool("found_visible")),
-        "visible_joints_with_2d": n_visible,
-        "gt_jitter_m_s2": _mean(pool("gt_jitter")),
-        "gt_jitter_visible_m_s2": _mean(pool("gt_jitter_visible")),
-        "variants": variants,
     }
+    if truth:
+        out.update(
+            depth_validity_rate_visible=_mean(pool("depth_valid_visible")),
+            found_rate_visible=_mean(pool("found_visible")),
+            visible_joints_with_2d=sum(int(a.size) for a in pool("depth_valid_visible")),
+            gt_jitter_m_s2=_mean(pool("gt_jitter")),
+            gt_jitter_visible_m_s2=_mean(pool("gt_jitter_visible")),
+        )
+    out["variants"] = variants
+    return out
 
 
 # --- pictures --------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Timestamp-driven temporal filters for joints: EMA (the phone's default) and One-Euro.
+"""Timestamp-driven temporal filters for joints: EMA (the phone's default) and One-Euro, and an
+offline smoother for whole takes (:func:`smooth_offline`).
 
 Filters are streaming (one frame at a time, as on the phone) and batched over joints: a frame is
 an array (..., D) (for example K x 3 joints in metres or K x 2 keypoints in pixels). Each joint
@@ -160,12 +161,13 @@ class OneEuroFilter(_Filter):
 class SmoothingParams:
     """The filter choice and its parameters (mirrors the lift config section)."""
 
-    method: str = "one_euro"  # "none" | "ema" | "one_euro" | "posekit-app"
+    method: str = "one_euro"  # "none" | "ema" | "one_euro" | "posekit-app" | "offline"
     ema_alpha: float = 0.55
     min_cutoff: float = 1.0
     beta: float = 0.05
     d_cutoff: float = 1.0
     max_gap_s: float = 0.25
+    offline_sigma_s: float = 0.05
 
     @classmethod
     def from_config(cls, lift_cfg, method: str | None = None) -> SmoothingParams:
@@ -176,6 +178,7 @@ class SmoothingParams:
             beta=lift_cfg.one_euro_beta,
             d_cutoff=lift_cfg.one_euro_d_cutoff,
             max_gap_s=lift_cfg.max_gap_s,
+            offline_sigma_s=lift_cfg.offline_sigma_s,
         )
 
 
@@ -197,6 +200,8 @@ def smooth_sequence(
 ) -> np.ndarray:
     """Filter a whole recording (T, ..., D) with timestamps (T,) seconds, frame by frame."""
     samples = np.asarray(samples, dtype=np.float64)
+    if params.method == "offline":
+        return smooth_offline(samples, timestamps, params.offline_sigma_s, params.max_gap_s)
     filt = make_filter(params)
     if filt is None:
         return samples.copy()
@@ -204,3 +209,97 @@ def smooth_sequence(
     for i, t in enumerate(np.asarray(timestamps, dtype=np.float64)):  # recursive in time
         out[i] = filt(float(t), samples[i])
     return out
+
+
+def _segments(known: np.ndarray, t: np.ndarray, max_gap_s: float) -> np.ndarray:
+    """(T, N) segment number of every sample: a new segment starts after a stretch without the
+    joint longer than ``max_gap_s`` (the samples on both sides are not smoothed together)."""
+    T = len(t)
+    seg = np.zeros(known.shape, dtype=np.int64)
+    last = np.full(known.shape[1:], np.nan)
+    count = np.zeros(known.shape[1:], dtype=np.int64)
+    for i in range(T):
+        with np.errstate(invalid="ignore"):
+            new = known[i] & ~(t[i] - last <= max_gap_s)
+        count += new
+        seg[i] = count
+        last = np.where(known[i], t[i], last)
+    return seg
+
+
+def _accumulate(sums: tuple, i: slice, j: slice, dt: np.ndarray) -> None:
+    """Add samples ``j`` (at time offsets ``dt``) to the local fits of samples ``i``: the
+    weighted moments sum(w dt^p), p = 0..4, and sums w dt^p x, p = 0..2."""
+    moments, rhs, w_all, seg, values, sigma_s = sums
+    kernel = np.exp(-0.5 * (dt / sigma_s) ** 2) * (np.abs(dt) <= 3.0 * sigma_s)
+    w = kernel[:, None] * w_all[j] * (seg[i] == seg[j])
+    powers = dt[:, None, None] ** np.arange(5)  # (n, 1, 5)
+    moments[i] += w[..., None] * powers
+    rhs[i] += (w[..., None] * powers[..., :3])[..., None] * values[j][:, :, None, :]
+
+
+def smooth_offline(
+    samples: np.ndarray,
+    timestamps: np.ndarray,
+    sigma_s: float,
+    max_gap_s: float,
+    weights: np.ndarray | None = None,
+    robust_passes: int = 2,
+) -> np.ndarray:
+    """Zero-lag smoothing of a whole take (T, ..., D) at once: at every sample, a local
+    quadratic fitted over time with Gaussian weights (sd ``sigma_s`` seconds, cut at 3 sd),
+    from past and future samples alike, so a movement is not delayed.
+
+    Gaps respected: samples separated by a stretch without the joint longer than ``max_gap_s``
+    are not fitted together, and a missing sample (NaN) stays missing. ``weights`` (T, ...) scale
+    each sample's say (e.g. less for inferred joints). ``robust_passes`` refits with bisquare
+    weights on the residuals (scale: 6 median absolute residuals), so that a lone jump (a
+    joint's depth briefly taken from what hid it) does not drag its neighbours.
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    t = np.asarray(timestamps, dtype=np.float64)
+    T = x.shape[0]
+    shape = x.shape
+    flat = x.reshape(T, -1, shape[-1])  # (T, N, D)
+    known = np.isfinite(flat).all(axis=-1)
+    base_w = np.ones(known.shape) if weights is None else np.asarray(weights, np.float64)
+    base_w = np.where(known, base_w.reshape(T, -1), 0.0)
+    seg = _segments(known, t, max_gap_s)
+    values = np.where(known[..., None], flat, 0.0)
+    reach = 3.0 * sigma_s
+    offsets = []  # frame offsets whose time difference can fall inside the kernel
+    for o in range(1, T):
+        if np.all(np.abs(t[o:] - t[:-o]) > reach):
+            break
+        offsets.append(o)
+    robust = np.ones(known.shape)
+    out = flat.copy()
+    for _ in range(robust_passes + 1):
+        w_all = base_w * robust
+        moments = np.zeros((T, flat.shape[1], 5))
+        rhs = np.zeros((T, flat.shape[1], 3, shape[-1]))
+
+        sums = (moments, rhs, w_all, seg, values, sigma_s)
+        _accumulate(sums, slice(None), slice(None), np.zeros(T))
+        for o in offsets:
+            _accumulate(sums, slice(0, T - o), slice(o, T), t[o:] - t[:-o])
+            _accumulate(sums, slice(o, T), slice(0, T - o), t[:-o] - t[o:])
+        a = np.stack([moments[..., k : k + 3] for k in range(3)], axis=-2)  # (T, N, 3, 3)
+        # a fit needs three samples in reach; fewer: a local line, or the sample itself
+        enough = (moments[..., 0] > 0) & known
+        det = np.linalg.det(a)
+        good = enough & (
+            np.abs(det) > 1e-12 * np.maximum(moments[..., 0], 1e-300) ** 3 * sigma_s**6
+        )
+        fit = np.where(
+            good[..., None],
+            np.linalg.solve(np.where(good[..., None, None], a, np.eye(3)), rhs)[..., 0, :],
+            flat,
+        )
+        out = np.where(known[..., None], fit, np.nan)
+        resid = np.linalg.norm(np.where(known[..., None], flat - out, 0.0), axis=-1)
+        scale = 6.0 * np.median(resid[known]) if known.any() else 0.0
+        if scale <= 0:
+            break
+        robust = np.clip(1.0 - (resid / scale) ** 2, 0.0, 1.0) ** 2
+    return out.reshape(shape)

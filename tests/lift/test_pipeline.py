@@ -146,7 +146,7 @@ def test_run_lift_metrics_and_takes(dataset, tmp_path):
     assert json.loads(text) == json.loads(json.dumps(doc))  # what was returned was written
     overall = doc["overall"]
     assert set(doc["sequences"]) == {"clean", "noisy"} and doc["frames"] == 42
-    assert overall["selected"] == "config_radius/one_euro"
+    assert overall["selected"] == "skeleton/one_euro"
     assert overall["depth_validity_rate"] == 1.0
     assert doc["sequences"]["clean"]["variants"]["config_radius/none"]["mpjpe_visible_mm"] < 4
     v = overall["variants"]
@@ -183,9 +183,9 @@ def test_cli_ground_truth_2d_writes_everything(dataset, tmp_path):
     assert len(list((out / "clean/overlays").glob("*.png"))) == 12
     assert (out / "clean/canonical_3d.png").stat().st_size > 10_000
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["overall"]["selected"] == "config_radius/ema"
+    assert metrics["overall"]["selected"] == "skeleton/ema"
     v = metrics["overall"]["variants"]
-    assert metrics["overall"]["mpjpe_visible_mm"] == v["config_radius/ema"]["mpjpe_visible_mm"]
+    assert metrics["overall"]["mpjpe_visible_mm"] == v["skeleton/ema"]["mpjpe_visible_mm"]
     assert v["config_radius/none"]["mpjpe_visible_mm"] < 10  # window 5 (default) on 2 cm balls
 
 

@@ -1,0 +1,504 @@
+"""One skeleton per take: robust bone lengths, and joints whose depth cannot be trusted placed on
+their own camera ray at the bone's length from a trusted neighbour.
+
+A joint's depth is the first surface along its pixel's ray. Where the camera sees the joint,
+that surface is its skin; where something hides it (an arm, the far hip in a side view, a
+chair), it is the hider's, nearer than the joint. Depth alone cannot tell the two apart, but the
+body can: a take shows one person, whose bones keep their lengths.
+
+1. Bone lengths (metres, one per bone and its mirror, so left and right agree): first from the
+   2D picture alone, the ``ACROSS_PERCENTILE``th percentile of each bone's extent across the
+   viewing ray (depth errors move joints along their rays, so this extent barely depends on
+   them; a bone seen side-on once shows its length); then, once the trusted joints are known,
+   the median of the 3D lengths between trusted ends.
+2. Trust, frame by frame: a bone is consistent when its measured length is within a tolerance
+   of the take's (10 % of the bone plus twice the depth noise of its ends). The joints with the
+   most inconsistent bones are dropped one at a time until every bone between the remaining
+   joints is consistent; of a tied pair, the nearer joint goes (a hidden joint's depth is the
+   hider's, in front of it). A joint without a depth, or with no consistent bone to a trusted
+   joint, is not trusted either.
+3. Placement: every joint that is not trusted but has a 2D position is put on its own ray at the
+   bone length from a trusted (or already placed) neighbour, the nearest one in the bone tree
+   first. The ray meets that sphere twice; a crossing in front of the joint's own depth sample
+   is ruled out (the joint cannot be in front of the surface its pixel shows), then the crossing
+   nearer the joint's range in the closest frames where it was trusted wins, and without such
+   frames the farther one (a hidden joint lies behind what hides it). A ray that misses the
+   sphere gives the point of the ray nearest to the neighbour.
+
+``measured`` (T, K) says which joints kept their depth; the rest were inferred (or have no 2D).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pkmodel.common.camera import Intrinsics
+from pkmodel.common.skeleton import JOINT_INDEX, NUM_JOINTS
+
+ACROSS_PERCENTILE = 95
+LENGTH_TOLERANCE = 0.10  # of the bone's length, plus twice the depth noise of its ends
+MIN_NOISE_M = 0.01  # depth noise floor: the surface-to-joint radius is a guess this good
+# the smallest shoulder and hip widths (joint centres) as a share of the shoulder-hip distance
+TORSO_SHARES = {"shoulders": 0.70, "hips": 0.36}
+# a torso joint keeps its depth from this far in front of the fitted torso to this far behind
+# it (plus twice its depth noise): hidden ones are in front, and the flat template is coarse
+TORSO_FRONT_M = 0.06
+TORSO_BEHIND_M = 0.30
+MAX_TEMPORAL_S = 1.0  # trusted frames farther away than this do not pick a crossing
+
+
+def _pair(a: str, b: str) -> tuple[int, int]:
+    return JOINT_INDEX[a], JOINT_INDEX[b]
+
+
+# Bones by name; a mirrored pair shares one length. Torso and head edges make them rigid.
+BONE_GROUPS: dict[str, tuple[tuple[int, int], ...]] = {
+    "upper_arm": (_pair("left_shoulder", "left_elbow"), _pair("right_shoulder", "right_elbow")),
+    "forearm": (_pair("left_elbow", "left_wrist"), _pair("right_elbow", "right_wrist")),
+    "thigh": (_pair("left_hip", "left_knee"), _pair("right_hip", "right_knee")),
+    "shin": (_pair("left_knee", "left_ankle"), _pair("right_knee", "right_ankle")),
+    "shoulders": (_pair("left_shoulder", "right_shoulder"),),
+    "hips": (_pair("left_hip", "right_hip"),),
+    "torso_side": (_pair("left_shoulder", "left_hip"), _pair("right_shoulder", "right_hip")),
+    "torso_diagonal": (_pair("left_shoulder", "right_hip"), _pair("right_shoulder", "left_hip")),
+    "eyes": (_pair("left_eye", "right_eye"),),
+    "nose_eye": (_pair("nose", "left_eye"), _pair("nose", "right_eye")),
+    "eye_ear": (_pair("left_eye", "left_ear"), _pair("right_eye", "right_ear")),
+    "ears": (_pair("left_ear", "right_ear"),),
+    "nose_ear": (_pair("nose", "left_ear"), _pair("nose", "right_ear")),
+    "ear_shoulder": (_pair("left_ear", "left_shoulder"), _pair("right_ear", "right_shoulder")),
+}
+EDGES: tuple[tuple[int, int, str], ...] = tuple(
+    (a, b, name) for name, pairs in BONE_GROUPS.items() for a, b in pairs
+)
+# Placement order: from the torso outward (a joint is placed from its earliest neighbour here).
+_ORDER = (
+    "left_hip", "right_hip", "left_shoulder", "right_shoulder", "left_knee", "right_knee",
+    "left_elbow", "right_elbow", "left_ankle", "right_ankle", "left_wrist", "right_wrist",
+    "left_ear", "right_ear", "nose", "left_eye", "right_eye",
+)  # fmt: skip
+ORDER = tuple(JOINT_INDEX[n] for n in _ORDER)
+
+
+# Why each joint has the depth it has (take metadata ``depth_source``).
+SOURCE_CODES = {"measured": "m", "missing": "d", "hidden": "o", "implausible": "i", "none": "-"}
+
+
+@dataclass
+class SkeletonFit:
+    """The per-take skeleton and what it did to each joint of each frame."""
+
+    joints: np.ndarray  # (T, K, 3) camera-frame joints, inferred ones placed
+    measured: np.ndarray  # (T, K) bool: the joint kept its own depth
+    inferred: np.ndarray  # (T, K) bool: placed on its ray from a neighbour
+    lengths: dict[str, float]  # metres per bone group (NaN: never seen)
+    noise_m_at_1m: float  # the take's depth noise (sd at 1 m, grows with Z^2)
+    source: np.ndarray  # (T, K) one letter per joint: SOURCE_CODES
+
+
+def rays(keypoints: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
+    """Unit camera rays (T, K, 3) through 2D keypoints (T, K, 2) in colour pixels; NaN without."""
+    kp = np.asarray(keypoints, dtype=np.float64)
+    x = (kp[..., 0] - intrinsics.cx) / intrinsics.fx
+    y = (kp[..., 1] - intrinsics.cy) / intrinsics.fy
+    r = np.stack([x, y, np.ones_like(x)], axis=-1)
+    return r / np.linalg.norm(r, axis=-1, keepdims=True)
+
+
+def _across(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Extent of segment a-b across the viewing ray of its midpoint (...,)."""
+    d = a - b
+    mid = (a + b) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ray = mid / np.linalg.norm(mid, axis=-1, keepdims=True)
+    return np.linalg.norm(d - (d * ray).sum(axis=-1, keepdims=True) * ray, axis=-1)
+
+
+def lengths_across(points: np.ndarray) -> dict[str, float]:
+    """Bone lengths from the picture: the percentile of each group's extent across the view."""
+    out = {}
+    for name, pairs in BONE_GROUPS.items():
+        spans = np.concatenate([_across(points[:, a], points[:, b]) for a, b in pairs])
+        spans = spans[np.isfinite(spans)]
+        out[name] = float(np.percentile(spans, ACROSS_PERCENTILE)) if spans.size else np.nan
+    return out
+
+
+def lengths_between(points: np.ndarray, trusted: np.ndarray) -> dict[str, float]:
+    """Bone lengths in 3D: the median length between trusted ends (NaN when fewer than 3)."""
+    out = {}
+    for name, pairs in BONE_GROUPS.items():
+        values = np.concatenate(
+            [
+                np.linalg.norm(points[:, a] - points[:, b], axis=-1)[trusted[:, a] & trusted[:, b]]
+                for a, b in pairs
+            ]
+        )
+        values = values[np.isfinite(values)]
+        out[name] = float(np.median(values)) if values.size >= 3 else np.nan
+    return out
+
+
+def depth_noise(ranges: np.ndarray) -> float:
+    """The take's depth noise as an sd at 1 m (metres; noise grows with the square of the range):
+    a robust estimate from the second differences of each joint's range over time."""
+    d2 = ranges[:-2] - 2.0 * ranges[1:-1] + ranges[2:]
+    z = ranges[1:-1]
+    ok = np.isfinite(d2) & np.isfinite(z) & (z > 0)
+    if ok.sum() < 10:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(d2[ok]) / z[ok] ** 2) / np.sqrt(6.0))
+
+
+def _consistent(points: np.ndarray, sigma: np.ndarray, lengths: dict[str, float]) -> np.ndarray:
+    """(T, E) per edge: both ends known and the length within tolerance; NaN-free bools.
+    Edges of unknown length count as consistent (they decide nothing)."""
+    out = np.zeros((len(points), len(EDGES)), dtype=bool)
+    known = np.isfinite(points).all(axis=-1)
+    for e, (a, b, name) in enumerate(EDGES):
+        length = lengths[name]
+        both = known[:, a] & known[:, b]
+        if not np.isfinite(length):
+            out[:, e] = both
+            continue
+        measured = np.linalg.norm(points[:, a] - points[:, b], axis=-1)
+        tol = LENGTH_TOLERANCE * length + 2.0 * np.hypot(sigma[:, a], sigma[:, b])
+        with np.errstate(invalid="ignore"):
+            out[:, e] = both & (np.abs(measured - length) <= tol)
+    return out
+
+
+def trusted_joints(points: np.ndarray, sigma: np.ndarray, lengths: dict[str, float]) -> np.ndarray:
+    """(T, K) the joints whose depth agrees with the skeleton (module text, step 2)."""
+    T, K = points.shape[:2]
+    known = np.isfinite(points).all(axis=-1)
+    ranges = np.linalg.norm(points, axis=-1)
+    ok = _consistent(points, sigma, lengths)
+    trusted = known.copy()
+    ends = np.array([[a, b] for a, b, _ in EDGES])
+    for t in range(T):
+        keep = trusted[t]
+        while True:
+            live = keep[ends[:, 0]] & keep[ends[:, 1]]
+            bad = live & ~ok[t]
+            if not bad.any():
+                break
+            count = np.zeros(K)
+            np.add.at(count, ends[bad, 0], 1)
+            np.add.at(count, ends[bad, 1], 1)
+            worst = np.flatnonzero(count == count.max())
+            # of the worst, the nearest goes (a hidden joint's depth is the hider's)
+            drop = worst[np.argmin(ranges[t, worst])]
+            keep[drop] = False
+        # a joint needs one consistent bone to a trusted joint (alone, nothing vouches for it)
+        live = keep[ends[:, 0]] & keep[ends[:, 1]] & ok[t]
+        vouched = np.zeros(K, dtype=bool)
+        vouched[ends[live, 0]] = True
+        vouched[ends[live, 1]] = True
+        trusted[t] = keep & vouched
+    return trusted
+
+
+def _nearest_trusted_range(ranges: np.ndarray, trusted: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """(T, K) the range of each joint in its nearest trusted frame in time (within
+    ``MAX_TEMPORAL_S``), linearly interpolated between the trusted frames around it; NaN
+    where there is none."""
+    out = np.full(ranges.shape, np.nan)
+    for k in range(ranges.shape[1]):
+        good = np.flatnonzero(trusted[:, k] & np.isfinite(ranges[:, k]))
+        if good.size == 0:
+            continue
+        values = np.interp(t, t[good], ranges[good, k])
+        gap = np.min(np.abs(t[:, None] - t[good][None, :]), axis=1)
+        out[:, k] = np.where(gap <= MAX_TEMPORAL_S, values, np.nan)
+    return out
+
+
+def _crossings(ray: np.ndarray, centre: np.ndarray, length: float) -> tuple[float, float] | None:
+    """Ranges where a unit ray from the camera meets the sphere (centre, length); None: misses."""
+    b = float(ray @ centre)
+    disc = b * b - float(centre @ centre) + length * length
+    if disc < 0:
+        return None
+    root = float(np.sqrt(disc))
+    return b - root, b + root
+
+
+_TORSO = tuple(JOINT_INDEX[n] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip"))
+
+
+def torso_template(lengths: dict[str, float]) -> np.ndarray | None:
+    """The take's torso as a flat, symmetric quad (4, 3) in metres: shoulders and hips (COCO
+    order left/right shoulder, left/right hip), hips at y = 0, y down; None without lengths."""
+    ws, wh, side = lengths["shoulders"], lengths["hips"], lengths["torso_side"]
+    if not all(np.isfinite(v) and v > 0 for v in (ws, wh, side)):
+        return None
+    h = np.sqrt(max(side**2 - ((ws - wh) / 2.0) ** 2, (0.5 * side) ** 2))
+    return np.array(
+        [[ws / 2, -h, 0.0], [-ws / 2, -h, 0.0], [wh / 2, 0.0, 0.0], [-wh / 2, 0.0, 0.0]]
+    )
+
+
+def _torso_poses(template: np.ndarray, pixels: np.ndarray, intrinsics: Intrinsics) -> list:
+    """Both poses of the flat torso that show it at ``pixels`` (4, 2): the template's points in
+    the camera frame (4, 3) for each (IPPE: a flat shape seen in perspective has two)."""
+    import cv2
+
+    k = np.array(
+        [[intrinsics.fx, 0, intrinsics.cx], [0, intrinsics.fy, intrinsics.cy], [0, 0, 1.0]]
+    )
+    try:
+        n, rotations, translations, _ = cv2.solvePnPGeneric(
+            template, pixels.astype(np.float64), k, None, flags=cv2.SOLVEPNP_IPPE
+        )
+    except cv2.error:
+        return []
+    poses = []
+    for rvec, tvec in zip(rotations[:n], translations[:n], strict=True):
+        r = cv2.Rodrigues(rvec)[0]
+        points = template @ r.T + tvec.reshape(1, 3)
+        if (points[:, 2] > 0).all():
+            poses.append(points)
+    return poses
+
+
+# limb chains: (joint, bone group to the previous joint); the first is the torso root
+_LIMBS = tuple(
+    ((JOINT_INDEX[a], ""), (JOINT_INDEX[b], g1), (JOINT_INDEX[c], g2))
+    for a, b, c, g1, g2 in (
+        ("left_shoulder", "left_elbow", "left_wrist", "upper_arm", "forearm"),
+        ("right_shoulder", "right_elbow", "right_wrist", "upper_arm", "forearm"),
+        ("left_hip", "left_knee", "left_ankle", "thigh", "shin"),
+        ("right_hip", "right_knee", "right_ankle", "thigh", "shin"),
+    )
+)
+PLACE_COST = 1.0  # placing a joint costs as much as a bone one tolerance off
+FRONT_COST = 10.0  # a joint in front of the surface its pixel shows
+NEAR_COST = 0.2  # the nearer of two crossings (without other evidence, the farther wins)
+GUIDE_M = 0.1  # metres from the trusted frames' range that cost as much as one placement
+
+
+def _options(
+    k: int, base: np.ndarray | None, length: float, u, p, ranges, surface, sigma, guide
+) -> list[tuple[float, bool, float, np.ndarray]]:
+    """A joint's candidates as (range, placed, own cost, point): its measurement, and the ray's
+    crossings with the bone's sphere around ``base``."""
+    out = []
+    if np.isfinite(p[k]).all():
+        out.append((float(ranges[k]), False, 0.0, p[k]))
+    if base is not None and np.isfinite(base).all() and np.isfinite(length):
+        hit = _crossings(u[k], base, length)
+        crossings = [float(u[k] @ base)] if hit is None else list(hit)
+        for s in crossings:
+            # a hidden joint lies behind what hides it: the nearer crossing costs a little more
+            cost = PLACE_COST + (NEAR_COST if s < max(crossings) else 0.0)
+            if np.isfinite(surface[k]) and s < surface[k] - 2.0 * sigma[k]:
+                cost += FRONT_COST
+            if np.isfinite(guide[k]):
+                cost += abs(s - guide[k]) / GUIDE_M
+            out.append((s, True, cost, s * u[k]))
+    return out
+
+
+def _bone_cost(a: np.ndarray, b: np.ndarray, length: float, sigma: float) -> float:
+    if not np.isfinite(length):
+        return 0.0
+    tol = LENGTH_TOLERANCE * length + 2.0 * sigma
+    return abs(float(np.linalg.norm(a - b)) - length) / tol
+
+
+def _best_chain(
+    root: np.ndarray, links: list[tuple[int, float]], u, p, ranges, surface, sigma, guide, has_2d
+) -> list[tuple[float | None, bool]]:
+    """The cheapest (range, placed) for each joint of a chain hanging from ``root``: bones off
+    their length, placements, joints in front of their surface and jumps from the trusted
+    frames all cost (constants above)."""
+    (k1, l1), (k2, l2) = links
+    best: tuple[float, list] = (np.inf, [(None, False), (None, False)])
+    first = _options(k1, root, l1, u, p, ranges, surface, sigma, guide) if has_2d[k1] else []
+    for s1, placed1, c1, x1 in first or [(None, False, 0.0, None)]:
+        cost1 = c1 + (0.0 if x1 is None or placed1 else _bone_cost(x1, root, l1, sigma[k1]))
+        second = []
+        if has_2d[k2]:
+            second = _options(k2, x1, l2, u, p, ranges, surface, sigma, guide)
+        for s2, placed2, c2, x2 in second or [(None, False, 0.0, None)]:
+            cost2 = c2
+            if x2 is not None and not placed2 and x1 is not None:
+                cost2 += _bone_cost(x2, x1, l2, sigma[k2])
+            if cost1 + cost2 < best[0]:
+                best = (cost1 + cost2, [(s1, placed1), (s2, placed2)])
+    return best[1]
+
+
+def _choose_crossing(choices: list[float], surface: float, sigma: float, guide: float) -> float:
+    """Of a ray's crossings with a bone's sphere: none in front of the surface the pixel shows,
+    then the nearest to the joint's range in nearby trusted frames, else the farther one."""
+    if np.isfinite(surface):
+        behind = [c for c in choices if c >= surface - 2.0 * sigma]
+        choices = behind or [max(choices)]
+    if np.isfinite(guide):
+        return min(choices, key=lambda c: abs(c - guide))
+    return max(choices)
+
+
+def fit_skeleton(
+    points: np.ndarray,
+    keypoints: np.ndarray,
+    intrinsics: Intrinsics,
+    timestamps: np.ndarray,
+    radius: np.ndarray | None = None,
+) -> SkeletonFit:
+    """One skeleton for a take: ``points`` (T, K, 3) lifted joints (after the surface-to-joint
+    correction by ``radius`` (K,) metres, when given), ``keypoints`` (T, K, 2) their 2D
+    positions; see the module text. Joints beyond the 17 COCO ones pass through."""
+    p = np.asarray(points, dtype=np.float64)
+    T, K = p.shape[:2]
+    if K < NUM_JOINTS or p.shape[-1] != 3:
+        raise ValueError(f"expected (T, >={NUM_JOINTS}, 3) joints, got {p.shape}")
+    fitter = _Fitter(p[:, :NUM_JOINTS], keypoints[:, :NUM_JOINTS], intrinsics, timestamps, radius)
+    previous: np.ndarray | None = None
+    for f in range(T):
+        previous = fitter.torso(f, previous)
+        fitter.limbs(f)
+        for k in range(5):  # the face: its points move together, so their bones cannot tell
+            fitter.own(f, k)
+    out = fitter.out
+    if K > NUM_JOINTS:
+        out = np.concatenate([out, p[:, NUM_JOINTS:]], axis=1)
+    return SkeletonFit(
+        out, fitter.keep, fitter.inferred, fitter.lengths, fitter.noise, fitter.source
+    )
+
+
+class _Fitter:
+    """A take's measurements, bone lengths and torso template, and the joints placed so far."""
+
+    def __init__(
+        self,
+        p: np.ndarray,
+        keypoints: np.ndarray,
+        intrinsics: Intrinsics,
+        timestamps: np.ndarray,
+        radius: np.ndarray | None,
+    ) -> None:
+        T = len(p)
+        self.p, self.keypoints, self.intrinsics = p, keypoints, intrinsics
+        self.u = rays(keypoints, intrinsics)
+        self.has_2d = np.isfinite(self.u).all(axis=-1)
+        self.ranges = np.linalg.norm(p, axis=-1)
+        self.surface = self.ranges - (0.0 if radius is None else np.asarray(radius)[None, :])
+        self.noise = depth_noise(self.ranges)
+        self.sigma = np.hypot(MIN_NOISE_M, self.noise * np.nan_to_num(self.ranges) ** 2)
+        first = lengths_across(p)
+        lengths = lengths_between(p, trusted_joints(p, self.sigma, first))
+        lengths = {k: v if np.isfinite(v) else first[k] for k, v in lengths.items()}
+        for name in ("shoulders", "hips", "torso_side"):  # both estimates fall short, not long
+            lengths[name] = float(np.nanmax([first[name], lengths[name], -1.0]))
+        for name, share in TORSO_SHARES.items():  # a take in profile never shows the widths
+            lengths[name] = max(lengths[name], share * lengths["torso_side"])
+        self.lengths = {k: v if v > 0 else float("nan") for k, v in lengths.items()}
+        self.template = torso_template(self.lengths)
+        self.trusted = trusted_joints(p, self.sigma, self.lengths) & self.has_2d
+        self.guide = _nearest_trusted_range(
+            self.ranges, self.trusted, np.asarray(timestamps, np.float64)
+        )
+        self.out = np.full((T, NUM_JOINTS, 3), np.nan)
+        self.keep = np.zeros((T, NUM_JOINTS), dtype=bool)
+        self.inferred = np.zeros((T, NUM_JOINTS), dtype=bool)
+        self.source = np.full((T, NUM_JOINTS), SOURCE_CODES["none"])
+
+    def own(self, f: int, k: int) -> None:
+        """Joint k of frame f keeps its own depth (if it has one)."""
+        if np.isfinite(self.p[f, k]).all():
+            self.out[f, k] = self.p[f, k]
+            self.keep[f, k] = True
+            self.source[f, k] = SOURCE_CODES["measured"]
+
+    def put(self, f: int, k: int, s: float) -> None:
+        """Joint k of frame f placed on its ray at range ``s``, with the reason."""
+        self.out[f, k] = s * self.u[f, k]
+        self.inferred[f, k] = True
+        m = self.ranges[f, k]
+        why = "missing" if not np.isfinite(m) else "hidden" if s > m else "implausible"
+        self.source[f, k] = SOURCE_CODES[why]
+
+    def _score(self, f: int, pose: np.ndarray) -> float:
+        """How badly a torso pose disagrees with the measured torso depths (lower is better)."""
+        torso = list(_TORSO)
+        s = (pose * self.u[f, torso]).sum(axis=-1)
+        m, surf, sg = self.ranges[f, torso], self.surface[f, torso], self.sigma[f, torso]
+        with np.errstate(invalid="ignore"):
+            fit = np.minimum(np.abs(s - m) / (sg + 0.02), 10.0)
+            front = np.where(s < surf - 2 * sg - 0.02, 10.0, 0.0)
+        return float(np.sum(np.where(np.isfinite(m), fit + front, 0.0)))
+
+    def torso(self, f: int, previous: np.ndarray | None) -> np.ndarray | None:
+        """The torso of frame f: the template's pose that shows it at its four pixels and that
+        the measured depths agree with; the torso joints far in front of it (hidden) or behind
+        it are placed where the pose puts them. Without four pixels, or when no measured torso
+        joint agrees, the trusted ones stay and the rest hang from them. Returns the pose."""
+        torso = list(_TORSO)
+        poses = []
+        if self.template is not None and self.has_2d[f, torso].all():
+            poses = _torso_poses(self.template, self.keypoints[f, torso], self.intrinsics)
+        if poses:
+            scores = [self._score(f, pose) for pose in poses]
+            best = int(np.argmin(scores))
+            if len(poses) == 2 and abs(scores[0] - scores[1]) < 1.0 and previous is not None:
+                best = int(np.argmin([np.abs(pose - previous).sum() for pose in poses]))
+            pose = poses[best]
+            fits = [float(pose[i] @ self.u[f, k]) for i, k in enumerate(torso)]
+            with np.errstate(invalid="ignore"):
+                offset = [self.ranges[f, k] - fits[i] for i, k in enumerate(torso)]
+                agree = [
+                    -TORSO_FRONT_M - 2 * self.sigma[f, k]
+                    <= d
+                    <= TORSO_BEHIND_M + 2 * self.sigma[f, k]  # fmt: skip
+                    for d, k in zip(offset, torso, strict=True)
+                ]
+            if any(agree):
+                for i, k in enumerate(torso):
+                    self.own(f, k) if agree[i] else self.put(f, k, fits[i])
+                return pose
+        for k in torso:
+            if self.trusted[f, k]:
+                self.own(f, k)
+        for k in torso:  # from a kept torso neighbour, on the crossing the evidence prefers
+            if self.keep[f, k] or not self.has_2d[f, k]:
+                continue
+            others = [
+                (b if a == k else a, n)
+                for a, b, n in EDGES
+                if k in (a, b) and a in _TORSO and b in _TORSO
+            ]
+            options = [(j, n) for j, n in others if self.keep[f, j] and np.isfinite(self.lengths[n])]  # fmt: skip
+            if not options:
+                self.own(f, k)
+                continue
+            j, name = options[0]
+            hit = _crossings(self.u[f, k], self.out[f, j], self.lengths[name])
+            self.put(f, k, float(self.u[f, k] @ self.out[f, j]) if hit is None else _choose_crossing(
+                list(hit), self.surface[f, k], self.sigma[f, k], self.guide[f, k]))  # fmt: skip
+        return previous
+
+    def limbs(self, f: int) -> None:
+        """Each limb (root -> middle -> end) takes the cheapest combination of measured and
+        placed joints (:func:`_best_chain`)."""
+        for chain in _LIMBS:
+            root = chain[0][0]
+            if not np.isfinite(self.out[f, root]).all():
+                for k, _ in chain[1:]:
+                    self.own(f, k)
+                continue
+            picks = _best_chain(
+                self.out[f, root], [(k, self.lengths[g]) for k, g in chain[1:]], self.u[f],
+                self.p[f], self.ranges[f], self.surface[f], self.sigma[f], self.guide[f],
+                self.has_2d[f],
+            )  # fmt: skip
+            for (k, _), (s_k, placed) in zip(chain[1:], picks, strict=True):
+                if placed:
+                    self.put(f, k, s_k)
+                elif s_k is not None:
+                    self.own(f, k)
