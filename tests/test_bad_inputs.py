@@ -68,6 +68,58 @@ TRUNCATED = (
     + (12).to_bytes(8, "little") + (128).to_bytes(8, "little") + bytes(40) + bytes(8)
 )  # fmt: skip
 
+
+def _png(array) -> bytes:
+    import cv2
+    import numpy as np
+
+    return cv2.imencode(".png", np.asarray(array))[1].tobytes()
+
+
+def _stray(**files: bytes | str) -> dict[str, bytes | str]:
+    """A Stray Scanner folder rec/ of two frames (its video a stub unless replaced)."""
+    import numpy as np
+
+    rows = "".join(f"{10 + i * 0.5}, {i:06d}, 0, 0, 0, 0, 0, 0, 1\n" for i in range(2))
+    base: dict[str, bytes | str] = {
+        "rec/rgb.mp4": b"\x00\x00\x00\x18ftypmp42 a stub, not a video",
+        "rec/camera_matrix.csv": "50.0, 0.0, 31.5\n0.0, 50.0, 23.5\n0.0, 0.0, 1.0",
+        "rec/odometry.csv": "timestamp, frame, x, y, z, qx, qy, qz, qw\n" + rows,
+        **{f"rec/{d}/{i:06d}.png": _png(np.full((12, 16), v, np.uint16 if d == "depth" else np.uint8))
+           for i in range(2) for d, v in (("depth", 1500), ("confidence", 2))},
+    }  # fmt: skip
+    base.update(files)
+    return {k: v for k, v in base.items() if v != ""}
+
+
+def _lzfse(data: bytes) -> bytes:
+    import lzfse
+
+    return lzfse.compress(data)
+
+
+def _r3d(metadata: dict | None = None, depth: bytes | None = None) -> bytes:
+    """A Record3D .r3d (a ZIP) of one 64 x 48 frame with 16 x 12 depth."""
+    import io
+    import zipfile
+
+    import cv2
+    import numpy as np
+
+    meta = {"K": [50.0, 0, 0, 0, 50.0, 0, 31.5, 23.5, 1], "w": 64, "h": 48, "dw": 16, "dh": 12,
+            "fps": 30} if metadata is None else metadata  # fmt: skip
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        if meta != {"omit": True}:
+            zf.writestr("metadata", json.dumps(meta))
+        zf.writestr(
+            "rgbd/0.jpg", cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+        )
+        blob = _lzfse(np.ones((12, 16), np.float32).tobytes()) if depth is None else depth
+        zf.writestr("rgbd/0.depth", blob)
+    return buffer.getvalue()
+
+
 CASES = [
     # The configuration, whatever the command.
     Case("config-missing", ("config", "show", "--config", "{here}/no.toml"),
@@ -195,6 +247,49 @@ CASES = [
                          "tpu", "--out", "{here}/l"), "lift.device (--device) 'tpu' is not one of"),
     Case("lift-window", ("lift", "--input", "{synthetic}", "--ground-truth-2d", "--out",
                          "{here}/l", "--set", "lift.window=4"), "lift.window = 4 must be a positive odd number"),
+    # lift: the capture apps' recordings
+    Case("lift-stray-no-matrix", ("lift", "--input", "{here}/rec", "--ground-truth-2d", "--out",
+                                  "{here}/l"), "{here}/rec has no camera_matrix.csv",
+         files=_stray(**{"rec/camera_matrix.csv": ""})),
+    Case("lift-stray-matrix-shape", ("lift", "--input", "{here}/rec", "--ground-truth-2d", "--out",
+                                     "{here}/l"), "{here}/rec/camera_matrix.csv must hold a 3 x 3 camera matrix",
+         files=_stray(**{"rec/camera_matrix.csv": "50, 0, 31.5\n0, 50, 23.5\n"})),
+    Case("lift-stray-matrix-text", ("lift", "--input", "{here}/rec", "--ground-truth-2d", "--out",
+                                    "{here}/l"), "{here}/rec/camera_matrix.csv must hold a 3 x 3 camera matrix",
+         files=_stray(**{"rec/camera_matrix.csv": "fx, 0, cx\n0, fy, cy\n0, 0, 1"})),
+    Case("lift-stray-odometry-short", ("lift", "--input", "{here}/rec", "--ground-truth-2d", "--out",
+                                       "{here}/l"), "odometry.csv has 1 frame rows for 2 depth maps",
+         files=_stray(**{"rec/odometry.csv": "timestamp, frame, x, y, z, qx, qy, qz, qw\n1.0, 000000, 0, 0, 0, 0, 0, 0, 1\n"})),
+    Case("lift-stray-odometry-time", ("lift", "--input", "{here}/rec", "--ground-truth-2d", "--out",
+                                      "{here}/l"), "odometry.csv: frame timestamps must be finite and strictly increasing",
+         files=_stray(**{"rec/odometry.csv": "timestamp, frame, x, y, z, qx, qy, qz, qw\n"
+                         "2.0, 000000, 0, 0, 0, 0, 0, 0, 1\n1.5, 000001, 0, 0, 0, 0, 0, 0, 1\n"})),
+    Case("lift-stray-confidence-count", ("lift", "--input", "{here}/rec", "--ground-truth-2d", "--out",
+                                         "{here}/l"), "{here}/rec: 1 confidence maps in confidence/ for 2 depth maps",
+         files=_stray(**{"rec/confidence/000001.png": ""})),
+    Case("lift-stray-video", ("lift", "--input", "{here}/rec", "--ground-truth-2d", "--out", "{here}/l"),
+         "{here}/rec/rgb.mp4 cannot be read as a video", files=_stray()),
+    Case("lift-r3d-not-zip", ("lift", "--input", "{here}/a.r3d", "--ground-truth-2d", "--out", "{here}/l"),
+         "{here}/a.r3d is not a Record3D recording: not a readable ZIP archive", files={"a.r3d": b"PK junk"}),
+    Case("lift-r3d-no-metadata", ("lift", "--input", "{here}/a.r3d", "--ground-truth-2d", "--out",
+                                  "{here}/l"), "{here}/a.r3d has no 'metadata' entry",
+         files={"a.r3d": _r3d({"omit": True})}),
+    Case("lift-r3d-no-k", ("lift", "--input", "{here}/a.r3d", "--ground-truth-2d", "--out", "{here}/l"),
+         "{here}/a.r3d/metadata has no 'K'", files={"a.r3d": _r3d({"w": 64, "h": 48, "dw": 16, "dh": 12})}),
+    Case("lift-r3d-k-size", ("lift", "--input", "{here}/a.r3d", "--ground-truth-2d", "--out", "{here}/l"),
+         "{here}/a.r3d/metadata: 'K' must be 9 numbers (a 3 x 3 matrix), got 4 values",
+         files={"a.r3d": _r3d({"K": [50, 50, 31.5, 23.5], "w": 64, "h": 48, "dw": 16, "dh": 12})}),
+    Case("lift-r3d-depth-not-lzfse", ("lift", "--input", "{here}/a.r3d", "--ground-truth-2d", "--out",
+                                      "{here}/l"), "{here}/a.r3d/rgbd/0.depth does not decompress as LZFSE",
+         files={"a.r3d": _r3d(depth=b"not lzfse")}),
+    Case("lift-r3d-depth-bytes", ("lift", "--input", "{here}/a.r3d", "--ground-truth-2d", "--out",
+                                  "{here}/l"), "{here}/a.r3d/rgbd/0.depth holds 8 bytes once decompressed",
+         files={"a.r3d": _r3d(depth=_lzfse(bytes(8)))}),
+    Case("synthetic-stray-odd-size", ("make-synthetic", "--out", "{here}/s", "--num-train", "0",
+                                      "--num-val", "0", "--size", "65x48", "--layout", "stray"),
+         "synthetic.layout stray writes an MPEG-4 video, whose width and height must be even"),
+    Case("synthetic-layout", ("make-synthetic", "--out", "{here}/s", "--layout", "kinect"),
+         "synthetic.layout must be one of 'pkmodel', 'stray', 'record3d', got 'kinect'"),
     # data tools
     Case("data-split-missing", ("data", "split", "{here}/no.json"),
          "prepared labels {here}/no.json do not exist"),

@@ -20,7 +20,8 @@ def lift_command(
             "--input",
             "-i",
             help="RGB-D recording(s): a make-synthetic folder (its sequences/), one sequence "
-            "folder, or a plain folder with intrinsics.json and colour + 16-bit depth PNGs.",
+            "folder, a plain folder with intrinsics.json and colour + 16-bit depth PNGs, a Stray "
+            "Scanner folder, a Record3D .r3d file, or a folder of them.",
             show_default=False,
         ),
     ],
@@ -76,7 +77,7 @@ def lift_command(
         raise PkmodelError("--weights CKPT is required (or --ground-truth-2d on synthetic data)")
     cfg.lift.check()
     check_writable(cfg.lift.out_dir, "--out (lift.out_dir)")  # before the frames are read
-    sequences = find_sequences(input_dir, cfg.lift.intrinsics_key, cfg.lift.fps)
+    sequences = find_sequences(input_dir, cfg.lift.intrinsics_key, cfg.lift.fps, warn=_warn)
     detector = None if weights is None else ModelJoints(weights, cfg, cfg.lift.device)
     out_dir = cfg.lift.out_dir
     doc = run_lift(sequences, cfg, out_dir, detector, progress=True, pictures=not no_pictures)
@@ -115,6 +116,10 @@ def lift_command(
                 value = overall[key]
                 typer.echo(f"  {label:40s} {'n/a' if value is None else value} {unit}")
     typer.echo(f"wrote {out_dir / 'metrics.json'}")
+
+
+def _warn(message: str) -> None:
+    typer.secho(f"warning: {message}", err=True, fg=typer.colors.YELLOW)
 
 
 def register(app: typer.Typer) -> None:

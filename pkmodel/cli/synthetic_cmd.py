@@ -30,6 +30,7 @@ def make_synthetic(
     frames: int | None = key("synthetic.frames"),
     workers: int | None = key("synthetic.workers"),
     depth_sensor: str | None = key("synthetic.depth_sensor"),
+    layout: str | None = key("synthetic.layout"),
 ) -> None:
     """Generate the built-in synthetic RGB-D people: COCO keypoints with exact 3D joints.
 
@@ -38,7 +39,10 @@ def make_synthetic(
     sequences/seq_NNN/ clips for the 3D pipeline. The same seed gives the same files.
     --depth-sensor lidar writes depth as a phone's LiDAR would measure it (lower resolution,
     noise, holes) with confidence/ maps beside it.
-    Format and fields: docs/synthetic.md.
+    --layout stray or record3d writes each clip as that iPhone app records it instead
+    (sequences/seq_NNN/ Stray Scanner folders, or sequences/seq_NNN.r3d files), with the
+    ground truth in pkmodel_ground_truth.json; pkmodel lift reads all three layouts.
+    Format and fields: docs/synthetic.md and docs/3d.md (Capture apps).
     """
     from pkmodel.data.synthetic.generate import generate, parse_size
 
@@ -54,7 +58,8 @@ def make_synthetic(
     )
     typer.echo(
         f"wrote {folder} in {summary.seconds:.1f} s with {summary.workers} workers ({splits}; "
-        f"{spec.sequences} sequences x {spec.frames} frames)"
+        f"{spec.sequences} sequences x {spec.frames} frames"
+        f"{'' if spec.layout == 'pkmodel' else f' in the {spec.layout} layout'})"
     )
 
 

@@ -1,6 +1,7 @@
-"""Reading RGB-D recordings for `pkmodel lift`: the synthetic ``sequences/`` layout and plain
+"""Reading RGB-D recordings for `pkmodel lift`: the synthetic ``sequences/`` layout, plain
 folders of colour images + depth (16-bit PNG, or float ``.npy`` in metres) with an
-``intrinsics.json``.
+``intrinsics.json``, and (through :mod:`pkmodel.lift.capture_apps`) the recordings of the iPhone
+apps Stray Scanner and Record3D.
 
 A recording becomes an :class:`RgbdSequence`: file lists, timestamps, intrinsics, the depth
 unit, and ground truth when the files carry it. Every number the files give is checked when the
@@ -14,15 +15,28 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pkmodel.common.camera import Intrinsics
+from pkmodel.common.capture_formats import R3D_SUFFIX
 from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.skeleton import NUM_JOINTS
+from pkmodel.lift.capture_apps import (
+    Warn,
+    is_r3d_folder,
+    is_stray_folder,
+    read_r3d,
+    read_stray_folder,
+)
+from pkmodel.lift.recording import (
+    GroundTruth,
+    RgbdSequence,
+    check_depth_array,
+    check_timestamps,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEPTH_SUFFIXES = (*IMAGE_SUFFIXES, ".npy")
@@ -31,96 +45,64 @@ INTRINSICS_FILE = "intrinsics.json"
 SEQUENCE_FILE = "annotations.json"
 
 
-@dataclass
-class GroundTruth:
-    """Per-frame labels of a synthetic sequence (NaN where a frame has no person)."""
-
-    keypoints_2d: np.ndarray  # (T, K, 3) image pixels + COCO visibility 0/1/2
-    joints_3d: np.ndarray  # (T, K, 3) metres, camera frame (x right, y down, z forward)
-    limb_radius: np.ndarray | None = None  # (T, K) metres, surface-to-joint distance
-
-
-@dataclass
-class RgbdSequence:
-    """One recording: aligned colour / depth files, timestamps and the camera."""
-
-    name: str
-    color_files: list[Path]
-    depth_files: list[Path]
-    timestamps: np.ndarray  # (T,) seconds, strictly increasing
-    intrinsics: Intrinsics  # for the colour image's resolution
-    depth_unit_m: float  # metres per stored depth unit (1 / depth scale)
-    confidence_files: list[Path] | None = None
-    ground_truth: GroundTruth | None = None
-    source: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.color_files)
-
-    def load_color(self, i: int) -> np.ndarray:
-        """Frame ``i`` as an HxWx3 uint8 RGB array."""
-        import cv2
-
-        image = cv2.imread(str(self.color_files[i]), cv2.IMREAD_COLOR)
-        if image is None:
-            raise PkmodelError(f"colour image {self.color_files[i]} cannot be read")
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-    def load_depth(self, i: int) -> np.ndarray:
-        """Depth of frame ``i`` in metres (float32, HxW; 0 or NaN = no measurement)."""
-        path = self.depth_files[i]
-        if path.suffix.lower() == ".npy":
-            try:
-                raw = np.load(path, allow_pickle=False)
-            except (OSError, ValueError, EOFError) as e:
-                raise PkmodelError(
-                    f"depth file {path} cannot be read as a NumPy array ({e})"
-                ) from None
-        else:
-            import cv2
-
-            raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if raw is None:
-                raise PkmodelError(f"depth image {path} cannot be read")
-        _check_depth_array(path, raw.dtype, raw.shape)
-        return raw.astype(np.float32) * np.float32(self.depth_unit_m)
-
-    def load_confidence(self, i: int) -> np.ndarray | None:
-        if self.confidence_files is None:
-            return None
-        import cv2
-
-        conf = cv2.imread(str(self.confidence_files[i]), cv2.IMREAD_UNCHANGED)
-        if conf is None or conf.ndim != 2:
-            raise PkmodelError(f"confidence image {self.confidence_files[i]} must be one channel")
-        return conf
-
-
-def find_sequences(root: Path, intrinsics_key: str = "", fps: float = 30.0) -> list[RgbdSequence]:
-    """Every recording under ``root``: a synthetic dataset folder (``sequences/*``), one
-    synthetic sequence (``annotations.json``), or a plain RGB-D folder (``intrinsics.json``)."""
+def find_sequences(
+    root: Path, intrinsics_key: str = "", fps: float = 30.0, warn: Warn | None = None
+) -> list[RgbdSequence]:
+    """Every recording at ``root``: one recording (a synthetic sequence with
+    ``annotations.json``, a plain RGB-D folder with ``intrinsics.json``, a Stray Scanner folder,
+    a Record3D ``.r3d`` file or its unzipped folder), or a folder of them (a make-synthetic
+    folder's ``sequences/``, or any folder). ``warn`` receives the readers' warnings (default:
+    :func:`warnings.warn`)."""
     root = Path(root)
+    if root.is_file():
+        if root.suffix.lower() not in (R3D_SUFFIX, ".zip"):
+            raise PkmodelError(f"input {root} is a file; give a folder or a Record3D .r3d file")
+        return [read_r3d(root, warn)]
     if not root.is_dir():
         raise PkmodelError(f"input folder {root} {not_there(root, 'folder')}")
-    if (root / SEQUENCE_FILE).is_file():
-        return [read_synthetic_sequence(root)]
-    if (root / INTRINSICS_FILE).is_file():
-        return [read_plain_folder(root, intrinsics_key, fps)]
+    one = _read_recording(root, intrinsics_key, fps, warn)
+    if one is not None:
+        return [one]
     parent = root / "sequences" if (root / "sequences").is_dir() else root
     found = [
-        read_synthetic_sequence(d)
-        if (d / SEQUENCE_FILE).is_file()
-        else read_plain_folder(d, intrinsics_key, fps)
-        for d in sorted(p for p in parent.iterdir() if p.is_dir())
-        if (d / SEQUENCE_FILE).is_file() or (d / INTRINSICS_FILE).is_file()
+        seq
+        for path in sorted(parent.iterdir())
+        if (seq := _read_recording(path, intrinsics_key, fps, warn)) is not None
     ]
     if not found:
         raise PkmodelError(
             f"input folder {root} holds no RGB-D recording (no {SEQUENCE_FILE}, no "
-            f"{INTRINSICS_FILE}, no sequences/ folder)"
+            f"{INTRINSICS_FILE}, no Stray Scanner folder, no .r3d file, no sequences/ folder)"
         )
+    seen: dict[str, RgbdSequence] = {}
+    for seq in found:
+        if seq.name in seen:
+            raise PkmodelError(
+                f"{seen[seq.name].source} and {seq.source} are two recordings named "
+                f"'{seq.name}'; lift names its outputs after the recording: keep one"
+            )
+        seen[seq.name] = seq
     return found
+
+
+def _read_recording(
+    path: Path, intrinsics_key: str, fps: float, warn: Warn | None
+) -> RgbdSequence | None:
+    """The recording at ``path`` when it is one (None otherwise); a folder's own files decide
+    its kind, checked in this order."""
+    if path.is_file():
+        return read_r3d(path, warn) if path.suffix.lower() == R3D_SUFFIX else None
+    if not path.is_dir():
+        return None
+    if (path / SEQUENCE_FILE).is_file():
+        return read_synthetic_sequence(path)
+    if (path / INTRINSICS_FILE).is_file():
+        return read_plain_folder(path, intrinsics_key, fps)
+    if is_stray_folder(path):
+        return read_stray_folder(path, warn)
+    if is_r3d_folder(path):
+        return read_r3d(path, warn)
+    return None
 
 
 # --- synthetic sequences ---------------------------------------------------------------------
@@ -220,7 +202,7 @@ def read_synthetic_sequence(folder: Path) -> RgbdSequence:
         raise PkmodelError(
             f"{path} is not a synthetic sequence file ({type(e).__name__}: {e})"
         ) from None
-    _check_timestamps(timestamps, str(path))
+    check_timestamps(timestamps, str(path))
     gt = GroundTruth(kp2d, kp3d, None if np.isnan(radius).all() else radius)
     return RgbdSequence(
         name=folder.name,
@@ -233,13 +215,6 @@ def read_synthetic_sequence(folder: Path) -> RgbdSequence:
         ground_truth=gt,
         source=folder,
     )
-
-
-def _check_timestamps(t: np.ndarray, where: str) -> None:
-    if t.size == 0:
-        raise PkmodelError(f"{where} lists no frames")
-    if not np.isfinite(t).all() or (np.diff(t) <= 0).any():
-        raise PkmodelError(f"{where}: frame timestamps must be finite and strictly increasing")
 
 
 # --- plain folders ---------------------------------------------------------------------------
@@ -296,16 +271,6 @@ def _pair_subfolders(folder: Path) -> tuple[list[Path], list[Path], list[Path] |
     return color, depth, conf
 
 
-def _check_depth_array(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
-    """Depth is one channel of 16-bit (or wider) integers or floats."""
-    if len(shape) != 2:
-        raise PkmodelError(f"depth file {path} must have one channel, it has shape {shape}")
-    if dtype.kind not in "uif":
-        raise PkmodelError(f"depth file {path} holds {dtype} values; depth must be 16-bit or float")
-    if dtype.kind in "ui" and dtype.itemsize < 2:
-        raise PkmodelError(f"depth file {path} is 8-bit; depth must be 16-bit or float")
-
-
 def _is_float_depth(path: Path) -> bool:
     """Whether a depth file holds floats (metres): a float ``.npy``; image files hold integer
     units. A ``.npy`` is checked from its header alone (memory-mapped, not read)."""
@@ -315,7 +280,7 @@ def _is_float_depth(path: Path) -> bool:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise PkmodelError(f"depth file {path} cannot be read as a NumPy array ({e})") from None
-    _check_depth_array(path, array.dtype, array.shape)
+    check_depth_array(path, array.dtype, array.shape)
     return array.dtype.kind == "f"
 
 
@@ -425,7 +390,7 @@ def read_plain_folder(folder: Path, intrinsics_key: str = "", fps: float = 30.0)
         stamps = None
     if stamps is None or len(stamps) > 1 and (np.diff(stamps) <= 0).any():
         stamps = np.arange(len(color)) / rate
-    _check_timestamps(stamps, str(folder))
+    check_timestamps(stamps, str(folder))
     return RgbdSequence(
         name=folder.name,
         color_files=color,

@@ -4,7 +4,9 @@ Every picture is a pure function of (seed, split, index): its random generator i
 those three numbers alone, so the files do not depend on the number of worker processes or on
 the order they finish in. Files are written atomically (temporary file + rename); each
 annotation file is removed first and written last, so an interrupted run never leaves an
-annotation file that disagrees with its images.
+annotation file that disagrees with its images. In the capture-app layouts
+(``synthetic.layout`` stray or record3d) each clip is one recording written whole by
+:mod:`pkmodel.data.synthetic.capture_layouts` from the same pixels and sensor draws.
 """
 
 from __future__ import annotations
@@ -21,11 +23,20 @@ from pathlib import Path
 import numpy as np
 
 from pkmodel.common.atomic import atomic_write_bytes, atomic_write_text
+from pkmodel.common.capture_formats import GROUND_TRUTH_FILE, R3D_SUFFIX, STRAY_FILES
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.runtime import usable_cores
 from pkmodel.common.skeleton import coco_category
 from pkmodel.config import SyntheticConfig
 from pkmodel.config.sections import SYNTHETIC_MAX_SIZE, SYNTHETIC_MIN_SIZE
+from pkmodel.data.synthetic.capture_layouts import (
+    ClipFrame,
+    FrameInfo,
+    R3dClipWriter,
+    StrayClipWriter,
+    check_layout,
+    encode_frame,
+)
 from pkmodel.data.synthetic.scene import (
     DEPTH_UNIT_M,
     VISIBILITY_TOLERANCE_M,
@@ -134,6 +145,25 @@ def _png(array: np.ndarray, name: str) -> bytes:
     return png.tobytes()
 
 
+def _encode_frame(
+    spec: SyntheticConfig, frame: Frame, sensor_rng: np.random.Generator
+) -> tuple[bytes, np.ndarray, np.ndarray | None]:
+    """The colour JPEG, the depth (uint16 mm; with the lidar sensor its lower-resolution
+    measurement) and the lidar's confidence (else None) of ``frame``."""
+    import cv2
+
+    ok, jpg = cv2.imencode(
+        ".jpg", cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR),
+        [cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality],
+    )  # fmt: skip
+    if not ok:  # pragma: no cover - OpenCV encoders do not fail on valid arrays
+        raise RuntimeError("could not encode a JPEG")
+    if spec.depth_sensor == "lidar":
+        depth, conf = lidar_depth(frame.depth_mm, spec.depth_scale, spec.depth_noise_m, sensor_rng)
+        return jpg.tobytes(), depth, conf
+    return jpg.tobytes(), frame.depth_mm, None
+
+
 def _write_frame(
     spec: SyntheticConfig,
     frame: Frame,
@@ -144,22 +174,13 @@ def _write_frame(
     """Write the colour, depth (and with the lidar sensor, confidence) files of ``frame`` at
     ``root / name`` for ``names`` = (rgb, depth, confidence); the confidence name written, or
     None."""
-    import cv2
-
     rgb_name, depth_name, conf_name = names
-    ok, jpg = cv2.imencode(
-        ".jpg", cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR),
-        [cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality],
-    )  # fmt: skip
-    if not ok:  # pragma: no cover - OpenCV encoders do not fail on valid arrays
-        raise RuntimeError(f"could not encode {rgb_name}")
+    jpg, depth, conf = _encode_frame(spec, frame, sensor_rng)
     written = None
-    depth = frame.depth_mm
-    if spec.depth_sensor == "lidar":
-        depth, conf = lidar_depth(depth, spec.depth_scale, spec.depth_noise_m, sensor_rng)
+    if conf is not None:
         atomic_write_bytes(root / conf_name, _png(conf, conf_name))
         written = conf_name
-    atomic_write_bytes(root / rgb_name, jpg.tobytes())
+    atomic_write_bytes(root / rgb_name, jpg)
     atomic_write_bytes(root / depth_name, _png(depth, depth_name))
     return written
 
@@ -182,7 +203,11 @@ def _clip(spec: SyntheticConfig, clip: int):
     return sample_clip(rng, scene_params(spec), spec.frames, spec.fps)
 
 
-def _frame_task(spec: SyntheticConfig, out: Path, clip: int, index: int) -> tuple[dict, list[dict]]:
+def _frame_task(
+    spec: SyntheticConfig, out: Path, clip: int, index: int
+) -> tuple[dict, list[dict], ClipFrame | None]:
+    """Frame ``index`` of clip ``clip``: its image entry, annotations and, in the app layouts,
+    its encoded pixels for the clip's writer (the pkmodel layout writes its files here)."""
     frame = clip_frame(
         _clip(spec, clip), index, spec.fps, picture_rng(spec.seed, "clip_frame", clip, index),
         spec.max_depth_m,
@@ -191,7 +216,13 @@ def _frame_task(spec: SyntheticConfig, out: Path, clip: int, index: int) -> tupl
     stem = FRAME_NAME.format(index)
     names = (f"rgb/{stem}.jpg", f"depth/{stem}.png", f"confidence/{stem}.png")
     sensor_rng = picture_rng(spec.seed, "sensor", _STREAM["clip"], clip, index)
-    conf = _write_frame(spec, frame, folder, names, sensor_rng)
+    pixels = None
+    if spec.layout == "pkmodel":
+        conf = _write_frame(spec, frame, folder, names, sensor_rng)
+    else:  # the same pixels and sensor draws as the pkmodel layout, encoded for the app
+        jpg, depth, confidence = _encode_frame(spec, frame, sensor_rng)
+        pixels = encode_frame(spec.layout, frame.rgb, jpg, depth, confidence)
+        conf = None if confidence is None else names[2]
     image = {
         "id": index + 1,
         **_image_entry(frame, names[0], names[1], conf),
@@ -201,7 +232,7 @@ def _frame_task(spec: SyntheticConfig, out: Path, clip: int, index: int) -> tupl
     anns = _annotations(frame)
     for ann in anns:
         ann["track_id"] = 0
-    return image, anns
+    return image, anns, pixels
 
 
 # The settings and output folder of the run, in each worker process (set by _init_worker).
@@ -216,11 +247,11 @@ def _init_worker(spec: SyntheticConfig, out: Path) -> None:
     cv2.setNumThreads(1)  # one process per core already
 
 
-def _run_task(task: tuple) -> tuple[tuple, dict, list[dict]]:
+def _run_task(task: tuple) -> tuple[tuple, dict, list[dict], ClipFrame | None]:
     assert _JOB is not None
     if task[0] == "clip":
         return (task, *_frame_task(*_JOB, task[1], task[2]))
-    return (task, *_split_task(*_JOB, task[0], task[1]))
+    return (task, *_split_task(*_JOB, task[0], task[1]), None)
 
 
 # --- the whole dataset ------------------------------------------------------------------------
@@ -275,6 +306,52 @@ def _remove_stale(folder: Path, pattern: str, keep: set[str]) -> None:
                 path.unlink()
 
 
+def _label(people: list[dict]) -> dict | None:
+    """The ground truth of a clip frame: the largest person's labels, as pkmodel's reader picks
+    them from annotations.json (None when nobody is in view)."""
+    if not people:
+        return None
+    ann = max(people, key=lambda a: float(a.get("area", 0.0)))
+    return {key: ann[key] for key in ("keypoints", "keypoints_3d", "limb_radius_m")}
+
+
+class _AppClips:
+    """The clips of an app layout being written: one writer per clip, fed in frame order (the
+    tasks run clip by clip and results come back in task order), finished at its last frame."""
+
+    def __init__(self, spec: SyntheticConfig, seq_root: Path):
+        self.spec = spec
+        self.seq_root = seq_root
+        self.open: dict[int, StrayClipWriter | R3dClipWriter] = {}
+
+    def add(self, clip: int, image: dict, people: list[dict], pixels: ClipFrame) -> None:
+        spec, name = self.spec, SEQUENCE_NAME.format(clip)
+        writer = self.open.get(clip)
+        if writer is None:
+            if spec.layout == "stray":
+                writer = StrayClipWriter(self.seq_root / name, spec.width, spec.height, spec.fps)
+            else:
+                path = self.seq_root / f"{name}{R3D_SUFFIX}"
+                writer = R3dClipWriter(path, spec.width, spec.height, spec.fps)
+            self.open[clip] = writer
+        info = FrameInfo(image["timestamp"], image["intrinsics"], image["world_to_camera"],
+                         _label(people))  # fmt: skip
+        writer.add(pixels, info)
+        if image["frame_index"] == spec.frames - 1:
+            writer.finish()
+            del self.open[clip]  # after finishing: a failed finish is aborted with the rest
+            # the clip in the other layouts, from an earlier run
+            if spec.layout == "stray":
+                (self.seq_root / f"{name}{R3D_SUFFIX}").unlink(missing_ok=True)
+            elif (self.seq_root / name).is_dir():
+                shutil.rmtree(self.seq_root / name)
+
+    def abort(self) -> None:
+        for writer in self.open.values():
+            writer.abort()
+        self.open.clear()
+
+
 @dataclass(frozen=True)
 class Summary:
     """What a run wrote."""
@@ -295,6 +372,7 @@ def generate(spec: SyntheticConfig, out: Path, progress: bool = True) -> Summary
     from tqdm import tqdm
 
     spec.check()
+    check_layout(spec.layout, spec.width, spec.height)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PkmodelError(f"output folder {out} exists and is not a folder")
@@ -311,14 +389,21 @@ def generate(spec: SyntheticConfig, out: Path, progress: bool = True) -> Summary
     images: dict[str, list[dict]] = {}
     anns: dict[str, list[dict]] = {}
     motions: dict[str, str] = {}
-    with tqdm(total=len(tasks), desc="make-synthetic", unit="img", disable=not progress) as bar:
-        for task, image, people in _results(spec, out, tasks, workers):
-            name = task[0] if task[0] != "clip" else SEQUENCE_NAME.format(task[1])
-            ann_list = anns.setdefault(name, [])
-            for person in people:
-                ann_list.append({"id": len(ann_list) + 1, "image_id": image["id"], **person})
-            images.setdefault(name, []).append(image)
-            bar.update()
+    clips = _AppClips(spec, seq_root)
+    try:
+        with tqdm(total=len(tasks), desc="make-synthetic", unit="img", disable=not progress) as bar:
+            for task, image, people, pixels in _results(spec, out, tasks, workers):
+                name = task[0] if task[0] != "clip" else SEQUENCE_NAME.format(task[1])
+                ann_list = anns.setdefault(name, [])
+                for person in people:
+                    ann_list.append({"id": len(ann_list) + 1, "image_id": image["id"], **person})
+                images.setdefault(name, []).append(image)
+                if pixels is not None:
+                    clips.add(task[1], image, people, pixels)
+                bar.update()
+    except BaseException:
+        clips.abort()
+        raise
 
     base_info = {
         "description": "pkmodel synthetic RGB-D people",
@@ -351,9 +436,12 @@ def generate(spec: SyntheticConfig, out: Path, progress: bool = True) -> Summary
         )
         text = _coco(images.get(split, []), anns.get(split, []), {**base_info, "split": split})
         atomic_write_text(ann_dir / f"person_keypoints_{split}.json", text)
-    for clip in range(spec.sequences):
+    for clip in range(spec.sequences if spec.layout == "pkmodel" else 0):
         name = SEQUENCE_NAME.format(clip)
         folder = seq_root / name
+        (seq_root / f"{name}{R3D_SUFFIX}").unlink(missing_ok=True)  # an earlier run's layouts
+        for other in (*STRAY_FILES, GROUND_TRUTH_FILE):
+            (folder / other).unlink(missing_ok=True)
         frames = {FRAME_NAME.format(i) for i in range(spec.frames)}
         _remove_stale(folder / "rgb", r"\d{6}\.jpg", {f + ".jpg" for f in frames})
         _remove_stale(folder / "depth", r"\d{6}\.png", {f + ".png" for f in frames})
@@ -365,9 +453,12 @@ def generate(spec: SyntheticConfig, out: Path, progress: bool = True) -> Summary
         atomic_write_text(folder / "annotations.json", text)
     if seq_root.is_dir():  # clips of an earlier, longer run
         for path in seq_root.iterdir():
-            match = re.fullmatch(r"seq_(\d{3})", path.name)
-            if match and int(match[1]) >= spec.sequences and path.is_dir():
-                shutil.rmtree(path)
+            match = re.fullmatch(rf"seq_(\d{{3}})({re.escape(R3D_SUFFIX)})?", path.name)
+            if match and int(match[1]) >= spec.sequences:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif match[2] and path.is_file():
+                    path.unlink()
     return Summary(
         images={k: len(v) for k, v in images.items()},
         people={k: len(v) for k, v in anns.items()},

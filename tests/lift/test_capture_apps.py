@@ -1,0 +1,478 @@
+"""Stray Scanner folders and Record3D .r3d files (pkmodel.lift.capture_apps), read from
+recordings built byte by byte from the apps' published description and from make-synthetic's
+writers (pkmodel.data.synthetic.capture_layouts), which must agree with the pkmodel layout of the
+same seed; malformed files are one sentence naming them (docs/3d.md "Capture apps")."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import cv2
+import lzfse
+import numpy as np
+import pytest
+
+from pkmodel.common.camera import Intrinsics
+from pkmodel.common.errors import PkmodelError
+from pkmodel.config import SyntheticConfig
+from pkmodel.data.synthetic.generate import generate
+from pkmodel.lift.capture_apps import R3dRecording, StrayRecording, VideoFrames
+from pkmodel.lift.rgbd import find_sequences
+from tests.common.test_capture_formats import quaternion_matrix
+from tests.conftest import run_cli
+
+W, H, FRAMES, SEED = 96, 64, 5, 7
+
+
+def spec(layout: str, sensor: str, **kw) -> SyntheticConfig:
+    values = dict(num_train=0, num_val=0, width=W, height=H, seed=SEED, sequences=1,
+                  frames=FRAMES, workers=1, layout=layout, depth_sensor=sensor)  # fmt: skip
+    values.update(kw)
+    return SyntheticConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> dict[tuple[str, str], Path]:
+    """The same seed in the three layouts, with exact and with lidar depth."""
+    root = tmp_path_factory.mktemp("layouts")
+    out = {}
+    for layout in ("pkmodel", "stray", "record3d"):
+        for sensor in ("exact", "lidar"):
+            out[layout, sensor] = root / f"{layout}-{sensor}"
+            generate(spec(layout, sensor), out[layout, sensor], progress=False)
+    return out
+
+
+def quiet_find(path: Path, messages: list[str] | None = None):
+    return find_sequences(path, warn=(messages.append if messages is not None else print))
+
+
+# --- make-synthetic's layouts read back like the pkmodel layout ------------------------------
+
+
+@pytest.mark.parametrize("sensor", ["exact", "lidar"])
+@pytest.mark.parametrize("layout", ["stray", "record3d"])
+def test_app_layouts_read_like_the_pkmodel_layout(made, layout, sensor):
+    (ref,) = quiet_find(made["pkmodel", sensor])
+    (seq,) = quiet_find(made[layout, sensor])
+    assert isinstance(seq, StrayRecording if layout == "stray" else R3dRecording)
+    assert seq.name == "seq_000" and len(seq) == FRAMES
+    np.testing.assert_array_equal(seq.timestamps, [0.0, 0.033333, 0.066667, 0.1, 0.133333])
+    # the intrinsics make-synthetic writes (6 decimals), at the colour frames' size
+    assert seq.intrinsics == ref.intrinsics
+    assert (seq.intrinsics.width, seq.intrinsics.height) == (W, H)
+    depth_shape = (H, W) if sensor == "exact" else (H // 2, W // 2)  # depth_scale 0.5
+    for i in range(FRAMES):
+        depth = seq.load_depth(i)
+        assert depth.dtype == np.float32 and depth.shape == depth_shape
+        np.testing.assert_array_equal(depth, ref.load_depth(i))  # mm PNG / float32: no rounding
+        conf, ref_conf = seq.load_confidence(i), ref.load_confidence(i)
+        if sensor == "exact":
+            assert conf is None and ref_conf is None
+        else:
+            np.testing.assert_array_equal(conf, ref_conf)
+            assert set(np.unique(conf)) <= {0, 1, 2} and (conf == 2).any()
+    assert np.count_nonzero(seq.load_depth(0)) > 0.5 * np.prod(depth_shape)
+    gt, ref_gt = seq.ground_truth, ref.ground_truth
+    for key in ("keypoints_2d", "joints_3d", "limb_radius"):
+        np.testing.assert_array_equal(getattr(gt, key), getattr(ref_gt, key))
+    assert np.isfinite(gt.joints_3d).any()
+
+
+def test_record3d_colour_is_the_pkmodel_layouts_jpeg(made):
+    (ref,) = quiet_find(made["pkmodel", "lidar"])
+    (seq,) = quiet_find(made["record3d", "lidar"])
+    for i in range(FRAMES):
+        np.testing.assert_array_equal(seq.load_color(i), ref.load_color(i))
+
+
+def test_stray_video_frames_are_the_clip_in_order(made):
+    """mp4v is lossy (and smooths the renderer's per-frame noise): each decoded frame is within
+    a few grey levels of the pkmodel layout's JPEG; random access gives the same pixels as
+    reading in order. (Frame order itself: test_hand_built_stray_folder_reads_exactly.)"""
+    (ref,) = quiet_find(made["pkmodel", "exact"])
+    (seq,) = quiet_find(made["stray", "exact"])
+    video = [seq.load_color(i) for i in range(FRAMES)]
+    for i, frame in enumerate(video):
+        assert frame.shape == (H, W, 3)
+        assert np.abs(frame - ref.load_color(i).astype(np.float64)).mean() < 5.0
+    frames = VideoFrames(seq.color_files[0], FRAMES)
+    for i in (3, 1, 4, 0, 2):
+        np.testing.assert_array_equal(frames.frame(i), video[i])
+
+
+def test_stray_odometry_holds_the_camera_pose(made):
+    """Each odometry row is the camera's position and orientation in the synthetic world
+    (camera-to-world, OpenCV camera axes), as the app writes ARKit's pose."""
+    ann = json.loads((made["pkmodel", "exact"] / "sequences/seq_000/annotations.json").read_text())
+    w2c = ann["images"][0]["world_to_camera"]
+    r, t = np.array(w2c["R"]), np.array(w2c["t"])
+    lines = (made["stray", "exact"] / "sequences/seq_000/odometry.csv").read_text().splitlines()
+    assert lines[0] == "timestamp, frame, x, y, z, qx, qy, qz, qw" and len(lines) == FRAMES + 1
+    row = [float(v) for v in lines[2].split(",")]
+    assert row[:2] == [0.033333, 1.0]
+    np.testing.assert_allclose(row[2:5], -r.T @ t, atol=1e-12)
+    np.testing.assert_allclose(quaternion_matrix(*row[5:]), r.T, atol=1e-7)
+
+
+def test_the_record3d_layout_is_deterministic(made, tmp_path):
+    generate(spec("record3d", "lidar"), tmp_path, progress=False)
+    path = "sequences/seq_000.r3d"
+    assert (tmp_path / path).read_bytes() == (made["record3d", "lidar"] / path).read_bytes()
+    with zipfile.ZipFile(tmp_path / path) as zf:
+        meta = json.loads(zf.read("metadata"))
+        names = set(zf.namelist())
+    assert {k: meta[k] for k in ("w", "h", "dw", "dh", "fps")} == dict(
+        w=W, h=H, dw=W // 2, dh=H // 2, fps=30
+    )
+    assert meta["initPose"] == [0, 0, 0, 1, 0, 0, 0] and len(meta["poses"]) == FRAMES
+    assert names == {"metadata", "pkmodel_ground_truth.json"} | {
+        f"rgbd/{i}.{kind}" for i in range(FRAMES) for kind in ("jpg", "depth", "conf")
+    }
+
+
+# --- recordings built from the apps' description, not by pkmodel's writer --------------------
+
+
+def write_video(path: Path, colours: list[tuple[int, int, int]], size=(64, 48)) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, size)
+    for colour in colours:
+        writer.write(np.full((size[1], size[0], 3), colour[::-1], np.uint8))  # BGR
+    writer.release()
+
+
+DEPTH_MM = np.arange(16 * 12, dtype=np.uint16).reshape(12, 16) * 7 + 400  # 400 .. 1737 mm
+CONF = (np.arange(16 * 12, dtype=np.uint8).reshape(12, 16) % 3).astype(np.uint8)
+COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (120, 120, 120)]
+
+
+def stray_folder(root: Path, video_frames: int = 4, depth_frames: int = 4, **text) -> Path:
+    """A Stray Scanner folder as docs/format.md describes it: a 64 x 48 video, 16 x 12 depth
+    and confidence PNGs, camera_matrix.csv and odometry.csv written as text."""
+    folder = root / "scan"
+    (folder / "depth").mkdir(parents=True)
+    (folder / "confidence").mkdir()
+    write_video(folder / "rgb.mp4", (COLOURS * 3)[:video_frames])
+    for i in range(depth_frames):
+        cv2.imwrite(str(folder / f"depth/{i:06d}.png"), DEPTH_MM + i)
+        cv2.imwrite(str(folder / f"confidence/{i:06d}.png"), CONF)
+    matrix = "50.5, 0.0, 31.25\n0.0, 51.0, 23.75\n0.0, 0.0, 1.0"
+    odometry = "timestamp, frame, x, y, z, qx, qy, qz, qw\n" + "".join(
+        f"{100 + 0.25 * i}, {i:06d}, 0.1, 0.2, 0.3, 0.0, 0.0, 0.0, 1.0\n" for i in range(4)
+    )
+    (folder / "camera_matrix.csv").write_text(text.get("matrix", matrix))
+    (folder / "odometry.csv").write_text(text.get("odometry", odometry))
+    return folder
+
+
+def test_hand_built_stray_folder_reads_exactly(tmp_path):
+    folder = stray_folder(tmp_path)
+    messages: list[str] = []
+    (seq,) = quiet_find(folder, messages)
+    assert messages == [] and seq.ground_truth is None and seq.name == "scan"
+    assert len(seq) == 4
+    np.testing.assert_array_equal(seq.timestamps, [100.0, 100.25, 100.5, 100.75])
+    assert seq.intrinsics == Intrinsics(50.5, 51.0, 31.25, 23.75, width=64, height=48)
+    for i in range(4):
+        expected = (DEPTH_MM + i).astype(np.float32) * np.float32(0.001)
+        np.testing.assert_array_equal(seq.load_depth(i), expected)
+        np.testing.assert_array_equal(seq.load_confidence(i), CONF)
+        colour = seq.load_color(i).reshape(-1, 3).mean(0)
+        np.testing.assert_allclose(colour, COLOURS[i], atol=4)
+    assert seq.load_depth(2)[0, 0] == np.float32(402) * np.float32(0.001)
+
+
+def test_stray_frame_counts_one_or_two_apart_use_the_common_frames(tmp_path):
+    messages: list[str] = []
+    (seq,) = quiet_find(stray_folder(tmp_path, video_frames=6, depth_frames=4), messages)
+    assert len(seq) == 4 and len(seq.timestamps) == 4 and len(seq.depth_files) == 4
+    assert messages == [f"{tmp_path / 'scan'}: frame counts differ (rgb.mp4 6, depth/ 4); "
+                        "lifting the first 4 frames"]  # fmt: skip
+    (seq,) = quiet_find(stray_folder(tmp_path / "b", video_frames=3, depth_frames=4), messages)
+    assert len(seq) == 3 and seq.timestamps[-1] == 100.5
+    with pytest.raises(
+        PkmodelError, match=r"frame counts differ by more than 2 \(rgb.mp4 7, depth/ 4\)"
+    ):
+        quiet_find(stray_folder(tmp_path / "c", video_frames=7, depth_frames=4))
+
+
+def r3d_bytes(metadata: dict | None, frames: int = 3, **blobs) -> bytes:
+    """A .r3d as Record3D's maintainer describes it: a ZIP with the JSON 'metadata' and per
+    frame rgbd/N.jpg, rgbd/N.depth (LZFSE float32, row by row) and rgbd/N.conf (LZFSE uint8)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        if metadata is not None:
+            zf.writestr("metadata", json.dumps(metadata))
+        for i in range(frames):
+            ok, jpg = cv2.imencode(".jpg", np.full((48, 64, 3), 60 * i, np.uint8))
+            zf.writestr(f"rgbd/{i}.jpg", jpg.tobytes())
+            depth = R3D_DEPTH + np.float32(i)
+            zf.writestr(f"rgbd/{i}.depth", blobs.get("depth", lzfse.compress(depth.tobytes())))
+            zf.writestr(f"rgbd/{i}.conf", blobs.get("conf", lzfse.compress(CONF.tobytes())))
+    return buffer.getvalue()
+
+
+R3D_DEPTH = np.linspace(0.5, 3.0, 16 * 12, dtype=np.float32).reshape(12, 16)
+R3D_DEPTH[3, 4] = np.nan  # Record3D's "no depth"
+META = {"K": [100.0, 0, 0, 0, 102.0, 0, 63.5, 47.5, 1], "w": 128, "h": 96, "dw": 16, "dh": 12,
+        "fps": 60, "frameTimestamps": [5.0, 5.5, 6.25], "poses": [], "initPose": [0, 0, 0, 1, 0, 0, 0]}  # fmt: skip
+
+
+def test_hand_built_r3d_reads_exactly(tmp_path):
+    path = tmp_path / "take1.r3d"
+    path.write_bytes(r3d_bytes(META))
+    (seq,) = quiet_find(path)
+    assert seq.name == "take1" and len(seq) == 3 and seq.ground_truth is None
+    np.testing.assert_array_equal(seq.timestamps, [5.0, 5.5, 6.25])
+    # K is for w x h = 128 x 96 and column-major; the JPEGs are 64 x 48: half of it, pixel
+    # centres kept (cx' = (cx + 0.5) / 2 - 0.5)
+    assert seq.intrinsics == Intrinsics(50.0, 51.0, 31.5, 23.5, width=64, height=48)
+    for i in range(3):
+        depth = seq.load_depth(i)
+        expected = R3D_DEPTH + np.float32(i)
+        expected[3, 4] = 0.0
+        np.testing.assert_array_equal(depth, expected)
+        np.testing.assert_array_equal(seq.load_confidence(i), CONF)
+        assert abs(float(seq.load_color(i).mean()) - 60 * i) < 1.5
+    # the same recording unzipped, and found inside a folder beside a Stray folder
+    with zipfile.ZipFile(path) as zf:
+        zf.extractall(tmp_path / "unzipped")
+    (unzipped,) = quiet_find(tmp_path / "unzipped")
+    np.testing.assert_array_equal(unzipped.load_depth(1), seq.load_depth(1))
+    stray_folder(tmp_path)
+    names = sorted(s.name for s in quiet_find(tmp_path))
+    assert names == ["scan", "take1", "unzipped"]
+
+
+def test_r3d_without_frame_timestamps_uses_fps(tmp_path):
+    path = tmp_path / "a.r3d"
+    path.write_bytes(r3d_bytes({k: v for k, v in META.items() if k != "frameTimestamps"}))
+    (seq,) = quiet_find(path)
+    np.testing.assert_array_equal(seq.timestamps, np.arange(3) / 60)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"K": [100.0, 0, 63.5, 0, 102.0, 47.5, 0, 0, 1]},
+            r"'K' must be column-major.*63.5, 47.5, 1",
+        ),
+        ({"K": [1, 2, 3]}, r"'K' must be 9 numbers \(a 3 x 3 matrix\), got 3 values"),
+        ({"K": None}, r"'K' must be 9 numbers .*got NoneType"),
+        ({"dw": 15.5}, r"'dw' must be a whole number of pixels, got 15.5"),
+        ({"w": 100}, r"intrinsics are for 100 x 96 pixels but the colour frames are 64 x 48"),
+        ({"frameTimestamps": [1.0, 1.0, 2.0]}, r"strictly increasing"),
+        ({"frameTimestamps": [1.0]}, r"'frameTimestamps' must list a time per frame \(3\), got 1"),
+        ({"frameTimestamps": None, "fps": 0}, r"neither 'frameTimestamps' nor a positive 'fps'"),
+    ],
+)
+def test_bad_r3d_metadata_is_one_sentence(tmp_path, change, message):
+    meta = {k: v for k, v in {**META, **change}.items() if v is not None or k == "K"}
+    path = tmp_path / "bad.r3d"
+    path.write_bytes(r3d_bytes(meta))
+    with pytest.raises(PkmodelError, match=message) as err:
+        quiet_find(path)
+    assert str(path / "metadata") in str(err.value)
+
+
+def test_bad_r3d_files_are_one_sentence(tmp_path):
+    cases = {
+        "notzip.r3d": (b"PK? not really", r"is not a Record3D recording: not a readable ZIP"),
+        "nometa.r3d": (r3d_bytes(None), r"has no 'metadata' entry"),
+        "nok.r3d": (r3d_bytes({k: v for k, v in META.items() if k != "K"}), r"has no 'K'"),
+        "junk.r3d": (
+            r3d_bytes(META, depth=b"\x00garbage"),
+            r"rgbd/0.depth does not decompress as LZFSE",
+        ),
+        "size.r3d": (
+            r3d_bytes(META, depth=lzfse.compress(bytes(100))),
+            r"rgbd/0.depth holds 100 bytes once decompressed; 16 x 12 float32 values .* need 768",
+        ),
+        "conf.r3d": (r3d_bytes(META, conf=lzfse.compress(bytes(5))), r"rgbd/0.conf holds 5 bytes"),
+        "levels.r3d": (
+            r3d_bytes(META, conf=lzfse.compress(np.full(192, 7, np.uint8).tobytes())),
+            r"rgbd/0.conf holds the value 7; confidence levels are 0",
+        ),
+    }
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(PkmodelError, match=message) as err:
+            find_sequences(tmp_path / name)
+        assert str(tmp_path / name) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_r3d_frames_must_be_numbered_from_zero(tmp_path):
+    data = r3d_bytes(META, frames=2)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        entries = {n: zf.read(n) for n in zf.namelist() if not n.startswith("rgbd/0.")}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, blob in entries.items():
+            zf.writestr(name, blob)
+    (tmp_path / "gap.r3d").write_bytes(buffer.getvalue())
+    with pytest.raises(PkmodelError, match=r"has rgbd/1.jpg but no rgbd/0.jpg"):
+        find_sequences(tmp_path / "gap.r3d")
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("no-matrix", r"scan has no camera_matrix.csv \(the camera intrinsics\)"),
+        ("matrix-2x2", r"camera_matrix.csv must hold a 3 x 3 camera matrix"),
+        (
+            "matrix-transposed",
+            r"camera_matrix.csv: the third row must be 0, 0, 1 .* it is 31.25, 23.75, 1",
+        ),
+        ("matrix-elsewhere", r"principal point \(331.25, 23.75\) lies outside the 64 x 48 video"),
+        ("odometry-short", r"odometry.csv has 3 frame rows for 4 depth maps in depth/"),
+        ("odometry-header", r"odometry.csv must start with the header line 'timestamp, frame, x"),
+        ("odometry-row", r"odometry.csv line 3 must be 9 comma-separated values"),
+        ("odometry-frames", r"odometry.csv: row 2 is frame 000005 but depth map 2 is 000001.png"),
+        ("odometry-time", r"odometry.csv: frame timestamps must be finite and strictly increasing"),
+        ("confidence-count", r"3 confidence maps in confidence/ for 4 depth maps in depth/"),
+        ("confidence-level", r"confidence map .*000000.png holds the value 9"),
+        ("video", r"rgb.mp4 cannot be read as a video"),
+        ("no-video", r"scan has no rgb.mp4 \(the colour video\)"),
+        ("no-depth", r"depth holds no depth maps"),
+        ("depth-8-bit", r"depth file .*000000.png is 8-bit"),
+    ],
+)
+def test_bad_stray_folders_are_one_sentence(tmp_path, kind, message):
+    rows = [f"{100 + 0.25 * i}, {i:06d}, 0, 0, 0, 0, 0, 0, 1" for i in range(4)]
+    header = "timestamp, frame, x, y, z, qx, qy, qz, qw\n"
+    text = {
+        "matrix-2x2": {"matrix": "1, 2\n3, 4\n"},
+        "matrix-transposed": {"matrix": "50.5, 0, 0\n0, 51, 0\n31.25, 23.75, 1"},
+        "matrix-elsewhere": {"matrix": "50.5, 0, 331.25\n0, 51, 23.75\n0, 0, 1"},
+        "odometry-short": {"odometry": header + "\n".join(rows[:3])},
+        "odometry-header": {"odometry": "\n".join(rows)},
+        "odometry-row": {"odometry": header + rows[0] + "\n1.0, 000001, 0, 0\n"},
+        "odometry-frames": {"odometry": header + "\n".join([rows[0], rows[1].replace("000001", "000005"), *rows[2:]])},
+        "odometry-time": {"odometry": header + "\n".join([rows[0], rows[0].replace("000000", "000001"), *rows[2:]])},
+    }.get(kind, {})  # fmt: skip
+    folder = stray_folder(tmp_path, **text)
+    if kind == "no-matrix":
+        (folder / "camera_matrix.csv").unlink()
+    if kind == "confidence-count":
+        (folder / "confidence/000003.png").unlink()
+    if kind == "confidence-level":
+        cv2.imwrite(str(folder / "confidence/000000.png"), np.full((12, 16), 9, np.uint8))
+    if kind == "video":
+        (folder / "rgb.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+    if kind == "no-video":
+        (folder / "rgb.mp4").unlink()
+    if kind == "no-depth":
+        for p in (folder / "depth").iterdir():
+            p.unlink()
+    if kind == "depth-8-bit":
+        cv2.imwrite(str(folder / "depth/000000.png"), np.full((12, 16), 9, np.uint8))
+    with pytest.raises(PkmodelError, match=message) as err:
+        quiet_find(folder)
+    assert "\n" not in str(err.value)
+
+
+def test_inputs_that_are_not_recordings(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(PkmodelError, match=r"notes.txt is a file; give a folder or a Record3D"):
+        find_sequences(tmp_path / "notes.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PkmodelError, match=r"no Stray Scanner folder, no .r3d file"):
+        find_sequences(tmp_path / "empty")
+    folder = tmp_path / "both"
+    stray_folder(folder)
+    (folder / "scan.r3d").write_bytes(r3d_bytes(META))
+    with pytest.raises(PkmodelError, match=r"are two recordings named 'scan'"):
+        quiet_find(folder)
+
+
+# --- make-synthetic: switching layouts, atomic clips, the CLI ---------------------------------
+
+
+def test_a_run_replaces_the_other_layouts_clips(tmp_path):
+    seqs = tmp_path / "sequences"
+    generate(spec("stray", "exact"), tmp_path, progress=False)
+    assert (seqs / "seq_000/rgb.mp4").is_file() and not (seqs / "seq_000.r3d").exists()
+    generate(spec("record3d", "exact"), tmp_path, progress=False)
+    assert (seqs / "seq_000.r3d").is_file() and not (seqs / "seq_000").exists()
+    generate(spec("pkmodel", "exact", sequences=2), tmp_path, progress=False)
+    assert sorted(p.name for p in seqs.iterdir()) == ["seq_000", "seq_001"]
+    assert (seqs / "seq_000/annotations.json").is_file()
+    generate(spec("stray", "exact", sequences=1), tmp_path, progress=False)
+    assert sorted(p.name for p in seqs.iterdir()) == ["seq_000"]
+    # the folder gets the mode any new folder gets (not mkdtemp's 0700)
+    assert (seqs / "seq_000").stat().st_mode & 0o777 == seqs.stat().st_mode & 0o777
+    assert sorted(p.name for p in (seqs / "seq_000").iterdir()) == [
+        "camera_matrix.csv", "depth", "odometry.csv", "pkmodel_ground_truth.json", "rgb.mp4"
+    ]  # fmt: skip
+    generate(spec("pkmodel", "exact"), tmp_path, progress=False)
+    assert sorted(p.name for p in (seqs / "seq_000").iterdir()) == [
+        "annotations.json",
+        "depth",
+        "rgb",
+    ]
+
+
+@pytest.mark.parametrize("layout", ["stray", "record3d"])
+def test_an_interrupted_clip_leaves_the_old_one_whole(tmp_path, monkeypatch, layout):
+    from pkmodel.data.synthetic import capture_layouts
+
+    generate(spec(layout, "exact"), tmp_path, progress=False)
+    seqs = tmp_path / "sequences"
+    before = {p: p.read_bytes() for p in seqs.rglob("*") if p.is_file()}
+    cls = capture_layouts.StrayClipWriter if layout == "stray" else capture_layouts.R3dClipWriter
+    original, calls = cls.add, []
+
+    def fail_on_third(self, frame, info):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, frame, info)
+
+    monkeypatch.setattr(cls, "add", fail_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        generate(spec(layout, "exact", seed=SEED + 1), tmp_path, progress=False)
+    assert len(calls) == 3
+    # no temporary folder or file is left and the old clip is untouched
+    assert sorted(seqs.rglob("*")) == sorted(
+        {*before, *(p.parent for p in before if p.parent != seqs)}
+    )
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_stray_layout_needs_an_even_size(tmp_path):
+    with pytest.raises(
+        PkmodelError, match=r"width and height must be even; the images are 97 x 64"
+    ):
+        generate(spec("stray", "exact", width=97), tmp_path, progress=False)
+    assert not tmp_path.joinpath("sequences").exists()
+
+
+def test_lift_gives_the_same_metrics_in_every_layout(tmp_path):
+    """End to end through the CLI: make-synthetic --layout X, then lift --ground-truth-2d. The
+    app layouts hold the pkmodel layout's depth exactly (mm PNG; float32 of the same metres),
+    so every metric is equal: tolerance 0."""
+    docs = {}
+    for layout in ("pkmodel", "stray", "record3d"):
+        data = tmp_path / f"data-{layout}"
+        run_cli(["make-synthetic", "--out", data, "--num-train", 0, "--num-val", 0, "--size",
+                 "128x96", "--seed", 11, "--sequences", 1, "--frames", 6, "--workers", 1,
+                 "--depth-sensor", "lidar", "--layout", layout])  # fmt: skip
+        out = tmp_path / f"lift-{layout}"
+        run_cli(["lift", "--ground-truth-2d", "--input", data, "--out", out, "--no-pictures"])
+        docs[layout] = json.loads((out / "metrics.json").read_text())
+    assert (tmp_path / "data-record3d/sequences/seq_000.r3d").is_file()
+    assert (tmp_path / "data-stray/sequences/seq_000/rgb.mp4").is_file()
+
+    def numbers(doc: dict) -> dict:
+        seq = doc["sequences"]["seq_000"]
+        timing = ("processing_fps", "take")
+        return {"overall": doc["overall"], "seq": {k: v for k, v in seq.items() if k not in timing}}
+
+    ref = numbers(docs["pkmodel"])
+    assert ref["overall"]["mpjpe_visible_mm"] > 0 and ref["seq"]["frames"] == 6
+    assert numbers(docs["stray"]) == ref
+    assert numbers(docs["record3d"]) == ref
