@@ -27,15 +27,17 @@ from pkmodel.common.skeleton import (
     EXTENDED_JOINT_NAMES,
     JOINT_INDEX,
     LIMBS,
+    NECK,
     NUM_JOINTS,
+    PELVIS,
     add_derived_joints,
 )
 from pkmodel.config import LiftConfig
 from pkmodel.engine.networks import load_network, network_device
-from pkmodel.lift.canonical import hip_width, to_canonical
+from pkmodel.lift.canonical import canonical_frame, hip_width, to_canonical
 from pkmodel.lift.depth import lift_joints, lift_joints_app, surface_to_joint
 from pkmodel.lift.rgbd import RgbdSequence
-from pkmodel.lift.skeleton import EDGES, SOURCE_CODES, SkeletonFit, fit_skeleton
+from pkmodel.lift.skeleton import EDGES, SOURCE_CODES, TORSO_JOINTS, SkeletonFit, fit_skeleton
 from pkmodel.lift.smoothing import SmoothingParams, smooth_sequence
 from pkmodel.lift.take import Take, TakeRecorder, write_take
 from pkmodel.model.decode import DecodeSettings, decode_batch
@@ -263,9 +265,10 @@ def lift_sequence(
     raw, final, fit = finish_3d(
         surface, seq.timestamps, radius, SmoothingParams.from_config(lift), skeleton
     )
-    ext = add_derived_joints(final)
-    width = canonical_hip_width(final, lift)
-    canonical, origin, rotation = to_canonical(ext, width)
+    torso = None
+    if fit is not None:
+        torso = smooth_sequence(fit.torso, seq.timestamps, SmoothingParams.from_config(lift))
+    ext, canonical, origin, rotation, width = canonical_pose(final, lift, torso)
     return LiftResult(
         timestamps=seq.timestamps,
         keypoints_2d=keypoints,
@@ -320,6 +323,37 @@ def bone_spread(joints: np.ndarray) -> dict[str, float]:
         if lengths.size >= 2:
             out[f"{name}:{a}-{b}"] = float(np.std(lengths) * 1000.0)
     return out
+
+
+def canonical_pose(
+    joints: np.ndarray, lift: LiftConfig, torso: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float | None]:
+    """Camera-frame joints (T, 17, 3) -> (joints with pelvis and neck, canonical joints,
+    origin, rotation, hip width used).
+
+    With the take's fitted torso (T, 4, 3: shoulders, hips; :class:`SkeletonFit`), the frame
+    is built from it where it was fitted (a rigid torso pose agreed with the depths), and the
+    pelvis and neck are its midpoints: a hidden hip's depth decides nothing. Elsewhere, and
+    without a torso, from the joints themselves, with ``lift.hip_prior``'s completion of a
+    turned person's hidden hip."""
+    ext = add_derived_joints(joints)
+    if torso is None:
+        width = canonical_hip_width(joints, lift)
+        canonical, origin, rotation = to_canonical(ext, width)
+        return ext, canonical, origin, rotation, width
+    frame = ext.copy()
+    fitted = np.isfinite(torso).all(axis=(-1, -2))
+    for i, k in enumerate(TORSO_JOINTS):
+        frame[fitted, k] = torso[fitted, i]
+    frame = add_derived_joints(frame[:, :NUM_JOINTS])
+    ext[fitted, PELVIS] = frame[fitted, PELVIS]
+    ext[fitted, NECK] = frame[fitted, NECK]
+    width = canonical_hip_width(joints, lift)
+    origin, rotation = canonical_frame(frame, width)
+    fit_origin, fit_rotation = canonical_frame(frame, None)
+    origin[fitted], rotation[fitted] = fit_origin[fitted], fit_rotation[fitted]
+    canonical = np.einsum("...ij,...kj->...ki", rotation, ext - origin[..., None, :])
+    return ext, canonical, origin, rotation, width
 
 
 def canonical_hip_width(joints: np.ndarray, lift: LiftConfig) -> float | None:
@@ -498,9 +532,13 @@ def evaluation_parts(
             if name == selected:
                 parts["bone_spread_selected"] = spread
             if has_truth:
-                width = canonical_hip_width(pred, lift)
-                canon = to_canonical(add_derived_joints(pred), width)[0][..., :NUM_JOINTS, :]
+                fitted = None
+                if fit is not None:
+                    params = SmoothingParams.from_config(lift, method)
+                    fitted = smooth_sequence(fit.torso, seq.timestamps, params)
+                canon = canonical_pose(pred, lift, fitted)[1][..., :NUM_JOINTS, :]
                 variant.update(
+                    coverage_visible=[np.isfinite(pred).all(axis=-1)[vis]],
                     mpjpe_visible_mm=[joint_errors(pred, truth, vis)],
                     mpjpe_all_mm=[joint_errors(pred, truth, labelled)],
                     mpjpe_canonical_visible_mm=[joint_errors(canon, truth_canon, vis)],
@@ -514,6 +552,7 @@ def evaluation_parts(
 
 
 _TRUTH_METRICS = (
+    "coverage_visible",
     "mpjpe_visible_mm",
     "mpjpe_all_mm",
     "mpjpe_canonical_visible_mm",

@@ -46,6 +46,12 @@ TORSO_SHARES = {"shoulders": 0.70, "hips": 0.36}
 # it (plus twice its depth noise): hidden ones are in front, and the flat template is coarse
 TORSO_FRONT_M = 0.06
 TORSO_BEHIND_M = 0.30
+TORSO_ALL = False
+MIN_AGREE = 1  # measured torso joints that must agree with a pose for it to count
+HIDDEN_COST = 2.0  # a torso joint measured in front of the pose (hidden)
+FLOATING_COST = 4.0  # a torso joint measured behind the pose
+MAX_SCALE = 1.3  # a torso pose scaled further than this (either way) is a wrong pose
+FACING_COST = 3.0  # a torso pose whose chest faces away from where the face looks
 MAX_TEMPORAL_S = 1.0  # trusted frames farther away than this do not pick a crossing
 
 
@@ -96,6 +102,7 @@ class SkeletonFit:
     lengths: dict[str, float]  # metres per bone group (NaN: never seen)
     noise_m_at_1m: float  # the take's depth noise (sd at 1 m, grows with Z^2)
     source: np.ndarray  # (T, K) one letter per joint: SOURCE_CODES
+    torso: np.ndarray  # (T, 4, 3) the fitted torso (shoulders, hips), NaN where none fitted
 
 
 def rays(keypoints: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
@@ -226,7 +233,11 @@ def _crossings(ray: np.ndarray, centre: np.ndarray, length: float) -> tuple[floa
     return b - root, b + root
 
 
-_TORSO = tuple(JOINT_INDEX[n] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip"))
+# the torso joints in the order of SkeletonFit.torso
+TORSO_JOINTS = tuple(
+    JOINT_INDEX[n] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
+)
+_TORSO = TORSO_JOINTS
 
 
 def torso_template(lengths: dict[str, float]) -> np.ndarray | None:
@@ -332,12 +343,16 @@ def _best_chain(
     return best[1]
 
 
-def _choose_crossing(choices: list[float], surface: float, sigma: float, guide: float) -> float:
-    """Of a ray's crossings with a bone's sphere: none in front of the surface the pixel shows,
-    then the nearest to the joint's range in nearby trusted frames, else the farther one."""
+def _choose_crossing(
+    choices: list[float], surface: float, sigma: float, guide: float
+) -> float | None:
+    """Of a ray's crossings with a bone's sphere: none in front of the surface the pixel shows
+    (None when both are), then the nearest to the joint's range in nearby trusted frames, else
+    the farther one."""
     if np.isfinite(surface):
-        behind = [c for c in choices if c >= surface - 2.0 * sigma]
-        choices = behind or [max(choices)]
+        choices = [c for c in choices if c >= surface - 2.0 * sigma]
+        if not choices:
+            return None
     if np.isfinite(guide):
         return min(choices, key=lambda c: abs(c - guide))
     return max(choices)
@@ -368,7 +383,13 @@ def fit_skeleton(
     if K > NUM_JOINTS:
         out = np.concatenate([out, p[:, NUM_JOINTS:]], axis=1)
     return SkeletonFit(
-        out, fitter.keep, fitter.inferred, fitter.lengths, fitter.noise, fitter.source
+        out,
+        fitter.keep,
+        fitter.inferred,
+        fitter.lengths,
+        fitter.noise,
+        fitter.source,
+        fitter.torso_pose,
     )
 
 
@@ -408,6 +429,7 @@ class _Fitter:
         self.keep = np.zeros((T, NUM_JOINTS), dtype=bool)
         self.inferred = np.zeros((T, NUM_JOINTS), dtype=bool)
         self.source = np.full((T, NUM_JOINTS), SOURCE_CODES["none"])
+        self.torso_pose = np.full((T, 4, 3), np.nan)
 
     def own(self, f: int, k: int) -> None:
         """Joint k of frame f keeps its own depth (if it has one)."""
@@ -424,15 +446,45 @@ class _Fitter:
         why = "missing" if not np.isfinite(m) else "hidden" if s > m else "implausible"
         self.source[f, k] = SOURCE_CODES[why]
 
-    def _score(self, f: int, pose: np.ndarray) -> float:
-        """How badly a torso pose disagrees with the measured torso depths (lower is better)."""
+    def _scaled(self, f: int, pose: np.ndarray) -> tuple[float, np.ndarray]:
+        """A torso pose scaled about the camera (every pixel stays) to the measured torso
+        depths: of the scales that put one measured joint exactly at its depth, the one the
+        others agree with best. Returns (disagreement, scaled pose); lower is better.
+
+        A joint measured within ``tol`` of the pose costs (d / tol)^2; one measured in front
+        of it (hidden by something nearer) costs ``HIDDEN_COST``; one measured behind it (the
+        pose would float in front of the surface its pixel shows) ``FLOATING_COST``."""
         torso = list(_TORSO)
-        s = (pose * self.u[f, torso]).sum(axis=-1)
-        m, surf, sg = self.ranges[f, torso], self.surface[f, torso], self.sigma[f, torso]
-        with np.errstate(invalid="ignore"):
-            fit = np.minimum(np.abs(s - m) / (sg + 0.02), 10.0)
-            front = np.where(s < surf - 2 * sg - 0.02, 10.0, 0.0)
-        return float(np.sum(np.where(np.isfinite(m), fit + front, 0.0)))
+        along = (pose * self.u[f, torso]).sum(axis=-1)
+        m, sg = self.ranges[f, torso], self.sigma[f, torso]
+        known = np.isfinite(m)
+        if not known.any():
+            return 0.0, pose
+        tol = 0.03 + 2.0 * sg
+        best = (np.inf, 1.0)
+        scales = m[known] / along[known]
+        # the template's size is known to a few percent: a scale far from 1 means a wrong pose
+        for scale in scales[np.abs(np.log(scales)) <= np.log(MAX_SCALE)]:
+            d = m - scale * along
+            cost = np.where(
+                np.abs(d) <= tol, (d / tol) ** 2, np.where(d < 0, HIDDEN_COST, FLOATING_COST)
+            )
+            total = float(np.sum(np.where(known, cost, 0.0)))
+            best = min(best, (total, float(scale)))
+        if not np.isfinite(best[0]):
+            return float(np.sum(known)) * FLOATING_COST, pose
+        return best[0], pose * best[1]
+
+    def _facing_cost(self, f: int, pose: np.ndarray) -> float:
+        """``FACING_COST`` when a torso pose's chest faces away from where the face looks (the
+        nose ahead of the eyes and ears): in profile, the two poses of a flat torso differ by
+        which side is near, and the measured depths alone often cannot tell."""
+        face = self.p[f, 0] - np.nanmean(self.p[f, 1:5], axis=0)
+        if not np.isfinite(face).all() or np.linalg.norm(face) < 0.03:
+            return 0.0
+        right, up = pose[0] - pose[1] + pose[2] - pose[3], pose[0] + pose[1] - pose[2] - pose[3]
+        forward = np.cross(right, up)  # as in the canonical frame: x to the left hip, y up
+        return FACING_COST if float(forward @ face) < 0 else 0.0
 
     def torso(self, f: int, previous: np.ndarray | None) -> np.ndarray | None:
         """The torso of frame f: the template's pose that shows it at its four pixels and that
@@ -444,11 +496,12 @@ class _Fitter:
         if self.template is not None and self.has_2d[f, torso].all():
             poses = _torso_poses(self.template, self.keypoints[f, torso], self.intrinsics)
         if poses:
-            scores = [self._score(f, pose) for pose in poses]
-            best = int(np.argmin(scores))
-            if len(poses) == 2 and abs(scores[0] - scores[1]) < 1.0 and previous is not None:
-                best = int(np.argmin([np.abs(pose - previous).sum() for pose in poses]))
-            pose = poses[best]
+            scored = [self._scaled(f, pose) for pose in poses]
+            costs = [c + self._facing_cost(f, pose) for c, pose in scored]
+            best = int(np.argmin(costs))
+            if len(poses) == 2 and abs(costs[0] - costs[1]) < 0.5 and previous is not None:
+                best = int(np.argmin([np.abs(p - previous).sum() for _, p in scored]))
+            pose = scored[best][1]
             fits = [float(pose[i] @ self.u[f, k]) for i, k in enumerate(torso)]
             with np.errstate(invalid="ignore"):
                 offset = [self.ranges[f, k] - fits[i] for i, k in enumerate(torso)]
@@ -458,10 +511,19 @@ class _Fitter:
                     <= TORSO_BEHIND_M + 2 * self.sigma[f, k]  # fmt: skip
                     for d, k in zip(offset, torso, strict=True)
                 ]
-            if any(agree):
+            if sum(agree) >= MIN_AGREE:  # measured depths vouch for the pose
+                # a joint whose measured bones all fit the take's lengths keeps its depth too
+                # (the flat template is coarse for a bent or twisted torso)
+                agree = [a or bool(self.trusted[f, k]) for a, k in zip(agree, torso, strict=True)]
+                self.torso_pose[f] = pose
                 for i, k in enumerate(torso):
-                    self.own(f, k) if agree[i] else self.put(f, k, fits[i])
+                    if agree[i] and not TORSO_ALL:
+                        self.own(f, k)
+                    else:
+                        self.put(f, k, fits[i])
                 return pose
+        if self._profile(f):
+            return previous
         for k in torso:
             if self.trusted[f, k]:
                 self.own(f, k)
@@ -479,9 +541,46 @@ class _Fitter:
                 continue
             j, name = options[0]
             hit = _crossings(self.u[f, k], self.out[f, j], self.lengths[name])
-            self.put(f, k, float(self.u[f, k] @ self.out[f, j]) if hit is None else _choose_crossing(
-                list(hit), self.surface[f, k], self.sigma[f, k], self.guide[f, k]))  # fmt: skip
+            s = float(self.u[f, k] @ self.out[f, j]) if hit is None else _choose_crossing(
+                list(hit), self.surface[f, k], self.sigma[f, k], self.guide[f, k])  # fmt: skip
+            if s is None:  # it would be in front of the surface its pixel shows
+                self.own(f, k)
+            else:
+                self.put(f, k, s)
         return previous
+
+    def _profile(self, f: int) -> bool:
+        """A torso seen from the side (no pose fits its four pixels, which nearly line up):
+        one side keeps its measured shoulder and hip, the other side's are placed behind them
+        at the take's shoulder and hip widths. The near side is the one that turns the chest
+        the way the face looks; without a face, the side measured nearer. False when the
+        widths or the near side's depths are missing."""
+        ls, rs, lh, rh = TORSO_JOINTS
+        widths = self.lengths["shoulders"], self.lengths["hips"]
+        if not (self.has_2d[f, list(TORSO_JOINTS)].all() and np.isfinite(widths).all()):
+            return False
+        options = []
+        for near, far in (((ls, lh), (rs, rh)), ((rs, rh), (ls, lh))):
+            if not np.isfinite(self.p[f, list(near)]).all():
+                continue
+            points = {k: self.p[f, k] for k in near}
+            for n, k, width in zip(near, far, widths, strict=True):
+                hit = _crossings(self.u[f, k], self.p[f, n], width)
+                s = float(self.u[f, k] @ self.p[f, n]) if hit is None else hit[1]
+                points[k] = s * self.u[f, k]
+            pose = np.stack([points[k] for k in TORSO_JOINTS])
+            nearness = float(np.mean(self.ranges[f, list(near)]))
+            options.append((self._facing_cost(f, pose), nearness, near, far, pose))
+        if not options:
+            return False
+        _, _, near, far, pose = min(options, key=lambda o: (o[0], o[1]))
+        for k in near:
+            self.own(f, k)
+        for i, k in enumerate(TORSO_JOINTS):
+            if k in far:
+                self.put(f, k, float(np.linalg.norm(pose[i])))
+        self.torso_pose[f] = pose
+        return True
 
     def limbs(self, f: int) -> None:
         """Each limb (root -> middle -> end) takes the cheapest combination of measured and
