@@ -578,7 +578,11 @@ class _Fitter:
             self.own(f, k)
         for i, k in enumerate(TORSO_JOINTS):
             if k in far:
-                self.put(f, k, float(np.linalg.norm(pose[i])))
+                s = float(np.linalg.norm(pose[i]))
+                if abs(self.ranges[f, k] - s) <= TORSO_FRONT_M + 2.0 * self.sigma[f, k]:
+                    self.own(f, k)  # its depth agrees: it was in view after all
+                else:
+                    self.put(f, k, s)
         self.torso_pose[f] = pose
         return True
 

@@ -253,7 +253,8 @@ def smooth_offline(
     Gaps respected: samples separated by a stretch without the joint longer than ``max_gap_s``
     are not fitted together, and a missing sample (NaN) stays missing. ``weights`` (T, ...) scale
     each sample's say (e.g. less for inferred joints). ``robust_passes`` refits with bisquare
-    weights on the residuals (scale: 6 median absolute residuals), so that a lone jump (a
+    weights on the residuals (scale: 6 median residuals, or 3 mean ones when more than half
+    fit exactly), so that a lone jump (a
     joint's depth briefly taken from what hid it) does not drag its neighbours.
     """
     x = np.asarray(samples, dtype=np.float64)
@@ -298,7 +299,9 @@ def smooth_offline(
         )
         out = np.where(known[..., None], fit, np.nan)
         resid = np.linalg.norm(np.where(known[..., None], flat - out, 0.0), axis=-1)
-        scale = 6.0 * np.median(resid[known]) if known.any() else 0.0
+        # 6 median residuals (half the mean when most fit exactly, as a clean take's do)
+        r = resid[known]
+        scale = 6.0 * max(float(np.median(r)), 0.5 * float(np.mean(r))) if r.size else 0.0
         if scale <= 0:
             break
         robust = np.clip(1.0 - (resid / scale) ** 2, 0.0, 1.0) ** 2

@@ -98,3 +98,85 @@ def test_smoothing_2d_keypoints_works_too():
     xs[5:] = 10.0
     out = smooth_sequence(xs, ts, SmoothingParams("ema", ema_alpha=0.5))
     assert out[5, 0, 0] == 5.0 and out[6, 0, 1] == 7.5
+
+
+# --- offline smoothing ------------------------------------------------------------------------
+
+
+def _offline(x, t, sigma=0.05, gap=0.25, **kw):
+    from pkmodel.lift.smoothing import smooth_offline
+
+    return smooth_offline(x, t, sigma, gap, **kw)
+
+
+def test_offline_is_exact_on_quadratics_even_with_uneven_time_steps():
+    """A local quadratic fit reproduces any quadratic trajectory: no lag, no bias."""
+    rng = np.random.default_rng(0)
+    t = np.cumsum(rng.uniform(0.02, 0.045, 60))
+    x = np.stack([0.3 + 1.2 * t - 2.5 * t**2, -0.1 * t, 2.0 + 0.4 * t**2], axis=-1)[:, None, :]
+    np.testing.assert_allclose(_offline(x, t), x, atol=1e-9)
+
+
+def test_offline_has_no_lag_where_one_euro_does():
+    t = np.arange(60) / 30.0
+    x = (0.8 * t)[:, None, None] * np.ones((1, 1, 3))  # a steady 0.8 m/s walk
+    causal = smooth_sequence(x, t, SmoothingParams("one_euro", min_cutoff=1.0, beta=0.0))
+    offline = _offline(x, t)
+    assert np.abs(causal - x)[10:].mean() > 0.05  # One-Euro at 1 Hz trails by ~13 cm
+    np.testing.assert_allclose(offline, x, atol=1e-9)
+
+
+def test_offline_halves_jitter_of_noisy_motion_and_lowers_the_error():
+    from pkmodel.lift.pipeline import accelerations
+
+    rng = np.random.default_rng(1)
+    t = np.arange(90) / 30.0
+    truth = np.stack([0.3 * np.sin(2 * np.pi * 0.8 * t), 0.1 * np.cos(2 * np.pi * 0.5 * t), 2.5 + 0 * t], -1)[:, None, :]  # fmt: skip
+    noisy = truth + rng.normal(0, 0.01, truth.shape)
+    smooth = _offline(noisy, t)
+    jitter = [accelerations(a, t).mean() for a in (noisy, smooth)]
+    error = [np.linalg.norm(a - truth, axis=-1).mean() for a in (noisy, smooth)]
+    assert jitter[1] < 0.25 * jitter[0], jitter
+    assert error[1] < 0.7 * error[0], error
+
+
+def test_offline_keeps_gaps_and_missing_samples():
+    t = np.arange(40) / 30.0
+    x = np.zeros((40, 2, 3))
+    x[20:] = 1.0  # a jump across a gap
+    x[12:20] = np.nan  # 8 frames (0.27 s) missing: longer than max_gap_s 0.25
+    x[5, 1] = np.nan  # one sample of the second joint
+    out = _offline(x, t)
+    assert np.isnan(out[12:20]).all() and np.isnan(out[5, 1]).all()
+    # the sides of a long gap are not blended: each stays exactly what it was
+    np.testing.assert_allclose(out[:12, 0], 0.0, atol=1e-12)
+    np.testing.assert_allclose(out[20:], 1.0, atol=1e-12)
+    # a short gap (0.1 s) joins them: the step is smoothed across
+    y = np.zeros((40, 1, 3))
+    y[20:] = 1.0
+    y[17:20] = np.nan
+    joined = _offline(y, t, robust_passes=0)
+    assert 0.01 < joined[16, 0, 0] < 0.5 and 0.5 < joined[20, 0, 0] < 0.99
+
+
+def test_offline_robust_passes_ignore_a_lone_jump():
+    t = np.arange(30) / 30.0
+    x = np.zeros((30, 1, 3))
+    x[15] = 0.3  # a hidden joint's depth for one frame
+    plain, robust = _offline(x, t, robust_passes=0), _offline(x, t)
+    assert np.abs(plain[14, 0]).max() > 0.05  # the plain fit drags the neighbours
+    assert np.abs(robust[[13, 14, 16, 17], 0]).max() < 1e-3
+
+
+def test_smooth_sequence_offline_and_weights():
+    t = np.arange(20) / 30.0
+    x = np.zeros((20, 1, 3))
+    out = smooth_sequence(x, t, SmoothingParams("offline", offline_sigma_s=0.05))
+    np.testing.assert_array_equal(out, x)
+    # a zero-weight sample has no say in its neighbours' fits, but keeps its own estimate
+    x[10] = 1.0
+    w = np.ones((20, 1))
+    w[10] = 0.0
+    out = _offline(x, t, weights=w, robust_passes=0)
+    np.testing.assert_allclose(out[[8, 9, 11, 12], 0], 0.0, atol=1e-12)
+    np.testing.assert_allclose(out[10, 0], 0.0, atol=1e-12)
