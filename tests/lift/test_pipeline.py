@@ -153,8 +153,18 @@ def test_run_lift_metrics_and_takes(dataset, tmp_path):
     assert v["off/none"]["mpjpe_visible_mm"] > 30 > v["config_radius/none"]["mpjpe_visible_mm"]
     assert v["true_radius/none"]["mpjpe_visible_mm"] == v["config_radius/none"]["mpjpe_visible_mm"]
     assert v["config_radius/one_euro"]["jitter_m_s2"] < v["config_radius/none"]["jitter_m_s2"]
+    # the skeleton and the offline smoother are variants like the rest; what needs no truth too
+    for name in ("skeleton/none", "skeleton/offline", "config_radius/offline"):
+        assert {"bone_spread_mm", "inferred_rate", "coverage_visible"} <= set(v[name])
+    assert v["skeleton/offline"]["jitter_m_s2"] < 0.5 * v["skeleton/none"]["jitter_m_s2"]
+    assert overall["bone_spread_mm"] == v["skeleton/one_euro"]["bone_spread_mm"] > 0
+    assert set(overall["bone_spread_by_bone_mm"]) >= {"upper_arm:5-7", "hips:11-12"}
     take = read_take_binary(tmp_path / "noisy/take.bin")
     assert take.joint_names == list(EXTENDED_JOINT_NAMES) and take.num_frames == 30
+    rows = take.metadata["depth_source"]
+    assert len(rows) == 30 and all(len(r) == NUM_JOINTS and set(r) <= set("mdoi-") for r in rows)
+    assert "d = missing" in take.metadata["depth_source_codes"]
+    assert set(take.metadata["lift"]["bone_lengths_m"]) >= {"upper_arm", "hips", "shin"}
     assert (
         take.metadata["fps"] == pytest.approx(30.0) and take.metadata["model"] == "ground-truth-2d"
     )
@@ -438,3 +448,66 @@ def test_cli_lifts_with_a_core_ml_model(generated, tmp_path):
     assert found.mean() > 0.6 and both.sum() >= 150  # 79% and 214 of 272 measured
     error = np.linalg.norm(kp - gt, axis=-1)[both]
     assert np.median(error) < 8.0  # pixels of 192 (3.8 measured): near the true joints
+
+
+def test_metrics_of_a_recording_without_ground_truth(dataset):
+    """A real recording has no 3D truth: depth validity, jitter, bone-length spread and the
+    skeleton's share are still measured; errors are left out, not reported as None."""
+    from dataclasses import replace
+
+    from pkmodel.lift.pipeline import evaluation_parts, summarise
+
+    seq = find_sequences(dataset / "sequences" / "noisy")[0]
+    joints = ground_truth_joints(seq)
+    lift = lift_config().lift
+    result = lift_sequence(seq, joints, lift)
+    bare = replace(seq, ground_truth=None)
+    with_truth = summarise([evaluation_parts(seq, joints, result, lift)], lift)
+    without = summarise([evaluation_parts(bare, joints, result, lift)], lift)
+    assert not any(k.startswith(("mpjpe", "gt_", "coverage")) for k in without)
+    for key in ("bone_spread_mm", "jitter_m_s2", "inferred_rate", "depth_validity_rate"):
+        assert without[key] == with_truth[key] and without[key] is not None, key
+    assert not any("mpjpe_visible_mm" in v for v in without["variants"].values())
+    # one recording with truth and one without pool what both have
+    mixed = summarise(
+        [evaluation_parts(seq, joints, result, lift), evaluation_parts(bare, joints, result, lift)],
+        lift,
+    )
+    assert "mpjpe_visible_mm" not in mixed and mixed["bone_spread_mm"] == without["bone_spread_mm"]
+
+
+def test_cli_prints_what_a_recording_without_truth_has(tmp_path):
+    """`pkmodel lift -w` on a plain RGB-D folder: no MPJPE rows, the skeleton's figures."""
+    import shutil
+
+    import torch
+
+    from pkmodel.model.checkpoint import save_checkpoint
+    from pkmodel.model.network import build_model
+
+    source = tmp_path / "synthetic"
+    write_sequence(source, frames=6)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for f in range(6):
+        shutil.copy(source / f"{f:04d}.png", plain / f"{f:04d}_color.png")
+        shutil.copy(source / f"{f:04d}_depth.png", plain / f"{f:04d}_depth.png")
+    (plain / "intrinsics.json").write_text(json.dumps(
+        {"fx": INTR.fx, "fy": INTR.fy, "cx": INTR.cx, "cy": INTR.cy, "depth_scale_per_meter": 1000}
+    ))  # fmt: skip
+    cfg = Config()
+    cfg.model.input_size, cfg.model.width_mult = 64, 0.35
+    cfg.model.neck_channels, cfg.model.head_channels = 16, 16
+    torch.manual_seed(0)
+    model = build_model(cfg.model, pretrained=False)
+    save_checkpoint(tmp_path / "tiny.pt", {"model": model.state_dict(), "config": cfg.to_dict()})
+    out = tmp_path / "out"
+    args = ["lift", "-w", str(tmp_path / "tiny.pt"), "-i", str(plain), "-o", str(out),
+            "--no-pictures", "--device", "cpu", "--set", "lift.min_score=0",
+            "--set", "decoder.score_threshold=0"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "MPJPE" not in result.output and "bone-length spread (sd over the take)" in result.output
+    overall = json.loads((out / "metrics.json").read_text())["overall"]
+    assert overall["selected"] == "skeleton/one_euro" and "mpjpe_all_mm" not in overall
+    assert overall["bone_spread_mm"] > 0 and 0 <= overall["inferred_rate"] <= 1
