@@ -45,7 +45,7 @@ from pkmodel.common.atomic import (
     default_file_mode,
 )
 from pkmodel.common.errors import PkmodelError
-from pkmodel.common.skeleton import EXTENDED_JOINT_NAMES, JOINT_INDEX, NECK, PELVIS
+from pkmodel.common.skeleton import EXTENDED_JOINT_NAMES, JOINT_INDEX, NECK, NUM_JOINTS, PELVIS
 from pkmodel.lift.take import (
     BINARY_MAGIC,
     Take,
@@ -869,6 +869,23 @@ def stored_depth_confidence(take: Take) -> np.ndarray | None:
     return arr.reshape(take.num_frames, NUM_APP_JOINTS).astype(np.float32)
 
 
+def skeleton_depth_confidence(take: Take) -> np.ndarray | None:
+    """(T, 19) depthConfidence from a lifted take's ``depth_source`` (pkmodel.lift.skeleton):
+    1 where a joint kept its measured depth, 0 where the skeleton placed it or it has no 3D;
+    pelvis and neck 1 when both of their joints are measured. None when the take has no
+    ``depth_source`` that fits it."""
+    rows = take.metadata.get("depth_source")
+    n = take.num_frames
+    if not isinstance(rows, list) or len(rows) != n:
+        return None
+    if not all(isinstance(r, str) and len(r) == NUM_JOINTS for r in rows):
+        return None
+    measured = np.array([[c == "m" for c in r] for r in rows], dtype=bool).reshape(n, NUM_JOINTS)
+    pelvis = measured[:, _LH] & measured[:, _RH]
+    neck = measured[:, _LS] & measured[:, _RS]
+    return np.concatenate([measured, pelvis[:, None], neck[:, None]], axis=1).astype(np.float32)
+
+
 def take_to_posekit(
     take: Take,
     image_size: tuple[int, int] | None = None,
@@ -887,8 +904,10 @@ def take_to_posekit(
     - playback: a take read from the app gives its playback back exactly; any other take gets
       the app's playback pose of its camera-frame joints (:func:`posekit_playback`, the app's
       left-handed mirror included, so that it plays back like the app's own takes);
-    - depthConfidence: the app's, when the take was read from the app; else 1 where a joint
-      has 3D (what the app writes without a confidence map), 0 elsewhere;
+    - depthConfidence: the app's, when the take was read from the app; for a take lifted with
+      the skeleton, 1 where a joint kept its measured depth and 0 where it was placed
+      (:func:`skeleton_depth_confidence`); else 1 where a joint has 3D (what the app writes
+      without a confidence map), 0 elsewhere;
     - meta: the app's when the take was read from the app (frameCount and duration counted
       again); else new: a random upper-case UUID, created now, fps = the measured rate rounded
       (30 for fewer than two frames), minKeypointScore = ``min_keypoint_score`` or the lift's
@@ -939,6 +958,9 @@ def take_to_posekit(
     conf = stored_depth_confidence(take)
     if conf is None:
         conf = np.isfinite(camera).all(axis=-1).astype(np.float32)
+        placed = skeleton_depth_confidence(take)
+        if placed is not None:
+            conf = np.minimum(conf, placed)
 
     frames = np.zeros(n, dtype=FRAME_DTYPE)
     frames["timestamp"] = take.timestamp
@@ -1128,7 +1150,10 @@ def take_csv_text(take: Take, image_size: tuple[int, int] | None = None) -> str:
     score = _texts(take.scores)
     camera = _texts(take.joints_camera)
     canonical = _texts(take.joints_canonical)
-    conf = stored_depth_confidence(take) if j == NUM_APP_JOINTS else None
+    conf = None
+    if j == NUM_APP_JOINTS:
+        conf = stored_depth_confidence(take)
+        conf = skeleton_depth_confidence(take) if conf is None else conf
     conf_text = _texts(conf) if conf is not None else np.full((n, j), "", dtype=object)
     lines = [",".join(CSV_COLUMNS)]
     for t in range(n):

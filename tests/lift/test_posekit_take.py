@@ -243,6 +243,26 @@ def test_a_pkmodel_take_is_written_as_the_app_would_have_written_it(tmp_path):
     )
 
 
+def test_skeleton_placed_joints_get_no_depth_confidence(tmp_path):
+    """A take lifted with the skeleton says which joints kept their depth: the app's
+    depthConfidence is 0 for the placed ones, and the CSV says the same."""
+    take = lifted_take()
+    rows = ["m" * 17, "mmmmmmmmmommmmmmm", "mmmmmmmmmmmdmmmmm"]  # wrist hidden, left hip missing
+    take.metadata["depth_source"] = rows
+    app = take_to_posekit(take, uuid="0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9", created_at=1.5e8)
+    conf = app.depth_confidence
+    assert conf[0].tolist() == [1.0] * 4 + [0.0] + [1.0] * 14  # the ear without 3D stays 0
+    assert conf[1, JOINT_INDEX["left_wrist"]] == 0 and conf[1, PELVIS] == 1
+    assert conf[2, JOINT_INDEX["left_hip"]] == 0 and conf[2, PELVIS] == 0 and conf[2, NECK] == 1
+    assert conf.sum() == 19 * 3 - 1 - 2 - 3
+    rows_csv = take_csv_text(take).splitlines()[1:]
+    hip = [r for r in rows_csv if r.startswith("2,") and ",left_hip," in r][0]
+    assert hip.endswith(",0.0")
+    # a depth_source that does not fit the take is ignored
+    take.metadata["depth_source"] = rows[:2]
+    assert take_to_posekit(take, uuid="0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9", created_at=1.5e8).depth_confidence.sum() == 19 * 3 - 3  # fmt: skip
+
+
 def test_an_app_take_in_pixels_is_normalised_back_within_a_float32_step(tmp_path):
     app = read_posekit_folder(app_folder(tmp_path))
     take = posekit_to_take(app, image_size=(1920, 1440))
