@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import grimp
+import pytest
 
 from tests.conftest import ROOT
 
@@ -104,6 +105,41 @@ def test_the_command_line_sets_its_defaults_before_torch_or_opencv_load():
         OMP_WAIT_POLICY="PASSIVE", OPENCV_LOG_LEVEL="INFO",
     )  # fmt: skip
     assert done.stdout.split() == ["None", "INFO"]
+
+
+_FAULTS = (
+    "import resource, numpy as np\n"
+    "def faults():\n"
+    "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+    "    for _ in range(10):\n"
+    "        a = np.ones(16 << 20, np.float32)  # 64 MiB: glibc maps such blocks afresh\n"
+    "        del a\n"
+    "    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before\n"
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc (Linux) only")
+def test_the_command_line_keeps_freed_memory_and_the_user_can_say_no():
+    """Ten 64 MiB blocks allocated and freed: with glibc's default each is mapped afresh and
+    unmapped on free, so its pages fault in again every time (fewer with transparent huge
+    pages, never none); after set_process_defaults the blocks reuse the first one's memory. A
+    MALLOC_*_ variable in the environment leaves glibc as it is."""
+    code = (
+        _FAULTS + "import os\nfrom pkmodel.common.runtime import set_process_defaults\n"
+        "plain = faults()\nset_process_defaults()\nfaults()\n"
+        "print(plain, faults(), os.environ.get('MALLOC_MMAP_MAX_'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    plain, kept, variable = done.stdout.split()
+    assert int(plain) > 1_000 and int(kept) < int(plain) / 20 and variable == "0", done.stdout
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True,
+        env={**env, "MALLOC_TRIM_THRESHOLD_": "131072"},
+    )  # fmt: skip
+    plain, kept, variable = done.stdout.split()
+    assert int(kept) > int(plain) / 2 and variable == "None", done.stdout
 
 
 def test_opencv_and_ffmpeg_lines_do_not_precede_the_commands_errors(tmp_path):

@@ -17,6 +17,7 @@ from torch import nn
 from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.skeleton import NUM_JOINTS
 from pkmodel.config import ModelConfig
+from pkmodel.model.activations import use_output_relu6
 from pkmodel.model.outputs import OUTPUT_NAMES, OUTPUT_STRIDE
 
 # Heatmap and center heads start at sigmoid(bias) = 0.1, as CenterNet does, so the first
@@ -96,7 +97,9 @@ class PoseNet(nn.Module):
         self.input_size = input_size
         self.stride = OUTPUT_STRIDE
         self.output_names = OUTPUT_NAMES
-        features = mobilenet_v2(weights=None, width_mult=width_mult).features
+        # torchvision's in-place ReLU6 makes autograd copy every activation; ours reads the
+        # output in backward instead (pkmodel.model.activations): the same gradients, no copies
+        features = use_output_relu6(mobilenet_v2(weights=None, width_mult=width_mult).features)
         taps, tap_channels = backbone_taps(features)
         self.taps = tuple(taps)
         # Blocks after the stride-32 tap are not needed.
