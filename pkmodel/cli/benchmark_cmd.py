@@ -31,6 +31,15 @@ def benchmark_command(
     input_size: int | None = key("model.input_size"),
     width: float | None = key("model.width_mult", "--width"),
     repeats: int | None = key("benchmark.repeats"),
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare",
+            help="Also time pkmodel's network against PoseKit's (model.arch posekit) in the "
+            "same run, alternating: training step, eager and onnxruntime latency, MACs; "
+            "ratios above 1 mean pkmodel is faster.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Measure every stage's speed on this machine (JSON and a table).
@@ -60,7 +69,7 @@ def benchmark_command(
         if not is_explicit(cfg, "benchmark.out"):
             path = quick_out_path(path)
     path = check_out_path(path)
-    result = run_benchmark(cfg, quick=quick, progress=not quiet)
+    result = run_benchmark(cfg, quick=quick, progress=not quiet, compare=compare)
     write_result(path, result)
     typer.echo(format_table(result))
     typer.echo(f"\nwrote {path}")

@@ -15,7 +15,7 @@ from tests.conftest import run_cli
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "sub" / "bench.json"
-    text = run_cli(["benchmark", "--quick", "--quiet", "--out", out, "--repeats", 2])
+    text = run_cli(["benchmark", "--quick", "--quiet", "--compare", "--out", out, "--repeats", 2])
     return json.loads(out.read_text()), text, out
 
 
@@ -44,6 +44,26 @@ def test_quick_run_has_every_figure_positive(quick_run):
     # The batched decoder is cheaper per frame than one frame at a time.
     assert result["decoder"]["batch_us"] < result["decoder"]["single_us"]
     assert result["training"]["steps"] == 1 and result["training"]["batch_size"] == 4
+
+
+def test_compare_times_both_networks_and_gives_ratios(quick_run):
+    """--compare: pkmodel's configured network against PoseKit's at the same input size; the
+    ratios are pkmodel's speed over PoseKit's, computed from the two medians."""
+    result, text, _ = quick_run
+    c = result["compare"]
+    ours, seed, ratio = c["pkmodel"], c["posekit"], c["ratios"]
+    assert ours["arch"] == "pkmodel" and ours["width_mult"] == 0.35
+    assert seed["arch"] == "posekit" and seed["width_mult"] == 1.0
+    assert ours["input_size"] == seed["input_size"] == 64 and c["batch_size"] == 4
+    assert seed["macs"] == 228_635_136 // 9  # PoseKit's 228.6 M at 192, (64 / 192)^2 of it
+    assert ours["macs"] == result["model"]["macs"] and ours["parameters"] == result["model"]["parameters"]  # fmt: skip
+    for key in ("train_images_per_s", "torch_latency_ms", "onnxruntime_latency_ms"):
+        assert ours[key] > 0 and seed[key] > 0, key
+    assert ratio["train_images_per_s"] == pytest.approx(ours["train_images_per_s"] / seed["train_images_per_s"], rel=1e-3)  # fmt: skip
+    assert ratio["onnxruntime_latency"] == pytest.approx(seed["onnxruntime_latency_ms"] / ours["onnxruntime_latency_ms"], rel=1e-3)  # fmt: skip
+    assert ratio["macs"] == pytest.approx(seed["macs"] / ours["macs"], rel=1e-3)
+    assert "| multiply-adds (MACs) | 12.2 M | 25.4 M | 2.09 |" in text
+    assert "--compare: pkmodel (width 0.35) against PoseKit's network, input 64" in text
 
 
 def test_quick_run_describes_the_machine(quick_run):

@@ -43,7 +43,7 @@ from pkmodel.engine.optim import ModelEMA, build_optimizer
 from pkmodel.export.common import normalise_pixels, sample_input
 from pkmodel.export.onnx import check_opset, onnx_session, write_onnx
 from pkmodel.model.loss import PoseLoss
-from pkmodel.model.network import build_model, model_summary, output_shapes
+from pkmodel.model.network import build_model, count_macs, model_summary, output_shapes
 from pkmodel.tools.benchmark.stages import (
     benchmark_cpu_latency,
     benchmark_dataset,
@@ -51,7 +51,7 @@ from pkmodel.tools.benchmark.stages import (
     benchmark_prepare,
     benchmark_synthetic,
 )
-from pkmodel.tools.benchmark.timing import median_of, median_seconds
+from pkmodel.tools.benchmark.timing import median_ms, median_of, median_seconds
 
 SCHEMA = "pkmodel.benchmark"
 VERSION = 1
@@ -395,6 +395,122 @@ def measure_inference(cfg: Any, plan: Plan, folder: Path) -> dict[str, Any]:
     }
 
 
+# benchmark --compare: pkmodel's configured network against PoseKit's (model.arch posekit)
+COMPARE_ARCHS = ("pkmodel", "posekit")
+
+
+def _arch_config(cfg: Any, arch: str) -> Any:
+    """``cfg`` for one side of --compare: the configured network, or PoseKit's at the same
+    input size (its width is fixed at 1)."""
+    import copy
+
+    out = copy.deepcopy(cfg)
+    if arch == "posekit":
+        out.set("model.arch", "posekit", "benchmark --compare")
+        out.set("model.width_mult", 1.0, "benchmark --compare")
+    return out
+
+
+class _Side:
+    """One network of --compare: its training step on a fixed batch, its batch-1 latency in
+    PyTorch eager and onnxruntime, and its size."""
+
+    def __init__(self, cfg: Any, arch: str, batch: dict[str, Any], folder: Path) -> None:
+        import torch
+
+        self.cfg = _arch_config(cfg, arch)
+        size, opset = self.cfg.model.input_size, self.cfg.export.onnx_opset
+        seed_everything(self.cfg.train.seed)
+        model = build_model(self.cfg.model, pretrained=False)
+        self.macs = count_macs(model, size)
+        self.parameters = sum(p.numel() for p in model.parameters())
+        self.train_model = set_memory_format(model.train(), self.cfg)
+        self.loss_fn = PoseLoss(self.cfg.loss)
+        self.optimizer = build_optimizer(self.train_model, self.cfg)
+        self.batch = batch
+        self.images = input_images(batch, self.cfg)
+        self.eval_model = build_model(self.cfg.model, pretrained=False).eval()
+        path = folder / f"compare-{arch}.onnx"
+        write_onnx(self.eval_model, path, size, opset)
+        self.session = onnx_session(path, threads=torch.get_num_threads())
+        self.x = normalise_pixels(sample_input(size))
+        self.xt = torch.from_numpy(self.x)
+        self.train_step()  # warm-up: allocations, autotuning, the optimizer's state
+
+    def train_step(self) -> float:
+        loss, _ = self.loss_fn(self.train_model(self.images), self.batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.train.grad_clip_norm > 0:
+            import torch
+
+            torch.nn.utils.clip_grad_norm_(
+                self.train_model.parameters(), self.cfg.train.grad_clip_norm
+            )
+        self.optimizer.step()
+        return loss.item()
+
+    def measure(self, plan: Plan) -> dict[str, float]:
+        """One repeat: training images/s over ``train_steps`` steps, batch-1 latencies (ms)."""
+        import torch
+
+        steps, runs = plan.settings.train_steps, plan.settings.latency_runs
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.train_step()
+        step_s = (time.perf_counter() - start) / steps
+        with torch.inference_mode():
+            eager_ms = median_ms(lambda: self.eval_model(self.xt), runs, warmup=2)
+        name = self.session.get_inputs()[0].name
+        onnx_ms = median_ms(lambda: self.session.run(None, {name: self.x}), runs, warmup=2)
+        return {
+            "train_images_per_s": len(self.images) / step_s,
+            "torch_latency_ms": eager_ms,
+            "onnxruntime_latency_ms": onnx_ms,
+        }
+
+
+def measure_compare(cfg: Any, plan: Plan, labels: Path, folder: Path) -> dict[str, Any]:
+    """pkmodel's configured network against PoseKit's, in the same run: the trainer's step
+    (network, PoseLoss, optimizer; the same augmented batch, the same memory format), batch-1
+    latency in PyTorch eager and onnxruntime, MACs and parameters. Repeats alternate between
+    the two (pkmodel, PoseKit, pkmodel, ...), so that a machine's slow minutes hit both; each
+    figure is a median. Ratios are pkmodel's speed over PoseKit's: above 1, pkmodel is faster
+    (for MACs and parameters: lighter)."""
+    import torch
+
+    dataset = PoseDataset(labels, cfg, train=True)
+    count = cfg.train.batch_size
+    batch = torch.utils.data.default_collate([dataset[i % len(dataset)] for i in range(count)])
+    sides = {arch: _Side(cfg, arch, batch, folder) for arch in COMPARE_ARCHS}
+    runs: dict[str, list[dict[str, float]]] = {arch: [] for arch in COMPARE_ARCHS}
+    for _ in range(plan.settings.repeats):
+        for arch, side in sides.items():
+            runs[arch].append(side.measure(plan))
+    out: dict[str, Any] = {}
+    for arch, side in sides.items():
+        out[arch] = {
+            "arch": side.cfg.model.arch,
+            "input_size": side.cfg.model.input_size,
+            "width_mult": side.cfg.model.width_mult,
+            "macs": side.macs,
+            "parameters": side.parameters,
+            **median_of(runs[arch]),
+        }
+    ours, seed = out["pkmodel"], out["posekit"]
+    out["ratios"] = {
+        "train_images_per_s": ours["train_images_per_s"] / seed["train_images_per_s"],
+        "torch_latency": seed["torch_latency_ms"] / ours["torch_latency_ms"],
+        "onnxruntime_latency": seed["onnxruntime_latency_ms"] / ours["onnxruntime_latency_ms"],
+        "macs": seed["macs"] / ours["macs"],
+        "parameters": seed["parameters"] / ours["parameters"],
+    }
+    out["batch_size"] = count
+    out["channels_last"] = cfg.train.channels_last
+    out["repeats"] = plan.settings.repeats
+    return out
+
+
 def measure_decoder(cfg: Any, plan: Plan) -> dict[str, Any]:
     """Decoder microseconds per frame, one frame and a batch: median over repeats."""
 
@@ -452,8 +568,11 @@ def _stage(bar: Any, name: str, seconds: dict[str, float]) -> Iterator[None]:
     bar.update(1)
 
 
-def run_benchmark(cfg: Any, quick: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Measure every figure (see the module docstring); returns the JSON-ready result."""
+def run_benchmark(
+    cfg: Any, quick: bool = False, progress: bool = True, compare: bool = False
+) -> dict[str, Any]:
+    """Measure every figure (see the module docstring); returns the JSON-ready result. With
+    ``compare``, also pkmodel's network against PoseKit's (:func:`measure_compare`)."""
     from tqdm import tqdm
 
     plan = Plan.from_config(cfg, quick)
@@ -469,6 +588,7 @@ def run_benchmark(cfg: Any, quick: bool = False, progress: bool = True) -> dict[
     }
     seconds: dict[str, float] = {}
     stages = ("model", "synthetic", "prepare", "dataset", "training", "inference", "decoder")
+    stages += ("compare",) if compare else ()
     with (
         tempfile.TemporaryDirectory(prefix="pkmodel-benchmark-") as tmp,
         tqdm(total=len(stages), unit="stage", disable=not progress) as bar,
@@ -491,6 +611,9 @@ def run_benchmark(cfg: Any, quick: bool = False, progress: bool = True) -> dict[
             result["inference"] = measure_inference(cfg, plan, folder)
         with _stage(bar, "decoder", seconds):
             result["decoder"] = measure_decoder(cfg, plan)
+        if compare:
+            with _stage(bar, "compare", seconds):
+                result["compare"] = measure_compare(cfg, plan, labels, folder)
     result["figures"] = figures(result)
     result["machine"] = {
         **describe_machine(),
@@ -568,7 +691,37 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result['synthetic']['workers']} workers, {result['synthetic']['size'][0]}x"
         f"{result['synthetic']['size'][1]}"
     )
+    if "compare" in result:
+        lines.extend(["", *_compare_table(result["compare"])])
     return "\n".join(lines)
+
+
+def _compare_table(c: dict[str, Any]) -> list[str]:
+    """--compare's rows: both networks and pkmodel's speed over PoseKit's."""
+    ours, seed, ratio = c["pkmodel"], c["posekit"], c["ratios"]
+    rows = [
+        ("training step, batch " + str(c["batch_size"]), "train_images_per_s", "images/s",
+         "train_images_per_s"),
+        ("PyTorch eager latency, batch 1", "torch_latency_ms", "ms", "torch_latency"),
+        ("onnxruntime latency, batch 1", "onnxruntime_latency_ms", "ms", "onnxruntime_latency"),
+        ("multiply-adds (MACs)", "macs", "MACs", "macs"),
+        ("parameters", "parameters", "", "parameters"),
+    ]  # fmt: skip
+    lines = [
+        f"--compare: pkmodel (width {ours['width_mult']}) against PoseKit's network, input "
+        f"{ours['input_size']}, {'channels-last' if c['channels_last'] else 'NCHW'}, "
+        f"alternating repeats; ratio = pkmodel's speed over PoseKit's (> 1: pkmodel faster or "
+        "lighter)",
+        "",
+        "| figure | pkmodel | PoseKit | ratio | unit |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for label, key, unit, r in rows:
+        lines.append(
+            f"| {label} | {_format_value(ours[key], unit)} | {_format_value(seed[key], unit)} | "
+            f"{ratio[r]:.2f} | {'' if unit == 'MACs' else unit} |"
+        )
+    return lines
 
 
 def write_result(path: Path, result: dict[str, Any]) -> None:
