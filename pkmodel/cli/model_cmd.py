@@ -74,6 +74,10 @@ def model_info(
     typer.echo(f"multiply-adds: {info['macs']:,} ({info['macs'] / 1e6:.1f} M MACs per image)")
     for name, shape in info["outputs"].items():
         typer.echo(f"output {name}: {shape}")
+    typer.echo("multiply-adds by layer (M MACs, share):")
+    width = max(len(name) for name in info["layer_macs"])
+    for name, macs in info["layer_macs"].items():
+        typer.echo(f"  {name:{width}s} {macs / 1e6:7.2f} {100 * macs / info['macs']:5.1f}%")
 
 
 def register(app: typer.Typer) -> None:

@@ -231,6 +231,32 @@ def count_macs(model: nn.Module, input_size: int, batch: int = 1) -> int:
     return int(counter.get_total_flops()) // 2
 
 
+def layer_macs(model: nn.Module, input_size: int) -> dict[str, int]:
+    """Multiply-adds of one batch-1 forward pass by layer: each top-level module's children
+    (``backbone.3``, ``laterals.0``, ``heatmap_head.body``, ...), or the module itself when it
+    has none; in forward order, layers without multiply-adds left out. They add up to
+    :func:`count_macs`."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, 3, input_size, input_size))
+    finally:
+        model.train(was_training)
+    flops = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+    root = type(model).__name__
+    out: dict[str, int] = {}
+    for name, child in model.named_children():
+        parts = [(f"{name}.{n}", c) for n, c in child.named_children()] or [(name, child)]
+        for part, _ in parts:
+            macs = int(flops.get(f"{root}.{part}", 0)) // 2
+            if macs:
+                out[part] = macs
+    return out
+
+
 def model_summary(model_cfg: ModelConfig, num_joints: int = NUM_JOINTS) -> dict:
     """Parameters, multiply-adds per image, input and output shapes of the configured network."""
     model = build_model(model_cfg, pretrained=False, num_joints=num_joints)
@@ -247,6 +273,7 @@ def model_summary(model_cfg: ModelConfig, num_joints: int = NUM_JOINTS) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "backbone_parameters": sum(p.numel() for p in model.backbone.parameters()),
         "macs": count_macs(model, size),
+        "layer_macs": layer_macs(model, size),
         "input_shape": [1, 3, size, size],
         "outputs": {name: list(o.shape) for name, o in zip(OUTPUT_NAMES, outputs, strict=True)},
     }

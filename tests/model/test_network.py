@@ -165,5 +165,25 @@ def test_model_info_command(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert "model: PoseKit's network" in res.output and "neck 64" not in res.output
     assert "multiply-adds: 228,635,136 (228.6 M MACs per image)" in res.output
+    # the cost by layer: PoseKit's fixed stages, and what they add up to
+    assert "multiply-adds by layer (M MACs, share):" in res.output
+    assert "  backbone.features1" in res.output and "  header.header_heatmaps" in res.output
     res = runner.invoke(app, ["model-info", "--input-size", "100"])
     assert res.exit_code == 2 and "model.input_size" in res.output
+
+
+def test_layer_macs_add_up_and_show_where_the_cost_is():
+    from pkmodel.model.network import layer_macs
+
+    for cfg in (ModelConfig(), ModelConfig(arch="posekit"), ModelConfig(input_size=96, width_mult=0.5)):  # fmt: skip
+        model = build_model(cfg, pretrained=False)
+        layers = layer_macs(model, cfg.input_size)
+        assert sum(layers.values()) == count_macs(model, cfg.input_size), cfg
+        assert all(v > 0 for v in layers.values())
+    layers = layer_macs(build_model(ModelConfig(), pretrained=False), 192)
+    assert list(layers)[:2] == ["backbone.0", "backbone.1"] and "offset_head.out" in layers
+    # the four heads' 3x3 + 1x1 bodies at stride 4 are a fifth of the default network
+    bodies = sum(v for k, v in layers.items() if k.endswith("_head.body"))
+    assert bodies == 4 * 10_764_288 and 0.15 < bodies / sum(layers.values()) < 0.16
+    summary = model_summary(ModelConfig())
+    assert summary["layer_macs"] == layers
