@@ -21,31 +21,21 @@ def _backward(grad: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.ops.aten.hardtanh_backward(grad, y, 0.0, 6.0)
 
 
-class _ReLU6InPlace(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        y = x.clamp_(0.0, 6.0)
-        ctx.mark_dirty(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        (y,) = ctx.saved_tensors
-        return _backward(grad, y)
-
-
 class _ReLU6(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        y = x.clamp(0.0, 6.0)
+    def forward(ctx, x: torch.Tensor, inplace: bool) -> torch.Tensor:  # type: ignore[override]
+        if inplace:
+            y = x.clamp_(0.0, 6.0)
+            ctx.mark_dirty(x)
+        else:
+            y = x.clamp(0.0, 6.0)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         (y,) = ctx.saved_tensors
-        return _backward(grad, y)
+        return _backward(grad, y), None
 
 
 class ReLU6(nn.ReLU6):
@@ -54,9 +44,8 @@ class ReLU6(nn.ReLU6):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and torch.is_grad_enabled() and x.requires_grad):
             return F.relu6(x, inplace=self.inplace)
-        if self.inplace and not x.is_leaf and x._base is None:
-            return _ReLU6InPlace.apply(x)
-        return _ReLU6.apply(x)
+        # in place where autograd allows it (not a leaf, not a view)
+        return _ReLU6.apply(x, self.inplace and not x.is_leaf and x._base is None)
 
 
 def use_output_relu6(module: nn.Module) -> nn.Module:

@@ -199,7 +199,8 @@ def test_cli_ground_truth_2d_writes_everything(dataset, tmp_path):
     assert v["config_radius/none"]["mpjpe_visible_mm"] < 10  # window 5 (default) on 2 cm balls
 
 
-def test_cli_with_weights_runs_the_network(dataset, tmp_path):
+def tiny_checkpoint(path: Path) -> Path:
+    """An untrained 64-pixel network's checkpoint (seeded): enough to run the --weights path."""
     import torch
 
     from pkmodel.model.checkpoint import save_checkpoint
@@ -210,7 +211,12 @@ def test_cli_with_weights_runs_the_network(dataset, tmp_path):
     cfg.model.neck_channels, cfg.model.head_channels = 16, 16
     torch.manual_seed(0)
     model = build_model(cfg.model, pretrained=False)
-    save_checkpoint(tmp_path / "tiny.pt", {"model": model.state_dict(), "config": cfg.to_dict()})
+    save_checkpoint(path, {"model": model.state_dict(), "config": cfg.to_dict()})
+    return path
+
+
+def test_cli_with_weights_runs_the_network(dataset, tmp_path):
+    tiny_checkpoint(tmp_path / "tiny.pt")
     out = tmp_path / "out"
     result = runner.invoke(app, ["lift", "-w", str(tmp_path / "tiny.pt"), "-i", str(dataset / "sequences" / "clean"), "-o", str(out), "--no-pictures", "--device", "cpu", "--set", "lift.min_score=0", "--set", "decoder.score_threshold=0"])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -480,11 +486,6 @@ def test_cli_prints_what_a_recording_without_truth_has(tmp_path):
     """`pkmodel lift -w` on a plain RGB-D folder: no MPJPE rows, the skeleton's figures."""
     import shutil
 
-    import torch
-
-    from pkmodel.model.checkpoint import save_checkpoint
-    from pkmodel.model.network import build_model
-
     source = tmp_path / "synthetic"
     write_sequence(source, frames=6)
     plain = tmp_path / "plain"
@@ -495,14 +496,8 @@ def test_cli_prints_what_a_recording_without_truth_has(tmp_path):
     (plain / "intrinsics.json").write_text(json.dumps(
         {"fx": INTR.fx, "fy": INTR.fy, "cx": INTR.cx, "cy": INTR.cy, "depth_scale_per_meter": 1000}
     ))  # fmt: skip
-    cfg = Config()
-    cfg.model.input_size, cfg.model.width_mult = 64, 0.35
-    cfg.model.neck_channels, cfg.model.head_channels = 16, 16
-    torch.manual_seed(0)
-    model = build_model(cfg.model, pretrained=False)
-    save_checkpoint(tmp_path / "tiny.pt", {"model": model.state_dict(), "config": cfg.to_dict()})
     out = tmp_path / "out"
-    args = ["lift", "-w", str(tmp_path / "tiny.pt"), "-i", str(plain), "-o", str(out),
+    args = ["lift", "-w", str(tiny_checkpoint(tmp_path / "tiny.pt")), "-i", str(plain), "-o", str(out),
             "--no-pictures", "--device", "cpu", "--set", "lift.min_score=0",
             "--set", "decoder.score_threshold=0"]  # fmt: skip
     result = runner.invoke(app, args)
