@@ -518,7 +518,11 @@ class LiftConfig(Section):
         "temporal filter: causal (ema, one_euro, posekit-app: the phone's EMA) or offline "
         "(zero lag, the whole take at once)",
     )
-    offline_sigma_s: float = _f(0.05, "offline smoothing: Gaussian time window sd in seconds")
+    offline_sigma_s: float = _f(
+        0.0,
+        "offline smoothing: Gaussian time window sd in seconds (0 = from the take's depth "
+        "noise: 0.05 for clean depth up to 0.15 for a phone's)",
+    )
     ema_alpha: float = _f(0.55, "EMA weight of the new sample")
     one_euro_min_cutoff: float = _f(6.0, "One-Euro minimum cutoff in Hz (at rest: ~EMA 0.55)")
     one_euro_beta: float = _f(80.0, "One-Euro speed coefficient: cutoff grows by this Hz per m/s")
@@ -577,7 +581,11 @@ class LiftConfig(Section):
             at_least("one_euro_beta", 0),
             at_least("one_euro_beta_2d", 0),
             positive("max_gap_s"),
-            ("offline_sigma_s", lambda v: finite(v) and 0 < v <= 2, "must be in (0, 2] seconds"),
+            (
+                "offline_sigma_s",
+                lambda v: finite(v) and 0 <= v <= 2,
+                "must be in [0, 2] seconds (0 = from the depth noise)",
+            ),
             at_least("batch_size", 1),
             positive("fps"),
             at_least("sheet_frames", 1),

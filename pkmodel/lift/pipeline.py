@@ -37,8 +37,15 @@ from pkmodel.engine.networks import load_network, network_device
 from pkmodel.lift.canonical import canonical_frame, hip_width, to_canonical
 from pkmodel.lift.depth import lift_joints, lift_joints_app, surface_to_joint
 from pkmodel.lift.rgbd import RgbdSequence
-from pkmodel.lift.skeleton import EDGES, SOURCE_CODES, TORSO_JOINTS, SkeletonFit, fit_skeleton
-from pkmodel.lift.smoothing import SmoothingParams, smooth_sequence
+from pkmodel.lift.skeleton import (
+    EDGES,
+    SOURCE_CODES,
+    TORSO_JOINTS,
+    SkeletonFit,
+    depth_noise,
+    fit_skeleton,
+)
+from pkmodel.lift.smoothing import SmoothingParams, offline_sigma_for, smooth_sequence
 from pkmodel.lift.take import Take, TakeRecorder, write_take
 from pkmodel.model.decode import DecodeSettings, decode_batch
 
@@ -246,7 +253,18 @@ def finish_3d(
         keypoints, intrinsics = skeleton
         fit = fit_skeleton(raw, keypoints, intrinsics, timestamps, radius)
         raw = fit.joints
-    return raw, smooth_sequence(raw, timestamps, params), fit
+    return raw, smooth_sequence(raw, timestamps, offline_window(params, raw, fit)), fit
+
+
+def offline_window(
+    params: SmoothingParams, joints: np.ndarray, fit: SkeletonFit | None = None
+) -> SmoothingParams:
+    """``params`` with offline smoothing's window set from the take's depth noise when
+    ``lift.offline_sigma_s`` is 0 (:func:`pkmodel.lift.smoothing.offline_sigma_for`)."""
+    if params.method != "offline" or params.offline_sigma_s > 0:
+        return params
+    noise = fit.noise_m_at_1m if fit is not None else depth_noise(np.linalg.norm(joints, axis=-1))
+    return replace(params, offline_sigma_s=offline_sigma_for(noise))
 
 
 def lift_sequence(
@@ -267,7 +285,8 @@ def lift_sequence(
     )
     torso = None
     if fit is not None:
-        torso = smooth_sequence(fit.torso, seq.timestamps, SmoothingParams.from_config(lift))
+        params = offline_window(SmoothingParams.from_config(lift), raw, fit)
+        torso = smooth_sequence(fit.torso, seq.timestamps, params)
     ext, canonical, origin, rotation, width = canonical_pose(final, lift, torso)
     return LiftResult(
         timestamps=seq.timestamps,
@@ -519,7 +538,8 @@ def evaluation_parts(
         placed = (joints.keypoints, seq.intrinsics) if skeleton else None
         raw, _, fit = finish_3d(result.surface, seq.timestamps, radius, SmoothingParams("none"), placed)  # fmt: skip
         for method in dict.fromkeys((*SMOOTHING_METHODS, lift.smoothing)):
-            pred = smooth_sequence(raw, seq.timestamps, SmoothingParams.from_config(lift, method))
+            params = offline_window(SmoothingParams.from_config(lift, method), raw, fit)
+            pred = smooth_sequence(raw, seq.timestamps, params)
             spread = bone_spread(pred)
             variant: dict[str, list[np.ndarray]] = {
                 "jitter_m_s2": [accelerations(pred, seq.timestamps)],
@@ -534,7 +554,6 @@ def evaluation_parts(
             if has_truth:
                 fitted = None
                 if fit is not None:
-                    params = SmoothingParams.from_config(lift, method)
                     fitted = smooth_sequence(fit.torso, seq.timestamps, params)
                 canon = canonical_pose(pred, lift, fitted)[1][..., :NUM_JOINTS, :]
                 variant.update(

@@ -157,6 +157,22 @@ class OneEuroFilter(_Filter):
         return x.copy()
 
 
+# Offline smoothing's window (sd, seconds) from a take's depth noise (sd at 1 m): the first
+# value up to NOISE_FOR_MIN_SIGMA, growing with the noise, at most the second.
+OFFLINE_SIGMA_S = (0.05, 0.15)
+NOISE_FOR_MIN_SIGMA = 0.0025
+
+
+def offline_sigma_for(noise_m_at_1m: float) -> float:
+    """The offline smoother's window for a take with this depth noise: 0.05 s for clean depth
+    (the synthetic exact sensor measures below 0.001), 0.15 s for a phone's LiDAR (about
+    0.007), in between in proportion."""
+    low, high = OFFLINE_SIGMA_S
+    if not np.isfinite(noise_m_at_1m):
+        return low
+    return float(np.clip(low * noise_m_at_1m / NOISE_FOR_MIN_SIGMA, low, high))
+
+
 @dataclass(frozen=True)
 class SmoothingParams:
     """The filter choice and its parameters (mirrors the lift config section)."""
@@ -167,7 +183,7 @@ class SmoothingParams:
     beta: float = 0.05
     d_cutoff: float = 1.0
     max_gap_s: float = 0.25
-    offline_sigma_s: float = 0.05
+    offline_sigma_s: float = 0.0  # 0: from the depth noise (pipeline), else OFFLINE_SIGMA_S[0]
 
     @classmethod
     def from_config(cls, lift_cfg, method: str | None = None) -> SmoothingParams:
@@ -201,7 +217,8 @@ def smooth_sequence(
     """Filter a whole recording (T, ..., D) with timestamps (T,) seconds, frame by frame."""
     samples = np.asarray(samples, dtype=np.float64)
     if params.method == "offline":
-        return smooth_offline(samples, timestamps, params.offline_sigma_s, params.max_gap_s)
+        sigma = params.offline_sigma_s if params.offline_sigma_s > 0 else OFFLINE_SIGMA_S[0]
+        return smooth_offline(samples, timestamps, sigma, params.max_gap_s)
     filt = make_filter(params)
     if filt is None:
         return samples.copy()

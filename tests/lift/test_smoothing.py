@@ -180,3 +180,24 @@ def test_smooth_sequence_offline_and_weights():
     out = _offline(x, t, weights=w, robust_passes=0)
     np.testing.assert_allclose(out[[8, 9, 11, 12], 0], 0.0, atol=1e-12)
     np.testing.assert_allclose(out[10, 0], 0.0, atol=1e-12)
+
+
+def test_offline_window_follows_the_takes_depth_noise():
+    from dataclasses import replace
+
+    from pkmodel.lift.pipeline import offline_window
+    from pkmodel.lift.smoothing import offline_sigma_for
+
+    assert offline_sigma_for(0.0003) == 0.05  # the synthetic exact sensor
+    assert offline_sigma_for(0.004) == pytest.approx(0.08)
+    assert offline_sigma_for(0.0075) == 0.15 and offline_sigma_for(float("nan")) == 0.05
+    rng = np.random.default_rng(0)
+    t = np.arange(60) / 30.0
+    joints = np.stack([0 * t, 0 * t, 3.0 + 0.1 * t], -1)[:, None, :].repeat(17, 1)
+    noisy = joints * (1 + rng.normal(0, 0.03, joints.shape[:2]))[..., None]  # 9 cm at 3 m
+    auto = SmoothingParams("offline")
+    assert offline_window(auto, joints).offline_sigma_s == 0.05
+    assert offline_window(auto, noisy).offline_sigma_s == 0.15
+    fixed = replace(auto, offline_sigma_s=0.02)
+    assert offline_window(fixed, noisy) is fixed  # a set window stays
+    assert offline_window(SmoothingParams("one_euro"), noisy).offline_sigma_s == 0.0
