@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 
@@ -39,6 +40,7 @@ def test_gradients_equal_pytorchs_at_the_edges_too():
     assert torch.equal(leaf.grad, ((x > 0) & (x < 6)).float() * grad)
 
 
+@pytest.mark.filterwarnings("ignore:.*torch.jit.trace.*:FutureWarning")
 def test_posenet_trains_the_same_as_with_torchvisions_relu6():
     cfg = ModelConfig(input_size=64, width_mult=0.35, neck_channels=16, head_channels=16)
     torch.manual_seed(0)
