@@ -74,11 +74,10 @@ def _glibc_mallopt():  # noqa: ANN202 - a ctypes function
         return None
     try:
         libc = ctypes.CDLL(None)
-        version = libc.gnu_get_libc_version  # glibc only (musl has a mallopt that does nothing)
+        libc.gnu_get_libc_version  # noqa: B018 - glibc only (musl's mallopt does nothing)
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return None
-    version.restype = ctypes.c_char_p
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return mallopt

@@ -38,6 +38,51 @@ class DepthSample:
     valid: np.ndarray  # (T, K) bool: depth is a number
 
 
+def _as_frames(
+    depth: np.ndarray, points: np.ndarray, confidence: np.ndarray | None, dtype: type
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
+    """Depth (T, H, W), joints (T, K, 2) and confidence (T, H, W) or None, from one frame or
+    many; and whether one frame came in (its results are returned without the T axis)."""
+    depth = np.asarray(depth)
+    points = np.asarray(points, dtype=dtype)
+    confidence = None if confidence is None else np.asarray(confidence)
+    single = depth.ndim == 2
+    if single:
+        depth, points = depth[None], points[None]
+        confidence = None if confidence is None else confidence[None]
+    if depth.ndim != 3 or points.ndim != 3 or points.shape[0] != depth.shape[0]:
+        raise ValueError(f"depth {depth.shape} and joints {points.shape} do not match")
+    if confidence is not None and confidence.shape != depth.shape:
+        raise ValueError(f"confidence {confidence.shape} does not match depth {depth.shape}")
+    return depth, points, confidence, single
+
+
+def _windows(
+    depth: np.ndarray,
+    row: np.ndarray,
+    col: np.ndarray,
+    finite: np.ndarray,
+    half: int,
+    confidence: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The (2 half + 1)^2 pixels around each joint's pixel (``row``, ``col``: (T, K) ints),
+    flattened row by row (the joint's own pixel in the middle): depths (float64), whether each
+    lies inside the map (and the joint is ``finite``), and the confidence levels (or None)."""
+    height, width = depth.shape[1:]
+    offsets = np.arange(-half, half + 1)
+    rows = row[..., None, None] + offsets[:, None]  # (T, K, w, 1)
+    cols = col[..., None, None] + offsets[None, :]  # (T, K, 1, w)
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width) & finite[..., None, None]
+    t = np.arange(depth.shape[0])[:, None, None, None]
+    r, c = np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1)
+    side = 2 * half + 1
+    shape = (*row.shape, side * side)
+    values = depth[t, r, c].astype(np.float64).reshape(shape)
+    inside = np.broadcast_to(inside, (*row.shape, side, side)).reshape(shape)
+    levels = None if confidence is None else confidence[t, r, c].astype(np.int64).reshape(shape)
+    return values, inside, levels
+
+
 def sample_depth(
     depth: np.ndarray,
     points: np.ndarray,
@@ -69,41 +114,23 @@ def sample_depth(
     """
     if window < 1 or window % 2 == 0:
         raise ValueError(f"depth window must be a positive odd number of pixels, got {window}")
-    depth = np.asarray(depth)
-    points = np.asarray(points, dtype=np.float64)
-    single = depth.ndim == 2
-    if single:
-        depth, points = depth[None], points[None]
-        confidence = None if confidence is None else np.asarray(confidence)[None]
-    if depth.ndim != 3 or points.ndim != 3 or points.shape[0] != depth.shape[0]:
-        raise ValueError(f"depth {depth.shape} and points {points.shape} do not match")
-    n_frames, height, width = depth.shape
+    depth, points, confidence, single = _as_frames(depth, points, confidence, np.float64)
+    height, width = depth.shape[1:]
     half = window // 2
-    offsets = np.arange(-half, half + 1)
 
     # Pixel index holding each point; clip far-away points before the integer cast.
     finite = np.isfinite(points).all(axis=-1)
     safe = np.where(finite[..., None], points, -(window + 1))
     col = np.clip(np.floor(safe[..., 0]), -(window + 1), width + window).astype(np.int64)
     row = np.clip(np.floor(safe[..., 1]), -(window + 1), height + window).astype(np.int64)
-    rows = row[..., None, None] + offsets[:, None]  # (T, K, w, 1)
-    cols = col[..., None, None] + offsets[None, :]  # (T, K, 1, w)
-    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width) & finite[..., None, None]
-    t = np.arange(n_frames)[:, None, None, None]
-    r, c = np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1)
-    shape = (*points.shape[:2], window * window)
-    values = depth[t, r, c].astype(np.float64).reshape(shape)
-    inside = np.broadcast_to(inside, (*points.shape[:2], window, window)).reshape(shape)
+    values, inside, levels = _windows(depth, row, col, finite, half, confidence)
+    shape = values.shape
 
     with np.errstate(invalid="ignore"):
         measured = inside & np.isfinite(values) & (values > 0)
         measured &= (values >= min_depth) & (values <= max_depth)
     usable = measured
-    if confidence is not None:
-        conf = np.asarray(confidence)
-        if conf.shape != depth.shape:
-            raise ValueError(f"confidence {conf.shape} does not match depth {depth.shape}")
-        levels = conf[t, r, c].astype(np.int64).reshape(shape)
+    if levels is not None:
         usable = measured & (levels >= min_confidence)
     if band > 0:
         # The joint's own pixel says which surface it is on, whatever its confidence: a
@@ -230,17 +257,8 @@ def sample_depth_app(
     if mode not in APP_DEPTH_MODES:
         raise ValueError(f"unknown app depth mode {mode!r}; one of {sorted(APP_DEPTH_MODES)}")
     min_level, radius = APP_DEPTH_MODES[mode]
-    depth = np.asarray(depth)
-    uv = np.asarray(uv_norm, dtype=np.float32)
-    single = depth.ndim == 2
-    if single:
-        depth, uv = depth[None], uv[None]
-        confidence = None if confidence is None else np.asarray(confidence)[None]
-    if depth.ndim != 3 or uv.ndim != 3 or uv.shape[0] != depth.shape[0]:
-        raise ValueError(f"depth {depth.shape} and joints {uv.shape} do not match")
-    n_frames, height, width = depth.shape
-    if confidence is not None and np.shape(confidence) != depth.shape:
-        raise ValueError(f"confidence {np.shape(confidence)} does not match depth {depth.shape}")
+    depth, uv, confidence, single = _as_frames(depth, uv_norm, confidence, np.float32)
+    height, width = depth.shape[1:]
 
     finite = np.isfinite(uv).all(axis=-1)
     safe = np.where(finite[..., None], uv, np.float32(0))
@@ -252,25 +270,14 @@ def sample_depth_app(
     col = np.clip(col, -far, width + far).astype(np.int64)
     row = np.clip(row, -far, height + far).astype(np.int64)
 
-    offsets = np.arange(-radius, radius + 1)
-    side = 2 * radius + 1
-    rows = row[..., None, None] + offsets[:, None]
-    cols = col[..., None, None] + offsets[None, :]
-    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width) & finite[..., None, None]
-    t = np.arange(n_frames)[:, None, None, None]
-    r, c = np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1)
-    shape = (*uv.shape[:2], side * side)
-    values = depth[t, r, c].astype(np.float64).reshape(shape)
-    inside = np.broadcast_to(inside, (*uv.shape[:2], side, side)).reshape(shape)
-    if confidence is None:
-        levels = np.full(shape, 2, dtype=np.int64)
-    else:
-        levels = np.asarray(confidence)[t, r, c].astype(np.int64).reshape(shape)
+    values, inside, levels = _windows(depth, row, col, finite, radius, confidence)
+    if levels is None:
+        levels = np.full(values.shape, 2, dtype=np.int64)
     with np.errstate(invalid="ignore"):
         has_depth = inside & ~np.isnan(values) & (values > 0)
     usable = has_depth & (levels >= min_level)
 
-    mid = side * side // 2  # the joint's own pixel
+    mid = values.shape[-1] // 2  # the joint's own pixel
     centre_ok = usable[..., mid]
     best = np.where(usable, levels, -1).max(axis=-1)
     keep = usable & (levels == best[..., None])

@@ -25,7 +25,6 @@ from pkmodel.common.errors import PkmodelError
 from pkmodel.common.geometry import letterbox_image
 from pkmodel.common.skeleton import (
     EXTENDED_JOINT_NAMES,
-    JOINT_INDEX,
     LIMBS,
     NECK,
     NUM_JOINTS,
@@ -56,7 +55,6 @@ CANONICAL_FRAME = (
     "y up, z forward (the way the chest faces); right-handed, determinant +1"
 )
 DEPTH_CHUNK = 32  # frames of depth held in memory at once
-_TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 DEPTH_SOURCE_TEXT = (
     "one letter per COCO joint and frame: m = its own depth; placed on its ray at the bone's "
     "length because its depth was d = missing, o = in front of where the skeleton puts it "
@@ -524,7 +522,7 @@ def evaluation_parts(
         truth_canon = _canonical_truth(truth)
         # frames whose hips and shoulders are all visible: the canonical frame is not guessed
         # from an occluded joint's depth (a side view's far hip samples the near one's surface)
-        torso = vis[:, [JOINT_INDEX[n] for n in _TORSO]].all(axis=1)
+        torso = vis[:, list(TORSO_JOINTS)].all(axis=1)
         parts.update(
             depth_valid_visible=[result.depth_valid[have_2d & vis]],
             found_visible=[have_2d[vis]],

@@ -97,12 +97,20 @@ class SkeletonFit:
     """The per-take skeleton and what it did to each joint of each frame."""
 
     joints: np.ndarray  # (T, K, 3) camera-frame joints, inferred ones placed
-    measured: np.ndarray  # (T, K) bool: the joint kept its own depth
-    inferred: np.ndarray  # (T, K) bool: placed on its ray from a neighbour
     lengths: dict[str, float]  # metres per bone group (NaN: never seen)
     noise_m_at_1m: float  # the take's depth noise (sd at 1 m, grows with Z^2)
-    source: np.ndarray  # (T, K) one letter per joint: SOURCE_CODES
+    source: np.ndarray  # (T, 17) one letter per COCO joint: SOURCE_CODES
     torso: np.ndarray  # (T, 4, 3) the fitted torso (shoulders, hips), NaN where none fitted
+
+    @property
+    def measured(self) -> np.ndarray:
+        """(T, 17) the joint kept its own depth."""
+        return self.source == SOURCE_CODES["measured"]
+
+    @property
+    def inferred(self) -> np.ndarray:
+        """(T, 17) the joint was placed on its ray (its depth missing, hidden or implausible)."""
+        return np.isin(self.source, [SOURCE_CODES[k] for k in ("missing", "hidden", "implausible")])
 
 
 def rays(keypoints: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
@@ -217,8 +225,10 @@ def _nearest_trusted_range(ranges: np.ndarray, trusted: np.ndarray, t: np.ndarra
         good = np.flatnonzero(trusted[:, k] & np.isfinite(ranges[:, k]))
         if good.size == 0:
             continue
-        values = np.interp(t, t[good], ranges[good, k])
-        gap = np.min(np.abs(t[:, None] - t[good][None, :]), axis=1)
+        times = t[good]
+        values = np.interp(t, times, ranges[good, k])
+        after = np.searchsorted(times, t).clip(1, len(times) - 1) if len(times) > 1 else 0
+        gap = np.minimum(np.abs(t - times[after - 1]), np.abs(t - times[after]))
         out[:, k] = np.where(gap <= MAX_TEMPORAL_S, values, np.nan)
     return out
 
@@ -237,7 +247,6 @@ def _crossings(ray: np.ndarray, centre: np.ndarray, length: float) -> tuple[floa
 TORSO_JOINTS = tuple(
     JOINT_INDEX[n] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 )
-_TORSO = TORSO_JOINTS
 
 
 def torso_template(lengths: dict[str, float]) -> np.ndarray | None:
@@ -382,15 +391,7 @@ def fit_skeleton(
     out = fitter.out
     if K > NUM_JOINTS:
         out = np.concatenate([out, p[:, NUM_JOINTS:]], axis=1)
-    return SkeletonFit(
-        out,
-        fitter.keep,
-        fitter.inferred,
-        fitter.lengths,
-        fitter.noise,
-        fitter.source,
-        fitter.torso_pose,
-    )
+    return SkeletonFit(out, fitter.lengths, fitter.noise, fitter.source, fitter.torso_pose)
 
 
 class _Fitter:
@@ -426,8 +427,6 @@ class _Fitter:
             self.ranges, self.trusted, np.asarray(timestamps, np.float64)
         )
         self.out = np.full((T, NUM_JOINTS, 3), np.nan)
-        self.keep = np.zeros((T, NUM_JOINTS), dtype=bool)
-        self.inferred = np.zeros((T, NUM_JOINTS), dtype=bool)
         self.source = np.full((T, NUM_JOINTS), SOURCE_CODES["none"])
         self.torso_pose = np.full((T, 4, 3), np.nan)
 
@@ -435,13 +434,15 @@ class _Fitter:
         """Joint k of frame f keeps its own depth (if it has one)."""
         if np.isfinite(self.p[f, k]).all():
             self.out[f, k] = self.p[f, k]
-            self.keep[f, k] = True
             self.source[f, k] = SOURCE_CODES["measured"]
+
+    def kept(self, f: int, k: int) -> bool:
+        """Joint k of frame f kept its own depth."""
+        return self.source[f, k] == SOURCE_CODES["measured"]
 
     def put(self, f: int, k: int, s: float) -> None:
         """Joint k of frame f placed on its ray at range ``s``, with the reason."""
         self.out[f, k] = s * self.u[f, k]
-        self.inferred[f, k] = True
         m = self.ranges[f, k]
         why = "missing" if not np.isfinite(m) else "hidden" if s > m else "implausible"
         self.source[f, k] = SOURCE_CODES[why]
@@ -454,7 +455,7 @@ class _Fitter:
         A joint measured within ``tol`` of the pose costs (d / tol)^2; one measured in front
         of it (hidden by something nearer) costs ``HIDDEN_COST``; one measured behind it (the
         pose would float in front of the surface its pixel shows) ``FLOATING_COST``."""
-        torso = list(_TORSO)
+        torso = list(TORSO_JOINTS)
         along = (pose * self.u[f, torso]).sum(axis=-1)
         m, sg = self.ranges[f, torso], self.sigma[f, torso]
         known = np.isfinite(m)
@@ -491,7 +492,7 @@ class _Fitter:
         the measured depths agree with; the torso joints far in front of it (hidden) or behind
         it are placed where the pose puts them. Without four pixels, or when no measured torso
         joint agrees, the trusted ones stay and the rest hang from them. Returns the pose."""
-        torso = list(_TORSO)
+        torso = list(TORSO_JOINTS)
         poses = []
         if self.template is not None and self.has_2d[f, torso].all():
             poses = _torso_poses(self.template, self.keypoints[f, torso], self.intrinsics)
@@ -528,14 +529,14 @@ class _Fitter:
             if self.trusted[f, k]:
                 self.own(f, k)
         for k in torso:  # from a kept torso neighbour, on the crossing the evidence prefers
-            if self.keep[f, k] or not self.has_2d[f, k]:
+            if self.kept(f, k) or not self.has_2d[f, k]:
                 continue
             others = [
                 (b if a == k else a, n)
                 for a, b, n in EDGES
-                if k in (a, b) and a in _TORSO and b in _TORSO
+                if k in (a, b) and a in TORSO_JOINTS and b in TORSO_JOINTS
             ]
-            options = [(j, n) for j, n in others if self.keep[f, j] and np.isfinite(self.lengths[n])]  # fmt: skip
+            options = [(j, n) for j, n in others if self.kept(f, j) and np.isfinite(self.lengths[n])]  # fmt: skip
             if not options:
                 self.own(f, k)
                 continue

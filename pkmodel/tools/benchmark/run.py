@@ -438,15 +438,13 @@ class _Side:
         self.train_step()  # warm-up: allocations, autotuning, the optimizer's state
 
     def train_step(self) -> float:
+        from torch.nn.utils import clip_grad_norm_
+
         loss, _ = self.loss_fn(self.train_model(self.images), self.batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.train.grad_clip_norm > 0:
-            import torch
-
-            torch.nn.utils.clip_grad_norm_(
-                self.train_model.parameters(), self.cfg.train.grad_clip_norm
-            )
+            clip_grad_norm_(self.train_model.parameters(), self.cfg.train.grad_clip_norm)
         self.optimizer.step()
         return loss.item()
 
