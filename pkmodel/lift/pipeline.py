@@ -533,8 +533,12 @@ def evaluation_parts(
             depths["true_radius"] = (gt.limb_radius, False)
     selected = selected_variant(lift)
     for depth, (radius, skeleton) in depths.items():
-        placed = (joints.keypoints, seq.intrinsics) if skeleton else None
-        raw, _, fit = finish_3d(result.surface, seq.timestamps, radius, SmoothingParams("none"), placed)  # fmt: skip
+        if skeleton and result.skeleton is not None:  # the run's own fit, of the same inputs
+            raw, fit = result.joints_raw, result.skeleton
+        else:  # rays through the pixels the depth was sampled at (after any 2D smoothing)
+            placed = (result.keypoints_2d, seq.intrinsics) if skeleton else None
+            none = SmoothingParams("none")
+            raw, _, fit = finish_3d(result.surface, seq.timestamps, radius, none, placed)
         for method in dict.fromkeys((*SMOOTHING_METHODS, lift.smoothing)):
             params = offline_window(SmoothingParams.from_config(lift, method), raw, fit)
             pred = smooth_sequence(raw, seq.timestamps, params)

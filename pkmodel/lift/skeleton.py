@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pkmodel.common.camera import Intrinsics
+from pkmodel.common.camera import PIXEL_CENTER, Intrinsics, backproject
 from pkmodel.common.skeleton import JOINT_INDEX, NUM_JOINTS
 
 ACROSS_PERCENTILE = 95
@@ -114,11 +114,9 @@ class SkeletonFit:
 
 
 def rays(keypoints: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
-    """Unit camera rays (T, K, 3) through 2D keypoints (T, K, 2) in colour pixels; NaN without."""
-    kp = np.asarray(keypoints, dtype=np.float64)
-    x = (kp[..., 0] - intrinsics.cx) / intrinsics.fx
-    y = (kp[..., 1] - intrinsics.cy) / intrinsics.fy
-    r = np.stack([x, y, np.ones_like(x)], axis=-1)
+    """Unit camera rays (T, K, 3) through 2D keypoints (T, K, 2) in colour pixels (pkmodel's
+    convention, as back-projection takes them); NaN without."""
+    r = backproject(keypoints, 1.0, intrinsics)
     return r / np.linalg.norm(r, axis=-1, keepdims=True)
 
 
@@ -271,8 +269,8 @@ def _torso_poses(template: np.ndarray, pixels: np.ndarray, intrinsics: Intrinsic
     )
     try:
         n, rotations, translations, _ = cv2.solvePnPGeneric(
-            template, pixels.astype(np.float64), k, None, flags=cv2.SOLVEPNP_IPPE
-        )
+            template, pixels.astype(np.float64) - PIXEL_CENTER, k, None, flags=cv2.SOLVEPNP_IPPE
+        )  # OpenCV puts pixel centres at whole numbers
     except cv2.error:
         return []
     poses = []

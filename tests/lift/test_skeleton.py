@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pkmodel.common.camera import Intrinsics
+from pkmodel.common.camera import project as camera_project
 from pkmodel.common.skeleton import JOINT_INDEX
 from pkmodel.config import load_config
 from pkmodel.data.synthetic.humanoid import gait_pose, pose_body, rotation_y, sample_body
@@ -46,10 +47,7 @@ def walk() -> tuple[np.ndarray, np.ndarray]:
 
 
 def project(joints: np.ndarray) -> np.ndarray:
-    return np.stack(
-        [INTR.fx * joints[..., 0] / joints[..., 2] + INTR.cx,
-         INTR.fy * joints[..., 1] / joints[..., 2] + INTR.cy], axis=-1,
-    )  # fmt: skip
+    return camera_project(joints, INTR)  # pkmodel's pixel convention, as the pipeline's 2D
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +89,11 @@ def test_hidden_missing_and_side_view_joints_are_placed_and_labelled(scene):
     assert hidden.max() < 0.03, hidden  # 0.3 m before
     assert missing.max() < 0.03, missing  # no 3D at all before
     assert side.max() < 0.04 and before.min() > 0.1, (side, before)
+    # a pixel's ray is the one projection and back-projection use (pixel centres at +0.5)
+    np.testing.assert_allclose(
+        rays(project(truth), INTR), truth / np.linalg.norm(truth, axis=-1, keepdims=True),
+        atol=1e-12,
+    )  # fmt: skip
     # every placed joint lies on its own pixel's ray
     placed = fit.inferred
     u = rays(scene[2], INTR)[placed]
