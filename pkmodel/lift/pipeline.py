@@ -354,8 +354,8 @@ def canonical_pose(
     without a torso, from the joints themselves, with ``lift.hip_prior``'s completion of a
     turned person's hidden hip."""
     ext = add_derived_joints(joints)
+    width = canonical_hip_width(joints, lift)
     if torso is None:
-        width = canonical_hip_width(joints, lift)
         canonical, origin, rotation = to_canonical(ext, width)
         return ext, canonical, origin, rotation, width
     frame = ext.copy()
@@ -365,10 +365,8 @@ def canonical_pose(
     frame = add_derived_joints(frame[:, :NUM_JOINTS])
     ext[fitted, PELVIS] = frame[fitted, PELVIS]
     ext[fitted, NECK] = frame[fitted, NECK]
-    width = canonical_hip_width(joints, lift)
     origin, rotation = canonical_frame(frame, width)
-    fit_origin, fit_rotation = canonical_frame(frame, None)
-    origin[fitted], rotation[fitted] = fit_origin[fitted], fit_rotation[fitted]
+    origin[fitted], rotation[fitted] = canonical_frame(frame[fitted], None)
     canonical = np.einsum("...ij,...kj->...ki", rotation, ext - origin[..., None, :])
     return ext, canonical, origin, rotation, width
 
