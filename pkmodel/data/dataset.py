@@ -94,7 +94,7 @@ class PoseDataset(torch.utils.data.Dataset):
     """Prepared labels (``DATASET_DIR/NAME.json``) as training or validation samples.
 
     ``dataset[i]`` is a dict of tensors: ``image`` (3 x S x S float32 in [-1, 1], RGB), the
-    targets of ``pkmodel.data.targets.encode_targets`` (heatmaps, centers, regs, offsets, masks),
+    targets of ``pkmodel.data.targets.encode_targets`` (heatmaps, centers, reg and offset values, masks),
     ``keypoints`` (K x 3, input pixels after augmentation, v = 0 where there is no target) and
     ``index`` (to find the sample's crop_box for mapping predictions back).
     """

@@ -20,6 +20,12 @@ Conventions (the decoder in ``pkmodel.model.decode`` inverts them exactly):
   below the rounding edge so float32 storage cannot round them into the next cell.)
 - Offsets (main person only): the sub-cell remainder, written at each joint's own cell.
 - A joint with visibility 0, or outside the input, carries no target anywhere and mask 0.
+
+Regs and offsets are kept compact: per joint the values the maps would hold at the one cell
+where they are non-zero (``reg_values``, ``offset_values``; the cells are ``center_index`` and
+``joint_index``). The loss reads predictions only at those cells, so the (2K, h, w) maps (627 KB
+per sample at 192 px, for about 64 numbers) are never built in training; :func:`target_maps`
+writes them out for whatever decodes targets as if they were network outputs.
 """
 
 from __future__ import annotations
@@ -90,10 +96,12 @@ def encode_targets(
     keypoints (K, 3) [x, y, v] and center (2,) of the main person; others_keypoints (M, K, 3) and
     others_centers (M, 2) of the other people in the input (M may be 0, or None for none).
 
-    Returns float32 ``heatmaps`` (K, h, w), ``centers`` (1, h, w), ``regs`` and ``offsets``
-    (2K, h, w; channel 2j = x, 2j + 1 = y of joint j), ``reg_mask`` and ``offset_mask`` (K,),
-    and int64 ``center_index`` (2,) [x, y] and ``joint_index`` (K, 2) [x, y] cells (0 where the
-    mask is 0), which the loss uses to read predictions at the right cells.
+    Returns float32 ``heatmaps`` (K, h, w) and ``centers`` (1, h, w); float32 ``reg_values``
+    and ``offset_values`` (K, 2) [x, y], what the regs map holds at the center cell and the
+    offsets map at each joint's cell (0 where the mask is 0; :func:`target_maps` builds the
+    maps); ``reg_mask`` and ``offset_mask`` (K,); and int64 ``center_index`` (2,) [x, y] and
+    ``joint_index`` (K, 2) [x, y] cells (0 where the mask is 0), which the loss uses to read
+    predictions at the right cells.
     """
     if input_size % stride:
         raise ValueError(f"input size {input_size} is not a multiple of the stride {stride}")
@@ -124,29 +132,42 @@ def encode_targets(
     centers = gaussian_maps(center_cells, center_sigma, center_valid, grid).max(axis=0)[None]
 
     main_valid, main_cells, main_xy = valid[0], cells[0], people[0, :, :2]
-    cx, cy = center_cells[0]
-    regs = np.zeros((2 * k, grid, grid), np.float32)
     steps = main_cells - center_cells[0]  # whole cells from the center to each joint
     # p / stride - 0.5 - center lies in [steps - 0.5, steps + 0.5); keeping it a hair below the
     # upper end means float32 storage can never round it up into the next cell.
     reg_values = np.clip(main_xy / stride - 0.5 - center_cells[0], steps - 0.5, steps + REG_MARGIN)
-    regs[:, cy, cx] = np.where(main_valid[:, None], reg_values, 0.0).reshape(-1)
-
-    offsets = np.zeros((2 * k, grid, grid), np.float32)
-    joints = np.flatnonzero(main_valid)
-    off_values = point_offsets(main_xy[joints], stride, main_cells[joints])  # (J, 2)
-    jx, jy = main_cells[joints, 0], main_cells[joints, 1]
-    offsets[2 * joints, jy, jx] = off_values[:, 0]
-    offsets[2 * joints + 1, jy, jx] = off_values[:, 1]
-
+    off_values = point_offsets(main_xy, stride, main_cells)
+    keep = main_valid[:, None]
     mask = main_valid.astype(np.float32)
     return {
         "heatmaps": heatmaps.astype(np.float32),
         "centers": centers.astype(np.float32),
-        "regs": regs,
-        "offsets": offsets,
+        "reg_values": np.where(keep, reg_values, 0.0).astype(np.float32),
+        "offset_values": np.where(keep, off_values, 0.0).astype(np.float32),
         "reg_mask": mask,
         "offset_mask": mask.copy(),
         "center_index": center_cells[0].astype(np.int64),
-        "joint_index": np.where(main_valid[:, None], main_cells, 0).astype(np.int64),
+        "joint_index": np.where(keep, main_cells, 0).astype(np.int64),
     }
+
+
+def target_maps(targets: dict) -> tuple:
+    """A batch of targets (torch tensors, a leading batch axis) as the network's four outputs
+    (heatmaps, centers, regs, offsets: ``OUTPUT_NAMES``' order and shapes): the reg values
+    written at each sample's center cell and the offset values at each joint's cell, zeros
+    elsewhere, channel 2j = x and 2j + 1 = y of joint j. Decoding them gives the poses a
+    perfect network would (the oracle of ``pkmodel.engine.evaluate``)."""
+    heatmaps = targets["heatmaps"]
+    n, k, h, w = heatmaps.shape
+    regs = heatmaps.new_zeros((n, k, 2, h * w))
+    offsets = heatmaps.new_zeros((n, k, 2, h * w))
+    center = targets["center_index"].long()
+    at_center = (center[:, 1] * w + center[:, 0])[:, None, None, None].expand(n, k, 2, 1)
+    reg = targets["reg_values"] * targets["reg_mask"][..., None]
+    regs.scatter_(3, at_center, reg[..., None].to(regs.dtype))
+    cells = targets["joint_index"].long()
+    at_joint = (cells[..., 1] * w + cells[..., 0])[:, :, None, None].expand(n, k, 2, 1)
+    off = targets["offset_values"] * targets["offset_mask"][..., None]
+    offsets.scatter_(3, at_joint, off[..., None].to(offsets.dtype))  # joint j's channels only
+    shape = (n, 2 * k, h, w)
+    return heatmaps, targets["centers"], regs.reshape(shape), offsets.reshape(shape)

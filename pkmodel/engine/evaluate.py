@@ -30,10 +30,10 @@ from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import FLIP_INDEX
 from pkmodel.data.dataset import PoseDataset
 from pkmodel.data.prepare import prepare_split
+from pkmodel.data.targets import target_maps
 from pkmodel.engine.error_budget import error_budget
 from pkmodel.engine.scoring import Evaluation, Predictions, score_predictions
 from pkmodel.model.decode import DecodeSettings, decode_poses
-from pkmodel.model.outputs import OUTPUT_NAMES
 
 # --------------------------------------------------------------------------------------------
 # Flip test
@@ -176,7 +176,7 @@ def oracle_split(
     loader = _loader(dataset, cfg.eval.batch_size if batch_size is None else batch_size, cfg.train.workers, "cpu")  # fmt: skip
     with torch.inference_mode():
         for batch in tqdm(loader, desc="oracle", unit="batch", disable=not progress):
-            targets = tuple(batch[name] for name in OUTPUT_NAMES)
+            targets = target_maps(batch)
             settings = DecodeSettings.for_grid(
                 cfg.decoder, cfg.model.input_size, targets[0].shape[-1]
             )

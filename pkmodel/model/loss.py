@@ -5,8 +5,9 @@
   every pixel of the batch, where a pixel whose target exceeds ``FOREGROUND_THRESHOLD`` counts
   ``foreground_weight`` times (its gradient through the sigmoid is too weak for the heatmaps to
   learn quickly: docs/model.md, "Loss").
-- reg: L1 (cells) of the regs read at each sample's ground-truth center cell, averaged over the
-  labelled joints of the batch (x and y each count once).
+- reg: L1 (cells) of the regs read at each sample's ground-truth center cell against the
+  targets' ``reg_values``, averaged over the labelled joints of the batch (x and y each count
+  once).
 - offset: L1 of the offsets over a (2r + 1) x (2r + 1) window of cells around each labelled
   joint's ground-truth cell (r = ``offset_radius``; r = 0 is that cell alone). At a window cell
   the target is the joint's position in cells minus the cell (``(cell + offset) * stride`` is the
@@ -104,21 +105,22 @@ def masked_l1(
 
 def window_offset_l1(
     offsets: torch.Tensor,
-    target_offsets: torch.Tensor,
+    remainders: torch.Tensor,
     joint_cells: torch.Tensor,
     mask: torch.Tensor,
     radius: int,
     sync: bool = False,
 ) -> torch.Tensor:
     """L1 (cells) of N x 2K x h x w ``offsets`` over the window of ``radius`` cells around
-    each joint's cell (N x K x 2 [x, y]); ``target_offsets`` hold the sub-cell remainder at
-    that cell. Each joint with mask 1 counts once (its window cells inside the grid averaged),
-    x and y once each, like ``masked_l1``; radius 0 equals ``masked_l1`` at the joint cells.
+    each joint's cell (N x K x 2 [x, y]); ``remainders`` (N x K x 2) are the joints' sub-cell
+    remainders, the offsets' target at their own cell. Each joint with mask 1 counts once (its
+    window cells inside the grid averaged), x and y once each, like ``masked_l1``; radius 0
+    equals ``masked_l1`` at the joint cells.
     """
     n, c, h, w = offsets.shape
     k = c // 2
     cells = joint_cells.long()
-    remainder = gather_at(target_offsets, cells)  # N x K x 2, sub-cell at the joint's cell
+    remainder = remainders.to(offsets.dtype)
     span = torch.arange(-radius, radius + 1, device=cells.device)
     dy, dx = torch.meshgrid(span, span, indexing="ij")
     window = cells[:, :, None, :] + torch.stack([dx, dy], -1).reshape(1, 1, -1, 2)  # N x K x W x 2
@@ -176,14 +178,14 @@ class PoseLoss(nn.Module):
 
         center_cell = targets["center_index"]
         reg_pred = gather_at(regs, center_cell).reshape(n, k, 2)
-        reg_true = gather_at(targets["regs"], center_cell).reshape(n, k, 2)
+        reg_true = targets["reg_values"].to(reg_pred.dtype)
         reg_mask = targets["reg_mask"]
         reg = masked_l1(reg_pred, reg_true, reg_mask, self.sync)
 
         joint_cells = targets["joint_index"]
         offset = window_offset_l1(
             offsets,
-            targets["offsets"],
+            targets["offset_values"],
             joint_cells,
             targets["offset_mask"],
             cfg.offset_radius,

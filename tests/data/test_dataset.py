@@ -220,7 +220,7 @@ def test_item_tensors_and_targets(mmpose):
     assert item["image"].min() >= -1.0 and item["image"].max() <= 1.0
     assert item["heatmaps"].shape == (NUM_JOINTS, grid, grid)
     assert item["centers"].shape == (1, grid, grid)
-    assert item["regs"].shape == item["offsets"].shape == (2 * NUM_JOINTS, grid, grid)
+    assert item["reg_values"].shape == item["offset_values"].shape == (NUM_JOINTS, 2)
     assert int(item["index"]) == 0
     vis = item["keypoints"][:, 2] > 0
     assert torch.equal(item["reg_mask"] > 0, vis)

@@ -7,10 +7,17 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+import torch
 
 from pkmodel.common.geometry import square_crop_box
 from pkmodel.config import TargetsConfig
-from pkmodel.data.targets import encode_targets, person_sizes, point_cells, point_offsets
+from pkmodel.data.targets import (
+    encode_targets,
+    person_sizes,
+    point_cells,
+    point_offsets,
+    target_maps,
+)
 from pkmodel.model.decode import decode_single
 from pkmodel.model.outputs import OUTPUT_NAMES
 from tests.conftest import shared_data
@@ -23,8 +30,15 @@ def _person(rng, size, lo=0.1, hi=0.9, vis=2.0):
     return np.concatenate([xy, np.full((K, 1), vis)], axis=1)
 
 
+def _maps(t):
+    """One sample's targets as the four output maps (``target_maps``), by name."""
+    batch = {k: torch.from_numpy(np.asarray(v)[None]) for k, v in t.items()}
+    return {name: m[0].numpy() for name, m in zip(OUTPUT_NAMES, target_maps(batch), strict=True)}
+
+
 def _decode(t):
-    return decode_single([t[name] for name in OUTPUT_NAMES])
+    maps = _maps(t)
+    return decode_single([maps[name] for name in OUTPUT_NAMES])
 
 
 def test_cell_and_offset_convention_round_trips_exactly():
@@ -43,9 +57,13 @@ def test_shapes_dtypes_and_peaks_on_any_grid(size):
     t = encode_targets(kps, np.array([size / 2, size / 2]), None, None, size, TargetsConfig())
     g = size // 4
     assert t["heatmaps"].shape == (K, g, g) and t["centers"].shape == (1, g, g)
-    assert t["regs"].shape == (2 * K, g, g) and t["offsets"].shape == (2 * K, g, g)
-    for name in ("heatmaps", "centers", "regs", "offsets", "reg_mask", "offset_mask"):
+    assert t["reg_values"].shape == t["offset_values"].shape == (K, 2)
+    assert "regs" not in t and "offsets" not in t  # no dense maps in training samples
+    for name in ("heatmaps", "centers", "reg_values", "offset_values", "reg_mask", "offset_mask"):
         assert t[name].dtype == np.float32, name
+    maps = _maps(t)
+    assert maps["regs"].shape == maps["offsets"].shape == (2 * K, g, g)
+    assert maps["regs"].dtype == np.float32
     assert t["center_index"].dtype == np.int64 and t["joint_index"].shape == (K, 2)
     cells = point_cells(kps[:, :2], 4, g)
     # Peak exactly 1.0 at each joint's cell, and that cell is the channel's maximum.
@@ -63,13 +81,16 @@ def test_invisible_and_outside_joints_carry_no_target():
     kps[5, :2] = (-6.0, 50.0)  # labelled, left of the input
     kps[6, :2] = (50.0, 192.0)  # labelled, exactly on the far edge (outside [0, 192))
     t = encode_targets(kps, np.array([96.0, 96.0]), None, None, size, TargetsConfig())
+    maps = _maps(t)
     for j in (3, 5, 6):
         assert t["reg_mask"][j] == 0 and t["offset_mask"][j] == 0
         assert t["heatmaps"][j].max() == 0.0
-        assert not t["regs"][2 * j : 2 * j + 2].any() and not t["offsets"][2 * j : 2 * j + 2].any()
+        assert not t["reg_values"][j].any() and not t["offset_values"][j].any()
+        assert not maps["regs"][2 * j : 2 * j + 2].any()
+        assert not maps["offsets"][2 * j : 2 * j + 2].any()
     assert t["reg_mask"].sum() == K - 3
     # The offsets hold exactly one non-zero pair location per labelled joint (at its cell).
-    assert np.count_nonzero(t["offsets"].any(axis=0)) <= K - 3
+    assert np.count_nonzero(maps["offsets"].any(axis=0)) <= K - 3
 
 
 def test_regs_round_correctly_for_joints_left_of_and_above_the_center():
@@ -83,7 +104,8 @@ def test_regs_round_correctly_for_joints_left_of_and_above_the_center():
     t = encode_targets(kps, center, None, None, size, TargetsConfig())
     cx, cy = t["center_index"]
     assert (cx, cy) == (25, 25)
-    reg = t["regs"][:, cy, cx].reshape(K, 2)[: len(xs)]
+    reg = _maps(t)["regs"][:, cy, cx].reshape(K, 2)[: len(xs)]
+    assert np.array_equal(reg, t["reg_values"][: len(xs)])
     cells = point_cells(kps[: len(xs), :2], 4, 48)
     assert (reg < 0).any()
     assert np.array_equal(cx + np.floor(reg + 0.5).astype(int), cells)
@@ -105,10 +127,11 @@ def test_other_people_in_heatmaps_and_centers_but_not_in_regs_or_offsets():
     assert t["centers"][0, 5, 5] == 1.0
     main_cells = point_cells(main[:, :2], 4, 48)
     # Offsets only at the main person's cells.
-    written = np.argwhere(t["offsets"].any(axis=0))
+    maps = _maps(t)
+    written = np.argwhere(maps["offsets"].any(axis=0))
     assert {tuple(c) for c in written} <= {(y, x) for x, y in main_cells}
     # Regs only at the main center cell.
-    assert np.argwhere(t["regs"].any(axis=0)).tolist() == [[24, 24]]
+    assert np.argwhere(maps["regs"].any(axis=0)).tolist() == [[24, 24]]
     # Other centers outside the input add nothing.
     t2 = encode_targets(main, np.array([96.0, 96.0]), other[None], np.array([[-50.0, 20.0]]),
                         size, TargetsConfig())  # fmt: skip
@@ -158,7 +181,7 @@ def test_round_trip_random_keypoints(size):
         t = encode_targets(kps, center, others, ocenters, size, cfg)
         err = _assert_round_trip(t, kps)
         worst = max(worst, float(err.max(initial=0.0)))
-        reg = t["regs"][:, t["center_index"][1], t["center_index"][0]]
+        reg = t["reg_values"]
         negative += int((reg < -0.5).sum())
     assert negative > 100  # many joints left of / above the center were checked
     assert worst < 1e-3  # float32 storage only

@@ -35,13 +35,13 @@ from tests.engine.coco_files import (
 
 
 def _targets(kp, center, others, size=64):
-    from pkmodel.data.targets import encode_targets
+    from pkmodel.data.targets import encode_targets, target_maps
 
     cfg = eval_config()
     okp = np.asarray([o[0] for o in others]).reshape(-1, NUM_JOINTS, 3)
     oc = np.asarray([o[1] for o in others]).reshape(-1, 2)
     t = encode_targets(kp, center, okp, oc, size, cfg.targets)
-    return tuple(torch.from_numpy(t[n])[None] for n in ("heatmaps", "centers", "regs", "offsets"))
+    return target_maps({k: torch.from_numpy(v)[None] for k, v in t.items()})
 
 
 def _mirror(kp, center, size):

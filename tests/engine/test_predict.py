@@ -52,16 +52,13 @@ class _OracleRunner:
         self.cfg, self.input_size, self.poses = cfg, SIZE, poses_input
 
     def __call__(self, batch):
-        from pkmodel.data.targets import encode_targets
+        from pkmodel.data.targets import encode_targets, target_maps
         from pkmodel.model.decode import DecodeSettings, decode_poses
 
-        names = ("heatmaps", "centers", "regs", "offsets")
         targets = [encode_targets(kp, c, None, None, SIZE, self.cfg.targets)
                    for kp, c in self.poses[: len(batch)]]  # fmt: skip
-        return decode_poses(
-            tuple(torch.from_numpy(np.stack([t[n] for t in targets])) for n in names),
-            DecodeSettings.from_config(self.cfg.decoder),
-        )
+        batch = {k: torch.from_numpy(np.stack([t[k] for t in targets])) for k in targets[0]}
+        return decode_poses(target_maps(batch), DecodeSettings.from_config(self.cfg.decoder))
 
 
 def test_predict_frames_maps_back_through_the_letterbox():

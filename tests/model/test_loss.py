@@ -9,7 +9,7 @@ import torch
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import BONES
 from pkmodel.config import LossConfig, ModelConfig, TargetsConfig
-from pkmodel.data.targets import encode_targets
+from pkmodel.data.targets import encode_targets, target_maps
 from pkmodel.model.loss import PoseLoss, gather_at, masked_l1, weighted_mse, window_offset_l1
 from pkmodel.model.network import build_model
 
@@ -31,9 +31,9 @@ def _batch(n, size=64, seed=0, hidden=()):
 def _offset_field(batch, size=64, stride=4):
     """Dense offsets that point every cell at its joint: (cell + offset) * stride = joint."""
     grid = size // stride
-    pos = batch["joint_index"].double() + gather_at(batch["offsets"], batch["joint_index"])
+    pos = batch["joint_index"].double() + batch["offset_values"].double()
     cells = torch.arange(grid, dtype=torch.float64)
-    field = torch.empty(batch["offsets"].shape, dtype=torch.float64)
+    field = torch.empty(target_maps(batch)[3].shape, dtype=torch.float64)
     field[:, 0::2] = pos[..., 0, None, None] - cells[None, None, None, :]
     field[:, 1::2] = pos[..., 1, None, None] - cells[None, None, :, None]
     return field.float()
@@ -41,7 +41,7 @@ def _offset_field(batch, size=64, stride=4):
 
 def _perfect(batch):
     """Outputs equal to the targets, with offsets pointing at the joints from every cell."""
-    return (*(batch[k].clone() for k in ("heatmaps", "centers", "regs")), _offset_field(batch))
+    return (*(m.clone() for m in target_maps(batch)[:3]), _offset_field(batch))
 
 
 def test_perfect_outputs_give_zero_for_every_term():
@@ -108,7 +108,7 @@ def test_offset_window_trains_the_cells_around_each_joint():
     far = offs.clone()
     jx, jy = cells[1, 3].tolist()
     far[1, 2 * 3, jy, (jx + 2) % 16] += 7.0  # two cells away: outside a radius-1 window
-    assert window_offset_l1(far, batch["offsets"], cells, mask, 1).item() == pytest.approx(
+    assert window_offset_l1(far, batch["offset_values"], cells, mask, 1).item() == pytest.approx(
         0.0, abs=1e-5
     )
     near = offs.clone()
@@ -116,9 +116,9 @@ def test_offset_window_trains_the_cells_around_each_joint():
     near[1, 2 * 3 + 1, jy, nx] += 0.9  # a neighbour cell, y of joint 3 of sample 1
     inside = sum(0 <= jx + dx < 16 and 0 <= jy + dy < 16 for dx in (-1, 0, 1) for dy in (-1, 0, 1))
     labelled = int(mask.sum())  # 2 x 17 - 1 joints
-    got = window_offset_l1(near, batch["offsets"], cells, mask, 1).item()
+    got = window_offset_l1(near, batch["offset_values"], cells, mask, 1).item()
     assert got == pytest.approx(0.9 / inside / (2 * labelled), rel=1e-3)
-    assert window_offset_l1(near, batch["offsets"], cells, mask, 0).item() == pytest.approx(
+    assert window_offset_l1(near, batch["offset_values"], cells, mask, 0).item() == pytest.approx(
         0.0, abs=1e-5
     )
     # An unlabelled joint's window carries no loss.
@@ -126,17 +126,17 @@ def test_offset_window_trains_the_cells_around_each_joint():
     hx, hy = batch["joint_index"][0, 4].tolist()
     hidden[0, 8:10] += 3.0
     assert batch["offset_mask"][0, 4] == 0 and (hx, hy) == (0, 0)
-    hidden_loss = window_offset_l1(hidden, batch["offsets"], cells, mask, 2).item()
+    hidden_loss = window_offset_l1(hidden, batch["offset_values"], cells, mask, 2).item()
     assert hidden_loss == pytest.approx(0.0, abs=1e-5)
 
 
 def test_offset_window_of_radius_zero_equals_the_joint_cell_l1():
     batch = _batch(3, seed=5, hidden=(0, 9))
     rng = torch.Generator().manual_seed(1)
-    offs = torch.rand(batch["offsets"].shape, generator=rng) * 2 - 0.5
+    offs = torch.rand(target_maps(batch)[3].shape, generator=rng) * 2 - 0.5
     cells, mask = batch["joint_index"], batch["offset_mask"]
-    want = masked_l1(gather_at(offs, cells), gather_at(batch["offsets"], cells), mask).item()
-    assert window_offset_l1(offs, batch["offsets"], cells, mask, 0).item() == pytest.approx(
+    want = masked_l1(gather_at(offs, cells), batch["offset_values"], mask).item()
+    assert window_offset_l1(offs, batch["offset_values"], cells, mask, 0).item() == pytest.approx(
         want, rel=1e-6
     )
 
@@ -149,7 +149,9 @@ def test_offset_window_at_the_grid_edge_averages_the_cells_inside():
     batch = {k: torch.from_numpy(v[None]) for k, v in t.items()}
     offs = _offset_field(batch)
     offs[0, 0, 1, 1] += 1.0  # x at cell (1, 1), a window cell of the nose
-    got = window_offset_l1(offs, batch["offsets"], batch["joint_index"], batch["offset_mask"], 1)
+    got = window_offset_l1(
+        offs, batch["offset_values"], batch["joint_index"], batch["offset_mask"], 1
+    )
     assert got.item() == pytest.approx(1.0 / 4 / (2 * K), rel=1e-3)
 
 
@@ -165,7 +167,7 @@ def test_bone_term_compares_bone_lengths_from_regs():
     for i in range(2):
         cx, cy = batch["center_index"][i].tolist()
         regs[i, :, cy, cx] *= 2.0
-    reg_true = gather_at(batch["regs"], batch["center_index"]).reshape(2, K, 2)
+    reg_true = batch["reg_values"]
     a, b = zip(*BONES, strict=True)
     mean_length = (reg_true[:, list(a)] - reg_true[:, list(b)]).norm(dim=-1).mean().item()
     on = PoseLoss(LossConfig(bone_weight=0.5))((heat, cen, regs, offs), batch)[1]
@@ -305,3 +307,22 @@ def test_default_loss_does_not_starve_the_heatmaps(one_thread):
     old = _backbone_gradient_norms(LossConfig(heatmap_loss="mse", center_weight=1.0, reg_weight=0.1, offset_weight=1.0))  # fmt: skip
     assert default["heatmap"] > 0.25 * default["offset"], default
     assert old["heatmap"] < 0.02 * old["offset"], old
+
+
+def test_compact_targets_give_the_loss_of_the_dense_maps():
+    """The reg and offset terms read the compact values where they once gathered the dense
+    target maps at the same cells: the same numbers (the maps of ``target_maps``)."""
+    batch = _batch(4, seed=3, hidden=(2, 11))
+    _, _, reg_maps, off_maps = target_maps(batch)
+    center, cells, mask = batch["center_index"], batch["joint_index"], batch["offset_mask"]
+    assert torch.equal(gather_at(reg_maps, center).reshape(4, K, 2), batch["reg_values"])
+    assert torch.equal(gather_at(off_maps, cells), batch["offset_values"])
+    rng = torch.Generator().manual_seed(2)
+    outputs = tuple(torch.rand(m.shape, generator=rng) for m in target_maps(batch))
+    _, terms = PoseLoss(LossConfig(offset_radius=1))(outputs, batch)
+    reg_pred = gather_at(outputs[2], center).reshape(4, K, 2)
+    want_reg = masked_l1(reg_pred, gather_at(reg_maps, center).reshape(4, K, 2), mask)
+    want_off = window_offset_l1(outputs[3], gather_at(off_maps, cells), cells, mask, 1)
+    assert terms["reg"].item() == pytest.approx(want_reg.item(), rel=1e-6)
+    assert terms["offset"].item() == pytest.approx(want_off.item(), rel=1e-6)
+    assert terms["reg"].item() > 0.1 and terms["offset"].item() > 0.1
