@@ -20,6 +20,7 @@ import numpy as np
 
 from pkmodel import __version__
 from pkmodel.common.atomic import atomic_write_bytes, atomic_write_json
+from pkmodel.common.camera import Intrinsics, backproject, project
 from pkmodel.common.draw import draw_skeleton, put_label, save_image
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.geometry import letterbox_image
@@ -44,11 +45,17 @@ from pkmodel.lift.skeleton import (
     depth_noise,
     fit_skeleton,
 )
-from pkmodel.lift.smoothing import SmoothingParams, offline_sigma_for, smooth_sequence
+from pkmodel.lift.smoothing import (
+    SmoothingParams,
+    offline_sigma_for,
+    smooth_along_rays,
+    smooth_sequence,
+)
 from pkmodel.lift.take import Take, TakeRecorder, write_take
 from pkmodel.model.decode import DecodeSettings, decode_batch
 
 SMOOTHING_METHODS = ("none", "ema", "one_euro", "offline")
+GROUND_TRUTH_2D = "ground-truth-2d"  # Joints2D.source of the labelled 2D joints
 CAMERA_FRAME = "x right, y down, z forward (metres)"
 CANONICAL_FRAME = (
     "origin at the pelvis; x toward the subject's left hip (right as seen facing the subject), "
@@ -83,7 +90,7 @@ def ground_truth_joints(seq: RgbdSequence) -> Joints2D:
     kp = seq.ground_truth.keypoints_2d
     labelled = kp[..., 2] > 0
     xy = np.where(labelled[..., None], kp[..., :2], np.nan)
-    return Joints2D(xy, labelled.astype(np.float64), "ground-truth-2d")
+    return Joints2D(xy, labelled.astype(np.float64), GROUND_TRUTH_2D)
 
 
 def checkpoint_id(path: Path) -> str:
@@ -242,16 +249,41 @@ def finish_3d(
     radius: np.ndarray | None,
     params: SmoothingParams,
     skeleton: tuple[np.ndarray, Any] | None = None,
+    rays: tuple[Intrinsics, bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, SkeletonFit | None]:
     """Correction (when ``radius`` is given), the take's skeleton (when ``skeleton`` gives the
-    2D keypoints and the intrinsics), then smoothing: (raw, smoothed, skeleton fit) joints."""
+    2D keypoints and the intrinsics), then smoothing: (raw, smoothed, skeleton fit) joints.
+    ``rays`` (see :func:`smooth_joints`) makes offline smoothing work along the joints' rays."""
     raw = surface if radius is None else surface_to_joint(surface, radius)
     fit = None
     if skeleton is not None:
         keypoints, intrinsics = skeleton
         fit = fit_skeleton(raw, keypoints, intrinsics, timestamps, radius)
         raw = fit.joints
-    return raw, smooth_sequence(raw, timestamps, offline_window(params, raw, fit)), fit
+    return raw, smooth_joints(raw, timestamps, offline_window(params, raw, fit), rays), fit
+
+
+def smooth_joints(
+    joints: np.ndarray,
+    timestamps: np.ndarray,
+    params: SmoothingParams,
+    rays: tuple[Intrinsics, bool] | None,
+) -> np.ndarray:
+    """Camera-frame joints (T, K, 3) smoothed with ``params``. Offline smoothing, given ``rays``
+    (the intrinsics, and whether the 2D joints are exact: ground truth), smooths each joint's
+    depth along its ray and its pixel apart (:func:`pkmodel.lift.smoothing.smooth_along_rays`);
+    the causal filters, and offline smoothing without ``rays``, smooth x, y and z alike."""
+    if params.method != "offline" or rays is None:
+        return smooth_sequence(joints, timestamps, params)
+    intrinsics, exact_2d = rays
+    return smooth_along_rays(
+        joints,
+        timestamps,
+        params,
+        lambda points: project(points, intrinsics),
+        lambda pixels, depth: backproject(pixels, depth, intrinsics),
+        exact_2d,
+    )
 
 
 def offline_window(
@@ -278,8 +310,9 @@ def lift_sequence(
     surface, valid = sample_surface(seq, keypoints, lift, progress)
     radius = np.asarray(lift.limb_radius_m) if _corrects(lift) else None
     skeleton = (keypoints, seq.intrinsics) if _fits_skeleton(lift) else None
+    rays = (seq.intrinsics, joints.source == GROUND_TRUTH_2D)
     raw, final, fit = finish_3d(
-        surface, seq.timestamps, radius, SmoothingParams.from_config(lift), skeleton
+        surface, seq.timestamps, radius, SmoothingParams.from_config(lift), skeleton, rays
     )
     torso = None
     if fit is not None:
@@ -537,9 +570,10 @@ def evaluation_parts(
             placed = (result.keypoints_2d, seq.intrinsics) if skeleton else None
             none = SmoothingParams("none")
             raw, _, fit = finish_3d(result.surface, seq.timestamps, radius, none, placed)
+        rays = (seq.intrinsics, joints.source == GROUND_TRUTH_2D)
         for method in dict.fromkeys((*SMOOTHING_METHODS, lift.smoothing)):
             params = offline_window(SmoothingParams.from_config(lift, method), raw, fit)
-            pred = smooth_sequence(raw, seq.timestamps, params)
+            pred = smooth_joints(raw, seq.timestamps, params, rays)
             spread = bone_spread(pred)
             variant: dict[str, list[np.ndarray]] = {
                 "jitter_m_s2": [accelerations(pred, seq.timestamps)],

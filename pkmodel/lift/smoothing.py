@@ -11,6 +11,7 @@ the PoseKit app's own EMA, reproduced as it is (no timestamps).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -157,15 +158,19 @@ class OneEuroFilter(_Filter):
         return x.copy()
 
 
-# Offline smoothing's window (sd, seconds) from a take's depth noise (sd at 1 m): the first
-# value up to NOISE_FOR_MIN_SIGMA, growing with the noise, at most the second.
-OFFLINE_SIGMA_S = (0.05, 0.15)
+# Offline smoothing's window for depth (sd, seconds) from a take's depth noise (sd at 1 m): the
+# first value up to NOISE_FOR_MIN_SIGMA, growing with the noise, at most the second.
+OFFLINE_SIGMA_S = (0.075, 0.225)
 NOISE_FOR_MIN_SIGMA = 0.0025
+# Its window for image positions (2D from a network; exact 2D is not smoothed), and the number of
+# robust refits of the depth along the rays.
+OFFLINE_SIGMA_2D_S = 0.05
+OFFLINE_ROBUST_PASSES = 1
 
 
 def offline_sigma_for(noise_m_at_1m: float) -> float:
-    """The offline smoother's window for a take with this depth noise: 0.05 s for clean depth
-    (the synthetic exact sensor measures below 0.001), 0.15 s for a phone's LiDAR (about
+    """The offline smoother's depth window for a take with this depth noise: 0.075 s for clean
+    depth (the synthetic exact sensor measures below 0.001), 0.225 s for a phone's LiDAR (about
     0.007), in between in proportion."""
     low, high = OFFLINE_SIGMA_S
     if not np.isfinite(noise_m_at_1m):
@@ -226,6 +231,32 @@ def smooth_sequence(
     for i, t in enumerate(np.asarray(timestamps, dtype=np.float64)):  # recursive in time
         out[i] = filt(float(t), samples[i])
     return out
+
+
+def smooth_along_rays(
+    joints: np.ndarray,
+    timestamps: np.ndarray,
+    params: SmoothingParams,
+    project: Callable[[np.ndarray], np.ndarray],
+    backproject: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    exact_2d: bool,
+) -> np.ndarray:
+    """Offline smoothing of camera-frame joints (T, K, 3) as what was measured: each joint's
+    depth along its ray (window ``params.offline_sigma_s``, or ``OFFLINE_SIGMA_S[0]`` when 0,
+    with ``OFFLINE_ROBUST_PASSES`` robust refits) and, unless the 2D is exact (ground truth),
+    its pixel (``OFFLINE_SIGMA_2D_S``). Smoothing x, y and z together would move a joint off the
+    ray of an exact 2D position, and let depth noise into the image position.
+    ``project`` maps points to pixels, ``backproject`` pixels and depths back to points."""
+    sigma = params.offline_sigma_s if params.offline_sigma_s > 0 else OFFLINE_SIGMA_S[0]
+    t = np.asarray(timestamps, dtype=np.float64)
+    joints = np.asarray(joints, dtype=np.float64)
+    depth = smooth_offline(
+        joints[..., 2:3], t, sigma, params.max_gap_s, robust_passes=OFFLINE_ROBUST_PASSES
+    )[..., 0]
+    pixels = project(joints)
+    if not exact_2d:
+        pixels = smooth_offline(pixels, t, OFFLINE_SIGMA_2D_S, params.max_gap_s)
+    return backproject(pixels, depth)
 
 
 def _segments(known: np.ndarray, t: np.ndarray, max_gap_s: float) -> np.ndarray:

@@ -188,16 +188,63 @@ def test_offline_window_follows_the_takes_depth_noise():
     from pkmodel.lift.pipeline import offline_window
     from pkmodel.lift.smoothing import offline_sigma_for
 
-    assert offline_sigma_for(0.0003) == 0.05  # the synthetic exact sensor
-    assert offline_sigma_for(0.004) == pytest.approx(0.08)
-    assert offline_sigma_for(0.0075) == 0.15 and offline_sigma_for(float("nan")) == 0.05
+    assert offline_sigma_for(0.0003) == 0.075  # the synthetic exact sensor
+    assert offline_sigma_for(0.004) == pytest.approx(0.12)
+    assert (
+        offline_sigma_for(0.0075) == pytest.approx(0.225)
+        and offline_sigma_for(float("nan")) == 0.075
+    )
     rng = np.random.default_rng(0)
     t = np.arange(60) / 30.0
     joints = np.stack([0 * t, 0 * t, 3.0 + 0.1 * t], -1)[:, None, :].repeat(17, 1)
     noisy = joints * (1 + rng.normal(0, 0.03, joints.shape[:2]))[..., None]  # 9 cm at 3 m
     auto = SmoothingParams("offline")
-    assert offline_window(auto, joints).offline_sigma_s == 0.05
-    assert offline_window(auto, noisy).offline_sigma_s == 0.15
+    assert offline_window(auto, joints).offline_sigma_s == 0.075
+    assert offline_window(auto, noisy).offline_sigma_s == pytest.approx(0.225)
     fixed = replace(auto, offline_sigma_s=0.02)
     assert offline_window(fixed, noisy) is fixed  # a set window stays
     assert offline_window(SmoothingParams("one_euro"), noisy).offline_sigma_s == 0.0
+
+
+def _ray_walk(exact_noise: float = 0.0):
+    """Three joints walking toward the camera (z 3 -> 2 m) across the image, depth noise 3 cm;
+    with ``exact_noise`` > 0, pixel noise of that many pixels too."""
+    from pkmodel.common.camera import Intrinsics, backproject, project
+
+    intr = Intrinsics(200.0, 200.0, 128.0, 128.0, 256, 256)
+    rng = np.random.default_rng(3)
+    t = np.arange(90) / 30.0
+    pixels = np.stack([60 + 40 * t, 100 + 10 * t], -1)[:, None, :] + np.array([[0, 0], [30, 5], [60, -5]])  # fmt: skip
+    depth = (3.0 - t / 3.0)[:, None].repeat(3, 1)
+    truth = backproject(pixels, depth, intr)
+    noisy_px = pixels + rng.normal(0, exact_noise, pixels.shape) if exact_noise else pixels
+    noisy = backproject(noisy_px, depth + rng.normal(0, 0.03, depth.shape), intr)
+    return intr, t, truth, noisy, pixels, (project, backproject)
+
+
+def test_offline_smoothing_along_rays_keeps_exact_2d_and_smooths_depth():
+    from pkmodel.lift.smoothing import smooth_along_rays
+
+    intr, t, truth, noisy, pixels, (project, backproject) = _ray_walk()
+    params = SmoothingParams("offline", offline_sigma_s=0.1)
+    out = smooth_along_rays(
+        noisy, t, params, lambda p: project(p, intr), lambda px, z: backproject(px, z, intr), True
+    )
+    # every joint stays on the ray of its exact pixel
+    np.testing.assert_allclose(project(out, intr), pixels, atol=1e-9)
+    err_raw = np.linalg.norm(noisy - truth, axis=-1).mean()
+    err = np.linalg.norm(out - truth, axis=-1).mean()
+    assert err_raw > 0.02 and err < 0.4 * err_raw
+
+
+def test_offline_smoothing_along_rays_smooths_network_2d_too():
+    from pkmodel.lift.smoothing import smooth_along_rays
+
+    intr, t, truth, noisy, pixels, (project, backproject) = _ray_walk(exact_noise=2.0)
+    params = SmoothingParams("offline", offline_sigma_s=0.1)
+    to_px, to_3d = lambda p: project(p, intr), lambda px, z: backproject(px, z, intr)
+    smoothed = smooth_along_rays(noisy, t, params, to_px, to_3d, False)
+    kept = smooth_along_rays(noisy, t, params, to_px, to_3d, True)
+    px_err = np.linalg.norm(project(smoothed, intr) - pixels, axis=-1).mean()
+    px_kept = np.linalg.norm(project(kept, intr) - pixels, axis=-1).mean()
+    assert px_kept > 2.0 and px_err < 0.6 * px_kept
