@@ -520,8 +520,8 @@ class LiftConfig(Section):
     )
     offline_sigma_s: float = _f(
         0.0,
-        "offline smoothing: Gaussian time window sd in seconds (0 = from the take's depth "
-        "noise: 0.05 for clean depth up to 0.15 for a phone's)",
+        "offline smoothing: the depth's Gaussian time window sd in seconds (0 = from the "
+        "take's depth noise: 0.075 for clean depth up to 0.225 for a phone's)",
     )
     ema_alpha: float = _f(0.55, "EMA weight of the new sample")
     one_euro_min_cutoff: float = _f(6.0, "One-Euro minimum cutoff in Hz (at rest: ~EMA 0.55)")
