@@ -63,8 +63,9 @@ def model_info(
         )
     else:
         typer.echo(
-            f"model: MobileNetV2 x{info['width_mult']} backbone (taps {info['backbone_channels']}), "
-            f"neck {info['neck_channels']}, heads {info['head_channels']}"
+            f"model: MobileNetV2 x{info['width_mult']} backbone ({info['stem']} stem, taps "
+            f"{info['backbone_channels']}), neck {info['neck_channels']}, heads "
+            f"{info['head_channels']}"
         )
     typer.echo(f"input: {info['input_shape']} (RGB, x / 127.5 - 1)")
     typer.echo(

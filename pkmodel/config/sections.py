@@ -191,8 +191,13 @@ class ModelConfig(Section):
     )
     input_size: int = _f(192, "square input side in pixels (multiple of 32); output grid = /4")
     width_mult: float = _f(1.0, "MobileNetV2 width multiplier")
-    neck_channels: int = _f(64, "channels of the upsampling neck")
-    head_channels: int = _f(64, "hidden channels of each head")
+    stem: Literal["fused", "mobilenetv2"] = _f(
+        "fused",
+        "backbone stem to stride 4: fused (two 3x3 stride-2 convs) or mobilenetv2 (its first "
+        "three blocks)",
+    )
+    neck_channels: int = _f(48, "channels of the upsampling neck")
+    head_channels: int = _f(48, "hidden channels of each head")
     pretrained: Path | None = _f(None, "local ImageNet MobileNetV2 state_dict ('' = random init)")
 
     def rules(self) -> list[Rule]:

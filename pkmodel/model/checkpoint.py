@@ -20,7 +20,9 @@ from pkmodel.model.network import build_model
 from pkmodel.model.posekit import posekit_config_dict, posekit_state_dict
 
 CHECKPOINT_FORMAT = "pkmodel-checkpoint"
-CHECKPOINT_VERSION = 1
+# 2: model.stem (the fused stem became the default); version 1's networks all have
+# MobileNetV2's, which loading says in their config
+CHECKPOINT_VERSION = 2
 CHECKPOINT = FileKind(
     "pkmodel checkpoint", ("format", CHECKPOINT_FORMAT), CHECKPOINT_VERSION, ("model", "config")
 )
@@ -69,7 +71,16 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
         converted = posekit_checkpoint(state)  # a PoseKit .pth: its weights, a default config
         if converted is not None:
             return converted
-    return CHECKPOINT.check(state, path)
+    return _upgraded(CHECKPOINT.check(state, path))
+
+
+def _upgraded(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of an earlier version with what its config left unsaid made explicit."""
+    if int(state.get("version", 0)) < 2 and isinstance(state.get("config"), dict):
+        model = state["config"].setdefault("model", {})
+        if isinstance(model, dict):
+            model.setdefault("stem", "mobilenetv2")
+    return state
 
 
 def posekit_checkpoint(state: Any) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from torch import nn
 from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.skeleton import NUM_JOINTS
 from pkmodel.config import ModelConfig
-from pkmodel.model.activations import use_output_relu6
+from pkmodel.model.activations import ReLU6, use_output_relu6
 from pkmodel.model.outputs import OUTPUT_NAMES, OUTPUT_STRIDE
 
 # Heatmap and center heads start at sigmoid(bias) = 0.1, as CenterNet does, so the first
@@ -79,27 +79,59 @@ def backbone_taps(features: nn.Sequential) -> tuple[list[int], list[int]]:
     return [taps[s] for s in wanted], [channels[s] for s in wanted]
 
 
+# MobileNetV2's blocks that the fused stem replaces: its stem conv and first two inverted
+# residuals, up to stride 4 (torchvision ``features.0`` .. ``features.2``).
+FUSED_STEM_REPLACES = 3
+STEMS = ("fused", "mobilenetv2")
+
+
+def fused_stem(features: nn.Sequential) -> nn.Sequential:
+    """Two plain 3x3 stride-2 convs to stride 4, in place of MobileNetV2's first three blocks
+    (a stride-2 conv, a depthwise-separable block, an inverted residual whose depthwise conv
+    strides 2): the same stride and output channels (read from ``features``), at least 16
+    channels between. At 192 px those blocks hold 176 channels of 96 x 96 maps that training
+    writes, normalises and reads back; this stem 16. Like EfficientNetV2's fused early stages,
+    a full 3x3 conv does better than depthwise ones where maps are large and channels few.
+    The output is linear, as MobileNetV2's bottleneck is."""
+    mid = max(16, _block_stride_and_channels(features[1])[1])
+    out = _block_stride_and_channels(features[FUSED_STEM_REPLACES - 1])[1]
+    return nn.Sequential(
+        nn.Conv2d(3, mid, 3, 2, 1, bias=False),
+        nn.BatchNorm2d(mid),
+        ReLU6(inplace=True),
+        nn.Conv2d(mid, out, 3, 2, 1, bias=False),
+        nn.BatchNorm2d(out),
+    )
+
+
 class PoseNet(nn.Module):
     """MobileNetV2 features -> top-down neck to stride 4 -> heatmaps, centers, regs, offsets."""
 
     def __init__(
         self,
         width_mult: float = 1.0,
-        neck_channels: int = 64,
-        head_channels: int = 64,
+        neck_channels: int = 48,
+        head_channels: int = 48,
         num_joints: int = NUM_JOINTS,
         input_size: int = 192,
+        stem: str = "fused",
     ) -> None:
         super().__init__()
         from torchvision.models import mobilenet_v2
 
+        if stem not in STEMS:
+            raise ValueError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
         self.num_joints = num_joints
         self.input_size = input_size
         self.stride = OUTPUT_STRIDE
         self.output_names = OUTPUT_NAMES
+        self.stem = stem
         # torchvision's in-place ReLU6 makes autograd copy every activation; ours reads the
         # output in backward instead (pkmodel.model.activations): the same gradients, no copies
         features = use_output_relu6(mobilenet_v2(weights=None, width_mult=width_mult).features)
+        if stem == "fused":
+            blocks = list(features)[FUSED_STEM_REPLACES:]
+            features = nn.Sequential(fused_stem(features), *blocks)
         taps, tap_channels = backbone_taps(features)
         self.taps = tuple(taps)
         # Blocks after the stride-32 tap are not needed.
@@ -135,8 +167,10 @@ class PoseNet(nn.Module):
         return heatmaps, centers, self.reg_head(y), self.offset_head(y)
 
     def load_backbone_weights(self, path: Path) -> None:
-        """Load an ImageNet MobileNetV2 state_dict (torchvision names) into the backbone."""
-        load_backbone_state(self.backbone, path)
+        """Load an ImageNet MobileNetV2 state_dict (torchvision names) into the backbone; with
+        the fused stem, every block after the ones it replaces (the stem starts from scratch)."""
+        skipped = FUSED_STEM_REPLACES if self.stem == "fused" else 0
+        load_backbone_state(self.backbone, path, skipped)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -158,15 +192,25 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_backbone_state(backbone: nn.Sequential, path: Path) -> None:
+def load_backbone_state(backbone: nn.Sequential, path: Path, replaced: int = 0) -> None:
     """Copy ``features.*`` (or bare ``N.*``) weights of a MobileNetV2 state_dict into ``backbone``.
 
     Every backbone tensor must be present with the right shape (a file for another width
-    multiplier fails here); the classifier and unused last block are ignored.
+    multiplier fails here); the classifier and unused last block are ignored. With
+    ``replaced`` = n, the backbone's block 0 stands for MobileNetV2's first n blocks (the fused
+    stem): it keeps its own weights, and the file's block i fills the backbone's i - n + 1.
     """
     state = _read_state_dict(Path(path))
     if any(k.startswith("features.") for k in state):
         state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+    if replaced:
+        shift = replaced - 1
+        state = {
+            f"{int(k.split('.', 1)[0]) - shift}.{k.split('.', 1)[1]}": v
+            for k, v in state.items()
+            if k.split(".", 1)[0].isdigit() and int(k.split(".", 1)[0]) >= replaced
+        }
+        state.update({k: v for k, v in backbone.state_dict().items() if k.startswith("0.")})
     own = backbone.state_dict()
     missing = [k for k in own if k not in state]
     if missing:
@@ -203,6 +247,7 @@ def build_model(
         head_channels=model_cfg.head_channels,
         num_joints=num_joints,
         input_size=model_cfg.input_size,
+        stem=model_cfg.stem,
     )
     if pretrained and model_cfg.pretrained is not None and str(model_cfg.pretrained) != "":
         model.load_backbone_weights(Path(model_cfg.pretrained))
@@ -267,6 +312,7 @@ def model_summary(model_cfg: ModelConfig, num_joints: int = NUM_JOINTS) -> dict:
         "arch": model_cfg.arch,
         "input_size": size,
         "width_mult": model_cfg.width_mult,
+        "stem": model_cfg.stem,
         "neck_channels": model_cfg.neck_channels,
         "head_channels": model_cfg.head_channels,
         "backbone_channels": list(model.tap_channels),

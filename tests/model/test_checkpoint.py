@@ -71,3 +71,27 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     assert default_file_mode() == expected
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == expected
     assert (tmp_path / "c.pt").stat().st_mode & 0o777 == expected
+
+
+def test_a_version_1_checkpoint_rebuilds_mobilenetv2s_stem(tmp_path):
+    """Checkpoints written before ``model.stem`` existed (version 1, no such key in their
+    config) hold networks with MobileNetV2's stem, whatever today's default."""
+    from pkmodel.model.network import build_model
+
+    cfg = Config()
+    cfg.model.input_size, cfg.model.width_mult = 64, 0.35
+    cfg.model.stem = "mobilenetv2"
+    model = build_model(cfg.model, pretrained=False)
+    saved = cfg.to_dict()
+    del saved["model"]["stem"]
+    state = {"format": "pkmodel-checkpoint", "version": 1, "model": model.state_dict(), "config": saved}  # fmt: skip
+    torch.save(state, tmp_path / "v1.pt")
+    assert Config().model.stem == "fused"  # today's default differs
+    loaded, loaded_cfg, raw = model_from_checkpoint(tmp_path / "v1.pt")
+    assert loaded_cfg.model.stem == "mobilenetv2" and raw["config"]["model"]["stem"] == "mobilenetv2"
+    name = "backbone.1.conv.0.0.weight"  # MobileNetV2's block 1, which the fused stem has not
+    assert torch.equal(loaded.state_dict()[name], model.state_dict()[name])
+    # a version 2 checkpoint says its stem itself
+    save_checkpoint(tmp_path / "v2.pt", {"model": model.state_dict(), "config": cfg.to_dict()})
+    assert load_checkpoint(tmp_path / "v2.pt")["version"] == 2
+    assert model_from_checkpoint(tmp_path / "v2.pt")[1].model.stem == "mobilenetv2"

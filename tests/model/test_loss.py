@@ -274,13 +274,14 @@ def test_focal_option_selects_the_heatmap_loss():
     assert focal["reg"] == mse["reg"] and focal["offset"] == mse["offset"]
 
 
-def _backbone_gradient_norms(cfg: LossConfig) -> dict[str, float]:
+def _backbone_gradient_norms(cfg: LossConfig, stem: str) -> dict[str, float]:
     """Norm of each weighted term's gradient on the backbone of a fresh model."""
     torch.manual_seed(0)
     size, n = 64, 4
     batch = _batch(n, size=size, seed=2)
     images = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(3)) * 2 - 1
-    model = build_model(ModelConfig(input_size=size, width_mult=0.35), pretrained=False)
+    model_cfg = ModelConfig(input_size=size, width_mult=0.35, stem=stem)
+    model = build_model(model_cfg, pretrained=False)
     weights = {"heatmap": cfg.heatmap_weight, "offset": cfg.offset_weight}
     params = list(model.backbone.parameters())
     norms = {}
@@ -299,14 +300,16 @@ def _backbone_gradient_norms(cfg: LossConfig) -> dict[str, float]:
     return norms
 
 
-def test_default_loss_does_not_starve_the_heatmaps(one_thread):
-    # With MSE on sigmoid heatmaps the heatmap term's gradient on the backbone is under 1% of
-    # the offsets' on a fresh model (0.7%; the heatmaps then barely learn, docs/model.md). The
-    # default focal loss and weights give it the same order as the offsets' (72%).
-    default = _backbone_gradient_norms(LossConfig())
-    old = _backbone_gradient_norms(LossConfig(heatmap_loss="mse", center_weight=1.0, reg_weight=0.1, offset_weight=1.0))  # fmt: skip
+@pytest.mark.parametrize("stem", ["fused", "mobilenetv2"])
+def test_default_loss_does_not_starve_the_heatmaps(one_thread, stem):
+    # With MSE on sigmoid heatmaps the heatmap term's gradient on the backbone is a few percent
+    # of the offsets' on a fresh model (0.7% with MobileNetV2's stem, 2.4% with the fused one;
+    # the heatmaps then barely learn, docs/model.md). The default focal loss and weights give
+    # it the same order as the offsets'.
+    default = _backbone_gradient_norms(LossConfig(), stem)
+    old = _backbone_gradient_norms(LossConfig(heatmap_loss="mse", center_weight=1.0, reg_weight=0.1, offset_weight=1.0), stem)  # fmt: skip
     assert default["heatmap"] > 0.25 * default["offset"], default
-    assert old["heatmap"] < 0.02 * old["offset"], old
+    assert old["heatmap"] < 0.05 * old["offset"], old
 
 
 def test_compact_targets_give_the_loss_of_the_dense_maps():

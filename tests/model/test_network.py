@@ -106,12 +106,28 @@ def test_local_imagenet_weights_are_loaded_into_the_backbone(tmp_path):
     state = _torchvision_state(0.5)
     path = tmp_path / "mobilenet_v2.pth"
     torch.save(state, path)
-    cfg = ModelConfig(input_size=64, width_mult=0.5, pretrained=path)
+    cfg = ModelConfig(input_size=64, width_mult=0.5, pretrained=path, stem="mobilenetv2")
     model = build_model(cfg)
     got = model.backbone.state_dict()
     assert len(got) > 100
     for key, value in got.items():
         assert torch.equal(value, state[f"features.{key}"]), key
+    # The fused stem keeps its own weights and takes the file's blocks after the three it
+    # replaces: its block 1 is MobileNetV2's block 3.
+    torch.manual_seed(0)
+    fused = build_model(ModelConfig(input_size=64, width_mult=0.5, pretrained=path))
+    torch.manual_seed(0)
+    fused_fresh = build_model(ModelConfig(input_size=64, width_mult=0.5), pretrained=False)
+    loaded = fused.backbone.state_dict()
+    stem_keys = [k for k in loaded if k.startswith("0.")]
+    assert len(stem_keys) == 2 + 2 * 5  # two convs, two batch norms (5 tensors each)
+    assert len(loaded) - len(stem_keys) == sum(k.split(".")[0] not in ("0", "1", "2") for k in got)
+    for key, value in loaded.items():
+        block, rest = key.split(".", 1)
+        if block == "0":
+            assert torch.equal(value, fused_fresh.backbone.state_dict()[key]), key
+        else:
+            assert torch.equal(value, state[f"features.{int(block) + 2}.{rest}"]), key
     # pretrained=False ignores the file (a checkpoint restores every weight anyway).
     fresh = build_model(cfg, pretrained=False)
     first = next(iter(got))
@@ -140,11 +156,14 @@ def test_bad_pretrained_files_are_one_sentence_errors(tmp_path):
 
 def test_parameters_and_macs_at_192_width_1():
     info = model_summary(ModelConfig(input_size=192, width_mult=1.0))
-    # MobileNetV2 features without the 1280-channel classifier block: 1.81 M; neck + heads ~0.07 M.
+    # MobileNetV2 features without the 1280-channel classifier block, with the fused stem:
+    # 1.81 M; neck + heads ~0.05 M.
     assert 1.7e6 < info["parameters"] < 2.2e6
     assert info["backbone_parameters"] == pytest.approx(1.81e6, rel=0.01)
-    # MobileNetV2 is ~300 M MACs at 224; at 192 plus a stride-4 neck and heads: 250-350 M.
-    assert 2.5e8 < info["macs"] < 3.5e8
+    # at most PoseKit's network's 228,635,136 (tests/model/test_posekit.py): the fused stem
+    # and 48-channel neck and heads; MobileNetV2's own stem costs 24.8 M more
+    assert info["macs"] == 228_199_680 and info["stem"] == "fused"
+    assert model_summary(ModelConfig(stem="mobilenetv2"))["macs"] == 253_046_016
     assert info["outputs"]["regs"] == [1, 34, 48, 48]
     # Convolutions scale with the pixel count: 256 costs (256 / 192)^2 as much.
     model = build_model(ModelConfig(input_size=256), pretrained=False)
@@ -160,10 +179,10 @@ def test_model_info_command(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert "output heatmaps: [1, 17, 32, 32]" in res.output
     assert "parameters:" in res.output and "M MACs per image" in res.output
-    assert "neck 64, heads 64" in res.output
+    assert "(fused stem, taps [16, 16, 48, 160]), neck 48, heads 48" in res.output
     res = runner.invoke(app, ["model-info", "--set", "model.arch=posekit"])
     assert res.exit_code == 0, res.output
-    assert "model: PoseKit's network" in res.output and "neck 64" not in res.output
+    assert "model: PoseKit's network" in res.output and "neck 48" not in res.output
     assert "multiply-adds: 228,635,136 (228.6 M MACs per image)" in res.output
     # the cost by layer: PoseKit's fixed stages, and what they add up to
     assert "multiply-adds by layer (M MACs, share):" in res.output
@@ -182,8 +201,10 @@ def test_layer_macs_add_up_and_show_where_the_cost_is():
         assert all(v > 0 for v in layers.values())
     layers = layer_macs(build_model(ModelConfig(), pretrained=False), 192)
     assert list(layers)[:2] == ["backbone.0", "backbone.1"] and "offset_head.out" in layers
-    # the four heads' 3x3 + 1x1 bodies at stride 4 are a fifth of the default network
+    # the fused stem: 3 x 16 x 9 at 96 x 96, then 16 x 24 x 9 at 48 x 48
+    assert layers["backbone.0"] == 3 * 16 * 9 * 96 * 96 + 16 * 24 * 9 * 48 * 48 == 11_943_936
+    # the four heads' 3x3 + 1x1 bodies at stride 4 are a ninth of the default network
     bodies = sum(v for k, v in layers.items() if k.endswith("_head.body"))
-    assert bodies == 4 * 10_764_288 and 0.15 < bodies / sum(layers.values()) < 0.16
+    assert bodies == 4 * 6_303_744 and 0.11 < bodies / sum(layers.values()) < 0.112
     summary = model_summary(ModelConfig())
     assert summary["layer_macs"] == layers
