@@ -218,7 +218,7 @@ def test_predict_image_and_folder_with_a_checkpoint(tmp_path, checkpoint):
     assert box is not None
     (want,) = predict_boxes(runner, [frame], [box])
     np.testing.assert_allclose(two["items"][0]["keypoints"], want.keypoints, atol=0.01)
-    assert np.abs(want.keypoints - first.keypoints).max() > 1.0  # the second look moved it
+    assert np.abs(want.keypoints - first.keypoints).max() > 0.5  # the second look moved it
 
 
 def test_checkpoint_and_onnx_agree(tmp_path, checkpoint):
