@@ -43,9 +43,7 @@ def test_gradients_equal_pytorchs_at_the_edges_too():
 @pytest.mark.filterwarnings("ignore:.*torch.jit.trace.*:FutureWarning")
 @pytest.mark.parametrize("stem, count", [("mobilenetv2", 34), ("fused", 31)])
 def test_posenet_trains_the_same_as_with_torchvisions_relu6(stem, count):
-    cfg = ModelConfig(
-        input_size=64, width_mult=0.35, neck_channels=16, head_channels=16, stem=stem
-    )
+    cfg = ModelConfig(input_size=64, width_mult=0.35, neck_channels=16, head_channels=16, stem=stem)
     torch.manual_seed(0)
     ours = build_model(cfg, pretrained=False).train()
     theirs = _swap_back(copy.deepcopy(ours))

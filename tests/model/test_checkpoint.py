@@ -88,7 +88,9 @@ def test_a_version_1_checkpoint_rebuilds_mobilenetv2s_stem(tmp_path):
     torch.save(state, tmp_path / "v1.pt")
     assert Config().model.stem == "fused"  # today's default differs
     loaded, loaded_cfg, raw = model_from_checkpoint(tmp_path / "v1.pt")
-    assert loaded_cfg.model.stem == "mobilenetv2" and raw["config"]["model"]["stem"] == "mobilenetv2"
+    assert (
+        loaded_cfg.model.stem == "mobilenetv2" and raw["config"]["model"]["stem"] == "mobilenetv2"
+    )
     name = "backbone.1.conv.0.0.weight"  # MobileNetV2's block 1, which the fused stem has not
     assert torch.equal(loaded.state_dict()[name], model.state_dict()[name])
     # a version 2 checkpoint says its stem itself
