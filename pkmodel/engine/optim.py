@@ -52,8 +52,15 @@ class ModelEMA:
         torch._foreach_lerp_(ema_floats, floats, 1.0 - d)
 
 
+# Devices where PyTorch's fused Adam / AdamW kernels run (one kernel for every tensor; on the
+# CPU about 3x faster than the per-tensor loop PyTorch picks there by default)
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
+
+
 def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """AdamW / Adam / SGD; no weight decay on biases and normalisation weights."""
+    """AdamW / Adam / SGD; no weight decay on biases and normalisation weights. Adam and AdamW
+    use PyTorch's fused implementation where the parameters live on a device that has it (the
+    same update within float rounding: tests/engine/test_optim.py)."""
     t = cfg.train
     decay, no_decay = [], []
     for _, p in model.named_parameters():
@@ -63,10 +70,11 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
         {"params": decay, "weight_decay": t.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    fused = all(p.device.type in FUSED_ADAM_DEVICES for p in decay + no_decay) or None
     if t.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=t.lr)
+        return torch.optim.AdamW(groups, lr=t.lr, fused=fused)
     if t.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=t.lr)
+        return torch.optim.Adam(groups, lr=t.lr, fused=fused)
     return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.momentum > 0)
 
 

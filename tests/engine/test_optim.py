@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -61,3 +62,35 @@ def test_ema_averages_batchnorm_statistics_and_copies_its_counter():
     assert int(ema_bn.num_batches_tracked) == 7
     assert torch.allclose(ema.module[0].bias, 0.75 * before + 0.5)
     assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam"])
+def test_fused_adam_on_the_cpu_updates_as_the_loop_does(name):
+    """build_optimizer picks PyTorch's fused Adam / AdamW on the CPU: after 20 steps with weight
+    decay the weights are those of the per-tensor loop within float rounding."""
+    from pkmodel.engine.optim import build_optimizer
+    from pkmodel.model.network import build_model
+
+    cfg = Config()
+    cfg.model.input_size, cfg.model.width_mult = 64, 0.35
+    cfg.train.optimizer, cfg.train.lr = name, 1e-2
+    torch.manual_seed(0)
+    model = build_model(cfg.model, pretrained=False)
+    loop = copy.deepcopy(model)
+    fused = build_optimizer(model, cfg)
+    assert all(g["fused"] for g in fused.param_groups)
+    reference = build_optimizer(loop, cfg)
+    for g in reference.param_groups:
+        g["fused"], g["foreach"] = None, False
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        for p, q in zip(model.parameters(), loop.parameters(), strict=True):
+            p.grad = torch.randn(p.shape, generator=gen)
+            q.grad = p.grad.clone()
+        fused.step()
+        reference.step()
+    pairs = list(zip(model.parameters(), loop.parameters(), strict=True))
+    assert max((p - q).abs().max().item() for p, q in pairs) < 1e-6
+    torch.manual_seed(0)  # the weights before the 20 steps: they moved by far more
+    init = list(build_model(cfg.model, pretrained=False).parameters())
+    assert max((p - q).abs().max().item() for p, q in zip(model.parameters(), init, strict=True)) > 0.1  # fmt: skip
