@@ -120,6 +120,10 @@ def _r3d(metadata: dict | None = None, depth: bytes | None = None) -> bytes:
     return buffer.getvalue()
 
 
+# lift on a Stray Scanner folder rec/ (_stray) and on a Record3D file a.r3d (_r3d)
+LIFT_STRAY = ("lift", "--input", "{here}/rec", "--ground-truth-2d", "--out", "{here}/l")
+LIFT_R3D = ("lift", "--input", "{here}/a.r3d", "--ground-truth-2d", "--out", "{here}/l")
+
 CASES = [
     # The configuration, whatever the command.
     Case("config-missing", ("config", "show", "--config", "{here}/no.toml"),
@@ -248,42 +252,33 @@ CASES = [
     Case("lift-window", ("lift", "--input", "{synthetic}", "--ground-truth-2d", "--out",
                          "{here}/l", "--set", "lift.window=4"), "lift.window = 4 must be a positive odd number"),
     # lift: the capture apps' recordings
-    Case("lift-stray-no-matrix", ("lift", "--input", "{here}/rec", "--ground-truth-2d", "--out",
-                                  "{here}/l"), "{here}/rec has no camera_matrix.csv",
+    Case("lift-stray-no-matrix", LIFT_STRAY, "{here}/rec has no camera_matrix.csv",
          files=_stray(**{"rec/camera_matrix.csv": ""})),
-    Case("lift-stray-matrix-shape", ("lift", "--input", "{here}/rec", "--ground-truth-2d", "--out",
-                                     "{here}/l"), "{here}/rec/camera_matrix.csv must hold a 3 x 3 camera matrix",
+    Case("lift-stray-matrix-shape", LIFT_STRAY, "{here}/rec/camera_matrix.csv must hold a 3 x 3 camera matrix",
          files=_stray(**{"rec/camera_matrix.csv": "50, 0, 31.5\n0, 50, 23.5\n"})),
-    Case("lift-stray-matrix-text", ("lift", "--input", "{here}/rec", "--ground-truth-2d", "--out",
-                                    "{here}/l"), "{here}/rec/camera_matrix.csv must hold a 3 x 3 camera matrix",
+    Case("lift-stray-matrix-text", LIFT_STRAY, "{here}/rec/camera_matrix.csv must hold a 3 x 3 camera matrix",
          files=_stray(**{"rec/camera_matrix.csv": "fx, 0, cx\n0, fy, cy\n0, 0, 1"})),
-    Case("lift-stray-odometry-short", ("lift", "--input", "{here}/rec", "--ground-truth-2d", "--out",
-                                       "{here}/l"), "odometry.csv has 1 frame rows for 2 depth maps",
+    Case("lift-stray-odometry-short", LIFT_STRAY, "odometry.csv has 1 frame rows for 2 depth maps",
          files=_stray(**{"rec/odometry.csv": "timestamp, frame, x, y, z, qx, qy, qz, qw\n1.0, 000000, 0, 0, 0, 0, 0, 0, 1\n"})),
-    Case("lift-stray-odometry-time", ("lift", "--input", "{here}/rec", "--ground-truth-2d", "--out",
-                                      "{here}/l"), "odometry.csv: frame timestamps must be finite and strictly increasing",
+    Case("lift-stray-odometry-time", LIFT_STRAY, "odometry.csv: frame timestamps must be finite and strictly increasing",
          files=_stray(**{"rec/odometry.csv": "timestamp, frame, x, y, z, qx, qy, qz, qw\n"
                          "2.0, 000000, 0, 0, 0, 0, 0, 0, 1\n1.5, 000001, 0, 0, 0, 0, 0, 0, 1\n"})),
-    Case("lift-stray-confidence-count", ("lift", "--input", "{here}/rec", "--ground-truth-2d", "--out",
-                                         "{here}/l"), "{here}/rec: 1 confidence maps in confidence/ for 2 depth maps",
+    Case("lift-stray-confidence-count", LIFT_STRAY, "{here}/rec: 1 confidence maps in confidence/ for 2 depth maps",
          files=_stray(**{"rec/confidence/000001.png": ""})),
-    Case("lift-stray-video", ("lift", "--input", "{here}/rec", "--ground-truth-2d", "--out", "{here}/l"),
+    Case("lift-stray-video", LIFT_STRAY,
          "{here}/rec/rgb.mp4 cannot be read as a video", files=_stray()),
-    Case("lift-r3d-not-zip", ("lift", "--input", "{here}/a.r3d", "--ground-truth-2d", "--out", "{here}/l"),
+    Case("lift-r3d-not-zip", LIFT_R3D,
          "{here}/a.r3d is not a Record3D recording: not a readable ZIP archive", files={"a.r3d": b"PK junk"}),
-    Case("lift-r3d-no-metadata", ("lift", "--input", "{here}/a.r3d", "--ground-truth-2d", "--out",
-                                  "{here}/l"), "{here}/a.r3d has no 'metadata' entry",
+    Case("lift-r3d-no-metadata", LIFT_R3D, "{here}/a.r3d has no 'metadata' entry",
          files={"a.r3d": _r3d({"omit": True})}),
-    Case("lift-r3d-no-k", ("lift", "--input", "{here}/a.r3d", "--ground-truth-2d", "--out", "{here}/l"),
+    Case("lift-r3d-no-k", LIFT_R3D,
          "{here}/a.r3d/metadata has no 'K'", files={"a.r3d": _r3d({"w": 64, "h": 48, "dw": 16, "dh": 12})}),
-    Case("lift-r3d-k-size", ("lift", "--input", "{here}/a.r3d", "--ground-truth-2d", "--out", "{here}/l"),
+    Case("lift-r3d-k-size", LIFT_R3D,
          "{here}/a.r3d/metadata: 'K' must be 9 numbers (a 3 x 3 matrix), got 4 values",
          files={"a.r3d": _r3d({"K": [50, 50, 31.5, 23.5], "w": 64, "h": 48, "dw": 16, "dh": 12})}),
-    Case("lift-r3d-depth-not-lzfse", ("lift", "--input", "{here}/a.r3d", "--ground-truth-2d", "--out",
-                                      "{here}/l"), "{here}/a.r3d/rgbd/0.depth does not decompress as LZFSE",
+    Case("lift-r3d-depth-not-lzfse", LIFT_R3D, "{here}/a.r3d/rgbd/0.depth does not decompress as LZFSE",
          files={"a.r3d": _r3d(depth=b"not lzfse")}),
-    Case("lift-r3d-depth-bytes", ("lift", "--input", "{here}/a.r3d", "--ground-truth-2d", "--out",
-                                  "{here}/l"), "{here}/a.r3d/rgbd/0.depth holds 8 bytes once decompressed",
+    Case("lift-r3d-depth-bytes", LIFT_R3D, "{here}/a.r3d/rgbd/0.depth holds 8 bytes once decompressed",
          files={"a.r3d": _r3d(depth=_lzfse(bytes(8)))}),
     Case("synthetic-stray-odd-size", ("make-synthetic", "--out", "{here}/s", "--num-train", "0",
                                       "--num-val", "0", "--size", "65x48", "--layout", "stray"),

@@ -163,11 +163,10 @@ def target_maps(targets: dict) -> tuple:
     offsets = heatmaps.new_zeros((n, k, 2, h * w))
     center = targets["center_index"].long()
     at_center = (center[:, 1] * w + center[:, 0])[:, None, None, None].expand(n, k, 2, 1)
-    reg = targets["reg_values"] * targets["reg_mask"][..., None]
-    regs.scatter_(3, at_center, reg[..., None].to(regs.dtype))
+    regs.scatter_(3, at_center, targets["reg_values"][..., None].to(regs.dtype))
     cells = targets["joint_index"].long()
     at_joint = (cells[..., 1] * w + cells[..., 0])[:, :, None, None].expand(n, k, 2, 1)
-    off = targets["offset_values"] * targets["offset_mask"][..., None]
-    offsets.scatter_(3, at_joint, off[..., None].to(offsets.dtype))  # joint j's channels only
+    # each joint writes its own channels; a masked joint's values are 0 (encode_targets)
+    offsets.scatter_(3, at_joint, targets["offset_values"][..., None].to(offsets.dtype))
     shape = (n, 2 * k, h, w)
     return heatmaps, targets["centers"], regs.reshape(shape), offsets.reshape(shape)

@@ -20,7 +20,7 @@ import numpy as np
 
 from pkmodel import __version__
 from pkmodel.common.atomic import atomic_write_bytes, atomic_write_json
-from pkmodel.common.camera import Intrinsics, backproject, project
+from pkmodel.common.camera import Intrinsics
 from pkmodel.common.draw import draw_skeleton, put_label, save_image
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.geometry import letterbox_image
@@ -275,15 +275,7 @@ def smooth_joints(
     the causal filters, and offline smoothing without ``rays``, smooth x, y and z alike."""
     if params.method != "offline" or rays is None:
         return smooth_sequence(joints, timestamps, params)
-    intrinsics, exact_2d = rays
-    return smooth_along_rays(
-        joints,
-        timestamps,
-        params,
-        lambda points: project(points, intrinsics),
-        lambda pixels, depth: backproject(pixels, depth, intrinsics),
-        exact_2d,
-    )
+    return smooth_along_rays(joints, timestamps, params, *rays)
 
 
 def offline_window(
@@ -563,6 +555,7 @@ def evaluation_parts(
         if gt.limb_radius is not None:
             depths["true_radius"] = (gt.limb_radius, False)
     selected = selected_variant(lift)
+    rays = (seq.intrinsics, joints.source == GROUND_TRUTH_2D)
     for depth, (radius, skeleton) in depths.items():
         if skeleton and result.skeleton is not None:  # the run's own fit, of the same inputs
             raw, fit = result.joints_raw, result.skeleton
@@ -570,7 +563,6 @@ def evaluation_parts(
             placed = (result.keypoints_2d, seq.intrinsics) if skeleton else None
             none = SmoothingParams("none")
             raw, _, fit = finish_3d(result.surface, seq.timestamps, radius, none, placed)
-        rays = (seq.intrinsics, joints.source == GROUND_TRUTH_2D)
         for method in dict.fromkeys((*SMOOTHING_METHODS, lift.smoothing)):
             params = offline_window(SmoothingParams.from_config(lift, method), raw, fit)
             pred = smooth_joints(raw, seq.timestamps, params, rays)

@@ -11,11 +11,12 @@ the PoseKit app's own EMA, reproduced as it is (no timestamps).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from pkmodel.common.camera import Intrinsics, backproject, project
 
 
 class JointFilter(Protocol):
@@ -237,26 +238,24 @@ def smooth_along_rays(
     joints: np.ndarray,
     timestamps: np.ndarray,
     params: SmoothingParams,
-    project: Callable[[np.ndarray], np.ndarray],
-    backproject: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    intrinsics: Intrinsics,
     exact_2d: bool,
 ) -> np.ndarray:
     """Offline smoothing of camera-frame joints (T, K, 3) as what was measured: each joint's
     depth along its ray (window ``params.offline_sigma_s``, or ``OFFLINE_SIGMA_S[0]`` when 0,
     with ``OFFLINE_ROBUST_PASSES`` robust refits) and, unless the 2D is exact (ground truth),
     its pixel (``OFFLINE_SIGMA_2D_S``). Smoothing x, y and z together would move a joint off the
-    ray of an exact 2D position, and let depth noise into the image position.
-    ``project`` maps points to pixels, ``backproject`` pixels and depths back to points."""
+    ray of an exact 2D position, and let depth noise into the image position."""
     sigma = params.offline_sigma_s if params.offline_sigma_s > 0 else OFFLINE_SIGMA_S[0]
     t = np.asarray(timestamps, dtype=np.float64)
     joints = np.asarray(joints, dtype=np.float64)
     depth = smooth_offline(
         joints[..., 2:3], t, sigma, params.max_gap_s, robust_passes=OFFLINE_ROBUST_PASSES
     )[..., 0]
-    pixels = project(joints)
+    pixels = project(joints, intrinsics)
     if not exact_2d:
         pixels = smooth_offline(pixels, t, OFFLINE_SIGMA_2D_S, params.max_gap_s)
-    return backproject(pixels, depth)
+    return backproject(pixels, depth, intrinsics)
 
 
 def _segments(known: np.ndarray, t: np.ndarray, max_gap_s: float) -> np.ndarray:

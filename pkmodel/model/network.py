@@ -204,13 +204,13 @@ def load_backbone_state(backbone: nn.Sequential, path: Path, replaced: int = 0) 
     if any(k.startswith("features.") for k in state):
         state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
     if replaced:
-        shift = replaced - 1
-        state = {
-            f"{int(k.split('.', 1)[0]) - shift}.{k.split('.', 1)[1]}": v
-            for k, v in state.items()
-            if k.split(".", 1)[0].isdigit() and int(k.split(".", 1)[0]) >= replaced
-        }
-        state.update({k: v for k, v in backbone.state_dict().items() if k.startswith("0.")})
+        shifted = {}
+        for key, value in state.items():
+            block, _, rest = key.partition(".")
+            if block.isdigit() and int(block) >= replaced:
+                shifted[f"{int(block) - replaced + 1}.{rest}"] = value
+        stem = {k: v for k, v in backbone.state_dict().items() if k.startswith("0.")}
+        state = {**shifted, **stem}
     own = backbone.state_dict()
     missing = [k for k in own if k not in state]
     if missing:

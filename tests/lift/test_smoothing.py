@@ -219,17 +219,15 @@ def _ray_walk(exact_noise: float = 0.0):
     truth = backproject(pixels, depth, intr)
     noisy_px = pixels + rng.normal(0, exact_noise, pixels.shape) if exact_noise else pixels
     noisy = backproject(noisy_px, depth + rng.normal(0, 0.03, depth.shape), intr)
-    return intr, t, truth, noisy, pixels, (project, backproject)
+    return intr, t, truth, noisy, pixels, project
 
 
 def test_offline_smoothing_along_rays_keeps_exact_2d_and_smooths_depth():
     from pkmodel.lift.smoothing import smooth_along_rays
 
-    intr, t, truth, noisy, pixels, (project, backproject) = _ray_walk()
+    intr, t, truth, noisy, pixels, project = _ray_walk()
     params = SmoothingParams("offline", offline_sigma_s=0.1)
-    out = smooth_along_rays(
-        noisy, t, params, lambda p: project(p, intr), lambda px, z: backproject(px, z, intr), True
-    )
+    out = smooth_along_rays(noisy, t, params, intr, True)
     # every joint stays on the ray of its exact pixel
     np.testing.assert_allclose(project(out, intr), pixels, atol=1e-9)
     err_raw = np.linalg.norm(noisy - truth, axis=-1).mean()
@@ -240,11 +238,10 @@ def test_offline_smoothing_along_rays_keeps_exact_2d_and_smooths_depth():
 def test_offline_smoothing_along_rays_smooths_network_2d_too():
     from pkmodel.lift.smoothing import smooth_along_rays
 
-    intr, t, truth, noisy, pixels, (project, backproject) = _ray_walk(exact_noise=2.0)
+    intr, t, truth, noisy, pixels, project = _ray_walk(exact_noise=2.0)
     params = SmoothingParams("offline", offline_sigma_s=0.1)
-    to_px, to_3d = lambda p: project(p, intr), lambda px, z: backproject(px, z, intr)
-    smoothed = smooth_along_rays(noisy, t, params, to_px, to_3d, False)
-    kept = smooth_along_rays(noisy, t, params, to_px, to_3d, True)
+    smoothed = smooth_along_rays(noisy, t, params, intr, False)
+    kept = smooth_along_rays(noisy, t, params, intr, True)
     px_err = np.linalg.norm(project(smoothed, intr) - pixels, axis=-1).mean()
     px_kept = np.linalg.norm(project(kept, intr) - pixels, axis=-1).mean()
     assert px_kept > 2.0 and px_err < 0.6 * px_kept
