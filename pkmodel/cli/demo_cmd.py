@@ -35,8 +35,8 @@ def demo_command(
 
     Generates synthetic RGB-D people, prepares them, trains, evaluates (COCO AP), exports Core
     ML and ONNX, lifts the synthetic sequences to 3D, and summarises results and files. The
-    demo's own settings (a narrow network at 128 px, 16 epochs; see docs/demo.md) go on top of
-    the config; --set overrides them. Every step is a real pkmodel command reading
+    demo's own settings (a narrow network at 96 px, 12 minutes of training; see docs/demo.md) go
+    on top of the config; --set overrides them. Every step is a real pkmodel command reading
     OUT/config.toml, printed before it runs so that you can repeat it by hand.
     """
     from pkmodel.config import load_config

@@ -64,7 +64,7 @@ def model_info(
     else:
         typer.echo(
             f"model: MobileNetV2 x{info['width_mult']} backbone ({info['stem']} stem, taps "
-            f"{info['backbone_channels']}), neck {info['neck_channels']}, heads "
+            f"{info['backbone_channels']}), neck {info['neck_channels']}, {info['heads']} heads "
             f"{info['head_channels']}"
         )
     typer.echo(f"input: {info['input_shape']} (RGB, x / 127.5 - 1)")

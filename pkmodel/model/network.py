@@ -79,10 +79,11 @@ def backbone_taps(features: nn.Sequential) -> tuple[list[int], list[int]]:
     return [taps[s] for s in wanted], [channels[s] for s in wanted]
 
 
-# MobileNetV2's blocks that the fused stem replaces: its stem conv and first two inverted
-# residuals, up to stride 4 (torchvision ``features.0`` .. ``features.2``).
-FUSED_STEM_REPLACES = 3
-STEMS = ("fused", "mobilenetv2")
+# The stems: how the backbone reaches stride 4 (``fused``) or 8 (``fused-s8``) before
+# MobileNetV2's inverted residuals take over, and how many of MobileNetV2's blocks (torchvision
+# ``features.0`` ..) each replaces.
+STEM_REPLACES = {"mobilenetv2": 0, "fused": 3, "fused-s8": 5}
+STEMS = tuple(STEM_REPLACES)
 
 
 def fused_stem(features: nn.Sequential) -> nn.Sequential:
@@ -94,7 +95,7 @@ def fused_stem(features: nn.Sequential) -> nn.Sequential:
     a full 3x3 conv does better than depthwise ones where maps are large and channels few.
     The output is linear, as MobileNetV2's bottleneck is."""
     mid = max(16, _block_stride_and_channels(features[1])[1])
-    out = _block_stride_and_channels(features[FUSED_STEM_REPLACES - 1])[1]
+    out = _block_stride_and_channels(features[2])[1]
     return nn.Sequential(
         nn.Conv2d(3, mid, 3, 2, 1, bias=False),
         nn.BatchNorm2d(mid),
@@ -102,6 +103,74 @@ def fused_stem(features: nn.Sequential) -> nn.Sequential:
         nn.Conv2d(mid, out, 3, 2, 1, bias=False),
         nn.BatchNorm2d(out),
     )
+
+
+class FusedResidual(nn.Module):
+    """x + (3x3 conv -> BN -> ReLU6 -> 1x1 conv -> BN): EfficientNetV2's fused-MBConv with
+    expansion 1, in place of MobileNetV2's stride-1 inverted residual at stride 4 (whose six-fold
+    expansion writes 144 channels of 48 x 48 maps at 192 px, twice)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(channels),
+            ReLU6(inplace=True),
+            nn.Conv2d(channels, channels, 1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x)
+
+
+def fused_down(cin: int, cout: int, expand: int = 4) -> nn.Sequential:
+    """3x3 stride-2 conv to ``expand`` x ``cin`` -> BN -> ReLU6 -> 1x1 linear projection -> BN:
+    EfficientNetV2's stride-2 fused-MBConv, in place of MobileNetV2's first stride-8 block (whose
+    expansion runs at the finer stride 4)."""
+    hidden = cin * expand
+    return nn.Sequential(
+        nn.Conv2d(cin, hidden, 3, 2, 1, bias=False),
+        nn.BatchNorm2d(hidden),
+        ReLU6(inplace=True),
+        nn.Conv2d(hidden, cout, 1, bias=False),
+        nn.BatchNorm2d(cout),
+    )
+
+
+def stem_blocks(features: nn.Sequential, stem: str) -> list[nn.Module]:
+    """The blocks that stand for MobileNetV2's first ``STEM_REPLACES[stem]`` blocks."""
+    if stem == "mobilenetv2":
+        return []
+    blocks: list[nn.Module] = [fused_stem(features)]
+    if stem == "fused-s8":
+        c4 = _block_stride_and_channels(features[3])[1]
+        c8 = _block_stride_and_channels(features[4])[1]
+        blocks += [FusedResidual(c4), fused_down(c4, c8)]
+    return blocks
+
+
+class SharedHeads(nn.Module):
+    """The four outputs from one head body: depthwise-separable 3x3 to ``hidden`` channels, then
+    one 1x1 conv to every output's channels, split. Four separate bodies each write and
+    normalise their own stride-4 maps; this one body does it once for all four."""
+
+    def __init__(self, cin: int, hidden: int, channels: tuple[int, ...], biases: tuple) -> None:
+        super().__init__()
+        self.channels = channels
+        self.body = depthwise_separable(cin, hidden)
+        self.out = nn.Conv2d(hidden, sum(channels), 1)
+        with torch.no_grad():
+            start = 0
+            for count, bias in zip(channels, biases, strict=True):
+                self.out.bias[start : start + count] = bias
+                start += count
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return torch.split(self.out(self.body(x)), list(self.channels), dim=1)
+
+
+HEADS = ("separate", "shared")
 
 
 class PoseNet(nn.Module):
@@ -115,23 +184,27 @@ class PoseNet(nn.Module):
         num_joints: int = NUM_JOINTS,
         input_size: int = 192,
         stem: str = "fused",
+        heads: str = "separate",
     ) -> None:
         super().__init__()
         from torchvision.models import mobilenet_v2
 
         if stem not in STEMS:
             raise ValueError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
+        if heads not in HEADS:
+            raise ValueError(f"unknown heads {heads!r}; choose one of {', '.join(HEADS)}")
         self.num_joints = num_joints
         self.input_size = input_size
         self.stride = OUTPUT_STRIDE
         self.output_names = OUTPUT_NAMES
         self.stem = stem
+        self.heads = heads
         # torchvision's in-place ReLU6 makes autograd copy every activation; ours reads the
         # output in backward instead (pkmodel.model.activations): the same gradients, no copies
         features = use_output_relu6(mobilenet_v2(weights=None, width_mult=width_mult).features)
-        if stem == "fused":
-            blocks = list(features)[FUSED_STEM_REPLACES:]
-            features = nn.Sequential(fused_stem(features), *blocks)
+        stem_part = stem_blocks(features, stem)
+        self.stem_blocks = len(stem_part)
+        features = nn.Sequential(*stem_part, *list(features)[STEM_REPLACES[stem] :])
         taps, tap_channels = backbone_taps(features)
         self.taps = tuple(taps)
         # Blocks after the stride-32 tap are not needed.
@@ -144,10 +217,14 @@ class PoseNet(nn.Module):
             depthwise_separable(neck_channels, neck_channels) for _ in tap_channels[:-1]
         )
         k = num_joints
-        self.heatmap_head = Head(neck_channels, head_channels, k, bias=HEATMAP_BIAS)
-        self.center_head = Head(neck_channels, head_channels, 1, bias=HEATMAP_BIAS)
-        self.reg_head = Head(neck_channels, head_channels, 2 * k)
-        self.offset_head = Head(neck_channels, head_channels, 2 * k)
+        channels, biases = (k, 1, 2 * k, 2 * k), (HEATMAP_BIAS, HEATMAP_BIAS, 0.0, 0.0)
+        if heads == "shared":
+            self.head = SharedHeads(neck_channels, head_channels, channels, biases)
+        else:
+            self.heatmap_head, self.center_head, self.reg_head, self.offset_head = (
+                Head(neck_channels, head_channels, c, bias=b)
+                for c, b in zip(channels, biases, strict=True)
+            )
 
     def forward(
         self, x: torch.Tensor
@@ -162,15 +239,17 @@ class PoseNet(nn.Module):
         for level in range(len(feats) - 2, -1, -1):
             y = F.interpolate(y, scale_factor=2.0, mode="nearest")
             y = self.fuse[level](y + self.laterals[level](feats[level]))
-        heatmaps = torch.sigmoid(self.heatmap_head(y))
-        centers = torch.sigmoid(self.center_head(y))
-        return heatmaps, centers, self.reg_head(y), self.offset_head(y)
+        if self.heads == "shared":
+            heatmaps, centers, regs, offsets = self.head(y)
+        else:
+            heatmaps, centers = self.heatmap_head(y), self.center_head(y)
+            regs, offsets = self.reg_head(y), self.offset_head(y)
+        return torch.sigmoid(heatmaps), torch.sigmoid(centers), regs, offsets
 
     def load_backbone_weights(self, path: Path) -> None:
         """Load an ImageNet MobileNetV2 state_dict (torchvision names) into the backbone; with
-        the fused stem, every block after the ones it replaces (the stem starts from scratch)."""
-        skipped = FUSED_STEM_REPLACES if self.stem == "fused" else 0
-        load_backbone_state(self.backbone, path, skipped)
+        a fused stem, every block after the ones it replaces (the stem starts from scratch)."""
+        load_backbone_state(self.backbone, path, STEM_REPLACES[self.stem], self.stem_blocks)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -192,13 +271,16 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_backbone_state(backbone: nn.Sequential, path: Path, replaced: int = 0) -> None:
+def load_backbone_state(
+    backbone: nn.Sequential, path: Path, replaced: int = 0, own: int = 1
+) -> None:
     """Copy ``features.*`` (or bare ``N.*``) weights of a MobileNetV2 state_dict into ``backbone``.
 
     Every backbone tensor must be present with the right shape (a file for another width
     multiplier fails here); the classifier and unused last block are ignored. With
-    ``replaced`` = n, the backbone's block 0 stands for MobileNetV2's first n blocks (the fused
-    stem): it keeps its own weights, and the file's block i fills the backbone's i - n + 1.
+    ``replaced`` = n, the backbone's first ``own`` blocks stand for MobileNetV2's first n blocks
+    (a fused stem): they keep their own weights, and the file's block i fills the backbone's
+    i - n + own.
     """
     state = _read_state_dict(Path(path))
     if any(k.startswith("features.") for k in state):
@@ -208,8 +290,10 @@ def load_backbone_state(backbone: nn.Sequential, path: Path, replaced: int = 0) 
         for key, value in state.items():
             block, _, rest = key.partition(".")
             if block.isdigit() and int(block) >= replaced:
-                shifted[f"{int(block) - replaced + 1}.{rest}"] = value
-        stem = {k: v for k, v in backbone.state_dict().items() if k.startswith("0.")}
+                shifted[f"{int(block) - replaced + own}.{rest}"] = value
+        stem = {
+            k: v for k, v in backbone.state_dict().items() if int(k.partition(".")[0]) < own
+        }
         state = {**shifted, **stem}
     own = backbone.state_dict()
     missing = [k for k in own if k not in state]
@@ -248,6 +332,7 @@ def build_model(
         num_joints=num_joints,
         input_size=model_cfg.input_size,
         stem=model_cfg.stem,
+        heads=model_cfg.heads,
     )
     if pretrained and model_cfg.pretrained is not None and str(model_cfg.pretrained) != "":
         model.load_backbone_weights(Path(model_cfg.pretrained))
@@ -313,6 +398,7 @@ def model_summary(model_cfg: ModelConfig, num_joints: int = NUM_JOINTS) -> dict:
         "input_size": size,
         "width_mult": model_cfg.width_mult,
         "stem": model_cfg.stem,
+        "heads": model_cfg.heads,
         "neck_channels": model_cfg.neck_channels,
         "head_channels": model_cfg.head_channels,
         "backbone_channels": list(model.tap_channels),

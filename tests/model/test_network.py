@@ -10,11 +10,12 @@ from typer.testing import CliRunner
 
 from pkmodel.cli import app
 from pkmodel.common.errors import PkmodelError
-from pkmodel.config import ModelConfig
+from pkmodel.config import ModelConfig, load_config
 from pkmodel.model.network import (
     HEATMAP_BIAS,
     build_model,
     count_macs,
+    layer_macs,
     model_summary,
     output_shapes,
 )
@@ -179,7 +180,7 @@ def test_model_info_command(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert "output heatmaps: [1, 17, 32, 32]" in res.output
     assert "parameters:" in res.output and "M MACs per image" in res.output
-    assert "(fused stem, taps [16, 16, 48, 160]), neck 48, heads 48" in res.output
+    assert "(fused stem, taps [16, 16, 48, 160]), neck 48, separate heads 48" in res.output
     res = runner.invoke(app, ["model-info", "--set", "model.arch=posekit"])
     assert res.exit_code == 0, res.output
     assert "model: PoseKit's network" in res.output and "neck 48" not in res.output
@@ -192,8 +193,6 @@ def test_model_info_command(tmp_path, monkeypatch):
 
 
 def test_layer_macs_add_up_and_show_where_the_cost_is():
-    from pkmodel.model.network import layer_macs
-
     for cfg in (ModelConfig(), ModelConfig(arch="posekit"), ModelConfig(input_size=96, width_mult=0.5)):  # fmt: skip
         model = build_model(cfg, pretrained=False)
         layers = layer_macs(model, cfg.input_size)
@@ -208,3 +207,73 @@ def test_layer_macs_add_up_and_show_where_the_cost_is():
     assert bodies == 4 * 6_303_744 and 0.11 < bodies / sum(layers.values()) < 0.112
     summary = model_summary(ModelConfig())
     assert summary["layer_macs"] == layers
+
+
+def test_fused_s8_stem_replaces_mobilenetv2_to_stride_8():
+    from pkmodel.model.network import FusedResidual
+
+    model = build_model(ModelConfig(stem="fused-s8"), pretrained=False)
+    default = build_model(ModelConfig(), pretrained=False)
+    # the same taps (strides 4, 8, 16, 32, their blocks and channels)
+    assert model.tap_channels == default.tap_channels == (24, 32, 96, 320)
+    assert model.taps == default.taps == (1, 4, 11, 15)
+    assert isinstance(model.backbone[1], FusedResidual)
+    layers = layer_macs(model, 192)
+    # stride 4: a 3x3 and a 1x1 conv, 24 channels, at 48 x 48 (MobileNetV2's inverted
+    # residual there expands to 144 channels: 19.1 M)
+    assert layers["backbone.1"] == (24 * 24 * 9 + 24 * 24) * 48 * 48 == 13_271_040
+    # to stride 8: a 3x3 stride-2 conv to 96 channels, then 96 -> 32, at 24 x 24
+    assert layers["backbone.2"] == (24 * 96 * 9 + 96 * 32) * 24 * 24 == 13_713_408
+    assert count_macs(model, 192) == 224_909_568
+    x = torch.rand(2, 3, 96, 96)
+    assert _shapes(model.eval()(x)) == _expected(2, 96)
+    # the residual adds its input: with the body's last batch norm at zero, the block is identity
+    block = FusedResidual(8).eval()
+    torch.nn.init.zeros_(block.conv[4].weight)
+    y = torch.rand(1, 8, 5, 5)
+    assert torch.equal(block(y), y)
+
+
+def test_fused_s8_stem_takes_imagenet_weights_after_the_five_blocks_it_replaces(tmp_path):
+    state = _torchvision_state(0.5)
+    path = tmp_path / "mobilenet_v2.pth"
+    torch.save(state, path)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(input_size=64, width_mult=0.5, pretrained=path, stem="fused-s8"))
+    torch.manual_seed(0)
+    fresh = build_model(ModelConfig(input_size=64, width_mult=0.5, stem="fused-s8"), False)
+    loaded, own = model.backbone.state_dict(), fresh.backbone.state_dict()
+    for key, value in loaded.items():
+        block, rest = key.split(".", 1)
+        if int(block) < 3:  # the stem's three blocks keep their own weights
+            assert torch.equal(value, own[key]), key
+        else:  # backbone block 3 is MobileNetV2's block 5
+            assert torch.equal(value, state[f"features.{int(block) + 2}.{rest}"]), key
+    assert sum(int(k.split(".")[0]) >= 3 for k in loaded) == sum(
+        5 <= int(k.split(".")[1]) <= 17 for k in state if k.startswith("features.")
+    )
+
+
+def test_shared_heads_are_one_body_and_one_conv_split_into_the_four_outputs():
+    torch.manual_seed(0)
+    cfg = ModelConfig(input_size=64, width_mult=0.35, heads="shared", head_channels=40)
+    model = build_model(cfg, pretrained=False).eval()
+    assert not hasattr(model, "heatmap_head") and model.head.out.out_channels == K + 1 + 4 * K
+    # heatmaps and centers start at the CenterNet prior, regs and offsets at 0
+    bias = model.head.out.bias
+    assert torch.allclose(bias[: K + 1], torch.full((K + 1,), HEATMAP_BIAS)) and not bias[K + 1 :].any()
+    seen = {}
+    model.fuse[0].register_forward_hook(lambda m, i, o: seen.setdefault("neck", o))
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        heat, centers, regs, offsets = model(x)
+        full = model.head.out(model.head.body(seen["neck"]))
+    assert _shapes((heat, centers, regs, offsets)) == _expected(2, 64)
+    assert torch.equal(heat, torch.sigmoid(full[:, :K])) and torch.equal(regs, full[:, K + 1 : 3 * K + 1])
+    assert torch.equal(centers, torch.sigmoid(full[:, K : K + 1])) and torch.equal(offsets, full[:, 3 * K + 1 :])
+    # one body at stride 4 instead of four: 3 x (3x3 depthwise + 1x1) of the neck's width fewer
+    separate = count_macs(build_model(ModelConfig(), pretrained=False), 192)
+    shared = count_macs(build_model(ModelConfig(heads="shared"), pretrained=False), 192)
+    assert separate - shared == 3 * (48 * 9 + 48 * 48) * 48 * 48 == 18_911_232
+    with pytest.raises(PkmodelError, match="model.heads"):
+        load_config(None, ["model.heads=one"], env={})
