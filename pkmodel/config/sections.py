@@ -192,15 +192,15 @@ class ModelConfig(Section):
     input_size: int = _f(192, "square input side in pixels (multiple of 32); output grid = /4")
     width_mult: float = _f(1.0, "MobileNetV2 width multiplier")
     stem: Literal["fused", "fused-s8", "mobilenetv2"] = _f(
-        "fused",
+        "fused-s8",
         "backbone stem: fused (two 3x3 stride-2 convs to stride 4), fused-s8 (those, then fused "
         "3x3 blocks to stride 8) or mobilenetv2 (its first three blocks)",
     )
     neck_channels: int = _f(48, "channels of the upsampling neck")
     heads: Literal["separate", "shared"] = _f(
-        "separate", "output heads: separate (one body per output) or shared (one body, split)"
+        "shared", "output heads: shared (one body, split) or separate (one body per output)"
     )
-    head_channels: int = _f(48, "hidden channels of each head body")
+    head_channels: int = _f(96, "hidden channels of each head body")
     pretrained: Path | None = _f(None, "local ImageNet MobileNetV2 state_dict ('' = random init)")
 
     def rules(self) -> list[Rule]:

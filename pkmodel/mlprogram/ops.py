@@ -137,6 +137,24 @@ def concat(values, axis, interleave=False):
     return torch.cat([as_tensor(v) for v in values], int(axis))
 
 
+def split(x, axis, num_splits=None, split_sizes=None):
+    """A tuple of tensors along ``axis``: ``split_sizes`` when given, else ``num_splits`` equal
+    parts (the size along ``axis`` must divide evenly)."""
+    x, axis = as_tensor(x), int(axis)
+    if split_sizes is not None:
+        sizes = as_list(split_sizes)
+        if sum(sizes) != x.shape[axis]:
+            raise ValueError(f"split_sizes {sizes} do not add up to {x.shape[axis]}")
+    elif num_splits is not None:
+        count = int(num_splits)
+        if count <= 0 or x.shape[axis] % count:
+            raise ValueError(f"{x.shape[axis]} does not split into {count} equal parts")
+        sizes = [x.shape[axis] // count] * count
+    else:
+        raise ValueError("split needs num_splits or split_sizes")
+    return torch.split(x, sizes, axis)
+
+
 def reverse(x, axes=None):
     x = as_tensor(x)
     return torch.flip(x, as_list(axes) if axes is not None else list(range(x.dim())))
@@ -192,6 +210,7 @@ OPS: dict[str, Callable[..., torch.Tensor]] = {
     "upsample_nearest_neighbor": upsample_nearest_neighbor,
     "upsample_bilinear": upsample_bilinear,
     "concat": concat,
+    "split": split,
     "reshape": reshape,
     "reverse": reverse,
     "transpose": transpose,

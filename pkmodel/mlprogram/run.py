@@ -186,10 +186,16 @@ class CoreMLProgram:
                         f"{p.source}: operation {op.type} ({op.name}) failed: "
                         f"{str(e).splitlines()[0][:200]}"
                     ) from None
-                name, ttype = op.outputs[0]
-                if ttype.dtype == "fp16" and out.is_floating_point():
-                    out = out.half().float()
-                env[name] = out
+                outs = out if isinstance(out, tuple | list) else (out,)
+                if len(outs) != len(op.outputs):
+                    raise PkmodelError(
+                        f"{p.source}: operation {op.type} ({op.name}) made {len(outs)} values "
+                        f"for its {len(op.outputs)} outputs"
+                    )
+                for (name, ttype), value in zip(op.outputs, outs, strict=True):
+                    if ttype.dtype == "fp16" and value.is_floating_point():
+                        value = value.half().float()
+                    env[name] = value
         return {name: env[name].float().numpy() for name in p.outputs}
 
     def run_images(self, rgb: np.ndarray | Sequence[np.ndarray]) -> dict[str, np.ndarray]:

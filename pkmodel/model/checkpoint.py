@@ -22,7 +22,9 @@ from pkmodel.model.posekit import posekit_config_dict, posekit_state_dict
 CHECKPOINT_FORMAT = "pkmodel-checkpoint"
 # 2: model.stem (the fused stem became the default); version 1's networks all have
 # MobileNetV2's, which loading says in their config
-CHECKPOINT_VERSION = 2
+# 3: model.heads (shared heads and the fused-s8 stem became the default); the networks of
+# versions 1 and 2 all have separate heads, which loading says in their config
+CHECKPOINT_VERSION = 3
 CHECKPOINT = FileKind(
     "pkmodel checkpoint", ("format", CHECKPOINT_FORMAT), CHECKPOINT_VERSION, ("model", "config")
 )
@@ -76,10 +78,13 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
 
 def _upgraded(state: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint of an earlier version with what its config left unsaid made explicit."""
-    if int(state.get("version", 0)) < 2 and isinstance(state.get("config"), dict):
+    version = int(state.get("version", 0))
+    if version < CHECKPOINT_VERSION and isinstance(state.get("config"), dict):
         model = state["config"].setdefault("model", {})
         if isinstance(model, dict):
-            model.setdefault("stem", "mobilenetv2")
+            if version < 2:
+                model.setdefault("stem", "mobilenetv2")
+            model.setdefault("heads", "separate")
     return state
 
 

@@ -291,9 +291,7 @@ def load_backbone_state(
             block, _, rest = key.partition(".")
             if block.isdigit() and int(block) >= replaced:
                 shifted[f"{int(block) - replaced + own}.{rest}"] = value
-        stem = {
-            k: v for k, v in backbone.state_dict().items() if int(k.partition(".")[0]) < own
-        }
+        stem = {k: v for k, v in backbone.state_dict().items() if int(k.partition(".")[0]) < own}
         state = {**shifted, **stem}
     own = backbone.state_dict()
     missing = [k for k in own if k not in state]

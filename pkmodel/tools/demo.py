@@ -43,7 +43,7 @@ DEMO_SETTINGS: dict[str, Any] = {
     "model.input_size": 96,
     "model.width_mult": 0.5,
     "model.neck_channels": 48,
-    "model.head_channels": 48,
+    "model.head_channels": 96,
     # Twelve minutes of training on any machine: the trainer sets the epochs that fit, about 50
     # on the 2-core development VM, more on a faster machine and fewer on a slower one, so the
     # demo stays under 15 minutes. `--set train.minutes=0` trains exactly train.epochs.

@@ -131,11 +131,16 @@ def test_model_info_cli_for_each_kind(checkpoint, exports):
         result = runner.invoke(app, ["model-info", "--weights", str(path)])
         assert result.exit_code == 0, result.output
         lines[kind] = result.output
-    assert "pkmodel checkpoint (PyTorch)" in lines["pt"] and "parameters: 282,806" in lines["pt"]
+    assert "pkmodel checkpoint (PyTorch)" in lines["pt"] and "parameters: 280,918" in lines["pt"]
     assert "ONNX opset 18" in lines["onnx"] and "Conv " in lines["onnx"]
     assert f"input: image 'input' {SIZE} x {SIZE} RGB, pixels 0..255" in lines["fp16"]
     assert "export check on 32 generated synthetic picture(s)" in lines["fp16"]
     described = describe_weights(exports["fp16"])
-    # 69 convolutions: the fused stem has 2 where MobileNetV2's first three blocks have 6
-    assert described["ops"]["conv"] == 69 and described["metadata"]["precision"] == "fp16"
+    # 58 convolutions: the fused-s8 stem has 6 where MobileNetV2's first five blocks have 12,
+    # the shared heads 3 where four separate heads have 12
+    assert (
+        described["ops"]["conv"] == 58
+        and described["ops"]["split"] == 1
+        and described["metadata"]["precision"] == "fp16"
+    )
     assert format_description(described)[0].startswith(f"{exports['fp16']}: Core ML ML Program (mlpackage, spec version 8")  # fmt: skip

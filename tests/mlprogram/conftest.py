@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from pkmodel.common.skeleton import NUM_JOINTS
 from pkmodel.model.outputs import OUTPUT_NAMES
 from tests.conftest import shared_data
 from tests.export.conftest import SIZE, small_config
@@ -83,8 +84,7 @@ def realistic_network(seed: int = 0) -> torch.nn.Module:
         model(torch.from_numpy(normalise_pixels(synthetic_frames(range(100, 108)))))
         for bn in norms:
             bn.running_var.clamp_(min=VARIANCE_FLOOR)
-        for head in (model.heatmap_head, model.center_head):
-            head.out.weight.mul_(HEAD_GAIN)
+        model.head.out.weight[: NUM_JOINTS + 1].mul_(HEAD_GAIN)  # heatmaps and centers
     return model.eval()
 
 

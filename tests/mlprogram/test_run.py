@@ -249,7 +249,7 @@ def test_compressed_weights_equal_coremltools_decompression_exactly(programs, ki
     constexprs = [op for op in reference.functions["main"].operations if op.op_type.startswith("constexpr_")]  # fmt: skip
     assert (
         len(constexprs)
-        == 32  # the network's weights big enough to compress
+        == 31  # the network's weights big enough to compress
         == sum(n for t, n in runner.program.histogram().items() if t.startswith("constexpr_"))
     )
     for op in constexprs:
@@ -263,23 +263,24 @@ def test_compressed_weights_equal_coremltools_decompression_exactly(programs, ki
 # difference allowed for the sigmoid maps (heatmaps, centers) and the vector maps (regs, offsets,
 # in cells), and the least share of the 272 joints decoded to the same cell. Measured (max abs
 # heatmaps, centers, regs, offsets; same cell):
-#   fp32            2.9e-6  1.9e-6  1.4e-6  1.4e-6   100%
-#   fp16            5.4e-3  4.8e-3  3.3e-3  3.3e-3   95.2% (the 13 others are near-ties: one
-#                   picture's center leads by 2e-4 relative, and 3 joints)
-#   int8, int8_18   3.0e-2  2.3e-2  1.5e-2  1.7e-2   91.9%
-#   pal6, pal6_18   0.136   0.105   0.078   0.064    83.8%
-#   pal4, pal4_18   0.578   0.388   0.271   0.326    47.4%
+#   fp32            4.9e-6  5.8e-6  4.8e-6  3.2e-6   100%
+#   fp16            7.7e-3  7.0e-3  5.7e-3  5.5e-3   98.2% (the others are near-ties)
+#   int8, int8_18   3.1e-2  2.7e-2  2.1e-2  2.0e-2   97.8%
+#   pal6, pal6_18   0.13    0.13    0.21    0.19     85.3%
+#   pal4, pal4_18   0.43    0.36    0.83    0.82     63.2%
+# (The shared heads' one output conv is one palette: its heatmap and center rows, HEAD_GAIN
+# larger, set the palette's range, so regs and offsets get coarser steps than the maps.)
 # Compressed weights change the network itself (their price is AP, --check-ap); their limits
 # are the measured differences with a margin, to catch a runner that decompresses wrongly.
 TOLERANCE = {
     "fp32": (1e-4, 1e-4, 1.0),
     "fp16": (0.015, 0.01, 0.9),
-    "int8": (0.06, 0.04, 0.85),
-    "int8_18": (0.06, 0.04, 0.85),
-    "pal6": (0.25, 0.15, 0.75),
-    "pal6_18": (0.25, 0.15, 0.75),
-    "pal4": (0.8, 0.6, 0.35),
-    "pal4_18": (0.8, 0.6, 0.35),
+    "int8": (0.06, 0.04, 0.9),
+    "int8_18": (0.06, 0.04, 0.9),
+    "pal6": (0.25, 0.3, 0.75),
+    "pal6_18": (0.25, 0.3, 0.75),
+    "pal4": (0.8, 1.2, 0.5),
+    "pal4_18": (0.8, 1.2, 0.5),
 }
 
 
@@ -430,3 +431,32 @@ def test_pictures_of_the_wrong_size_are_one_sentence(tmp_path):
     with pytest.raises(PkmodelError) as e:
         runner.run_images(np.zeros((1, 5, 4, 3), np.uint8))
     one_sentence(e.value, folder, "takes 4 x 4 RGB images, got 4 x 5")
+
+
+def test_split_gives_the_parts_coremltools_defines(tmp_path):
+    """A program with coremltools' own split (by sizes, and into equal parts), converted and
+    saved by coremltools: the runner gives each output its slice of the input."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 6, 2, 4))], opset_version=ct.target.iOS15)
+    def program(x):
+        a, b, c = mb.split(x=x, split_sizes=[1, 2, 3], axis=1)
+        d, e = mb.split(x=x, num_splits=2, axis=-1)
+        return a, b, c, d, e
+
+    model = ct.convert(
+        program, convert_to="mlprogram", compute_precision=ct.precision.FLOAT32,
+        minimum_deployment_target=ct.target.iOS15,
+    )  # fmt: skip
+    model.save(str(tmp_path / "split.mlpackage"))
+    runner = CoreMLProgram(tmp_path / "split.mlpackage")
+    assert runner.program.histogram()["split"] == 2
+    x = np.arange(48, dtype=np.float32).reshape(1, 6, 2, 4)
+    got = runner.run({runner.input_name: x})
+    want = [x[:, :1], x[:, 1:3], x[:, 3:], x[..., :2], x[..., 2:]]
+    assert len(got) == len(want) == len(runner.program.outputs)
+    for name, part in zip(runner.program.outputs, want, strict=True):
+        np.testing.assert_array_equal(got[name], part)
+    with pytest.raises(ValueError, match="equal parts"):
+        ops.split(torch.zeros(1, 5), axis=1, num_splits=2)

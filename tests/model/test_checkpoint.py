@@ -86,14 +86,37 @@ def test_a_version_1_checkpoint_rebuilds_mobilenetv2s_stem(tmp_path):
     del saved["model"]["stem"]
     state = {"format": "pkmodel-checkpoint", "version": 1, "model": model.state_dict(), "config": saved}  # fmt: skip
     torch.save(state, tmp_path / "v1.pt")
-    assert Config().model.stem == "fused"  # today's default differs
+    assert Config().model.stem == "fused-s8"  # today's default differs
     loaded, loaded_cfg, raw = model_from_checkpoint(tmp_path / "v1.pt")
     assert (
         loaded_cfg.model.stem == "mobilenetv2" and raw["config"]["model"]["stem"] == "mobilenetv2"
     )
     name = "backbone.1.conv.0.0.weight"  # MobileNetV2's block 1, which the fused stem has not
     assert torch.equal(loaded.state_dict()[name], model.state_dict()[name])
-    # a version 2 checkpoint says its stem itself
-    save_checkpoint(tmp_path / "v2.pt", {"model": model.state_dict(), "config": cfg.to_dict()})
-    assert load_checkpoint(tmp_path / "v2.pt")["version"] == 2
-    assert model_from_checkpoint(tmp_path / "v2.pt")[1].model.stem == "mobilenetv2"
+    # a current checkpoint says its stem itself
+    save_checkpoint(tmp_path / "v3.pt", {"model": model.state_dict(), "config": cfg.to_dict()})
+    assert load_checkpoint(tmp_path / "v3.pt")["version"] == 3
+    assert model_from_checkpoint(tmp_path / "v3.pt")[1].model.stem == "mobilenetv2"
+
+
+def test_a_version_2_checkpoint_rebuilds_separate_heads(tmp_path):
+    """Checkpoints written before ``model.heads`` existed (version 2) hold networks with four
+    separate heads, whatever today's default; their stem is in their config."""
+    from pkmodel.model.network import build_model
+
+    cfg = Config()
+    cfg.model.input_size, cfg.model.width_mult = 64, 0.35
+    cfg.model.stem, cfg.model.heads, cfg.model.head_channels = "fused", "separate", 24
+    model = build_model(cfg.model, pretrained=False)
+    saved = cfg.to_dict()
+    del saved["model"]["heads"]
+    state = {"format": "pkmodel-checkpoint", "version": 2, "model": model.state_dict(), "config": saved}  # fmt: skip
+    torch.save(state, tmp_path / "v2.pt")
+    assert Config().model.heads == "shared"  # today's default differs
+    loaded, loaded_cfg, raw = model_from_checkpoint(tmp_path / "v2.pt")
+    assert loaded_cfg.model.heads == "separate" and raw["config"]["model"]["heads"] == "separate"
+    assert loaded_cfg.model.stem == "fused"
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(loaded.eval()(x), model.eval()(x), strict=True):
+            assert torch.equal(a, b)
