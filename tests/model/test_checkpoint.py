@@ -73,19 +73,27 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     assert (tmp_path / "c.pt").stat().st_mode & 0o777 == expected
 
 
-def test_a_version_1_checkpoint_rebuilds_mobilenetv2s_stem(tmp_path):
-    """Checkpoints written before ``model.stem`` existed (version 1, no such key in their
-    config) hold networks with MobileNetV2's stem, whatever today's default."""
+def _earlier_checkpoint(path, version, unsaid, **model_keys):
+    """A checkpoint of ``version`` whose config lacks the key ``unsaid`` (written before it
+    existed), with a small network of ``model_keys``; returns that network."""
     from pkmodel.model.network import build_model
 
     cfg = Config()
     cfg.model.input_size, cfg.model.width_mult = 64, 0.35
-    cfg.model.stem = "mobilenetv2"
+    for key, value in model_keys.items():
+        setattr(cfg.model, key, value)
     model = build_model(cfg.model, pretrained=False)
     saved = cfg.to_dict()
-    del saved["model"]["stem"]
-    state = {"format": "pkmodel-checkpoint", "version": 1, "model": model.state_dict(), "config": saved}  # fmt: skip
-    torch.save(state, tmp_path / "v1.pt")
+    del saved["model"][unsaid]
+    state = {"format": "pkmodel-checkpoint", "version": version, "model": model.state_dict(), "config": saved}  # fmt: skip
+    torch.save(state, path)
+    return model, cfg
+
+
+def test_a_version_1_checkpoint_rebuilds_mobilenetv2s_stem(tmp_path):
+    """Checkpoints written before ``model.stem`` existed (version 1, no such key in their
+    config) hold networks with MobileNetV2's stem, whatever today's default."""
+    model, cfg = _earlier_checkpoint(tmp_path / "v1.pt", 1, "stem", stem="mobilenetv2")
     assert Config().model.stem == "fused-s8"  # today's default differs
     loaded, loaded_cfg, raw = model_from_checkpoint(tmp_path / "v1.pt")
     assert (
@@ -102,16 +110,8 @@ def test_a_version_1_checkpoint_rebuilds_mobilenetv2s_stem(tmp_path):
 def test_a_version_2_checkpoint_rebuilds_separate_heads(tmp_path):
     """Checkpoints written before ``model.heads`` existed (version 2) hold networks with four
     separate heads, whatever today's default; their stem is in their config."""
-    from pkmodel.model.network import build_model
-
-    cfg = Config()
-    cfg.model.input_size, cfg.model.width_mult = 64, 0.35
-    cfg.model.stem, cfg.model.heads, cfg.model.head_channels = "fused", "separate", 24
-    model = build_model(cfg.model, pretrained=False)
-    saved = cfg.to_dict()
-    del saved["model"]["heads"]
-    state = {"format": "pkmodel-checkpoint", "version": 2, "model": model.state_dict(), "config": saved}  # fmt: skip
-    torch.save(state, tmp_path / "v2.pt")
+    keys = {"stem": "fused", "heads": "separate", "head_channels": 24}
+    model, _ = _earlier_checkpoint(tmp_path / "v2.pt", 2, "heads", **keys)
     assert Config().model.heads == "shared"  # today's default differs
     loaded, loaded_cfg, raw = model_from_checkpoint(tmp_path / "v2.pt")
     assert loaded_cfg.model.heads == "separate" and raw["config"]["model"]["heads"] == "separate"
