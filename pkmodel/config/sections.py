@@ -194,7 +194,7 @@ class ModelConfig(Section):
     stem: Literal["fused", "fused-s8", "mobilenetv2"] = _f(
         "fused-s8",
         "backbone stem: fused (two 3x3 stride-2 convs to stride 4), fused-s8 (those, then fused "
-        "3x3 blocks to stride 8) or mobilenetv2 (its first three blocks)",
+        "3x3 blocks to stride 8) or mobilenetv2 (MobileNetV2's own blocks)",
     )
     neck_channels: int = _f(48, "channels of the upsampling neck")
     heads: Literal["separate", "shared"] = _f(

@@ -112,25 +112,19 @@ class FusedResidual(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(channels),
-            ReLU6(inplace=True),
-            nn.Conv2d(channels, channels, 1, bias=False),
-            nn.BatchNorm2d(channels),
-        )
+        self.conv = fused_mbconv(channels, channels, expand=1, stride=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv(x)
 
 
-def fused_down(cin: int, cout: int, expand: int = 4) -> nn.Sequential:
-    """3x3 stride-2 conv to ``expand`` x ``cin`` -> BN -> ReLU6 -> 1x1 linear projection -> BN:
-    EfficientNetV2's stride-2 fused-MBConv, in place of MobileNetV2's first stride-8 block (whose
-    expansion runs at the finer stride 4)."""
+def fused_mbconv(cin: int, cout: int, expand: int = 4, stride: int = 2) -> nn.Sequential:
+    """3x3 conv (``stride``) to ``expand`` x ``cin`` -> BN -> ReLU6 -> 1x1 linear projection ->
+    BN: EfficientNetV2's fused-MBConv. With stride 2 it stands in place of MobileNetV2's first
+    stride-8 block (whose expansion runs at the finer stride 4)."""
     hidden = cin * expand
     return nn.Sequential(
-        nn.Conv2d(cin, hidden, 3, 2, 1, bias=False),
+        nn.Conv2d(cin, hidden, 3, stride, 1, bias=False),
         nn.BatchNorm2d(hidden),
         ReLU6(inplace=True),
         nn.Conv2d(hidden, cout, 1, bias=False),
@@ -146,7 +140,7 @@ def stem_blocks(features: nn.Sequential, stem: str) -> list[nn.Module]:
     if stem == "fused-s8":
         c4 = _block_stride_and_channels(features[3])[1]
         c8 = _block_stride_and_channels(features[4])[1]
-        blocks += [FusedResidual(c4), fused_down(c4, c8)]
+        blocks += [FusedResidual(c4), fused_mbconv(c4, c8)]
     return blocks
 
 
@@ -174,17 +168,20 @@ HEADS = ("separate", "shared")
 
 
 class PoseNet(nn.Module):
-    """MobileNetV2 features -> top-down neck to stride 4 -> heatmaps, centers, regs, offsets."""
+    """MobileNetV2 features -> top-down neck to stride 4 -> heatmaps, centers, regs, offsets.
+
+    Built by :func:`build_model` from ``model.*``, whose defaults are the only ones."""
 
     def __init__(
         self,
-        width_mult: float = 1.0,
-        neck_channels: int = 48,
-        head_channels: int = 48,
+        *,
+        width_mult: float,
+        neck_channels: int,
+        head_channels: int,
+        input_size: int,
+        stem: str,
+        heads: str,
         num_joints: int = NUM_JOINTS,
-        input_size: int = 192,
-        stem: str = "fused",
-        heads: str = "separate",
     ) -> None:
         super().__init__()
         from torchvision.models import mobilenet_v2
