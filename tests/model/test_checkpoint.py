@@ -75,7 +75,7 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
 
 def _earlier_checkpoint(path, version, unsaid, **model_keys):
     """A checkpoint of ``version`` whose config lacks the key ``unsaid`` (written before it
-    existed), with a small network of ``model_keys``; returns that network."""
+    existed), with a small network of ``model_keys``; returns that network and its config."""
     from pkmodel.model.network import build_model
 
     cfg = Config()
