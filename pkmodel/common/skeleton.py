@@ -28,6 +28,8 @@ JOINT_NAMES: tuple[str, ...] = (
 )
 NUM_JOINTS = len(JOINT_NAMES)
 JOINT_INDEX: dict[str, int] = {name: i for i, name in enumerate(JOINT_NAMES)}
+# The face's points (nose, eyes, ears): small features on the head, not joints inside a limb.
+FACE_JOINTS: tuple[int, ...] = tuple(range(JOINT_INDEX["right_ear"] + 1))
 
 # Left/right pairs, by index.
 FLIP_PAIRS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))  # fmt: skip

@@ -501,6 +501,11 @@ class LiftConfig(Section):
     name: ClassVar[str] = "lift"
 
     window: int = _f(5, "depth sampling window side in depth pixels (odd)")
+    face_window: int = _f(
+        3,
+        "depth window of the nose, eyes and ears (odd, at most lift.window): small features on a "
+        "round head; where it finds no depth, lift.window's",
+    )
     min_confidence: int = _f(1, "lowest depth confidence level accepted (0-2, ARKit style)")
     depth_band_m: float = _f(
         0.15, "median only over window pixels this close to the joint pixel's depth (0 = all)"
@@ -569,6 +574,7 @@ class LiftConfig(Section):
     def rules(self) -> list[Rule]:
         return [
             ("window", lambda v: v >= 1 and v % 2 == 1, "must be a positive odd number"),
+            ("face_window", lambda v: v >= 1 and v % 2 == 1, "must be a positive odd number"),
             in_range("min_confidence", 0, 2, "must be 0, 1 or 2 (ARKit's levels)"),
             at_least("depth_band_m", 0, "must be >= 0 (0 = off)"),
             probability("min_score"),

@@ -8,6 +8,7 @@ Everything here is vectorised over frames and joints: arrays of shape (T, K, ...
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -152,6 +153,32 @@ def sample_depth(
     return DepthSample(depth=z, confidence=best, valid=valid)
 
 
+def sample_depth_windows(
+    depth: np.ndarray, points: np.ndarray, *, windows: np.ndarray | list[int], **options: Any
+) -> DepthSample:
+    """:func:`sample_depth` with a window per joint: ``windows`` (K,) odd sides for the K
+    joints of ``points`` ((K, 2) or (T, K, 2)); the other ``options`` as there. A joint whose
+    window is narrower than the widest takes its own window's depth, and the widest window's
+    where its own finds none (a small feature keeps its depth when it has one, and still gets
+    one when its few pixels are empty).
+    """
+    windows = np.asarray(windows, dtype=np.int64)
+    points = np.asarray(points, dtype=np.float64)
+    if windows.ndim != 1 or windows.shape[0] != points.shape[-2]:
+        raise ValueError(f"{windows.shape[0]} windows for {points.shape[-2]} joints")
+    widest = int(windows.max())
+    out = sample_depth(depth, points, window=widest, **options)
+    z, level, valid = out.depth.copy(), out.confidence.copy(), out.valid.copy()
+    for side in np.unique(windows[windows < widest]):
+        joints = np.flatnonzero(windows == side)
+        own = sample_depth(depth, points[..., joints, :], window=int(side), **options)
+        use = own.valid
+        z[..., joints] = np.where(use, own.depth, z[..., joints])
+        level[..., joints] = np.where(use, own.confidence, level[..., joints])
+        valid[..., joints] |= use
+    return DepthSample(depth=z, confidence=level, valid=valid)
+
+
 def _masked_median(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """Median over the last axis of the kept values (NaN where none), without Python loops:
     the others sort to the end."""
@@ -180,7 +207,7 @@ def lift_joints(
     depth: np.ndarray,
     intrinsics: Intrinsics,
     *,
-    window: int,
+    window: int | np.ndarray | list[int],
     min_depth: float,
     max_depth: float,
     confidence: np.ndarray | None = None,
@@ -192,21 +219,23 @@ def lift_joints(
 
     Depth maps (T, H, W) may have another resolution than the intrinsics: joints are mapped into
     it for sampling, and back-projection uses intrinsics scaled to it (the same 3D point either
-    way). ``limb_radius`` (scalar or (K,)) turns on the surface-to-joint correction.
+    way). ``window`` is one side for all joints or one per joint (:func:`sample_depth_windows`).
+    ``limb_radius`` (scalar or (K,)) turns on the surface-to-joint correction.
     """
     depth = np.asarray(depth)
     d_h, d_w = depth.shape[-2:]
     depth_points = to_depth_pixels(keypoints, (intrinsics.width, intrinsics.height), (d_w, d_h))
-    sample = sample_depth(
-        depth,
-        depth_points,
-        window=window,
+    options = dict(
         min_depth=min_depth,
         max_depth=max_depth,
         confidence=confidence,
         min_confidence=min_confidence,
         band=band,
     )
+    if np.ndim(window) == 0:
+        sample = sample_depth(depth, depth_points, window=int(window), **options)
+    else:
+        sample = sample_depth_windows(depth, depth_points, windows=window, **options)
     points = backproject(depth_points, sample.depth, intrinsics.scaled_to(d_w, d_h))
     if limb_radius is not None:
         points = surface_to_joint(points, limb_radius)

@@ -26,6 +26,7 @@ from pkmodel.common.errors import PkmodelError
 from pkmodel.common.geometry import letterbox_image
 from pkmodel.common.skeleton import (
     EXTENDED_JOINT_NAMES,
+    FACE_JOINTS,
     LIMBS,
     NECK,
     NUM_JOINTS,
@@ -187,6 +188,16 @@ class LiftResult:
     skeleton: SkeletonFit | None = None  # the take's skeleton (None: lift.skeleton off)
 
 
+def depth_windows(lift: LiftConfig) -> np.ndarray:
+    """Each COCO joint's depth window (17,): ``lift.face_window`` (at most ``lift.window``) for
+    the nose, eyes and ears, ``lift.window`` for the others. A face point is a small feature
+    on a round head; at a phone's depth resolution a wider window reaches the cheeks, nearer
+    than an ear, and the background."""
+    windows = np.full(NUM_JOINTS, lift.window, dtype=np.int64)
+    windows[list(FACE_JOINTS)] = min(lift.face_window, lift.window)
+    return windows
+
+
 def sample_surface(
     seq: RgbdSequence, keypoints: np.ndarray, lift: LiftConfig, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +229,7 @@ def sample_surface(
             keypoints[start : idx.stop],
             depth,
             seq.intrinsics,
-            window=lift.window,
+            window=depth_windows(lift),
             min_depth=lift.min_depth_m,
             max_depth=lift.max_depth_m,
             confidence=conf,
@@ -428,6 +439,7 @@ def build_take(seq: RgbdSequence, result: LiftResult, lift: LiftConfig, model_id
         "depth_unit_m": seq.depth_unit_m,
         "lift": {
             "window": lift.window,
+            "face_window": min(lift.face_window, lift.window),
             "depth_band_m": lift.depth_band_m,
             "min_confidence": lift.min_confidence,
             "min_score": lift.min_score,

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pkmodel.common.camera import PIXEL_CENTER, Intrinsics, backproject
-from pkmodel.common.skeleton import JOINT_INDEX, NUM_JOINTS
+from pkmodel.common.skeleton import FACE_JOINTS, JOINT_INDEX, NUM_JOINTS
 
 ACROSS_PERCENTILE = 95
 LENGTH_TOLERANCE = 0.10  # of the bone's length, plus twice the depth noise of its ends
@@ -384,7 +384,7 @@ def fit_skeleton(
     for f in range(T):
         previous = fitter.torso(f, previous)
         fitter.limbs(f)
-        for k in range(5):  # the face: its points move together, so their bones cannot tell
+        for k in FACE_JOINTS:  # the face: its points move together, so their bones cannot tell
             fitter.own(f, k)
     out = fitter.out
     if K > NUM_JOINTS:

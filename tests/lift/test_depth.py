@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from pkmodel.common.camera import Intrinsics, backproject, project
-from pkmodel.lift.depth import lift_joints, sample_depth, surface_to_joint, to_depth_pixels
+from pkmodel.lift.depth import (
+    lift_joints,
+    sample_depth,
+    sample_depth_windows,
+    surface_to_joint,
+    to_depth_pixels,
+)
 from tests.conftest import shared_data
 
 INTR = Intrinsics(fx=200.0, fy=210.0, cx=63.5, cy=47.5, width=128, height=96)
@@ -154,6 +160,32 @@ def test_band_picks_the_joints_surface_before_confidence_levels_compete():
     depth[2, 2] = 0.0
     s = sample_depth(depth, np.array([[2.5, 2.5]]), band=0.15, **kw)
     assert s.depth[0] == 5.0 and s.confidence[0] == 2
+
+
+def test_a_window_per_joint_keeps_a_small_feature_and_falls_back_to_the_widest():
+    # An ear 2.00 m away covering the 3 x 3 pixels around joint 0, on a cheek at 1.90 m; a
+    # hole of 3 x 3 pixels around joint 1 (an ear the sensor got no return from).
+    depth = np.full((9, 9), 1.90)
+    depth[2:5, 2:5] = 2.00
+    depth[5:8, 5:8] = 0.0
+    pts = np.array([[3.5, 3.5], [6.5, 6.5], [3.5, 3.5]])
+    kw = dict(min_depth=0.1, max_depth=10, band=0.15)
+    wide = sample_depth(depth, pts, window=5, **kw)
+    assert wide.depth == pytest.approx([1.90, 1.90, 1.90])  # 15 cheek pixels outvote 9 ear ones
+    s = sample_depth_windows(depth, pts, windows=[3, 3, 5], **kw)
+    # joint 0 keeps the ear; joint 1 finds nothing in its 3 x 3 and takes the 5 x 5 median;
+    # joint 2 has the wide window itself
+    assert s.depth == pytest.approx([2.00, 1.90, 1.90]) and s.valid.all()
+    assert s.confidence.tolist() == [-1, -1, -1]  # no confidence map
+    # frames (T, K, 2) alike, and lift_joints takes the same per-joint windows
+    frames = sample_depth_windows(np.stack([depth, depth]), np.stack([pts, pts]), windows=[3, 3, 5], **kw)  # fmt: skip
+    assert frames.depth == pytest.approx(np.stack([s.depth, s.depth]))
+    intr = Intrinsics(fx=10.0, fy=10.0, cx=4.5, cy=4.5, width=9, height=9)
+    points, sample = lift_joints(pts[None], depth[None], intr, window=np.array([3, 3, 5]), **kw)
+    assert sample.depth[0] == pytest.approx([2.00, 1.90, 1.90])
+    assert points[0, :, 2] == pytest.approx([2.00, 1.90, 1.90])
+    with pytest.raises(ValueError, match="2 windows for 3 joints"):
+        sample_depth_windows(depth, pts, windows=[3, 5], **kw)
 
 
 def test_rejects_zero_nan_and_out_of_range_depth():

@@ -10,7 +10,13 @@ from pkmodel.common.camera import Intrinsics, project
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import EXTENDED_JOINT_NAMES, NUM_JOINTS
 from pkmodel.config import Config
-from pkmodel.lift.pipeline import accelerations, ground_truth_joints, lift_sequence, run_lift
+from pkmodel.lift.pipeline import (
+    accelerations,
+    depth_windows,
+    ground_truth_joints,
+    lift_sequence,
+    run_lift,
+)
 from pkmodel.lift.rgbd import find_sequences, read_plain_folder
 from pkmodel.lift.take import read_take_binary, read_take_json, read_take_zip
 from tests.conftest import shared_data
@@ -125,6 +131,15 @@ def test_ground_truth_2d_pipeline_recovers_joints(dataset):
     assert 0 < lagged.max() <= step.max() * 3 and np.isfinite(smooth2d.joints).all()
 
 
+def test_face_points_get_their_own_depth_window():
+    cfg = Config()
+    assert depth_windows(cfg.lift).tolist() == [3] * 5 + [5] * 12  # nose, eyes, ears: 3 x 3
+    cfg.lift.window, cfg.lift.face_window = 1, 3
+    assert depth_windows(cfg.lift).tolist() == [1] * 17  # never wider than lift.window
+    cfg.lift.window, cfg.lift.face_window = 7, 5
+    assert depth_windows(cfg.lift).tolist() == [5] * 5 + [7] * 12
+
+
 def test_one_euro_reduces_jitter_and_keeps_mpjpe(dataset):
     seq = find_sequences(dataset / "sequences" / "noisy")[0]
     joints = ground_truth_joints(seq)
@@ -237,6 +252,7 @@ def test_cli_with_weights_runs_the_network(dataset, tmp_path):
         (["--input", "{data}", "-w", "{tmp}/missing.pt"], "weights file"),
         (["--input", "{data}", "--ground-truth-2d", "--smoothing", "kalman"], "lift.smoothing must be one of"),
         (["--input", "{data}", "--ground-truth-2d", "--set", "lift.window=4"], "lift.window = 4 must be a positive odd"),
+        (["--input", "{data}", "--ground-truth-2d", "--set", "lift.face_window=0"], "lift.face_window = 0 must be a positive odd"),
         (["--input", "{data}", "--ground-truth-2d", "--set", "lift.limb_radius_m=[0.1]"], "lift.limb_radius_m = [0.1] must list 17"),
         (["--input", "{data}", "--ground-truth-2d", "--set", "lift.min_confidence=3"], "lift.min_confidence = 3 must be 0, 1 or 2"),
         (["--input", "{data}", "--ground-truth-2d", "--set", "lift.max_depth_m=0.05"], "lift.max_depth_m = 0.05 must be above lift.min_depth_m (0.1)"),
