@@ -120,7 +120,24 @@ def _r3d(metadata: dict | None = None, depth: bytes | None = None) -> bytes:
     return buffer.getvalue()
 
 
-# lift on a Stray Scanner folder rec/ (_stray) and on a Record3D file a.r3d (_r3d)
+def _plain(confidence: bytes | None = None) -> dict[str, bytes | str]:
+    """A plain RGB-D folder rec/ of one 8 x 8 frame with a confidence image (default: three
+    channels, which a confidence map must not have)."""
+    import numpy as np
+
+    if confidence is None:
+        confidence = _png(np.full((8, 8, 3), 2, np.uint8))
+    return {
+        "rec/a_color.png": _png(np.zeros((8, 8, 3), np.uint8)),
+        "rec/a_depth.png": _png(np.full((8, 8), 1000, np.uint16)),
+        "rec/a_confidence.png": confidence,
+        "rec/intrinsics.json": '{"fx": 10, "fy": 10, "cx": 3.5, "cy": 3.5, "depth_scale_per_meter": 1000}',
+    }
+
+
+# lift on a plain folder rec/ (_plain) with the network, a Stray Scanner folder rec/ (_stray)
+# and a Record3D file a.r3d (_r3d)
+LIFT_PLAIN = ("lift", "--input", "{here}/rec", "-w", "{ckpt}", "--out", "{here}/l", "--quiet")
 LIFT_STRAY = ("lift", "--input", "{here}/rec", "--ground-truth-2d", "--out", "{here}/l")
 LIFT_R3D = ("lift", "--input", "{here}/a.r3d", "--ground-truth-2d", "--out", "{here}/l")
 
@@ -251,6 +268,10 @@ CASES = [
                          "tpu", "--out", "{here}/l"), "lift.device (--device) 'tpu' is not one of"),
     Case("lift-window", ("lift", "--input", "{synthetic}", "--ground-truth-2d", "--out",
                          "{here}/l", "--set", "lift.window=4"), "lift.window = 4 must be a positive odd number"),
+    Case("lift-confidence-channels", LIFT_PLAIN, "{here}/rec/a_confidence.png must be one channel, it has shape (8, 8, 3)",
+         files=_plain()),
+    Case("lift-confidence-unreadable", LIFT_PLAIN, "confidence image {here}/rec/a_confidence.png cannot be read",
+         files=_plain(b"not a png")),
     # lift: the capture apps' recordings
     Case("lift-stray-no-matrix", LIFT_STRAY, "{here}/rec has no camera_matrix.csv",
          files=_stray(**{"rec/camera_matrix.csv": ""})),

@@ -52,6 +52,7 @@ def lift_command(
         bool,
         typer.Option("--no-pictures", help="Skip overlays and the 3D contact sheet (faster)."),
     ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
     """Lift 2D joints to 3D with depth: takes, overlays, 3D plots and metrics.
 
@@ -80,7 +81,7 @@ def lift_command(
     sequences = find_sequences(input_dir, cfg.lift.intrinsics_key, cfg.lift.fps, warn=_warn)
     detector = None if weights is None else ModelJoints(weights, cfg, cfg.lift.device)
     out_dir = cfg.lift.out_dir
-    doc = run_lift(sequences, cfg, out_dir, detector, progress=True, pictures=not no_pictures)
+    doc = run_lift(sequences, cfg, out_dir, detector, progress=not quiet, pictures=not no_pictures)
     if cfg.lift.take_format != "pkmodel":
         from pkmodel.lift.posekit_take import add_posekit_takes
 

@@ -78,9 +78,15 @@ class RgbdSequence:
             return None
         import cv2
 
-        conf = cv2.imread(str(self.confidence_files[i]), cv2.IMREAD_UNCHANGED)
-        if conf is None or conf.ndim != 2:
-            raise PkmodelError(f"confidence image {self.confidence_files[i]} must be one channel")
+        path = self.confidence_files[i]
+        conf = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if conf is None:
+            what = "cannot be read" if path.is_file() else "is missing"
+            raise PkmodelError(f"confidence image {path} {what}")
+        if conf.ndim != 2:
+            raise PkmodelError(
+                f"confidence image {path} must be one channel, it has shape {conf.shape}"
+            )
         return conf
 
 
