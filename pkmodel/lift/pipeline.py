@@ -292,12 +292,14 @@ def smooth_joints(
 def offline_window(
     params: SmoothingParams, joints: np.ndarray, fit: SkeletonFit | None = None
 ) -> SmoothingParams:
-    """``params`` with offline smoothing's window set from the take's depth noise when
-    ``lift.offline_sigma_s`` is 0 (:func:`pkmodel.lift.smoothing.offline_sigma_for`)."""
-    if params.method != "offline" or params.offline_sigma_s > 0:
+    """``params`` with the take's depth noise (which sets the depth jumps of offline smoothing)
+    and offline smoothing's window set from it when ``lift.offline_sigma_s`` is 0
+    (:func:`pkmodel.lift.smoothing.offline_sigma_for`)."""
+    if params.method != "offline":
         return params
     noise = fit.noise_m_at_1m if fit is not None else depth_noise(np.linalg.norm(joints, axis=-1))
-    return replace(params, offline_sigma_s=offline_sigma_for(noise))
+    sigma = params.offline_sigma_s if params.offline_sigma_s > 0 else offline_sigma_for(noise)
+    return replace(params, offline_sigma_s=sigma, depth_noise_m=noise)
 
 
 def lift_sequence(

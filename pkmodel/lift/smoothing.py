@@ -167,6 +167,13 @@ NOISE_FOR_MIN_SIGMA = 0.0025
 # robust refits of the depth along the rays.
 OFFLINE_SIGMA_2D_S = 0.05
 OFFLINE_ROBUST_PASSES = 1
+# Depth jumps between a joint's samples: a jump is a change of more than JUMP_M plus JUMP_NOISES
+# times the take's depth noise at the joint's range; a stretch nearer than the samples on both
+# sides of it (something passed in front of the joint) and a lone sample far behind both its
+# neighbours (the background through a gap) weigh OCCLUDED_WEIGHT in offline smoothing.
+JUMP_M = 0.10
+JUMP_NOISES = 4.0
+OCCLUDED_WEIGHT = 0.05
 
 
 def offline_sigma_for(noise_m_at_1m: float) -> float:
@@ -190,6 +197,7 @@ class SmoothingParams:
     d_cutoff: float = 1.0
     max_gap_s: float = 0.25
     offline_sigma_s: float = 0.0  # 0: from the depth noise (pipeline), else OFFLINE_SIGMA_S[0]
+    depth_noise_m: float = 0.0  # the take's depth noise (sd at 1 m): offline smoothing's jumps
 
     @classmethod
     def from_config(cls, lift_cfg, method: str | None = None) -> SmoothingParams:
@@ -243,19 +251,69 @@ def smooth_along_rays(
 ) -> np.ndarray:
     """Offline smoothing of camera-frame joints (T, K, 3) as what was measured: each joint's
     depth along its ray (window ``params.offline_sigma_s``, or ``OFFLINE_SIGMA_S[0]`` when 0,
-    with ``OFFLINE_ROBUST_PASSES`` robust refits) and, unless the 2D is exact (ground truth),
-    its pixel (``OFFLINE_SIGMA_2D_S``). Smoothing x, y and z together would move a joint off the
+    with ``OFFLINE_ROBUST_PASSES`` robust refits; the samples :func:`occlusion_weights` finds
+    weigh ``OCCLUDED_WEIGHT``) and, unless the 2D is exact (ground truth), its pixel
+    (``OFFLINE_SIGMA_2D_S``). Smoothing x, y and z together would move a joint off the
     ray of an exact 2D position, and let depth noise into the image position."""
     sigma = params.offline_sigma_s if params.offline_sigma_s > 0 else OFFLINE_SIGMA_S[0]
     t = np.asarray(timestamps, dtype=np.float64)
     joints = np.asarray(joints, dtype=np.float64)
+    z = joints[..., 2]
+    threshold = JUMP_M + JUMP_NOISES * params.depth_noise_m * np.nan_to_num(z) ** 2
+    weights = occlusion_weights(z, t, threshold, params.max_gap_s)
     depth = smooth_offline(
-        joints[..., 2:3], t, sigma, params.max_gap_s, robust_passes=OFFLINE_ROBUST_PASSES
+        z[..., None], t, sigma, params.max_gap_s, weights, robust_passes=OFFLINE_ROBUST_PASSES
     )[..., 0]
     pixels = project(joints, intrinsics)
     if not exact_2d:
         pixels = smooth_offline(pixels, t, OFFLINE_SIGMA_2D_S, params.max_gap_s)
     return backproject(pixels, depth, intrinsics)
+
+
+def occlusion_weights(
+    depth: np.ndarray, timestamps: np.ndarray, threshold: np.ndarray | float, max_gap_s: float
+) -> np.ndarray:
+    """Weights (T, N) for offline smoothing of depths (T, N) (NaN = none): ``OCCLUDED_WEIGHT``
+    for the samples that are most likely not the joint's own depth, 1 for the others.
+
+    Between two samples of a joint that differ by more than ``threshold`` (metres; scalar or
+    (T, N), at the later sample) the depth jumps. First, a lone sample behind both its
+    neighbours by more than that is an outlier (the background seen through a gap). Then the
+    samples between two jumps form a stretch; a stretch nearer than the samples on both sides of
+    it is the depth of something that passed in front of the joint (a hidden joint takes the
+    depth of what hides it), and the smoother should follow the joint's depth around it instead
+    of blending the two. A stretch at either end of the take, or next to a gap longer than
+    ``max_gap_s``, has one side only and keeps its weight: nothing says which side is right.
+    """
+    z = np.asarray(depth, dtype=np.float64)
+    t = np.asarray(timestamps, dtype=np.float64)
+    threshold = np.broadcast_to(np.asarray(threshold, dtype=np.float64), z.shape)
+    weights = np.ones(z.shape)
+    for n in range(z.shape[1]):
+        idx = np.flatnonzero(np.isfinite(z[:, n]))
+        pieces = np.split(idx, np.flatnonzero(np.diff(t[idx]) > max_gap_s) + 1)
+        for piece in pieces:
+            low = _occluded(z[piece, n], threshold[piece, n])
+            weights[piece[low], n] = OCCLUDED_WEIGHT
+    return weights
+
+
+def _occluded(z: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """Of one joint's consecutive samples ``z`` (no gap): the lone samples far behind both
+    neighbours and the stretches nearer than both sides (:func:`occlusion_weights`)."""
+    out = np.zeros(z.shape, dtype=bool)
+    if z.size < 3:
+        return out
+    mid = np.arange(1, z.size - 1)
+    out[mid] = (z[mid] > z[mid - 1] + threshold[mid]) & (z[mid] > z[mid + 1] + threshold[mid])
+    keep = np.flatnonzero(~out)
+    v, th = z[keep], threshold[keep]
+    starts = np.concatenate([[0], np.flatnonzero(np.abs(np.diff(v)) > th[1:]) + 1, [v.size]])
+    for b in range(1, len(starts) - 2):  # interior stretches only: both sides are known
+        first, last = starts[b], starts[b + 1] - 1
+        if v[first] < v[first - 1] - th[first] and v[last] < v[last + 1] - th[last]:
+            out[keep[first : last + 1]] = True
+    return out
 
 
 def _segments(known: np.ndarray, t: np.ndarray, max_gap_s: float) -> np.ndarray:

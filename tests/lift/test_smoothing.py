@@ -201,8 +201,10 @@ def test_offline_window_follows_the_takes_depth_noise():
     auto = SmoothingParams("offline")
     assert offline_window(auto, joints).offline_sigma_s == 0.075
     assert offline_window(auto, noisy).offline_sigma_s == pytest.approx(0.225)
+    assert offline_window(auto, joints).depth_noise_m < 1e-9
+    assert offline_window(auto, noisy).depth_noise_m == pytest.approx(0.01, rel=0.2)  # at 1 m
     fixed = replace(auto, offline_sigma_s=0.02)
-    assert offline_window(fixed, noisy) is fixed  # a set window stays
+    assert offline_window(fixed, noisy).offline_sigma_s == 0.02  # a set window stays
     assert offline_window(SmoothingParams("one_euro"), noisy).offline_sigma_s == 0.0
 
 
@@ -245,3 +247,44 @@ def test_offline_smoothing_along_rays_smooths_network_2d_too():
     px_err = np.linalg.norm(project(smoothed, intr) - pixels, axis=-1).mean()
     px_kept = np.linalg.norm(project(kept, intr) - pixels, axis=-1).mean()
     assert px_kept > 2.0 and px_err < 0.6 * px_kept
+
+
+def test_occlusion_weights_find_what_passed_in_front():
+    from pkmodel.lift.smoothing import OCCLUDED_WEIGHT, occlusion_weights
+
+    t = np.arange(40) / 30.0
+    z = np.full((40, 5), 2.0)
+    z[15:20, 0], z[30, 0] = 1.6, 5.0  # something in front for 5 frames; the wall for one
+    z[0:5, 1] = 1.6  # nearer at the start: one side only, nothing says which is right
+    z[15:, 2] = 1.6  # a step: nearer after it for the rest of the take
+    z[15:20, 3], z[20:30, 3] = 1.6, np.nan  # nearer, then a gap longer than max_gap_s
+    z[:, 4] += np.random.default_rng(0).normal(0, 0.02, 40)  # noise within the threshold
+    w = occlusion_weights(z, t, 0.1, 0.25)
+    assert np.flatnonzero(w[:, 0] < 1).tolist() == [15, 16, 17, 18, 19, 30]
+    assert (w[:, 1:] == 1).all() and set(np.unique(w)) == {OCCLUDED_WEIGHT, 1.0}
+    # the threshold may be per sample (it grows with the depth noise at the joint's range)
+    per_sample = np.full(z.shape, 0.1)
+    per_sample[:, 0] = 0.5  # a noisier joint: 0.4 m is no jump for it, the wall (3 m) is
+    assert np.flatnonzero(occlusion_weights(z, t, per_sample, 0.25)[:, 0] < 1).tolist() == [30]
+
+
+def test_offline_smoothing_follows_the_joint_around_an_occlusion():
+    """A joint walking away (z = 2 + 0.1 t) that something hides for five frames (its depth
+    0.4 m nearer there): the frames around them stay on the joint, and the hidden ones follow
+    it too; blending the two depths would pull the visible frames 16 cm off."""
+    from pkmodel.common.camera import Intrinsics, backproject
+    from pkmodel.lift import smoothing
+
+    intr = Intrinsics(200.0, 200.0, 128.0, 128.0, 256, 256)
+    t = np.arange(40) / 30.0
+    truth = 2.0 + 0.1 * t
+    measured = truth.copy()
+    measured[15:20] = 1.6
+    joints = backproject(np.tile([[100.0, 120.0]], (40, 1))[:, None, :], measured[:, None], intr)
+    params = SmoothingParams("offline", offline_sigma_s=0.075)
+    out = smoothing.smooth_along_rays(joints, t, params, intr, True)[:, 0, 2]
+    around = np.r_[10:15, 20:25]
+    assert np.abs(out[around] - truth[around]).max() < 1e-6
+    assert np.abs(out[15:20] - truth[15:20]).max() < 1e-6
+    blended = smoothing.smooth_offline(joints[..., 2:3], t, 0.075, 0.25, robust_passes=1)[:, 0, 0]
+    assert np.abs(blended[around] - truth[around]).max() > 0.1
