@@ -46,7 +46,6 @@ TORSO_SHARES = {"shoulders": 0.70, "hips": 0.36}
 # it (plus twice its depth noise): hidden ones are in front, and the flat template is coarse
 TORSO_FRONT_M = 0.06
 TORSO_BEHIND_M = 0.30
-TORSO_ALL = False
 MIN_AGREE = 1  # measured torso joints that must agree with a pose for it to count
 HIDDEN_COST = 2.0  # a torso joint measured in front of the pose (hidden)
 FLOATING_COST = 4.0  # a torso joint measured behind the pose
@@ -516,7 +515,7 @@ class _Fitter:
                 agree = [a or bool(self.trusted[f, k]) for a, k in zip(agree, torso, strict=True)]
                 self.torso_pose[f] = pose
                 for i, k in enumerate(torso):
-                    if agree[i] and not TORSO_ALL:
+                    if agree[i]:
                         self.own(f, k)
                     else:
                         self.put(f, k, fits[i])
