@@ -32,6 +32,11 @@ def positive(key: str, text: str = "must be positive") -> Rule:
     return (key, lambda v: finite(v) and v > 0, text)
 
 
+def positive_odd(key: str) -> Rule:
+    """A window side in pixels: 1, 3, 5, ..."""
+    return (key, lambda v: v >= 1 and v % 2 == 1, "must be a positive odd number")
+
+
 def in_range(key: str, low: float, high: float, text: str) -> Rule:
     """``low <= value <= high``."""
     return (key, lambda v: finite(v) and low <= v <= high, text)

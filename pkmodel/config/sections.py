@@ -23,6 +23,7 @@ from pkmodel.config.rules import (
     finite,
     in_range,
     positive,
+    positive_odd,
     probability,
 )
 
@@ -573,8 +574,8 @@ class LiftConfig(Section):
 
     def rules(self) -> list[Rule]:
         return [
-            ("window", lambda v: v >= 1 and v % 2 == 1, "must be a positive odd number"),
-            ("face_window", lambda v: v >= 1 and v % 2 == 1, "must be a positive odd number"),
+            positive_odd("window"),
+            positive_odd("face_window"),
             in_range("min_confidence", 0, 2, "must be 0, 1 or 2 (ARKit's levels)"),
             at_least("depth_band_m", 0, "must be >= 0 (0 = off)"),
             probability("min_score"),

@@ -288,11 +288,13 @@ def occlusion_weights(
     z = np.asarray(depth, dtype=np.float64)
     t = np.asarray(timestamps, dtype=np.float64)
     threshold = np.broadcast_to(np.asarray(threshold, dtype=np.float64), z.shape)
+    known = np.isfinite(z)
+    segment = _segments(known, t, max_gap_s)  # the smoother's own pieces: no gap inside one
     weights = np.ones(z.shape)
     for n in range(z.shape[1]):
-        idx = np.flatnonzero(np.isfinite(z[:, n]))
-        pieces = np.split(idx, np.flatnonzero(np.diff(t[idx]) > max_gap_s) + 1)
-        for piece in pieces:
+        idx = np.flatnonzero(known[:, n])
+        for s in np.unique(segment[idx, n]):
+            piece = idx[segment[idx, n] == s]
             low = _occluded(z[piece, n], threshold[piece, n])
             weights[piece[low], n] = OCCLUDED_WEIGHT
     return weights
