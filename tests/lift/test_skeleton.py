@@ -139,3 +139,36 @@ def test_without_2d_a_joint_has_no_3d_and_extra_joints_pass_through(scene):
     np.testing.assert_array_equal(fit.joints[:, 17:], measured[:, :2])
     with pytest.raises(ValueError, match="expected"):
         fit_skeleton(measured[:, :10], keypoints[:, :10], INTR, t)
+
+
+def test_a_face_point_out_of_the_heads_reach_is_placed_and_the_rest_of_the_face_kept(scene):
+    """The background seen past a small head (a phone's coarse depth) puts a face point metres
+    behind the body; it is placed on its ray beside the face's other points. A face point a
+    little off (5 cm) keeps its depth, and one without depth gets none."""
+    truth, measured, keypoints, t, _ = scene
+    nose, left_eye, right_ear = (JOINT_INDEX[n] for n in ("nose", "left_eye", "right_ear"))
+    far, off, gone = range(2, 8), range(2, 8), range(20, 24)
+    m = measured.copy()
+    for f in far:
+        m[f, nose] *= 1.0 + 1.5 / np.linalg.norm(m[f, nose])  # 1.5 m farther along its ray
+    for f in off:
+        m[f, left_eye] *= 1.0 + 0.05 / np.linalg.norm(m[f, left_eye])
+    m[list(gone), right_ear] = np.nan
+    fit = fit_skeleton(m, keypoints, INTR, t)
+    placed = fit.joints[list(far), nose]
+    error = np.linalg.norm(placed - truth[list(far), nose], axis=-1)
+    assert (fit.source[list(far), nose] == SOURCE_CODES["implausible"]).all()
+    assert error.max() < 0.12, error  # 1.5 m before; the face's other points are ~8 cm behind
+    np.testing.assert_allclose(
+        np.cross(placed, rays(keypoints, INTR)[list(far), nose]), 0.0, atol=1e-9
+    )
+    assert (fit.source[list(off), left_eye] == SOURCE_CODES["measured"]).all()
+    np.testing.assert_array_equal(fit.joints[list(off), left_eye], m[list(off), left_eye])
+    assert (fit.source[list(gone), right_ear] == SOURCE_CODES["none"]).all()
+    assert np.isnan(fit.joints[list(gone), right_ear]).all()
+    # the same far nose without the shoulders: nothing to judge it by, it keeps its depth
+    m[:, list(TORSO_JOINTS[:2])] = np.nan
+    kp = keypoints.copy()
+    kp[:, list(TORSO_JOINTS[:2])] = np.nan
+    alone = fit_skeleton(m, kp, INTR, t)
+    assert (alone.source[list(far), nose] == SOURCE_CODES["measured"]).all()
