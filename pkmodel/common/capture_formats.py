@@ -178,6 +178,60 @@ def parse_r3d_k(value: Any, where: str) -> tuple[float, float, float, float]:
     return float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])
 
 
+# LZFSE streams are blocks, each opening with a magic and its decoded size (little-endian
+# uint32), up to an end-of-stream marker (lzfse/lzfse, src/lzfse_internal.h)
+LZFSE_END = b"bvx$"  # end of stream, nothing after the magic
+LZFSE_RAW = b"bvx-"  # 8-byte header, then n_raw_bytes stored bytes
+LZFSE_LZVN = b"bvxn"  # 12-byte header (n_raw_bytes, n_payload_bytes), then the payload
+LZFSE_V1 = b"bvx1"  # 772-byte header (payload sizes at bytes 20 and 24), then the payloads
+LZFSE_V2 = b"bvx2"  # header of the size packed into its third 64-bit field, then the payloads
+LZFSE_V1_HEADER_BYTES = 772  # sizeof(lzfse_compressed_block_header_v1)
+LZFSE_V2_FIXED_BYTES = 32  # magic, n_raw_bytes, three packed 64-bit fields
+
+
+def _bits(value: int, offset: int, count: int) -> int:
+    return (value >> offset) & ((1 << count) - 1)
+
+
+def lzfse_block_sizes(blob: bytes) -> list[tuple[bytes, int, int]] | None:
+    """The blocks of an LZFSE stream as (magic, decoded bytes, stored bytes with the header),
+    read from the block headers alone, without decoding anything: so that a blob's decoded
+    size can be checked before it is inflated. None when the headers do not chain to the
+    end-of-stream marker (a damaged stream, or another format)."""
+    out: list[tuple[bytes, int, int]] = []
+    pos, end = 0, len(blob)
+
+    def u32(at: int) -> int:
+        return int.from_bytes(blob[at : at + 4], "little")
+
+    def u64(at: int) -> int:
+        return int.from_bytes(blob[at : at + 8], "little")
+
+    while pos + 4 <= end:
+        magic = bytes(blob[pos : pos + 4])
+        if magic == LZFSE_END:
+            return out
+        if pos + 8 > end:
+            return None
+        raw = u32(pos + 4)
+        if magic == LZFSE_RAW:
+            size = 8 + raw
+        elif magic == LZFSE_LZVN and pos + 12 <= end:
+            size = 12 + u32(pos + 8)
+        elif magic == LZFSE_V1 and pos + 28 <= end:
+            size = LZFSE_V1_HEADER_BYTES + u32(pos + 20) + u32(pos + 24)
+        elif magic == LZFSE_V2 and pos + LZFSE_V2_FIXED_BYTES <= end:
+            literal, lmd, header = u64(pos + 8), u64(pos + 16), u64(pos + 24)
+            if _bits(header, 0, 32) < LZFSE_V2_FIXED_BYTES:
+                return None
+            size = _bits(header, 0, 32) + _bits(literal, 20, 20) + _bits(lmd, 40, 20)
+        else:
+            return None
+        out.append((magic, raw, size))
+        pos += size
+    return None
+
+
 def compress_lzfse(data: bytes) -> bytes:
     import lzfse
 
@@ -186,21 +240,31 @@ def compress_lzfse(data: bytes) -> bytes:
 
 def decompress_array(blob: bytes, dtype: str, shape: tuple[int, int], where: str) -> np.ndarray:
     """An LZFSE blob -> a (height, width) array of ``dtype`` stored row by row; the byte count
-    must be the shape's."""
+    must be the shape's. The size its blocks declare is checked before anything is decoded, so
+    a blob that would inflate to gigabytes is refused without being inflated."""
     import lzfse
 
+    damaged = PkmodelError(f"{where} does not decompress as LZFSE (damaged or another format)")
+    want = int(np.prod(shape)) * np.dtype(dtype).itemsize
+
+    def wrong_size(count: int) -> PkmodelError:
+        return PkmodelError(
+            f"{where} holds {count} bytes once decompressed; {shape[1]} x {shape[0]} "
+            f"{np.dtype(dtype).name} values (metadata's size) need {want}"
+        )
+
+    blocks = lzfse_block_sizes(blob)
+    if blocks is None:
+        raise damaged
+    declared = sum(raw for _, raw, _ in blocks)
+    if declared != want:
+        raise wrong_size(declared)
     try:
         raw = lzfse.decompress(blob)
     except lzfse.error:
-        raise PkmodelError(
-            f"{where} does not decompress as LZFSE (damaged or another format)"
-        ) from None
-    want = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        raise damaged from None
     if len(raw) != want:
-        raise PkmodelError(
-            f"{where} holds {len(raw)} bytes once decompressed; {shape[1]} x {shape[0]} "
-            f"{np.dtype(dtype).name} values (metadata's size) need {want}"
-        )
+        raise wrong_size(len(raw))
     return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 

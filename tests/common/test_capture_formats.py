@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from pkmodel.common.capture_formats import (
+    LZFSE_V1_HEADER_BYTES,
     camera_matrix_text,
     decompress_array,
     ground_truth_json,
+    lzfse_block_sizes,
     odometry_text,
     parse_camera_matrix,
     parse_ground_truth,
@@ -91,6 +93,57 @@ def test_decompress_array_checks_the_byte_count():
         decompress_array(blob, "<f4", (3, 4), "x.depth")
     with pytest.raises(PkmodelError, match=r"x.conf does not decompress as LZFSE"):
         decompress_array(blob[:-8], "u1", (2, 3), "x.conf")
+
+
+def test_lzfse_block_headers_match_the_reference_encoder_and_decoder():
+    """The block walker against the lzfse package (the reference C implementation, which
+    Record3D's iOS Compression framework output also decodes with): every block kind its
+    encoder writes, the decoded size summed from the headers, and the stored sizes adding up
+    to the stream's length with its 4-byte end marker."""
+    rng = np.random.default_rng(0)
+    cases = {
+        "bvx-": [b"", b"abc", rng.bytes(10_000)],  # tiny or incompressible: stored
+        "bvxn": [bytes(4095)],  # below 4096 bytes: LZVN
+        "bvx2": [bytes(4096), (rng.random((192, 256)) * 3).astype("<f4").tobytes()],
+    }
+    for kind, datas in cases.items():
+        for data in datas:
+            blob = lzfse.compress(data)
+            blocks = lzfse_block_sizes(blob)
+            assert blocks is not None and {m.decode() for m, _, _ in blocks} == {kind}
+            assert sum(raw for _, raw, _ in blocks) == len(data)
+            assert sum(size for _, _, size in blocks) + 4 == len(blob)
+    # a 192 x 256 float32 depth map spans several bvx2 blocks
+    assert len(lzfse_block_sizes(lzfse.compress(cases["bvx2"][1]))) > 1
+    # a stream written by hand from the format's description, which the reference decoder reads
+    hand = b"bvx-" + (3).to_bytes(4, "little") + b"hel" + b"bvx-" + (2).to_bytes(4, "little")
+    assert lzfse.decompress(hand + b"lobvx$") == b"hello"
+    assert lzfse_block_sizes(hand + b"lobvx$") == [(b"bvx-", 3, 11), (b"bvx-", 2, 10)]
+    # a v1 header is the reference's lzfse_compressed_block_header_v1: 7 uint32 fields, two
+    # int32 and 4 + 3 uint16 states, 20 + 20 + 64 + 256 uint16 frequencies, padded to 4 bytes
+    assert LZFSE_V1_HEADER_BYTES == -(-(7 * 4 + 4 + 4 * 2 + 4 + 3 * 2 + 360 * 2) // 4) * 4
+    v1 = b"bvx1" + (7).to_bytes(4, "little") + bytes(12) + (3).to_bytes(4, "little")
+    v1 += (2).to_bytes(4, "little") + bytes(LZFSE_V1_HEADER_BYTES - 28) + bytes(5)
+    assert lzfse_block_sizes(v1 + b"bvx$") == [(b"bvx1", 7, LZFSE_V1_HEADER_BYTES + 5)]
+    # truncated, unknown magic, no end marker: not a stream
+    good = lzfse.compress(bytes(4096))
+    for bad in (good[:-4], good[:20], b"PK\x03\x04" + good, good[:-4] + b"bvx?"):
+        assert lzfse_block_sizes(bad) is None
+
+
+def test_a_blob_declaring_more_bytes_than_the_map_is_refused_before_it_is_inflated(
+    monkeypatch,
+):
+    blob = lzfse.compress(bytes(16 << 20))  # 16 MiB of zeros in about 10 kB
+    assert len(blob) < 20_000
+
+    def inflate(_: bytes) -> bytes:
+        raise AssertionError("decompressed")
+
+    monkeypatch.setattr(lzfse, "decompress", inflate)
+    message = r"x.depth holds 16777216 bytes once decompressed; 256 x 192 float32 .* need 196608$"
+    with pytest.raises(PkmodelError, match=message):
+        decompress_array(blob, "<f4", (192, 256), "x.depth")
 
 
 def test_ground_truth_round_trip_keeps_every_number():
