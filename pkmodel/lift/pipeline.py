@@ -194,8 +194,13 @@ def depth_windows(lift: LiftConfig) -> np.ndarray:
     on a round head; at a phone's depth resolution a wider window reaches the cheeks, nearer
     than an ear, and the background."""
     windows = np.full(NUM_JOINTS, lift.window, dtype=np.int64)
-    windows[list(FACE_JOINTS)] = min(lift.face_window, lift.window)
+    windows[list(FACE_JOINTS)] = face_window(lift)
     return windows
+
+
+def face_window(lift: LiftConfig) -> int:
+    """The face points' depth window as used: ``lift.face_window``, at most ``lift.window``."""
+    return min(lift.face_window, lift.window)
 
 
 def sample_surface(
@@ -441,7 +446,7 @@ def build_take(seq: RgbdSequence, result: LiftResult, lift: LiftConfig, model_id
         "depth_unit_m": seq.depth_unit_m,
         "lift": {
             "window": lift.window,
-            "face_window": min(lift.face_window, lift.window),
+            "face_window": face_window(lift),
             "depth_band_m": lift.depth_band_m,
             "min_confidence": lift.min_confidence,
             "min_score": lift.min_score,
