@@ -25,8 +25,8 @@ body can: a take shows one person, whose bones keep their lengths.
    frames the farther one (a hidden joint lies behind what hides it). A ray that misses the
    sphere gives the point of the ray nearest to the neighbour.
 4. The face keeps its depths (its points move together, so their bones cannot tell), except a
-   point out of the head's reach of the neck (``HEAD_REACH``): the background seen past a small
-   head. It is placed on its ray nearest the face's other points.
+   point out of the head's reach of the neck (:meth:`_Fitter.face`): the background seen past
+   a small head. It is placed on its ray nearest the face's other points.
 
 ``measured`` (T, K) says which joints kept their depth; the rest were inferred (or have no 2D).
 """
@@ -55,8 +55,6 @@ FLOATING_COST = 4.0  # a torso joint measured behind the pose
 MAX_SCALE = 1.3  # a torso pose scaled further than this (either way) is a wrong pose
 FACING_COST = 3.0  # a torso pose whose chest faces away from where the face looks
 MAX_TEMPORAL_S = 1.0  # trusted frames farther away than this do not pick a crossing
-# a face point lies within these bone lengths (times the share) of the neck
-HEAD_REACH = {"nose_ear": 1.0, "ear_shoulder": 1.0, "shoulders": 0.5}
 
 
 def _pair(a: str, b: str) -> tuple[int, int]:
@@ -591,29 +589,32 @@ class _Fitter:
     def face(self, f: int) -> None:
         """The face keeps its depths (its points move together, so their bones cannot tell a
         hidden face from a seen one), except a point out of the head's reach: farther from the
-        neck (the shoulders' midpoint) than the nose-ear, ear-shoulder and half the shoulder
-        lengths together allow, plus the noise. Such a depth is the background seen past a
-        small head (or a wrong surface); the point is placed on its ray where it passes
-        nearest the face's other points (or the neck). A face point without a depth stays
-        without: nothing on the body says how far ahead of the neck it is."""
-        shoulders = self.out[f, list(TORSO_JOINTS[:2])]
-        known = np.isfinite(shoulders).all(axis=-1)
-        reach = sum(self.lengths[name] * share for name, share in HEAD_REACH.items())
+        neck (the midpoint of the shoulders the take's bones vouch for) than the nose-ear and
+        ear-shoulder lengths and half the shoulder width together allow (a whole width from a
+        lone shoulder), plus the noise. Such a depth is the background seen past a small head
+        (or a wrong surface); the point is placed on its ray where it passes nearest the face's
+        points within reach. When none is within reach, the face keeps its depths: the
+        shoulders are as likely to be wrong. A face point without a depth stays without:
+        nothing on the body says how far ahead of the neck it is."""
+        shoulders = list(TORSO_JOINTS[:2])
+        vouched = self.trusted[f, shoulders] & np.isfinite(self.out[f, shoulders]).all(axis=-1)
         measured = [k for k in FACE_JOINTS if np.isfinite(self.p[f, k]).all()]
-        if not known.any() or not np.isfinite(reach):
+        reach = self.lengths["nose_ear"] + self.lengths["ear_shoulder"]
+        reach += self.lengths["shoulders"] * (0.5 if vouched.all() else 1.0)
+        if not vouched.any() or not np.isfinite(reach) or not measured:
             for k in measured:
                 self.own(f, k)
             return
-        neck = shoulders[known].mean(axis=0)
+        neck = self.out[f, shoulders][vouched].mean(axis=0)
         sigma_neck = float(np.hypot(MIN_NOISE_M, self.noise * float(neck @ neck)))
         tol = reach + 2.0 * np.hypot(self.sigma[f, measured], sigma_neck)
-        far = np.linalg.norm(self.p[f, measured] - neck, axis=-1) > tol
-        good = [k for k, out in zip(measured, far, strict=True) if not out]
+        near = np.linalg.norm(self.p[f, measured] - neck, axis=-1) <= tol
+        good = [k for k, ok in zip(measured, near, strict=True) if ok] or measured
         for k in good:
             self.own(f, k)
-        centre = np.mean(self.p[f, good], axis=0) if good else neck
-        for k, out in zip(measured, far, strict=True):
-            if out:
+        centre = np.mean(self.p[f, good], axis=0)
+        for k in measured:
+            if k not in good:
                 self.put(f, k, max(float(self.u[f, k] @ centre), 0.0))
 
     def limbs(self, f: int) -> None:
