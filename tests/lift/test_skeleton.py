@@ -166,6 +166,17 @@ def test_a_face_point_out_of_the_heads_reach_is_placed_and_the_rest_of_the_face_
     np.testing.assert_array_equal(fit.joints[list(off), left_eye], m[list(off), left_eye])
     assert (fit.source[list(gone), right_ear] == SOURCE_CODES["none"]).all()
     assert np.isnan(fit.joints[list(gone), right_ear]).all()
+    # the whole face far from the neck (here 0.8 m nearer, so that the bones' trust keeps the
+    # shoulders): the shoulders are as likely to be the wrong ones (a network's 2D on the
+    # background), so the face keeps every depth
+    whole = measured.copy()
+    face = [JOINT_INDEX[n] for n in ("nose", "left_eye", "right_eye", "left_ear", "right_ear")]
+    for f in far:
+        whole[f, face] *= 1.0 - 0.8 / np.linalg.norm(whole[f, face], axis=-1, keepdims=True)
+    kept = fit_skeleton(whole, keypoints, INTR, t)
+    cells = np.ix_(list(far), face)
+    assert (kept.source[cells] == SOURCE_CODES["measured"]).all()
+    np.testing.assert_array_equal(kept.joints[cells], whole[cells])
     # the same far nose without the shoulders: nothing to judge it by, it keeps its depth
     m[:, list(TORSO_JOINTS[:2])] = np.nan
     kp = keypoints.copy()
