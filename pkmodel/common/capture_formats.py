@@ -222,9 +222,10 @@ def lzfse_block_sizes(blob: bytes) -> list[tuple[bytes, int, int]] | None:
             size = LZFSE_V1_HEADER_BYTES + u32(pos + 20) + u32(pos + 24)
         elif magic == LZFSE_V2 and pos + LZFSE_V2_FIXED_BYTES <= end:
             literal, lmd, header = u64(pos + 8), u64(pos + 16), u64(pos + 24)
-            if _bits(header, 0, 32) < LZFSE_V2_FIXED_BYTES:
+            header_bytes = _bits(header, 0, 32)
+            if header_bytes < LZFSE_V2_FIXED_BYTES:
                 return None
-            size = _bits(header, 0, 32) + _bits(literal, 20, 20) + _bits(lmd, 40, 20)
+            size = header_bytes + _bits(literal, 20, 20) + _bits(lmd, 40, 20)
         else:
             return None
         out.append((magic, raw, size))

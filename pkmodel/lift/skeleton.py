@@ -411,7 +411,7 @@ class _Fitter:
         self.ranges = np.linalg.norm(p, axis=-1)
         self.surface = self.ranges - (0.0 if radius is None else np.asarray(radius)[None, :])
         self.noise = depth_noise(self.ranges)
-        self.sigma = np.hypot(MIN_NOISE_M, self.noise * np.nan_to_num(self.ranges) ** 2)
+        self.sigma = self.depth_sd(np.nan_to_num(self.ranges))
         first = lengths_across(p)
         lengths = lengths_between(p, trusted_joints(p, self.sigma, first))
         lengths = {k: v if np.isfinite(v) else first[k] for k, v in lengths.items()}
@@ -428,6 +428,11 @@ class _Fitter:
         self.out = np.full((T, NUM_JOINTS, 3), np.nan)
         self.source = np.full((T, NUM_JOINTS), SOURCE_CODES["none"])
         self.torso_pose = np.full((T, 4, 3), np.nan)
+
+    def depth_sd(self, ranges: np.ndarray | float) -> np.ndarray:
+        """The depth's sd at these ranges (m): the take's noise, growing with the square of the
+        range, above the floor ``MIN_NOISE_M``."""
+        return np.hypot(MIN_NOISE_M, self.noise * np.asarray(ranges) ** 2)
 
     def own(self, f: int, k: int) -> None:
         """Joint k of frame f keeps its own depth (if it has one)."""
@@ -606,7 +611,7 @@ class _Fitter:
                 self.own(f, k)
             return
         neck = self.out[f, shoulders][vouched].mean(axis=0)
-        sigma_neck = float(np.hypot(MIN_NOISE_M, self.noise * float(neck @ neck)))
+        sigma_neck = float(self.depth_sd(np.linalg.norm(neck)))
         tol = reach + 2.0 * np.hypot(self.sigma[f, measured], sigma_neck)
         near = np.linalg.norm(self.p[f, measured] - neck, axis=-1) <= tol
         good = [k for k, ok in zip(measured, near, strict=True) if ok] or measured
