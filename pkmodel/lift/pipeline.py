@@ -276,7 +276,8 @@ def finish_3d(
         keypoints, intrinsics = skeleton
         fit = fit_skeleton(raw, keypoints, intrinsics, timestamps, radius)
         raw = fit.joints
-    return raw, smooth_joints(raw, timestamps, offline_window(params, raw, fit), rays), fit
+    params = offline_window(params, raw, fit)
+    return raw, smooth_joints(raw, timestamps, params, rays, _measured(fit)), fit
 
 
 def smooth_joints(
@@ -284,14 +285,21 @@ def smooth_joints(
     timestamps: np.ndarray,
     params: SmoothingParams,
     rays: tuple[Intrinsics, bool] | None,
+    measured: np.ndarray | None = None,
 ) -> np.ndarray:
     """Camera-frame joints (T, K, 3) smoothed with ``params``. Offline smoothing, given ``rays``
     (the intrinsics, and whether the 2D joints are exact: ground truth), smooths each joint's
     depth along its ray and its pixel apart (:func:`pkmodel.lift.smoothing.smooth_along_rays`);
-    the causal filters, and offline smoothing without ``rays``, smooth x, y and z alike."""
+    the causal filters, and offline smoothing without ``rays``, smooth x, y and z alike.
+    ``measured`` (T, K): which joints kept their own depth (the skeleton placed the others)."""
     if params.method != "offline" or rays is None:
         return smooth_sequence(joints, timestamps, params)
-    return smooth_along_rays(joints, timestamps, params, *rays)
+    return smooth_along_rays(joints, timestamps, params, *rays, measured)
+
+
+def _measured(fit: SkeletonFit | None) -> np.ndarray | None:
+    """(T, 17) which joints kept their measured depth in ``fit`` (None without a fit: all)."""
+    return None if fit is None else fit.measured
 
 
 def offline_window(
@@ -584,7 +592,7 @@ def evaluation_parts(
             raw, _, fit = finish_3d(result.surface, seq.timestamps, radius, none, placed)
         for method in dict.fromkeys((*SMOOTHING_METHODS, lift.smoothing)):
             params = offline_window(SmoothingParams.from_config(lift, method), raw, fit)
-            pred = smooth_joints(raw, seq.timestamps, params, rays)
+            pred = smooth_joints(raw, seq.timestamps, params, rays, _measured(fit))
             spread = bone_spread(pred)
             variant: dict[str, list[np.ndarray]] = {
                 "jitter_m_s2": [accelerations(pred, seq.timestamps)],

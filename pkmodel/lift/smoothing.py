@@ -174,6 +174,12 @@ OFFLINE_ROBUST_PASSES = 1
 JUMP_M = 0.10
 JUMP_NOISES = 4.0
 OCCLUDED_WEIGHT = 0.05
+# Where a joint's depth steps from one level to another and stays (at least SPLIT_SAMPLES
+# samples on each side of a jump, their medians more than JUMP_M plus SPLIT_NOISES noises apart)
+# and neither side is a stretch weighed down above, nothing says which level is the joint's: the
+# two are smoothed apart, so that neither drags the other's frames next to the step.
+SPLIT_NOISES = 8.0
+SPLIT_SAMPLES = 5
 
 
 def offline_sigma_for(noise_m_at_1m: float) -> float:
@@ -248,21 +254,31 @@ def smooth_along_rays(
     params: SmoothingParams,
     intrinsics: Intrinsics,
     exact_2d: bool,
+    measured: np.ndarray | None = None,
 ) -> np.ndarray:
     """Offline smoothing of camera-frame joints (T, K, 3) as what was measured: each joint's
     depth along its ray (window ``params.offline_sigma_s``, or ``OFFLINE_SIGMA_S[0]`` when 0,
-    with ``OFFLINE_ROBUST_PASSES`` robust refits; the samples :func:`occlusion_weights` finds
-    weigh ``OCCLUDED_WEIGHT``) and, unless the 2D is exact (ground truth), its pixel
-    (``OFFLINE_SIGMA_2D_S``). Smoothing x, y and z together would move a joint off the
-    ray of an exact 2D position, and let depth noise into the image position."""
+    with ``OFFLINE_ROBUST_PASSES`` robust refits; the samples :func:`depth_jumps` finds hidden
+    weigh ``OCCLUDED_WEIGHT``, and its steps split the smoothing) and, unless the 2D is exact
+    (ground truth), its pixel (``OFFLINE_SIGMA_2D_S``). Smoothing x, y and z together would
+    move a joint off the ray of an exact 2D position, and let depth noise into the image
+    position. ``measured`` (T, K) says which depths were measured (the others the skeleton
+    placed; None: all measured)."""
     sigma = params.offline_sigma_s if params.offline_sigma_s > 0 else OFFLINE_SIGMA_S[0]
     t = np.asarray(timestamps, dtype=np.float64)
     joints = np.asarray(joints, dtype=np.float64)
     z = joints[..., 2]
-    threshold = JUMP_M + JUMP_NOISES * params.depth_noise_m * np.nan_to_num(z) ** 2
-    weights = occlusion_weights(z, t, threshold, params.max_gap_s)
+    jumps = depth_jumps(
+        z, t, params.depth_noise_m * np.nan_to_num(z) ** 2, params.max_gap_s, measured
+    )
     depth = smooth_offline(
-        z[..., None], t, sigma, params.max_gap_s, weights, robust_passes=OFFLINE_ROBUST_PASSES
+        z[..., None],
+        t,
+        sigma,
+        params.max_gap_s,
+        jumps.weights,
+        robust_passes=OFFLINE_ROBUST_PASSES,
+        breaks=jumps.breaks,
     )[..., 0]
     pixels = project(joints, intrinsics)
     if not exact_2d:
@@ -270,42 +286,68 @@ def smooth_along_rays(
     return backproject(pixels, depth, intrinsics)
 
 
-def occlusion_weights(
-    depth: np.ndarray, timestamps: np.ndarray, threshold: np.ndarray | float, max_gap_s: float
-) -> np.ndarray:
-    """Weights (T, N) for offline smoothing of depths (T, N) (NaN = none): ``OCCLUDED_WEIGHT``
-    for the samples that are most likely not the joint's own depth, 1 for the others.
+@dataclass(frozen=True)
+class DepthJumps:
+    """What :func:`depth_jumps` found in depths (T, N): each sample's weight in offline
+    smoothing, and the samples after which a new piece starts (smoothed apart from the last)."""
 
-    Between two samples of a joint that differ by more than ``threshold`` (metres; scalar or
-    (T, N), at the later sample) the depth jumps. First, a lone sample behind both its
-    neighbours by more than that is an outlier (the background seen through a gap). Then the
-    samples between two jumps form a stretch; a stretch nearer than the samples on both sides of
-    it is the depth of something that passed in front of the joint (a hidden joint takes the
-    depth of what hides it), and the smoother should follow the joint's depth around it instead
-    of blending the two. A stretch at either end of the take, or next to a gap longer than
-    ``max_gap_s``, has one side only and keeps its weight: nothing says which side is right.
+    weights: np.ndarray  # (T, N) OCCLUDED_WEIGHT or 1
+    breaks: np.ndarray  # (T, N) bool: a step between this sample and the joint's previous one
+
+
+def depth_jumps(
+    depth: np.ndarray,
+    timestamps: np.ndarray,
+    noise: np.ndarray | float,
+    max_gap_s: float,
+    measured: np.ndarray | None = None,
+) -> DepthJumps:
+    """Jumps in each joint's depth over time (T, N) (NaN = none), for offline smoothing.
+
+    Between two samples of a joint that differ by more than ``JUMP_M`` plus ``JUMP_NOISES``
+    times ``noise`` (the depth's sd in metres; scalar or (T, N), at the later sample) the depth
+    jumps. First, a lone sample behind both its neighbours by more than that is an outlier (the
+    background seen through a gap). Then the samples between two jumps form a stretch; a stretch
+    nearer than the samples on both sides of it is the depth of something that passed in front
+    of the joint (a hidden joint takes the depth of what hides it), and the smoother should
+    follow the joint's depth around it instead of blending the two: these samples weigh
+    ``OCCLUDED_WEIGHT``. A stretch at either end of the take, or next to a gap longer than
+    ``max_gap_s``, has one side only: nothing says which side is right.
+
+    Any other jump between two ``measured`` samples (T, N; None: all) after which the depth
+    stays at another level (the stretches on both sides hold at least ``SPLIT_SAMPLES``
+    samples, and the medians of the ``SPLIT_SAMPLES`` nearest the jump on each side differ by
+    more than ``JUMP_M`` plus ``SPLIT_NOISES`` noises) is a break: the two sides are smoothed
+    apart, so that the frames on each side keep their own depth (a joint that went behind
+    something for the rest of the take, or came out from behind it at the start). A joint the
+    skeleton placed is left to the robust fit: a placed stretch is often the odd one out.
     """
     z = np.asarray(depth, dtype=np.float64)
     t = np.asarray(timestamps, dtype=np.float64)
-    threshold = np.broadcast_to(np.asarray(threshold, dtype=np.float64), z.shape)
+    noise = np.broadcast_to(np.asarray(noise, dtype=np.float64), z.shape)
+    own = np.ones(z.shape, bool) if measured is None else np.asarray(measured, dtype=bool)
     known = np.isfinite(z)
     segment = _segments(known, t, max_gap_s)  # the smoother's own pieces: no gap inside one
     weights = np.ones(z.shape)
+    breaks = np.zeros(z.shape, dtype=bool)
     for n in range(z.shape[1]):
         idx = np.flatnonzero(known[:, n])
         for s in np.unique(segment[idx, n]):
             piece = idx[segment[idx, n] == s]
-            low = _occluded(z[piece, n], threshold[piece, n])
+            low, step = _jumps(z[piece, n], noise[piece, n], own[piece, n])
             weights[piece[low], n] = OCCLUDED_WEIGHT
-    return weights
+            breaks[piece[step], n] = True
+    return DepthJumps(weights, breaks)
 
 
-def _occluded(z: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+def _jumps(z: np.ndarray, noise: np.ndarray, measured: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Of one joint's consecutive samples ``z`` (no gap): the lone samples far behind both
-    neighbours and the stretches nearer than both sides (:func:`occlusion_weights`)."""
+    neighbours and the stretches nearer than both sides, and the breaks (:func:`depth_jumps`)."""
     out = np.zeros(z.shape, dtype=bool)
+    step = np.zeros(z.shape, dtype=bool)
     if z.size < 3:
-        return out
+        return out, step
+    threshold = JUMP_M + JUMP_NOISES * noise
     mid = np.arange(1, z.size - 1)
     out[mid] = (z[mid] > z[mid - 1] + threshold[mid]) & (z[mid] > z[mid + 1] + threshold[mid])
     keep = np.flatnonzero(~out)
@@ -315,7 +357,18 @@ def _occluded(z: np.ndarray, threshold: np.ndarray) -> np.ndarray:
         first, last = starts[b], starts[b + 1] - 1
         if v[first] < v[first - 1] - th[first] and v[last] < v[last + 1] - th[last]:
             out[keep[first : last + 1]] = True
-    return out
+    split = JUMP_M + SPLIT_NOISES * noise[keep]
+    for b in range(1, len(starts) - 1):  # starts[b]: the first sample after a jump
+        i = starts[b]
+        before, after = keep[i - 1], keep[i]
+        if out[before] or out[after] or not (measured[before] and measured[after]):
+            continue
+        if min(i - starts[b - 1], starts[b + 1] - i) < SPLIT_SAMPLES:
+            continue  # a short excursion is left to the weights and the robust fit
+        level = np.median(v[i : i + SPLIT_SAMPLES]) - np.median(v[i - SPLIT_SAMPLES : i])
+        if abs(level) > split[i]:
+            step[after] = True
+    return out, step
 
 
 def _segments(known: np.ndarray, t: np.ndarray, max_gap_s: float) -> np.ndarray:
@@ -352,6 +405,7 @@ def smooth_offline(
     max_gap_s: float,
     weights: np.ndarray | None = None,
     robust_passes: int = 2,
+    breaks: np.ndarray | None = None,
 ) -> np.ndarray:
     """Zero-lag smoothing of a whole take (T, ..., D) at once: at every sample, a local
     quadratic fitted over time with Gaussian weights (sd ``sigma_s`` seconds, cut at 3 sd),
@@ -359,7 +413,8 @@ def smooth_offline(
 
     Gaps respected: samples separated by a stretch without the joint longer than ``max_gap_s``
     are not fitted together, and a missing sample (NaN) stays missing. ``weights`` (T, ...) scale
-    each sample's say (e.g. less for inferred joints). ``robust_passes`` refits with bisquare
+    each sample's say (e.g. less for inferred joints). ``breaks`` (T, ...) mark samples that
+    start a new piece: they and the samples after them are not fitted with those before. ``robust_passes`` refits with bisquare
     weights on the residuals (scale: 6 median residuals, or 3 mean ones when more than half
     fit exactly), so that a lone jump (a
     joint's depth briefly taken from what hid it) does not drag its neighbours.
@@ -373,6 +428,8 @@ def smooth_offline(
     base_w = np.ones(known.shape) if weights is None else np.asarray(weights, np.float64)
     base_w = np.where(known, base_w.reshape(T, -1), 0.0)
     seg = _segments(known, t, max_gap_s)
+    if breaks is not None:
+        seg = seg + np.cumsum(np.asarray(breaks, dtype=np.int64).reshape(T, -1), axis=0)
     values = np.where(known[..., None], flat, 0.0)
     reach = 3.0 * sigma_s
     offsets = []  # frame offsets whose time difference can fall inside the kernel

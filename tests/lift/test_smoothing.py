@@ -249,8 +249,8 @@ def test_offline_smoothing_along_rays_smooths_network_2d_too():
     assert px_kept > 2.0 and px_err < 0.6 * px_kept
 
 
-def test_occlusion_weights_find_what_passed_in_front():
-    from pkmodel.lift.smoothing import OCCLUDED_WEIGHT, occlusion_weights
+def test_depth_jumps_find_what_passed_in_front():
+    from pkmodel.lift.smoothing import OCCLUDED_WEIGHT, depth_jumps
 
     t = np.arange(40) / 30.0
     z = np.full((40, 5), 2.0)
@@ -259,13 +259,63 @@ def test_occlusion_weights_find_what_passed_in_front():
     z[15:, 2] = 1.6  # a step: nearer after it for the rest of the take
     z[15:20, 3], z[20:30, 3] = 1.6, np.nan  # nearer, then a gap longer than max_gap_s
     z[:, 4] += np.random.default_rng(0).normal(0, 0.02, 40)  # noise within the threshold
-    w = occlusion_weights(z, t, 0.1, 0.25)
+    w = depth_jumps(z, t, 0.0, 0.25).weights  # no noise: a jump is more than JUMP_M, 0.1 m
     assert np.flatnonzero(w[:, 0] < 1).tolist() == [15, 16, 17, 18, 19, 30]
     assert (w[:, 1:] == 1).all() and set(np.unique(w)) == {OCCLUDED_WEIGHT, 1.0}
-    # the threshold may be per sample (it grows with the depth noise at the joint's range)
-    per_sample = np.full(z.shape, 0.1)
-    per_sample[:, 0] = 0.5  # a noisier joint: 0.4 m is no jump for it, the wall (3 m) is
-    assert np.flatnonzero(occlusion_weights(z, t, per_sample, 0.25)[:, 0] < 1).tolist() == [30]
+    # the noise may be per sample (it grows with the joint's range): 0.1 m of noise makes the
+    # threshold 0.5 m, so 0.4 m is no jump for that joint; the wall (3 m) still is
+    noise = np.zeros(z.shape)
+    noise[:, 0] = 0.1
+    assert np.flatnonzero(depth_jumps(z, t, noise, 0.25).weights[:, 0] < 1).tolist() == [30]
+
+
+def test_depth_jumps_break_where_the_depth_stays_at_another_level():
+    """A one-sided step of at least SPLIT_SAMPLES samples on each side breaks the smoothing;
+    a hidden stretch, a short excursion, a placed joint and a step within the noise do not."""
+    from pkmodel.lift.smoothing import SPLIT_SAMPLES, depth_jumps
+
+    assert SPLIT_SAMPLES == 5
+    t = np.arange(40) / 30.0
+    z = np.full((40, 7), 2.0)
+    z[15:20, 0] = 1.6  # hidden for 5 frames: weighed down, bridged, no break
+    z[0:5, 1] = 1.6  # nearer for the first 5 frames: a break where it ends
+    z[15:, 2] = 1.6  # nearer from frame 15 to the end: a break there
+    z[15:20, 3], z[20:30, 3] = 1.6, np.nan  # 5 nearer frames, then a gap: a break at 15
+    z[36:, 4] = 1.6  # the last 4 frames only: too short to say the joint stays there
+    z[15:, 5] = 1.6  # as column 2, but the skeleton placed the joint after the step
+    z[15:, 6] = 1.7  # 0.3 m, over the jump threshold (0.22 m) but under the break's (0.34)
+    measured = np.ones(z.shape, dtype=bool)
+    measured[15:, 5] = False
+    noise = np.zeros(z.shape)
+    noise[:, 6] = 0.03
+    jumps = depth_jumps(z, t, noise, 0.25, measured)
+    breaks = [np.flatnonzero(jumps.breaks[:, n]).tolist() for n in range(7)]
+    assert breaks == [[], [5], [15], [15], [], [], []]
+    assert (jumps.weights[:, 1:] == 1).all()
+
+
+def test_offline_smoothing_keeps_each_side_of_a_step():
+    """A joint walking away (z = 2 + 0.1 t) that something hides from frame 20 to the end of
+    the take (its depth 0.4 m nearer there): the visible frames before the step keep their
+    depth exactly; one fit across the step pulls those next to it by centimetres."""
+    from pkmodel.common.camera import Intrinsics, backproject
+    from pkmodel.lift import smoothing
+
+    intr = Intrinsics(200.0, 200.0, 128.0, 128.0, 256, 256)
+    t = np.arange(40) / 30.0
+    truth = 2.0 + 0.1 * t
+    measured = truth.copy()
+    measured[20:] = 1.6
+    joints = backproject(np.tile([[100.0, 120.0]], (40, 1))[:, None, :], measured[:, None], intr)
+    params = SmoothingParams("offline", offline_sigma_s=0.075)
+    out = smoothing.smooth_along_rays(joints, t, params, intr, True)[:, 0, 2]
+    assert np.abs(out[:20] - truth[:20]).max() < 1e-6
+    assert np.abs(out[20:] - 1.6).max() < 1e-6
+    # the skeleton placed the joint after the step: one fit, and the robust refit, across it
+    placed = np.ones((40, 1), dtype=bool)
+    placed[20:] = False
+    across = smoothing.smooth_along_rays(joints, t, params, intr, True, placed)[:, 0, 2]
+    assert np.abs(across[15:20] - truth[15:20]).max() > 0.02
 
 
 def test_offline_smoothing_follows_the_joint_around_an_occlusion():
