@@ -289,7 +289,7 @@ def smooth_along_rays(
 @dataclass(frozen=True)
 class DepthJumps:
     """What :func:`depth_jumps` found in depths (T, N): each sample's weight in offline
-    smoothing, and the samples after which a new piece starts (smoothed apart from the last)."""
+    smoothing, and the samples that start a new piece (smoothed apart from those before)."""
 
     weights: np.ndarray  # (T, N) OCCLUDED_WEIGHT or 1
     breaks: np.ndarray  # (T, N) bool: a step between this sample and the joint's previous one
@@ -414,10 +414,10 @@ def smooth_offline(
     Gaps respected: samples separated by a stretch without the joint longer than ``max_gap_s``
     are not fitted together, and a missing sample (NaN) stays missing. ``weights`` (T, ...) scale
     each sample's say (e.g. less for inferred joints). ``breaks`` (T, ...) mark samples that
-    start a new piece: they and the samples after them are not fitted with those before. ``robust_passes`` refits with bisquare
-    weights on the residuals (scale: 6 median residuals, or 3 mean ones when more than half
-    fit exactly), so that a lone jump (a
-    joint's depth briefly taken from what hid it) does not drag its neighbours.
+    start a new piece: they and the samples after them are not fitted with those before.
+    ``robust_passes`` refits with bisquare weights on the residuals (scale: 6 median residuals,
+    or 3 mean ones when more than half fit exactly), so that a lone jump (a joint's depth
+    briefly taken from what hid it) does not drag its neighbours.
     """
     x = np.asarray(samples, dtype=np.float64)
     t = np.asarray(timestamps, dtype=np.float64)
