@@ -50,6 +50,14 @@ TORSO_SHARES = {"shoulders": 0.70, "hips": 0.36}
 TORSO_FRONT_M = 0.06
 TORSO_BEHIND_M = 0.30
 MIN_AGREE = 1  # measured torso joints that must agree with a pose for it to count
+# A torso joint measured this far in front of a sure pose is hidden even when its bones fit,
+# where its depth sd is from LOOSE_SD_M (bones within a phone's tolerances let a far shoulder
+# sampled on the near side's surface pass; on clean depth they do not, and outrank the coarse
+# template) up to the band itself. Sure: two other torso joints within TORSO_FRONT_M (plus
+# twice their sd) of the pose, either way, and its depth cost POSE_MARGIN below the other's.
+TORSO_HIDDEN_M = 0.15
+LOOSE_SD_M = 0.02
+POSE_MARGIN = 1.0
 HIDDEN_COST = 2.0  # a torso joint measured in front of the pose (hidden)
 FLOATING_COST = 4.0  # a torso joint measured behind the pose
 MAX_SCALE = 1.3  # a torso pose scaled further than this (either way) is a wrong pose
@@ -484,7 +492,10 @@ class _Fitter:
         """``FACING_COST`` when a torso pose's chest faces away from where the face looks (the
         nose ahead of the eyes and ears): in profile, the two poses of a flat torso differ by
         which side is near, and the measured depths alone often cannot tell."""
-        face = self.p[f, 0] - np.nanmean(self.p[f, 1:5], axis=0)
+        behind = self.p[f, 1:5][np.isfinite(self.p[f, 1:5]).all(axis=-1)]  # eyes and ears
+        if not len(behind):
+            return 0.0
+        face = self.p[f, 0] - behind.mean(axis=0)
         if not np.isfinite(face).all() or np.linalg.norm(face) < 0.03:
             return 0.0
         right, up = pose[0] - pose[1] + pose[2] - pose[3], pose[0] + pose[1] - pose[2] - pose[3]
@@ -494,8 +505,11 @@ class _Fitter:
     def torso(self, f: int, previous: np.ndarray | None) -> np.ndarray | None:
         """The torso of frame f: the template's pose that shows it at its four pixels and that
         the measured depths agree with; the torso joints far in front of it (hidden) or behind
-        it are placed where the pose puts them. Without four pixels, or when no measured torso
-        joint agrees, the trusted ones stay and the rest hang from them. Returns the pose."""
+        it are placed where the pose puts them, unless their bones vouch for their depth (the
+        flat template is coarse), and on noisy depth even then when they lie ``TORSO_HIDDEN_M``
+        in front of a sure pose (:meth:`_hidden`). Without four pixels, or when no measured
+        torso joint agrees, the trusted ones stay and the rest hang from them. Returns the
+        pose."""
         torso = list(TORSO_JOINTS)
         poses = []
         if self.template is not None and self.has_2d[f, torso].all():
@@ -518,8 +532,14 @@ class _Fitter:
                 ]
             if sum(agree) >= MIN_AGREE:  # measured depths vouch for the pose
                 # a joint whose measured bones all fit the take's lengths keeps its depth too
-                # (the flat template is coarse for a bent or twisted torso)
-                agree = [a or bool(self.trusted[f, k]) for a, k in zip(agree, torso, strict=True)]
+                # (the flat template is coarse for a bent or twisted torso), unless it is far
+                # in front of a sure pose
+                margin = min((c for i, (c, _) in enumerate(scored) if i != best), default=np.inf)
+                hidden = self._hidden(f, offset, margin - scored[best][0])
+                agree = [
+                    a or (bool(self.trusted[f, k]) and not h)
+                    for a, k, h in zip(agree, torso, hidden, strict=True)
+                ]
                 self.torso_pose[f] = pose
                 for i, k in enumerate(torso):
                     if agree[i]:
@@ -553,6 +573,20 @@ class _Fitter:
             else:
                 self.put(f, k, s)
         return previous
+
+    def _hidden(self, f: int, offset: list[float], margin: float) -> list[bool]:
+        """Which torso joints of frame f (``offset``: measured range minus the pose's, m) are
+        hidden whatever their bones say: ``TORSO_HIDDEN_M`` in front of a pose whose depth cost
+        is ``margin`` below the other pose's (at least ``POSE_MARGIN``) and that two other torso
+        joints lie close to, with a depth sd from ``LOOSE_SD_M`` to ``TORSO_HIDDEN_M``."""
+        torso = list(TORSO_JOINTS)
+        sd = self.sigma[f, torso]
+        with np.errstate(invalid="ignore"):  # a joint without depth has a NaN offset
+            d = np.asarray(offset, dtype=np.float64)
+            close = np.abs(d) <= TORSO_FRONT_M + 2.0 * sd
+            hidden = (close.sum() - close >= 2) & (d < -TORSO_HIDDEN_M)
+            hidden &= (sd >= LOOSE_SD_M) & (sd <= TORSO_HIDDEN_M)
+        return (hidden & (margin >= POSE_MARGIN)).tolist()
 
     def _profile(self, f: int) -> bool:
         """A torso seen from the side (no pose fits its four pixels, which nearly line up):

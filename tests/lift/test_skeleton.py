@@ -183,3 +183,48 @@ def test_a_face_point_out_of_the_heads_reach_is_placed_and_the_rest_of_the_face_
     kp[:, list(TORSO_JOINTS[:2])] = np.nan
     alone = fit_skeleton(m, kp, INTR, t)
     assert (alone.source[list(far), nose] == SOURCE_CODES["measured"]).all()
+
+
+def test_a_torso_joint_far_in_front_of_a_sure_pose_is_hidden_whatever_its_bones_say(
+    scene, monkeypatch
+):
+    """On a phone's depth (sd 4 cm), a far shoulder sampled on the near side's surface, 0.25 m
+    in front, whose bones the tolerances let fit: the pose, sure from the other three torso
+    joints, places it. It keeps its depth when the pose is not sure (the other pose as good, or
+    only one other joint close to it), when its depth is noisier than the band, and on clean
+    depth (sd at the 1 cm floor), where bones that fit outrank the coarse template."""
+    from pkmodel.lift import skeleton
+
+    truth, _, keypoints, t, _ = scene
+    rs = JOINT_INDEX["right_shoulder"]
+    f = 12  # turned 27 degrees: all four torso joints in view
+
+    def torso(change=lambda fitter: None, sd=0.04, front=0.25):
+        m = truth.copy()
+        m[f, rs] -= front * m[f, rs] / np.linalg.norm(m[f, rs])
+        fitter = skeleton._Fitter(m, keypoints, INTR, t, None)
+        fitter.sigma[f] = sd
+        fitter.trusted[f, rs] = True  # its bones vouch for it
+        change(fitter)
+        fitter.torso(f, None)
+        return fitter.source[f, rs], fitter.out[f, rs], m[f, rs]
+
+    source, point, _ = torso()
+    assert source == SOURCE_CODES["hidden"]
+    assert np.linalg.norm(point - truth[f, rs]) < 0.03  # 0.25 m before
+    source, point, m = torso(sd=skeleton.MIN_NOISE_M)  # clean depth: the bones keep it
+    assert source == SOURCE_CODES["measured"] and np.array_equal(point, m)
+
+    def noisy(fitter):  # 0.45 m in front is beyond even this sd's band (0.06 m + 2 sd)
+        fitter.sigma[f, rs] = skeleton.TORSO_HIDDEN_M + 0.01
+
+    assert torso(noisy, front=0.45)[0] == SOURCE_CODES["measured"]
+    monkeypatch.setattr(skeleton, "POSE_MARGIN", np.inf)  # no pose is ever sure
+    assert torso()[0] == SOURCE_CODES["measured"]
+
+    def no_hips(fitter):  # the hips without depth: only the left shoulder vouches
+        fitter.p[f, [LH, RH]] = np.nan
+        fitter.ranges[f, [LH, RH]] = np.nan
+
+    monkeypatch.setattr(skeleton, "POSE_MARGIN", 0.0)  # (both poses fit one shoulder alike)
+    assert torso(no_hips)[0] == SOURCE_CODES["measured"]
