@@ -534,8 +534,8 @@ class _Fitter:
                 # a joint whose measured bones all fit the take's lengths keeps its depth too
                 # (the flat template is coarse for a bent or twisted torso), unless it is far
                 # in front of a sure pose
-                margin = min((c for i, (c, _) in enumerate(scored) if i != best), default=np.inf)
-                hidden = self._hidden(f, offset, margin - scored[best][0])
+                other = min((c for i, (c, _) in enumerate(scored) if i != best), default=np.inf)
+                hidden = self._hidden(f, offset, other - scored[best][0])
                 agree = [
                     a or (bool(self.trusted[f, k]) and not h)
                     for a, k, h in zip(agree, torso, hidden, strict=True)
