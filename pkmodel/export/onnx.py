@@ -133,13 +133,17 @@ def verify_onnx(
     ]
 
 
-def onnx_session(path: Path, threads: int = 0):
-    """An onnxruntime CPU session (threads 0 = onnxruntime's default)."""
+def onnx_session(path: Path, threads: int = 0, spinning: bool = True):
+    """An onnxruntime CPU session (threads 0 = onnxruntime's default). ``spinning`` False: its
+    threads sleep between runs instead of spinning (onnxruntime's default), so that two
+    sessions called in turns do not compete for the cores."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

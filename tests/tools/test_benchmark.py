@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +136,42 @@ def test_fetch_benchmark_downloads_every_file(tmp_path):
         got = sorted((tmp_path / f"out_{n}").glob("*.jpg"))
         assert [p.name for p in got] == [f"{i}.jpg" for i in range(6)]
         assert all(p.stat().st_size == 3000 for p in got)
+
+
+def test_interleaved_timing_alternates_call_by_call_and_takes_medians():
+    """--compare's latencies: every round calls each function once, the order reversed on odd
+    rounds; each figure is the median of its own calls' times (a fake clock: each call of "a"
+    takes 2 ms, of "b" 3 ms, except a slow third round where both take 40 ms more)."""
+    from pkmodel.tools.benchmark.timing import interleaved_ms
+
+    now, calls = [0.0], []
+
+    def fn(name: str, ms: float):
+        def call() -> None:
+            slow = 0.040 if len(calls) in range(8, 12) else 0.0  # round 2 (after 2 + 2 warm-ups)
+            calls.append(name)
+            now[0] += ms / 1e3 + slow
+
+        return call
+
+    got = interleaved_ms({"a": fn("a", 2.0), "b": fn("b", 3.0)}, 5, warmup=2, clock=lambda: now[0])
+    assert calls == ["a", "a", "b", "b"] + ["a", "b", "b", "a"] * 2 + ["a", "b"]
+    assert got["a"] == pytest.approx(2.0) and got["b"] == pytest.approx(3.0)
+
+
+def test_sessions_timed_in_turns_do_not_spin():
+    """Two onnxruntime sessions called in turns: with spinning off their threads sleep between
+    runs; the default session keeps onnxruntime's own setting."""
+    from pkmodel.export.onnx import onnx_session, write_onnx
+    from pkmodel.model.network import build_model
+
+    cfg = load_config(None, [], {"model.input_size": 64, "model.width_mult": 0.35}, env={})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.onnx"
+        write_onnx(build_model(cfg.model, pretrained=False).eval(), path, 64, cfg.export.onnx_opset)
+        quiet = onnx_session(path, threads=2, spinning=False).get_session_options()
+        default = onnx_session(path, threads=2).get_session_options()
+    key = "session.intra_op.allow_spinning"
+    assert quiet.get_session_config_entry(key) == "0"
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        default.get_session_config_entry(key)  # unset: onnxruntime's default (spinning)

@@ -51,7 +51,7 @@ from pkmodel.tools.benchmark.stages import (
     benchmark_prepare,
     benchmark_synthetic,
 )
-from pkmodel.tools.benchmark.timing import median_ms, median_of, median_seconds
+from pkmodel.tools.benchmark.timing import interleaved_ms, median_of, median_seconds
 
 SCHEMA = "pkmodel.benchmark"
 VERSION = 1
@@ -432,7 +432,8 @@ class _Side:
         self.eval_model = build_model(self.cfg.model, pretrained=False).eval()
         path = folder / f"compare-{arch}.onnx"
         write_onnx(self.eval_model, path, size, opset)
-        self.session = onnx_session(path, threads=torch.get_num_threads())
+        # called in turns with the other network's: threads that sleep between runs
+        self.session = onnx_session(path, threads=torch.get_num_threads(), spinning=False)
         self.x = normalise_pixels(sample_input(size))
         self.xt = torch.from_numpy(self.x)
         self.train_step()  # warm-up: allocations, autotuning, the optimizer's state
@@ -449,32 +450,31 @@ class _Side:
         return loss.item()
 
     def measure(self, plan: Plan) -> dict[str, float]:
-        """One repeat: training images/s over ``train_steps`` steps, batch-1 latencies (ms)."""
-        import torch
-
-        steps, runs = plan.settings.train_steps, plan.settings.latency_runs
+        """One repeat: training images/s over ``train_steps`` steps."""
+        steps = plan.settings.train_steps
         start = time.perf_counter()
         for _ in range(steps):
             self.train_step()
         step_s = (time.perf_counter() - start) / steps
-        with torch.inference_mode():
-            eager_ms = median_ms(lambda: self.eval_model(self.xt), runs, warmup=2)
-        name = self.session.get_inputs()[0].name
-        onnx_ms = median_ms(lambda: self.session.run(None, {name: self.x}), runs, warmup=2)
-        return {
-            "train_images_per_s": len(self.images) / step_s,
-            "torch_latency_ms": eager_ms,
-            "onnxruntime_latency_ms": onnx_ms,
-        }
+        return {"train_images_per_s": len(self.images) / step_s}
+
+    def eager(self) -> None:
+        """One batch-1 forward pass in eager PyTorch (call under ``inference_mode``)."""
+        self.eval_model(self.xt)
+
+    def onnxruntime(self) -> None:
+        """One batch-1 run of the ONNX export."""
+        self.session.run(None, {self.session.get_inputs()[0].name: self.x})
 
 
 def measure_compare(cfg: Any, plan: Plan, labels: Path, folder: Path) -> dict[str, Any]:
     """pkmodel's configured network against PoseKit's, in the same run: the trainer's step
     (network, PoseLoss, optimizer; the same augmented batch, the same memory format), batch-1
-    latency in PyTorch eager and onnxruntime, MACs and parameters. Repeats alternate between
-    the two (pkmodel, PoseKit, pkmodel, ...), so that a machine's slow minutes hit both; each
-    figure is a median. Ratios are pkmodel's speed over PoseKit's: above 1, pkmodel is faster
-    (for MACs and parameters: lighter)."""
+    latency in PyTorch eager and onnxruntime, MACs and parameters. Training repeats alternate
+    between the two (pkmodel, PoseKit, pkmodel, ...) and latencies alternate call by call
+    (:func:`interleaved_ms`, ``latency_runs`` x ``repeats`` calls each), so that a machine's
+    slow minutes hit both; each figure is a median. Ratios are pkmodel's speed over PoseKit's:
+    above 1, pkmodel is faster (for MACs and parameters: lighter)."""
     import torch
 
     dataset = PoseDataset(labels, cfg, train=True)
@@ -485,6 +485,10 @@ def measure_compare(cfg: Any, plan: Plan, labels: Path, folder: Path) -> dict[st
     for _ in range(plan.settings.repeats):
         for arch, side in sides.items():
             runs[arch].append(side.measure(plan))
+    calls = plan.settings.latency_runs * plan.settings.repeats
+    with torch.inference_mode():
+        eager = interleaved_ms({a: s.eager for a, s in sides.items()}, calls, warmup=2)
+    onnx = interleaved_ms({a: s.onnxruntime for a, s in sides.items()}, calls, warmup=2)
     out: dict[str, Any] = {}
     for arch, side in sides.items():
         out[arch] = {
@@ -494,6 +498,8 @@ def measure_compare(cfg: Any, plan: Plan, labels: Path, folder: Path) -> dict[st
             "macs": side.macs,
             "parameters": side.parameters,
             **median_of(runs[arch]),
+            "torch_latency_ms": eager[arch],
+            "onnxruntime_latency_ms": onnx[arch],
         }
     ours, seed = out["pkmodel"], out["posekit"]
     out["ratios"] = {

@@ -32,6 +32,29 @@ def median_ms(fn: Callable[[], Any], runs: int, warmup: int) -> float:
     return 1e3 * median_seconds(fn, runs, warmup)
 
 
+def interleaved_ms(
+    fns: dict[str, Callable[[], Any]],
+    runs: int,
+    warmup: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
+    """Median milliseconds of each of several functions timed in turns, call by call: after
+    ``warmup`` untimed calls of each, ``runs`` rounds that call every function once, in the
+    given order on even rounds and reversed on odd ones. A shared machine's slow seconds then
+    hit all of them alike, which blocks of calls one function at a time do not ensure."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(runs):
+        for name in names if i % 2 == 0 else names[::-1]:
+            start = clock()
+            fns[name]()
+            times[name].append(clock() - start)
+    return {name: 1e3 * float(np.median(t)) for name, t in times.items()}
+
+
 def time_per_frame(fn: Any, frames: int, min_seconds: float) -> float:
     """Best-of-repeats microseconds per frame of ``fn()`` that decodes ``frames`` frames."""
     fn()  # warm caches
