@@ -180,6 +180,10 @@ OCCLUDED_WEIGHT = 0.05
 # two are smoothed apart, so that neither drags the other's frames next to the step.
 SPLIT_NOISES = 8.0
 SPLIT_SAMPLES = 5
+# A stretch at either end of the take nearer than the stretch next to it is weighed down too
+# when the stretch beyond that one is a hidden stretch at its level (hidden, seen, hidden
+# again), both at least HIDDEN_AGAIN_SAMPLES long: what hid the joint came back.
+HIDDEN_AGAIN_SAMPLES = 3
 
 
 def offline_sigma_for(noise_m_at_1m: float) -> float:
@@ -312,7 +316,11 @@ def depth_jumps(
     of the joint (a hidden joint takes the depth of what hides it), and the smoother should
     follow the joint's depth around it instead of blending the two: these samples weigh
     ``OCCLUDED_WEIGHT``. A stretch at either end of the take, or next to a gap longer than
-    ``max_gap_s``, has one side only: nothing says which side is right.
+    ``max_gap_s``, has one side only: nothing says which side is right, unless the depth went
+    nearer, farther, and back to the same nearer level for the rest (a hidden stretch, a
+    seen one, and the end stretch at the hidden one's level, measured, at least as long as it
+    and well nearer than the seen one, see :func:`_hidden_again`; or the mirror at the start):
+    what hid the joint came back, and that end stretch weighs ``OCCLUDED_WEIGHT`` too.
 
     Any other jump between two ``measured`` samples (T, N; None: all) after which the depth
     stays at another level (the stretches on both sides hold at least ``SPLIT_SAMPLES``
@@ -353,11 +361,15 @@ def _jumps(z: np.ndarray, noise: np.ndarray, measured: np.ndarray) -> tuple[np.n
     keep = np.flatnonzero(~out)
     v, th = z[keep], threshold[keep]
     starts = np.concatenate([[0], np.flatnonzero(np.abs(np.diff(v)) > th[1:]) + 1, [v.size]])
+    hidden = []
     for b in range(1, len(starts) - 2):  # interior stretches only: both sides are known
         first, last = starts[b], starts[b + 1] - 1
         if v[first] < v[first - 1] - th[first] and v[last] < v[last + 1] - th[last]:
             out[keep[first : last + 1]] = True
+            hidden.append(b)
     split = JUMP_M + SPLIT_NOISES * noise[keep]
+    for b in _hidden_again(v, th, split, measured[keep], starts, hidden):
+        out[keep[starts[b] : starts[b + 1]]] = True
     for b in range(1, len(starts) - 1):  # starts[b]: the first sample after a jump
         i = starts[b]
         before, after = keep[i - 1], keep[i]
@@ -369,6 +381,47 @@ def _jumps(z: np.ndarray, noise: np.ndarray, measured: np.ndarray) -> tuple[np.n
         if abs(level) > split[i]:
             step[after] = True
     return out, step
+
+
+def _hidden_again(
+    v: np.ndarray,
+    th: np.ndarray,
+    split: np.ndarray,
+    measured: np.ndarray,
+    starts: np.ndarray,
+    hidden: list[int],
+) -> list[int]:
+    """The end stretches of one joint's samples ``v`` (stretches from ``starts``, jump
+    thresholds ``th``, break margins ``split``) that are hidden again: the stretch next to
+    one is seen (farther), the one beyond that was found ``hidden``, and the end stretch is at
+    that hidden stretch's level (medians of the ``SPLIT_SAMPLES`` samples nearest each other
+    within ``th``), well nearer than the seen one (``split``), at least as long as the hidden
+    one and at least ``HIDDEN_AGAIN_SAMPLES`` long, and all of them ``measured``: what hid the
+    joint came back and stayed to the end (or the mirror at the start)."""
+    n, k = len(starts) - 1, SPLIT_SAMPLES
+
+    def part(i: int, head: bool) -> np.ndarray:  # stretch i's first or last k samples
+        idx = np.arange(starts[i], starts[i + 1])
+        return idx[:k] if head else idx[-k:]
+
+    found = []
+    for end, seen, hid in ((0, 1, 2), (n - 1, n - 2, n - 3)):
+        if hid not in hidden or end in (seen, hid):
+            continue
+        length = starts[end + 1] - starts[end]
+        if min(length, starts[hid + 1] - starts[hid]) < HIDDEN_AGAIN_SAMPLES:
+            continue
+        if starts[hid + 1] - starts[hid] > length:
+            continue  # a long "hidden" stretch between two far ones may be the joint itself
+        # each stretch's samples on the side of the pattern's middle
+        near = [part(end, end != 0), part(seen, end == 0), part(hid, end == 0)]
+        if not all(measured[i].all() for i in near):
+            continue
+        own, far, before = (float(np.median(v[i])) for i in near)
+        edge = near[0][-1] if end == 0 else near[0][0]
+        if own < far - split[edge] and abs(own - before) <= th[edge]:
+            found.append(end)
+    return found
 
 
 def _segments(known: np.ndarray, t: np.ndarray, max_gap_s: float) -> np.ndarray:

@@ -269,6 +269,61 @@ def test_depth_jumps_find_what_passed_in_front():
     assert np.flatnonzero(depth_jumps(z, t, noise, 0.25).weights[:, 0] < 1).tolist() == [30]
 
 
+def test_depth_jumps_find_what_hides_a_joint_again_until_the_end():
+    """Hidden, seen, hidden again at the same level to the end of the take (or the mirror at
+    the start): the end stretch weighs OCCLUDED_WEIGHT too; not at another level, not when the
+    hidden stretch is longer than the end one or shorter than HIDDEN_AGAIN_SAMPLES, and not
+    where the skeleton placed the joint."""
+    from pkmodel.lift.smoothing import HIDDEN_AGAIN_SAMPLES, OCCLUDED_WEIGHT, depth_jumps
+
+    assert HIDDEN_AGAIN_SAMPLES == 3
+    t = np.arange(40) / 30.0
+    z = np.full((40, 7), 2.0)
+    z[15:18, 0], z[20:, 0] = 1.6, 1.6  # hidden 15-17, seen 18-19, hidden again from 20
+    z[:20, 1], z[22:25, 1] = 1.6, 1.6  # the mirror: hidden to 19, seen 20-21, hidden 22-24
+    z[15:18, 2], z[20:, 2] = 1.6, 1.8  # the end 0.2 m off the hidden level: something else
+    z[10:30, 3], z[32:, 3] = 1.6, 1.6  # hidden for 20 frames, the end only 8
+    z[15:18, 4], z[20:, 4] = 1.6, 1.6  # as column 0, but the skeleton placed the end
+    z[15:17, 5], z[19:, 5] = 1.6, 1.6  # hidden for 2 frames only
+    z[15:18, 6], z[20:, 6] = 1.6, 1.6  # as column 0, the same depths in 0.05 m of noise
+    measured = np.ones(z.shape, dtype=bool)
+    measured[20:, 4] = False
+    noise = np.zeros(z.shape)
+    noise[:, 6] = 0.05  # the jump threshold 0.3 m: 0.4 m still jumps, but not "well nearer"
+    w = depth_jumps(z, t, noise, 0.25, measured).weights
+    down = [np.flatnonzero(w[:, n] < 1).tolist() for n in range(7)]
+    assert down[0] == [15, 16, 17, *range(20, 40)]
+    assert down[1] == [*range(20), 22, 23, 24]
+    assert down[2] == down[4] == down[6] == [15, 16, 17]
+    assert down[3] == list(range(10, 30))
+    assert down[5] == [15, 16]
+    assert set(np.unique(w)) == {OCCLUDED_WEIGHT, 1.0}
+
+
+def test_offline_smoothing_keeps_the_frames_seen_between_two_occlusions():
+    """A joint walking away (z = 2 + 0.1 t), hidden 0.4 m nearer in frames 15-17 and from
+    frame 20 to the end, seen in 18-19: the seen frames keep their depth within 3 cm; fitted
+    with the end stretch at full weight the one next to it is pulled more than 15 cm toward
+    the hider."""
+    from pkmodel.common.camera import Intrinsics, backproject
+    from pkmodel.lift import smoothing
+
+    intr = Intrinsics(200.0, 200.0, 128.0, 128.0, 256, 256)
+    t = np.arange(40) / 30.0
+    truth = 2.0 + 0.1 * t
+    measured = truth.copy()
+    measured[15:18], measured[20:] = 1.6, 1.6
+    joints = backproject(np.tile([[100.0, 120.0]], (40, 1))[:, None, :], measured[:, None], intr)
+    params = SmoothingParams("offline", offline_sigma_s=0.075)
+    out = smoothing.smooth_along_rays(joints, t, params, intr, True)[:, 0, 2]
+    assert np.abs(out[18:20] - truth[18:20]).max() < 0.03
+    assert np.abs(out[:15] - truth[:15]).max() < 1e-6
+    weights = np.ones((40, 1))
+    weights[15:18] = smoothing.OCCLUDED_WEIGHT  # the interior stretch only, as before
+    pulled = smoothing.smooth_offline(joints[..., 2:3], t, 0.075, 0.25, weights, 1)[:, 0, 0]
+    assert np.abs(pulled[18:20] - truth[18:20]).max() > 0.15
+
+
 def test_depth_jumps_break_where_the_depth_stays_at_another_level():
     """A one-sided step of at least SPLIT_SAMPLES samples on each side breaks the smoothing;
     a hidden stretch, a short excursion, a placed joint and a step within the noise do not."""
