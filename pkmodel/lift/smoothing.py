@@ -406,7 +406,7 @@ def _hidden_again(
 
     found = []
     for end, seen, hid in ((0, 1, 2), (n - 1, n - 2, n - 3)):
-        if hid not in hidden or end in (seen, hid):
+        if hid not in hidden:  # hidden stretches are interior: end, seen, hid are distinct
             continue
         length = starts[end + 1] - starts[end]
         if min(length, starts[hid + 1] - starts[hid]) < HIDDEN_AGAIN_SAMPLES:

@@ -249,6 +249,21 @@ def test_offline_smoothing_along_rays_smooths_network_2d_too():
     assert px_kept > 2.0 and px_err < 0.6 * px_kept
 
 
+def _walking_joint(*hidden: slice):
+    """A joint walking away over 40 frames at 30 fps (z = 2 + 0.1 t, one pixel), measured 1.6 m
+    deep in the ``hidden`` frames (something in front of it): (t, true z, joints, intrinsics)."""
+    from pkmodel.common.camera import Intrinsics, backproject
+
+    intr = Intrinsics(200.0, 200.0, 128.0, 128.0, 256, 256)
+    t = np.arange(40) / 30.0
+    truth = 2.0 + 0.1 * t
+    measured = truth.copy()
+    for frames in hidden:
+        measured[frames] = 1.6
+    joints = backproject(np.tile([[100.0, 120.0]], (40, 1))[:, None, :], measured[:, None], intr)
+    return t, truth, joints, intr
+
+
 def test_depth_jumps_find_what_passed_in_front():
     from pkmodel.lift.smoothing import OCCLUDED_WEIGHT, depth_jumps
 
@@ -305,15 +320,9 @@ def test_offline_smoothing_keeps_the_frames_seen_between_two_occlusions():
     frame 20 to the end, seen in 18-19: the seen frames keep their depth within 3 cm; fitted
     with the end stretch at full weight the one next to it is pulled more than 15 cm toward
     the hider."""
-    from pkmodel.common.camera import Intrinsics, backproject
     from pkmodel.lift import smoothing
 
-    intr = Intrinsics(200.0, 200.0, 128.0, 128.0, 256, 256)
-    t = np.arange(40) / 30.0
-    truth = 2.0 + 0.1 * t
-    measured = truth.copy()
-    measured[15:18], measured[20:] = 1.6, 1.6
-    joints = backproject(np.tile([[100.0, 120.0]], (40, 1))[:, None, :], measured[:, None], intr)
+    t, truth, joints, intr = _walking_joint(slice(15, 18), slice(20, None))
     params = SmoothingParams("offline", offline_sigma_s=0.075)
     out = smoothing.smooth_along_rays(joints, t, params, intr, True)[:, 0, 2]
     assert np.abs(out[18:20] - truth[18:20]).max() < 0.03
@@ -353,15 +362,9 @@ def test_offline_smoothing_keeps_each_side_of_a_step():
     """A joint walking away (z = 2 + 0.1 t) that something hides from frame 20 to the end of
     the take (its depth 0.4 m nearer there): the visible frames before the step keep their
     depth exactly; one fit across the step pulls those next to it by centimetres."""
-    from pkmodel.common.camera import Intrinsics, backproject
     from pkmodel.lift import smoothing
 
-    intr = Intrinsics(200.0, 200.0, 128.0, 128.0, 256, 256)
-    t = np.arange(40) / 30.0
-    truth = 2.0 + 0.1 * t
-    measured = truth.copy()
-    measured[20:] = 1.6
-    joints = backproject(np.tile([[100.0, 120.0]], (40, 1))[:, None, :], measured[:, None], intr)
+    t, truth, joints, intr = _walking_joint(slice(20, None))
     params = SmoothingParams("offline", offline_sigma_s=0.075)
     out = smoothing.smooth_along_rays(joints, t, params, intr, True)[:, 0, 2]
     assert np.abs(out[:20] - truth[:20]).max() < 1e-6
@@ -377,15 +380,9 @@ def test_offline_smoothing_follows_the_joint_around_an_occlusion():
     """A joint walking away (z = 2 + 0.1 t) that something hides for five frames (its depth
     0.4 m nearer there): the frames around them stay on the joint, and the hidden ones follow
     it too; blending the two depths would pull the visible frames 16 cm off."""
-    from pkmodel.common.camera import Intrinsics, backproject
     from pkmodel.lift import smoothing
 
-    intr = Intrinsics(200.0, 200.0, 128.0, 128.0, 256, 256)
-    t = np.arange(40) / 30.0
-    truth = 2.0 + 0.1 * t
-    measured = truth.copy()
-    measured[15:20] = 1.6
-    joints = backproject(np.tile([[100.0, 120.0]], (40, 1))[:, None, :], measured[:, None], intr)
+    t, truth, joints, intr = _walking_joint(slice(15, 20))
     params = SmoothingParams("offline", offline_sigma_s=0.075)
     out = smoothing.smooth_along_rays(joints, t, params, intr, True)[:, 0, 2]
     around = np.r_[10:15, 20:25]

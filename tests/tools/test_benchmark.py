@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -159,18 +157,17 @@ def test_interleaved_timing_alternates_call_by_call_and_takes_medians():
     assert got["a"] == pytest.approx(2.0) and got["b"] == pytest.approx(3.0)
 
 
-def test_sessions_timed_in_turns_do_not_spin():
+def test_sessions_timed_in_turns_do_not_spin(tmp_path):
     """Two onnxruntime sessions called in turns: with spinning off their threads sleep between
     runs; the default session keeps onnxruntime's own setting."""
     from pkmodel.export.onnx import onnx_session, write_onnx
     from pkmodel.model.network import build_model
 
     cfg = load_config(None, [], {"model.input_size": 64, "model.width_mult": 0.35}, env={})
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "m.onnx"
-        write_onnx(build_model(cfg.model, pretrained=False).eval(), path, 64, cfg.export.onnx_opset)
-        quiet = onnx_session(path, threads=2, spinning=False).get_session_options()
-        default = onnx_session(path, threads=2).get_session_options()
+    path = tmp_path / "m.onnx"
+    write_onnx(build_model(cfg.model, pretrained=False).eval(), path, 64, cfg.export.onnx_opset)
+    quiet = onnx_session(path, threads=2, spinning=False).get_session_options()
+    default = onnx_session(path, threads=2).get_session_options()
     key = "session.intra_op.allow_spinning"
     assert quiet.get_session_config_entry(key) == "0"
     with pytest.raises(RuntimeError, match="does not have configuration"):
