@@ -180,6 +180,10 @@ OCCLUDED_WEIGHT = 0.05
 # two are smoothed apart, so that neither drags the other's frames next to the step.
 SPLIT_NOISES = 8.0
 SPLIT_SAMPLES = 5
+# A lone sample far behind both neighbours is the joint itself, seen for a frame between two
+# hidden stretches, when beyond a nearer run of at least SPLIT_SAMPLES samples on one side of
+# it the next LEVEL_SAMPLES samples are at its depth (within the jump threshold).
+LEVEL_SAMPLES = 2
 # A stretch at either end of the take nearer than the stretch next to it is weighed down too
 # when the stretch beyond that one is a hidden stretch at its level (hidden, seen, hidden
 # again), both at least HIDDEN_AGAIN_SAMPLES long: what hid the joint came back.
@@ -194,6 +198,31 @@ def offline_sigma_for(noise_m_at_1m: float) -> float:
     if not np.isfinite(noise_m_at_1m):
         return low
     return float(np.clip(low * noise_m_at_1m / NOISE_FOR_MIN_SIGMA, low, high))
+
+
+def motion_share(noise_m_at_1m: float) -> float:
+    """The share of a seen joint's depth residual beyond the noise that offline smoothing puts
+    back (:func:`keep_motion`): all up to ``NOISE_FOR_MIN_SIGMA`` (clean depth: the take's
+    noise, from second differences over time, is then mostly the motion's own), none from twice
+    that (a sensor's noise), in proportion in between; none where the noise is not known (0,
+    as ``SmoothingParams`` has it until the pipeline measures a take's)."""
+    if not np.isfinite(noise_m_at_1m) or noise_m_at_1m <= 0:
+        return 0.0
+    return float(np.clip(2.0 - noise_m_at_1m / NOISE_FOR_MIN_SIGMA, 0.0, 1.0))
+
+
+def keep_motion(
+    raw: np.ndarray, fit: np.ndarray, noise: np.ndarray, keep: np.ndarray, share: float
+) -> np.ndarray:
+    """The smoothed depths ``fit`` with ``share`` of what the ``keep`` samples of ``raw`` lie
+    farther than them beyond ``noise`` (an sd, per sample) put back, a one-sided soft
+    threshold. On clean depth a seen joint farther than the local fit is motion the quadratic
+    cannot follow (a foot that stops) or a joint pulled toward the nearer depths of the frames
+    where something hid it; a sample nearer than the fit may be that hider's depth, and stays
+    smoothed."""
+    r = raw - fit
+    beyond = np.nan_to_num(np.maximum(r - noise, 0.0))
+    return np.where(keep & np.isfinite(r), fit + share * beyond, fit)
 
 
 @dataclass(frozen=True)
@@ -267,14 +296,16 @@ def smooth_along_rays(
     (ground truth), its pixel (``OFFLINE_SIGMA_2D_S``). Smoothing x, y and z together would
     move a joint off the ray of an exact 2D position, and let depth noise into the image
     position. ``measured`` (T, K) says which depths were measured (the others the skeleton
-    placed; None: all measured)."""
+    placed; None: all measured). With exact 2D on clean depth, a measured sample at full weight
+    keeps what it lies farther than the fit beyond the noise (:func:`keep_motion`,
+    :func:`motion_share`); with a network's 2D such a sample is as often the 2D on another
+    surface for a frame, and stays smoothed."""
     sigma = params.offline_sigma_s if params.offline_sigma_s > 0 else OFFLINE_SIGMA_S[0]
     t = np.asarray(timestamps, dtype=np.float64)
     joints = np.asarray(joints, dtype=np.float64)
     z = joints[..., 2]
-    jumps = depth_jumps(
-        z, t, params.depth_noise_m * np.nan_to_num(z) ** 2, params.max_gap_s, measured
-    )
+    noise = params.depth_noise_m * np.nan_to_num(z) ** 2
+    jumps = depth_jumps(z, t, noise, params.max_gap_s, measured)
     depth = smooth_offline(
         z[..., None],
         t,
@@ -284,6 +315,10 @@ def smooth_along_rays(
         robust_passes=OFFLINE_ROBUST_PASSES,
         breaks=jumps.breaks,
     )[..., 0]
+    share = motion_share(params.depth_noise_m)
+    if exact_2d and share > 0:
+        own = np.ones(z.shape, bool) if measured is None else np.asarray(measured, dtype=bool)
+        depth = keep_motion(z, depth, noise, own & (jumps.weights == 1), share)
     pixels = project(joints, intrinsics)
     if not exact_2d:
         pixels = smooth_offline(pixels, t, OFFLINE_SIGMA_2D_S, params.max_gap_s)
@@ -311,7 +346,9 @@ def depth_jumps(
     Between two samples of a joint that differ by more than ``JUMP_M`` plus ``JUMP_NOISES``
     times ``noise`` (the depth's sd in metres; scalar or (T, N), at the later sample) the depth
     jumps. First, a lone sample behind both its neighbours by more than that is an outlier (the
-    background seen through a gap). Then the samples between two jumps form a stretch; a stretch
+    background seen through a gap), unless it is at the depth of the samples just beyond a run
+    of at least ``SPLIT_SAMPLES`` nearer ones on one side of it (:func:`_seen_between`: the
+    joint seen for one frame between two hidden stretches). Then the samples between two jumps form a stretch; a stretch
     nearer than the samples on both sides of it is the depth of something that passed in front
     of the joint (a hidden joint takes the depth of what hides it), and the smoother should
     follow the joint's depth around it instead of blending the two: these samples weigh
@@ -358,6 +395,8 @@ def _jumps(z: np.ndarray, noise: np.ndarray, measured: np.ndarray) -> tuple[np.n
     threshold = JUMP_M + JUMP_NOISES * noise
     mid = np.arange(1, z.size - 1)
     out[mid] = (z[mid] > z[mid - 1] + threshold[mid]) & (z[mid] > z[mid + 1] + threshold[mid])
+    for i in np.flatnonzero(out):
+        out[i] = not _seen_between(z, threshold, i)
     keep = np.flatnonzero(~out)
     v, th = z[keep], threshold[keep]
     starts = np.concatenate([[0], np.flatnonzero(np.abs(np.diff(v)) > th[1:]) + 1, [v.size]])
@@ -381,6 +420,23 @@ def _jumps(z: np.ndarray, noise: np.ndarray, measured: np.ndarray) -> tuple[np.n
         if abs(level) > split[i]:
             step[after] = True
     return out, step
+
+
+def _seen_between(z: np.ndarray, threshold: np.ndarray, i: int) -> bool:
+    """Whether sample ``i`` of ``z``, far behind both neighbours, is the joint seen for a frame
+    between two hidden stretches: on one side of it, beyond a run of at least ``SPLIT_SAMPLES``
+    nearer samples, the next ``LEVEL_SAMPLES`` are at its depth (within ``threshold``). The
+    background through a gap is far behind the joint's own depth as well."""
+    for d in (-1, 1):
+        j = i + d
+        while 0 <= j < z.size and z[j] < z[i] - threshold[i]:
+            j += d
+        level = j + d * np.arange(LEVEL_SAMPLES)
+        if abs(j - i) - 1 < SPLIT_SAMPLES or level.min() < 0 or level.max() >= z.size:
+            continue
+        if np.all(np.abs(z[level] - z[i]) <= threshold[i]):
+            return True
+    return False
 
 
 def _hidden_again(

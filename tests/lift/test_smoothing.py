@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -390,3 +391,78 @@ def test_offline_smoothing_follows_the_joint_around_an_occlusion():
     assert np.abs(out[15:20] - truth[15:20]).max() < 1e-6
     blended = smoothing.smooth_offline(joints[..., 2:3], t, 0.075, 0.25, robust_passes=1)[:, 0, 0]
     assert np.abs(blended[around] - truth[around]).max() > 0.1
+
+
+def test_motion_share_and_keep_motion_numbers():
+    """All of a clean take's residual beyond the noise where the sample lies farther than the
+    fit, none from twice NOISE_FOR_MIN_SIGMA, in proportion between; nearer samples, samples
+    not kept and missing ones keep the fit."""
+    from pkmodel.lift.smoothing import NOISE_FOR_MIN_SIGMA, keep_motion, motion_share
+
+    n0 = NOISE_FOR_MIN_SIGMA
+    noises = (1e-4, n0, 1.25 * n0, 1.5 * n0, 2 * n0, 4 * n0, np.nan, 0.0)
+    shares = [motion_share(x) for x in noises]  # 0: not measured
+    assert shares == pytest.approx([1.0, 1.0, 0.75, 0.5, 0.0, 0.0, 0.0, 0.0])
+    raw = np.array([3.05, 2.95, 3.05, 3.005, np.nan])
+    fit = np.full(5, 3.0)
+    keep = np.array([True, True, False, True, True])
+    out = keep_motion(raw, fit, np.full(5, 0.01), keep, 0.5)
+    # 5 cm farther, 1 cm of noise: half of the 4 cm beyond it; within the noise: the fit
+    np.testing.assert_allclose(out, [3.02, 3.0, 3.0, 3.0, 3.0], atol=1e-12)
+
+
+def test_offline_smoothing_keeps_a_seen_joint_where_its_motion_turns():
+    """A joint walking away (z = 2 + 0.5 t) that stops at frame 20, and a shallow hider (6 cm
+    nearer, under the jump threshold) in frames 30-32, the wall in frame 10. The local quadratic cuts the corner,
+    6.7 mm nearer than the joint at frame 20; with exact 2D on clean depth (noise measured,
+    0.1 mm at 1 m: 0.5 mm at 2.3 m) the frames around the corner keep their depth within that
+    noise, and nothing else moves except farther (toward the measured depth), the hidden frames
+    still smoothed toward the joint. A network's 2D, a sensor's noise, no noise measured, or
+    depths the skeleton placed: the corner is cut as before."""
+    from pkmodel.common.camera import backproject
+    from pkmodel.lift import smoothing
+
+    t, _, _, intr = _walking_joint()
+    truth = 2.0 + 0.5 * np.minimum(t, t[20])
+    z = truth.copy()
+    z[30:33] -= 0.06
+    z[10] = 5.0  # the wall through a gap: weighed down, and not put back
+    joints = backproject(np.tile([[100.0, 120.0]], (40, 1))[:, None, :], z[:, None], intr)
+    clean = SmoothingParams("offline", offline_sigma_s=0.075, depth_noise_m=1e-4)
+    unknown = replace(clean, depth_noise_m=0.0)
+    out = smoothing.smooth_along_rays(joints, t, clean, intr, True)[:, 0, 2]
+    cut = smoothing.smooth_along_rays(joints, t, unknown, intr, True)[:, 0, 2]
+    assert truth[20] - cut[20] == pytest.approx(0.0067, abs=2e-4)
+    assert np.abs(out[19:22] - truth[19:22]).max() < 1e-4 * 2.34**2
+    assert (out >= cut - 1e-12).all() and (out[30:33] > z[30:33] + 0.01).all()
+    assert abs(out[10] - truth[10]) < 1e-3
+    sensor = replace(clean, depth_noise_m=2 * smoothing.NOISE_FOR_MIN_SIGMA)
+    placed = np.ones((40, 1), dtype=bool)
+    placed[19:22] = False  # the skeleton's depths are no measurement to keep
+    for params, exact, measured in ((clean, False, None), (sensor, True, None), (clean, True, placed)):  # fmt: skip
+        corner = smoothing.smooth_along_rays(joints, t, params, intr, exact, measured)[:, 0, 2]
+        np.testing.assert_allclose(corner[19:22], cut[19:22], atol=1e-12)
+
+
+def test_depth_jumps_keep_the_joint_seen_for_one_frame_between_two_occlusions():
+    """A lone far sample between two hidden stretches at the depth of the seen samples beyond
+    one of them (LEVEL_SAMPLES of them, past at least SPLIT_SAMPLES hidden ones) is the joint
+    itself: full weight, and both hidden stretches weigh down. The background through a gap
+    (far behind the joint too), a level of one sample only, or hidden stretches of 4 samples,
+    leave it an outlier."""
+    from pkmodel.lift.smoothing import LEVEL_SAMPLES, OCCLUDED_WEIGHT, SPLIT_SAMPLES, depth_jumps
+
+    assert (LEVEL_SAMPLES, SPLIT_SAMPLES) == (2, 5)
+    t = np.arange(40) / 30.0
+    z = np.full((40, 4), 3.0)
+    z[15:25, 0], z[25, 0], z[26:30, 0] = 2.6, 3.02, 2.7  # seen, hidden, seen once, hidden
+    z[15:30, 1], z[25, 1] = 2.6, 4.5  # the wall through a gap in what hides the joint
+    z[:, 2] = z[:, 0]
+    z[:14, 2] = 2.6  # hidden from the start: one sample (14) at the level before frame 15
+    z[21:25, 3], z[25, 3], z[26:30, 3] = 2.6, 3.02, 2.7  # hidden for 4 frames on each side
+    w = depth_jumps(z, t, 0.0, 0.25).weights
+    down = [np.flatnonzero(w[:, n] < 1).tolist() for n in range(4)]
+    assert down[0] == [*range(15, 25), *range(26, 30)]
+    assert down[1] == [*range(15, 30)]
+    assert 25 in down[2] and 25 in down[3]
+    assert set(np.unique(w)) == {OCCLUDED_WEIGHT, 1.0}
