@@ -348,16 +348,17 @@ def depth_jumps(
     jumps. First, a lone sample behind both its neighbours by more than that is an outlier (the
     background seen through a gap), unless it is at the depth of the samples just beyond a run
     of at least ``SPLIT_SAMPLES`` nearer ones on one side of it (:func:`_seen_between`: the
-    joint seen for one frame between two hidden stretches). Then the samples between two jumps form a stretch; a stretch
-    nearer than the samples on both sides of it is the depth of something that passed in front
-    of the joint (a hidden joint takes the depth of what hides it), and the smoother should
-    follow the joint's depth around it instead of blending the two: these samples weigh
-    ``OCCLUDED_WEIGHT``. A stretch at either end of the take, or next to a gap longer than
-    ``max_gap_s``, has one side only: nothing says which side is right, unless the depth went
-    nearer, farther, and back to the same nearer level for the rest (a hidden stretch, a
-    seen one, and the end stretch at the hidden one's level, measured, at least as long as it
-    and well nearer than the seen one, see :func:`_hidden_again`; or the mirror at the start):
-    what hid the joint came back, and that end stretch weighs ``OCCLUDED_WEIGHT`` too.
+    joint seen for one frame between two hidden stretches). Then the samples between two jumps
+    form a stretch; a stretch nearer than the samples on both sides of it is the depth of
+    something that passed in front of the joint (a hidden joint takes the depth of what hides
+    it), and the smoother should follow the joint's depth around it instead of blending the two:
+    these samples weigh ``OCCLUDED_WEIGHT``. A stretch at either end of the take, or next to a
+    gap longer than ``max_gap_s``, has one side only: nothing says which side is right, unless
+    the depth went nearer, farther, and back to the same nearer level for the rest (a hidden
+    stretch, a seen one, and the end stretch at the hidden one's level, measured, at least as
+    long as it and well nearer than the seen one, see :func:`_hidden_again`; or the mirror at
+    the start): what hid the joint came back, and that end stretch weighs ``OCCLUDED_WEIGHT``
+    too.
 
     Any other jump between two ``measured`` samples (T, N; None: all) after which the depth
     stays at another level (the stretches on both sides hold at least ``SPLIT_SAMPLES``

@@ -412,13 +412,13 @@ def test_motion_share_and_keep_motion_numbers():
 
 
 def test_offline_smoothing_keeps_a_seen_joint_where_its_motion_turns():
-    """A joint walking away (z = 2 + 0.5 t) that stops at frame 20, and a shallow hider (6 cm
-    nearer, under the jump threshold) in frames 30-32, the wall in frame 10. The local quadratic cuts the corner,
-    6.7 mm nearer than the joint at frame 20; with exact 2D on clean depth (noise measured,
-    0.1 mm at 1 m: 0.5 mm at 2.3 m) the frames around the corner keep their depth within that
-    noise, and nothing else moves except farther (toward the measured depth), the hidden frames
-    still smoothed toward the joint. A network's 2D, a sensor's noise, no noise measured, or
-    depths the skeleton placed: the corner is cut as before."""
+    """A joint walking away (z = 2 + 0.5 t) that stops at frame 20, a shallow hider (6 cm nearer,
+    under the jump threshold) in frames 30-32, the wall in frame 10. The local quadratic cuts
+    the corner, 6.7 mm nearer than the joint at frame 20; with exact 2D on clean depth (noise
+    measured, 0.1 mm at 1 m: 0.5 mm at 2.3 m) the frames around the corner keep their depth
+    within that noise, and nothing else moves except farther (toward the measured depth), the
+    hidden frames and the wall still smoothed toward the joint. A network's 2D, a sensor's
+    noise, no noise measured, or depths the skeleton placed: the corner is cut as before."""
     from pkmodel.common.camera import backproject
     from pkmodel.lift import smoothing
 
@@ -439,7 +439,8 @@ def test_offline_smoothing_keeps_a_seen_joint_where_its_motion_turns():
     sensor = replace(clean, depth_noise_m=2 * smoothing.NOISE_FOR_MIN_SIGMA)
     placed = np.ones((40, 1), dtype=bool)
     placed[19:22] = False  # the skeleton's depths are no measurement to keep
-    for params, exact, measured in ((clean, False, None), (sensor, True, None), (clean, True, placed)):  # fmt: skip
+    cases = [(clean, False, None), (sensor, True, None), (clean, True, placed)]
+    for params, exact, measured in cases:
         corner = smoothing.smooth_along_rays(joints, t, params, intr, exact, measured)[:, 0, 2]
         np.testing.assert_allclose(corner[19:22], cut[19:22], atol=1e-12)
 
