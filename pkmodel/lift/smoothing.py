@@ -184,6 +184,9 @@ SPLIT_SAMPLES = 5
 # hidden stretches, when beyond a nearer run of at least SPLIT_SAMPLES samples on one side of
 # it the next LEVEL_SAMPLES samples are at its depth (within the jump threshold).
 LEVEL_SAMPLES = 2
+# On clean depth a seen joint farther than the offline fit keeps what it lies beyond
+# KEEP_NOISES noises (:func:`keep_motion`).
+KEEP_NOISES = 2.0
 # A stretch at either end of the take nearer than the stretch next to it is weighed down too
 # when the stretch beyond that one is a hidden stretch at its level (hidden, seen, hidden
 # again), both at least HIDDEN_AGAIN_SAMPLES long: what hid the joint came back.
@@ -297,7 +300,7 @@ def smooth_along_rays(
     move a joint off the ray of an exact 2D position, and let depth noise into the image
     position. ``measured`` (T, K) says which depths were measured (the others the skeleton
     placed; None: all measured). With exact 2D on clean depth, a measured sample at full weight
-    keeps what it lies farther than the fit beyond the noise (:func:`keep_motion`,
+    keeps what it lies farther than the fit beyond ``KEEP_NOISES`` noises (:func:`keep_motion`,
     :func:`motion_share`); with a network's 2D such a sample is as often the 2D on another
     surface for a frame, and stays smoothed."""
     sigma = params.offline_sigma_s if params.offline_sigma_s > 0 else OFFLINE_SIGMA_S[0]
@@ -318,7 +321,8 @@ def smooth_along_rays(
     share = motion_share(params.depth_noise_m)
     if exact_2d and share > 0:
         own = np.ones(z.shape, bool) if measured is None else np.asarray(measured, dtype=bool)
-        depth = keep_motion(z, depth, noise, own & (jumps.weights == 1), share)
+        keep = own & (jumps.weights == 1)
+        depth = keep_motion(z, depth, KEEP_NOISES * noise, keep, share)
     pixels = project(joints, intrinsics)
     if not exact_2d:
         pixels = smooth_offline(pixels, t, OFFLINE_SIGMA_2D_S, params.max_gap_s)
