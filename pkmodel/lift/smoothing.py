@@ -308,7 +308,8 @@ def smooth_along_rays(
     joints = np.asarray(joints, dtype=np.float64)
     z = joints[..., 2]
     noise = params.depth_noise_m * np.nan_to_num(z) ** 2
-    jumps = depth_jumps(z, t, noise, params.max_gap_s, measured)
+    own = np.ones(z.shape, bool) if measured is None else np.asarray(measured, dtype=bool)
+    jumps = depth_jumps(z, t, noise, params.max_gap_s, own)
     depth = smooth_offline(
         z[..., None],
         t,
@@ -320,7 +321,6 @@ def smooth_along_rays(
     )[..., 0]
     share = motion_share(params.depth_noise_m)
     if exact_2d and share > 0:
-        own = np.ones(z.shape, bool) if measured is None else np.asarray(measured, dtype=bool)
         keep = own & (jumps.weights == 1)
         depth = keep_motion(z, depth, KEEP_NOISES * noise, keep, share)
     pixels = project(joints, intrinsics)

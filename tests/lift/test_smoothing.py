@@ -250,19 +250,25 @@ def test_offline_smoothing_along_rays_smooths_network_2d_too():
     assert px_kept > 2.0 and px_err < 0.6 * px_kept
 
 
-def _walking_joint(*hidden: slice):
-    """A joint walking away over 40 frames at 30 fps (z = 2 + 0.1 t, one pixel), measured 1.6 m
-    deep in the ``hidden`` frames (something in front of it): (t, true z, joints, intrinsics)."""
+def _on_ray(depth: np.ndarray):
+    """One joint at one pixel, at ``depth`` (T,) metres: (camera-frame joints (T, 1, 3),
+    intrinsics)."""
     from pkmodel.common.camera import Intrinsics, backproject
 
     intr = Intrinsics(200.0, 200.0, 128.0, 128.0, 256, 256)
+    pixels = np.tile([[100.0, 120.0]], (len(depth), 1))[:, None, :]
+    return backproject(pixels, np.asarray(depth)[:, None], intr), intr
+
+
+def _walking_joint(*hidden: slice):
+    """A joint walking away over 40 frames at 30 fps (z = 2 + 0.1 t, one pixel), measured 1.6 m
+    deep in the ``hidden`` frames (something in front of it): (t, true z, joints, intrinsics)."""
     t = np.arange(40) / 30.0
     truth = 2.0 + 0.1 * t
     measured = truth.copy()
     for frames in hidden:
         measured[frames] = 1.6
-    joints = backproject(np.tile([[100.0, 120.0]], (40, 1))[:, None, :], measured[:, None], intr)
-    return t, truth, joints, intr
+    return t, truth, *_on_ray(measured)
 
 
 def test_depth_jumps_find_what_passed_in_front():
@@ -419,15 +425,14 @@ def test_offline_smoothing_keeps_a_seen_joint_where_its_motion_turns():
     within two noises, and nothing else moves except farther (toward the measured depth), the
     hidden frames and the wall still smoothed toward the joint. A network's 2D, a sensor's
     noise, no noise measured, or depths the skeleton placed: the corner is cut as before."""
-    from pkmodel.common.camera import backproject
     from pkmodel.lift import smoothing
 
-    t, _, _, intr = _walking_joint()
+    t = np.arange(40) / 30.0
     truth = 2.0 + 0.5 * np.minimum(t, t[20])
     z = truth.copy()
     z[30:33] -= 0.06
     z[10] = 5.0  # the wall through a gap: weighed down, and not put back
-    joints = backproject(np.tile([[100.0, 120.0]], (40, 1))[:, None, :], z[:, None], intr)
+    joints, intr = _on_ray(z)
     clean = SmoothingParams("offline", offline_sigma_s=0.075, depth_noise_m=1e-4)
     unknown = replace(clean, depth_noise_m=0.0)
     out = smoothing.smooth_along_rays(joints, t, clean, intr, True)[:, 0, 2]
