@@ -93,6 +93,8 @@ def lift_command(
             extra = f"; bone-length spread {m['bone_spread_mm']:.1f} mm"
         if m.get("inferred_rate"):
             extra += f", {100 * m['inferred_rate']:.1f}% of joints placed by the skeleton"
+        if m.get("limb_scale") is not None:
+            extra += f"; limb radii x {m['limb_scale']:.2f} ({m['limb_scale_samples']} widths)"
         typer.echo(f"{name}: {m['frames']} frames, take in {out_dir / name}{extra}")
     overall = doc["overall"]
     if overall:

@@ -549,6 +549,7 @@ class LiftConfig(Section):
          0.09, 0.09, 0.06, 0.06, 0.04, 0.04],
         "surface-to-joint distance per COCO joint in metres (adult anthropometry)",
     )  # fmt: skip
+    limb_widths: bool = _f(True, "scale the limb radii to the take's limb widths in the depth maps")
     hip_prior: bool = _f(
         True, "canonical frame: place a turned person's hidden hip behind the seen one"
     )

@@ -36,7 +36,7 @@ from pkmodel.common.skeleton import (
 from pkmodel.config import LiftConfig
 from pkmodel.engine.networks import load_network, network_device
 from pkmodel.lift.canonical import canonical_frame, hip_width, to_canonical
-from pkmodel.lift.depth import lift_joints, lift_joints_app, surface_to_joint
+from pkmodel.lift.depth import lift_joints, lift_joints_app, surface_to_joint, to_depth_pixels
 from pkmodel.lift.rgbd import RgbdSequence
 from pkmodel.lift.skeleton import (
     EDGES,
@@ -53,6 +53,15 @@ from pkmodel.lift.smoothing import (
     smooth_sequence,
 )
 from pkmodel.lift.take import Take, TakeRecorder, write_take
+from pkmodel.lift.widths import (
+    LimbScale,
+    WidthProfiles,
+    concat_profiles,
+    measure_limb_scale,
+    profile_stride,
+    scale_radius,
+    width_profiles,
+)
 from pkmodel.model.decode import DecodeSettings, decode_batch
 
 SMOOTHING_METHODS = ("none", "ema", "one_euro", "offline")
@@ -186,6 +195,8 @@ class LiftResult:
     seconds: float  # time spent in depth sampling .. canonical
     hip_width_m: float | None = None  # the canonical frame's hip width (None: hip_prior off)
     skeleton: SkeletonFit | None = None  # the take's skeleton (None: lift.skeleton off)
+    limb_radius: np.ndarray | None = None  # (K,) the correction's radii (None: no correction)
+    limb_scale: LimbScale | None = None  # the radii's scale from the limb widths (None: off)
 
 
 def depth_windows(lift: LiftConfig) -> np.ndarray:
@@ -203,13 +214,28 @@ def face_window(lift: LiftConfig) -> int:
     return min(lift.face_window, lift.window)
 
 
+@dataclass(frozen=True)
+class SurfaceSamples:
+    """What :func:`sample_surface` read from the depth maps."""
+
+    points: np.ndarray  # (T, K, 3) back-projected depth at each joint (NaN: none)
+    valid: np.ndarray  # (T, K) a depth sample exists
+    widths: WidthProfiles | None  # depth across the limbs (None: not asked for)
+
+
 def sample_surface(
-    seq: RgbdSequence, keypoints: np.ndarray, lift: LiftConfig, progress: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Back-projected depth at every joint, chunk by chunk: (T, K, 3) points and (T, K) valid."""
+    seq: RgbdSequence,
+    keypoints: np.ndarray,
+    lift: LiftConfig,
+    progress: bool = False,
+    widths: bool = False,
+) -> SurfaceSamples:
+    """Back-projected depth at every joint, chunk by chunk, and with ``widths`` the depth
+    across the limbs (:mod:`pkmodel.lift.widths`) on every n-th frame."""
     from tqdm import tqdm
 
-    points, valid = [], []
+    points, valid, profiles = [], [], []
+    stride = profile_stride(len(seq))
     starts = range(0, len(seq), DEPTH_CHUNK)
     for start in tqdm(starts, desc=f"3D {seq.name}", unit="chunk", disable=not progress):
         idx = range(start, min(start + DEPTH_CHUNK, len(seq)))
@@ -243,7 +269,31 @@ def sample_surface(
         )
         points.append(p)
         valid.append(sample.valid)
-    return np.concatenate(points), np.concatenate(valid)
+        if widths:
+            radius = np.asarray(lift.limb_radius_m, dtype=np.float64)
+            profiles.append(_width_profiles(seq, depth, keypoints, idx, stride, radius))
+    return SurfaceSamples(
+        np.concatenate(points),
+        np.concatenate(valid),
+        concat_profiles(profiles) if widths and profiles else None,
+    )
+
+
+def _width_profiles(
+    seq: RgbdSequence,
+    depth: np.ndarray,
+    keypoints: np.ndarray,
+    idx: range,
+    stride: int,
+    radius: np.ndarray,
+) -> WidthProfiles:
+    """The width profiles of the frames of chunk ``idx`` on the profile stride."""
+    intr = seq.intrinsics
+    height, width = depth.shape[-2:]
+    frames = np.array([i for i in idx if i % stride == 0], dtype=np.int64)
+    pixels = to_depth_pixels(keypoints[frames], (intr.width, intr.height), (width, height))
+    focal = (intr.fx * width / intr.width, intr.fy * height / intr.height)
+    return width_profiles(depth[frames - idx.start], pixels, frames, focal, radius)
 
 
 def check_depth_aspect(seq: RgbdSequence, width: int, height: int) -> None:
@@ -325,8 +375,14 @@ def lift_sequence(
     if lift.smooth_2d:  # pixels, not metres: One-Euro's speed term has its own coefficient
         params_2d = replace(SmoothingParams.from_config(lift), beta=lift.one_euro_beta_2d)
         keypoints = smooth_sequence(keypoints, seq.timestamps, params_2d)
-    surface, valid = sample_surface(seq, keypoints, lift, progress)
-    radius = np.asarray(lift.limb_radius_m) if _corrects(lift) else None
+    measure = _corrects(lift) and lift.limb_widths
+    samples = sample_surface(seq, keypoints, lift, progress, widths=measure)
+    surface, valid = samples.points, samples.valid
+    radius = np.asarray(lift.limb_radius_m, dtype=np.float64) if _corrects(lift) else None
+    scale = None
+    if radius is not None and samples.widths is not None:
+        scale = measure_limb_scale(surface, samples.widths, radius)
+        radius = scale_radius(radius, scale.scale)
     skeleton = (keypoints, seq.intrinsics) if _fits_skeleton(lift) else None
     rays = (seq.intrinsics, joints.source == GROUND_TRUTH_2D)
     raw, final, fit = finish_3d(
@@ -352,6 +408,8 @@ def lift_sequence(
         seconds=time.perf_counter() - start,
         hip_width_m=width,
         skeleton=fit,
+        limb_radius=radius,
+        limb_scale=scale,
     )
 
 
@@ -431,6 +489,19 @@ def canonical_hip_width(joints: np.ndarray, lift: LiftConfig) -> float | None:
     return float(lift.hip_width_m) if lift.hip_width_m > 0 else hip_width(joints)
 
 
+def _radius_metrics(result: LiftResult) -> dict[str, Any]:
+    """The correction's radii as run, and their scale from the limb widths (metrics and take
+    metadata)."""
+    if result.limb_radius is None:
+        return {"limb_radius_m": None, "limb_scale": None, "limb_scale_samples": None}
+    scale = result.limb_scale
+    return {
+        "limb_radius_m": [round(float(r), 4) for r in result.limb_radius],
+        "limb_scale": None if scale is None else round(scale.scale, 3),
+        "limb_scale_samples": None if scale is None else scale.samples,
+    }
+
+
 def build_take(seq: RgbdSequence, result: LiftResult, lift: LiftConfig, model_id: str) -> Take:
     """Record the frames (with pelvis and neck: 19 joints) into a take with full metadata."""
     meta = {
@@ -463,7 +534,9 @@ def build_take(seq: RgbdSequence, result: LiftResult, lift: LiftConfig, model_id
             "surface_correction": _corrects(lift),
             "depth_sampler": lift.depth_sampler,
             "app_depth_mode": lift.app_depth_mode,
-            "limb_radius_m": list(lift.limb_radius_m),
+            "limb_radius_config_m": list(lift.limb_radius_m),
+            "limb_widths": lift.limb_widths,
+            **_radius_metrics(result),
             "smoothing": lift.smoothing,
             "smooth_2d": lift.smooth_2d,
             "one_euro": [lift.one_euro_min_cutoff, lift.one_euro_beta, lift.one_euro_d_cutoff],
@@ -549,9 +622,10 @@ def evaluation_parts(
     """Per-joint errors, accelerations, bone-length spreads and counts of one sequence, for
     every variant; pooled over sequences by :func:`summarise`.
 
-    Variants: depth as sampled (``off``), with the config's radii (``config_radius``), with them
-    and the take's skeleton (``skeleton``), with the sequence's true radii (``true_radius``, when
-    known) x smoothing none / ema / one_euro / offline. What needs no ground truth (depth
+    Variants: depth as sampled (``off``), with the run's radii (``config_radius``: the config's,
+    scaled to the take's limb widths when ``lift.limb_widths``), with them and the take's
+    skeleton (``skeleton``), with the sequence's true radii (``true_radius``, when known) x
+    smoothing none / ema / one_euro / offline. What needs no ground truth (depth
     validity, jitter, bone-length spread, the share of joints the skeleton placed) is measured
     on every recording; errors only where the recording has 3D ground truth.
     """
@@ -559,6 +633,8 @@ def evaluation_parts(
     has_truth = gt is not None and np.isfinite(gt.joints_3d).any()
     have_2d = np.isfinite(joints.keypoints).all(-1)
     config_radius = np.asarray(lift.limb_radius_m)
+    if result.limb_radius is not None:
+        config_radius = result.limb_radius
     depths: dict[str, tuple[np.ndarray | None, bool]] = {
         "off": (None, False),
         "config_radius": (config_radius, False),
@@ -803,6 +879,7 @@ def run_lift(
             fps_measured=take.metadata["fps"],
             processing_fps=round(len(seq) / seconds, 2) if seconds > 0 else None,
             take={k: str(p) for k, p in paths.items()},
+            **_radius_metrics(result),
         )
         per_sequence[seq.name] = metrics
         total_frames += len(seq)

@@ -63,6 +63,7 @@ FLOATING_COST = 4.0  # a torso joint measured behind the pose
 MAX_SCALE = 1.3  # a torso pose scaled further than this (either way) is a wrong pose
 FACING_COST = 3.0  # a torso pose whose chest faces away from where the face looks
 MAX_TEMPORAL_S = 1.0  # trusted frames farther away than this do not pick a crossing
+SWITCH_M = 0.1  # metres a torso pose jumps between frames that cost as much as 1 (plan_torso)
 
 
 def _pair(a: str, b: str) -> tuple[int, int]:
@@ -390,6 +391,7 @@ def fit_skeleton(
     if K < NUM_JOINTS or p.shape[-1] != 3:
         raise ValueError(f"expected (T, >={NUM_JOINTS}, 3) joints, got {p.shape}")
     fitter = _Fitter(p[:, :NUM_JOINTS], keypoints[:, :NUM_JOINTS], intrinsics, timestamps, radius)
+    fitter.plan_torso()
     previous: np.ndarray | None = None
     for f in range(T):
         previous = fitter.torso(f, previous)
@@ -433,9 +435,52 @@ class _Fitter:
         self.guide = _nearest_trusted_range(
             self.ranges, self.trusted, np.asarray(timestamps, np.float64)
         )
+        self.plan: list[int] | None = None  # the take's torso poses (plan_torso)
         self.out = np.full((T, NUM_JOINTS, 3), np.nan)
         self.source = np.full((T, NUM_JOINTS), SOURCE_CODES["none"])
         self.torso_pose = np.full((T, 4, 3), np.nan)
+
+    def _torso_candidates(self, f: int) -> tuple[list, list[float]]:
+        """Frame f's torso poses, each scaled to the measured depths, and their costs."""
+        torso = list(TORSO_JOINTS)
+        if self.template is None or not self.has_2d[f, torso].all():
+            return [], []
+        poses = _torso_poses(self.template, self.keypoints[f, torso], self.intrinsics)
+        scored = [self._scaled(f, pose) for pose in poses]
+        return scored, [c + self._facing_cost(f, pose) for c, pose in scored]
+
+    def plan_torso(self) -> None:
+        """Choose the torso pose of every frame over the whole take (``self.plan``: an index
+        into the frame's candidates, -1 where it has none): the least total of the poses'
+        costs and of moving between them, the mean distance the four joints jump from one
+        frame's pose to the next's over ``SWITCH_M`` (dynamic programming over each run of
+        frames with poses). Where the measured depths hardly tell the two poses apart (most
+        torso joints hidden), the frames where one is clearly right decide."""
+        candidates = [self._torso_candidates(f) for f in range(len(self.p))]
+        plan = [-1] * len(candidates)
+        f = 0
+        while f < len(candidates):
+            if not candidates[f][0]:
+                f += 1
+                continue
+            start = f
+            total = np.asarray(candidates[f][1], dtype=np.float64)
+            back: list[np.ndarray] = []
+            for f in range(start + 1, len(candidates) + 1):
+                if f == len(candidates) or not candidates[f][0]:
+                    break
+                before = np.stack([pose for _, pose in candidates[f - 1][0]])  # (B, 4, 3)
+                now = np.stack([pose for _, pose in candidates[f][0]])  # (A, 4, 3)
+                jump = np.linalg.norm(now[:, None] - before[None], axis=-1).mean(axis=-1)
+                step = total[None, :] + jump / SWITCH_M  # (A, B)
+                back.append(np.argmin(step, axis=1))
+                total = np.asarray(candidates[f][1], dtype=np.float64) + step.min(axis=1)
+            k = int(np.argmin(total))
+            for t in range(f - 1, start - 1, -1):
+                plan[t] = k
+                if t > start:
+                    k = int(back[t - start - 1][k])
+        self.plan = plan
 
     def depth_sd(self, ranges: np.ndarray | float) -> np.ndarray:
         """The depth's sd at these ranges (m): the take's noise, growing with the square of the
@@ -511,15 +556,11 @@ class _Fitter:
         torso joint agrees, the trusted ones stay and the rest hang from them. Returns the
         pose."""
         torso = list(TORSO_JOINTS)
-        poses = []
-        if self.template is not None and self.has_2d[f, torso].all():
-            poses = _torso_poses(self.template, self.keypoints[f, torso], self.intrinsics)
-        if poses:
-            scored = [self._scaled(f, pose) for pose in poses]
-            costs = [c + self._facing_cost(f, pose) for c, pose in scored]
+        scored, costs = self._torso_candidates(f)
+        if scored:
             best = int(np.argmin(costs))
-            if len(poses) == 2 and abs(costs[0] - costs[1]) < 0.5 and previous is not None:
-                best = int(np.argmin([np.abs(p - previous).sum() for _, p in scored]))
+            if self.plan is not None and 0 <= self.plan[f] < len(scored):
+                best = self.plan[f]
             pose = scored[best][1]
             fits = [float(pose[i] @ self.u[f, k]) for i, k in enumerate(torso)]
             with np.errstate(invalid="ignore"):

@@ -55,8 +55,9 @@ def body_track(frames: int, fps: float) -> np.ndarray:
 
 
 def write_sequence(folder: Path, frames: int = 12, fps: float = 30.0, noise_m: float = 0.0,
-                   seed: int = 0) -> np.ndarray:  # fmt: skip
-    """A sequence in make-synthetic's layout; returns the 3D ground truth."""
+                   seed: int = 0, radii: np.ndarray = RADII) -> np.ndarray:  # fmt: skip
+    """A sequence in make-synthetic's layout (balls of ``radii``); returns the 3D ground
+    truth."""
     import cv2
 
     rng = np.random.default_rng(seed)
@@ -64,7 +65,7 @@ def write_sequence(folder: Path, frames: int = 12, fps: float = 30.0, noise_m: f
     truth = body_track(frames, fps)
     images, anns = [], []
     for f in range(frames):
-        depth = render_depth(truth[f], RADII, INTR, wall=4.0)
+        depth = render_depth(truth[f], radii, INTR, wall=4.0)
         depth = depth + rng.normal(0, noise_m, depth.shape) if noise_m else depth
         mm = np.clip(np.round(depth * 1000), 0, 65535).astype(np.uint16)
         mm[:3, :3] = 0  # a few holes, as in real sensors
@@ -82,7 +83,7 @@ def write_sequence(folder: Path, frames: int = 12, fps: float = 30.0, noise_m: f
         anns.append({
             "id": f + 1, "image_id": f + 1, "category_id": 1, "area": 5000.0,
             "keypoints": kp.ravel().tolist(), "num_keypoints": NUM_JOINTS,
-            "keypoints_3d": truth[f].ravel().tolist(), "limb_radius_m": RADII.tolist(),
+            "keypoints_3d": truth[f].ravel().tolist(), "limb_radius_m": radii.tolist(),
         })  # fmt: skip
     doc = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}
     (folder / "annotations.json").write_text(json.dumps(doc))
@@ -166,7 +167,16 @@ def test_run_lift_metrics_and_takes(dataset, tmp_path):
     assert doc["sequences"]["clean"]["variants"]["config_radius/none"]["mpjpe_visible_mm"] < 4
     v = overall["variants"]
     assert v["off/none"]["mpjpe_visible_mm"] > 30 > v["config_radius/none"]["mpjpe_visible_mm"]
-    assert v["true_radius/none"]["mpjpe_visible_mm"] == v["config_radius/none"]["mpjpe_visible_mm"]
+    # the balls have the config's radii: the limb widths find them (scale 1 within 2 %), and
+    # the run's radii are theirs to a few tenths of a millimetre of error
+    assert v["config_radius/none"]["mpjpe_visible_mm"] == pytest.approx(
+        v["true_radius/none"]["mpjpe_visible_mm"], abs=0.3
+    )
+    for name in ("clean", "noisy"):
+        seq = doc["sequences"][name]
+        assert seq["limb_scale"] == pytest.approx(1.0, abs=0.02) and seq["limb_scale_samples"] >= 70
+        assert seq["limb_radius_m"][7] == pytest.approx(RADII[7] * seq["limb_scale"], abs=1e-4)
+        assert seq["limb_radius_m"][:5] == RADII[:5].tolist()  # the face keeps its radii
     assert v["config_radius/one_euro"]["jitter_m_s2"] < v["config_radius/none"]["jitter_m_s2"]
     # the skeleton and the offline smoother are variants like the rest; what needs no truth too
     for name in ("skeleton/none", "skeleton/offline", "config_radius/offline"):
@@ -180,6 +190,10 @@ def test_run_lift_metrics_and_takes(dataset, tmp_path):
     assert len(rows) == 30 and all(len(r) == NUM_JOINTS and set(r) <= set("mdoi-") for r in rows)
     assert "d = missing" in take.metadata["depth_source_codes"]
     assert set(take.metadata["lift"]["bone_lengths_m"]) >= {"upper_arm", "hips", "shin"}
+    radii = take.metadata["lift"]
+    assert radii["limb_radius_config_m"] == RADII.tolist() and radii["limb_widths"] is True
+    assert radii["limb_scale"] == doc["sequences"]["noisy"]["limb_scale"]
+    assert radii["limb_radius_m"] == doc["sequences"]["noisy"]["limb_radius_m"]
     assert (
         take.metadata["fps"] == pytest.approx(30.0) and take.metadata["model"] == "ground-truth-2d"
     )
@@ -328,8 +342,9 @@ def test_depth_of_another_aspect_ratio_is_refused(tmp_path):
     with pytest.raises(PkmodelError, match=r"0.png is 32 x 32 but the colour images are 64 x 48"):
         sample_surface(seq, np.full((1, NUM_JOINTS, 2), 30.0), Config().lift)
     cv2.imwrite(str(folder / "depth" / "0.png"), np.full((24, 32), 2000, np.uint16))  # half size
-    points, valid = sample_surface(seq, np.full((1, NUM_JOINTS, 2), 30.0), Config().lift)
-    assert valid.all() and points[0, 0, 2] == pytest.approx(2.0)
+    samples = sample_surface(seq, np.full((1, NUM_JOINTS, 2), 30.0), Config().lift)
+    assert samples.valid.all() and samples.points[0, 0, 2] == pytest.approx(2.0)
+    assert samples.widths is None  # not asked for
 
 
 def test_tum_folder_reads_with_published_scale():

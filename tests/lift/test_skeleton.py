@@ -228,3 +228,42 @@ def test_a_torso_joint_far_in_front_of_a_sure_pose_is_hidden_whatever_its_bones_
 
     monkeypatch.setattr(skeleton, "POSE_MARGIN", 0.0)  # (both poses fit one shoulder alike)
     assert torso(no_hips)[0] == SOURCE_CODES["measured"]
+
+
+def test_the_torso_poses_are_chosen_over_the_take(scene, monkeypatch):
+    """Each frame has two torso poses; the take's choice weighs their costs against moving
+    between them (SWITCH_M): frames where the poses cost nearly the same (most torso joints
+    hidden) follow the frames where one is clearly right, a clear change of pose is taken, and
+    a frame without poses starts afresh."""
+    from pkmodel.lift import skeleton
+
+    truth, _, keypoints, t, _ = scene
+    quad = truth[0, list(TORSO_JOINTS)]
+    mirrored = quad + [0.0, 0.0, 0.25]  # the other pose, 25 cm off
+    clear, unsure, other = [(0.0, 5.0)], [(4.0, 3.7)], [(9.0, 0.0)]
+    costs = clear * 5 + unsure * 5 + clear * 3 + other * 5 + [None] + [(1.0, 0.0)] * 2
+
+    def candidates(self, f):
+        if f >= len(costs) or costs[f] is None:
+            return [], []
+        return [(costs[f][0], quad), (costs[f][1], mirrored)], list(costs[f])
+
+    monkeypatch.setattr(skeleton._Fitter, "_torso_candidates", candidates)
+    fitter = skeleton._Fitter(truth, keypoints, INTR, t, None)
+    fitter.plan_torso()
+    plan = fitter.plan
+    # frame by frame, 5-9 would take the mirrored pose (3.7 < 4.0); moving there and back costs
+    # 2 x 0.25 / 0.1 = 5 against 5 x 0.3 saved
+    assert plan[:13] == [0] * 13
+    assert plan[13:18] == [1] * 5  # 9 per frame outweighs one move of 2.5
+    assert plan[18] == -1 and plan[19:21] == [1, 1] and plan[21:] == [-1] * (T - 21)
+    # the frame's fit takes the planned pose, where on its own it takes the cheaper, mirrored
+    # one (which the measured depths do not vouch for: it falls back to the side view's rule)
+    fitter.torso(6, None)
+    np.testing.assert_array_equal(fitter.torso_pose[6], quad)
+    fitter.plan = None
+    fitter.torso(7, None)
+    assert np.abs(fitter.torso_pose[7] - quad).max() > 0.02
+    monkeypatch.setattr(skeleton, "SWITCH_M", 1.0)  # moving 25 cm costs 0.25: now it pays
+    fitter.plan_torso()
+    assert fitter.plan[:13] == [0] * 5 + [1] * 5 + [0] * 3
