@@ -264,6 +264,9 @@ def test_the_torso_poses_are_chosen_over_the_take(scene, monkeypatch):
     fitter.plan = None
     fitter.torso(7, None)
     assert np.abs(fitter.torso_pose[7] - quad).max() > 0.02
+    # fit_skeleton plans the take first
+    fit = skeleton.fit_skeleton(truth, keypoints, INTR, t)
+    np.testing.assert_array_equal(fit.torso[5:10], np.broadcast_to(quad, (5, 4, 3)))
     monkeypatch.setattr(skeleton, "SWITCH_M", 1.0)  # moving 25 cm costs 0.25: now it pays
     fitter.plan_torso()
     assert fitter.plan[:13] == [0] * 5 + [1] * 5 + [0] * 3
