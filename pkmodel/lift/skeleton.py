@@ -436,6 +436,7 @@ class _Fitter:
             self.ranges, self.trusted, np.asarray(timestamps, np.float64)
         )
         self.plan: list[int] | None = None  # the take's torso poses (plan_torso)
+        self.candidates: list[tuple[list, list[float]]] | None = None  # and their candidates
         self.out = np.full((T, NUM_JOINTS, 3), np.nan)
         self.source = np.full((T, NUM_JOINTS), SOURCE_CODES["none"])
         self.torso_pose = np.full((T, 4, 3), np.nan)
@@ -457,6 +458,7 @@ class _Fitter:
         frames with poses). Where the measured depths hardly tell the two poses apart (most
         torso joints hidden), the frames where one is clearly right decide."""
         candidates = [self._torso_candidates(f) for f in range(len(self.p))]
+        self.candidates = candidates
         plan = [-1] * len(candidates)
         f = 0
         while f < len(candidates):
@@ -556,7 +558,10 @@ class _Fitter:
         torso joint agrees, the trusted ones stay and the rest hang from them. Returns the
         pose."""
         torso = list(TORSO_JOINTS)
-        scored, costs = self._torso_candidates(f)
+        if self.candidates is not None:  # planned: the poses the plan chose among
+            scored, costs = self.candidates[f]
+        else:
+            scored, costs = self._torso_candidates(f)
         if scored:
             best = int(np.argmin(costs))
             if self.plan is not None and 0 <= self.plan[f] < len(scored):

@@ -261,7 +261,7 @@ def test_the_torso_poses_are_chosen_over_the_take(scene, monkeypatch):
     # one (which the measured depths do not vouch for: it falls back to the side view's rule)
     fitter.torso(6, None)
     np.testing.assert_array_equal(fitter.torso_pose[6], quad)
-    fitter.plan = None
+    fitter.plan = fitter.candidates = None
     fitter.torso(7, None)
     assert np.abs(fitter.torso_pose[7] - quad).max() > 0.02
     # fit_skeleton plans the take first
