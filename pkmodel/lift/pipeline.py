@@ -236,6 +236,7 @@ def sample_surface(
 
     points, valid, profiles = [], [], []
     stride = profile_stride(len(seq))
+    radius = np.asarray(lift.limb_radius_m, dtype=np.float64)
     starts = range(0, len(seq), DEPTH_CHUNK)
     for start in tqdm(starts, desc=f"3D {seq.name}", unit="chunk", disable=not progress):
         idx = range(start, min(start + DEPTH_CHUNK, len(seq)))
@@ -270,7 +271,6 @@ def sample_surface(
         points.append(p)
         valid.append(sample.valid)
         if widths:
-            radius = np.asarray(lift.limb_radius_m, dtype=np.float64)
             profiles.append(_width_profiles(seq, depth, keypoints, idx, stride, radius))
     return SurfaceSamples(
         np.concatenate(points),

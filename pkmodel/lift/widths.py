@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pkmodel.common.skeleton import JOINT_INDEX, NUM_JOINTS
+from pkmodel.common.skeleton import BONES, JOINT_INDEX, NUM_JOINTS
 from pkmodel.lift.skeleton import depth_noise
 
 STEP_PX = 0.5  # depth pixels between samples of a profile
@@ -55,17 +55,18 @@ WIDTH_JOINTS: tuple[tuple[int, int], ...] = tuple(
 )
 HEAD_RADIUS_M = 0.1
 # The body's parts as 2D segments (COCO joint pairs) that can lie beside a limb in the picture:
-# arms, legs, the torso's edges, and the head between the ears (radius ``HEAD_RADIUS_M``).
-BODY_PARTS: tuple[tuple[int, int], ...] = (
-    (5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16),
-    (5, 6), (11, 12), (5, 11), (6, 12), (3, 4),
-)  # fmt: skip
+# the arms' and legs' bones, the torso's edges, and the head between the ears (radius
+# ``HEAD_RADIUS_M``).
+BODY_PARTS: tuple[tuple[int, int], ...] = (*BONES, (5, 6), (11, 12), (5, 11), (6, 12), (3, 4))
 SCALED_JOINTS = tuple(
     JOINT_INDEX[f"{side}_{joint}"]
     for side in ("left", "right")
     for joint in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
 )
 _OFFSETS = np.arange(1, int(MAX_PX / STEP_PX) + 1) * STEP_PX  # (S,) pixels from the joint
+_SIDES = np.array([1.0, -1.0])  # a profile's two directions from the joint
+_JOINTS = np.array([j for j, _ in WIDTH_JOINTS])  # (P,) the profiles' joints
+_TOWARD = np.array([t for _, t in WIDTH_JOINTS])  # (P,) the other ends of their bones
 
 
 @dataclass(frozen=True)
@@ -98,10 +99,8 @@ def width_profiles(
     body parts' outlines, :func:`_beside`)."""
     depth = np.nan_to_num(np.asarray(depth, dtype=np.float32), nan=0.0)
     n, height, width = depth.shape
-    joints = np.array([j for j, _ in WIDTH_JOINTS])
-    toward = np.array([t for _, t in WIDTH_JOINTS])
-    at = np.asarray(keypoints, dtype=np.float64)[:, joints, :2]  # (N, P, 2)
-    bone = np.asarray(keypoints, dtype=np.float64)[:, toward, :2] - at
+    at = np.asarray(keypoints, dtype=np.float64)[:, _JOINTS, :2]  # (N, P, 2)
+    bone = np.asarray(keypoints, dtype=np.float64)[:, _TOWARD, :2] - at
     length = np.linalg.norm(bone, axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         along = bone / length
@@ -113,10 +112,9 @@ def width_profiles(
         per_px = np.hypot(across[..., 0] / focal[0], across[..., 1] / focal[1])
     # only as far as an edge may lie (:func:`width_ratios`) at the joint's own pixel's depth,
     # and the samples that may be mixed pixels past it
-    offsets = _OFFSETS[: _samples_needed(centre, per_px, np.asarray(radius)[joints])]
-    sides = np.array([1.0, -1.0])
+    offsets = _OFFSETS[: _samples_needed(centre, per_px, np.asarray(radius)[_JOINTS])]
     pts = at[:, :, None, None, :] + (
-        sides[:, None, None] * offsets[None, :, None] * across[:, :, None, None, :]
+        _SIDES[:, None, None] * offsets[None, :, None] * across[:, :, None, None, :]
     )  # (N, P, 2, S, 2)
     return WidthProfiles(
         frames=np.asarray(frames, dtype=np.int64),
@@ -155,12 +153,11 @@ def _beside(
     side by side, an arm against the torso: there the depth map cannot show where the limb
     ends. ``at`` (N, P, 2) the joints, ``across`` (N, P, 2) the profiles' unit directions."""
     px_per_m = 0.5 * (focal[0] + focal[1]) / np.where(centre > 0, centre, np.nan)  # (N, P)
-    direction = np.sign(np.array([1.0, -1.0]))[None, None, :, None] * across[:, :, None, :]
+    direction = _SIDES[None, None, :, None] * across[:, :, None, :]
     origin = np.broadcast_to(at[:, :, None, :], direction.shape)  # (N, P, 2, 2)
-    joints = np.array([j for j, _ in WIDTH_JOINTS])
     entry = np.full(direction.shape[:-1], np.inf)
     for a, b in BODY_PARTS:
-        own = (joints == a) | (joints == b)  # (P,) the part is the profile's own bone
+        own = np.isin(_JOINTS, (a, b))  # (P,) the part is the profile's own bone
         r = HEAD_RADIUS_M if (a, b) == (3, 4) else max(radius[a], radius[b])
         reach = (r * px_per_m)[:, :, None]  # (N, P, 1) the outline's radius in pixels
         start = keypoints[:, None, None, a, :2]
@@ -323,8 +320,7 @@ def measure_limb_scale(
 ) -> LimbScale:
     """The take's limb scale from its sampled surface points (T, K, 3) (camera frame, metres,
     before the correction), the width profiles of its frames and the config's radii (K,)."""
-    joints = [j for j, _ in WIDTH_JOINTS]
     noise = depth_noise(np.linalg.norm(surface[:, :NUM_JOINTS], axis=-1))
-    surface_z = surface[profiles.frames][:, joints, 2]
-    ratios = width_ratios(profiles, surface_z, np.asarray(radius)[joints], noise)
+    surface_z = surface[profiles.frames][:, _JOINTS, 2]
+    ratios = width_ratios(profiles, surface_z, np.asarray(radius)[_JOINTS], noise)
     return limb_scale(ratios)
