@@ -511,6 +511,11 @@ class LiftConfig(Section):
     depth_band_m: float = _f(
         0.15, "median only over window pixels this close to the joint pixel's depth (0 = all)"
     )
+    depth_band_noise_sds: float = _f(
+        2.0,
+        "widen the depth band to this many sds of the take's depth noise where that is wider "
+        "(a phone's LiDAR far away; 0 = never)",
+    )
     min_score: float = _f(0.3, "lowest keypoint score that gets a 3D position")
     min_depth_m: float = _f(0.1, "nearest valid depth in metres")
     max_depth_m: float = _f(10.0, "farthest valid depth in metres")
@@ -579,6 +584,7 @@ class LiftConfig(Section):
             positive_odd("face_window"),
             in_range("min_confidence", 0, 2, "must be 0, 1 or 2 (ARKit's levels)"),
             at_least("depth_band_m", 0, "must be >= 0 (0 = off)"),
+            at_least("depth_band_noise_sds", 0, "must be >= 0 (0 = never)"),
             probability("min_score"),
             at_least("min_depth_m", 0),
             (

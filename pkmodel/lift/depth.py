@@ -14,6 +14,9 @@ import numpy as np
 
 from pkmodel.common.camera import Intrinsics, backproject
 
+# sample_depth widens its band with the noise only where the window spans at most this across
+WIDE_WINDOW_M = 0.3
+
 
 def to_depth_pixels(
     points: np.ndarray, image_size: tuple[int, int], depth_size: tuple[int, int]
@@ -94,6 +97,8 @@ def sample_depth(
     confidence: np.ndarray | None = None,
     min_confidence: int = 0,
     band: float = 0.0,
+    band_noise: float = 0.0,
+    focal: float = 0.0,
 ) -> DepthSample:
     """Median depth in a ``window`` x ``window`` neighbourhood of each joint.
 
@@ -109,6 +114,14 @@ def sample_depth(
     background's. The joint's pixel sets this reference whatever its confidence, and the band
     is applied before the confidence levels are compared; otherwise a confident wall beside a
     less confident limb edge would win the window.
+
+    ``band_noise`` (metres at 1 m) widens a joint's band to ``band_noise`` times its reference
+    depth squared where that is wider: a few sds of a depth noise that grows with the square of
+    the range. Where the noise is larger than the band (a phone's LiDAR at several metres), a
+    fixed band keeps the joint pixel's own noisy value alone and the window averages nothing.
+    With the depth map's ``focal`` length (pixels) it does so only where the window spans at
+    most ``WIDE_WINDOW_M`` across: a wider window holds other surfaces as much as the joint's
+    (a coarse map far away), and the joint pixel's own value is the lesser evil.
 
     Of the pixels left, only the best confidence level present is kept, and the median of their
     depths is the joint's depth.
@@ -138,8 +151,12 @@ def sample_depth(
         # confident wall beside a less confident wrist must not win the window.
         mid = window * window // 2
         ref = np.where(measured[..., mid], values[..., mid], _masked_median(values, usable))
+        ref0 = np.nan_to_num(ref)
+        width = np.maximum(band, band_noise * ref0**2)
+        if focal > 0:
+            width = np.where(window * ref0 <= WIDE_WINDOW_M * focal, width, band)
         with np.errstate(invalid="ignore"):
-            usable = usable & (np.abs(values - ref[..., None]) <= band)
+            usable = usable & (np.abs(values - ref[..., None]) <= width[..., None])
     if confidence is not None:
         best = np.where(usable, levels, -1).max(axis=-1)
         usable = usable & (levels == best[..., None])
@@ -213,6 +230,7 @@ def lift_joints(
     confidence: np.ndarray | None = None,
     min_confidence: int = 0,
     band: float = 0.0,
+    band_noise: float = 0.0,
     limb_radius: np.ndarray | float | None = None,
 ) -> tuple[np.ndarray, DepthSample]:
     """2D joints (T, K, 2) in image pixels (intrinsics' resolution) -> 3D (T, K, 3) metres.
@@ -231,6 +249,8 @@ def lift_joints(
         confidence=confidence,
         min_confidence=min_confidence,
         band=band,
+        band_noise=band_noise,
+        focal=intrinsics.fx * d_w / intrinsics.width,
     )
     if np.ndim(window) == 0:
         sample = sample_depth(depth, depth_points, window=int(window), **options)

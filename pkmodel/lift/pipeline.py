@@ -197,6 +197,7 @@ class LiftResult:
     skeleton: SkeletonFit | None = None  # the take's skeleton (None: lift.skeleton off)
     limb_radius: np.ndarray | None = None  # (K,) the correction's radii (None: no correction)
     limb_scale: LimbScale | None = None  # the radii's scale from the limb widths (None: off)
+    band_noise: float = 0.0  # the depth band's growth with the range (metres at 1 m; 0: none)
 
 
 def depth_windows(lift: LiftConfig) -> np.ndarray:
@@ -221,6 +222,7 @@ class SurfaceSamples:
     points: np.ndarray  # (T, K, 3) back-projected depth at each joint (NaN: none)
     valid: np.ndarray  # (T, K) a depth sample exists
     widths: WidthProfiles | None  # depth across the limbs (None: not asked for)
+    band_noise: float = 0.0  # metres at 1 m the depth band grew by (x range^2; 0: fixed band)
 
 
 def sample_surface(
@@ -231,52 +233,92 @@ def sample_surface(
     widths: bool = False,
 ) -> SurfaceSamples:
     """Back-projected depth at every joint, chunk by chunk, and with ``widths`` the depth
-    across the limbs (:mod:`pkmodel.lift.widths`) on every n-th frame."""
+    across the limbs (:mod:`pkmodel.lift.widths`) on every n-th frame.
+
+    The depth band (``lift.depth_band_m``) widens to ``lift.depth_band_noise_sds`` sds of the
+    take's depth noise where that is wider: the noise is measured on the samples of a first
+    pass (:func:`pkmodel.lift.skeleton.depth_noise`), and the chunks holding joints that far
+    away are sampled again (:func:`noise_band`)."""
     from tqdm import tqdm
 
     points, valid, profiles = [], [], []
     stride = profile_stride(len(seq))
     radius = np.asarray(lift.limb_radius_m, dtype=np.float64)
-    starts = range(0, len(seq), DEPTH_CHUNK)
+    starts = list(range(0, len(seq), DEPTH_CHUNK))
     for start in tqdm(starts, desc=f"3D {seq.name}", unit="chunk", disable=not progress):
         idx = range(start, min(start + DEPTH_CHUNK, len(seq)))
-        depth = np.stack([seq.load_depth(i) for i in idx])
+        depth, conf = _load_chunk(seq, idx)
         if start == 0:
             check_depth_aspect(seq, depth.shape[-1], depth.shape[-2])
-        conf = None
-        if seq.confidence_files is not None:
-            conf = np.stack([seq.load_confidence(i) for i in idx])
-        if lift.depth_sampler == "posekit-app":  # the app's sampler; no correction, no range
-            p, app = lift_joints_app(
-                keypoints[start : idx.stop],
-                depth,
-                seq.intrinsics,
-                confidence=conf,
-                mode=lift.app_depth_mode,
-            )
-            points.append(p)
-            valid.append(app.valid)
-            continue
-        p, sample = lift_joints(
-            keypoints[start : idx.stop],
-            depth,
-            seq.intrinsics,
-            window=depth_windows(lift),
-            min_depth=lift.min_depth_m,
-            max_depth=lift.max_depth_m,
-            confidence=conf,
-            min_confidence=lift.min_confidence,
-            band=lift.depth_band_m,
-        )
+        p, v = _sample_chunk(seq, keypoints[start : idx.stop], depth, conf, lift, 0.0)
         points.append(p)
-        valid.append(sample.valid)
-        if widths:
+        valid.append(v)
+        if widths and lift.depth_sampler == "pkmodel":
             profiles.append(_width_profiles(seq, depth, keypoints, idx, stride, radius))
+    band_noise = noise_band(np.concatenate(points), lift)
+    if band_noise > 0:
+        for i, start in enumerate(starts):
+            wide = band_noise * np.nan_to_num(points[i][..., 2]) ** 2 > lift.depth_band_m
+            if not wide.any():
+                continue  # every joint of the chunk keeps the band it was sampled with
+            idx = range(start, min(start + DEPTH_CHUNK, len(seq)))
+            depth, conf = _load_chunk(seq, idx)
+            kp = keypoints[start : idx.stop]
+            points[i], valid[i] = _sample_chunk(seq, kp, depth, conf, lift, band_noise)
     return SurfaceSamples(
         np.concatenate(points),
         np.concatenate(valid),
         concat_profiles(profiles) if widths and profiles else None,
+        band_noise,
     )
+
+
+def noise_band(surface: np.ndarray, lift: LiftConfig) -> float:
+    """How the depth band grows with the range (metres at 1 m; 0: it does not): the take's
+    depth noise, measured on the first pass's samples ``surface`` (T, K, 3), times
+    ``lift.depth_band_noise_sds``. 0 with the app's sampler (it has no band) or without a
+    band."""
+    if lift.depth_sampler != "pkmodel" or lift.depth_band_m <= 0 or lift.depth_band_noise_sds <= 0:
+        return 0.0
+    return lift.depth_band_noise_sds * depth_noise(np.linalg.norm(surface, axis=-1))
+
+
+def _load_chunk(seq: RgbdSequence, idx: range) -> tuple[np.ndarray, np.ndarray | None]:
+    """The depth maps (and confidence maps, or None) of frames ``idx``."""
+    depth = np.stack([seq.load_depth(i) for i in idx])
+    conf = None
+    if seq.confidence_files is not None:
+        conf = np.stack([seq.load_confidence(i) for i in idx])
+    return depth, conf
+
+
+def _sample_chunk(
+    seq: RgbdSequence,
+    keypoints: np.ndarray,
+    depth: np.ndarray,
+    conf: np.ndarray | None,
+    lift: LiftConfig,
+    band_noise: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Back-projected depth samples (T, K, 3) and their validity (T, K) of one chunk."""
+    if lift.depth_sampler == "posekit-app":  # the app's sampler; no correction, no range
+        p, app = lift_joints_app(
+            keypoints, depth, seq.intrinsics, confidence=conf, mode=lift.app_depth_mode
+        )
+        return p, app.valid
+    p, sample = lift_joints(
+        keypoints,
+        depth,
+        seq.intrinsics,
+        window=depth_windows(lift),
+        min_depth=lift.min_depth_m,
+        max_depth=lift.max_depth_m,
+        confidence=conf,
+        min_confidence=lift.min_confidence,
+        band=lift.depth_band_m,
+        band_noise=band_noise,
+    )
+    return p, sample.valid
 
 
 def _width_profiles(
@@ -410,6 +452,7 @@ def lift_sequence(
         skeleton=fit,
         limb_radius=radius,
         limb_scale=scale,
+        band_noise=samples.band_noise,
     )
 
 
@@ -527,6 +570,8 @@ def build_take(seq: RgbdSequence, result: LiftResult, lift: LiftConfig, model_id
             "window": lift.window,
             "face_window": face_window(lift),
             "depth_band_m": lift.depth_band_m,
+            "depth_band_noise_sds": lift.depth_band_noise_sds,
+            "depth_band_noise_m_at_1m": round(result.band_noise, 5),
             "min_confidence": lift.min_confidence,
             "min_score": lift.min_score,
             "min_depth_m": lift.min_depth_m,

@@ -162,6 +162,37 @@ def test_band_picks_the_joints_surface_before_confidence_levels_compete():
     assert s.depth[0] == 5.0 and s.confidence[0] == 2
 
 
+def test_band_widens_with_the_depth_noise_at_the_joints_range():
+    # A torso 5 m away seen through depth noise of 0.3 m a pixel (a phone's LiDAR that far),
+    # a wall 9 m away in the window's last column. A 0.15 m band keeps the joint pixel's own
+    # noisy value alone; two noise sds (0.012 m at 1 m: 0.3 m at 5 m) average the torso's
+    # pixels and still leave the wall out.
+    rng = np.random.default_rng(3)
+    depth = 5.0 + 0.3 * rng.standard_normal((5, 5))
+    depth[2, 2] = 5.4  # the joint's own pixel, 1.3 sds far
+    depth[:, 4] = 9.0
+    kw = dict(window=5, min_depth=0.1, max_depth=10, band=0.15)
+    point = np.array([[2.5, 2.5]])
+    narrow = sample_depth(depth, point, **kw)
+    near = np.abs(depth - 5.4) <= 0.15
+    assert near.sum() < 5 and narrow.depth[0] == pytest.approx(np.median(depth[near]))
+    wide = sample_depth(depth, point, band_noise=2 * 0.012, **kw)
+    band = 2 * 0.012 * 5.4**2  # 0.70 m around the joint's pixel
+    kept = np.abs(depth - 5.4) <= band
+    assert not kept[:, 4].any() and kept.sum() > 15
+    assert wide.depth[0] == pytest.approx(np.median(depth[kept]))
+    assert abs(wide.depth[0] - 5.0) < abs(narrow.depth[0] - 5.0) - 0.2
+    # With the map's focal length: the 5-pixel window spans 0.14 m at 5.4 m (focal 200 px)
+    # and widens; at focal 80 px it spans 0.34 m, more than a torso, and keeps the band.
+    assert sample_depth(depth, point, band_noise=0.024, focal=200, **kw).depth[0] == wide.depth[0]
+    assert sample_depth(depth, point, band_noise=0.024, focal=80, **kw).depth[0] == narrow.depth[0]
+    # Near the camera the same noise band is narrower than the fixed one, which holds.
+    close = depth - 4.0  # the torso at 1 m, the wall at 5 m
+    assert sample_depth(close, point, band_noise=2 * 0.012, **kw).depth[0] == pytest.approx(
+        sample_depth(close, point, **kw).depth[0]
+    )
+
+
 def test_a_window_per_joint_keeps_a_small_feature_and_falls_back_to_the_widest():
     # An ear 2.00 m away covering the 3 x 3 pixels around joint 0, on a cheek at 1.90 m; a
     # hole of 3 x 3 pixels around joint 1 (an ear the sensor got no return from).

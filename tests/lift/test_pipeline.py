@@ -12,6 +12,7 @@ from pkmodel.common.skeleton import EXTENDED_JOINT_NAMES, NUM_JOINTS
 from pkmodel.config import Config
 from pkmodel.lift.pipeline import (
     accelerations,
+    build_take,
     depth_windows,
     ground_truth_joints,
     lift_sequence,
@@ -130,6 +131,39 @@ def test_ground_truth_2d_pipeline_recovers_joints(dataset):
     step = np.abs(np.diff(joints.keypoints, axis=0)).max(axis=0)
     lagged = np.abs(smooth2d.keypoints_2d - joints.keypoints)
     assert 0 < lagged.max() <= step.max() * 3 and np.isfinite(smooth2d.joints).all()
+
+
+def test_depth_band_widens_where_the_takes_noise_is_larger(tmp_path):
+    """Depth noise of 0.25 m a pixel (a phone's LiDAR several metres away): the take's noise,
+    measured on a first pass, widens the band, and the chunks it concerns are sampled again;
+    on clean depth nothing changes."""
+    from pkmodel.lift.pipeline import DEPTH_CHUNK, noise_band, sample_surface
+
+    frames = DEPTH_CHUNK + 8  # two chunks
+    truth = write_sequence(tmp_path / "noisy", frames=frames, noise_m=0.25, seed=2)
+    seq = find_sequences(tmp_path / "noisy")[0]
+    keypoints = ground_truth_joints(seq).keypoints
+    fixed, wide = (lift_config(depth_band_noise_sds=n).lift for n in (0.0, 2.0))
+    narrow, widened = (sample_surface(seq, keypoints, c) for c in (fixed, wide))
+    z = truth[..., 2] - RADII  # the balls' near surface under each joint
+    err_narrow = np.nanmean(np.abs(narrow.points[..., 2] - z))
+    err_wide = np.nanmean(np.abs(widened.points[..., 2] - z))
+    # about 0.25 * 0.8 m alone (the joint's pixel), two thirds of it over the 3 x 3 window
+    assert 0.15 < err_narrow < 0.25 and err_wide < 0.7 * err_narrow, (err_narrow, err_wide)
+    # the band: 2 sds of the measured noise (0.25 m at 2.7 m: 0.034 at 1 m)
+    assert noise_band(narrow.points, wide) == pytest.approx(2 * 0.25 / 2.7**2, rel=0.25)
+    assert noise_band(narrow.points, fixed) == 0.0
+    assert widened.band_noise == noise_band(narrow.points, wide) and narrow.band_noise == 0.0
+    result = lift_sequence(seq, ground_truth_joints(seq), wide)
+    assert build_take(seq, result, wide, "gt").metadata["lift"][
+        "depth_band_noise_m_at_1m"
+    ] == round(widened.band_noise, 5)
+    # Clean depth: the band stays 0.15 m, the samples are the same.
+    write_sequence(tmp_path / "clean", frames=frames)
+    seq = find_sequences(tmp_path / "clean")[0]
+    keypoints = ground_truth_joints(seq).keypoints
+    a, b = (sample_surface(seq, keypoints, c).points for c in (fixed, wide))
+    np.testing.assert_array_equal(a, b)
 
 
 def test_face_points_get_their_own_depth_window():
