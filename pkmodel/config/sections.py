@@ -514,7 +514,7 @@ class LiftConfig(Section):
     depth_band_noise_sds: float = _f(
         2.0,
         "widen the depth band to this many sds of the take's depth noise where that is wider "
-        "(a phone's LiDAR far away; 0 = never)",
+        "(a phone's LiDAR far away; with lift.skeleton; 0 = never)",
     )
     min_score: float = _f(0.3, "lowest keypoint score that gets a 3D position")
     min_depth_m: float = _f(0.1, "nearest valid depth in metres")

@@ -276,9 +276,11 @@ def sample_surface(
 def noise_band(surface: np.ndarray, lift: LiftConfig) -> float:
     """How the depth band grows with the range (metres at 1 m; 0: it does not): the take's
     depth noise, measured on the first pass's samples ``surface`` (T, K, 3), times
-    ``lift.depth_band_noise_sds``. 0 with the app's sampler (it has no band) or without a
-    band."""
-    if lift.depth_sampler != "pkmodel" or lift.depth_band_m <= 0 or lift.depth_band_noise_sds <= 0:
+    ``lift.depth_band_noise_sds``. 0 with the app's sampler (it has no band), without a band,
+    and without the skeleton: a wider band lets more of the surfaces beside a joint in, and
+    the gross errors that brings are caught by the skeleton's bones and by nothing else."""
+    off = lift.depth_sampler != "pkmodel" or not _fits_skeleton(lift)
+    if off or lift.depth_band_m <= 0 or lift.depth_band_noise_sds <= 0:
         return 0.0
     return lift.depth_band_noise_sds * depth_noise(np.linalg.norm(surface, axis=-1))
 

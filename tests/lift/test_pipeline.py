@@ -153,6 +153,7 @@ def test_depth_band_widens_where_the_takes_noise_is_larger(tmp_path):
     # the band: 2 sds of the measured noise (0.25 m at 2.7 m: 0.034 at 1 m)
     assert noise_band(narrow.points, wide) == pytest.approx(2 * 0.25 / 2.7**2, rel=0.25)
     assert noise_band(narrow.points, fixed) == 0.0
+    assert noise_band(narrow.points, lift_config(skeleton=False).lift) == 0.0  # no bones
     assert widened.band_noise == noise_band(narrow.points, wide) and narrow.band_noise == 0.0
     result = lift_sequence(seq, ground_truth_joints(seq), wide)
     assert build_take(seq, result, wide, "gt").metadata["lift"][
