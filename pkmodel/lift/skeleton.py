@@ -10,9 +10,13 @@ body can: a take shows one person, whose bones keep their lengths.
    2D picture alone, the ``ACROSS_PERCENTILE``th percentile of each bone's extent across the
    viewing ray (depth errors move joints along their rays, so this extent barely depends on
    them; a bone seen side-on once shows its length); then, once the trusted joints are known,
-   the median of the 3D lengths between trusted ends.
+   the median of the 3D lengths between trusted ends whose depth noise is at most a quarter of
+   the bone (noise along the rays lengthens a bone: a far take on a phone's depth would
+   measure its bones long).
 2. Trust, frame by frame: a bone is consistent when its measured length is within a tolerance
-   of the take's (10 % of the bone plus twice the depth noise of its ends). The joints with the
+   of the take's (10 % of the bone plus twice the depth noise of both ends, taken at the nearer
+   end's range: a depth far behind the body would excuse itself with its own range's noise,
+   which grows with the square of the range). The joints with the
    most inconsistent bones are dropped one at a time until every bone between the remaining
    joints is consistent; of a tied pair, the nearer joint goes (a hidden joint's depth is the
    hider's, in front of it). A joint without a depth, or with no consistent bone to a trusted
@@ -26,7 +30,8 @@ body can: a take shows one person, whose bones keep their lengths.
    sphere gives the point of the ray nearest to the neighbour.
 4. The face keeps its depths (its points move together, so their bones cannot tell), except a
    point out of the head's reach of the neck (:meth:`_Fitter.face`): the background seen past
-   a small head. It is placed on its ray nearest the face's other points.
+   a small head. It is placed on its ray nearest the face's other points, or nearest the neck
+   when every face point lies that far behind it.
 
 ``measured`` (T, K) says which joints kept their depth; the rest were inferred (or have no 2D).
 """
@@ -43,6 +48,7 @@ from pkmodel.common.skeleton import FACE_JOINTS, JOINT_INDEX, NUM_JOINTS
 ACROSS_PERCENTILE = 95
 LENGTH_TOLERANCE = 0.10  # of the bone's length, plus twice the depth noise of its ends
 MIN_NOISE_M = 0.01  # depth noise floor: the surface-to-joint radius is a guess this good
+NOISE_SHARE = 0.25  # bone lengths in 3D only from ends with depth noise at most this share
 # the smallest shoulder and hip widths (joint centres) as a share of the shoulder-hip distance
 TORSO_SHARES = {"shoulders": 0.70, "hips": 0.36}
 # a torso joint keeps its depth from this far in front of the fitted torso to this far behind
@@ -150,16 +156,27 @@ def lengths_across(points: np.ndarray) -> dict[str, float]:
     return out
 
 
-def lengths_between(points: np.ndarray, trusted: np.ndarray) -> dict[str, float]:
-    """Bone lengths in 3D: the median length between trusted ends (NaN when fewer than 3)."""
+def lengths_between(
+    points: np.ndarray,
+    trusted: np.ndarray,
+    noise: np.ndarray | None = None,
+    scale: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """Bone lengths in 3D: the median length between trusted ends (NaN when fewer than 3).
+    With the depth ``noise`` (T, K) sds and a first estimate ``scale`` of each length, only
+    pairs whose ends' noise is at most ``NOISE_SHARE`` of that length count: noise along the
+    rays lengthens a bone on average (by 6 % at a quarter of its length, by half at its
+    length), and a take far away on a phone's depth would measure its bones long."""
     out = {}
     for name, pairs in BONE_GROUPS.items():
-        values = np.concatenate(
-            [
-                np.linalg.norm(points[:, a] - points[:, b], axis=-1)[trusted[:, a] & trusted[:, b]]
-                for a, b in pairs
-            ]
-        )
+        values = []
+        for a, b in pairs:
+            ok = trusted[:, a] & trusted[:, b]
+            if noise is not None and scale is not None and np.isfinite(scale[name]):
+                with np.errstate(invalid="ignore"):
+                    ok &= np.maximum(noise[:, a], noise[:, b]) <= NOISE_SHARE * scale[name]
+            values.append(np.linalg.norm(points[:, a] - points[:, b], axis=-1)[ok])
+        values = np.concatenate(values)
         values = values[np.isfinite(values)]
         out[name] = float(np.median(values)) if values.size >= 3 else np.nan
     return out
@@ -188,7 +205,8 @@ def _consistent(points: np.ndarray, sigma: np.ndarray, lengths: dict[str, float]
             out[:, e] = both
             continue
         measured = np.linalg.norm(points[:, a] - points[:, b], axis=-1)
-        tol = LENGTH_TOLERANCE * length + 2.0 * np.hypot(sigma[:, a], sigma[:, b])
+        # the nearer end's noise for both: a far end's own would excuse a background depth
+        tol = LENGTH_TOLERANCE * length + 2.0 * np.sqrt(2.0) * np.fmin(sigma[:, a], sigma[:, b])
         with np.errstate(invalid="ignore"):
             out[:, e] = both & (np.abs(measured - length) <= tol)
     return out
@@ -339,23 +357,34 @@ def _bone_cost(a: np.ndarray, b: np.ndarray, length: float, sigma: float) -> flo
 
 
 def _best_chain(
-    root: np.ndarray, links: list[tuple[int, float]], u, p, ranges, surface, sigma, guide, has_2d
-) -> list[tuple[float | None, bool]]:
+    root: np.ndarray,
+    links: list[tuple[int, float]],
+    u, p, ranges, surface, sigma, guide, has_2d,
+    noise: float,
+) -> list[tuple[float | None, bool]]:  # fmt: skip
     """The cheapest (range, placed) for each joint of a chain hanging from ``root``: bones off
     their length, placements, joints in front of their surface and jumps from the trusted
-    frames all cost (constants above)."""
+    frames all cost (constants above). A measured joint's bone is allowed the depth noise
+    (``noise`` at 1 m) of its own range or of the joint it hangs from, the smaller: a depth
+    far behind the body would excuse itself with the noise of its own distance."""
+
+    def sd(x: np.ndarray) -> float:
+        return float(np.hypot(MIN_NOISE_M, noise * float(x @ x)))
+
     (k1, l1), (k2, l2) = links
     best: tuple[float, list] = (np.inf, [(None, False), (None, False)])
     first = _options(k1, root, l1, u, p, ranges, surface, sigma, guide) if has_2d[k1] else []
     for s1, placed1, c1, x1 in first or [(None, False, 0.0, None)]:
-        cost1 = c1 + (0.0 if x1 is None or placed1 else _bone_cost(x1, root, l1, sigma[k1]))
+        cost1 = c1 + (
+            0.0 if x1 is None or placed1 else _bone_cost(x1, root, l1, min(sigma[k1], sd(root)))
+        )
         second = []
         if has_2d[k2]:
             second = _options(k2, x1, l2, u, p, ranges, surface, sigma, guide)
         for s2, placed2, c2, x2 in second or [(None, False, 0.0, None)]:
             cost2 = c2
             if x2 is not None and not placed2 and x1 is not None:
-                cost2 += _bone_cost(x2, x1, l2, sigma[k2])
+                cost2 += _bone_cost(x2, x1, l2, min(sigma[k2], sd(x1)))
             if cost1 + cost2 < best[0]:
                 best = (cost1 + cost2, [(s1, placed1), (s2, placed2)])
     return best[1]
@@ -423,7 +452,8 @@ class _Fitter:
         self.noise = depth_noise(self.ranges)
         self.sigma = self.depth_sd(np.nan_to_num(self.ranges))
         first = lengths_across(p)
-        lengths = lengths_between(p, trusted_joints(p, self.sigma, first))
+        noise = self.noise * np.nan_to_num(self.ranges, nan=np.inf) ** 2  # no floor: a share
+        lengths = lengths_between(p, trusted_joints(p, self.sigma, first), noise, first)
         lengths = {k: v if np.isfinite(v) else first[k] for k, v in lengths.items()}
         for name in ("shoulders", "hips", "torso_side"):  # both estimates fall short, not long
             lengths[name] = float(np.nanmax([first[name], lengths[name], -1.0]))
@@ -678,7 +708,9 @@ class _Fitter:
         ear-shoulder lengths and half the shoulder width together allow (a whole width from a
         lone shoulder), plus the noise. Such a depth is the background seen past a small head
         (or a wrong surface); the point is placed on its ray where it passes nearest the face's
-        points within reach. When none is within reach, the face keeps its depths: the
+        points within reach. When none is within reach and all lie behind the neck (a head a
+        depth pixel or two across, all of whose pixels see the wall), they are placed where their
+        rays pass nearest the neck; when some lie in front, the face keeps its depths: the
         shoulders are as likely to be wrong. A face point without a depth stays without:
         nothing on the body says how far ahead of the neck it is."""
         shoulders = list(TORSO_JOINTS[:2])
@@ -692,12 +724,16 @@ class _Fitter:
             return
         neck = self.out[f, shoulders][vouched].mean(axis=0)
         sigma_neck = float(self.depth_sd(np.linalg.norm(neck)))
-        tol = reach + 2.0 * np.hypot(self.sigma[f, measured], sigma_neck)
+        # a face point within reach is about as far as the neck: its noise is the neck's (its
+        # own range would grant a background point far behind the noise of its own distance)
+        tol = reach + 2.0 * np.sqrt(2.0) * sigma_neck
         near = np.linalg.norm(self.p[f, measured] - neck, axis=-1) <= tol
-        good = [k for k, ok in zip(measured, near, strict=True) if ok] or measured
+        good = [k for k, ok in zip(measured, near, strict=True) if ok]
+        if not good and (self.ranges[f, measured] <= np.linalg.norm(neck)).any():
+            good = measured
         for k in good:
             self.own(f, k)
-        centre = np.mean(self.p[f, good], axis=0)
+        centre = np.mean(self.p[f, good], axis=0) if good else neck
         for k in measured:
             if k not in good:
                 self.put(f, k, max(float(self.u[f, k] @ centre), 0.0))
@@ -714,7 +750,7 @@ class _Fitter:
             picks = _best_chain(
                 self.out[f, root], [(k, self.lengths[g]) for k, g in chain[1:]], self.u[f],
                 self.p[f], self.ranges[f], self.surface[f], self.sigma[f], self.guide[f],
-                self.has_2d[f],
+                self.has_2d[f], self.noise,
             )  # fmt: skip
             for (k, _), (s_k, placed) in zip(chain[1:], picks, strict=True):
                 if placed:

@@ -177,12 +177,72 @@ def test_a_face_point_out_of_the_heads_reach_is_placed_and_the_rest_of_the_face_
     cells = np.ix_(list(far), face)
     assert (kept.source[cells] == SOURCE_CODES["measured"]).all()
     np.testing.assert_array_equal(kept.joints[cells], whole[cells])
+    # every face point with a depth far behind the neck (the wall seen past a head a depth
+    # pixel or two across; the ears without depth): placed where the rays pass nearest the
+    # neck, about the head's size off
+    wall = measured.copy()
+    front = face[:3]
+    for f in far:
+        wall[f, front] *= 1.0 + 2.5 / np.linalg.norm(wall[f, front], axis=-1, keepdims=True)
+        wall[f, face[3:]] = np.nan
+    moved = fit_skeleton(wall, keypoints, INTR, t)
+    cells = np.ix_(list(far), front)
+    assert (moved.source[cells] == SOURCE_CODES["implausible"]).all()
+    error = np.linalg.norm(moved.joints[cells] - truth[cells], axis=-1)
+    assert error.max() < 0.25, error  # 2.5 m before
     # the same far nose without the shoulders: nothing to judge it by, it keeps its depth
     m[:, list(TORSO_JOINTS[:2])] = np.nan
     kp = keypoints.copy()
     kp[:, list(TORSO_JOINTS[:2])] = np.nan
     alone = fit_skeleton(m, kp, INTR, t)
     assert (alone.source[list(far), nose] == SOURCE_CODES["measured"]).all()
+
+
+def test_noisy_ends_do_not_lengthen_the_bones():
+    """Depth noise along the rays lengthens a bone on average; with the ends' noise and a first
+    estimate of the lengths, only pairs with noise under a quarter of the bone count."""
+    truth, _ = walk()
+    rng = np.random.default_rng(0)
+    noisy = truth.copy()
+    noisy[8:] *= 1.0 + 0.3 * rng.standard_normal(noisy[8:].shape[:2])[..., None] / 3.0  # 0.3 m
+    noise = np.zeros(truth.shape[:2])
+    noise[8:] = 0.3
+    trusted = np.ones(truth.shape[:2], dtype=bool)
+    true = lengths_between(truth, trusted)
+    kept = lengths_between(noisy, trusted, noise, true)
+    inflated = lengths_between(noisy, trusted)
+    for name in ("upper_arm", "forearm", "thigh", "shin"):
+        assert kept[name] == pytest.approx(lengths_between(truth[:8], trusted[:8])[name])
+        assert inflated[name] > 1.05 * true[name], name  # 0.3 m of noise on 0.25-0.45 m bones
+
+
+def test_a_depth_far_behind_the_body_does_not_excuse_itself_with_its_own_noise(scene):
+    """On a noisy take (depth sd 0.02 m at 1 m: 0.18 m at 3 m) a wrist whose pixel sees a wall
+    10 m behind: its own range's noise (3.4 m at 13 m) made its forearm look consistent enough
+    to keep it; the elbow's noise does not, and the wrist is placed at the forearm's length.
+    (Nearer walls still keep it: placing a joint in front of the surface its pixel shows costs
+    more than a bone a few tolerances off.)"""
+    truth, _, keypoints, t, _ = scene
+    rng = np.random.default_rng(1)
+    sd = 0.02 * np.linalg.norm(truth, axis=-1) ** 2
+    m = (
+        truth
+        * (1.0 + sd * rng.standard_normal(sd.shape) / np.linalg.norm(truth, axis=-1))[..., None]
+    )
+    wall = range(30, 34)
+    nose = JOINT_INDEX["nose"]
+    behind = range(20, 24)  # and a nose 1.2 m behind, out of the head's reach
+    for f in wall:
+        m[f, LW] *= 1.0 + 10.0 / np.linalg.norm(m[f, LW])
+    for f in behind:
+        m[f, nose] = truth[f, nose] * (1.0 + 1.2 / np.linalg.norm(truth[f, nose]))
+    fit = fit_skeleton(m, keypoints, INTR, t)
+    # the nose is judged with the neck's noise, not with its own range's (0.35 m at 4.2 m)
+    assert (fit.source[list(behind), nose] == SOURCE_CODES["implausible"]).all()
+    assert 0.01 < fit.noise_m_at_1m < 0.04
+    assert (fit.source[list(wall), LW] == SOURCE_CODES["implausible"]).all()
+    error = np.linalg.norm(fit.joints[list(wall), LW] - truth[list(wall), LW], axis=-1)
+    assert error.max() < 0.3, error  # 10 m before; the elbow itself is ~0.2 m off
 
 
 def test_a_torso_joint_far_in_front_of_a_sure_pose_is_hidden_whatever_its_bones_say(
