@@ -285,6 +285,15 @@ def noise_band(surface: np.ndarray, lift: LiftConfig) -> float:
     return lift.depth_band_noise_sds * depth_noise(np.linalg.norm(surface, axis=-1))
 
 
+def widens_from(band: float, band_noise: float, max_depth: float) -> float | None:
+    """The range (m) beyond which the depth band of ``band`` metres widens, growing by
+    ``band_noise`` times the range squared (None: not within ``max_depth``)."""
+    if band <= 0 or band_noise <= 0:
+        return None
+    start = float(np.sqrt(band / band_noise))
+    return round(start, 2) if start < max_depth else None
+
+
 def _load_chunk(seq: RgbdSequence, idx: range) -> tuple[np.ndarray, np.ndarray | None]:
     """The depth maps (and confidence maps, or None) of frames ``idx``."""
     depth = np.stack([seq.load_depth(i) for i in idx])
@@ -927,6 +936,10 @@ def run_lift(
             processing_fps=round(len(seq) / seconds, 2) if seconds > 0 else None,
             take={k: str(p) for k, p in paths.items()},
             **_radius_metrics(result),
+            depth_band_noise_m_at_1m=round(result.band_noise, 5),
+            depth_band_widens_from_m=widens_from(
+                lift.depth_band_m, result.band_noise, lift.max_depth_m
+            ),
         )
         per_sequence[seq.name] = metrics
         total_frames += len(seq)

@@ -137,7 +137,7 @@ def test_depth_band_widens_where_the_takes_noise_is_larger(tmp_path):
     """Depth noise of 0.25 m a pixel (a phone's LiDAR several metres away): the take's noise,
     measured on a first pass, widens the band, and the chunks it concerns are sampled again;
     on clean depth nothing changes."""
-    from pkmodel.lift.pipeline import DEPTH_CHUNK, noise_band, sample_surface
+    from pkmodel.lift.pipeline import DEPTH_CHUNK, noise_band, sample_surface, widens_from
 
     frames = DEPTH_CHUNK + 8  # two chunks
     truth = write_sequence(tmp_path / "noisy", frames=frames, noise_m=0.25, seed=2)
@@ -155,6 +155,9 @@ def test_depth_band_widens_where_the_takes_noise_is_larger(tmp_path):
     assert noise_band(narrow.points, fixed) == 0.0
     assert noise_band(narrow.points, lift_config(skeleton=False).lift) == 0.0  # no bones
     assert widened.band_noise == noise_band(narrow.points, wide) and narrow.band_noise == 0.0
+    # wider than 0.15 m beyond 1.5 m (0.15 = 0.069 z^2); never within 10 m on clean depth
+    assert widens_from(0.15, widened.band_noise, 10.0) == pytest.approx(1.48, rel=0.15)
+    assert widens_from(0.15, 0.0, 10.0) is None and widens_from(0.15, 1e-4, 10.0) is None
     result = lift_sequence(seq, ground_truth_joints(seq), wide)
     assert build_take(seq, result, wide, "gt").metadata["lift"][
         "depth_band_noise_m_at_1m"
@@ -212,6 +215,12 @@ def test_run_lift_metrics_and_takes(dataset, tmp_path):
         assert seq["limb_scale"] == pytest.approx(1.0, abs=0.02) and seq["limb_scale_samples"] >= 70
         assert seq["limb_radius_m"][7] == pytest.approx(RADII[7] * seq["limb_scale"], abs=1e-4)
         assert seq["limb_radius_m"][:5] == RADII[:5].tolist()  # the face keeps its radii
+    # the depth band: clean depth never widens it within 10 m; 3 cm of noise at 2.7 m (0.002 m
+    # at 1 m, 2 sds) from about 6 m
+    assert doc["sequences"]["clean"]["depth_band_widens_from_m"] is None
+    noisy = doc["sequences"]["noisy"]
+    assert noisy["depth_band_widens_from_m"] == pytest.approx(6.1, rel=0.2)
+    assert noisy["depth_band_noise_m_at_1m"] == pytest.approx(0.15 / 6.1**2, rel=0.4)
     assert v["config_radius/one_euro"]["jitter_m_s2"] < v["config_radius/none"]["jitter_m_s2"]
     # the skeleton and the offline smoother are variants like the rest; what needs no truth too
     for name in ("skeleton/none", "skeleton/offline", "config_radius/offline"):
