@@ -167,6 +167,9 @@ NOISE_FOR_MIN_SIGMA = 0.0025
 # robust refits of the depth along the rays.
 OFFLINE_SIGMA_2D_S = 0.05
 OFFLINE_ROBUST_PASSES = 1
+# offline smoothing fits a line instead of a quadratic where its window's weighted mean time
+# lies more than this many window sds from the sample (one-sided: a take's ends, a gap's edges)
+EDGE_LINE = 0.5
 # Depth jumps between a joint's samples: a jump is a change of more than JUMP_M plus JUMP_NOISES
 # times the take's depth noise at the joint's range; a stretch nearer than the samples on both
 # sides of it (something passed in front of the joint) and a lone sample far behind both its
@@ -523,7 +526,9 @@ def smooth_offline(
 ) -> np.ndarray:
     """Zero-lag smoothing of a whole take (T, ..., D) at once: at every sample, a local
     quadratic fitted over time with Gaussian weights (sd ``sigma_s`` seconds, cut at 3 sd),
-    from past and future samples alike, so a movement is not delayed.
+    from past and future samples alike, so a movement is not delayed. Where the weights lie
+    mostly on one side (their mean time more than ``EDGE_LINE`` sds away: a take's ends, a
+    gap's edges), a local line: a quadratic extrapolates the noise there.
 
     Gaps respected: samples separated by a stretch without the joint longer than ``max_gap_s``
     are not fitted together, and a missing sample (NaN) stays missing. ``weights`` (T, ...) scale
@@ -575,6 +580,18 @@ def smooth_offline(
             np.linalg.solve(np.where(good[..., None, None], a, np.eye(3)), rhs)[..., 0, :],
             flat,
         )
+        # where the window's weight lies mostly on one side (a take's ends, a gap's edges), a
+        # quadratic extrapolates its noise: a local line there
+        a2 = np.stack([moments[..., k : k + 2] for k in range(2)], axis=-2)
+        line = enough & (
+            np.abs(np.linalg.det(a2))
+            > 1e-12 * np.maximum(moments[..., 0], 1e-300) ** 2 * sigma_s**2
+        )
+        side = np.abs(moments[..., 1]) > EDGE_LINE * sigma_s * moments[..., 0]
+        use = line & side
+        if use.any():
+            lin = np.linalg.solve(np.where(use[..., None, None], a2, np.eye(2)), rhs[..., :2, :])
+            fit = np.where(use[..., None], lin[..., 0, :], fit)
         out = np.where(known[..., None], fit, np.nan)
         resid = np.linalg.norm(np.where(known[..., None], flat - out, 0.0), axis=-1)
         # 6 median residuals (half the mean when most fit exactly, as a clean take's do)
