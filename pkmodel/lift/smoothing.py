@@ -569,7 +569,8 @@ def smooth_offline(
             _accumulate(sums, slice(0, T - o), slice(o, T), t[o:] - t[:-o])
             _accumulate(sums, slice(o, T), slice(0, T - o), t[:-o] - t[o:])
         a = np.stack([moments[..., k : k + 3] for k in range(3)], axis=-2)  # (T, N, 3, 3)
-        # a fit needs three samples in reach; fewer: a local line, or the sample itself
+        # a quadratic needs three samples in reach; with fewer the sample itself (or a line,
+        # below, where the window is one-sided)
         enough = (moments[..., 0] > 0) & known
         det = np.linalg.det(a)
         good = enough & (
