@@ -38,6 +38,7 @@ body can: a take shows one person, whose bones keep their lengths.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -360,16 +361,16 @@ def _best_chain(
     root: np.ndarray,
     links: list[tuple[int, float]],
     u, p, ranges, surface, sigma, guide, has_2d,
-    noise: float,
+    depth_sd: Callable[[float], float],
 ) -> list[tuple[float | None, bool]]:  # fmt: skip
     """The cheapest (range, placed) for each joint of a chain hanging from ``root``: bones off
     their length, placements, joints in front of their surface and jumps from the trusted
     frames all cost (constants above). A measured joint's bone is allowed the depth noise
-    (``noise`` at 1 m) of its own range or of the joint it hangs from, the smaller: a depth
-    far behind the body would excuse itself with the noise of its own distance."""
+    (``depth_sd`` of a range) of its own range or of the joint it hangs from, the smaller: a
+    depth far behind the body would excuse itself with the noise of its own distance."""
 
     def sd(x: np.ndarray) -> float:
-        return float(np.hypot(MIN_NOISE_M, noise * float(x @ x)))
+        return float(depth_sd(float(np.linalg.norm(x))))
 
     (k1, l1), (k2, l2) = links
     best: tuple[float, list] = (np.inf, [(None, False), (None, False)])
@@ -421,9 +422,8 @@ def fit_skeleton(
         raise ValueError(f"expected (T, >={NUM_JOINTS}, 3) joints, got {p.shape}")
     fitter = _Fitter(p[:, :NUM_JOINTS], keypoints[:, :NUM_JOINTS], intrinsics, timestamps, radius)
     fitter.plan_torso()
-    previous: np.ndarray | None = None
     for f in range(T):
-        previous = fitter.torso(f, previous)
+        fitter.torso(f)
         fitter.limbs(f)
         fitter.face(f)
     out = fitter.out
@@ -579,14 +579,13 @@ class _Fitter:
         forward = np.cross(right, up)  # as in the canonical frame: x to the left hip, y up
         return FACING_COST if float(forward @ face) < 0 else 0.0
 
-    def torso(self, f: int, previous: np.ndarray | None) -> np.ndarray | None:
+    def torso(self, f: int) -> None:
         """The torso of frame f: the template's pose that shows it at its four pixels and that
         the measured depths agree with; the torso joints far in front of it (hidden) or behind
         it are placed where the pose puts them, unless their bones vouch for their depth (the
         flat template is coarse), and on noisy depth even then when they lie ``TORSO_HIDDEN_M``
         in front of a sure pose (:meth:`_hidden`). Without four pixels, or when no measured
-        torso joint agrees, the trusted ones stay and the rest hang from them. Returns the
-        pose."""
+        torso joint agrees, the trusted ones stay and the rest hang from them."""
         torso = list(TORSO_JOINTS)
         if self.candidates is not None:  # planned: the poses the plan chose among
             scored, costs = self.candidates[f]
@@ -622,9 +621,9 @@ class _Fitter:
                         self.own(f, k)
                     else:
                         self.put(f, k, fits[i])
-                return pose
+                return
         if self._profile(f):
-            return previous
+            return
         for k in torso:
             if self.trusted[f, k]:
                 self.own(f, k)
@@ -648,7 +647,6 @@ class _Fitter:
                 self.own(f, k)
             else:
                 self.put(f, k, s)
-        return previous
 
     def _hidden(self, f: int, offset: list[float], margin: float) -> list[bool]:
         """Which torso joints of frame f (``offset``: measured range minus the pose's, m) are
@@ -750,7 +748,7 @@ class _Fitter:
             picks = _best_chain(
                 self.out[f, root], [(k, self.lengths[g]) for k, g in chain[1:]], self.u[f],
                 self.p[f], self.ranges[f], self.surface[f], self.sigma[f], self.guide[f],
-                self.has_2d[f], self.noise,
+                self.has_2d[f], self.depth_sd,
             )  # fmt: skip
             for (k, _), (s_k, placed) in zip(chain[1:], picks, strict=True):
                 if placed:

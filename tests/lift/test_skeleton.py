@@ -266,7 +266,7 @@ def test_a_torso_joint_far_in_front_of_a_sure_pose_is_hidden_whatever_its_bones_
         fitter.sigma[f] = sd
         fitter.trusted[f, rs] = True  # its bones vouch for it
         change(fitter)
-        fitter.torso(f, None)
+        fitter.torso(f)
         return fitter.source[f, rs], fitter.out[f, rs], m[f, rs]
 
     source, point, _ = torso()
@@ -319,10 +319,10 @@ def test_the_torso_poses_are_chosen_over_the_take(scene, monkeypatch):
     assert plan[18] == -1 and plan[19:21] == [1, 1] and plan[21:] == [-1] * (T - 21)
     # the frame's fit takes the planned pose, where on its own it takes the cheaper, mirrored
     # one (which the measured depths do not vouch for: it falls back to the side view's rule)
-    fitter.torso(6, None)
+    fitter.torso(6)
     np.testing.assert_array_equal(fitter.torso_pose[6], quad)
     fitter.plan = fitter.candidates = None
-    fitter.torso(7, None)
+    fitter.torso(7)
     assert np.abs(fitter.torso_pose[7] - quad).max() > 0.02
     # fit_skeleton plans the take first
     fit = skeleton.fit_skeleton(truth, keypoints, INTR, t)
