@@ -244,26 +244,24 @@ def sample_surface(
     points, valid, profiles = [], [], []
     stride = profile_stride(len(seq))
     radius = np.asarray(lift.limb_radius_m, dtype=np.float64)
-    starts = list(range(0, len(seq), DEPTH_CHUNK))
-    for start in tqdm(starts, desc=f"3D {seq.name}", unit="chunk", disable=not progress):
-        idx = range(start, min(start + DEPTH_CHUNK, len(seq)))
+    chunks = [range(s, min(s + DEPTH_CHUNK, len(seq))) for s in range(0, len(seq), DEPTH_CHUNK)]
+    for idx in tqdm(chunks, desc=f"3D {seq.name}", unit="chunk", disable=not progress):
         depth, conf = _load_chunk(seq, idx)
-        if start == 0:
+        if idx.start == 0:
             check_depth_aspect(seq, depth.shape[-1], depth.shape[-2])
-        p, v = _sample_chunk(seq, keypoints[start : idx.stop], depth, conf, lift, 0.0)
+        p, v = _sample_chunk(seq, keypoints[idx.start : idx.stop], depth, conf, lift, 0.0)
         points.append(p)
         valid.append(v)
         if widths and lift.depth_sampler == "pkmodel":
             profiles.append(_width_profiles(seq, depth, keypoints, idx, stride, radius))
     band_noise = noise_band(np.concatenate(points), lift)
     if band_noise > 0:
-        for i, start in enumerate(starts):
+        for i, idx in enumerate(chunks):
             wide = band_noise * np.nan_to_num(points[i][..., 2]) ** 2 > lift.depth_band_m
             if not wide.any():
                 continue  # every joint of the chunk keeps the band it was sampled with
-            idx = range(start, min(start + DEPTH_CHUNK, len(seq)))
             depth, conf = _load_chunk(seq, idx)
-            kp = keypoints[start : idx.stop]
+            kp = keypoints[idx.start : idx.stop]
             points[i], valid[i] = _sample_chunk(seq, kp, depth, conf, lift, band_noise)
     return SurfaceSamples(
         np.concatenate(points),
