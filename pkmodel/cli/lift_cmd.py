@@ -97,6 +97,8 @@ def lift_command(
             extra += f"; limb radii x {m['limb_scale']:.2f} ({m['limb_scale_samples']} widths)"
         if m.get("depth_band_widens_from_m") is not None:
             extra += f"; depth band wider for the noise beyond {m['depth_band_widens_from_m']} m"
+            if m.get("depth_band_widens_until_m") is not None:
+                extra += f" up to {m['depth_band_widens_until_m']} m"
         typer.echo(f"{name}: {m['frames']} frames, take in {out_dir / name}{extra}")
     overall = doc["overall"]
     if overall:

@@ -151,10 +151,7 @@ def sample_depth(
         # confident wall beside a less confident wrist must not win the window.
         mid = window * window // 2
         ref = np.where(measured[..., mid], values[..., mid], _masked_median(values, usable))
-        ref0 = np.nan_to_num(ref)
-        width = np.maximum(band, band_noise * ref0**2)
-        if focal > 0:
-            width = np.where(window * ref0 <= WIDE_WINDOW_M * focal, width, band)
+        width = band_width(ref, window=window, band=band, band_noise=band_noise, focal=focal)
         with np.errstate(invalid="ignore"):
             usable = usable & (np.abs(values - ref[..., None]) <= width[..., None])
     if confidence is not None:
@@ -168,6 +165,40 @@ def sample_depth(
     if single:
         z, best, valid = z[0], best[0], valid[0]
     return DepthSample(depth=z, confidence=best, valid=valid)
+
+
+def band_width(
+    ref: np.ndarray,
+    *,
+    window: int | np.ndarray,
+    band: float,
+    band_noise: float = 0.0,
+    focal: float = 0.0,
+) -> np.ndarray:
+    """The depth band (metres) :func:`sample_depth` gives a joint whose reference depth is
+    ``ref`` (metres, any shape; NaN: none) in a window of side ``window`` (an int, or an array
+    that broadcasts against ``ref``): ``band``, widened to ``band_noise * ref^2`` where the
+    window spans at most ``WIDE_WINDOW_M`` (with the depth map's ``focal`` length in pixels;
+    0: no limit)."""
+    ref0 = np.nan_to_num(np.asarray(ref, dtype=np.float64))
+    width = np.maximum(band, band_noise * ref0**2)
+    if focal > 0:
+        width = np.where(np.asarray(window) * ref0 <= WIDE_WINDOW_M * focal, width, band)
+    return width
+
+
+def band_widens(
+    band: float, band_noise: float, *, window: int, focal: float, max_depth: float
+) -> tuple[float, float] | None:
+    """The ranges (metres) over which a window of side ``window`` gets a band wider than
+    ``band`` (:func:`band_width`): from where ``band_noise * z^2`` passes ``band`` to where the
+    window spans ``WIDE_WINDOW_M`` or to ``max_depth``, whichever is nearer. None when they
+    are empty (a fixed band, or a coarse map whose window is too wide before the noise is)."""
+    if band <= 0 or band_noise <= 0:
+        return None
+    start = float(np.sqrt(band / band_noise))
+    stop = max_depth if focal <= 0 else min(max_depth, WIDE_WINDOW_M * focal / window)
+    return (start, float(stop)) if start < stop else None
 
 
 def sample_depth_windows(

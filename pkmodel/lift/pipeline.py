@@ -36,7 +36,14 @@ from pkmodel.common.skeleton import (
 from pkmodel.config import LiftConfig
 from pkmodel.engine.networks import load_network, network_device
 from pkmodel.lift.canonical import canonical_frame, hip_width, to_canonical
-from pkmodel.lift.depth import lift_joints, lift_joints_app, surface_to_joint, to_depth_pixels
+from pkmodel.lift.depth import (
+    band_widens,
+    band_width,
+    lift_joints,
+    lift_joints_app,
+    surface_to_joint,
+    to_depth_pixels,
+)
 from pkmodel.lift.rgbd import RgbdSequence
 from pkmodel.lift.skeleton import (
     EDGES,
@@ -198,6 +205,7 @@ class LiftResult:
     limb_radius: np.ndarray | None = None  # (K,) the correction's radii (None: no correction)
     limb_scale: LimbScale | None = None  # the radii's scale from the limb widths (None: off)
     band_noise: float = 0.0  # the depth band's growth with the range (metres at 1 m; 0: none)
+    band_span: tuple[float, float] | None = None  # ranges (m) where the body's band is wider
 
 
 def depth_windows(lift: LiftConfig) -> np.ndarray:
@@ -223,6 +231,7 @@ class SurfaceSamples:
     valid: np.ndarray  # (T, K) a depth sample exists
     widths: WidthProfiles | None  # depth across the limbs (None: not asked for)
     band_noise: float = 0.0  # metres at 1 m the depth band grew by (x range^2; 0: fixed band)
+    band_span: tuple[float, float] | None = None  # ranges (m) where the body's band is wider
 
 
 def sample_surface(
@@ -237,18 +246,21 @@ def sample_surface(
 
     The depth band (``lift.depth_band_m``) widens to ``lift.depth_band_noise_sds`` sds of the
     take's depth noise where that is wider: the noise is measured on the samples of a first
-    pass (:func:`pkmodel.lift.skeleton.depth_noise`), and the chunks holding joints that far
-    away are sampled again (:func:`noise_band`)."""
+    pass (:func:`pkmodel.lift.skeleton.depth_noise`), and the chunks holding joints whose band
+    that widens (:func:`pkmodel.lift.depth.band_width`) are sampled again
+    (:func:`noise_band`)."""
     from tqdm import tqdm
 
     points, valid, profiles = [], [], []
     stride = profile_stride(len(seq))
     radius = np.asarray(lift.limb_radius_m, dtype=np.float64)
     chunks = [range(s, min(s + DEPTH_CHUNK, len(seq))) for s in range(0, len(seq), DEPTH_CHUNK)]
+    focal = 0.0
     for idx in tqdm(chunks, desc=f"3D {seq.name}", unit="chunk", disable=not progress):
         depth, conf = _load_chunk(seq, idx)
         if idx.start == 0:
             check_depth_aspect(seq, depth.shape[-1], depth.shape[-2])
+            focal = seq.intrinsics.fx * depth.shape[-1] / seq.intrinsics.width
         p, v = _sample_chunk(seq, keypoints[idx.start : idx.stop], depth, conf, lift, 0.0)
         points.append(p)
         valid.append(v)
@@ -256,18 +268,25 @@ def sample_surface(
             profiles.append(_width_profiles(seq, depth, keypoints, idx, stride, radius))
     band_noise = noise_band(np.concatenate(points), lift)
     if band_noise > 0:
+        band, windows = lift.depth_band_m, depth_windows(lift)
         for i, idx in enumerate(chunks):
-            wide = band_noise * np.nan_to_num(points[i][..., 2]) ** 2 > lift.depth_band_m
-            if not wide.any():
+            width = band_width(
+                points[i][..., 2], window=windows, band=band, band_noise=band_noise, focal=focal
+            )
+            if not (width > band).any():
                 continue  # every joint of the chunk keeps the band it was sampled with
             depth, conf = _load_chunk(seq, idx)
             kp = keypoints[idx.start : idx.stop]
             points[i], valid[i] = _sample_chunk(seq, kp, depth, conf, lift, band_noise)
+    span = band_widens(
+        lift.depth_band_m, band_noise, window=lift.window, focal=focal, max_depth=lift.max_depth_m
+    )
     return SurfaceSamples(
         np.concatenate(points),
         np.concatenate(valid),
         concat_profiles(profiles) if widths and profiles else None,
         band_noise,
+        span,
     )
 
 
@@ -281,15 +300,6 @@ def noise_band(surface: np.ndarray, lift: LiftConfig) -> float:
     if off or lift.depth_band_m <= 0 or lift.depth_band_noise_sds <= 0:
         return 0.0
     return lift.depth_band_noise_sds * depth_noise(np.linalg.norm(surface, axis=-1))
-
-
-def widens_from(band: float, band_noise: float, max_depth: float) -> float | None:
-    """The range (m) beyond which the depth band of ``band`` metres widens, growing by
-    ``band_noise`` times the range squared (None: not within ``max_depth``)."""
-    if band <= 0 or band_noise <= 0:
-        return None
-    start = float(np.sqrt(band / band_noise))
-    return round(start, 2) if start < max_depth else None
 
 
 def _load_chunk(seq: RgbdSequence, idx: range) -> tuple[np.ndarray, np.ndarray | None]:
@@ -462,6 +472,7 @@ def lift_sequence(
         limb_radius=radius,
         limb_scale=scale,
         band_noise=samples.band_noise,
+        band_span=samples.band_span,
     )
 
 
@@ -551,6 +562,19 @@ def _radius_metrics(result: LiftResult) -> dict[str, Any]:
         "limb_radius_m": [round(float(r), 4) for r in result.limb_radius],
         "limb_scale": None if scale is None else round(scale.scale, 3),
         "limb_scale_samples": None if scale is None else scale.samples,
+    }
+
+
+def _band_metrics(result: LiftResult, lift: LiftConfig) -> dict[str, Any]:
+    """How the depth band grew with the noise: per metre^2 of range, and the ranges over which
+    the body's joints got a band wider than ``lift.depth_band_m`` (null ``from``: never; null
+    ``until``: up to ``lift.max_depth_m``)."""
+    span = result.band_span
+    until = None if span is None or span[1] >= lift.max_depth_m else round(span[1], 2)
+    return {
+        "depth_band_noise_m_at_1m": round(result.band_noise, 5),
+        "depth_band_widens_from_m": None if span is None else round(span[0], 2),
+        "depth_band_widens_until_m": until,
     }
 
 
@@ -934,10 +958,7 @@ def run_lift(
             processing_fps=round(len(seq) / seconds, 2) if seconds > 0 else None,
             take={k: str(p) for k, p in paths.items()},
             **_radius_metrics(result),
-            depth_band_noise_m_at_1m=round(result.band_noise, 5),
-            depth_band_widens_from_m=widens_from(
-                lift.depth_band_m, result.band_noise, lift.max_depth_m
-            ),
+            **_band_metrics(result, lift),
         )
         per_sequence[seq.name] = metrics
         total_frames += len(seq)

@@ -5,6 +5,8 @@ import pytest
 
 from pkmodel.common.camera import Intrinsics, backproject, project
 from pkmodel.lift.depth import (
+    band_widens,
+    band_width,
     lift_joints,
     sample_depth,
     sample_depth_windows,
@@ -191,6 +193,30 @@ def test_band_widens_with_the_depth_noise_at_the_joints_range():
     assert sample_depth(close, point, band_noise=2 * 0.012, **kw).depth[0] == pytest.approx(
         sample_depth(close, point, **kw).depth[0]
     )
+
+
+def test_band_widens_says_where_sample_depth_widens_the_band():
+    # Every window pixel but the joint's own 5.1 mm nearer: a band just wider than the fixed
+    # 5 mm takes them in and the median moves. The band grows by 0.002 m at 1 m (past 5 mm
+    # from 1.58 m); the 5-pixel window spans 0.3 m from 0.3 * 40 / 5 = 2.4 m (focal 40 px:
+    # a coarse map), where the band is fixed again.
+    kw = dict(band=0.005, band_noise=0.002, focal=40.0)
+    span = band_widens(0.005, 0.002, window=5, focal=40.0, max_depth=10)
+    assert span == pytest.approx((np.sqrt(2.5), 2.4))
+    point = np.array([[2.5, 2.5]])
+    for z in np.arange(1.025, 3.0, 0.05):
+        depth = np.full((5, 5), z - 0.0051)
+        depth[2, 2] = z
+        widened = sample_depth(depth, point, window=5, min_depth=0.1, max_depth=10, **kw)
+        assert (widened.depth[0] != z) == (span[0] < z < span[1]), z
+        assert (band_width(np.array(z), window=5, **kw) > 0.005) == (span[0] < z < span[1]), z
+    # Without the focal length there is no upper limit but the depth range; at focal 20 px the
+    # window is too wide before the noise passes the band: never.
+    assert band_widens(0.005, 0.002, window=5, focal=0, max_depth=10) == pytest.approx(
+        (np.sqrt(2.5), 10)
+    )
+    assert band_widens(0.005, 0.002, window=5, focal=20.0, max_depth=10) is None
+    assert band_widens(0.005, 0.0, window=5, focal=40.0, max_depth=10) is None
 
 
 def test_a_window_per_joint_keeps_a_small_feature_and_falls_back_to_the_widest():

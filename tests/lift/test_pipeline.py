@@ -133,11 +133,12 @@ def test_ground_truth_2d_pipeline_recovers_joints(dataset):
     assert 0 < lagged.max() <= step.max() * 3 and np.isfinite(smooth2d.joints).all()
 
 
-def test_depth_band_widens_where_the_takes_noise_is_larger(tmp_path):
+def test_depth_band_widens_where_the_takes_noise_is_larger(tmp_path, monkeypatch):
     """Depth noise of 0.25 m a pixel (a phone's LiDAR several metres away): the take's noise,
     measured on a first pass, widens the band, and the chunks it concerns are sampled again;
     on clean depth nothing changes."""
-    from pkmodel.lift.pipeline import DEPTH_CHUNK, noise_band, sample_surface, widens_from
+    from pkmodel.lift import pipeline
+    from pkmodel.lift.pipeline import DEPTH_CHUNK, noise_band, sample_surface
 
     frames = DEPTH_CHUNK + 8  # two chunks
     truth = write_sequence(tmp_path / "noisy", frames=frames, noise_m=0.25, seed=2)
@@ -155,9 +156,19 @@ def test_depth_band_widens_where_the_takes_noise_is_larger(tmp_path):
     assert noise_band(narrow.points, fixed) == 0.0
     assert noise_band(narrow.points, lift_config(skeleton=False).lift) == 0.0  # no bones
     assert widened.band_noise == noise_band(narrow.points, wide) and narrow.band_noise == 0.0
-    # wider than 0.15 m beyond 1.5 m (0.15 = 0.069 z^2); never within 10 m on clean depth
-    assert widens_from(0.15, widened.band_noise, 10.0) == pytest.approx(1.48, rel=0.15)
-    assert widens_from(0.15, 0.0, 10.0) is None and widens_from(0.15, 1e-4, 10.0) is None
+    # wider than 0.15 m beyond 1.5 m (0.15 = 0.069 z^2); never on clean depth
+    assert widened.band_span[0] == pytest.approx(1.48, rel=0.15) and narrow.band_span is None
+    assert widened.band_span[1] == 10.0  # the 3-pixel window spans 0.3 m only at 18 m
+    # A 35-pixel window spans 0.3 m from 1.54 m (focal 180 px): the joints at 2.3-2.9 m keep
+    # the fixed band, and their chunks are read once.
+    reads = []
+    original = pipeline._load_chunk
+    monkeypatch.setattr(pipeline, "_load_chunk", lambda s, i: reads.append(i) or original(s, i))
+    big = [lift_config(window=35, face_window=35, depth_band_noise_sds=n).lift for n in (0, 2)]
+    kept, coarse = (sample_surface(seq, keypoints, c) for c in big)
+    assert coarse.band_noise > 0 and len(reads) == 4  # two chunks, twice
+    np.testing.assert_array_equal(kept.points, coarse.points)
+    assert coarse.band_span[1] == pytest.approx(1.54, abs=0.01)
     result = lift_sequence(seq, ground_truth_joints(seq), wide)
     assert build_take(seq, result, wide, "gt").metadata["lift"][
         "depth_band_noise_m_at_1m"
@@ -220,6 +231,7 @@ def test_run_lift_metrics_and_takes(dataset, tmp_path):
     assert doc["sequences"]["clean"]["depth_band_widens_from_m"] is None
     noisy = doc["sequences"]["noisy"]
     assert noisy["depth_band_widens_from_m"] == pytest.approx(6.1, rel=0.2)
+    assert noisy["depth_band_widens_until_m"] is None  # up to lift.max_depth_m
     assert noisy["depth_band_noise_m_at_1m"] == pytest.approx(0.15 / 6.1**2, rel=0.4)
     assert v["config_radius/one_euro"]["jitter_m_s2"] < v["config_radius/none"]["jitter_m_s2"]
     # the skeleton and the offline smoother are variants like the rest; what needs no truth too
