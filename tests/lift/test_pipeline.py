@@ -593,3 +593,21 @@ def test_cli_prints_what_a_recording_without_truth_has(tmp_path):
     overall = json.loads((out / "metrics.json").read_text())["overall"]
     assert overall["selected"] == "skeleton/one_euro" and "mpjpe_all_mm" not in overall
     assert overall["bone_spread_mm"] > 0 and 0 <= overall["inferred_rate"] <= 1
+
+
+def test_cli_says_where_the_depth_band_widens(tmp_path):
+    """`pkmodel lift`'s line per recording names the ranges of the wider band: from where the
+    noise passes the band to where the window spans 0.3 m (a 35-pixel window at focal 180 px:
+    1.54 m)."""
+    write_sequence(tmp_path / "in" / "noisy", frames=12, noise_m=0.25, seed=2)
+    out = tmp_path / "out"
+    args = ["lift", "--ground-truth-2d", "-i", str(tmp_path / "in"), "-o", str(out),
+            "--no-pictures", "--set", "lift.window=35"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    m = json.loads((out / "metrics.json").read_text())["sequences"]["noisy"]
+    assert 1.0 < m["depth_band_widens_from_m"] < 1.54 == m["depth_band_widens_until_m"]
+    assert (
+        f"depth band wider for the noise beyond {m['depth_band_widens_from_m']} m up to 1.54 m"
+        in " ".join(result.output.split())
+    )
