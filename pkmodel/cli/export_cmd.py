@@ -101,13 +101,16 @@ def export_coreml_command(
     if bgr:
         cfg.set("export.color_layout", "BGR", "option")
     out = out if out is not None else cfg.export.out_dir / "model.mlpackage"
-    report = export_coreml(weights, out, cfg, force=force, log=typer.echo)
-    _print_report(report, "Core ML model")
+    ref = None
     if check_ap is not None:
         from pkmodel.engine.evaluate import evaluate_weights
 
-        typer.echo(f"AP on {check_ap} (flip test {'on' if cfg.eval.flip_test else 'off'}):")
+        # The checkpoint first: labels that cannot be evaluated fail before anything is written.
         ref = evaluate_weights(weights, check_ap, cfg)
+    report = export_coreml(weights, out, cfg, force=force, log=typer.echo)
+    _print_report(report, "Core ML model")
+    if check_ap is not None and ref is not None:
+        typer.echo(f"AP on {check_ap} (flip test {'on' if cfg.eval.flip_test else 'off'}):")
         got = evaluate_weights(report.path, check_ap, cfg)
         kind = cfg.export.compress if cfg.export.compress != "none" else cfg.export.precision
         if cfg.export.compress == "palette":

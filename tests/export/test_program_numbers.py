@@ -129,3 +129,12 @@ def test_check_ap_prints_the_exported_models_ap_next_to_the_checkpoints(tiny_pre
                                        str(tmp_path / "x.mlpackage"), "--check-ap", str(tmp_path / "no.json")])  # fmt: skip
     assert missing.exit_code == 2 and "--check-ap labels file" in missing.output
     assert not (tmp_path / "x.mlpackage").exists()
+    # Labels that cannot be evaluated fail before the export: the package already there stays.
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    before = sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file())
+    again = CliRunner().invoke(app, ["export-coreml", "--weights", str(TRAINED), "--out", str(out),
+                                     "--force", "--check-ap", str(bad)])  # fmt: skip
+    assert again.exit_code == 2 and str(bad) in again.output and "Traceback" not in again.output
+    after = sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file())
+    assert after == before and "Core ML model" not in again.output
