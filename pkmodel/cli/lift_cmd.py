@@ -82,10 +82,6 @@ def lift_command(
     detector = None if weights is None else ModelJoints(weights, cfg, cfg.lift.device)
     out_dir = cfg.lift.out_dir
     doc = run_lift(sequences, cfg, out_dir, detector, progress=not quiet, pictures=not no_pictures)
-    if cfg.lift.take_format != "pkmodel":
-        from pkmodel.lift.posekit_take import add_posekit_takes
-
-        add_posekit_takes(out_dir, doc, keep_pkmodel=cfg.lift.take_format == "both")
 
     for name, m in doc["sequences"].items():
         extra = ""

@@ -910,6 +910,10 @@ def plot_canonical_sheet(
 # --- the whole command -----------------------------------------------------------------------
 
 
+# What a run writes for a recording, by the names it replaces (pictures only when it draws).
+TAKE_OUTPUTS = ("take.json", "take.bin", "take.zip", "posekit_take", "posekit_take.zip")
+
+
 def run_lift(
     sequences: list[RgbdSequence],
     cfg: Any,
@@ -918,14 +922,46 @@ def run_lift(
     progress: bool = False,
     pictures: bool = True,
 ) -> dict[str, Any]:
-    """Lift every sequence (ground-truth 2D when ``detector`` is None), write the takes,
-    pictures and metrics.json, and return the metrics."""
+    """Lift every sequence (ground-truth 2D when ``detector`` is None), write the takes (in
+    ``lift.take_format``), pictures and metrics.json, and return the metrics.
+
+    Everything is written into a staging folder inside ``out_dir`` first and moved into
+    OUT/NAME only once every recording is done: a run that fails leaves the earlier results
+    as they were. A recording's earlier takes in another format are removed then; its
+    earlier pictures are replaced only by new ones."""
+    import os
+    import shutil
 
     lift = cfg.lift
     lift.check()
     names = [s.name for s in sequences]
     if len(set(names)) != len(names):
         raise PkmodelError("input holds two recordings with the same folder name")
+    staging = Path(out_dir) / f".pkmodel-lift-{os.getpid()}"
+    try:
+        doc = _lift_into(sequences, cfg, staging, out_dir, detector, progress, pictures)
+        for name in names:
+            _publish(staging / name, Path(out_dir) / name)
+        atomic_write_json(Path(out_dir) / "metrics.json", doc)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return doc
+
+
+def _lift_into(
+    sequences: list[RgbdSequence],
+    cfg: Any,
+    staging: Path,
+    out_dir: Path,
+    detector: ModelJoints | None,
+    progress: bool,
+    pictures: bool,
+) -> dict[str, Any]:
+    """:func:`run_lift`'s work: every recording's outputs into STAGING/NAME, and the metrics,
+    whose take paths name where the outputs will be (OUT/NAME)."""
+    from pkmodel.lift.posekit_take import write_posekit_takes
+
+    lift = cfg.lift
     all_parts, per_sequence = [], {}
     total_frames, total_seconds = 0, 0.0
     for seq in sequences:
@@ -936,9 +972,16 @@ def run_lift(
             joints = predict_joints(seq, detector, lift.batch_size, progress)
         result = lift_sequence(seq, joints, lift, progress)
         seconds = time.perf_counter() - t0
-        folder = out_dir / seq.name
+        folder = staging / seq.name
         take = build_take(seq, result, lift, joints.source)
-        paths = write_take(take, folder)
+        paths: dict[str, Path] = dict(write_take(take, folder))
+        if lift.take_format != "pkmodel":
+            posekit = write_posekit_takes(paths["bin"], folder, seq.name)
+            if lift.take_format == "posekit":
+                for path in paths.values():
+                    path.unlink()
+                paths.clear()
+            paths.update(posekit)
         if pictures:
             if lift.overlays:
                 write_overlays(seq, result, folder / "overlays", progress)
@@ -956,7 +999,7 @@ def run_lift(
             frames=len(seq),
             fps_measured=take.metadata["fps"],
             processing_fps=round(len(seq) / seconds, 2) if seconds > 0 else None,
-            take={k: str(p) for k, p in paths.items()},
+            take={k: str(Path(out_dir) / seq.name / p.name) for k, p in paths.items()},
             **_radius_metrics(result),
             **_band_metrics(result, lift),
         )
@@ -964,7 +1007,7 @@ def run_lift(
         total_frames += len(seq)
         total_seconds += seconds
     overall = summarise(all_parts, lift)
-    doc = {
+    return {
         "pkmodel": __version__,
         "two_d": "ground-truth-2d" if detector is None else "model",
         "model": None if detector is None else detector.model_id,
@@ -974,5 +1017,29 @@ def run_lift(
         "overall": overall,
         "sequences": per_sequence,
     }
-    atomic_write_json(out_dir / "metrics.json", doc)
-    return doc
+
+
+def _publish(staged: Path, folder: Path) -> None:
+    """Move one recording's new outputs from ``staged`` into ``folder``: each file renamed over
+    its earlier version, each folder (overlays, posekit_take) swapped whole; the earlier takes
+    this run did not write (another take format) are removed after."""
+    import os
+    import shutil
+
+    from pkmodel.common.atomic import atomic_replace_dir
+
+    folder.mkdir(parents=True, exist_ok=True)
+    new = {p.name for p in staged.iterdir()}
+    for name in sorted(new):
+        if (staged / name).is_dir():
+            atomic_replace_dir(staged / name, folder / name)
+        else:
+            os.replace(staged / name, folder / name)
+    for name in TAKE_OUTPUTS:
+        old = folder / name
+        if name in new:
+            continue
+        if old.is_dir():
+            shutil.rmtree(old)
+        elif old.exists():
+            old.unlink()

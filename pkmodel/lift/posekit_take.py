@@ -40,7 +40,6 @@ from pkmodel.common.atomic import (
     atomic_open,
     atomic_replace_dir,
     atomic_write_bytes,
-    atomic_write_json,
     atomic_write_text,
     default_file_mode,
 )
@@ -1201,19 +1200,13 @@ def write_posekit(app: PoseKitTake, dst: str | Path) -> Path:
     return write_posekit_folder(app, dst)
 
 
-def add_posekit_takes(out_dir: Path, doc: dict[str, Any], keep_pkmodel: bool) -> None:
-    """After ``run_lift``: write each recording's take in the app's format beside pkmodel's,
-    as OUT/NAME/posekit_take/ (meta.json, frames.bin) and OUT/NAME/posekit_take.zip; without
-    ``keep_pkmodel`` pkmodel's take files are removed. metrics.json lists what is there."""
-    for name, metrics in doc["sequences"].items():
-        paths = metrics["take"]
-        take = read_take_binary(paths["bin"])
-        app = take_to_posekit(take, notes=f"lifted by pkmodel {__version__} from {name}")
-        folder = write_posekit_folder(app, out_dir / name / "posekit_take")
-        archive = write_posekit_zip(app, out_dir / name / "posekit_take.zip")
-        if not keep_pkmodel:
-            for path in paths.values():
-                Path(path).unlink(missing_ok=True)
-            paths.clear()
-        paths.update(posekit=str(folder), posekit_zip=str(archive))
-    atomic_write_json(out_dir / "metrics.json", doc)
+def write_posekit_takes(take_bin: Path, folder: Path, name: str) -> dict[str, Path]:
+    """Recording ``name``'s take in the app's format, from pkmodel's binary take ``take_bin``:
+    FOLDER/posekit_take/ (meta.json, frames.bin) and FOLDER/posekit_take.zip."""
+    app = take_to_posekit(
+        read_take_binary(take_bin), notes=f"lifted by pkmodel {__version__} from {name}"
+    )
+    return {
+        "posekit": write_posekit_folder(app, folder / "posekit_take"),
+        "posekit_zip": write_posekit_zip(app, folder / "posekit_take.zip"),
+    }

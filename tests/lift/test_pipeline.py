@@ -611,3 +611,47 @@ def test_cli_says_where_the_depth_band_widens(tmp_path):
         f"depth band wider for the noise beyond {m['depth_band_widens_from_m']} m up to 1.54 m"
         in " ".join(result.output.split())
     )
+
+
+def test_a_failed_run_leaves_the_earlier_results_as_they_were(tmp_path):
+    """Outputs are staged and moved into place only when every recording is done: a second
+    recording that cannot be read leaves the first one's earlier take and metrics.json."""
+    write_sequence(tmp_path / "in" / "a", frames=6)
+    write_sequence(tmp_path / "in" / "b", frames=6, seed=1)
+    out = tmp_path / "out"
+    run_lift(find_sequences(tmp_path / "in"), lift_config(), out, pictures=False)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert {p.relative_to(out).as_posix() for p in before} == {
+        "metrics.json",
+        *(f"{n}/take.{e}" for n in "ab" for e in ("json", "bin", "zip")),
+    }
+    (tmp_path / "in" / "b" / "0003_depth.png").write_bytes(b"x")
+    with pytest.raises(PkmodelError, match="0003_depth.png"):
+        run_lift(
+            find_sequences(tmp_path / "in"), lift_config(smoothing="none"), out, pictures=False
+        )
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "metrics.json"]  # nothing staged
+
+
+def test_a_rerun_replaces_pictures_whole_and_takes_of_another_format(tmp_path):
+    """A shorter take's overlays replace a longer one's (no frames left over), and a take
+    written in the app's format replaces pkmodel's earlier take files."""
+    write_sequence(tmp_path / "long" / "seq", frames=8)
+    write_sequence(tmp_path / "short" / "seq", frames=5)
+    out = tmp_path / "out"
+    cfg = lift_config()
+    run_lift(find_sequences(tmp_path / "long"), cfg, out)
+    assert len(list((out / "seq" / "overlays").iterdir())) == 8
+    cfg.lift.take_format = "posekit"
+    doc = run_lift(find_sequences(tmp_path / "short"), cfg, out)
+    assert sorted(p.name for p in (out / "seq" / "overlays").iterdir()) == [
+        f"{t:06d}.png" for t in range(5)
+    ]
+    assert sorted(p.name for p in (out / "seq").iterdir()) == [
+        "canonical_3d.png", "overlays", "posekit_take", "posekit_take.zip"
+    ]  # fmt: skip
+    assert doc["sequences"]["seq"]["take"] == {
+        "posekit": str(out / "seq" / "posekit_take"),
+        "posekit_zip": str(out / "seq" / "posekit_take.zip"),
+    }
