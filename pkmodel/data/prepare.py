@@ -153,8 +153,8 @@ def load_coco_people(path: str | Path) -> CocoPeople:
         )
     for key in ("images", "annotations"):
         if not isinstance(data.get(key), list):
-            what = "has no" if key not in data else "has a non-list"
-            raise PkmodelError(f"annotation file {path} {what} '{key}' list (not a COCO file)")
+            what = f"has no '{key}' list" if key not in data else f"'{key}' is not a list"
+            raise PkmodelError(f"annotation file {path} {what} (not a COCO file)")
 
     images: dict[int, dict[str, Any]] = {}
     for i, img in enumerate(data["images"]):
@@ -168,6 +168,12 @@ def load_coco_people(path: str | Path) -> CocoPeople:
             raise PkmodelError(f"{path}: {where} repeats image id {image_id}")
         if not isinstance(img["file_name"], str) or not img["file_name"]:
             raise PkmodelError(f"{path}: {where} 'file_name' must be a non-empty string")
+        name = Path(img["file_name"])
+        if name.is_absolute() or ".." in name.parts:
+            raise PkmodelError(
+                f"{path}: {where} 'file_name' {img['file_name']!r} must be a path inside the "
+                "images folder (relative, without '..')"
+            )
         for key in ("width", "height"):
             if not isinstance(img[key], int) or isinstance(img[key], bool) or img[key] <= 0:
                 raise PkmodelError(f"{path}: {where} '{key}' must be a positive integer")
@@ -203,6 +209,14 @@ def load_coco_people(path: str | Path) -> CocoPeople:
                 f"{path}: {where} 'keypoints' has {len(kp)} values, expected "
                 f"{NUM_JOINTS * 3} ({NUM_JOINTS} joints x 3)"
             )
+        flags = np.asarray(kp[2::3], np.float64)
+        odd = np.isfinite(flags) & ~np.isin(flags, (0, 1, 2))
+        if odd.any():
+            k = int(np.flatnonzero(odd)[0])
+            raise PkmodelError(
+                f"{path}: {where} 'keypoints' gives joint {k} the visibility {kp[3 * k + 2]!r}; "
+                "COCO's are 0 (not labelled), 1 (labelled, hidden) and 2 (visible)"
+            )
         box = _number_list(_need(ann, "bbox", where, path), 4, "bbox", where, path)
         if box[2] < 0 or box[3] < 0:
             raise PkmodelError(f"{path}: {where} 'bbox' has a negative width or height")
@@ -210,7 +224,10 @@ def load_coco_people(path: str | Path) -> CocoPeople:
         if not isinstance(area, (int, float)) or isinstance(area, bool):
             raise PkmodelError(f"{path}: {where} 'area' must be a number, got {area!r}")
         ann_ids[i], image_ids[i], kps[i], bboxes[i], areas[i] = ann_id, image_id, kp, box, area
-        crowd[i] = bool(ann.get("iscrowd", 0))
+        iscrowd = ann.get("iscrowd", 0)
+        if iscrowd not in (0, 1) or not isinstance(iscrowd, (int, bool)):
+            raise PkmodelError(f"{path}: {where} 'iscrowd' must be 0 or 1, got {iscrowd!r}")
+        crowd[i] = bool(iscrowd)
         extras.append({k: v for k, v in ann.items() if k not in _COCO_ANNOTATION_KEYS})
     return CocoPeople(
         path=path,

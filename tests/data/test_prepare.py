@@ -571,6 +571,14 @@ def _broken(data: dict, how: str) -> object:
         del i["width"]
     elif how == "ann_not_object":
         d["annotations"][3] = [1, 2]
+    elif how == "file_name_up":
+        i["file_name"] = "../../../../etc/passwd"
+    elif how == "file_name_absolute":
+        i["file_name"] = "/etc/passwd"
+    elif how == "visibility_7":
+        a["keypoints"][3 * 4 + 2] = 7
+    elif how == "iscrowd_text":
+        a["iscrowd"] = "no"
     return d
 
 
@@ -579,7 +587,7 @@ def _broken(data: dict, how: str) -> object:
     [
         ("no_images", "has no 'images' list"),
         ("no_annotations", "has no 'annotations' list"),
-        ("images_not_list", "has a non-list 'images' list"),
+        ("images_not_list", "'images' is not a list (not a COCO file)"),
         ("top_level_list", "its top level is a list"),
         ("no_keypoints", "annotations[3] (id 1202706) has no 'keypoints'"),
         ("no_bbox", "annotations[3] (id 1202706) has no 'bbox'"),
@@ -593,6 +601,10 @@ def _broken(data: dict, how: str) -> object:
         ("no_file_name", "images[1] has no 'file_name'"),
         ("no_width", "images[1] has no 'width'"),
         ("ann_not_object", "annotations[3] is not a JSON object"),
+        ("file_name_up", "images[1] 'file_name' '../../../../etc/passwd' must be a path inside"),
+        ("file_name_absolute", "images[1] 'file_name' '/etc/passwd' must be a path inside"),
+        ("visibility_7", "(id 1202706) 'keypoints' gives joint 4 the visibility 7; COCO's are"),
+        ("iscrowd_text", "(id 1202706) 'iscrowd' must be 0 or 1, got 'no'"),
     ],
 )
 def test_malformed_annotation_file_is_one_error_naming_file_and_key(tmp_path, how, message):
