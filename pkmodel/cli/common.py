@@ -153,8 +153,13 @@ def os_error_sentence(e: OSError) -> str:
     where = Path(str(e.filename))
     if where.name.startswith(".") and where.name.endswith(".tmp"):
         return f"cannot write into the folder {where.parent}: {reason}"
-    verb = "read" if isinstance(e, FileNotFoundError) else "write"
-    return f"cannot {verb} {where}: {reason}"
+    if isinstance(e, FileExistsError):  # a folder was to be made where a file is
+        return f"cannot write into {where}: it is a file, not a folder"
+    if isinstance(e, NotADirectoryError):
+        return f"cannot write {where}: a folder on that path is a file"
+    if isinstance(e, FileNotFoundError):  # read or made: either way the place is missing
+        return f"cannot open or create {where}: {reason}"
+    return f"cannot write {where}: {reason}"
 
 
 def user_errors(fn: F) -> F:

@@ -257,7 +257,7 @@ def test_unwritable_outputs_are_one_sentence_not_a_traceback(tmp_path, monkeypat
     (tmp_path / "folder").mkdir()
     result = runner.invoke(app, ["config", "init", "afile/c.toml"])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert result.output.strip() == "error: cannot write afile: File exists"
+    assert result.output.strip() == "error: cannot write into afile: it is a file, not a folder"
     result = runner.invoke(app, ["config", "init", "folder", "--force"])
     assert result.exit_code == 2
     assert result.output.strip() == "error: cannot write folder: Is a directory"
@@ -311,7 +311,14 @@ def test_os_error_sentences():
     rename = OSError(errno.EISDIR, "Is a directory", "/d/.c.toml.ab.tmp", None, "/d/c.toml")
     assert os_error_sentence(rename) == "cannot write /d/c.toml: Is a directory"
     missing = FileNotFoundError(errno.ENOENT, "No such file or directory", "in.json")
-    assert os_error_sentence(missing) == "cannot read in.json: No such file or directory"
+    assert os_error_sentence(missing) == "cannot open or create in.json: No such file or directory"
+    exists = FileExistsError(17, "File exists", "runs/eval")
+    assert os_error_sentence(exists) == "cannot write into runs/eval: it is a file, not a folder"
+    inside = NotADirectoryError(20, "Not a directory", "a.txt/m.mlpackage")
+    assert (
+        os_error_sentence(inside)
+        == "cannot write a.txt/m.mlpackage: a folder on that path is a file"
+    )
     assert os_error_sentence(OSError("disk on fire")) == "disk on fire"
 
 
