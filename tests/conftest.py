@@ -62,6 +62,18 @@ def tiny_prepared(tiny_synthetic, tmp_path_factory) -> Path:
     return out
 
 
+def labels_missing_a_crop(prepared: Path, folder: Path, split: str = "val") -> Path:
+    """``prepared``'s labels of ``split`` written into ``folder`` (the crops linked there) with
+    the crop of sample 2 missing: ``folder/imgs/SPLIT/missing.jpg``."""
+    import json
+
+    data = json.loads((prepared / f"{split}.json").read_text())
+    data["samples"][2]["image"] = f"imgs/{split}/missing.jpg"
+    (folder / "imgs").symlink_to(prepared / "imgs")
+    (folder / f"{split}.json").write_text(json.dumps(data))
+    return folder / f"{split}.json"
+
+
 def tiny_train_config(prepared: Path, out_dir: Path, **train):
     """A config for fast CPU training tests on tiny_prepared (64-pixel input, width 0.35)."""
     from pkmodel.config import load_config

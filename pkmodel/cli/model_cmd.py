@@ -52,6 +52,7 @@ def model_info(
 
     from pkmodel.model.network import model_summary
 
+    cfg.check("model")
     info = model_summary(cfg.model)
     if as_json:
         typer.echo(json.dumps(info, indent=2))

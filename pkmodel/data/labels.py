@@ -32,7 +32,8 @@ def write_labels(path: Path, header: dict[str, Any], samples: Iterable[dict[str,
 
 
 def read_labels(path: str | Path) -> dict[str, Any]:
-    """Load prepared labels and check their schema; mistakes are one PkmodelError."""
+    """Load prepared labels and check their schema, ``crop_size`` (a whole number of pixels)
+    and ``samples`` (a list); mistakes are one PkmodelError."""
     path = Path(path)
     if not path.is_file():
         raise PkmodelError(f"prepared labels {path} do not exist (run `pkmodel prepare-coco`)")
@@ -40,7 +41,17 @@ def read_labels(path: str | Path) -> dict[str, Any]:
         data = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PkmodelError(f"prepared labels {path} are not valid JSON ({e})") from None
-    return LABELS.check(data, path)
+    data = LABELS.check(data, path)
+    size = data["crop_size"]
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise PkmodelError(
+            f"prepared labels {path}: 'crop_size' is {size!r}, not a positive whole number of pixels"  # fmt: skip
+        )
+    if not isinstance(data["samples"], list):
+        raise PkmodelError(
+            f"prepared labels {path}: 'samples' is a {type(data['samples']).__name__}, not a list"
+        )
+    return data
 
 
 def header_of(data: dict[str, Any]) -> dict[str, Any]:
@@ -88,8 +99,6 @@ def checked_relative(image: str, where: str) -> PurePosixPath:
 def load_labels(path: str | Path) -> dict[str, Any]:
     """``read_labels`` plus a check that every sample has the image path the data tools use."""
     data = read_labels(path)
-    if not isinstance(data["samples"], list):
-        raise PkmodelError(f"prepared labels {path}: 'samples' is not a list")
     for i, s in enumerate(data["samples"]):
         if not isinstance(s, dict) or not isinstance(s.get("image"), str):
             raise PkmodelError(f"prepared labels {path}: samples[{i}] has no 'image' path")

@@ -3,6 +3,8 @@ function of (seed, epoch) only, with DataLoader workers that start once.
 
 ``EpochKeySampler`` yields (epoch, index) keys that ``PoseDataset`` understands, so one loader
 with persistent workers serves every epoch exactly as a fresh loader per epoch would.
+``PoseDataLoader`` is the DataLoader they build: a PkmodelError raised in a worker process (a
+missing crop) reaches the user as its one sentence, not as torch's worker traceback.
 """
 
 from __future__ import annotations
@@ -12,10 +14,37 @@ from typing import Any
 
 import torch
 
+from pkmodel.common.errors import PkmodelError
+
 
 def shuffle_seed(seed: int, epoch: int) -> int:
     """The seed of epoch ``epoch``'s shuffle (one generator per epoch, never the run's history)."""
     return seed * 1_000_003 + epoch
+
+
+def worker_error(e: PkmodelError) -> PkmodelError:
+    """The error a DataLoader worker raised, as that worker raised it.
+
+    torch re-raises a worker's exception as ``type(e)(text)`` where the text is "Caught
+    PkmodelError in DataLoader worker process N." and the worker's whole traceback, whose last
+    line is ``pkmodel.common.errors.PkmodelError: <the sentence>``; that sentence is kept.
+    ``e`` itself when it did not come from a worker.
+    """
+    text = str(e)
+    marker = f"\n{type(e).__module__}.{type(e).__qualname__}: "
+    if not text.startswith(f"Caught {type(e).__name__} ") or marker not in text:
+        return e
+    return type(e)(text.rpartition(marker)[2].strip())
+
+
+class PoseDataLoader(torch.utils.data.DataLoader):
+    """A DataLoader whose workers' PkmodelErrors are their one sentence (``worker_error``)."""
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from super().__iter__()
+        except PkmodelError as e:
+            raise worker_error(e) from None
 
 
 class EpochKeySampler(torch.utils.data.Sampler):
@@ -64,10 +93,8 @@ class TrainLoader:
 
     def __init__(self, dataset: Any, batch_size: int, workers: int, pin_memory: bool,
                  distributed: bool, seed: int) -> None:  # fmt: skip
-        from torch.utils.data import DataLoader
-
         self.sampler = EpochKeySampler(dataset, seed, distributed)
-        self.loader = DataLoader(
+        self.loader = PoseDataLoader(
             dataset,
             batch_size=batch_size,
             sampler=self.sampler,
@@ -77,7 +104,7 @@ class TrainLoader:
             persistent_workers=workers > 0,
         )
 
-    def epoch(self, epoch: int) -> torch.utils.data.DataLoader:
+    def epoch(self, epoch: int) -> PoseDataLoader:
         self.sampler.set_epoch(epoch)
         return self.loader
 
@@ -92,13 +119,13 @@ def make_loader(
     seed: int = 0,
     epoch: int = 0,
     drop_last: bool | None = None,
-) -> torch.utils.data.DataLoader:
+) -> PoseDataLoader:
     """A DataLoader over a PoseDataset (default collation: every field is a fixed-size tensor).
 
     ``distributed``: a DistributedSampler over the initialised process group (this rank's
     share). Pass ``pin_memory=True`` when the batches go to a CUDA device.
     """
-    from torch.utils.data import DataLoader, DistributedSampler
+    from torch.utils.data import DistributedSampler
 
     drop_last = shuffle if drop_last is None else drop_last
     if hasattr(dataset, "set_epoch"):
@@ -107,7 +134,7 @@ def make_loader(
     if distributed:
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
         sampler.set_epoch(epoch)
-    return DataLoader(
+    return PoseDataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle and sampler is None,

@@ -29,10 +29,11 @@ import numpy as np
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import FLIP_INDEX
 from pkmodel.data.dataset import PoseDataset
+from pkmodel.data.loader import PoseDataLoader
 from pkmodel.data.prepare import prepare_split
 from pkmodel.data.targets import target_maps
 from pkmodel.engine.error_budget import error_budget
-from pkmodel.engine.scoring import Evaluation, Predictions, score_predictions
+from pkmodel.engine.scoring import Evaluation, Predictions, sample_ids, score_predictions
 from pkmodel.model.decode import DecodeSettings, decode_poses
 
 # --------------------------------------------------------------------------------------------
@@ -97,9 +98,7 @@ def _collect(parts: list[dict[str, np.ndarray]], loss: dict[str, float]) -> Pred
 
 
 def _loader(dataset: Any, batch_size: int, workers: int, device: Any):
-    from torch.utils.data import DataLoader
-
-    return DataLoader(
+    return PoseDataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=False,
@@ -237,6 +236,7 @@ def evaluate_split(
 
     cfg.check("eval", "decoder")
     dataset = PoseDataset(labels_path, cfg, train=False)
+    sample_ids(dataset.samples, labels_path)  # scoring needs them: refused before inference
     flip_test = cfg.eval.flip_test if flip_test is None else flip_test
     if model is None:
         preds = oracle_split(dataset, cfg, batch_size, progress)

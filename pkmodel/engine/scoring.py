@@ -70,12 +70,28 @@ def annotation_file(labels_path: str | Path, header: dict[str, Any], annotations
     if annotations is not None:
         return annotations
     source = header.get("annotations")
-    if not source or not Path(source).is_file():
+    if not isinstance(source, str) or not source or not Path(source).is_file():
         raise PkmodelError(
             f"prepared labels {labels_path} name the annotation file {source!r}, which does "
             "not exist; pass the original annotations with --annotations"
         )
     return source
+
+
+def sample_ids(
+    samples: Sequence[dict[str, Any]], labels_path: str | Path
+) -> tuple[np.ndarray, list[int]]:
+    """The samples' COCO image ids (int64) and annotation ids; a sample whose ``image_id`` or
+    ``ann_id`` is not a whole number is one PkmodelError naming it."""
+    for i, sample in enumerate(samples):
+        for key in ("image_id", "ann_id"):
+            value = sample.get(key)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise PkmodelError(
+                    f"prepared labels {labels_path}: samples[{i}].{key} is {value!r}, not a "
+                    "whole number (the COCO id evaluation scores against)"
+                )
+    return np.array([s["image_id"] for s in samples], np.int64), [s["ann_id"] for s in samples]
 
 
 def score_predictions(
@@ -93,8 +109,7 @@ def score_predictions(
     coco = load_coco(annotations)
 
     keypoints = dataset.to_image(np.arange(len(samples)), preds.keypoints)
-    image_ids = np.array([s["image_id"] for s in samples], np.int64)
-    ann_ids = [int(s["ann_id"]) for s in samples]
+    image_ids, ann_ids = sample_ids(samples, labels_path)
     missing = [a for a in ann_ids if a not in coco.anns]
     if missing:
         raise PkmodelError(

@@ -8,6 +8,7 @@ dict), optional ``ema`` (state dict), ``config`` (``Config.to_dict()``) and trai
 from __future__ import annotations
 
 import pickle
+import reprlib
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,8 @@ from typing import Any
 from pkmodel.common.atomic import atomic_open
 from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.versioned import FileKind
-from pkmodel.config import config_from_dict
-from pkmodel.model.network import build_model
+from pkmodel.config import Config, config_from_dict
+from pkmodel.model.network import build_model, check_model_config
 from pkmodel.model.posekit import posekit_config_dict, posekit_state_dict
 
 CHECKPOINT_FORMAT = "pkmodel-checkpoint"
@@ -40,7 +41,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
-    """Load a pkmodel checkpoint with ``weights_only=True``; anything else is a PkmodelError.
+    """Load a pkmodel checkpoint with ``weights_only=True``; anything else is a PkmodelError,
+    as are weights that are not state dicts of tensors and a config that describes no network.
 
     A PoseKit ``.pth`` (movenet.pytorch's state dict) is read as a checkpoint too: its weights
     under ``model`` and a default config with ``model.arch = "posekit"`` (``source: posekit``).
@@ -73,7 +75,53 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
         converted = posekit_checkpoint(state)  # a PoseKit .pth: its weights, a default config
         if converted is not None:
             return converted
-    return _upgraded(CHECKPOINT.check(state, path))
+    state = _upgraded(CHECKPOINT.check(state, path))
+    _check_weights(state, path)
+    checkpoint_config(state, path)
+    return state
+
+
+def _shown(value: Any) -> str:
+    """A value and its type for an error sentence, cut short: ``'x' (type str)``."""
+    return f"{reprlib.repr(value)} (type {type(value).__name__})"
+
+
+def _check_weights(state: dict[str, Any], path: Path) -> None:
+    """``model`` (and ``ema`` unless None) must be state dicts: names -> tensors."""
+    import torch
+
+    for entry in ("model", "ema"):
+        weights = state.get(entry)
+        if entry == "ema" and weights is None:
+            continue
+        if not isinstance(weights, dict):
+            raise PkmodelError(f"{path}: '{entry}' is {_shown(weights)}, not a state dict of tensors")  # fmt: skip
+        for name, value in weights.items():
+            if not torch.is_tensor(value):
+                raise PkmodelError(
+                    f"{path}: '{entry}' holds {_shown(value)} under {name!r}, not a tensor"
+                )
+
+
+def checkpoint_config(state: dict[str, Any], path: str | Path) -> Config:
+    """The Config a checkpoint saved, checked as far as building its network needs: a bad
+    entry is one PkmodelError naming the file."""
+    config = state["config"]
+    if not isinstance(config, dict):
+        raise PkmodelError(
+            f"{path}: 'config' is {_shown(config)}, not the dict of config sections a checkpoint saves"  # fmt: skip
+        )
+    for section, values in config.items():
+        if not isinstance(values, dict):
+            raise PkmodelError(
+                f"{path}: 'config' section {section!r} is {_shown(values)}, not a dict of keys"
+            )
+    cfg = config_from_dict(config, f"checkpoint {path}")  # a wrong type names the file and key
+    try:
+        check_model_config(cfg.model)
+    except PkmodelError as e:
+        raise PkmodelError(f"{path}: {e}") from None
+    return cfg
 
 
 def _upgraded(state: dict[str, Any]) -> dict[str, Any]:
@@ -110,14 +158,38 @@ def model_from_checkpoint(path: str | Path, prefer_ema: bool = True, map_locatio
     """
 
     state = load_checkpoint(path, map_location)
-    cfg = config_from_dict(state["config"], f"checkpoint {path}")
+    cfg = checkpoint_config(state, path)
     model = build_model(cfg.model, pretrained=False)
-    weights = state["ema"] if prefer_ema and state.get("ema") else state["model"]
+    entry = "ema" if prefer_ema and state.get("ema") else "model"
     try:
-        model.load_state_dict(weights)
+        model.load_state_dict(state[entry])
     except RuntimeError as e:
+        why = _misfit(model.state_dict(), state[entry]) or str(e).strip().splitlines()[0]
         raise PkmodelError(
-            f"{path}: weights do not fit the model its config describes ({str(e).splitlines()[0]})"
+            f"{path}: the '{entry}' weights do not fit the model its config describes ({why})"
         ) from None
     model.eval()
     return model, cfg, state
+
+
+def _misfit(wanted: dict[str, Any], weights: dict[str, Any]) -> str | None:
+    """The first key the model has and the weights lack, or the other way round, or the first
+    tensor of another shape (with how many more keys are missing or unexpected)."""
+
+    def more(keys: list[str], what: str) -> str:
+        return f" and {len(keys) - 1} more {what}" if len(keys) > 1 else ""
+
+    missing = [k for k in wanted if k not in weights]
+    if missing:
+        return f"no tensor for the model's {missing[0]!r}{more(missing, 'missing')}"
+    unexpected = [k for k in weights if k not in wanted]
+    if unexpected:
+        return f"{unexpected[0]!r} is not in the model{more(unexpected, 'unexpected')}"
+    for name, value in wanted.items():
+        if tuple(weights[name].shape) != tuple(value.shape):
+            return f"{name!r} is {_shape(weights[name])} in the file, {_shape(value)} in the model"
+    return None
+
+
+def _shape(tensor: Any) -> str:
+    return " x ".join(map(str, tensor.shape)) or "a scalar"

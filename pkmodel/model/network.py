@@ -307,6 +307,16 @@ def load_backbone_state(
     backbone.load_state_dict({k: state[k] for k in own}, strict=True)
 
 
+def check_model_config(model_cfg: ModelConfig) -> None:
+    """What ``build_model`` refuses, checked without building: the model section's rules and
+    what the chosen arch allows (one PkmodelError)."""
+    model_cfg.check()
+    if model_cfg.arch == "posekit":
+        from pkmodel.model.posekit import check_posekit_config
+
+        check_posekit_config(model_cfg)
+
+
 def build_model(
     model_cfg: ModelConfig, pretrained: bool = True, num_joints: int = NUM_JOINTS
 ) -> nn.Module:
@@ -315,7 +325,7 @@ def build_model(
     With ``pretrained`` and ``model_cfg.pretrained`` set to a file, the backbone gets those local
     ImageNet weights (never downloaded); otherwise it is randomly initialised.
     """
-    model_cfg.check()
+    check_model_config(model_cfg)
     if model_cfg.arch == "posekit":
         from pkmodel.model.posekit import build_posekit
 

@@ -255,13 +255,18 @@ def posekit_config_dict() -> dict[str, dict[str, Any]]:
     return cfg.to_dict()
 
 
-def build_posekit(model_cfg: ModelConfig, num_joints: int = NUM_JOINTS) -> PoseKitNet:
-    """PoseKitNet for ``model.arch = "posekit"``: input size and joints from the config; its
-    widths are fixed, so a ``width_mult`` other than 1 is refused (neck / head channels and
-    ``pretrained`` do not apply)."""
+def check_posekit_config(model_cfg: ModelConfig) -> None:
+    """PoseKit's widths are fixed: a ``width_mult`` other than 1 is one PkmodelError (neck /
+    head channels and ``pretrained`` do not apply)."""
     if model_cfg.width_mult != 1.0:
         raise PkmodelError(
             f"model.width_mult {model_cfg.width_mult:g} is not available for model.arch "
             "'posekit' (PoseKit's network has a fixed width 1.0)"
         )
+
+
+def build_posekit(model_cfg: ModelConfig, num_joints: int = NUM_JOINTS) -> PoseKitNet:
+    """PoseKitNet for ``model.arch = "posekit"``: input size and joints from the config
+    (``check_posekit_config`` says what else it refuses)."""
+    check_posekit_config(model_cfg)
     return PoseKitNet(num_joints=num_joints, input_size=model_cfg.input_size)

@@ -289,6 +289,41 @@ def test_bad_prepared_data_is_one_clear_error(mmpose, tmp_path):
         PoseDataset(tmp_path / "none.json", config(64), train=False)
 
 
+def test_a_missing_crop_read_in_a_worker_process_is_its_one_sentence(tiny_prepared, tmp_path):
+    """torch re-raises a worker's PkmodelError with the worker's traceback as its message; the
+    loaders give the worker's sentence instead, as without workers."""
+    from pkmodel.data.loader import TrainLoader
+    from tests.conftest import labels_missing_a_crop
+
+    labels = labels_missing_a_crop(tiny_prepared, tmp_path)
+    sentence = (
+        f"crop {tmp_path}/imgs/val/missing.jpg listed in {labels} is missing or unreadable "
+        "(run `pkmodel prepare-coco` again)"
+    )
+    ds = PoseDataset(labels, config(64), train=False)
+    for workers in (0, 2):
+        with pytest.raises(PkmodelError) as info:
+            list(make_loader(ds, 4, shuffle=False, workers=workers))
+        assert str(info.value) == sentence, workers
+    train_ds = PoseDataset(labels, config(64), train=True)
+    with pytest.raises(PkmodelError) as info:
+        list(TrainLoader(train_ds, 4, 2, False, False, seed=0).epoch(0))
+    assert str(info.value) == sentence
+
+
+def test_worker_error_keeps_the_sentence_and_leaves_other_errors_alone():
+    from pkmodel.data.loader import worker_error
+
+    wrapped = PkmodelError(
+        "Caught PkmodelError in DataLoader worker process 1.\nOriginal Traceback (most recent "
+        'call last):\n  File "x.py", line 3, in f\n    raise PkmodelError(\n'
+        "pkmodel.common.errors.PkmodelError: crop a.jpg listed in b.json is missing\n"
+    )
+    assert str(worker_error(wrapped)) == "crop a.jpg listed in b.json is missing"
+    plain = PkmodelError("Caught in the act: a sentence of its own")
+    assert worker_error(plain) is plain
+
+
 def test_sample_grid_draws_every_sample(mmpose):
     from pkmodel.data.dataset import sample_grid
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -21,7 +24,7 @@ from pkmodel.engine.evaluate import (
 from pkmodel.engine.metrics import (
     coco_keypoint_eval,
 )
-from tests.conftest import run_cli, shared_data
+from tests.conftest import labels_missing_a_crop, run_cli, shared_data
 from tests.engine.coco_files import (
     COCO_MINI,
     coco_file,
@@ -298,3 +301,50 @@ def test_a_batch_size_below_one_is_one_sentence():
     cfg.set("eval.batch_size", 0, "test")
     with pytest.raises(PkmodelError, match=r"^eval.batch_size = 0 must be at least 1$"):
         evaluate_split("no-labels.json", cfg)  # refused before the labels are read
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    """`pkmodel ARGS` in a process of its own (DataLoader workers are real processes)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PKMODEL_")}
+    env.update(COLUMNS="200", NO_COLOR="1", NO_ALBUMENTATIONS_UPDATE="1")
+    return subprocess.run([sys.executable, "-m", "pkmodel", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_cli_a_missing_crop_with_worker_processes_is_one_sentence(tiny_prepared, tmp_path, tiny_checkpoint):  # fmt: skip
+    labels = labels_missing_a_crop(tiny_prepared, tmp_path)
+    done = _cli("evaluate", "--weights", tiny_checkpoint, "--labels", labels, "--device", "cpu",
+                "--quiet", "--out", tmp_path / "e", "--set", "train.workers=2")  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: crop {tmp_path}/imgs/val/missing.jpg listed in {labels} is missing or "
+        "unreadable (run `pkmodel prepare-coco` again)"
+    ]
+
+
+def test_prepared_labels_without_coco_ids_or_crop_size_are_one_sentence(tiny_prepared, tmp_path):
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    data = json.loads((tiny_prepared / "val.json").read_text())
+    data["samples"][3]["image_id"] = "x"
+    (tmp_path / "imgs").symlink_to(tiny_prepared / "imgs")
+    labels = tmp_path / "val.json"
+    labels.write_text(json.dumps(data))
+    cfg = eval_config(**{"model.input_size": 64, "train.workers": 0})
+    with pytest.raises(PkmodelError) as info:
+        evaluate_split(labels, cfg)
+    assert str(info.value) == (
+        f"prepared labels {labels}: samples[3].image_id is 'x', not a whole number (the COCO id "
+        "evaluation scores against)"
+    )
+    data["samples"][3]["image_id"] = 1
+    data["crop_size"] = "x"
+    labels.write_text(json.dumps(data))
+    result = CliRunner().invoke(app, ["evaluate", "--oracle", "--labels", str(labels), "--quiet",
+                                      "--out", str(tmp_path / "e")])  # fmt: skip
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    says = f"prepared labels {labels}: 'crop_size' is 'x', not a positive whole number of pixels"
+    assert result.output.strip() == f"error: {says}"

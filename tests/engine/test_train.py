@@ -16,7 +16,7 @@ import torch
 from pkmodel.common.errors import PkmodelError
 from pkmodel.engine.train import train
 from pkmodel.model.checkpoint import load_checkpoint, model_from_checkpoint
-from tests.conftest import ROOT, tiny_train_config
+from tests.conftest import ROOT, labels_missing_a_crop, tiny_train_config
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -115,6 +115,24 @@ def test_sigkill_mid_epoch_or_mid_save_then_resume_gives_identical_weights(tiny_
     c = _weights(in_save / "last.pt")
     for name in a:
         assert torch.equal(a[name], c[name]), name
+
+
+def test_a_missing_crop_with_worker_processes_is_one_sentence(tiny_prepared, tmp_path):
+    """Read in a DataLoader worker process, a missing crop is the sentence it is without one."""
+    data = tmp_path / "data"
+    data.mkdir()
+    labels = labels_missing_a_crop(tiny_prepared, data, "train")
+    (data / "val.json").symlink_to(tiny_prepared / "val.json")
+    cmd = _train_cmd(data, tmp_path / "run", 1) + ["--workers", "2"]  # after train.workers=0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PKMODEL_")}
+    done = subprocess.run(cmd, env={**env, "COLUMNS": "200", "NO_COLOR": "1"}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: crop {data}/imgs/train/missing.jpg listed in {labels} is missing or "
+        "unreadable (run `pkmodel prepare-coco` again)"
+    ]
 
 
 def test_resume_refuses_other_files(tmp_path):

@@ -120,3 +120,76 @@ def test_a_version_2_checkpoint_rebuilds_separate_heads(tmp_path):
     with torch.no_grad():
         for a, b in zip(loaded.eval()(x), model.eval()(x), strict=True):
             assert torch.equal(a, b)
+
+
+def _tiny_checkpoint(path, **model_keys):
+    """A small network's checkpoint (EMA weights too) and its state as saved."""
+    from pkmodel.model.network import build_model
+
+    cfg = Config()
+    cfg.model.input_size, cfg.model.width_mult = 64, 0.35
+    cfg.model.neck_channels = cfg.model.head_channels = 16
+    model = build_model(cfg.model, pretrained=False)
+    state = model.state_dict()
+    save_checkpoint(path, {"model": state, "ema": dict(state), "config": cfg.to_dict()})
+    return torch.load(path, weights_only=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda c: c.update(config="x"), "'config' is 'x' (type str), not the dict of config sections a checkpoint saves"),
+        (lambda c: c["config"].update(model=[1]), "'config' section 'model' is [1] (type list), not a dict of keys"),
+        (lambda c: c.update(ema={"x": 1}), "'ema' holds 1 (type int) under 'x', not a tensor"),
+        (lambda c: c.update(model="w"), "'model' is 'w' (type str), not a state dict of tensors"),
+        (lambda c: c["config"]["model"].update(width_mult=-1.0), "model.width_mult = -1.0 must be positive"),
+        (lambda c: c["config"]["model"].update(arch="posekit"),
+         "model.width_mult 0.35 is not available for model.arch 'posekit' (PoseKit's network has a fixed width 1.0)"),
+    ],
+)  # fmt: skip
+def test_a_bad_entry_is_one_sentence_naming_the_file(tmp_path, change, says):
+    path = tmp_path / "c.pt"
+    state = _tiny_checkpoint(path)
+    change(state)
+    torch.save(state, path)
+    with pytest.raises(PkmodelError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == f"{path}: {says}"
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda c: c.update(ema={**c["ema"], "x": torch.ones(1)}),
+         "the 'ema' weights do not fit the model its config describes ('x' is not in the model)"),
+        (lambda c: c.update(ema=None, model={k: v for k, v in list(c["model"].items())[2:]}),
+         "the 'model' weights do not fit the model its config describes (no tensor for the "
+         "model's 'backbone.0.0.weight' and 1 more missing)"),
+        (lambda c: c["config"]["model"].update(neck_channels=24),
+         "the 'ema' weights do not fit the model its config describes ('laterals.0.0.weight' is "
+         "16 x 8 x 1 x 1 in the file, 24 x 8 x 1 x 1 in the model)"),
+    ],
+)  # fmt: skip
+def test_weights_that_do_not_fit_name_the_first_key_at_fault(tmp_path, change, says):
+    path = tmp_path / "c.pt"
+    state = _tiny_checkpoint(path)
+    change(state)
+    torch.save(state, path)
+    with pytest.raises(PkmodelError) as info:
+        model_from_checkpoint(path)
+    assert str(info.value) == f"{path}: {says}"
+
+
+def test_model_info_and_evaluate_say_what_is_wrong_with_a_checkpoint(tmp_path):
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    path = tmp_path / "c.pt"
+    state = _tiny_checkpoint(path)
+    state["config"] = "x"
+    torch.save(state, path)
+    says = f"error: {path}: 'config' is 'x' (type str), not the dict of config sections a checkpoint saves"  # fmt: skip
+    for args in (["model-info", "--weights", str(path)], ["evaluate", "--weights", str(path)]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and result.output.strip() == says, result.output

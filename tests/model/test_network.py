@@ -197,6 +197,22 @@ def test_model_info_command(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "model.input_size" in res.output
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--input-size", "3200000"], "model.input_size = 3200000 must be a positive multiple of 32 up to 2048 (model.input_size from --input-size)"),
+        (["--width", "1e9"], "model.width_mult = 1000000000.0 must be in (0, 4] (model.width_mult from --width)"),
+        (["--set", "model.width_mult=4.5"], "model.width_mult = 4.5 must be in (0, 4] (model.width_mult from --set)"),
+    ],
+)  # fmt: skip
+def test_model_info_refuses_a_network_too_large_to_run(tmp_path, monkeypatch, args, says):
+    """Past the config's bounds model-info ran out of memory building and running the network."""
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["model-info", *args])
+    assert res.exit_code == 2 and res.output.strip().startswith(f"error: {says}"), res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
 def test_layer_macs_add_up_and_show_where_the_cost_is():
     for cfg in (ModelConfig(), ModelConfig(arch="posekit"), ModelConfig(input_size=96, width_mult=0.5)):  # fmt: skip
         model = build_model(cfg, pretrained=False)
