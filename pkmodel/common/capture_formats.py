@@ -136,17 +136,23 @@ def parse_odometry(text: str, where: str) -> tuple[np.ndarray, list[str]]:
         if not line.strip():
             continue
         fields = [f.strip() for f in line.split(",")]
-        try:
-            if len(fields) != len(STRAY_ODOMETRY_COLUMNS):
-                raise ValueError
-            stamp = float(fields[0])
-            if not math.isfinite(stamp) or not fields[1].isdigit():
-                raise ValueError
-        except ValueError:
+        if len(fields) != len(STRAY_ODOMETRY_COLUMNS):
             raise PkmodelError(
                 f"{where} line {n} must be {len(STRAY_ODOMETRY_COLUMNS)} comma-separated values "
-                f"(a timestamp in seconds, a frame number, then the pose)"
-            ) from None
+                f"(a timestamp in seconds, a frame number, then the pose), it has {len(fields)}"
+            )
+        try:
+            stamp = float(fields[0])
+        except ValueError:
+            stamp = math.nan
+        if not math.isfinite(stamp):
+            raise PkmodelError(
+                f"{where} line {n}: the timestamp '{fields[0]}' must be a finite number of seconds"
+            )
+        if not fields[1].isdigit():
+            raise PkmodelError(
+                f"{where} line {n}: the frame number '{fields[1]}' must be a whole number from 0"
+            )
         stamps.append(stamp)
         frames.append(fields[1])
     return np.array(stamps, dtype=np.float64), frames

@@ -27,6 +27,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from pkmodel.common.errors import PkmodelError, not_there
+from pkmodel.config.rules import RuleError
 from pkmodel.config.sections import (
     SECTIONS,
     AugmentConfig,
@@ -89,6 +90,16 @@ class Config:
         first value that breaks one raises PkmodelError."""
         for name in names or tuple(SECTIONS):
             getattr(self, name).check()
+
+    def explain(self, error: RuleError) -> str:
+        """``error``'s sentence with where its keys' values came from when not the defaults
+        (a config file, an environment variable, --set or a command option)."""
+        given = [
+            f"{key} from {self.sources[key]}"
+            for key in error.keys
+            if self.sources.get(key, "default") != "default"
+        ]
+        return f"{error} ({'; '.join(given)})" if given else str(error)
 
     def set(self, dotted: str, value: Any, source: str) -> None:
         """Set one value with type checking (used by loading and by command options)."""
@@ -160,6 +171,11 @@ def _type_name(tp: Any) -> str:
 
 def _check_type(section: str, key: str, value: Any, source: str) -> Any:
     tp = field_types(section)[key]
+    if tp is Path and value == "":  # Path("") is ".": the folder would be chosen silently
+        raise PkmodelError(
+            f"{source}: {section}.{key} must be a path, got '' (an empty path would mean the "
+            "current folder; write '.' for that)"
+        )
     ok, converted = _convert(tp, value)
     if not ok:
         raise PkmodelError(f"{source}: {section}.{key} must be {_type_name(tp)}, got {value!r}")
@@ -236,11 +252,13 @@ def load_config(
     overrides: Sequence[str] = (),
     options: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    option_flags: Mapping[str, str] | None = None,
 ) -> Config:
     """Resolve the configuration; every user mistake raises PkmodelError with one sentence.
 
     ``overrides`` are ``section.key=value`` strings (``--set``); ``options`` maps
-    ``section.key`` to values of command options (``None`` = option not given).
+    ``section.key`` to values of command options (``None`` = option not given), and
+    ``option_flags`` to those options' names (the sources errors name; default "option").
     """
     env = os.environ if env is None else env
     cfg = Config()
@@ -285,7 +303,7 @@ def load_config(
 
     for dotted, value in (options or {}).items():
         if value is not None:
-            cfg.set(dotted, value, "option")
+            cfg.set(dotted, value, (option_flags or {}).get(dotted, "option"))
             late.append(dotted)
     _resolve_paths(cfg, Path.cwd(), late)
     return cfg

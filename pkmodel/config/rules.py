@@ -8,6 +8,7 @@ usual sentences.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,9 +43,21 @@ def in_range(key: str, low: float, high: float, text: str) -> Rule:
     return (key, lambda v: finite(v) and low <= v <= high, text)
 
 
+class RuleError(PkmodelError):
+    """A config value that breaks its section's rule; ``keys``: the key broken, then the other
+    keys the rule's text names (``section.key``), so that a caller who knows where each value
+    came from can say so (:meth:`pkmodel.config.loader.Config.explain`)."""
+
+    def __init__(self, message: str, keys: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.keys = keys
+
+
 def check_rules(section: str, values: Any, rules: Sequence[Rule]) -> None:
-    """Raise PkmodelError for the first rule that ``values.<key>`` breaks."""
+    """Raise RuleError (a PkmodelError) for the first rule that ``values.<key>`` breaks."""
     for key, ok, rule in rules:
         value = getattr(values, key)
         if not ok(value):
-            raise PkmodelError(f"{section}.{key} = {value!r} {rule}")
+            named = re.findall(r"\b[a-z]+\.[a-z_0-9]+\b", rule)
+            keys = tuple(dict.fromkeys([f"{section}.{key}", *named]))
+            raise RuleError(f"{section}.{key} = {value!r} {rule}", keys)

@@ -33,6 +33,15 @@ BACKBONE_STRIDE = 32
 SYNTHETIC_MIN_SIZE, SYNTHETIC_MAX_SIZE = 32, 4096
 # Bits per weight that Core ML's lookup tables (palettisation) support.
 PALETTE_BITS = (1, 2, 3, 4, 6, 8)
+# The largest network input side and width multiplier: a network of input 2048 at width 4
+# takes 2.5 GB and half a minute for one image on two CPU cores; beyond them memory runs out.
+MAX_INPUT_SIZE, MAX_WIDTH_MULT = 2048, 4.0
+# The widest depth window (lift.window, lift.face_window) in depth pixels: on a phone's
+# 256 x 192 depth map (fx about 213) it spans 0.5 m at 2 m, wider than a body; wider windows
+# only add other surfaces (and memory: a chunk holds frames x joints x window^2 samples).
+MAX_DEPTH_WINDOW = 51
+# The largest surface-to-joint distance (lift.limb_radius_m) in metres: no limb is 1 m thick.
+MAX_LIMB_RADIUS_M = 0.5
 
 
 class Section:
@@ -205,10 +214,11 @@ class ModelConfig(Section):
     pretrained: Path | None = _f(None, "local ImageNet MobileNetV2 state_dict ('' = random init)")
 
     def rules(self) -> list[Rule]:
-        multiple = f"must be a positive multiple of {BACKBONE_STRIDE}"
+        multiple = f"must be a positive multiple of {BACKBONE_STRIDE} up to {MAX_INPUT_SIZE}"
+        ok_size = lambda v: 0 < v <= MAX_INPUT_SIZE and v % BACKBONE_STRIDE == 0  # noqa: E731
         return [
-            ("input_size", lambda v: v > 0 and v % BACKBONE_STRIDE == 0, multiple),
-            positive("width_mult"),
+            ("input_size", ok_size, multiple),
+            in_range("width_mult", 1e-9, MAX_WIDTH_MULT, f"must be in (0, {MAX_WIDTH_MULT:g}]"),
             positive("neck_channels"),
             positive("head_channels"),
         ]
@@ -501,7 +511,9 @@ class LiftConfig(Section):
 
     name: ClassVar[str] = "lift"
 
-    window: int = _f(5, "depth sampling window side in depth pixels (odd)")
+    window: int = _f(
+        5, f"depth sampling window side in depth pixels (odd, at most {MAX_DEPTH_WINDOW})"
+    )
     face_window: int = _f(
         3,
         "depth window of the nose, eyes and ears (odd, at most lift.window): small features on a "
@@ -579,9 +591,15 @@ class LiftConfig(Section):
     )
 
     def rules(self) -> list[Rule]:
+        window = (
+            f"must be at most {MAX_DEPTH_WINDOW} depth pixels: a window samples one joint's "
+            f"surface, and {MAX_DEPTH_WINDOW} pixels of a phone's depth map already span 0.5 m "
+            "at 2 m, wider than a body"
+        )
         return [
             positive_odd("window"),
             positive_odd("face_window"),
+            *((key, lambda v: v <= MAX_DEPTH_WINDOW, window) for key in ("window", "face_window")),
             in_range("min_confidence", 0, 2, "must be 0, 1 or 2 (ARKit's levels)"),
             at_least("depth_band_m", 0, "must be >= 0 (0 = off)"),
             at_least("depth_band_noise_sds", 0, "must be >= 0 (0 = never)"),
@@ -594,8 +612,12 @@ class LiftConfig(Section):
             ),
             (
                 "limb_radius_m",
-                lambda v: len(v) == NUM_JOINTS and min(v) >= 0,
-                f"must list {NUM_JOINTS} non-negative radii in metres (one per COCO joint)",
+                lambda v: (
+                    len(v) == NUM_JOINTS
+                    and all(finite(r) and 0 <= r <= MAX_LIMB_RADIUS_M for r in v)
+                ),
+                f"must list {NUM_JOINTS} radii in metres (one per COCO joint), each in "
+                f"[0, {MAX_LIMB_RADIUS_M:g}]: the distance from the skin to the joint",
             ),
             ("ema_alpha", lambda v: finite(v) and 0 < v <= 1, "must be in (0, 1]"),
             positive("one_euro_min_cutoff"),

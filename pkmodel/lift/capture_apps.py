@@ -47,7 +47,12 @@ from pkmodel.common.capture_formats import (
     parse_r3d_k,
 )
 from pkmodel.common.errors import PkmodelError
-from pkmodel.lift.recording import GroundTruth, RgbdSequence, check_timestamps
+from pkmodel.lift.recording import (
+    GroundTruth,
+    RgbdSequence,
+    check_timestamps,
+    is_finite_number,
+)
 
 Warn = Callable[[str], None]
 
@@ -371,7 +376,7 @@ def _pixels(meta: dict, key: str, where: str) -> int:
     if key not in meta:
         raise PkmodelError(f"{where} has no '{key}'")
     value = meta[key]
-    if type(value) not in (int, float) or not float(value).is_integer() or value <= 0:
+    if not is_finite_number(value) or not float(value).is_integer() or value <= 0:
         raise PkmodelError(f"{where}: '{key}' must be a whole number of pixels, got {value!r}")
     return int(value)
 
@@ -396,13 +401,16 @@ def _r3d_timestamps(meta: dict, frames: int, where: str) -> np.ndarray:
             raise PkmodelError(
                 f"{where}: 'frameTimestamps' must list a time per frame ({frames}), got {count}"
             )
-        try:
-            t = np.array(stamps[:frames], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise PkmodelError(f"{where}: 'frameTimestamps' must be numbers") from None
+        bad = next((i for i, v in enumerate(stamps) if not is_finite_number(v)), None)
+        if bad is not None:
+            raise PkmodelError(
+                f"{where}: 'frameTimestamps' must be finite numbers (seconds), one per frame; "
+                f"entry {bad} is {stamps[bad]!r}"
+            )
+        t = np.array(stamps[:frames], dtype=np.float64)
     else:
         fps = meta.get("fps")
-        if type(fps) not in (int, float) or not np.isfinite(fps) or fps <= 0:
+        if not is_finite_number(fps) or fps <= 0:
             raise PkmodelError(
                 f"{where} has neither 'frameTimestamps' nor a positive 'fps' (got {fps!r})"
             )
@@ -469,6 +477,11 @@ def read_r3d(source: Path, warn: Warn | None = None) -> R3dRecording:
     k = parse_r3d_k(meta["K"], meta_where)
     size = (_pixels(meta, "w", meta_where), _pixels(meta, "h", meta_where))
     depth_shape = (_pixels(meta, "dh", meta_where), _pixels(meta, "dw", meta_where))
+    if not (0 <= k[2] < size[0] and 0 <= k[3] < size[1]):
+        raise PkmodelError(
+            f"{meta_where}: 'K' puts the principal point ({k[2]:g}, {k[3]:g}) outside the "
+            f"{size[0]} x {size[1]} frame of 'w' and 'h' it is for"
+        )
 
     found: dict[str, set[int]] = {"jpg": set(), "depth": set(), "conf": set()}
     for name in entries.names:

@@ -8,6 +8,7 @@ memory whole) and depth comes back in metres (float32, 0 = no depth).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ class RgbdSequence:
     ground_truth: GroundTruth | None = None
     source: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # frame 0's depth map size (rows, cols), once a map has loaded: every map must have it
+    _map_shape: tuple[int, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.color_files)
@@ -71,6 +74,10 @@ class RgbdSequence:
             if raw is None:
                 raise PkmodelError(f"depth image {path} cannot be read")
         check_depth_array(path, raw.dtype, raw.shape)
+        what = "depth file" if path.suffix.lower() == ".npy" else "depth image"
+        if i == 0:  # frame 0's size is the recording's
+            self._map_shape = tuple(raw.shape)
+        self._check_map_size(raw.shape, f"{what} {path}")
         return raw.astype(np.float32) * np.float32(self.depth_unit_m)
 
     def load_confidence(self, i: int) -> np.ndarray | None:
@@ -87,7 +94,34 @@ class RgbdSequence:
             raise PkmodelError(
                 f"confidence image {path} must be one channel, it has shape {conf.shape}"
             )
+        self._check_map_size(conf.shape, f"confidence image {path}")
         return conf
+
+    def _check_map_size(self, shape: tuple[int, ...], what: str) -> None:
+        """A take's depth and confidence maps all have frame 0's depth size (a chunk of frames
+        is sampled as one array): checked as each map loads, against frame 0's, which is read
+        first when another map comes before it."""
+        if self._map_shape is None:
+            self.load_depth(0)
+        assert self._map_shape is not None
+        if tuple(shape) != self._map_shape:
+            (h, w), (h0, w0) = shape, self._map_shape
+            raise PkmodelError(
+                f"{what} is {w} x {h} but frame 0's depth map ({self.depth_files[0].name}) is "
+                f"{w0} x {h0}; every depth and confidence map of a recording has one size"
+            )
+
+
+def is_finite_number(value: Any) -> bool:
+    """A finite JSON number: true and false (ints to Python), strings, lists and null are not,
+    nor NaN and Infinity (which Python's JSON reader lets through) or an integer too large
+    for a float."""
+    if type(value) not in (int, float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def check_timestamps(t: np.ndarray, where: str) -> None:

@@ -13,7 +13,6 @@ comes back in metres (float32, 0 = no depth).
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from pkmodel.lift.recording import (
     RgbdSequence,
     check_depth_array,
     check_timestamps,
+    is_finite_number,
 )
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -43,6 +43,8 @@ DEPTH_SUFFIXES = (*IMAGE_SUFFIXES, ".npy")
 INTRINSICS_FIELDS = ("fx", "fy", "cx", "cy")
 INTRINSICS_FILE = "intrinsics.json"
 SEQUENCE_FILE = "annotations.json"
+# an annotation's per-joint radii, by the names make-synthetic's versions gave them
+RADIUS_KEYS = ("limb_radius_m", "joint_radius_m", "limb_radius")
 
 
 def find_sequences(
@@ -116,22 +118,84 @@ def _load_json(path: Path) -> Any:
 
 
 def _number(obj: dict, key: str, where: str, kind: str) -> Any:
-    """``obj[key]`` checked: ``kind`` is "positive" (a finite number > 0), "finite" or "pixels"
-    (a whole number > 0, returned as an int). JSON numbers only: true, strings and null are
-    refused, and so are NaN and Infinity, which Python's JSON reader lets through."""
-    value = obj[key]
-    number = type(value) in (int, float) and math.isfinite(value)
+    """``obj[key]`` checked: ``kind`` is "positive" (a finite number > 0), "finite", "pixels"
+    (a whole number > 0, returned as an int) or "whole" (an id: a whole number, returned as an
+    int). JSON numbers only: true, strings and null are refused, and so are NaN and Infinity,
+    which Python's JSON reader lets through."""
+    value = _entry(obj, key, where)
+    number = is_finite_number(value)
+    whole = number and float(value).is_integer()
     ok, wanted = {
         "positive": (number and value > 0, "a positive number"),
         "finite": (number, "a finite number"),
-        "pixels": (
-            number and value > 0 and float(value).is_integer(),
-            "a whole number of pixels above 0",
-        ),
+        "pixels": (whole and value > 0, "a whole number of pixels above 0"),
+        "whole": (whole, "a whole number"),
     }[kind]
     if not ok:
-        raise PkmodelError(f"{where}: '{key}' must be {wanted}, got {value!r}")
-    return int(value) if kind == "pixels" else float(value)
+        raise PkmodelError(f"{where}: '{key}' must be {wanted}, got {_shown(value)}")
+    return int(value) if kind in ("pixels", "whole") else float(value)
+
+
+def _entry(obj: dict, key: str, where: str) -> Any:
+    """``obj[key]``, or one sentence saying that ``where`` has no such key."""
+    if key not in obj:
+        raise PkmodelError(f"{where} has no '{key}'")
+    return obj[key]
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as an error message quotes it: lists and objects by their size."""
+    if isinstance(value, list):
+        return f"a list of {len(value)} values"
+    if isinstance(value, dict):
+        return "an object"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _leaves(value: Any) -> list[Any]:
+    """The values of a (nested) JSON list, in order."""
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
+
+
+def _numbers(obj: dict, key: str, where: str, shape: tuple[int, ...]) -> np.ndarray:
+    """``obj[key]``: a list (flat or nested) of finite numbers, as many as ``shape`` holds."""
+    value = _entry(obj, key, where)
+    size = int(np.prod(shape))
+    wanted = f"{where}: '{key}' must be a list of {size} finite numbers"
+    if not isinstance(value, list):
+        raise PkmodelError(f"{wanted}, got {_shown(value)}")
+    leaves = _leaves(value)
+    if len(leaves) != size:
+        raise PkmodelError(f"{wanted}, got {len(leaves)}")
+    bad = next((i for i, v in enumerate(leaves) if not is_finite_number(v)), None)
+    if bad is not None:
+        raise PkmodelError(f"{wanted}; value {bad} is {_shown(leaves[bad])}")
+    return np.array(leaves, dtype=np.float64).reshape(shape)
+
+
+def _name(obj: dict, key: str, where: str) -> str:
+    """``obj[key]``: a file name (a non-empty string)."""
+    value = _entry(obj, key, where)
+    if not isinstance(value, str) or not value:
+        raise PkmodelError(f"{where}: '{key}' must be a file name, got {_shown(value)}")
+    return value
+
+
+def _objects(doc: Any, key: str, path: Path, required: bool = True) -> list[dict]:
+    """``doc[key]``: a list of JSON objects (non-empty when ``required``)."""
+    if not isinstance(doc, dict):
+        raise PkmodelError(f"{path} must hold a JSON object with 'images' and 'annotations'")
+    value = doc.get(key) if required else doc.get(key, [])
+    if not isinstance(value, list) or (required and not value):
+        wanted = "a non-empty list" if required else "a list"
+        raise PkmodelError(f"{path}: '{key}' must be {wanted}, got {_shown(value)}")
+    bad = next((i for i, v in enumerate(value) if not isinstance(v, dict)), None)
+    if bad is not None:
+        raise PkmodelError(f"{path}: {key}[{bad}] must be an object, got {_shown(value[bad])}")
+    return value
 
 
 def _intrinsics_from(obj: Any, width: int, height: int, where: str) -> Intrinsics:
@@ -146,62 +210,75 @@ def _intrinsics_from(obj: Any, width: int, height: int, where: str) -> Intrinsic
     cx, cy = (_number(obj, k, where, "finite") for k in ("cx", "cy"))
     w = _number(obj, "width", where, "pixels") if "width" in obj else width
     h = _number(obj, "height", where, "pixels") if "height" in obj else height
+    for key, value, side in (("cx", cx, w), ("cy", cy, h)):
+        if not 0 <= value < side:  # intrinsics of another resolution, or a typo
+            raise PkmodelError(
+                f"{where}: '{key}' must lie inside the {w} x {h} image the intrinsics are for "
+                f"(0 to {side}), got {obj[key]!r}"
+            )
     return Intrinsics(fx, fy, cx, cy, width=w, height=h)
 
 
 def read_synthetic_sequence(folder: Path) -> RgbdSequence:
     """A make-synthetic sequence: COCO-style ``annotations.json`` whose images carry
     ``timestamp``, ``depth_file``, ``depth_unit_m`` and ``intrinsics``, and whose annotations
-    carry ``keypoints_3d`` (metres, camera frame) and per-joint limb radii."""
+    carry ``keypoints_3d`` (metres, camera frame) and per-joint limb radii. A bad value is one
+    sentence naming the key and the image's or annotation's index in the file."""
     folder = Path(folder)
     path = folder / SEQUENCE_FILE
     doc = _load_json(path)
-    try:
-        images = sorted(doc["images"], key=lambda im: float(im["timestamp"]))
-        anns: dict[int, list[dict]] = {}
-        for ann in doc.get("annotations", []):
-            anns.setdefault(int(ann["image_id"]), []).append(ann)
-        first = images[0]
-        width, height = int(first["width"]), int(first["height"])
-        intr = _intrinsics_from(first["intrinsics"], width, height, f"{path} (intrinsics)")
-        unit = (
-            _number(first, "depth_unit_m", f"{path} (image {first.get('id')})", "positive")
-            if "depth_unit_m" in first
-            else 0.001
-        )
-        timestamps = np.array([float(im["timestamp"]) for im in images])
-        color = [folder / im["file_name"] for im in images]
-        depth = [folder / im["depth_file"] for im in images]
-        conf = (
-            [folder / im["confidence_file"] for im in images]
-            if "confidence_file" in first
-            else None
-        )
-        kp2d = np.full((len(images), NUM_JOINTS, 3), np.nan)
-        kp3d = np.full((len(images), NUM_JOINTS, 3), np.nan)
-        radius = np.full((len(images), NUM_JOINTS), np.nan)
-        for t, im in enumerate(images):
-            if _intrinsics_from(im["intrinsics"], width, height, str(path)) != intr:
-                raise PkmodelError(
-                    f"{path}: intrinsics change within the sequence (image {im['id']})"
-                )
-            people = anns.get(int(im["id"]), [])
-            if not people:
-                continue
-            # The sequence follows one person: the largest one in view.
-            ann = max(people, key=lambda a: float(a.get("area", 0.0)))
-            kp2d[t] = np.asarray(ann["keypoints"], dtype=np.float64).reshape(NUM_JOINTS, 3)
-            if "keypoints_3d" in ann:
-                kp3d[t] = np.asarray(ann["keypoints_3d"], dtype=np.float64).reshape(NUM_JOINTS, 3)
-            radii = ann.get("limb_radius_m", ann.get("joint_radius_m", ann.get("limb_radius")))
-            if radii is not None:
-                radius[t] = np.asarray(radii, dtype=np.float64).reshape(NUM_JOINTS)
-    except PkmodelError:
-        raise
-    except (KeyError, TypeError, ValueError, IndexError) as e:
-        raise PkmodelError(
-            f"{path} is not a synthetic sequence file ({type(e).__name__}: {e})"
-        ) from None
+    listed = _objects(doc, "images", path)
+    where = [f"{path}: images[{i}]" for i in range(len(listed))]
+    stamps = [_number(im, "timestamp", where[i], "finite") for i, im in enumerate(listed)]
+    order = sorted(range(len(listed)), key=lambda i: stamps[i])
+    first = listed[order[0]]
+    widths = [_number(im, "width", where[i], "pixels") for i, im in enumerate(listed)]
+    heights = [_number(im, "height", where[i], "pixels") for i, im in enumerate(listed)]
+    width, height = widths[order[0]], heights[order[0]]
+    camera = _entry(first, "intrinsics", where[order[0]])
+    intr = _intrinsics_from(camera, width, height, f"{where[order[0]]}.intrinsics")
+    unit = (
+        _number(first, "depth_unit_m", where[order[0]], "positive")
+        if "depth_unit_m" in first
+        else 0.001
+    )
+    anns: dict[int, list[tuple[int, dict]]] = {}
+    for j, ann in enumerate(_objects(doc, "annotations", path, required=False)):
+        at = f"{path}: annotations[{j}]"
+        if "area" in ann:
+            _number(ann, "area", at, "finite")
+        anns.setdefault(_number(ann, "image_id", at, "whole"), []).append((j, ann))
+    color = [folder / _name(listed[i], "file_name", where[i]) for i in order]
+    depth = [folder / _name(listed[i], "depth_file", where[i]) for i in order]
+    conf = (
+        [folder / _name(listed[i], "confidence_file", where[i]) for i in order]
+        if "confidence_file" in first
+        else None
+    )
+    kp2d = np.full((len(order), NUM_JOINTS, 3), np.nan)
+    kp3d = np.full((len(order), NUM_JOINTS, 3), np.nan)
+    radius = np.full((len(order), NUM_JOINTS), np.nan)
+    for t, i in enumerate(order):
+        im = listed[i]
+        camera = _entry(im, "intrinsics", where[i])
+        if _intrinsics_from(camera, width, height, f"{where[i]}.intrinsics") != intr:
+            raise PkmodelError(
+                f"{where[i]}: 'intrinsics' differ from those of images[{order[0]}], the first "
+                "frame; one sequence has one camera"
+            )
+        people = anns.get(_number(im, "id", where[i], "whole"), [])
+        if not people:
+            continue
+        # The sequence follows one person: the largest one in view.
+        j, ann = max(people, key=lambda p: float(p[1].get("area", 0.0)))
+        at = f"{path}: annotations[{j}]"
+        kp2d[t] = _numbers(ann, "keypoints", at, (NUM_JOINTS, 3))
+        if "keypoints_3d" in ann:
+            kp3d[t] = _numbers(ann, "keypoints_3d", at, (NUM_JOINTS, 3))
+        key = next((k for k in RADIUS_KEYS if k in ann and ann[k] is not None), None)
+        if key is not None:
+            radius[t] = _numbers(ann, key, at, (NUM_JOINTS,))
+    timestamps = np.array([stamps[i] for i in order])
     check_timestamps(timestamps, str(path))
     gt = GroundTruth(kp2d, kp3d, None if np.isnan(radius).all() else radius)
     return RgbdSequence(

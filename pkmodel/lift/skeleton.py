@@ -452,7 +452,10 @@ class _Fitter:
         self.noise = depth_noise(self.ranges)
         self.sigma = self.depth_sd(np.nan_to_num(self.ranges))
         first = lengths_across(p)
-        noise = self.noise * np.nan_to_num(self.ranges, nan=np.inf) ** 2  # no floor: a share
+        # no floor: a share; a joint without depth has no bound (written as inf, not as
+        # noise x inf: a take whose noise measures 0 made that 0 x inf, NaN and a warning)
+        known = np.isfinite(self.ranges)
+        noise = np.where(known, self.noise * np.where(known, self.ranges, 0.0) ** 2, np.inf)
         lengths = lengths_between(p, trusted_joints(p, self.sigma, first), noise, first)
         lengths = {k: v if np.isfinite(v) else first[k] for k, v in lengths.items()}
         for name in ("shoulders", "hips", "torso_side"):  # both estimates fall short, not long

@@ -268,6 +268,24 @@ def test_r3d_without_frame_timestamps_uses_fps(tmp_path):
         ({"frameTimestamps": [1.0, 1.0, 2.0]}, r"strictly increasing"),
         ({"frameTimestamps": [1.0]}, r"'frameTimestamps' must list a time per frame \(3\), got 1"),
         ({"frameTimestamps": None, "fps": 0}, r"neither 'frameTimestamps' nor a positive 'fps'"),
+        ({"frameTimestamps": None, "fps": True}, r"nor a positive 'fps' \(got True\)"),
+        ({"frameTimestamps": None, "fps": float("inf")}, r"nor a positive 'fps' \(got inf\)"),
+        (
+            {"frameTimestamps": [[5.0], [5.5], [6.25]]},
+            r"'frameTimestamps' must be finite numbers \(seconds\), one per frame; entry 0 is "
+            r"\[5.0\]$",
+        ),
+        ({"frameTimestamps": [5.0, True, 6.0]}, r"'frameTimestamps' must be .* entry 1 is True$"),
+        ({"frameTimestamps": [5.0, "5.5", 6.0]}, r"'frameTimestamps' must .* entry 1 is '5.5'$"),
+        ({"frameTimestamps": [5.0, 5.5, float("inf")]}, r"'frameTimestamps' .* entry 2 is inf$"),
+        ({"dw": float("inf")}, r"'dw' must be a whole number of pixels, got inf"),
+        ({"h": True}, r"'h' must be a whole number of pixels, got True"),
+        (
+            {"K": [100.0, 0, 0, 0, 102.0, 0, 500.0, 47.5, 1]},
+            r"'K' puts the principal point \(500, 47.5\) outside the 128 x 96 frame of 'w' and "
+            r"'h' it is for$",
+        ),
+        ({"K": [100.0, 0, 0, 0, 102.0, 0, 63.5, -1, 1]}, r"principal point \(63.5, -1\) outside"),
     ],
 )
 def test_bad_r3d_metadata_is_one_sentence(tmp_path, change, message):
@@ -330,7 +348,17 @@ def test_r3d_frames_must_be_numbered_from_zero(tmp_path):
         ("matrix-elsewhere", r"principal point \(331.25, 23.75\) lies outside the 64 x 48 video"),
         ("odometry-short", r"odometry.csv has 3 frame rows for 4 depth maps in depth/"),
         ("odometry-header", r"odometry.csv must start with the header line 'timestamp, frame, x"),
-        ("odometry-row", r"odometry.csv line 3 must be 9 comma-separated values"),
+        ("odometry-row", r"odometry.csv line 3 must be 9 comma-separated values .*, it has 4$"),
+        (
+            "odometry-frame-sign",
+            r"odometry.csv line 4: the frame number '-1' must be a whole "
+            r"number from 0$",
+        ),
+        (
+            "odometry-time-inf",
+            r"odometry.csv line 3: the timestamp 'inf' must be a finite number "
+            r"of seconds$",
+        ),
         ("odometry-frames", r"odometry.csv: row 2 is frame 000005 but depth map 2 is 000001.png"),
         ("odometry-time", r"odometry.csv: frame timestamps must be finite and strictly increasing"),
         ("confidence-count", r"3 confidence maps in confidence/ for 4 depth maps in depth/"),
@@ -351,6 +379,8 @@ def test_bad_stray_folders_are_one_sentence(tmp_path, kind, message):
         "odometry-short": {"odometry": header + "\n".join(rows[:3])},
         "odometry-header": {"odometry": "\n".join(rows)},
         "odometry-row": {"odometry": header + rows[0] + "\n1.0, 000001, 0, 0\n"},
+        "odometry-frame-sign": {"odometry": header + "\n".join([*rows[:2], rows[2].replace("000002", "-1"), rows[3]])},
+        "odometry-time-inf": {"odometry": header + "\n".join([rows[0], "inf" + rows[1][rows[1].index(","):], *rows[2:]])},
         "odometry-frames": {"odometry": header + "\n".join([rows[0], rows[1].replace("000001", "000005"), *rows[2:]])},
         "odometry-time": {"odometry": header + "\n".join([rows[0], rows[0].replace("000000", "000001"), *rows[2:]])},
     }.get(kind, {})  # fmt: skip
@@ -372,6 +402,33 @@ def test_bad_stray_folders_are_one_sentence(tmp_path, kind, message):
         cv2.imwrite(str(folder / "depth/000000.png"), np.full((12, 16), 9, np.uint8))
     with pytest.raises(PkmodelError, match=message) as err:
         quiet_find(folder)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("odd", "frame", "message"),
+    [
+        ("depth", 2, r"depth image .*depth/000002.png is 8 x 6 but frame 0's depth map "
+         r"\(000000.png\) is 16 x 12; every depth and confidence map of a recording has one size$"),
+        ("confidence", 1, r"confidence image .*confidence/000001.png is 8 x 6 but frame 0's depth "
+         r"map \(000000.png\) is 16 x 12"),
+        ("depth", 0, r"confidence image .*confidence/000000.png is 16 x 12 but frame 0's depth map "
+         r"\(000000.png\) is 8 x 6"),
+    ],
+)  # fmt: skip
+def test_a_stray_map_of_another_size_is_one_sentence(tmp_path, odd, frame, message):
+    """Every depth and confidence map has frame 0's depth size: checked as each loads (frame 0's
+    when the folder is read), not a NumPy error when a chunk of frames is stacked."""
+    from pkmodel.config import Config
+    from pkmodel.lift.pipeline import sample_surface
+
+    folder = stray_folder(tmp_path)
+    path = folder / f"{odd}/{frame:06d}.png"
+    small = cv2.resize(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), (8, 6))
+    cv2.imwrite(str(path), small)
+    with pytest.raises(PkmodelError, match=message) as err:
+        (seq,) = quiet_find(folder)
+        sample_surface(seq, np.full((len(seq), 17, 2), 5.0), Config().lift)
     assert "\n" not in str(err.value)
 
 

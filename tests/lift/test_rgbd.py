@@ -13,7 +13,7 @@ from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import NUM_JOINTS
 from pkmodel.config import Config
 from pkmodel.lift.pipeline import Joints2D, lift_sequence
-from pkmodel.lift.rgbd import read_plain_folder
+from pkmodel.lift.rgbd import find_sequences, read_plain_folder
 
 from .test_canonical import standing_body
 
@@ -136,6 +136,9 @@ def test_npy_depth_rules(tmp_path):
         ({"fx": True}, "'fx' must be a positive number, got True"),
         ({"cx": float("inf")}, "'cx' must be a finite number, got inf"),
         ({"cy": "23.5"}, "'cy' must be a finite number, got '23.5'"),
+        ({"cx": -500}, "'cx' must lie inside the 64 x 48 image the intrinsics are for (0 to 64), got -500"),
+        ({"cy": 1e308}, "'cy' must lie inside the 64 x 48 image the intrinsics are for (0 to 48), got 1e+308"),
+        ({"width": 128, "height": 96, "cx": 130.0}, "'cx' must lie inside the 128 x 96 image the intrinsics are for (0 to 128), got 130.0"),
         ({"width": "x"}, "'width' must be a whole number of pixels above 0, got 'x'"),
         ({"width": 63.5}, "'width' must be a whole number of pixels above 0, got 63.5"),
         ({"height": 0}, "'height' must be a whole number of pixels above 0, got 0"),
@@ -209,3 +212,78 @@ def test_a_keyed_intrinsics_entry_names_its_missing_field(tmp_path):
     with pytest.raises(PkmodelError) as caught:
         read_plain_folder(folder)
     assert str(caught.value) == f"{path} has no 'cy'"
+
+
+@pytest.mark.parametrize("odd", [2, 0])
+def test_a_depth_map_of_another_size_than_frame_0s_is_one_sentence(tmp_path, odd):
+    """Frames are sampled a chunk at a time as one array: a map of another size is named (its
+    size and frame 0's) as it loads, not a NumPy error from stacking the chunk."""
+    import cv2
+
+    depth, uv = body_depth_mm()
+    folder = plain_folder(tmp_path / "rec", depth)
+    path = folder / f"{odd}_depth.png"
+    cv2.imwrite(str(path), cv2.resize(depth, (32, 24), interpolation=cv2.INTER_NEAREST))
+    seq = read_plain_folder(folder)
+    joints = Joints2D(np.repeat(uv[None], 3, 0), np.ones((3, NUM_JOINTS)), "ground-truth-2d")
+    with pytest.raises(PkmodelError) as caught:
+        lift_sequence(seq, joints, Config().lift)
+    named, size, first = (path, "32 x 24", "64 x 48") if odd else (folder / "1_depth.png", "64 x 48", "32 x 24")  # fmt: skip
+    assert str(caught.value) == (
+        f"depth image {named} is {size} but frame 0's depth map (0_depth.png) is {first}; "
+        "every depth and confidence map of a recording has one size"
+    )
+    with pytest.raises(PkmodelError, match="but frame 0's depth map"):
+        read_plain_folder(folder).load_depth(1 if odd == 0 else 2)  # frame 0 read first
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory):
+    """A make-synthetic sequence (pkmodel layout, 4 frames): its annotations.json to spoil."""
+    from pkmodel.config import SyntheticConfig
+    from pkmodel.data.synthetic.generate import generate
+
+    root = tmp_path_factory.mktemp("synthetic")
+    spec = SyntheticConfig(num_train=0, num_val=0, width=64, height=48, seed=5, sequences=1,
+                           frames=4, workers=1)  # fmt: skip
+    generate(spec, root, progress=False)
+    return root / "sequences" / "seq_000"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["images"][0].update(width=-5), "images[0]: 'width' must be a whole number of pixels above 0, got -5"),
+        (lambda d: d["images"][2].update(height="48"), "images[2]: 'height' must be a whole number of pixels above 0, got '48'"),
+        (lambda d: d["images"][1].update(timestamp=None), "images[1]: 'timestamp' must be a finite number, got None"),
+        (lambda d: d["images"][3].pop("timestamp"), "images[3] has no 'timestamp'"),
+        (lambda d: d["images"][1].update(id="abc"), "images[1]: 'id' must be a whole number, got 'abc'"),
+        (lambda d: d["images"][2].update(depth_file=3), "images[2]: 'depth_file' must be a file name, got 3"),
+        (lambda d: d["images"][2]["intrinsics"].update(fx=0), "images[2].intrinsics: 'fx' must be a positive number, got 0"),
+        (lambda d: d["images"][2]["intrinsics"].update(fx=99.0), "images[2]: 'intrinsics' differ from those of images[0], the first frame"),
+        (lambda d: d["annotations"][2].update(image_id="abc"), "annotations[2]: 'image_id' must be a whole number, got 'abc'"),
+        (lambda d: d["annotations"][2].update(area=None), "annotations[2]: 'area' must be a finite number, got None"),
+        (lambda d: d["annotations"][1].update(keypoints=d["annotations"][1]["keypoints"][:48]),
+         "annotations[1]: 'keypoints' must be a list of 51 finite numbers, got 48"),
+        (lambda d: d["annotations"][1]["keypoints_3d"][4].__setitem__(1, "x"),
+         "annotations[1]: 'keypoints_3d' must be a list of 51 finite numbers; value 13 is 'x'"),
+        (lambda d: d["annotations"][3].update(limb_radius_m=7), "annotations[3]: 'limb_radius_m' must be a list of 17 finite numbers, got 7"),
+        (lambda d: d.update(images={}), "'images' must be a non-empty list, got an object"),
+        (lambda d: d["annotations"].__setitem__(0, []), "annotations[0] must be an object, got a list of 0 values"),
+    ],
+)  # fmt: skip
+def test_a_bad_value_in_annotations_json_names_its_key_and_index(
+    sequence, tmp_path, change, message
+):
+    import shutil
+
+    folder = tmp_path / "seq"
+    shutil.copytree(sequence, folder)
+    path = folder / "annotations.json"
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(PkmodelError) as caught:
+        find_sequences(folder)
+    assert str(caught.value).startswith(f"{path}: {message}"), str(caught.value)
+    assert "\n" not in str(caught.value)

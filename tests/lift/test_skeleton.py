@@ -330,3 +330,21 @@ def test_the_torso_poses_are_chosen_over_the_take(scene, monkeypatch):
     monkeypatch.setattr(skeleton, "SWITCH_M", 1.0)  # moving 25 cm costs 0.25: now it pays
     fitter.plan_torso()
     assert fitter.plan[:13] == [0] * 5 + [1] * 5 + [0] * 3
+
+
+def test_joints_without_depth_on_a_take_too_short_for_its_noise_raise_no_warning(scene):
+    """A take too short to measure its depth noise (noise 0) with joints that have no depth (a
+    recording without labels lifted with ground-truth 2D, a joint the network missed): no
+    0 x inf in the noise of the bone lengths, so no RuntimeWarning on ordinary runs."""
+    import warnings
+
+    truth, _, keypoints, t, _ = scene
+    short, kp = truth[:2].copy(), keypoints[:2].copy()
+    short[1, LW] = np.nan  # a joint without depth
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = fit_skeleton(short, kp, INTR, t[:2])
+        assert fit.noise_m_at_1m == 0.0
+        np.testing.assert_array_equal(fit.joints[0], short[0])
+        empty = fit_skeleton(np.full_like(short, np.nan), np.full_like(kp, np.nan), INTR, t[:2])
+    assert np.isnan(empty.joints).all() and (empty.source == SOURCE_CODES["none"]).all()
