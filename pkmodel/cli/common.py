@@ -16,6 +16,7 @@ import typer
 
 from pkmodel.common.errors import PkmodelError
 from pkmodel.config import SECTIONS, load_config
+from pkmodel.config.rules import RuleError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -108,15 +109,23 @@ def key(name: str, *flags: str, help: str | None = None) -> Any:
     return Key(name, flags, help)
 
 
+def option_flag(name: str, key: Key) -> str:
+    """The command-line name of a ``key(...)`` parameter: its first long flag, else the one
+    typer makes of the parameter's name."""
+    long = [f for f in key.flags if f.startswith("--")]
+    return long[0] if long else "--" + name.replace("_", "-")
+
+
 def config_command(fn: Callable[..., Any]) -> Callable[..., Any]:
     """A command whose first parameter is the resolved ``cfg``: the parameters whose default is
     ``key(...)`` become options that set those keys, ``--config`` and ``--set`` are added, and
     user errors are one line (``user_errors``). The other parameters stay as declared."""
     signature = inspect.signature(fn, eval_str=True)
-    params, keys = [], {}
+    params, keys, defaults = [], {}, []
     for p in list(signature.parameters.values())[1:]:  # the first is cfg
         if isinstance(p.default, Key):
             keys[p.name] = p.default.key
+            defaults.append((p.name, p.default.key, p.default))
             params.append(p.replace(annotation=p.default.annotation(), default=None))
         else:
             params.append(p)
@@ -127,11 +136,17 @@ def config_command(fn: Callable[..., Any]) -> Callable[..., Any]:
     ]
     params = [p.replace(kind=keyword) for p in params]
 
+    flags = {key: option_flag(name, default) for name, key, default in defaults}
+
     @functools.wraps(fn)
     def command(**kwargs: Any) -> Any:
         config, overrides = kwargs.pop("config"), kwargs.pop("set_")
         options = {keys[name]: kwargs.pop(name) for name in keys}
-        return fn(load_config(config, overrides or [], options), **kwargs)
+        cfg = load_config(config, overrides or [], options, option_flags=flags)
+        try:
+            return fn(cfg, **kwargs)
+        except RuleError as e:  # a value that breaks a rule: say where it came from
+            raise PkmodelError(cfg.explain(e)) from None
 
     command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     command.config_keys = keys  # type: ignore[attr-defined]  # parameter -> key, for tests

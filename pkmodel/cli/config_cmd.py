@@ -58,6 +58,7 @@ def config_problems(cfg: Any) -> list[str]:
     is a problem here) and the ONNX opset against the installed onnx."""
     from pkmodel.common.devices import select_device
     from pkmodel.config import SECTIONS
+    from pkmodel.config.rules import RuleError
     from pkmodel.export.onnx import check_opset
 
     machine: dict[str, list[Callable[[], object]]] = {
@@ -71,7 +72,7 @@ def config_problems(cfg: Any) -> list[str]:
             try:
                 check()
             except PkmodelError as e:
-                problems.append(str(e))
+                problems.append(cfg.explain(e) if isinstance(e, RuleError) else str(e))
     return problems
 
 

@@ -97,9 +97,9 @@ def export_coreml_command(
         raise PkmodelError(f"--check-ap labels file {check_ap} {not_there(check_ap)}")
 
     if fp32:
-        cfg.set("export.precision", "fp32", "option")
+        cfg.set("export.precision", "fp32", "--fp32")
     if bgr:
-        cfg.set("export.color_layout", "BGR", "option")
+        cfg.set("export.color_layout", "BGR", "--bgr")
     out = out if out is not None else cfg.export.out_dir / "model.mlpackage"
     ref = None
     if check_ap is not None:

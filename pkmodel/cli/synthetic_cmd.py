@@ -48,8 +48,8 @@ def make_synthetic(
 
     if size is not None:
         width, height = parse_size(size)
-        cfg.set("synthetic.width", width, "option")
-        cfg.set("synthetic.height", height, "option")
+        cfg.set("synthetic.width", width, "--size")
+        cfg.set("synthetic.height", height, "--size")
     spec, folder = cfg.synthetic, cfg.data.synthetic_dir
     summary = generate(spec, folder)
     splits = ", ".join(

@@ -107,7 +107,7 @@ def test_a_key_option_sets_its_key_over_set_and_leaves_the_config_otherwise(tmp_
     result = runner.invoke(probe, ["--lr", "0.5", "--set", "train.lr=0.1", "-o", "run", "--flip"])
     assert result.exit_code == 0, result.output
     cfg = seen.pop("cfg")
-    assert cfg.train.lr == 0.5 and cfg.sources["train.lr"] == "option"
+    assert cfg.train.lr == 0.5 and cfg.sources["train.lr"] == "--lr"
     assert cfg.train.out_dir == tmp_path / "run"  # an option's path: from the current folder
     assert cfg.eval.flip_test is True and cfg.eval.pck_norm == "torso"
     assert cfg.sources["eval.pck_norm"] == "default"
@@ -116,7 +116,7 @@ def test_a_key_option_sets_its_key_over_set_and_leaves_the_config_otherwise(tmp_
     assert result.exit_code == 0, result.output
     cfg = seen.pop("cfg")
     assert cfg.train.lr == 0.1 and cfg.sources["train.lr"] == "--set"
-    assert cfg.eval.flip_test is False and cfg.sources["eval.flip_test"] == "option"
+    assert cfg.eval.flip_test is False and cfg.sources["eval.flip_test"] == "--flip/--no-flip"
 
     result = runner.invoke(probe, ["--norm", "box"])  # a Literal key: the config checks it
     assert result.exit_code == 2 and "Traceback" not in result.output

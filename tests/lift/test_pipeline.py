@@ -519,7 +519,9 @@ def test_an_unknown_or_absent_lift_device_is_one_sentence(tiny_synthetic, tmp_pa
                                       "--input", str(tiny_synthetic), "--out", str(tmp_path / "out"),
                                       "--set", "decoder.score_threshold=-1"])  # fmt: skip
     assert result.exit_code == 2
-    assert result.output.strip() == "error: decoder.score_threshold = -1.0 must be in [0, 1]"
+    assert result.output.strip() == (
+        "error: decoder.score_threshold = -1.0 must be in [0, 1] (decoder.score_threshold from --set)"
+    )
     assert not (tmp_path / "out").exists()
 
 

@@ -71,7 +71,9 @@ QUICK: dict[str, Any] = {
     "synthetic.height": 96,
     "prepare.crop_size": 96,
 }
-_EXPLICIT_SOURCES = ("option", "--set", "env ")
+# Sources of values the user gave (pkmodel.config.loader): a command option (by its flag, or
+# "option"), --set, an environment variable; not a config file, not the defaults.
+_EXPLICIT_SOURCES = ("option", "--", "env ")
 
 
 @dataclass(frozen=True)
