@@ -114,7 +114,7 @@ def finetune_weights(cfg: Config, path: str | Path) -> dict[str, torch.Tensor]:
         saved = posekit_config_dict()
     else:
         checkpoint = load_checkpoint(path)
-        state = checkpoint["ema"] or checkpoint["model"]
+        state = checkpoint.get("ema") or checkpoint["model"]
         saved = checkpoint["config"] if checkpoint.get("source") == "posekit" else None
     if saved is not None and cfg.model.arch != "posekit":
         cfg.set("model.arch", "posekit", source)

@@ -204,3 +204,19 @@ def test_finetune_weights_from_a_posekit_pth_and_a_pkmodel_checkpoint(tiny_prepa
     save_checkpoint(tmp_path / "last.pt", {"model": {"x": torch.ones(1)}, "ema": None, "config": cfg.to_dict()})  # fmt: skip
     assert set(finetune_weights(cfg, tmp_path / "last.pt")) == {"x"}
     assert cfg.model.arch == "pkmodel" and cfg.model.width_mult == 0.35
+
+
+def test_finetune_from_a_checkpoint_without_ema(tmp_path):
+    """A checkpoint may carry no 'ema' entry (only 'model' and 'config' are required):
+    finetuning starts from its model weights (it was a KeyError)."""
+    from pkmodel.config import Config
+    from pkmodel.model.checkpoint import save_checkpoint
+    from pkmodel.model.network import build_model
+
+    cfg = Config()
+    cfg.model.input_size, cfg.model.width_mult = 64, 0.35
+    weights = build_model(cfg.model, pretrained=False).state_dict()
+    save_checkpoint(tmp_path / "no_ema.pt", {"model": weights, "config": cfg.to_dict()})
+    state = finetune_weights(Config(), tmp_path / "no_ema.pt")
+    assert set(state) == set(weights)
+    assert all(torch.equal(state[k], weights[k]) for k in weights)
