@@ -28,12 +28,10 @@ def _shape_text(shape: Any) -> str:
 
 
 def describe_checkpoint(path: Path) -> dict[str, Any]:
-    from pkmodel.config import config_from_dict
-    from pkmodel.model.checkpoint import load_checkpoint
+    from pkmodel.model.checkpoint import model_from_checkpoint
     from pkmodel.model.network import model_summary
 
-    state = load_checkpoint(path)
-    cfg = config_from_dict(state["config"], f"checkpoint {path}")
+    _, cfg, state = model_from_checkpoint(path)  # the weights must fit the network described
     info = model_summary(cfg.model)
     weights = state.get("ema") or state["model"]
     dtypes: Counter = Counter()

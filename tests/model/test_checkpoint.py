@@ -193,3 +193,19 @@ def test_model_info_and_evaluate_say_what_is_wrong_with_a_checkpoint(tmp_path):
     for args in (["model-info", "--weights", str(path)], ["evaluate", "--weights", str(path)]):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and result.output.strip() == says, result.output
+
+
+def test_model_info_refuses_weights_that_do_not_fit_their_config(tmp_path):
+    """model-info described the network of a checkpoint's config without loading its weights:
+    weights of another network were described as that network."""
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    path = tmp_path / "c.pt"
+    state = _tiny_checkpoint(path)
+    state["config"]["model"].update(neck_channels=24)
+    torch.save(state, path)
+    result = CliRunner().invoke(app, ["model-info", "--weights", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().startswith(f"error: {path}: the 'ema' weights do not fit")
