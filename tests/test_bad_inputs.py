@@ -321,7 +321,7 @@ CASES = [
     Case("data-pseudo-weights", ("data", "pseudo-label", "{here}", "--weights", "{here}/no.pt",
                                  "--out", "{here}/p"), "weights file {here}/no.pt does not exist"),
     # model-info, benchmark
-    Case("model-info-width", ("model-info", "--width", "0"), "model.width_mult = 0.0 must be positive"),
+    Case("model-info-width", ("model-info", "--width", "0"), "model.width_mult = 0.0 must be in (0, 4]"),
     Case("benchmark-input-size", ("benchmark", "--quick", "--input-size", "100", "--out",
                                   "{here}/b.json"), "model.input_size = 100 must be a positive multiple of 32"),
 ]  # fmt: skip

@@ -142,7 +142,7 @@ def _tiny_checkpoint(path, **model_keys):
         (lambda c: c["config"].update(model=[1]), "'config' section 'model' is [1] (type list), not a dict of keys"),
         (lambda c: c.update(ema={"x": 1}), "'ema' holds 1 (type int) under 'x', not a tensor"),
         (lambda c: c.update(model="w"), "'model' is 'w' (type str), not a state dict of tensors"),
-        (lambda c: c["config"]["model"].update(width_mult=-1.0), "model.width_mult = -1.0 must be positive"),
+        (lambda c: c["config"]["model"].update(width_mult=-1.0), "model.width_mult = -1.0 must be in (0, 4]"),
         (lambda c: c["config"]["model"].update(arch="posekit"),
          "model.width_mult 0.35 is not available for model.arch 'posekit' (PoseKit's network has a fixed width 1.0)"),
     ],
