@@ -24,6 +24,15 @@ app = typer.Typer(
 FORMATS = ("posekit", "pkmodel", "zip", "csv")
 # What a take folder may hold for --force to replace it: the app's files and pkmodel's.
 TAKE_FILES = {"meta.json", "frames.bin", "take.json", "take.bin", "take.zip"}
+# The file suffixes each --format writes; an output ending in another of TAKE_SUFFIXES is
+# refused (-f posekit to x.zip would make a folder named x.zip).
+OUTPUT_SUFFIXES = {
+    "posekit": {".bin", ".json"},
+    "pkmodel": {".bin", ".json", ".zip"},
+    "zip": {".zip"},
+    "csv": {".csv"},
+}
+TAKE_SUFFIXES = {".bin", ".json", ".zip", ".csv"}
 
 SrcArgument = Annotated[
     Path,
@@ -153,6 +162,16 @@ def convert_command(
 
     if format_ not in FORMATS:
         raise PkmodelError(f"--format must be one of {', '.join(FORMATS)}, got {format_!r}")
+    cfg.check("lift")  # --min-score (lift.min_score) in [0, 1]
+    suffix = dst.suffix.lower()
+    if suffix in TAKE_SUFFIXES and suffix not in OUTPUT_SUFFIXES[format_]:
+        writes = sorted(OUTPUT_SUFFIXES[format_])
+        if format_ in ("posekit", "pkmodel"):
+            writes.append("a folder")
+        raise PkmodelError(
+            f"output {dst} ends in {suffix}, which --format {format_} does not write "
+            f"(it writes {', '.join(writes)})"
+        )
     size = _image_size(image_size)
     _refuse_existing(dst, force)
     # An app take keeps its normalised 2D exactly unless pixels are asked for (pkmodel output).
@@ -196,10 +215,14 @@ def plot_command(
 ) -> None:
     """Plot a take: OUT/trajectories.png (every joint's 2D position, depth and canonical height
     over time) and OUT/canonical_3d.png (a contact sheet of the canonical 3D pose)."""
+    import tempfile
+
+    from pkmodel.common.atomic import atomic_write_bytes
     from pkmodel.common.errors import PkmodelError
     from pkmodel.lift.pipeline import plot_canonical_sheet
     from pkmodel.lift.posekit_take import load_take
 
+    cfg.check("lift")  # --frames (lift.sheet_frames) >= 1, before anything is read or written
     out = (
         out if out is not None else src.parent / f"{src.stem if src.is_file() else src.name}_plots"
     )
@@ -210,24 +233,27 @@ def plot_command(
     take = loaded.take
     if take.num_frames == 0:
         raise PkmodelError(f"take {src} has no frames to plot")
-    _plot_trajectories(take, targets[0], f"{src.name}: joints over time")
-    plot_canonical_sheet(
-        take.joints_canonical, take.timestamp, targets[1], cfg.lift.sheet_frames,
-        title=f"{src.name}: canonical 3D pose ({loaded.kind})",
-    )  # fmt: skip
-    for target in targets:
+    # Both pictures are drawn before either is written: a failure leaves the earlier pair.
+    trajectories = _plot_trajectories(take, f"{src.name}: joints over time")
+    with tempfile.TemporaryDirectory(prefix="pkmodel-plot-") as tmp:
+        sheet = Path(tmp) / "canonical_3d.png"
+        plot_canonical_sheet(
+            take.joints_canonical, take.timestamp, sheet, cfg.lift.sheet_frames,
+            title=f"{src.name}: canonical 3D pose ({loaded.kind})",
+        )  # fmt: skip
+        canonical = sheet.read_bytes()
+    for target, data in zip(targets, (trajectories, canonical), strict=True):
+        atomic_write_bytes(target, data)
         typer.echo(f"wrote {target}")
 
 
-def _plot_trajectories(take, path: Path, title: str) -> None:
-    """Four panels over time, one line per joint: 2D x and y, camera depth z and canonical
-    height y (NaN leaves gaps)."""
+def _plot_trajectories(take, title: str) -> bytes:
+    """A PNG of four panels over time, one line per joint: 2D x and y, camera depth z and
+    canonical height y (NaN leaves gaps)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from pkmodel.common.atomic import atomic_write_bytes
 
     unit = "normalised" if take.metadata.get("image_size") == [1, 1] else "px"
     t = take.timestamp - take.timestamp[0]
@@ -253,7 +279,7 @@ def _plot_trajectories(take, path: Path, title: str) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def register(root: typer.Typer) -> None:

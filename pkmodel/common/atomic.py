@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ def atomic_open(path: str | Path, mode: str = "wb", durable: bool = True) -> Ite
     """Open a temporary file next to ``path``; on success fsync (unless not ``durable``) and
     rename it onto ``path``."""
     path = Path(path)
+    refuse_special(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The temporary name is the target's, cut short enough that a target name the file system
     # takes (up to 255 bytes) never fails for its temporary twin.
@@ -34,6 +36,7 @@ def atomic_open(path: str | Path, mode: str = "wb", durable: bool = True) -> Ite
             f.flush()
             if durable:
                 os.fsync(f.fileno())
+        refuse_special(path)  # it may have appeared while the file was written
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
@@ -42,6 +45,19 @@ def atomic_open(path: str | Path, mode: str = "wb", durable: bool = True) -> Ite
             # A write or fsync error (a full disk) names no file: name the one being written.
             raise OSError(e.errno, e.strerror, str(path)) from e
         raise
+
+
+def refuse_special(path: str | Path, folder_too: bool = False) -> None:
+    """Refuse to write onto ``path`` when it exists and is not a regular file (nor a folder,
+    with ``folder_too``): a rename would replace a device, a FIFO or a socket (/dev/null)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISREG(mode) or (folder_too and stat.S_ISDIR(mode)):
+        return
+    what = "a regular file or a folder" if folder_too else "a regular file"
+    raise PkmodelError(f"cannot write {path}: it is not {what}")
 
 
 def _name_head(name: str) -> str:
@@ -87,6 +103,7 @@ def check_writable(path: str | Path, what: str) -> None:
     writable folder, or not exist yet under one. ``what`` names it for the user (``--out``)."""
 
     path = Path(path).absolute()
+    refuse_special(path, folder_too=True)
     anchor = path if path.is_dir() else path.parent
     while not anchor.exists() and anchor != anchor.parent:
         anchor = anchor.parent
@@ -114,12 +131,18 @@ def atomic_replace_dir(tmp_dir: str | Path, target: str | Path) -> None:
     """Move a fully written directory onto ``target`` (used for .mlpackage bundles)."""
 
     tmp_dir, target = Path(tmp_dir), Path(target)
+    refuse_special(target, folder_too=True)
     if target.exists():
         old = target.with_name(f".{target.name}.old")
-        if old.exists():
+        if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old)
+        elif old.exists() or old.is_symlink():
+            old.unlink()
         os.replace(target, old)
         os.replace(tmp_dir, target)
-        shutil.rmtree(old)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
     else:
         os.replace(tmp_dir, target)

@@ -93,6 +93,13 @@ APP_CAMERA_FRAME = (
     "x right, y down, z forward (metres; ARKit's camera, the un-oriented sensor image)"
 )
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+# createdAt values that are a date (years 1 to 9999, what Python's datetime holds)
+_CREATED_MIN = (datetime(1, 1, 1, tzinfo=timezone.utc) - SWIFT_EPOCH).total_seconds()
+_CREATED_MAX = (
+    datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc) - SWIFT_EPOCH
+).total_seconds()
+# The dates a ZIP entry can hold (MS-DOS time, two-second steps).
+_ZIP_FIRST, _ZIP_LAST = (1980, 1, 1, 0, 0, 0), (2107, 12, 31, 23, 59, 58)
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}")
 _LH, _RH = JOINT_INDEX["left_hip"], JOINT_INDEX["right_hip"]
 _LS, _RS = JOINT_INDEX["left_shoulder"], JOINT_INDEX["right_shoulder"]
@@ -300,6 +307,11 @@ class PoseKitMeta:
                     continue
                 raise PkmodelError(f"{source}: the take's meta has no '{key}'")
             values[attr] = _meta_value(obj[key], kind, key, source)
+        if not _CREATED_MIN <= values["created_at"] <= _CREATED_MAX:
+            raise PkmodelError(
+                f"{source}: 'createdAt' must be seconds since 2001-01-01 that give a date in "
+                f"the years 1 to 9999, got {values['created_at']!r}"
+            )
         if not _UUID.fullmatch(values["uuid"]):
             raise PkmodelError(f"{source}: 'uuid' must be a UUID, got {values['uuid']!r}")
         if values["joint_schema"] != JOINT_SCHEMA:
@@ -394,7 +406,40 @@ def frames_from_bytes(
     (one sentence naming ``source`` and the size) or, with ``allow_partial``, its whole records
     are read and ``warn`` (default: :func:`warnings.warn`) gets that sentence."""
     whole = check_frames_size(len(data), source, allow_partial, warn)
-    return np.frombuffer(data, dtype=FRAME_DTYPE, count=whole).copy()
+    return check_frames(np.frombuffer(data, dtype=FRAME_DTYPE, count=whole).copy(), source)
+
+
+# the name of each of a joint's ten values in a record, as the app's JSON export names them
+_COLUMN_NAMES = ("camera3D",) * 3 + ("playback3D",) * 3 + ("keypoint2D",) * 2 + (
+    "score2D", "depthConfidence"
+)  # fmt: skip
+
+
+def check_frames(frames: np.ndarray, source: str) -> np.ndarray:
+    """``frames`` when every timestamp is finite (and so is their span) and no joint value is
+    infinite (NaN means "none"), as pkmodel's take readers require; else one sentence naming
+    ``source``, the frame and the field."""
+    t = frames["timestamp"]
+    bad = np.flatnonzero(~np.isfinite(t))
+    if bad.size:
+        i = int(bad[0])
+        raise PkmodelError(
+            f"{source}: frame {i}: 'timestamp' must be a finite number, got {float(t[i])!r}"
+        )
+    if t.size and not math.isfinite(float(t.max()) - float(t.min())):
+        raise PkmodelError(
+            f"{source}: its timestamps span more seconds than a number holds "
+            f"({float(t.min())!r} to {float(t.max())!r})"
+        )
+    joints = frames["joints"]
+    bad = np.argwhere(np.isinf(joints))
+    if bad.size:
+        i, j, k = (int(v) for v in bad[0])
+        raise PkmodelError(
+            f"{source}: frame {i}: joint {DISPLAY_NAMES[j]}: '{_COLUMN_NAMES[k]}' must be a finite number "
+            f"or NaN, got {float(joints[i, j, k])!r}"
+        )
+    return frames
 
 
 def check_frames_size(
@@ -473,8 +518,11 @@ def _json_value(value: Any) -> float:
 def posekit_from_json(doc: Any, source: str) -> PoseKitTake:
     """The app's JSON export (``{"meta": ..., "frames": [...]}``) as a take: joints found by
     their display names, numbers or null / "nan" / NaN (NaN) in every numeric field."""
-    if not isinstance(doc, dict) or "frames" not in doc or "meta" not in doc:
+    if not isinstance(doc, dict) or ("frames" not in doc and "meta" not in doc):
         raise PkmodelError(f"{source} is not a PoseKit JSON export (no 'meta' and 'frames')")
+    for key in ("meta", "frames"):
+        if key not in doc:
+            raise PkmodelError(f"{source}: the PoseKit JSON export has no '{key}'")
     meta = PoseKitMeta.from_json(doc["meta"], source)
     frames_in = doc["frames"]
     if not isinstance(frames_in, list):
@@ -558,7 +606,7 @@ def read_posekit_zip(
         frames_source = f"{source} (frames.bin)"
         whole = check_frames_size(infos["frames.bin"].file_size, frames_source, allow_partial, warn)
         frames = np.frombuffer(read("frames.bin"), dtype=FRAME_DTYPE, count=whole).copy()
-        return PoseKitTake(meta, frames)
+        return PoseKitTake(meta, check_frames(frames, frames_source))
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -611,7 +659,8 @@ def _temporary_folder(target: Path) -> Path:
 
 def write_posekit_zip(take: PoseKitTake, path: str | Path) -> Path:
     """The app's ZIP export: stored (uncompressed) meta.json, frames.bin, frames.json, dated
-    with the take's createdAt (UTC): the same take gives the same bytes."""
+    with the take's createdAt (UTC; clamped to 1980-2107, the dates a ZIP holds): the same take
+    gives the same bytes."""
     meta = take.require_meta()
     contents = {
         "meta.json": meta.to_json().encode("utf-8"),
@@ -619,8 +668,9 @@ def write_posekit_zip(take: PoseKitTake, path: str | Path) -> Path:
         "frames.json": export_json_text(take).encode("utf-8"),
     }
     when = meta.created_datetime()
-    date_time = max((when.year, when.month, when.day, when.hour, when.minute, when.second),
-                    (1980, 1, 1, 0, 0, 0))  # fmt: skip
+    # ZIP dates run from 1980 to 2107: a take made outside them gets the nearest one
+    date_time = min(max((when.year, when.month, when.day, when.hour, when.minute, when.second),
+                        _ZIP_FIRST), _ZIP_LAST)  # fmt: skip
     path = Path(path)
     with atomic_open(path, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
         for name in ZIP_MEMBERS:
@@ -837,9 +887,17 @@ def image_size_of(take: Take, image_size: tuple[int, int] | None = None) -> tupl
         valid = isinstance(size, list) and len(size) == 2
         if valid and all(type(v) in (int, float) and v > 0 for v in size):
             return size[0], size[1]
+    name = meta.get("source") or meta.get("sequence") or ""
+    if isinstance(intrinsics, dict):
+        key = next((k for k in ("width", "height") if k not in intrinsics), None)
+        if key is not None and meta.get("image_size") is None:
+            raise PkmodelError(
+                f"take {name}: its metadata's 'intrinsics' has no '{key}', and normalised 2D "
+                "needs the image size: give it (--image-size WxH)"
+            )
     raise PkmodelError(
-        f"take {meta.get('source') or meta.get('sequence') or ''} does not say the size of its "
-        "image, which normalised 2D needs: give it (--image-size WxH)"
+        f"take {name} does not say the size of its image, which normalised 2D needs: give it "
+        "(--image-size WxH)"
     )
 
 
@@ -1016,12 +1074,31 @@ def load_take(
     ``.bin`` / ``.json`` / ``.zip`` exports; pkmodel's take.bin / take.json / take.zip or a
     folder holding them (a lift output). ``image_size`` gives an app take's 2D in pixels."""
     path = Path(path)
+    loaded = _load_any_take(path, allow_partial, image_size, warn)
+    if loaded.take.num_frames == 0:
+        raise PkmodelError(f"take {loaded.source} holds no frames")
+    return loaded
 
+
+# keys by which a JSON document is recognisably pkmodel's take rather than the app's export
+_PKMODEL_JSON_KEYS = ("format", "version", "metadata")
+# entries by which a ZIP is recognisably pkmodel's take
+_PKMODEL_ZIP_ENTRIES = {"take.bin", "take.json", "metadata.json"}
+
+
+def _load_any_take(
+    path: Path,
+    allow_partial: bool,
+    image_size: tuple[int, int] | None,
+    warn: Callable[[str], None] | None,
+) -> LoadedTake:
     def app(posekit: PoseKitTake, kind: str) -> LoadedTake:
         return LoadedTake(posekit_to_take(posekit, image_size, str(path)), kind, path, posekit)
 
     if not path.exists():
         raise PkmodelError(f"take {path} does not exist")
+    if path.is_file() and path.stat().st_size == 0:
+        raise PkmodelError(f"take file {path} is empty (0 bytes): it holds no frames")
     if path.is_dir():
         if (path / "meta.json").exists() or (path / "frames.bin").exists():
             return app(read_posekit_folder(path, allow_partial, warn), "PoseKit app take folder")
@@ -1039,6 +1116,11 @@ def load_take(
             names = set(zf.namelist())
         if "take.bin" in names:
             return LoadedTake(read_take_zip(path), "pkmodel take ZIP", path)
+        if names & _PKMODEL_ZIP_ENTRIES and not {"meta.json", "frames.bin"} <= names:
+            raise PkmodelError(
+                f"take file {path} is a pkmodel take ZIP without its take.bin entry (it holds "
+                f"{', '.join(sorted(names)) or 'nothing'})"
+            )
         return app(read_posekit_zip(path, allow_partial, warn), "PoseKit app ZIP export")
     if suffix == ".bin":
         try:
@@ -1062,7 +1144,11 @@ def load_take(
             doc = json.loads(_read_bytes(path, "take file").decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise PkmodelError(f"take file {path} cannot be read as JSON ({e})") from None
-        if isinstance(doc, dict) and "format" in doc:
+        if (
+            isinstance(doc, dict)
+            and "meta" not in doc
+            and any(k in doc for k in _PKMODEL_JSON_KEYS)
+        ):
             return LoadedTake(take_from_json(doc, f"take file {path}"), "pkmodel take JSON", path)
         return app(posekit_from_json(doc, f"take file {path}"), "PoseKit app JSON export")
     raise PkmodelError(
@@ -1119,7 +1205,7 @@ def describe_take(loaded: LoadedTake) -> list[tuple[str, str]]:
         lines += [(k, str(m[k])) for k in ("model", "sequence", "created_by") if m.get(k)]
     size = take.metadata.get("image_size")
     intr = take.metadata.get("intrinsics")
-    if isinstance(intr, dict) and "width" in intr:
+    if isinstance(intr, dict) and "width" in intr and "height" in intr:
         lines.append(("image size", f"{intr['width']} x {intr['height']} px"))
     elif isinstance(size, list) and size != [1, 1]:
         lines.append(("image size", f"{size[0]} x {size[1]} px"))

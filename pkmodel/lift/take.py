@@ -231,8 +231,9 @@ def take_from_json(doc: Any, source: str = "take JSON") -> Take:
     shape and range."""
     if not isinstance(doc, dict) or doc.get("format") != TAKE_FORMAT:
         raise PkmodelError(f"{source} is not a pkmodel take (no 'format': '{TAKE_FORMAT}')")
-    if "version" not in doc:
-        raise PkmodelError(f"{source} has no 'version'")
+    for key in ("version", "metadata", "frames"):
+        if key not in doc:
+            raise PkmodelError(f"{source} has no '{key}'")
     version = doc["version"]
     if type(version) is not int or version < 1:
         raise PkmodelError(f"{source}: 'version' must be a whole number from 1, got {version!r}")
@@ -376,8 +377,13 @@ def _read_binary(read: Callable[[int], bytes], size: int, source: str) -> Take:
     """A take binary of ``size`` bytes from a stream: the fixed header first, checked against
     ``size`` (magic, version, record size, frame count), and only then the rest."""
     head = read(_HEADER.size)
-    if len(head) < _HEADER.size or head[:8] != BINARY_MAGIC:
+    if head[:8] != BINARY_MAGIC[: len(head)] or not head:
         raise PkmodelError(f"{source} is not a pkmodel take binary (bad magic)")
+    if len(head) < _HEADER.size:
+        raise PkmodelError(
+            f"{source} is truncated: {len(head)} bytes, shorter than the {_HEADER.size}-byte "
+            "header of a pkmodel take binary"
+        )
     _, version, j, frames, rec_size, header_size, n_fields, meta_size = _HEADER.unpack(head)
     if version > TAKE_VERSION:
         raise PkmodelError(f"{source} is take version {version}; this reads up to {TAKE_VERSION}")

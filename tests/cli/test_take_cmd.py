@@ -4,6 +4,7 @@ writing the PoseKit app's takes."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import zipfile
 
@@ -214,3 +215,149 @@ def test_lift_writes_the_apps_take(sequence, tmp_path):
     )
     result = take("info", folder / "posekit_take")
     assert result.exit_code == 0 and "frames:" in result.output
+
+
+def test_convert_refuses_to_rename_over_a_fifo(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    result = take("convert", app_folder(tmp_path), fifo, "-f", "csv", "--force")
+    assert result.exit_code == 2 and "it is not a regular file" in result.output, result.output
+    assert fifo.is_fifo()
+
+
+@pytest.mark.parametrize(
+    "option", [("--frames", "0"), ("--frames", "-3"), ("--set", "lift.sheet_frames=-1")]
+)
+def test_plot_checks_frames_before_writing_anything(tmp_path, option):
+    result = take("plot", app_folder(tmp_path), "-o", tmp_path / "pf", *option)
+    assert result.exit_code == 2 and "lift.sheet_frames" in result.output, result.output
+    assert "must be >= 1" in result.output and not (tmp_path / "pf").exists()
+
+
+def test_a_failed_plot_keeps_the_earlier_pictures(tmp_path, monkeypatch):
+    folder = app_folder(tmp_path)
+    assert take("plot", folder, "-o", tmp_path / "pf", "--frames", 2).exit_code == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "pf").iterdir()}
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr("pkmodel.lift.pipeline.plot_canonical_sheet", fail)
+    result = take("plot", folder, "-o", tmp_path / "pf", "--force", "--frames", 3)
+    assert result.exit_code != 0
+    assert {p.name: p.read_bytes() for p in (tmp_path / "pf").iterdir()} == before
+
+
+def with_meta(tmp_path, **values) -> object:
+    folder = app_folder(tmp_path)
+    meta = json.loads((folder / "meta.json").read_text())
+    meta.update(values)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.mark.parametrize("created", [1e12, -1e11, 1e300])
+def test_a_created_at_that_is_no_date_is_refused(tmp_path, created):
+    folder = with_meta(tmp_path, createdAt=created)
+    for args in (("info", folder), ("convert", folder, tmp_path / "o.zip", "-f", "zip")):
+        result = take(*args)
+        assert result.exit_code == 2, result.output
+        assert "'createdAt' must be seconds since 2001-01-01" in result.output
+    assert not (tmp_path / "o.zip").exists()
+
+
+@pytest.mark.parametrize(("created", "date"), [(1e10, (2107, 12, 31, 23, 59, 58)),
+                                               (-1e10, (1980, 1, 1, 0, 0, 0))])  # fmt: skip
+def test_the_zip_dates_a_take_outside_1980_2107_at_the_nearest_end(tmp_path, created, date):
+    folder = with_meta(tmp_path, createdAt=created)
+    result = take("convert", folder, tmp_path / "o.zip", "-f", "zip")
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(tmp_path / "o.zip") as zf:
+        assert {i.date_time for i in zf.infolist()} == {date}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "sentence"),
+    [
+        ("timestamp", np.inf, "frame 1: 'timestamp' must be a finite number, got inf"),
+        ("score", -np.inf, "frame 1: joint L-Ear: 'score2D' must be a finite number or NaN"),
+        ("camera", np.inf, "frame 1: joint L-Ear: 'camera3D' must be a finite number or NaN"),
+    ],
+)
+def test_infinite_values_in_frames_bin_are_refused(tmp_path, field, value, sentence):
+    from pkmodel.lift.posekit_take import FRAME_DTYPE
+
+    folder = app_folder(tmp_path / "app")
+    frames = np.fromfile(folder / "frames.bin", dtype=FRAME_DTYPE)
+    if field == "timestamp":
+        frames["timestamp"][1] = value
+    else:
+        frames["joints"][1, 3, 8 if field == "score" else 2] = value
+    frames.tofile(folder / "frames.bin")
+    for kind in ("pkmodel", "zip"):
+        src = folder if kind == "pkmodel" else tmp_path / "app.zip"
+        if kind == "zip":
+            with zipfile.ZipFile(src, "w") as zf:
+                zf.write(folder / "meta.json", "meta.json")
+                zf.write(folder / "frames.bin", "frames.bin")
+        result = take("convert", src, tmp_path / f"out_{kind}", "-f", "pkmodel")
+        assert result.exit_code == 2 and sentence in result.output, result.output
+        assert not (tmp_path / f"out_{kind}").exists()
+
+
+@pytest.mark.parametrize("score", ["5", "-1", "nan", "inf"])
+def test_min_score_must_be_in_0_1(tmp_path, score):
+    result = take("convert", app_folder(tmp_path), tmp_path / "o", "-f", "posekit",
+                  "--min-score", score)  # fmt: skip
+    assert result.exit_code == 2 and "lift.min_score" in result.output, result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_empty_or_frameless_take_is_refused(tmp_path):
+    from pkmodel.lift.take import Take, take_to_bytes
+
+    (tmp_path / "e.bin").write_bytes(b"")
+    for args in (("info", tmp_path / "e.bin"), ("convert", tmp_path / "e.bin", tmp_path / "o",
+                                                 "-f", "posekit")):  # fmt: skip
+        result = take(*args)
+        assert result.exit_code == 2 and "is empty (0 bytes)" in result.output, result.output
+    assert not (tmp_path / "o").exists()
+    loaded = load_take(app_folder(tmp_path / "app")).take
+    empty = Take(loaded.metadata, *(getattr(loaded, n)[:0] for n in (
+        "timestamp", "index", "keypoints_2d", "scores", "joints_camera", "joints_canonical",
+        "origin", "rotation")))  # fmt: skip
+    (tmp_path / "z.bin").write_bytes(take_to_bytes(empty))
+    result = take("info", tmp_path / "z.bin")
+    assert result.exit_code == 2 and "holds no frames" in result.output, result.output
+
+
+def test_messages_name_what_a_pkmodel_take_lacks(tmp_path):
+    folder = app_folder(tmp_path / "app")
+    assert take("convert", folder, tmp_path / "pk.json", "-f", "pkmodel").exit_code == 0
+    assert take("convert", folder, tmp_path / "pk.zip", "-f", "pkmodel").exit_code == 0
+    doc = json.loads((tmp_path / "pk.json").read_text())
+    del doc["format"]
+    (tmp_path / "nofmt.json").write_text(json.dumps(doc))
+    result = take("info", tmp_path / "nofmt.json")
+    assert "is not a pkmodel take (no 'format'" in result.output, result.output
+    with zipfile.ZipFile(tmp_path / "pk.zip") as zf, zipfile.ZipFile(tmp_path / "nb.zip", "w") as o:
+        for name in ("metadata.json", "take.json"):
+            o.writestr(name, zf.read(name))
+    result = take("info", tmp_path / "nb.zip")
+    assert result.exit_code == 2 and "pkmodel take ZIP without its take.bin" in result.output
+    binary = load_take(tmp_path / "pk.json")
+    from pkmodel.lift.take import take_to_bytes
+
+    (tmp_path / "cut.bin").write_bytes(take_to_bytes(binary.take)[:30])
+    result = take("info", tmp_path / "cut.bin")
+    assert result.exit_code == 2 and "is truncated: 30 bytes" in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name"),
+    [("posekit", "x.zip"), ("pkmodel", "x.csv"), ("zip", "x.bin"), ("csv", "x.json")],  # fmt: skip
+)
+def test_an_output_suffix_that_contradicts_the_format_is_refused(tmp_path, fmt, name):
+    result = take("convert", app_folder(tmp_path / "app"), tmp_path / name, "-f", fmt)
+    assert result.exit_code == 2 and f"which --format {fmt} does not write" in result.output
+    assert not (tmp_path / name).exists()

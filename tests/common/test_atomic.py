@@ -45,3 +45,27 @@ def test_remove_interrupted_writes_takes_only_the_named_files_leftovers(tmp_path
     assert sorted(p.name for p in removed) == [".best.pt.x.tmp", ".last.pt.k2j3.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.y.tmp", "last.pt"]
     assert remove_interrupted_writes(tmp_path / "absent", ["last.pt"]) == []
+
+
+def test_a_fifo_or_device_is_never_renamed_over(tmp_path):
+    from pkmodel.common.atomic import atomic_replace_dir, atomic_write_bytes, check_writable
+    from pkmodel.common.errors import PkmodelError
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(PkmodelError, match=f"^cannot write {fifo}: it is not a regular file$"):
+        atomic_write_bytes(fifo, b"data")
+    folder = tmp_path / "new"
+    folder.mkdir()
+    with pytest.raises(PkmodelError, match="it is not a regular file or a folder"):
+        atomic_replace_dir(folder, fifo)
+    with pytest.raises(PkmodelError, match="it is not a regular file or a folder"):
+        check_writable(fifo, "the output")
+    assert fifo.is_fifo() and folder.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "new"]  # no temporary left
+    # a regular file and a folder are still replaced
+    (tmp_path / "file").write_text("old")
+    atomic_write_bytes(tmp_path / "file", b"new")
+    assert (tmp_path / "file").read_bytes() == b"new"
+    atomic_replace_dir(folder, tmp_path / "file")
+    assert (tmp_path / "file").is_dir()

@@ -17,7 +17,9 @@ from pkmodel.lift.take import (
     read_take_json,
     read_take_zip,
     record_dtype,
+    take_from_json,
     take_to_bytes,
+    take_to_json,
     write_take,
 )
 
@@ -329,3 +331,21 @@ def test_binary_metadata_must_name_every_joint(tmp_path):
         match=r"names.bin: its metadata must be an object whose 'joint_names' lists 19 names$",
     ):
         read_take_binary(tmp_path / "names.bin")
+
+
+def test_a_cut_take_binary_is_truncated_not_bad_magic(tmp_path):
+    data = take_to_bytes(make_take(3))
+    for size in (5, 10, 30):
+        (tmp_path / "t.bin").write_bytes(data[:size])
+        with pytest.raises(PkmodelError, match=f"is truncated: {size} bytes, shorter than"):
+            read_take_binary(tmp_path / "t.bin")
+    (tmp_path / "t.bin").write_bytes(b"NOTATAKE" + data[8:])
+    with pytest.raises(PkmodelError, match="bad magic"):
+        read_take_binary(tmp_path / "t.bin")
+
+
+def test_take_json_without_metadata_names_it():
+    doc = take_to_json(make_take(2))
+    del doc["metadata"]
+    with pytest.raises(PkmodelError, match="^take JSON has no 'metadata'$"):
+        take_from_json(doc)
