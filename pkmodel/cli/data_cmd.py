@@ -121,6 +121,11 @@ def stats_command(
     png = out or labels.parent / f"stats_{labels.stem}.png"
     if png.suffix.lower() != ".png":
         raise PkmodelError(f"--out {png} must end in .png")
+    for written in (png, png.with_suffix(".json")):
+        if written.resolve() == labels.resolve():
+            raise PkmodelError(
+                f"--out {png} would write {written}, the input labels: choose another --out"
+            )
     stats = write_stats(labels, png, png.with_suffix(".json"))
     typer.echo(format_stats(stats))
     typer.echo(f"wrote {png} and {png.with_suffix('.json')}")

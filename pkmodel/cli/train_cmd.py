@@ -66,6 +66,12 @@ def train_command(
     if max_steps is not None and max_steps < 1:
         raise PkmodelError(f"--max-steps {max_steps} must be at least 1")
     resume_path = None
+    # the parameter itself holds no value: config_command moved it into cfg
+    if resume and cfg.sources.get("train.finetune") == "--finetune":
+        raise PkmodelError(
+            "--finetune starts a run from other weights and --resume continues OUT/last.pt: "
+            "give one of them"
+        )
     if resume:
         resume_path = Path(cfg.train.out_dir) / "last.pt"
         if not resume_path.is_file():
@@ -73,6 +79,13 @@ def train_command(
     result = train(
         cfg, resume=resume_path, progress=not quiet, max_steps=max_steps, overwrite=force
     )
+    if resume_path is not None and result.epochs_run == 0:
+        typer.echo(
+            f"nothing to train: {resume_path} has already trained {result.resumed_from} "
+            f"epoch(s) and train.epochs is {cfg.train.epochs} (give a larger --epochs to train "
+            f"on); best AP {result.best_ap:.4f} at epoch {result.best_epoch}"
+        )
+        return
     typer.echo(
         f"done: {result.epochs_run} epoch(s) in {result.seconds:.0f} s; best AP "
         f"{result.best_ap:.4f} at epoch {result.best_epoch}; checkpoints in {result.out_dir}"

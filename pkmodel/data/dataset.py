@@ -23,7 +23,7 @@ from pkmodel.common.draw import OTHER_COLOR, draw_center, draw_skeleton, image_g
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.geometry import letterbox_image, letterbox_params
 from pkmodel.common.skeleton import FLIP_INDEX, NUM_JOINTS
-from pkmodel.data.labels import read_labels
+from pkmodel.data.labels import first_bad_sample, read_labels
 from pkmodel.data.targets import encode_targets
 from pkmodel.model.outputs import OUTPUT_STRIDE
 
@@ -61,33 +61,6 @@ def input_to_image(
     pts[..., 0] = boxes[..., 0] + pts[..., 0] * scale
     pts[..., 1] = boxes[..., 1] + pts[..., 1] * scale
     return pts
-
-
-_SAMPLE_SHAPES = {"keypoints": (NUM_JOINTS, 3), "center": (2,), "crop_box": (3,)}  # box: x, y, side
-
-
-def _first_bad_sample(samples: list[dict[str, Any]]) -> str | None:
-    """``samples[i].field: ...`` for the first sample that cannot become the arrays (or None)."""
-    for i, sample in enumerate(samples):
-        if not isinstance(sample, dict):
-            return f"samples[{i}] is not an object"
-        if not isinstance(sample.get("image"), str):
-            return f"samples[{i}].image must be a file name"
-        people = [("", sample)] + [
-            (f".others[{j}]", o) for j, o in enumerate(sample.get("others") or [])
-        ]
-        for prefix, item in people:
-            for name, shape in _SAMPLE_SHAPES.items():
-                if prefix and name == "crop_box":
-                    continue
-                try:
-                    value = np.asarray(item[name], np.float64)
-                except (KeyError, TypeError, ValueError):
-                    return f"samples[{i}]{prefix}.{name} is missing or not numbers"
-                if value.shape != shape:
-                    want = " x ".join(map(str, shape))
-                    return f"samples[{i}]{prefix}.{name} must be {want} numbers, got shape {value.shape}"  # fmt: skip
-    return None
 
 
 class PoseDataset(torch.utils.data.Dataset):
@@ -128,7 +101,7 @@ class PoseDataset(torch.utils.data.Dataset):
             self.others_keypoints = np.array([o["keypoints"] for o in flat], np.float64).reshape(-1, NUM_JOINTS, 3)  # fmt: skip
             self.others_centers = np.array([o["center"] for o in flat], np.float64).reshape(-1, 2)
         except (KeyError, ValueError, TypeError) as e:
-            where = _first_bad_sample(samples) or str(e)
+            where = first_bad_sample(samples) or str(e)
             raise PkmodelError(
                 f"prepared labels {self.labels_path} are malformed ({where})"
             ) from None

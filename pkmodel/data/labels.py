@@ -35,6 +35,10 @@ def read_labels(path: str | Path) -> dict[str, Any]:
     """Load prepared labels and check their schema, ``crop_size`` (a whole number of pixels)
     and ``samples`` (a list); mistakes are one PkmodelError."""
     path = Path(path)
+    if path.is_dir():
+        raise PkmodelError(
+            f"prepared labels {path} is a folder, not a labels file (give DATASET_DIR/NAME.json)"
+        )
     if not path.is_file():
         raise PkmodelError(f"prepared labels {path} do not exist (run `pkmodel prepare-coco`)")
     try:
@@ -83,6 +87,50 @@ def keypoints_array(samples: list[dict[str, Any]], path: str | Path) -> np.ndarr
     except (KeyError, ValueError, TypeError) as e:
         raise PkmodelError(f"prepared labels {path} have malformed 'keypoints' ({e})") from None
     return kp
+
+
+# what each person of a sample holds (crop_box: the main person's only; x, y, side)
+SAMPLE_SHAPES = {"keypoints": (NUM_JOINTS, 3), "center": (2,), "crop_box": (3,)}
+
+
+def sample_problem(
+    i: int, sample: Any, shapes: dict[str, tuple[int, ...]] = SAMPLE_SHAPES
+) -> str | None:
+    """``samples[i].field ...``: what in one sample cannot become the arrays of ``shapes``, or
+    a ``source`` tag that is not text (None when it is fine)."""
+    if not isinstance(sample, dict):
+        return f"samples[{i}] is not an object"
+    if not isinstance(sample.get("image"), str):
+        return f"samples[{i}].image must be a file name"
+    if sample.get("source") is not None and not isinstance(sample["source"], str):
+        return f"samples[{i}].source is {sample['source']!r}, not a text tag"
+    others = sample.get("others") or []
+    if not isinstance(others, list):
+        return f"samples[{i}].others is a {type(others).__name__}, not a list"
+    people = [("", sample)] + [(f".others[{j}]", o) for j, o in enumerate(others)]
+    for prefix, item in people:
+        for name, shape in shapes.items():
+            if prefix and name == "crop_box":
+                continue
+            try:
+                value = np.asarray(item[name], np.float64)
+            except (KeyError, TypeError, ValueError, IndexError):
+                return f"samples[{i}]{prefix}.{name} is missing or not numbers"
+            if value.shape != shape:
+                want = " x ".join(map(str, shape))
+                return f"samples[{i}]{prefix}.{name} must be {want} numbers, got shape {value.shape}"  # fmt: skip
+    return None
+
+
+def first_bad_sample(
+    samples: list[Any], shapes: dict[str, tuple[int, ...]] = SAMPLE_SHAPES
+) -> str | None:
+    """``sample_problem`` of the first sample that has one (or None)."""
+    for i, sample in enumerate(samples):
+        problem = sample_problem(i, sample, shapes)
+        if problem is not None:
+            return problem
+    return None
 
 
 def checked_relative(image: str, where: str) -> PurePosixPath:

@@ -25,6 +25,8 @@ from pkmodel.common.errors import PkmodelError
 from pkmodel.common.images import VIDEO_SUFFIXES
 
 MANIFEST = "frames.json"
+# --every below this (1000 frames a second) is a mistake, not a sampling rate
+MIN_EVERY_S = 0.001
 
 
 @dataclass
@@ -53,7 +55,8 @@ def frames_every(fps: float, frame_count: int, every_s: float) -> np.ndarray:
     if fps <= 0 or frame_count <= 0:
         return np.zeros(0, np.int64)
     duration = frame_count / fps
-    times = np.arange(0.0, duration, every_s)
+    # a step shorter than one frame would only repeat frames (and make a huge array first)
+    times = np.arange(0.0, duration, max(every_s, 1.0 / fps))
     idx = np.floor(times * fps + 0.5).astype(np.int64)
     return np.unique(idx[idx < frame_count])
 
@@ -186,8 +189,11 @@ def extract_frames(
 
     if (every_s is None) == (count is None):
         raise PkmodelError("give exactly one of --every SECONDS or --count K")
-    if every_s is not None and not every_s > 0:
-        raise PkmodelError(f"--every must be a positive number of seconds, got {every_s}")
+    if every_s is not None and not (MIN_EVERY_S <= every_s < math.inf):
+        raise PkmodelError(
+            f"--every {every_s} must be a finite number of seconds of at least {MIN_EVERY_S:g} "
+            "(shorter than a frame takes every frame)"
+        )
     if count is not None and count < 1:
         raise PkmodelError(f"--count must be at least 1, got {count}")
     if not 1 <= jpeg_quality <= 100:

@@ -98,6 +98,20 @@ def inner_parts(rel: PurePosixPath) -> tuple[str, ...]:
     return tuple(p for p in parts if p not in ("..", "."))
 
 
+def _check_no_escape(rel: PurePosixPath, where: str) -> None:
+    """Refuse '..' in a crop path, except the leading ones before an 'imgs' folder that
+    `data split --out` writes (a crop of another dataset folder): a merge never links files
+    from elsewhere into OUT as crops."""
+    parts = rel.parts
+    ups = next((n for n, p in enumerate(parts) if p != ".."), len(parts))
+    rest = parts[ups:]
+    if ".." in rest or (ups and "imgs" not in rest[:-1]):
+        raise PkmodelError(
+            f"{where}: image path '{rel}' goes up with '..' outside a prepared 'imgs' folder; "
+            "crop paths must stay inside the dataset folders"
+        )
+
+
 def place_file(src: Path, dst: Path, mode: str) -> str:
     """Put ``src`` at ``dst`` via a temporary name: 'linked', 'copied' or 'reused'."""
     size = src.stat().st_size
@@ -172,6 +186,7 @@ def merge_labels(
         nested = "merged_from" in data  # an earlier merge: keep its tags under this one
         for i, s in enumerate(data["samples"]):
             rel = checked_relative(s["image"], f"{path} samples[{i}]")
+            _check_no_escape(rel, f"{path} samples[{i}]")
             dst_rel = "/".join(("imgs", name, tag, *inner_parts(rel)))
             src = path.parent / rel
             if not src.is_file():

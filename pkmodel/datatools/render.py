@@ -23,7 +23,8 @@ from pkmodel.common.draw import (
 )
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.images import read_rgb
-from pkmodel.data.labels import checked_relative, load_labels
+from pkmodel.common.skeleton import NUM_JOINTS
+from pkmodel.data.labels import checked_relative, load_labels, sample_problem
 
 SHEET_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -83,13 +84,24 @@ def render_labels(
     labels, out = Path(labels), Path(out)
     if count < 0 or cols < 1:
         raise PkmodelError("--count must be >= 0 and --cols >= 1")
+    if seed < 0:
+        raise PkmodelError(f"--seed {seed} must be a whole number >= 0")
     data = load_labels(labels)
     samples = data["samples"]
     chosen = pick_samples(samples, count, random, seed, source)
     if len(chosen) == 0:
         what = f" with source '{source}'" if source is not None else ""
         raise PkmodelError(f"prepared labels {labels} hold no samples{what} to draw")
+    for i in chosen:  # what draw_sample reads, before anything is drawn
+        problem = sample_problem(int(i), samples[int(i)], {"keypoints": (NUM_JOINTS, 3)})
+        if problem is not None:
+            raise PkmodelError(f"prepared labels {labels} are malformed ({problem})")
     sheet = out.suffix.lower() in SHEET_SUFFIXES
+    if sheet and out.is_file() and "imgs" in out.resolve().parts[:-1]:
+        raise PkmodelError(
+            f"--out {out} is an existing crop of a prepared dataset (under an 'imgs' folder): "
+            "give another --out"
+        )
     pictures = []
     for i in tqdm(chosen, unit="img", desc="render", disable=not progress):
         s = samples[int(i)]

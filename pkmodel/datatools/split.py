@@ -96,6 +96,8 @@ def split_labels(
     for name in (train_name, val_name):
         if not name or "/" in name or name.startswith("."):
             raise PkmodelError(f"split name '{name}' must be a plain file name (e.g. train)")
+    if seed < 0:
+        raise PkmodelError(f"--seed {seed} must be a whole number >= 0")
     if train_name == val_name:
         raise PkmodelError(f"train and val names are both '{train_name}': give two names")
     data = load_labels(labels)

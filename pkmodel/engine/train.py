@@ -45,8 +45,9 @@ from pkmodel.engine.evaluate import evaluate_model
 from pkmodel.engine.optim import LRSchedule, ModelEMA, build_optimizer
 from pkmodel.engine.posekit_import import calibrate_batch_norms, finetune_weights
 from pkmodel.engine.runlog import RunLog
+from pkmodel.engine.scoring import annotation_file, labels_header, sample_ids
 from pkmodel.mlprogram.run import is_coreml_path
-from pkmodel.model.checkpoint import load_checkpoint, save_checkpoint
+from pkmodel.model.checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from pkmodel.model.loss import PoseLoss
 from pkmodel.model.network import build_model
 
@@ -65,6 +66,7 @@ class TrainResult:
     last_metrics: dict[str, Any]
     seconds: float
     stopped_early: bool
+    resumed_from: int = 0  # the epochs the resumed checkpoint had already trained
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -115,10 +117,16 @@ class Run:
             "config": self.cfg.to_dict(),
         }
 
-    def load(self, checkpoint: dict[str, Any]) -> int:
-        """Continue from a checkpoint of this run; returns the epoch it ended."""
+    def load(self, checkpoint: dict[str, Any], path: Path) -> int:
+        """Continue from ``path``'s checkpoint of this run; returns the epoch it ended."""
         self.model.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        try:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise PkmodelError(
+                f"{path} cannot be resumed: its 'optimizer' does not fit this model's "
+                f"optimizer ({e})"
+            ) from None
         self.schedule.load_state_dict(checkpoint["scheduler"])
         if self.scaler is not None and checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
@@ -314,15 +322,27 @@ def train(
                     f"cannot resume from {resume}: it is a PoseKit state dict (weights only); "
                     "start from it with --finetune"
                 )
+            check_resumable(checkpoint, resume)
             _adopt_finetune_arch(cfg, checkpoint["config"], resume)
             _check_resume_config(cfg, checkpoint["config"], resume)
         run, dataset = _build_run(cfg, dist, device, checkpoint, progress, max_steps)
-        start_epoch = run.load(checkpoint) if checkpoint is not None else 0
+        start_epoch = run.load(checkpoint, resume) if checkpoint and resume else 0
         if checkpoint is not None:
             saved_train = checkpoint["config"].get("train", {})
             if cfg.train.minutes > 0 and float(saved_train.get("minutes", 0.0)) > 0:
                 # The budget chose the epochs after epoch 1; the resumed run keeps them.
                 cfg.set("train.epochs", int(saved_train["epochs"]), "time budget (checkpoint)")
+            if start_epoch >= cfg.train.epochs:  # nothing to train: nothing is touched
+                return TrainResult(
+                    out_dir=Path(cfg.train.out_dir),
+                    epochs_run=0,
+                    best_ap=float(run.best["ap"]),
+                    best_epoch=int(run.best["epoch"]),
+                    last_metrics={},
+                    seconds=time.perf_counter() - t0,
+                    stopped_early=False,
+                    resumed_from=start_epoch,
+                )
         if dist.enabled:
             ids = [device.index] if device.type == "cuda" else None
             run.model = nn.parallel.DistributedDataParallel(run.model, device_ids=ids)
@@ -375,6 +395,10 @@ def _build_run(
     loss_fn = PoseLoss(cfg.loss, sync_counts=dist.enabled).to(device)
 
     dataset = PoseDataset(labels_path(cfg, cfg.data.train_split), cfg, train=True)
+    # the validation labels too, now: a mistake in them must not wait for the first epoch's end
+    val_labels = labels_path(cfg, cfg.data.val_split)
+    sample_ids(PoseDataset(val_labels, cfg, train=False).samples, val_labels)
+    annotation_file(val_labels, labels_header(val_labels), None)
     steps_per_epoch = (len(dataset) // dist.world_size) // per_process_batch(cfg, dist)
     if steps_per_epoch == 0:
         raise PkmodelError(
@@ -517,6 +541,7 @@ def _loop(
         last_metrics=last_metrics,
         seconds=time.perf_counter() - t0,
         stopped_early=stopped_early,
+        resumed_from=start_epoch if resumed else 0,
     )
 
 

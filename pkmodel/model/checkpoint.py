@@ -193,3 +193,61 @@ def _misfit(wanted: dict[str, Any], weights: dict[str, Any]) -> str | None:
 
 def _shape(tensor: Any) -> str:
     return " x ".join(map(str, tensor.shape)) or "a scalar"
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _training_state_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with the training state `pkmodel train` writes (None when it is fine)."""
+    import torch
+
+    for entry in ("optimizer", "scheduler", "rng", "epoch", "step", "best"):
+        if entry not in state:
+            return f"no '{entry}' entry"
+    optimizer = state["optimizer"]
+    if not (
+        isinstance(optimizer, dict)
+        and isinstance(optimizer.get("state"), dict)
+        and isinstance(optimizer.get("param_groups"), list)
+        and optimizer["param_groups"]
+        and all(
+            isinstance(g, dict) and isinstance(g.get("params"), list)
+            for g in optimizer["param_groups"]
+        )  # fmt: skip
+    ):
+        return f"'optimizer' is {_shown(optimizer)}, not an optimizer state with parameter groups"
+    scheduler = state["scheduler"]
+    keys = ("plateau_factor", "plateau_best", "plateau_bad")
+    if not (isinstance(scheduler, dict) and all(_number(scheduler.get(k)) for k in keys)):
+        return f"'scheduler' is {_shown(scheduler)}, not a schedule state with {', '.join(keys)}"
+    rng = state["rng"]
+    if not isinstance(rng, dict):
+        return f"'rng' is {_shown(rng)}, not a dict of random states"
+    # python_pos is random.getstate()'s last item (None or a float), taken as it is
+    kinds = {"python": list, "python_pos": object, "numpy": torch.Tensor, "numpy_pos": int, "torch": torch.Tensor}  # fmt: skip
+    for key, kind in kinds.items():
+        if key not in rng or not isinstance(rng[key], kind):
+            return f"'rng' has {_shown(rng.get(key))} under {key!r}, not a {kind.__name__}"
+    if rng["torch"].dtype != torch.uint8 or rng["numpy"].numel() != 624:  # MT19937's key
+        return "'rng' holds torch or numpy random states of the wrong size or type"
+    for entry in ("epoch", "step"):
+        if not _whole(state[entry]):
+            return f"'{entry}' is {_shown(state[entry])}, not a whole number >= 0"
+    best = state["best"]
+    if not (isinstance(best, dict) and all(_number(best.get(k)) for k in ("ap", "epoch", "bad"))):
+        return f"'best' is {_shown(best)}, not a record of ap, epoch and bad"
+    return None
+
+
+def check_resumable(state: dict[str, Any], path: str | Path) -> None:
+    """A checkpoint that `train --resume` can continue: the training state entries are there and
+    of the right kinds; else one PkmodelError naming the file and the entry."""
+    problem = _training_state_problem(state)
+    if problem is not None:
+        raise PkmodelError(f"{path} cannot be resumed: {problem}")

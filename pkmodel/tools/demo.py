@@ -25,6 +25,7 @@ from pkmodel.common.devices import select_device
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.runtime import usable_cores
 from pkmodel.config import Config, apply_set, format_config
+from pkmodel.config.rules import RuleError
 from pkmodel.export.onnx import onnx_session
 from pkmodel.tools.benchmark.timing import median_ms
 
@@ -122,10 +123,26 @@ def demo_config(base: Config, out: Path, quick: bool, overrides: list[str]) -> C
     for key, value in paths.items():
         cfg.set(key, value, "demo")
     apply_set(cfg, overrides)
+    # every section the steps read, and the devices, now: not after data was made and prepared
+    try:
+        cfg.check()
+    except RuleError as e:
+        raise PkmodelError(cfg.explain(e)) from None
+    device = _demo_device(cfg, "train.device").type
+    _demo_device(cfg, "lift.device")
     if not quick and not cfg.sources.get("train.workers", "").startswith("--set"):
-        device = select_device(cfg.train.device).type  # an absent device fails now, at once
         cfg.set("train.workers", demo_workers(device, usable_cores()), "demo")
     return cfg
+
+
+def _demo_device(cfg: Config, key: str) -> Any:
+    """select_device for ``key``; an absent device names where the demo's value came from
+    (the demo has no --device option)."""
+    try:
+        return select_device(getattr(cfg, key.split(".")[0]).device, key=key)
+    except PkmodelError as e:
+        source = cfg.sources.get(key, "default")
+        raise PkmodelError(str(e).replace("(--device)", f"(from {source})", 1)) from None
 
 
 @dataclass
@@ -172,8 +189,18 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run every step; returns the summary (also written to ``OUT/summary.json``)."""
     out = out.resolve()
+    cfg = demo_config(base, out, quick, overrides or [])  # checked before anything is written
+    created = not out.exists()
+    try:
+        return _run_steps(cfg, out, echo, quiet)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # made by this run and left empty: nothing of it to keep
+        raise
+
+
+def _run_steps(cfg: Config, out: Path, echo: Callable[[str], None], quiet: bool) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
-    cfg = demo_config(base, out, quick, overrides or [])
     config_path = out / "config.toml"
     atomic_write_text(config_path, format_config(cfg))
     echo(f"demo: config written to {config_path} (every step below reads it)")

@@ -172,3 +172,14 @@ def test_sessions_timed_in_turns_do_not_spin(tmp_path):
     assert quiet.get_session_config_entry(key) == "0"
     with pytest.raises(RuntimeError, match="does not have configuration"):
         default.get_session_config_entry(key)  # unset: onnxruntime's default (spinning)
+
+
+def test_out_that_is_another_kind_of_file_is_refused(tmp_path):
+    from pkmodel.tools.benchmark.run import SCHEMA, check_out_path
+
+    labels = tmp_path / "val.json"
+    labels.write_text('{"schema": "pkmodel.prepared", "samples": []}')
+    with pytest.raises(PkmodelError, match="not a benchmark result"):
+        check_out_path(labels)
+    (tmp_path / "b.json").write_text(json.dumps({"schema": SCHEMA}))
+    assert check_out_path(tmp_path / "b.json") == tmp_path / "b.json"  # a rerun replaces it

@@ -80,3 +80,25 @@ def test_quick_demo_runs_the_whole_chain(tmp_path):
         assert f in summary["files"] and (out / f).is_file(), f
     # The written config re-runs any step as the demo ran it.
     assert load_config(out / "config.toml", [], env={}).train.out_dir == out / "train"
+
+
+def test_demo_checks_its_config_before_writing_anything(tmp_path):
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(out), "--set", "model.input_size=65"])  # fmt: skip
+    assert result.exit_code == 2 and "model.input_size from --set" in result.output
+    assert "make-synthetic" not in result.output and not out.exists()
+    if not torch_cuda_available():
+        result = runner.invoke(app, ["demo", "--quick", "--out", str(out), "--set", "train.device=cuda"])  # fmt: skip
+        assert result.exit_code == 2 and "train.device (from --set)" in result.output
+        assert "--device" not in result.output and not out.exists()
+
+
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import math
 import os
 import platform
@@ -736,11 +737,24 @@ def write_result(path: Path, result: dict[str, Any]) -> None:
     atomic_write_json(path, result)
 
 
+def _is_benchmark_json(path: Path) -> bool:
+    """Whether ``path`` holds a JSON object an earlier benchmark wrote (rerunning replaces it)."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("schema") == SCHEMA
+
+
 def check_out_path(path: Path) -> Path:
     """Fail before a long run when the JSON cannot be written there."""
 
     path = Path(path)
     if path.is_dir():
         raise PkmodelError(f"--out {path} is a folder; give a file name such as benchmark.json")
+    if path.is_file() and not _is_benchmark_json(path):
+        raise PkmodelError(
+            f"--out {path} is an existing file that is not a benchmark result; give another name"
+        )
     check_writable(path, "--out")
     return path
