@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -148,13 +150,19 @@ def _tiny_checkpoint(path, **model_keys):
     ],
 )  # fmt: skip
 def test_a_bad_entry_is_one_sentence_naming_the_file(tmp_path, change, says):
+    path, message = _refusal(tmp_path, change, load_checkpoint)
+    assert message == f"{path}: {says}"
+
+
+def _refusal(tmp_path, change, load) -> tuple[Path, str]:
+    """A tiny checkpoint changed by ``change``, and the PkmodelError ``load`` raises on it."""
     path = tmp_path / "c.pt"
     state = _tiny_checkpoint(path)
     change(state)
     torch.save(state, path)
     with pytest.raises(PkmodelError) as info:
-        load_checkpoint(path)
-    assert str(info.value) == f"{path}: {says}"
+        load(path)
+    return path, str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -171,13 +179,8 @@ def test_a_bad_entry_is_one_sentence_naming_the_file(tmp_path, change, says):
     ],
 )  # fmt: skip
 def test_weights_that_do_not_fit_name_the_first_key_at_fault(tmp_path, change, says):
-    path = tmp_path / "c.pt"
-    state = _tiny_checkpoint(path)
-    change(state)
-    torch.save(state, path)
-    with pytest.raises(PkmodelError) as info:
-        model_from_checkpoint(path)
-    assert str(info.value) == f"{path}: {says}"
+    path, message = _refusal(tmp_path, change, model_from_checkpoint)
+    assert message == f"{path}: {says}"
 
 
 def test_model_info_and_evaluate_say_what_is_wrong_with_a_checkpoint(tmp_path):
