@@ -56,6 +56,8 @@ def refuse_special(path: str | Path, folder_too: bool = False) -> None:
         return
     if stat.S_ISREG(mode) or (folder_too and stat.S_ISDIR(mode)):
         return
+    if stat.S_ISDIR(mode):
+        raise PkmodelError(f"cannot write {path}: it is a folder, not a file")
     what = "a regular file or a folder" if folder_too else "a regular file"
     raise PkmodelError(f"cannot write {path}: it is not {what}")
 

@@ -300,7 +300,7 @@ def test_unwritable_outputs_are_one_sentence_not_a_traceback(tmp_path, monkeypat
     assert result.output.strip() == "error: cannot write into afile: it is a file, not a folder"
     result = runner.invoke(app, ["config", "init", "folder", "--force"])
     assert result.exit_code == 2
-    assert result.output.strip() == "error: cannot write folder: Is a directory"
+    assert result.output.strip() == "error: cannot write folder: it is a folder, not a file"
     assert (tmp_path / "afile").read_text() == "a file, not a folder\n"  # nothing lost
 
 
