@@ -39,10 +39,14 @@ def dist_from_env() -> DistInfo:
     return DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world)
 
 
-def select_device(name: str, local_rank: int = 0, key: str = "train.device") -> torch.device:
+def select_device(
+    name: str, local_rank: int = 0, key: str = "train.device", where: str = "--device"
+) -> torch.device:
     """``auto`` picks cuda > mps > cpu; an explicit device that is absent is a user error
-    (naming ``key``, the config key the device came from, and its option --device)."""
+    (naming ``key``, the config key the device came from, and ``where`` it can be set: its
+    option --device, or where a command without that option got the value)."""
     name = name.strip().lower()
+    key = f"{key} ({where})"
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank % torch.cuda.device_count())
@@ -53,23 +57,23 @@ def select_device(name: str, local_rank: int = 0, key: str = "train.device") -> 
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise PkmodelError(f"{key} (--device) is '{name}' but CUDA is not available here")
+            raise PkmodelError(f"{key} is '{name}' but CUDA is not available here")
         if name == "cuda":
             return torch.device("cuda", local_rank % torch.cuda.device_count())
         try:
             index = int(name.split(":", 1)[1])
         except (IndexError, ValueError):
-            raise PkmodelError(f"{key} (--device) '{name}' is not cuda or cuda:N") from None
+            raise PkmodelError(f"{key} '{name}' is not cuda or cuda:N") from None
         if index >= torch.cuda.device_count():
             raise PkmodelError(
-                f"{key} (--device) is '{name}' but only {torch.cuda.device_count()} GPU(s) exist"
+                f"{key} is '{name}' but only {torch.cuda.device_count()} GPU(s) exist"
             )
         return torch.device("cuda", index)
     if name == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise PkmodelError(f"{key} (--device) is 'mps' but Apple MPS is not available here")
+            raise PkmodelError(f"{key} is 'mps' but Apple MPS is not available here")
         return torch.device("mps")
-    raise PkmodelError(f"{key} (--device) '{name}' is not one of auto, cpu, cuda, cuda:N, mps")
+    raise PkmodelError(f"{key} '{name}' is not one of auto, cpu, cuda, cuda:N, mps")
 
 
 def init_distributed(dist: DistInfo, device: torch.device) -> bool:

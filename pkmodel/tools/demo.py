@@ -138,11 +138,8 @@ def demo_config(base: Config, out: Path, quick: bool, overrides: list[str]) -> C
 def _demo_device(cfg: Config, key: str) -> Any:
     """select_device for ``key``; an absent device names where the demo's value came from
     (the demo has no --device option)."""
-    try:
-        return select_device(getattr(cfg, key.split(".")[0]).device, key=key)
-    except PkmodelError as e:
-        source = cfg.sources.get(key, "default")
-        raise PkmodelError(str(e).replace("(--device)", f"(from {source})", 1)) from None
+    where = f"from {cfg.sources.get(key, 'default')}"
+    return select_device(getattr(cfg, key.split(".")[0]).device, key=key, where=where)
 
 
 @dataclass
