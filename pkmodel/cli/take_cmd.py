@@ -218,7 +218,6 @@ def plot_command(
     import tempfile
 
     from pkmodel.common.atomic import atomic_write_bytes
-    from pkmodel.common.errors import PkmodelError
     from pkmodel.lift.pipeline import plot_canonical_sheet
     from pkmodel.lift.posekit_take import load_take
 
@@ -230,9 +229,7 @@ def plot_command(
     for target in targets:
         _refuse_existing(target, force)
     loaded = load_take(src, allow_partial=allow_partial, warn=_warn)
-    take = loaded.take
-    if take.num_frames == 0:
-        raise PkmodelError(f"take {src} has no frames to plot")
+    take = loaded.take  # load_take refuses a take of no frames
     # Both pictures are drawn before either is written: a failure leaves the earlier pair.
     trajectories = _plot_trajectories(take, f"{src.name}: joints over time")
     with tempfile.TemporaryDirectory(prefix="pkmodel-plot-") as tmp:

@@ -31,8 +31,8 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
     from pkmodel.model.checkpoint import model_from_checkpoint
     from pkmodel.model.network import model_summary
 
-    _, cfg, state = model_from_checkpoint(path)  # the weights must fit the network described
-    info = model_summary(cfg.model)
+    model, cfg, state = model_from_checkpoint(path)  # the weights must fit the network described
+    info = model_summary(cfg.model, model=model)
     weights = state.get("ema") or state["model"]
     dtypes: Counter = Counter()
     for value in weights.values():

@@ -246,9 +246,9 @@ def sample_surface(
 
     The depth band (``lift.depth_band_m``) widens to ``lift.depth_band_noise_sds`` sds of the
     take's depth noise where that is wider: the noise is measured on the samples of a first
-    pass (:func:`pkmodel.lift.skeleton.depth_noise`), and the chunks holding joints whose band
-    that widens (:func:`pkmodel.lift.depth.band_width`) are sampled again
-    (:func:`noise_band`)."""
+    pass (:func:`pkmodel.lift.skeleton.depth_noise`, :func:`noise_band`), and the chunks
+    holding a joint whose band that widens (:func:`pkmodel.lift.depth.band_width`) are sampled
+    again."""
     from tqdm import tqdm
 
     points, valid, profiles = [], [], []
@@ -260,7 +260,7 @@ def sample_surface(
         depth, conf = _load_chunk(seq, idx)
         if idx.start == 0:
             check_depth_aspect(seq, depth.shape[-1], depth.shape[-2])
-            focal = seq.intrinsics.fx * depth.shape[-1] / seq.intrinsics.width
+            focal = seq.intrinsics.scaled_to(depth.shape[-1], depth.shape[-2]).fx
         p, v = _sample_chunk(seq, keypoints[idx.start : idx.stop], depth, conf, lift, 0.0)
         points.append(p)
         valid.append(v)

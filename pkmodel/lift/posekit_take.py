@@ -604,9 +604,8 @@ def read_posekit_zip(
             return posekit_from_json(doc, f"{source} (frames.json)")
         meta = _read_meta_bytes(read("meta.json"), f"{source} (meta.json)")
         frames_source = f"{source} (frames.bin)"
-        whole = check_frames_size(infos["frames.bin"].file_size, frames_source, allow_partial, warn)
-        frames = np.frombuffer(read("frames.bin"), dtype=FRAME_DTYPE, count=whole).copy()
-        return PoseKitTake(meta, check_frames(frames, frames_source))
+        frames = frames_from_bytes(read("frames.bin"), frames_source, allow_partial, warn)
+        return PoseKitTake(meta, frames)
 
 
 # --- writing ---------------------------------------------------------------------------------

@@ -392,9 +392,13 @@ def layer_macs(model: nn.Module, input_size: int) -> dict[str, int]:
     return out
 
 
-def model_summary(model_cfg: ModelConfig, num_joints: int = NUM_JOINTS) -> dict:
-    """Parameters, multiply-adds per image, input and output shapes of the configured network."""
-    model = build_model(model_cfg, pretrained=False, num_joints=num_joints)
+def model_summary(
+    model_cfg: ModelConfig, num_joints: int = NUM_JOINTS, model: nn.Module | None = None
+) -> dict:
+    """Parameters, multiply-adds per image, input and output shapes of the configured network
+    (``model``: that network already built, e.g. with a checkpoint's weights)."""
+    if model is None:
+        model = build_model(model_cfg, pretrained=False, num_joints=num_joints)
     size = model_cfg.input_size
     with torch.no_grad():
         outputs = model.eval()(torch.zeros(1, 3, size, size))
