@@ -77,7 +77,9 @@ class Key:
             (tp,) = args
         if tp not in (bool, int, float, str, Path):
             raise TypeError(f"config key {self.key} of type {tp} cannot be a command option")
-        return tp | None
+        # a path is taken as text: typer would make '' the Path '.', which the config could
+        # then not tell from a folder the user chose
+        return (str if tp is Path else tp) | None
 
     def choices(self) -> tuple[str, ...]:
         """The values of a Literal key (empty for other types)."""
@@ -100,7 +102,14 @@ class Key:
     def annotation(self) -> Any:
         return Annotated[
             self.option_type(),
-            typer.Option(*self.flags, help=self.help_text(), show_default=False),
+            typer.Option(
+                *self.flags,
+                help=self.help_text(),
+                show_default=False,
+                metavar="PATH"
+                if Path in (self.key_type(), *typing.get_args(self.key_type()))
+                else None,
+            ),
         ]
 
 

@@ -38,6 +38,15 @@ def prepare_coco(
     ] = None,
     out: Path | None = key("data.prepared_dir", "--out"),
     workers: int | None = key("prepare.workers"),
+    allow_missing_images: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing-images",
+            help="Prepare the people of the images that are there even when more than half of "
+            "the images the annotation file names are missing from --images (refused otherwise: "
+            "a wrong folder would replace good labels with a few people).",
+        ),
+    ] = False,
 ) -> None:
     """Crop every usable COCO person into a square image and write versioned labels.
 
@@ -61,7 +70,14 @@ def prepare_coco(
             f"split '{split}' has no default data: pass --images and --annotations "
             f"(defaults exist for '{cfg.data.train_split}' and '{cfg.data.val_split}')"
         )
-    summary = prepare_split(split, images, annotations, cfg.data.prepared_dir, cfg.prepare)
+    summary = prepare_split(
+        split,
+        images,
+        annotations,
+        cfg.data.prepared_dir,
+        cfg.prepare,
+        allow_missing=allow_missing_images,
+    )
     typer.echo(summary.format())
 
 

@@ -634,6 +634,7 @@ def prepare_split(
     progress: bool = True,
     checkpoint_every_s: float = 60.0,
     allow_empty: bool = False,
+    allow_missing: bool = False,
 ) -> PrepareSummary:
     """Crop every kept person of a COCO split and write ``out_dir/<split>.json``.
 
@@ -643,7 +644,9 @@ def prepare_split(
     image. An interrupted run (Ctrl-C, or any error) first saves the finished samples as
     ``out_dir/.<split>.partial.json``. A split that keeps nobody is an error (an existing
     ``<split>.json`` is left as it was) unless ``allow_empty`` (callers that handle an empty
-    result themselves).
+    result themselves). So is a split where more than half of the images with people to crop
+    are missing from ``images_dir`` (a wrong folder would otherwise replace good labels with a
+    few people), unless ``allow_missing``; this is checked before anything is cropped.
     """
     from tqdm import tqdm
 
@@ -656,10 +659,6 @@ def prepare_split(
     if not images_dir.is_dir():
         raise PkmodelError(f"image folder {images_dir} {not_there(images_dir, 'folder')}")
     crop_dir = out_dir / "imgs" / split
-    try:
-        crop_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise PkmodelError(f"cannot create the output folder {crop_dir} ({e})") from None
     labels_path = out_dir / f"{split}.json"
     partial_path = out_dir / f".{split}.partial.json"
     header = _labels_header(split, people, images_dir, params)
@@ -705,6 +704,12 @@ def prepare_split(
             )
         )
 
+    if not allow_missing:
+        _refuse_mostly_missing(tasks, split, images_dir, annotations, labels_path)
+    try:
+        crop_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PkmodelError(f"cannot create the output folder {crop_dir} ({e})") from None
     summary = PrepareSummary(
         split=split,
         labels=labels_path,
@@ -757,6 +762,21 @@ def prepare_split(
         partial_path.unlink()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _refuse_mostly_missing(
+    tasks: list[_ImageTask], split: str, images_dir: Path, annotations: str | Path, labels: Path
+) -> None:
+    missing = [t for t in tasks if not os.path.isfile(t.path)]
+    if len(missing) * 2 <= len(tasks):
+        return
+    people = sum(len(t.rows) for t in tasks if os.path.isfile(t.path))
+    raise PkmodelError(
+        f"split '{split}': {len(missing)} of the {len(tasks)} images with people to crop that "
+        f"{annotations} names are missing from {images_dir} (e.g. {missing[0].file_name}); "
+        f"{labels} was not written: check --images, or pass --allow-missing-images to prepare "
+        f"the {people} people of the images that are there"
+    )
 
 
 def _nobody_kept(summary: PrepareSummary, annotations: str | Path, images_dir: Path) -> str:

@@ -429,7 +429,7 @@ def pseudo_label(
     coco_path = work / f"{name}.coco.json"
     atomic_write_json(coco_path, pseudo_coco(preds, ids, keep, joint_ok, person, params.box_margin), indent=None)  # fmt: skip
     crop_params = dataclasses.replace(prepare, skip_crowd=True, min_keypoints=1, min_area=0.0, max_people=0)  # fmt: skip
-    prepared = prepare_split(name, images_dir, coco_path, out_dir, crop_params, progress=progress, allow_empty=True)  # fmt: skip
+    prepared = prepare_split(name, images_dir, coco_path, out_dir, crop_params, progress=progress, allow_empty=True, allow_missing=True)  # fmt: skip
     data = read_labels(prepared.labels)
     samples = [{**s, "source": params.source, "pseudo": True} for s in data.pop("samples")]
     settings = {

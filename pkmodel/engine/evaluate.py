@@ -210,7 +210,9 @@ def prepare_for_evaluation(
         min_area=0.0,
         max_people=0,
     )
-    summary = prepare_split(split, images, annotations, out_dir, params, progress, allow_empty=True)
+    summary = prepare_split(
+        split, images, annotations, out_dir, params, progress, allow_empty=True, allow_missing=True
+    )
     if summary.kept == 0:
         raise PkmodelError(
             f"annotation file {annotations} has no person with labelled keypoints whose image "

@@ -418,7 +418,25 @@ def _read_binary(read: Callable[[int], bytes], size: int, source: str) -> Take:
         raise PkmodelError(
             f"{source}: its metadata must be an object whose 'joint_names' lists {j} names"
         )
-    return Take.from_records(meta, np.frombuffer(records, dtype=dtype, count=frames))
+    values = np.frombuffer(records, dtype=dtype, count=frames)
+    _refuse_infinite(values, source)
+    return Take.from_records(meta, values)
+
+
+def _refuse_infinite(records: np.ndarray, source: str) -> None:
+    """The binary twin of the JSON reader's checks: timestamps finite, other values finite or
+    NaN (a missing value); the first fault is named by frame and field."""
+    for name in records.dtype.names or ():
+        column = records[name].reshape(len(records), -1)
+        if column.dtype.kind != "f":
+            continue
+        bad = ~np.isfinite(column) if name == "timestamp" else np.isinf(column)
+        rows = np.flatnonzero(bad.any(axis=1))
+        if rows.size:
+            i = int(rows[0])
+            v = float(column[i][bad[i]][0])
+            wanted = "a finite number" if name == "timestamp" else "finite numbers or NaN (missing)"
+            raise PkmodelError(f"{source}: frame {i}: '{name}' holds {v!r}; it must hold {wanted}")
 
 
 def write_take_binary(take: Take, path: str | Path) -> None:

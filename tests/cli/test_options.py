@@ -123,7 +123,15 @@ def test_a_key_option_sets_its_key_over_set_and_leaves_the_config_otherwise(tmp_
     assert result.output.startswith("error: ") and "eval.pck_norm" in result.output
     assert "cfg" not in seen
 
+    result = runner.invoke(probe, ["-o", ""])  # typer made '' the Path '.', the current folder
+    assert result.exit_code == 2 and "cfg" not in seen
+    assert result.output == (
+        "error: --out: train.out_dir must be a path, got '' (an empty path would mean the current "
+        "folder; write '.' for that)\n"
+    )
+
     text = runner.invoke(probe, ["--help"], terminal_width=200).output
+    assert re.search(r"-o, --out\s+PATH\s", text)  # a path key's option says PATH, as typer's do
     assert "Peak learning rate (train.lr)." in text
     assert "PCK normaliser: torso or bbox (eval.pck_norm)." in text  # a Literal's values
     assert "--flip / --no-flip" in text and "-c, --config" in text and "-s, --set" in text

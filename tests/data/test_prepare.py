@@ -827,14 +827,17 @@ def test_a_split_that_keeps_nobody_is_an_error_and_the_old_labels_stay(tiny_synt
     assert first.kept > 0
     before = (tmp_path / "val.json").read_bytes()
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PkmodelError) as err:
+    with pytest.raises(PkmodelError, match=r"^split 'val': (\d+) of the \1 images with people"):
         prepare_split("val", tmp_path / "empty", ann, tmp_path, params(), progress=False)
+    with pytest.raises(PkmodelError) as err:
+        prepare_split("val", tmp_path / "empty", ann, tmp_path, params(), False, allow_missing=True)
     message = str(err.value)
     assert message.startswith(f"split 'val': no person was kept from {ann} (")
     assert "missing_image" in message and "was not written" in message
     assert (tmp_path / "val.json").read_bytes() == before
     # Callers that handle an empty result themselves get the empty labels.
-    empty = prepare_split("e", tmp_path / "empty", ann, tmp_path, params(), False, allow_empty=True)
+    empty = prepare_split("e", tmp_path / "empty", ann, tmp_path, params(), False,
+                          allow_empty=True, allow_missing=True)  # fmt: skip
     assert empty.kept == 0 and read_labels(empty.labels)["samples"] == []
 
 
@@ -868,3 +871,48 @@ def test_a_full_disk_names_the_crop_being_written(tmp_path, monkeypatch):
         prepare._write_crop(target, np.zeros((8, 8, 3), np.uint8), 90)
     assert os_error_sentence(err.value) == f"cannot write {target}: No space left on device"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_missing_most_images_is_refused_before_anything_is_cropped(tmp_path, mmpose_copy):
+    """A wrong --images folder that happens to hold a few of the images would replace good
+    labels with those few people: refused when more than half are missing, unless told."""
+    folder, data = mmpose_copy
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps(data))
+    out = tmp_path / "out"
+    first = prepare_split("s", folder, ann, out, params(), progress=False)
+    assert first.kept == 12
+    before = (out / "s.json").read_bytes()
+    names = sorted(p.name for p in folder.glob("*.jpg"))
+    assert len(names) == 4
+    for name in names[:2]:  # half missing: prepared, the missing ones listed
+        (folder / name).unlink()
+    half = prepare_split("s", folder, ann, tmp_path / "half", params(), progress=False)
+    assert half.kept == 12 - sum(_kept_on(data, n) for n in names[:2])
+    assert sorted(u["file"] for u in half.unreadable) == names[:2]
+    (folder / names[2]).unlink()  # three of four missing
+    crops = sorted(p.name for p in (out / "imgs" / "s").iterdir())
+    left = _kept_on(data, names[3])
+    with pytest.raises(PkmodelError) as err:
+        prepare_split("s", folder, ann, out, params(), progress=False)
+    assert str(err.value) == (
+        f"split 's': 3 of the 4 images with people to crop that {ann} names are missing from "
+        f"{folder} (e.g. {names[0]}); {out / 's.json'} was not written: check --images, or pass "
+        f"--allow-missing-images to prepare the {left} people of the images that are there"
+    )
+    assert (out / "s.json").read_bytes() == before
+    assert sorted(p.name for p in (out / "imgs" / "s").iterdir()) == crops
+    with pytest.raises(PkmodelError, match="3 of the 4 images"):
+        prepare_split("s", folder, ann, tmp_path / "new", params(), progress=False)
+    assert not (tmp_path / "new").exists()  # no folder made either
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    result = CliRunner().invoke(app, ["prepare-coco", "--split", "s", "--images", str(folder),
+                                      "--annotations", str(ann), "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 2 and result.output.startswith("error: split 's': 3 of the 4")
+    assert (out / "s.json").read_bytes() == before
+    run_cli(["prepare-coco", "--split", "s", "--images", folder, "--annotations", ann, "--out",
+             out, "--allow-missing-images", "--workers", 1, "--set", "prepare.crop_size=64"])  # fmt: skip
+    assert len(read_labels(out / "s.json")["samples"]) == left

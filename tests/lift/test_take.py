@@ -349,3 +349,34 @@ def test_take_json_without_metadata_names_it():
     del doc["metadata"]
     with pytest.raises(PkmodelError, match="^take JSON has no 'metadata'$"):
         take_from_json(doc)
+
+
+@pytest.mark.parametrize(
+    ("field", "frame", "value", "message"),
+    [
+        ("joints_camera", 2, np.inf, r"frame 2: 'joints_camera' holds inf; it must hold finite numbers or NaN \(missing\)$"),
+        ("scores", 0, -np.inf, r"frame 0: 'scores' holds -inf; it must hold finite numbers or NaN"),
+        ("timestamp", 1, np.nan, r"frame 1: 'timestamp' holds nan; it must hold a finite number$"),
+        ("timestamp", 3, np.inf, r"frame 3: 'timestamp' holds inf; it must hold a finite number$"),
+    ],
+)  # fmt: skip
+def test_binary_with_infinite_values_is_refused_like_the_json(
+    tmp_path, field, frame, value, message
+):
+    """The records are patched in the bytes (they end the file): inf, which the JSON reader
+    refuses, is refused here too; NaN stays a missing value except in a timestamp."""
+    take = make_take(4)
+    data = bytearray(take_to_bytes(take))
+    dtype = record_dtype(J)
+    start = len(data) - take.num_frames * dtype.itemsize
+    records = np.frombuffer(data, dtype=dtype, count=take.num_frames, offset=start).copy()
+    first = (frame,) + (0,) * (records[field].ndim - 1)  # the frame's first value of the field
+    records[field][first] = value
+    data[start:] = records.tobytes()
+    (tmp_path / "t.bin").write_bytes(bytes(data))
+    with pytest.raises(PkmodelError, match=message):
+        read_take_binary(tmp_path / "t.bin")
+    records[field][first] = np.nan if field != "timestamp" else 0.5
+    data[start:] = records.tobytes()
+    (tmp_path / "t.bin").write_bytes(bytes(data))
+    assert np.isnan(read_take_binary(tmp_path / "t.bin").joints_camera).sum() >= 1
