@@ -66,6 +66,14 @@ def evaluate_command(
             "(left/right swaps, offsets, cell misses, all errors scaled): what limits the AP.",
         ),
     ] = False,
+    allow_missing_images: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing-images",
+            help="With --annotations: evaluate the people of the images that are there even "
+            "when more than half of the images are missing from --images (refused otherwise).",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
     """Evaluate a checkpoint (or the oracle) with COCO OKS AP, PCK and pictures.
@@ -116,7 +124,14 @@ def evaluate_command(
 
     with tempfile.TemporaryDirectory(prefix="pkmodel-eval-") as tmp:
         if annotations is not None:
-            summary = prepare_for_evaluation(annotations, images, tmp, cfg, progress=not quiet)
+            summary = prepare_for_evaluation(
+                annotations,
+                images,
+                tmp,
+                cfg,
+                progress=not quiet,
+                allow_missing=allow_missing_images,
+            )
             for bad in summary.unreadable:
                 typer.secho(
                     f"warning: {bad['file']}: {bad['reason']}; its people are not evaluated",

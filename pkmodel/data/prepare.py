@@ -764,6 +764,22 @@ def prepare_split(
     return summary
 
 
+class MissingImagesError(PkmodelError):
+    """More than half of the images with people to crop are missing from the image folder;
+    the counts let a caller say what it did not do in its own words."""
+
+    def __init__(self, message: str, missing: int, images: int, example: str, people: int):
+        super().__init__(message)
+        self.missing, self.images, self.example, self.people = missing, images, example, people
+
+    def found(self, annotations: str | Path, images_dir: str | Path) -> str:
+        """'3 of the 4 images with people that A names are missing from D (e.g. x.jpg)'"""
+        return (
+            f"{self.missing} of the {self.images} images with people to crop that {annotations} "
+            f"names are missing from {images_dir} (e.g. {self.example})"
+        )
+
+
 def _refuse_mostly_missing(
     tasks: list[_ImageTask], split: str, images_dir: Path, annotations: str | Path, labels: Path
 ) -> None:
@@ -771,12 +787,13 @@ def _refuse_mostly_missing(
     if len(missing) * 2 <= len(tasks):
         return
     people = sum(len(t.rows) for t in tasks if os.path.isfile(t.path))
-    raise PkmodelError(
-        f"split '{split}': {len(missing)} of the {len(tasks)} images with people to crop that "
-        f"{annotations} names are missing from {images_dir} (e.g. {missing[0].file_name}); "
-        f"{labels} was not written: check --images, or pass --allow-missing-images to prepare "
-        f"the {people} people of the images that are there"
+    error = MissingImagesError("", len(missing), len(tasks), missing[0].file_name, people)
+    error.args = (
+        f"split '{split}': {error.found(annotations, images_dir)}; {labels} was not written: "
+        f"check --images, or pass --allow-missing-images to prepare the {people} people of the "
+        "images that are there",
     )
+    raise error
 
 
 def _nobody_kept(summary: PrepareSummary, annotations: str | Path, images_dir: Path) -> str:

@@ -30,7 +30,7 @@ from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import FLIP_INDEX
 from pkmodel.data.dataset import PoseDataset
 from pkmodel.data.loader import PoseDataLoader
-from pkmodel.data.prepare import prepare_split
+from pkmodel.data.prepare import MissingImagesError, prepare_split
 from pkmodel.data.targets import target_maps
 from pkmodel.engine.error_budget import error_budget
 from pkmodel.engine.scoring import Evaluation, Predictions, sample_ids, score_predictions
@@ -194,13 +194,16 @@ def prepare_for_evaluation(
     cfg: Any,
     progress: bool = False,
     split: str = "eval",
+    allow_missing: bool = False,
 ) -> Any:
     """Crop every person COCOeval counts (not crowd, >= 1 labelled joint) with prepare-coco.
 
     Crop size and expand ratio come from ``cfg.prepare`` (crops must look like the training
     crops); the filters are relaxed so that no counted person is left without a prediction.
     Returns prepare's PrepareSummary (``.labels`` is ``out_dir/<split>.json``; ``.unreadable``
-    lists images that could not be read: their people are not evaluated).
+    lists images that could not be read: their people are not evaluated). More than half of
+    the images missing from ``images`` is refused unless ``allow_missing`` (a wrong folder would
+    give the AP of a few people).
     """
 
     params = dataclasses.replace(
@@ -210,9 +213,22 @@ def prepare_for_evaluation(
         min_area=0.0,
         max_people=0,
     )
-    summary = prepare_split(
-        split, images, annotations, out_dir, params, progress, allow_empty=True, allow_missing=True
-    )
+    try:
+        summary = prepare_split(
+            split,
+            images,
+            annotations,
+            out_dir,
+            params,
+            progress,
+            allow_empty=True,
+            allow_missing=allow_missing,
+        )
+    except MissingImagesError as e:
+        raise PkmodelError(
+            f"{e.found(annotations, images)}; nothing was evaluated: check --images, or pass "
+            f"--allow-missing-images to evaluate the {e.people} people of the images that are there"
+        ) from None
     if summary.kept == 0:
         raise PkmodelError(
             f"annotation file {annotations} has no person with labelled keypoints whose image "

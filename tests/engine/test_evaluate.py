@@ -281,6 +281,31 @@ def test_cli_bad_inputs_are_one_clear_line(tmp_path):
     fails(["--oracle", "--annotations", instances, "--images", tmp_path], "keypoints")
 
 
+def test_evaluate_refuses_a_folder_missing_most_images(tmp_path):
+    """--annotations with a folder holding 1 of mmpose_coco's 4 images: not the AP of those few
+    people unless asked; with --allow-missing-images the oracle scores what is there."""
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    ann = shared_data("mmpose_coco", "test_coco.json")
+    (tmp_path / "few").mkdir()
+    os.symlink(ann.parent / "000000197388.jpg", tmp_path / "few" / "000000197388.jpg")
+    args = ["evaluate", "--oracle", "--annotations", str(ann), "--images", str(tmp_path / "few"),
+            "--out", str(tmp_path / "eval"), "--pictures", "0", "--quiet"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: 3 of the 4 images with people to crop that {ann} names are missing from "
+        f"{tmp_path / 'few'} (e.g. 000000000785.jpg); nothing was evaluated: check --images, or "
+        "pass --allow-missing-images to evaluate the 5 people of the images that are there\n"
+    )
+    assert not (tmp_path / "eval").exists()
+    text = run_cli([*args, "--allow-missing-images"])
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["AP"] == pytest.approx(1.0) and metrics["gt_people"] == 5, text
+
+
 def test_annotations_without_optional_fields_still_evaluate(tmp_path):
     """num_keypoints, iscrowd and area are filled in the COCO way when a file omits them."""
     rng = np.random.default_rng(4)
