@@ -162,7 +162,7 @@ def convert_command(
 
     if format_ not in FORMATS:
         raise PkmodelError(f"--format must be one of {', '.join(FORMATS)}, got {format_!r}")
-    cfg.check("lift")  # --min-score (lift.min_score) in [0, 1]
+    cfg.check("lift.min_score")  # --min-score in [0, 1]; the other lift keys are not used
     suffix = dst.suffix.lower()
     if suffix in TAKE_SUFFIXES and suffix not in OUTPUT_SUFFIXES[format_]:
         writes = sorted(OUTPUT_SUFFIXES[format_])
@@ -221,7 +221,7 @@ def plot_command(
     from pkmodel.lift.pipeline import plot_canonical_sheet
     from pkmodel.lift.posekit_take import load_take
 
-    cfg.check("lift")  # --frames (lift.sheet_frames) >= 1, before anything is read or written
+    cfg.check("lift.sheet_frames")  # --frames >= 1, before anything is read or written
     out = (
         out if out is not None else src.parent / f"{src.stem if src.is_file() else src.name}_plots"
     )

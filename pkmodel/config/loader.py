@@ -86,10 +86,15 @@ class Config:
         return out
 
     def check(self, *names: str) -> None:
-        """Check the named sections' rules in order (every section when none is named); the
-        first value that breaks one raises PkmodelError."""
+        """Check the named sections' rules in order (every section when none is named; a
+        ``section.key`` name checks that key's rules alone); the first value that breaks one
+        raises PkmodelError."""
         for name in names or tuple(SECTIONS):
-            getattr(self, name).check()
+            section, _, key = name.partition(".")
+            if key:
+                getattr(self, section).check_key(key)
+            else:
+                getattr(self, section).check()
 
     def explain(self, error: RuleError) -> str:
         """``error``'s sentence with where its keys' values came from when not the defaults

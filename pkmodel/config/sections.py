@@ -56,6 +56,11 @@ class Section:
     def check(self) -> None:
         check_rules(self.name, self, [*_type_rules(type(self)), *self.rules()])
 
+    def check_key(self, key: str) -> None:
+        """Only the rules of ``key`` (a command that uses one key of a section)."""
+        rules = [*_type_rules(type(self)), *self.rules()]
+        check_rules(self.name, self, [rule for rule in rules if rule[0] == key])
+
 
 def _type_rules(section: type) -> list[Rule]:
     """What a key's type promises beyond what loading checks: a number key holds a finite

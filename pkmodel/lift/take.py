@@ -427,7 +427,7 @@ def _refuse_infinite(records: np.ndarray, source: str) -> None:
     """The binary twin of the JSON reader's checks: timestamps finite, other values finite or
     NaN (a missing value); the first fault is named by frame and field."""
     for name in records.dtype.names or ():
-        column = records[name].reshape(len(records), -1)
+        column = records[name].reshape(len(records), math.prod(records.dtype[name].shape))
         if column.dtype.kind != "f":
             continue
         bad = ~np.isfinite(column) if name == "timestamp" else np.isinf(column)

@@ -361,3 +361,16 @@ def test_an_output_suffix_that_contradicts_the_format_is_refused(tmp_path, fmt, 
     result = take("convert", app_folder(tmp_path / "app"), tmp_path / name, "-f", fmt)
     assert result.exit_code == 2 and f"which --format {fmt} does not write" in result.output
     assert not (tmp_path / name).exists()
+
+
+def test_take_commands_check_only_the_lift_keys_they_use(tmp_path):
+    """An unrelated bad [lift] value (a window of 4) does not stop take convert / plot; their own
+    keys are still checked."""
+    folder = app_folder(tmp_path)
+    other = ("--set", "lift.window=4")
+    assert take("convert", folder, tmp_path / "t.bin", "-f", "pkmodel", *other).exit_code == 0
+    assert take("plot", folder, "-o", tmp_path / "pf", "--frames", 2, *other).exit_code == 0
+    result = take(
+        "convert", folder, tmp_path / "u.bin", "-f", "posekit", "--min-score", "5", *other
+    )
+    assert result.exit_code == 2 and "lift.min_score = 5.0 must be in [0, 1]" in result.output

@@ -78,3 +78,12 @@ def test_an_empty_path_is_refused_not_taken_for_the_current_folder(tmp_path, mon
             "folder; write '.' for that)"
         )
     assert load_config(None, [f"{key}=."], env={}).sources[key] == "--set"  # '.' says so
+
+
+def test_a_key_name_checks_that_keys_rules_alone():
+    cfg = load_config(None, ["lift.window=4", "lift.min_score=2"], env={})
+    with pytest.raises(PkmodelError, match=r"^lift.window = 4 must be a positive odd number"):
+        cfg.check("lift")
+    with pytest.raises(PkmodelError, match=r"^lift.min_score = 2.0 must be in \[0, 1\]"):
+        cfg.check("lift.min_score")
+    cfg.check("lift.sheet_frames", "train")  # neither breaks a rule
