@@ -765,18 +765,15 @@ def prepare_split(
 
 
 class MissingImagesError(PkmodelError):
-    """More than half of the images with people to crop are missing from the image folder;
-    the counts let a caller say what it did not do in its own words."""
+    """More than half of the images with people to crop are missing from the image folder.
+    ``found`` says so and ``people`` counts those of the images that are there, so that a caller
+    can say what it did not do in its own words."""
 
-    def __init__(self, message: str, missing: int, images: int, example: str, people: int):
-        super().__init__(message)
-        self.missing, self.images, self.example, self.people = missing, images, example, people
-
-    def found(self, annotations: str | Path, images_dir: str | Path) -> str:
-        """'3 of the 4 images with people that A names are missing from D (e.g. x.jpg)'"""
-        return (
-            f"{self.missing} of the {self.images} images with people to crop that {annotations} "
-            f"names are missing from {images_dir} (e.g. {self.example})"
+    def __init__(self, split: str, labels: Path, found: str, people: int):
+        self.found, self.people = found, people
+        super().__init__(
+            f"split '{split}': {found}; {labels} was not written: check --images, or pass "
+            f"--allow-missing-images to prepare the {people} people of the images that are there"
         )
 
 
@@ -786,14 +783,12 @@ def _refuse_mostly_missing(
     missing = [t for t in tasks if not os.path.isfile(t.path)]
     if len(missing) * 2 <= len(tasks):
         return
-    people = sum(len(t.rows) for t in tasks if os.path.isfile(t.path))
-    error = MissingImagesError("", len(missing), len(tasks), missing[0].file_name, people)
-    error.args = (
-        f"split '{split}': {error.found(annotations, images_dir)}; {labels} was not written: "
-        f"check --images, or pass --allow-missing-images to prepare the {people} people of the "
-        "images that are there",
+    found = (
+        f"{len(missing)} of the {len(tasks)} images with people to crop that {annotations} "
+        f"names are missing from {images_dir} (e.g. {missing[0].file_name})"
     )
-    raise error
+    people = sum(len(t.rows) for t in tasks if os.path.isfile(t.path))
+    raise MissingImagesError(split, labels, found, people)
 
 
 def _nobody_kept(summary: PrepareSummary, annotations: str | Path, images_dir: Path) -> str:

@@ -226,7 +226,7 @@ def prepare_for_evaluation(
         )
     except MissingImagesError as e:
         raise PkmodelError(
-            f"{e.found(annotations, images)}; nothing was evaluated: check --images, or pass "
+            f"{e.found}; nothing was evaluated: check --images, or pass "
             f"--allow-missing-images to evaluate the {e.people} people of the images that are there"
         ) from None
     if summary.kept == 0:
