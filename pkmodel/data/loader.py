@@ -3,14 +3,15 @@ function of (seed, epoch) only, with DataLoader workers that start once.
 
 ``EpochKeySampler`` yields (epoch, index) keys that ``PoseDataset`` understands, so one loader
 with persistent workers serves every epoch exactly as a fresh loader per epoch would.
-``PoseDataLoader`` is the DataLoader they build: a PkmodelError raised in a worker process (a
-missing crop) reaches the user as its one sentence, not as torch's worker traceback.
+``PoseDataLoader`` is the DataLoader they build: a PkmodelError or OSError raised in a worker
+process (a missing crop, too many open files) reaches the user as its one sentence, not as
+torch's worker traceback.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -22,28 +23,35 @@ def shuffle_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
-def worker_error(e: PkmodelError) -> PkmodelError:
+E = TypeVar("E", PkmodelError, OSError)
+
+
+def worker_error(e: E) -> E:
     """The error a DataLoader worker raised, as that worker raised it.
 
     torch re-raises a worker's exception as ``type(e)(text)`` where the text is "Caught
     PkmodelError in DataLoader worker process N." and the worker's whole traceback, whose last
-    line is ``pkmodel.common.errors.PkmodelError: <the sentence>``; that sentence is kept.
-    ``e`` itself when it did not come from a worker.
+    line is ``pkmodel.common.errors.PkmodelError: <the sentence>`` (``OSError: [Errno 24] Too
+    many open files`` for a built-in error); that sentence is kept. ``e`` itself when it did not
+    come from a worker.
     """
     text = str(e)
-    marker = f"\n{type(e).__module__}.{type(e).__qualname__}: "
-    if not text.startswith(f"Caught {type(e).__name__} ") or marker not in text:
+    kind = type(e)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"  # fmt: skip
+    marker = f"\n{name}: "
+    if not text.startswith(f"Caught {kind.__name__} ") or marker not in text:
         return e
-    return type(e)(text.rpartition(marker)[2].strip())
+    return kind(text.rpartition(marker)[2].strip())
 
 
 class PoseDataLoader(torch.utils.data.DataLoader):
-    """A DataLoader whose workers' PkmodelErrors are their one sentence (``worker_error``)."""
+    """A DataLoader whose workers' PkmodelErrors and OSErrors are their one sentence
+    (``worker_error``)."""
 
     def __iter__(self) -> Iterator[Any]:
         try:
             yield from super().__iter__()
-        except PkmodelError as e:
+        except (PkmodelError, OSError) as e:
             raise worker_error(e) from None
 
 

@@ -324,6 +324,26 @@ def test_worker_error_keeps_the_sentence_and_leaves_other_errors_alone():
     assert worker_error(plain) is plain
 
 
+class _FailingReads(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int):
+        raise FileNotFoundError(2, "No such file or directory", f"/nowhere/{i}.jpg")
+
+
+def test_an_os_error_in_a_worker_process_is_its_one_line():
+    """torch re-raises a worker's FileNotFoundError as FileNotFoundError(its traceback text),
+    which the CLI would print whole; the loader keeps the worker's own line."""
+    from pkmodel.data.loader import PoseDataLoader
+
+    for workers in (0, 1):
+        with pytest.raises(FileNotFoundError) as info:
+            list(PoseDataLoader(_FailingReads(), batch_size=2, num_workers=workers))
+        assert str(info.value) == "[Errno 2] No such file or directory: '/nowhere/0.jpg'", workers
+        assert "\n" not in str(info.value)
+
+
 def test_sample_grid_draws_every_sample(mmpose):
     from pkmodel.data.dataset import sample_grid
 
