@@ -136,15 +136,19 @@ def atomic_replace_dir(tmp_dir: str | Path, target: str | Path) -> None:
     refuse_special(target, folder_too=True)
     if target.exists():
         old = target.with_name(f".{target.name}.old")
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old)
-        elif old.exists() or old.is_symlink():
-            old.unlink()
+        remove_path(old)
         os.replace(target, old)
         os.replace(tmp_dir, target)
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old)
-        else:
-            old.unlink()
+        remove_path(old)
     else:
         os.replace(tmp_dir, target)
+
+
+def remove_path(path: str | Path) -> None:
+    """Remove a file, a link (never what it points to) or a folder with all it holds; nothing
+    when ``path`` does not exist."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()

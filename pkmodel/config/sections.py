@@ -53,13 +53,16 @@ class Section:
     def rules(self) -> list[Rule]:
         return []
 
+    def all_rules(self) -> list[Rule]:
+        """What each key's type promises, then the section's ``rules()``."""
+        return [*_type_rules(type(self)), *self.rules()]
+
     def check(self) -> None:
-        check_rules(self.name, self, [*_type_rules(type(self)), *self.rules()])
+        check_rules(self.name, self, self.all_rules())
 
     def check_key(self, key: str) -> None:
         """Only the rules of ``key`` (a command that uses one key of a section)."""
-        rules = [*_type_rules(type(self)), *self.rules()]
-        check_rules(self.name, self, [rule for rule in rules if rule[0] == key])
+        check_rules(self.name, self, [rule for rule in self.all_rules() if rule[0] == key])
 
 
 def _type_rules(section: type) -> list[Rule]:

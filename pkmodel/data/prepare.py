@@ -780,14 +780,15 @@ class MissingImagesError(PkmodelError):
 def _refuse_mostly_missing(
     tasks: list[_ImageTask], split: str, images_dir: Path, annotations: str | Path, labels: Path
 ) -> None:
-    missing = [t for t in tasks if not os.path.isfile(t.path)]
+    there = [os.path.isfile(t.path) for t in tasks]
+    missing = [t for t, ok in zip(tasks, there, strict=True) if not ok]
     if len(missing) * 2 <= len(tasks):
         return
     found = (
         f"{len(missing)} of the {len(tasks)} images with people to crop that {annotations} "
         f"names are missing from {images_dir} (e.g. {missing[0].file_name})"
     )
-    people = sum(len(t.rows) for t in tasks if os.path.isfile(t.path))
+    people = sum(len(t.rows) for t, ok in zip(tasks, there, strict=True) if ok)
     raise MissingImagesError(split, labels, found, people)
 
 

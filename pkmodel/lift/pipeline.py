@@ -1024,9 +1024,8 @@ def _publish(staged: Path, folder: Path) -> None:
     its earlier version, each folder (overlays, posekit_take) swapped whole; the earlier takes
     this run did not write (another take format) are removed after."""
     import os
-    import shutil
 
-    from pkmodel.common.atomic import atomic_replace_dir
+    from pkmodel.common.atomic import atomic_replace_dir, remove_path
 
     folder.mkdir(parents=True, exist_ok=True)
     new = {p.name for p in staged.iterdir()}
@@ -1036,10 +1035,5 @@ def _publish(staged: Path, folder: Path) -> None:
         else:
             os.replace(staged / name, folder / name)
     for name in TAKE_OUTPUTS:
-        old = folder / name
-        if name in new:
-            continue
-        if old.is_dir():
-            shutil.rmtree(old)
-        elif old.exists():
-            old.unlink()
+        if name not in new:
+            remove_path(folder / name)
