@@ -20,6 +20,18 @@ from pkmodel.config.rules import RuleError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+def PATH(value: str | Path) -> Path:  # noqa: N802 (click shows the name as the metavar)
+    """A path given on the command line (``parser=PATH`` of a ``Path`` option or argument):
+    '' is refused, which typer would make the Path '.' and so the current folder, read or
+    written without the user having named it."""
+    if isinstance(value, Path):
+        return value
+    if value == "":
+        raise typer.BadParameter("an empty path would mean the current folder; write '.' for that")
+    return Path(value)
+
+
 # What every --weights option accepts (pkmodel.engine.networks.load_network).
 WEIGHTS_HELP = "checkpoint (.pt), ONNX export (.onnx) or Core ML model (.mlpackage, .mlmodelc)"
 
@@ -32,6 +44,7 @@ ConfigOption = Annotated[
         "else built-in defaults.",
         metavar="FILE",
         show_default=False,
+        parser=PATH,
     ),
 ]
 SetOption = Annotated[

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pkmodel.cli.common import config_command, user_errors
+from pkmodel.cli.common import PATH, config_command, user_errors
 from pkmodel.common.errors import PkmodelError
 from pkmodel.config import Config
 
@@ -79,9 +79,9 @@ def config_problems(cfg: Any) -> list[str]:
 @app.command("init")
 @user_errors
 def init(
-    out: Annotated[Path, typer.Argument(help="Where to write the config file.")] = Path(
-        "config.toml"
-    ),
+    out: Annotated[
+        Path, typer.Argument(help="Where to write the config file.", parser=PATH)
+    ] = Path("config.toml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a config file with every default value, documented."""

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import WEIGHTS_HELP, config_command, key
+from pkmodel.cli.common import PATH, WEIGHTS_HELP, config_command, key
 from pkmodel.config import Config
 
 app = typer.Typer(
@@ -23,7 +23,7 @@ QuietOption = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
 
 
 def _labels_arg(help_text: str):
-    return typer.Argument(help=help_text, show_default=False)
+    return typer.Argument(help=help_text, show_default=False, parser=PATH)
 
 
 @app.command("split")
@@ -43,6 +43,7 @@ def split_command(
             "--out",
             help="Folder of the two outputs (default: the input's folder; elsewhere, image "
             "paths are rewritten to point at the same crops).",
+            parser=PATH,
         ),
     ] = None,
 ) -> None:
@@ -66,6 +67,7 @@ def merge_command(
         typer.Argument(
             help="Prepared label files to merge (one file gives a tagged copy).",
             show_default=False,
+            parser=PATH,
         ),
     ],
     out: Path | None = key(
@@ -111,6 +113,7 @@ def stats_command(
         typer.Option(
             "--out",
             help="Output PNG (default: DATASET_DIR/stats_NAME.png); the JSON goes beside it.",
+            parser=PATH,
         ),
     ] = None,
 ) -> None:
@@ -142,6 +145,7 @@ def render_command(
             "--out",
             help="A .png/.jpg file: one contact sheet; a folder: one picture per sample "
             "(default: DATASET_DIR/render_NAME.jpg).",
+            parser=PATH,
         ),
     ] = None,
     count: Annotated[int, typer.Option("--count", help="Samples to draw (0 = all).")] = 36,
@@ -178,9 +182,10 @@ def fetch_command(
             help="URL list file(s): one URL per line (optionally after a file name); blank "
             "lines and # comments are skipped.",
             show_default=False,
+            parser=PATH,
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Download folder.")] = Path(
+    out: Annotated[Path, typer.Option("--out", help="Download folder.", parser=PATH)] = Path(
         "dataset/downloads"
     ),
     kind: Annotated[
@@ -204,6 +209,7 @@ def fetch_command(
             help="Report JSON (default: OUT/fetch_report.json); failures also go to "
             "<report>.failures.tsv, a list to retry.",
             show_default=False,
+            parser=PATH,
         ),
     ] = None,
     quiet: QuietOption = False,
@@ -231,11 +237,14 @@ def extract_frames_command(
     source: Annotated[
         Path,
         typer.Argument(
-            help="A video, or a folder of videos (searched recursively).", show_default=False
+            help="A video, or a folder of videos (searched recursively).",
+            show_default=False,
+            parser=PATH,
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", help="Output folder: OUT/<video>/<video>_<frame>.jpg.")
+        Path,
+        typer.Option("--out", help="Output folder: OUT/<video>/<video>_<frame>.jpg.", parser=PATH),
     ] = Path("dataset/frames"),
     every: Annotated[
         float | None,
@@ -271,10 +280,14 @@ def pseudo_label_command(
     images: Annotated[
         Path,
         typer.Argument(
-            help="Folder of unlabelled images (searched recursively).", show_default=False
+            help="Folder of unlabelled images (searched recursively).",
+            show_default=False,
+            parser=PATH,
         ),
     ],
-    weights: Annotated[Path, typer.Option("--weights", help=f"Network: {WEIGHTS_HELP}.")],
+    weights: Annotated[
+        Path, typer.Option("--weights", help=f"Network: {WEIGHTS_HELP}.", parser=PATH)
+    ],
     out: Path | None = key(
         "data.prepared_dir", "--out", help="output dataset folder: OUT/NAME.json, OUT/imgs/NAME/"
     ),
@@ -286,6 +299,7 @@ def pseudo_label_command(
             help="COCO ground truth of these images (file_name relative to the folder): report "
             "OKS AP of the predictions and of the kept poses.",
             show_default=False,
+            parser=PATH,
         ),
     ] = None,
     joint_threshold: float | None = key("pseudo_label.joint_threshold"),

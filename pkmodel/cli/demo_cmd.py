@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import ConfigOption, SetOption, user_errors
+from pkmodel.cli.common import PATH, ConfigOption, SetOption, user_errors
 
 
 # Not a config_command: the demo's --set goes on top of the demo's own settings, which go on
@@ -17,7 +17,8 @@ from pkmodel.cli.common import ConfigOption, SetOption, user_errors
 @user_errors
 def demo_command(
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for everything the demo writes.")
+        Path,
+        typer.Option("--out", "-o", help="Folder for everything the demo writes.", parser=PATH),
     ] = Path("runs/demo"),
     quick: Annotated[
         bool,

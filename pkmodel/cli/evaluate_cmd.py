@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import config_command, key
+from pkmodel.cli.common import PATH, config_command, key
 from pkmodel.config import Config
 
 
@@ -20,6 +20,7 @@ def evaluate_command(
             help="Network to evaluate: checkpoint (.pt), ONNX export (.onnx) or Core ML model "
             "(.mlpackage, .mlmodelc; run by pkmodel's Core ML runner).",
             show_default=False,
+            parser=PATH,
         ),
     ] = None,
     oracle: Annotated[
@@ -35,6 +36,7 @@ def evaluate_command(
         typer.Option(
             help="Prepared labels NAME.json (default: data.prepared_dir / data.val_split.json).",
             show_default=False,
+            parser=PATH,
         ),
     ] = None,
     annotations: Annotated[
@@ -43,11 +45,12 @@ def evaluate_command(
             help="Evaluate a COCO person-keypoint file directly (with --images): every person "
             "with labelled keypoints is cropped from its ground-truth box as prepare-coco does.",
             show_default=False,
+            parser=PATH,
         ),
     ] = None,
     images: Annotated[
         Path | None,
-        typer.Option(help="Image folder of --annotations.", show_default=False),
+        typer.Option(help="Image folder of --annotations.", show_default=False, parser=PATH),
     ] = None,
     out: Path | None = key("eval.out_dir"),
     flip_test: bool | None = key("eval.flip_test"),

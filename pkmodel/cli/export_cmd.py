@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import config_command, key
+from pkmodel.cli.common import PATH, config_command, key
 from pkmodel.config import Config
 
 WeightsOption = Annotated[
@@ -17,6 +17,7 @@ WeightsOption = Annotated[
         "-w",
         help="pkmodel checkpoint (.pt) to export; its EMA weights are used when present.",
         show_default=False,
+        parser=PATH,
     ),
 ]
 ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
@@ -44,6 +45,7 @@ def export_coreml_command(
             "-o",
             help="Output .mlpackage. Default: export.out_dir/model.mlpackage.",
             show_default=False,
+            parser=PATH,
         ),
     ] = None,
     # --fp32 and --bgr are on/off flags that set export.precision / export.color_layout to one
@@ -77,6 +79,7 @@ def export_coreml_command(
             "precision and compression cost.",
             metavar="LABELS",
             show_default=False,
+            parser=PATH,
         ),
     ] = None,
     force: ForceOption = False,
@@ -131,6 +134,7 @@ def export_onnx_command(
             "-o",
             help="Output .onnx file. Default: export.out_dir/model.onnx.",
             show_default=False,
+            parser=PATH,
         ),
     ] = None,
     dynamic_batch: bool | None = key(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import WEIGHTS_HELP, config_command, key
+from pkmodel.cli.common import PATH, WEIGHTS_HELP, config_command, key
 from pkmodel.config import Config
 
 
@@ -23,6 +23,7 @@ def lift_command(
             "folder, a plain folder with intrinsics.json and colour + 16-bit depth PNGs, a Stray "
             "Scanner folder, a Record3D .r3d file, or a folder of them.",
             show_default=False,
+            parser=PATH,
         ),
     ],
     weights: Annotated[
@@ -33,6 +34,7 @@ def lift_command(
             help=f"Network that finds the 2D joints: {WEIGHTS_HELP} (a checkpoint's EMA "
             "weights when present).",
             show_default=False,
+            parser=PATH,
         ),
     ] = None,
     out: Path | None = key("lift.out_dir", "--out", "-o"),

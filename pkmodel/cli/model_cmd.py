@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import WEIGHTS_HELP, config_command, key
+from pkmodel.cli.common import PATH, WEIGHTS_HELP, config_command, key
 from pkmodel.config import Config
 
 
@@ -24,6 +24,7 @@ def model_info(
             "-w",
             help=f"Describe these weights instead: {WEIGHTS_HELP}.",
             show_default=False,
+            parser=PATH,
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import WEIGHTS_HELP, config_command, key
+from pkmodel.cli.common import PATH, WEIGHTS_HELP, config_command, key
 from pkmodel.config import Config
 
 
@@ -15,11 +15,15 @@ from pkmodel.config import Config
 def predict_command(
     cfg: Config,
     source: Annotated[
-        Path, typer.Argument(help="An image, a folder of images, or a video (.mp4, .mov, ...).")
+        Path,
+        typer.Argument(
+            help="An image, a folder of images, or a video (.mp4, .mov, ...).", parser=PATH
+        ),
     ],
-    weights: Annotated[Path, typer.Option(help=f"Network: {WEIGHTS_HELP}.")],
+    weights: Annotated[Path, typer.Option(help=f"Network: {WEIGHTS_HELP}.", parser=PATH)],
     out: Annotated[
-        Path, typer.Option(help="Output folder for keypoints.json and the overlays.")
+        Path,
+        typer.Option(help="Output folder for keypoints.json and the overlays.", parser=PATH),
     ] = Path("runs/predict"),
     batch_size: int | None = key("eval.batch_size"),
     device: str | None = key(

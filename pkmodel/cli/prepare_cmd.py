@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import config_command, key
+from pkmodel.cli.common import PATH, config_command, key
 from pkmodel.config import Config
 
 
@@ -27,13 +27,16 @@ def prepare_coco(
     # data.val_*) depends on --split, and they set neither.
     images: Annotated[
         Path | None,
-        typer.Option("--images", help="Folder of the images the annotation file names."),
+        typer.Option(
+            "--images", help="Folder of the images the annotation file names.", parser=PATH
+        ),
     ] = None,
     annotations: Annotated[
         Path | None,
         typer.Option(
             "--annotations",
             help="COCO person-keypoint JSON (e.g. person_keypoints_train2017.json).",
+            parser=PATH,
         ),
     ] = None,
     out: Path | None = key("data.prepared_dir", "--out"),
@@ -94,7 +97,9 @@ def show_samples(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", help="Output picture (.png or .jpg) (default: DATASET_DIR/samples_NAME.png)."
+            "--out",
+            help="Output picture (.png or .jpg) (default: DATASET_DIR/samples_NAME.png).",
+            parser=PATH,
         ),
     ] = None,
     count: Annotated[int, typer.Option("--count", help="Number of samples in the grid.")] = 16,

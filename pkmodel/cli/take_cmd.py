@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import config_command, key
+from pkmodel.cli.common import PATH, config_command, key
 from pkmodel.config import Config
 
 app = typer.Typer(
@@ -40,6 +40,7 @@ SrcArgument = Annotated[
         help="A take: the app's take folder (meta.json + frames.bin) or its .bin, .json or .zip "
         "export; pkmodel's take.bin, take.json or take.zip, or a lift folder holding them.",
         show_default=False,
+        parser=PATH,
     ),
 ]
 AllowPartialOption = Annotated[
@@ -104,6 +105,7 @@ def convert_command(
         typer.Argument(
             help="Where the converted take goes (a folder or a file; see --format).",
             show_default=False,
+            parser=PATH,
         ),
     ],
     format_: Annotated[
@@ -207,6 +209,7 @@ def plot_command(
             "-o",
             help="Folder of the two pictures (default: SRC's name + _plots, beside it).",
             show_default=False,
+            parser=PATH,
         ),
     ] = None,
     frames: int | None = key("lift.sheet_frames", "--frames"),

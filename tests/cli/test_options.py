@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import typing
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +14,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from pkmodel.cli import app
-from pkmodel.cli.common import config_command, key
+from pkmodel.cli.common import PATH, config_command, key
 from pkmodel.config import Config, all_keys
 
 runner = CliRunner()
@@ -81,6 +82,40 @@ def test_every_help_fits_80_columns_with_whole_option_names():
                 if name.startswith("--"):
                     whole = rf"(?<![\w-]){re.escape(name)}(?![\w-])"
                     assert re.search(whole, result.output), f"{where} lacks {name}"
+
+
+def test_every_path_option_and_argument_refuses_an_empty_path(tmp_path, monkeypatch):
+    """typer makes '' the Path '.': `--out ""` would write into the current folder and
+    `--input ""` read it. Every Path parameter of every command goes through PATH, which
+    refuses ''; a '.' the user writes stays the current folder."""
+    paths = []
+    for path, cmd in _commands():
+        for param in cmd.params:
+            described = param.type_descriptor
+            if described.annotation is Path or typing.get_args(described.annotation) == (Path,):
+                paths.append((path, param.name))
+                assert described.parameter_info.parser is PATH, (path, param.name)
+    assert len(paths) >= 60  # every command's files and folders, --config of each command
+
+    monkeypatch.chdir(tmp_path)
+    for args, name in [
+        (["lift", "--input", ""], "'--input' / '-i'"),
+        (["predict", "", "--weights", "w.pt"], "'source'"),
+        (["predict", "a.jpg", "--weights", "w.pt", "--out", ""], "'--out'"),
+        (["config", "show", "--config", ""], "'--config' / '-c'"),
+        (["data", "merge", "a.json", ""], "'inputs'"),
+        (["demo", "--out", ""], "'--out' / '-o'"),
+    ]:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert (
+            f"Invalid value for {name}: an empty path would mean the current folder; write '.' "
+            "for that" in result.output
+        ), result.output
+        assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []  # nothing was written
+
+    assert PATH(".") == Path(".") and PATH("runs/x") == Path("runs/x")
 
 
 def test_a_key_option_sets_its_key_over_set_and_leaves_the_config_otherwise(tmp_path, monkeypatch):
