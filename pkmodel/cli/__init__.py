@@ -6,6 +6,9 @@ libraries (torch, cv2) inside the command body, so `pkmodel --help` stays fast.
 
 from __future__ import annotations
 
+import os
+import signal
+
 import typer
 
 from pkmodel import __version__
@@ -73,7 +76,25 @@ def _root(
     """PoseKit's model toolkit."""
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (a job's time limit, ``kill``): leave the way an interrupt does, so that the
+    staging folders and temporary files of the work under way are removed on the way out. A
+    forked child (a DataLoader worker) dies as it would have without the handler."""
+    if os.getpid() != _MAIN_PID:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    typer.secho("terminated", err=True, fg=typer.colors.RED)
+    raise SystemExit(128 + signum)
+
+
+_MAIN_PID = os.getpid()
+
+
 def main() -> None:
     """The `pkmodel` command (and `python -m pkmodel`): process defaults, then the command."""
+    global _MAIN_PID
     set_process_defaults()
+    _MAIN_PID = os.getpid()
+    signal.signal(signal.SIGTERM, _terminated)
     app()

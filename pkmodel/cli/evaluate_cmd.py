@@ -96,7 +96,7 @@ def evaluate_command(
 
     if (weights is None) == (not oracle):
         raise PkmodelError("give either --weights (a network) or --oracle (exactly one of them)")
-    check_writable(cfg.eval.out_dir, "--out (eval.out_dir)")  # before the model runs
+    check_writable(cfg.eval.out_dir, "--out (eval.out_dir)", folder=True)  # before the model runs
     if (annotations is None) != (images is None):
         raise PkmodelError("--annotations and --images go together (a COCO file and its images)")
     if labels is not None and annotations is not None:

@@ -99,13 +99,16 @@ def default_file_mode() -> int:
 _FILE_MODE: int | None = None
 
 
-def check_writable(path: str | Path, what: str) -> None:
-    """Fail before any work when ``path`` (a file or folder a command will write) cannot be
-    written: the folder it goes into (or, when it is an existing folder, itself) must be a
-    writable folder, or not exist yet under one. ``what`` names it for the user (``--out``)."""
+def check_writable(path: str | Path, what: str, folder: bool = False) -> None:
+    """Fail before any work when ``path`` (a file or folder a command will write; a folder
+    with ``folder``) cannot be written: the folder it goes into (or, when it is an existing
+    folder, itself) must be a writable folder, or not exist yet under one. ``what`` names it
+    for the user (``--out``)."""
 
     path = Path(path).absolute()
     refuse_special(path, folder_too=True)
+    if folder and path.exists() and not path.is_dir():
+        raise PkmodelError(f"cannot write {what} {path}: it is a file, not a folder")
     anchor = path if path.is_dir() else path.parent
     while not anchor.exists() and anchor != anchor.parent:
         anchor = anchor.parent

@@ -19,6 +19,14 @@ import numpy as np
 # Offset between pkmodel pixel coordinates (centers at +0.5) and pinhole coordinates.
 PIXEL_CENTER = 0.5
 
+# Bounds every reader holds a recording's numbers to (naming the file): a focal length under
+# one pixel, a coordinate (pixels or metres) beyond a million or a depth unit outside 1 nm to
+# 1 km belongs to no camera or scene, and nothing computed from numbers inside them overflows
+# the float32 of a take.
+MIN_FOCAL_PX = 1.0
+MAX_COORDINATE = 1e6
+DEPTH_UNIT_RANGE_M = (1e-9, 1e3)
+
 
 @dataclass(frozen=True)
 class Intrinsics:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pkmodel.common.camera import MAX_COORDINATE, MIN_FOCAL_PX
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import JOINT_NAMES, NUM_JOINTS
 
@@ -77,8 +78,11 @@ def parse_camera_matrix(text: str, where: str) -> tuple[float, float, float, flo
             f"{where}: the third row must be 0, 0, 1 (K row by row: fx, 0, cx / 0, fy, cy / "
             f"0, 0, 1), it is {', '.join(f'{v:g}' for v in k[2])}"
         )
-    if k[0, 0] <= 0 or k[1, 1] <= 0:
-        raise PkmodelError(f"{where}: the focal lengths fx and fy must be positive")
+    if min(k[0, 0], k[1, 1]) < MIN_FOCAL_PX:
+        raise PkmodelError(
+            f"{where}: the focal lengths fx and fy must be at least {MIN_FOCAL_PX:g} pixel, "
+            f"they are {k[0, 0]:g} and {k[1, 1]:g}"
+        )
     return float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])
 
 
@@ -169,9 +173,16 @@ def r3d_k(fx: float, fy: float, cx: float, cy: float) -> list[float]:
 def parse_r3d_k(value: Any, where: str) -> tuple[float, float, float, float]:
     """(fx, fy, cx, cy) of metadata's 'K' (nine numbers, column-major: the last of each column
     third is the matrix's last row 0, 0, 1)."""
-    if not isinstance(value, list) or len(value) != 9 or not all(map(_is_number, value)):
+    if not isinstance(value, list) or len(value) != 9:
         got = f"{len(value)} values" if isinstance(value, list) else type(value).__name__
         raise PkmodelError(f"{where}: 'K' must be 9 numbers (a 3 x 3 matrix), got {got}")
+    bad = next((i for i, v in enumerate(value) if not _is_number(v)), None)
+    if bad is not None:
+        shown = repr(value[bad])
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise PkmodelError(
+            f"{where}: 'K' must be 9 finite numbers (a 3 x 3 matrix); entry {bad + 1} is {shown}"
+        )
     k = np.array(value, dtype=np.float64).reshape(3, 3).T  # stored column by column
     if not np.array_equal(k[2], [0.0, 0.0, 1.0]):
         raise PkmodelError(
@@ -179,8 +190,11 @@ def parse_r3d_k(value: Any, where: str) -> tuple[float, float, float, float]:
             f"(fx, 0, 0, 0, fy, 0, cx, cy, 1); its entries 3, 6, 9 are "
             f"{', '.join(f'{v:g}' for v in k[2])}"
         )
-    if k[0, 0] <= 0 or k[1, 1] <= 0:
-        raise PkmodelError(f"{where}: 'K' has a focal length that is not positive")
+    if min(k[0, 0], k[1, 1]) < MIN_FOCAL_PX:
+        raise PkmodelError(
+            f"{where}: 'K' has the focal lengths {k[0, 0]:g} and {k[1, 1]:g}; each must be at "
+            f"least {MIN_FOCAL_PX:g} pixel"
+        )
     return float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])
 
 
@@ -298,8 +312,10 @@ def _array(entry: dict, key: str, shape: tuple[int, ...], where: str) -> np.ndar
     except (KeyError, TypeError, ValueError):
         a = None
     size = int(np.prod(shape))
-    if a is None or a.size != size or not np.isfinite(a).all():
-        raise PkmodelError(f"{where}: '{key}' must be {size} finite numbers")
+    if a is None or a.size != size or not (np.abs(a) <= MAX_COORDINATE).all():
+        raise PkmodelError(
+            f"{where}: '{key}' must be {size} finite numbers within +-{MAX_COORDINATE:g}"
+        )
     return a.reshape(shape)
 
 
@@ -338,4 +354,6 @@ def parse_ground_truth(
         kp3d[t] = _array(entry, "keypoints_3d", (NUM_JOINTS, 3), at)
         if "limb_radius_m" in entry:
             radius[t] = _array(entry, "limb_radius_m", (NUM_JOINTS,), at)
+            if (radius[t] < 0).any():
+                raise PkmodelError(f"{at}: 'limb_radius_m' holds a negative radius")
     return kp2d, kp3d, None if np.isnan(radius).all() else radius

@@ -385,7 +385,7 @@ def predict_path(
         raise PkmodelError(f"batch size must be at least 1, got {batch_size}")
     if refine_passes < 0:
         raise PkmodelError(f"refine passes must be 0 or more, got {refine_passes}")
-    check_writable(out_dir, "--out")
+    check_writable(out_dir, "--out", folder=True)
     runner = load_runner(weights, cfg, device)
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)

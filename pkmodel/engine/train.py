@@ -299,7 +299,7 @@ def train(
     dist = dist_from_env()
     device = select_device(cfg.train.device, dist.local_rank)
     out_dir = Path(cfg.train.out_dir)
-    check_writable(out_dir, "--out (train.out_dir)")
+    check_writable(out_dir, "--out (train.out_dir)", folder=True)
     earlier = [f for f in ("last.pt", "best.pt") if (out_dir / f).exists()]
     if resume is None and earlier and not overwrite:
         raise PkmodelError(

@@ -74,7 +74,9 @@ def check_target(out: Path, suffix: str, force: bool) -> Path:
     if out.exists() and out.is_dir() != (suffix == ".mlpackage"):
         kind = "bundle folder" if suffix == ".mlpackage" else "file"
         raise PkmodelError(f"{out} exists and is not a {suffix} {kind}; remove it first")
-    check_writable(out.parent, "--out")  # the bundle or file is renamed into its folder
+    check_writable(
+        out.parent, "--out", folder=True
+    )  # the bundle or file is renamed into its folder
     return out
 
 

@@ -29,7 +29,6 @@ import numpy as np
 
 from pkmodel.common.camera import Intrinsics
 from pkmodel.common.capture_formats import (
-    CONFIDENCE_LEVELS,
     GROUND_TRUTH_FILE,
     R3D_FRAME_DIR,
     R3D_METADATA,
@@ -50,8 +49,10 @@ from pkmodel.common.errors import PkmodelError
 from pkmodel.lift.recording import (
     GroundTruth,
     RgbdSequence,
+    check_levels,
     check_timestamps,
     is_finite_number,
+    load_npy,
 )
 
 Warn = Callable[[str], None]
@@ -87,20 +88,9 @@ def _read_text(path: Path, what: str) -> str:
     if not path.is_file():
         raise PkmodelError(f"{path.parent} has no {path.name} ({what})")
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a BOM (an editor's) is not text
     except (OSError, UnicodeDecodeError) as e:
         raise PkmodelError(f"{path} cannot be read as text ({e})") from None
-
-
-def _check_levels(conf: np.ndarray, where: str) -> np.ndarray:
-    if conf.dtype != np.uint8 or conf.ndim != 2:
-        raise PkmodelError(f"{where} must be one channel of 8-bit confidence levels")
-    top = int(conf.max(initial=0))
-    if top > max(CONFIDENCE_LEVELS):
-        raise PkmodelError(
-            f"{where} holds the value {top}; confidence levels are 0 (low), 1 and 2 (high)"
-        )
-    return conf
 
 
 def _intrinsics_for(
@@ -217,12 +207,10 @@ class StrayRecording(RgbdSequence):
         assert self.video is not None
         return self.video.frame(i)
 
-    def load_confidence(self, i: int) -> np.ndarray | None:
-        conf = super().load_confidence(i)
-        if conf is None:
-            return None
-        assert self.confidence_files is not None
-        return _check_levels(conf, f"confidence map {self.confidence_files[i]}")
+    def load_depth(self, i: int) -> np.ndarray:
+        if self.depth_files[i].suffix.lower() == ".npy":  # every frame, not just the first
+            _check_millimetre_npy(self.depth_files[i])
+        return super().load_depth(i)
 
 
 def read_stray_folder(folder: Path, warn: Warn | None = None) -> StrayRecording:
@@ -301,10 +289,7 @@ def read_stray_folder(folder: Path, warn: Warn | None = None) -> StrayRecording:
 
 def _check_millimetre_npy(path: Path) -> None:
     """Stray Scanner's .npy depth (app versions before 2022) is uint16 millimetres."""
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise PkmodelError(f"depth file {path} cannot be read as a NumPy array ({e})") from None
+    array = load_npy(path, mmap=True)
     if array.dtype.kind not in "ui" or array.ndim != 2:
         raise PkmodelError(
             f"depth file {path} holds {array.dtype} values in {array.ndim} dimensions; Stray "
@@ -451,7 +436,7 @@ class R3dRecording(RgbdSequence):
             return None
         path = self.confidence_files[i]
         conf = decompress_array(self._read(path), "u1", self.depth_shape, str(path))
-        return _check_levels(conf.copy(), str(path))
+        return check_levels(conf.copy(), str(path))
 
 
 def read_r3d(source: Path, warn: Warn | None = None) -> R3dRecording:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from pkmodel import __version__
-from pkmodel.common.atomic import atomic_write_bytes, atomic_write_json
+from pkmodel.common.atomic import atomic_write_bytes, atomic_write_json, refuse_special
 from pkmodel.common.camera import Intrinsics
 from pkmodel.common.draw import draw_skeleton, put_label, save_image
 from pkmodel.common.errors import PkmodelError
@@ -940,9 +940,13 @@ def run_lift(
     staging = Path(out_dir) / f".pkmodel-lift-{os.getpid()}"
     try:
         doc = _lift_into(sequences, cfg, staging, out_dir, detector, progress, pictures)
+        # metrics.json is written (and so checked) before any recording is published, and
+        # renamed into place last: a run that fails leaves the earlier results as a whole
+        refuse_special(Path(out_dir) / "metrics.json")
+        atomic_write_json(staging / "metrics.json", doc)
         for name in names:
             _publish(staging / name, Path(out_dir) / name)
-        atomic_write_json(Path(out_dir) / "metrics.json", doc)
+        os.replace(staging / "metrics.json", Path(out_dir) / "metrics.json")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return doc

@@ -330,6 +330,12 @@ def _meta_value(value: Any, kind: str, key: str, source: str) -> Any:
     if kind == "str":
         if not isinstance(value, str):
             raise PkmodelError(f"{source}: '{key}' must be a string, got {value!r}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # JSON's \ud800 escapes: valid JSON, no text
+            raise PkmodelError(
+                f"{source}: '{key}' holds a lone UTF-16 surrogate, which is not text"
+            ) from None
         return value
     number = type(value) in (int, float) and math.isfinite(value)
     if kind == "int":
@@ -542,7 +548,7 @@ def posekit_from_json(doc: Any, source: str) -> PoseKitTake:
         seen = set()
         for joint in frame["joints"]:
             name = joint.get("joint") if isinstance(joint, dict) else None
-            if name not in where or name in seen:
+            if not isinstance(name, str) or name not in where or name in seen:
                 raise PkmodelError(
                     f"{at}: every joint must be an object whose 'joint' is one of the app's "
                     f"names ({', '.join(DISPLAY_NAMES)}), each once; got {name!r}"
@@ -801,10 +807,19 @@ def posekit_to_take(
     norm = joints[..., KEYPOINT]
     scores = joints[..., SCORE].copy()
     missing = (norm[..., 0] == 0.5) & (norm[..., 1] == 0.5) & (scores == 0)
-    pixels = (norm.astype(np.float64) * np.array([width, height], dtype=np.float64)).astype(
-        np.float32
-    )
+    with np.errstate(over="ignore"):
+        pixels = (norm.astype(np.float64) * np.array([width, height], dtype=np.float64)).astype(
+            np.float32
+        )
     pixels[missing] = np.nan
+    over = np.isinf(pixels) & ~np.isinf(norm)
+    if over.any():
+        t, k, axis = (int(i[0]) for i in np.nonzero(over))
+        raise PkmodelError(
+            f"{source or 'the take'}: frame {t}: joint {DISPLAY_NAMES[k]}'s keypoint2D "
+            f"{float(norm[t, k, axis]):g} times the image size {width} x {height} is beyond "
+            f"what a float32 take holds (the app writes 0 to 1)"
+        )
     same = (playback.view(np.uint32) == camera.view(np.uint32)).all(axis=(1, 2))
     canonical = _mirror_x(playback)
     canonical[same] = np.nan

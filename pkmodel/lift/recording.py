@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from pkmodel.common.camera import Intrinsics
+from pkmodel.common.capture_formats import CONFIDENCE_LEVELS
 from pkmodel.common.errors import PkmodelError
 
 
@@ -61,12 +62,7 @@ class RgbdSequence:
         """Depth of frame ``i`` in metres (float32, HxW; 0 or NaN = no measurement)."""
         path = self.depth_files[i]
         if path.suffix.lower() == ".npy":
-            try:
-                raw = np.load(path, allow_pickle=False)
-            except (OSError, ValueError, EOFError) as e:
-                raise PkmodelError(
-                    f"depth file {path} cannot be read as a NumPy array ({e})"
-                ) from None
+            raw = load_npy(path)
         else:
             import cv2
 
@@ -95,7 +91,7 @@ class RgbdSequence:
                 f"confidence image {path} must be one channel, it has shape {conf.shape}"
             )
         self._check_map_size(conf.shape, f"confidence image {path}")
-        return conf
+        return check_levels(conf, f"confidence image {path}")
 
     def _check_map_size(self, shape: tuple[int, ...], what: str) -> None:
         """A take's depth and confidence maps all have frame 0's depth size (a chunk of frames
@@ -131,10 +127,36 @@ def check_timestamps(t: np.ndarray, where: str) -> None:
         raise PkmodelError(f"{where}: frame timestamps must be finite and strictly increasing")
 
 
+def check_levels(conf: np.ndarray, where: str) -> np.ndarray:
+    """A confidence map: one channel of ARKit's 8-bit levels 0 (low), 1 and 2 (high)."""
+    if conf.dtype != np.uint8 or conf.ndim != 2:
+        raise PkmodelError(f"{where} must be one channel of 8-bit confidence levels")
+    top = int(conf.max(initial=0))
+    if top > max(CONFIDENCE_LEVELS):
+        raise PkmodelError(
+            f"{where} holds the value {top}; confidence levels are 0 (low), 1 and 2 (high)"
+        )
+    return conf
+
+
+def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
+    """One NumPy array from a ``.npy`` file (memory-mapped with ``mmap``: the header alone is
+    read); a file that holds something else is one sentence."""
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise PkmodelError(f"depth file {path} cannot be read as a NumPy array ({e})") from None
+    if not isinstance(array, np.ndarray):  # an .npz archive under an .npy name
+        raise PkmodelError(f"depth file {path} is not a single NumPy array (an .npz archive?)")
+    return array
+
+
 def check_depth_array(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
     """Depth is one channel of 16-bit (or wider) integers or floats."""
     if len(shape) != 2:
         raise PkmodelError(f"depth file {path} must have one channel, it has shape {shape}")
+    if 0 in shape:
+        raise PkmodelError(f"depth file {path} holds an empty array ({shape[1]} x {shape[0]})")
     if dtype.kind not in "uif":
         raise PkmodelError(f"depth file {path} holds {dtype} values; depth must be 16-bit or float")
     if dtype.kind in "ui" and dtype.itemsize < 2:

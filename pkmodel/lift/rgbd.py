@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pkmodel.common.camera import Intrinsics
+from pkmodel.common.camera import DEPTH_UNIT_RANGE_M, MAX_COORDINATE, MIN_FOCAL_PX, Intrinsics
 from pkmodel.common.capture_formats import R3D_SUFFIX
 from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.skeleton import NUM_JOINTS
@@ -36,6 +36,7 @@ from pkmodel.lift.recording import (
     check_depth_array,
     check_timestamps,
     is_finite_number,
+    load_npy,
 )
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -118,15 +119,26 @@ def _load_json(path: Path) -> Any:
 
 
 def _number(obj: dict, key: str, where: str, kind: str) -> Any:
-    """``obj[key]`` checked: ``kind`` is "positive" (a finite number > 0), "finite", "pixels"
-    (a whole number > 0, returned as an int) or "whole" (an id: a whole number, returned as an
-    int). JSON numbers only: true, strings and null are refused, and so are NaN and Infinity,
-    which Python's JSON reader lets through."""
+    """``obj[key]`` checked: ``kind`` is "positive" (a finite number > 0), "focal" (at least
+    MIN_FOCAL_PX), "unit" (metres per depth value, in DEPTH_UNIT_RANGE_M), "finite",
+    "pixels" (a whole number > 0, returned as an int) or "whole" (an id: a whole number,
+    returned as an int). JSON numbers only: true, strings and null are refused, and so are
+    NaN and Infinity, which Python's JSON reader lets through."""
     value = _entry(obj, key, where)
     number = is_finite_number(value)
     whole = number and float(value).is_integer()
+    low, high = DEPTH_UNIT_RANGE_M
     ok, wanted = {
         "positive": (number and value > 0, "a positive number"),
+        "focal": (
+            number and value >= MIN_FOCAL_PX,
+            f"a focal length of at least {MIN_FOCAL_PX:g} pixel",
+        ),
+        "unit": (number and low <= value <= high, f"a depth unit from {low:g} to {high:g} m"),
+        "scale": (
+            number and 1 / high <= value <= 1 / low,
+            f"a number of depth units per metre from {1 / high:g} to {1 / low:g}",
+        ),
         "finite": (number, "a finite number"),
         "pixels": (whole and value > 0, "a whole number of pixels above 0"),
         "whole": (whole, "a whole number"),
@@ -161,16 +173,20 @@ def _leaves(value: Any) -> list[Any]:
 
 
 def _numbers(obj: dict, key: str, where: str, shape: tuple[int, ...]) -> np.ndarray:
-    """``obj[key]``: a list (flat or nested) of finite numbers, as many as ``shape`` holds."""
+    """``obj[key]``: a list (flat or nested) of finite numbers within +-MAX_COORDINATE, as
+    many as ``shape`` holds."""
     value = _entry(obj, key, where)
     size = int(np.prod(shape))
-    wanted = f"{where}: '{key}' must be a list of {size} finite numbers"
+    wanted = f"{where}: '{key}' must be a list of {size} finite numbers within +-{MAX_COORDINATE:g}"
     if not isinstance(value, list):
         raise PkmodelError(f"{wanted}, got {_shown(value)}")
     leaves = _leaves(value)
     if len(leaves) != size:
         raise PkmodelError(f"{wanted}, got {len(leaves)}")
-    bad = next((i for i, v in enumerate(leaves) if not is_finite_number(v)), None)
+    bad = next(
+        (i for i, v in enumerate(leaves) if not is_finite_number(v) or abs(v) > MAX_COORDINATE),
+        None,
+    )
     if bad is not None:
         raise PkmodelError(f"{wanted}; value {bad} is {_shown(leaves[bad])}")
     return np.array(leaves, dtype=np.float64).reshape(shape)
@@ -206,7 +222,7 @@ def _intrinsics_from(obj: Any, width: int, height: int, where: str) -> Intrinsic
     missing = [k for k in INTRINSICS_FIELDS if k not in obj]
     if missing:
         raise PkmodelError(f"{where} has no '{missing[0]}'")
-    fx, fy = (_number(obj, k, where, "positive") for k in ("fx", "fy"))
+    fx, fy = (_number(obj, k, where, "focal") for k in ("fx", "fy"))
     cx, cy = (_number(obj, k, where, "finite") for k in ("cx", "cy"))
     w = _number(obj, "width", where, "pixels") if "width" in obj else width
     h = _number(obj, "height", where, "pixels") if "height" in obj else height
@@ -235,13 +251,34 @@ def read_synthetic_sequence(folder: Path) -> RgbdSequence:
     widths = [_number(im, "width", where[i], "pixels") for i, im in enumerate(listed)]
     heights = [_number(im, "height", where[i], "pixels") for i, im in enumerate(listed)]
     width, height = widths[order[0]], heights[order[0]]
+    for i in order:
+        if (widths[i], heights[i]) != (width, height):
+            raise PkmodelError(
+                f"{where[i]} is {widths[i]} x {heights[i]} but images[{order[0]}], the first "
+                f"frame, is {width} x {height}; one sequence has one image size"
+            )
     camera = _entry(first, "intrinsics", where[order[0]])
     intr = _intrinsics_from(camera, width, height, f"{where[order[0]]}.intrinsics")
     unit = (
-        _number(first, "depth_unit_m", where[order[0]], "positive")
+        _number(first, "depth_unit_m", where[order[0]], "unit")
         if "depth_unit_m" in first
         else 0.001
     )
+    for i in order:
+        here = (
+            _number(listed[i], "depth_unit_m", where[i], "unit")
+            if "depth_unit_m" in listed[i]
+            else 0.001
+        )
+        if here != unit:
+            raise PkmodelError(
+                f"{where[i]}: 'depth_unit_m' is {here:g} but {unit:g} in images[{order[0]}], the "
+                f"first frame; one sequence has one depth unit"
+            )
+    ids = [_number(im, "id", where[i], "whole") for i, im in enumerate(listed)]
+    twice = next((i for i in range(len(ids)) if ids[i] in ids[:i]), None)
+    if twice is not None:
+        raise PkmodelError(f"{where[twice]}: 'id' {ids[twice]} is another image's id too")
     anns: dict[int, list[tuple[int, dict]]] = {}
     for j, ann in enumerate(_objects(doc, "annotations", path, required=False)):
         at = f"{path}: annotations[{j}]"
@@ -266,7 +303,7 @@ def read_synthetic_sequence(folder: Path) -> RgbdSequence:
                 f"{where[i]}: 'intrinsics' differ from those of images[{order[0]}], the first "
                 "frame; one sequence has one camera"
             )
-        people = anns.get(_number(im, "id", where[i], "whole"), [])
+        people = anns.get(ids[i], [])
         if not people:
             continue
         # The sequence follows one person: the largest one in view.
@@ -278,6 +315,8 @@ def read_synthetic_sequence(folder: Path) -> RgbdSequence:
         key = next((k for k in RADIUS_KEYS if k in ann and ann[k] is not None), None)
         if key is not None:
             radius[t] = _numbers(ann, key, at, (NUM_JOINTS,))
+            if (radius[t] < 0).any():
+                raise PkmodelError(f"{at}: '{key}' holds a negative radius ({radius[t].min():g} m)")
     timestamps = np.array([stamps[i] for i in order])
     check_timestamps(timestamps, str(path))
     gt = GroundTruth(kp2d, kp3d, None if np.isnan(radius).all() else radius)
@@ -353,10 +392,7 @@ def _is_float_depth(path: Path) -> bool:
     units. A ``.npy`` is checked from its header alone (memory-mapped, not read)."""
     if path.suffix.lower() != ".npy":
         return False
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise PkmodelError(f"depth file {path} cannot be read as a NumPy array ({e})") from None
+    array = load_npy(path, mmap=True)
     check_depth_array(path, array.dtype, array.shape)
     return array.dtype.kind == "f"
 
@@ -372,7 +408,7 @@ def _depth_unit(path: Path, meta: dict, depth: list[Path]) -> float:
             f"({i.name}); one recording needs one kind"
         )
     key = next((k for k in ("depth_scale_per_meter", "depth_scale") if k in meta), None)
-    scale = _number(meta, key, str(path), "positive") if key else None
+    scale = _number(meta, key, str(path), "scale") if key else None
     if all(floats):
         if scale is not None and scale != 1:
             raise PkmodelError(
@@ -418,6 +454,9 @@ def _intrinsics_object(path: Path, meta: dict, intrinsics_key: str) -> tuple[Any
     return meta[name], f"{path}: intrinsics entry '{name}'"
 
 
+_SECONDS = re.compile(r"\d+\.\d+")
+
+
 def read_plain_folder(folder: Path, intrinsics_key: str = "", fps: float = 30.0) -> RgbdSequence:
     """A folder with ``intrinsics.json`` and colour images + depth (16-bit images, or float
     ``.npy`` in metres; registered to the colour image), either in ``color/`` + ``depth/``
@@ -461,10 +500,9 @@ def read_plain_folder(folder: Path, intrinsics_key: str = "", fps: float = 30.0)
             )
         intr = intr.scaled_to(width, height)
 
-    try:
-        stamps = np.array([float(p.stem.split("_")[0]) for p in color])
-    except ValueError:
-        stamps = None
+    # decimal seconds (TUM: 1305031102.175304.png) are timestamps; frame numbers are not
+    heads = [p.stem.split("_")[0] for p in color]
+    stamps = np.array([float(h) for h in heads]) if all(map(_SECONDS.fullmatch, heads)) else None
     if stamps is None or len(stamps) > 1 and (np.diff(stamps) <= 0).any():
         stamps = np.arange(len(color)) / rate
     check_timestamps(stamps, str(folder))

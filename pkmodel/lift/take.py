@@ -245,6 +245,7 @@ def take_from_json(doc: Any, source: str = "take JSON") -> Take:
         raise PkmodelError(
             f"{source}: 'metadata' must be an object whose 'joint_names' lists names"
         )
+    _check_metadata(meta, source)
     frames = doc.get("frames")
     if not isinstance(frames, list):
         raise PkmodelError(f"{source}: 'frames' must be a list of frame objects")
@@ -264,6 +265,27 @@ def take_from_json(doc: Any, source: str = "take JSON") -> Take:
         else:
             arrays[name] = _json_floats(values, name, shape, source)
     return Take(metadata=meta, **arrays)
+
+
+def _check_metadata(meta: Any, source: str, at: str = "metadata") -> None:
+    """A take's metadata is JSON that writes back: no NaN or Infinity (which Python's JSON
+    reader lets through) and no string that is not text (a lone UTF-16 surrogate); the first
+    fault is named by its key path."""
+    if isinstance(meta, dict):
+        for key, value in meta.items():
+            _check_metadata(value, source, f"{at}.{key}")
+    elif isinstance(meta, list):
+        for i, value in enumerate(meta):
+            _check_metadata(value, source, f"{at}[{i}]")
+    elif isinstance(meta, float) and not math.isfinite(meta):
+        raise PkmodelError(f"{source}: '{at}' is {meta!r}; a take's metadata holds finite numbers")
+    elif isinstance(meta, str):
+        try:
+            meta.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PkmodelError(
+                f"{source}: '{at}' holds a lone UTF-16 surrogate, which is not text"
+            ) from None
 
 
 def _json_indices(values: list[Any], name: str, source: str) -> np.ndarray:
@@ -418,6 +440,7 @@ def _read_binary(read: Callable[[int], bytes], size: int, source: str) -> Take:
         raise PkmodelError(
             f"{source}: its metadata must be an object whose 'joint_names' lists {j} names"
         )
+    _check_metadata(meta, source)
     values = np.frombuffer(records, dtype=dtype, count=frames)
     _refuse_infinite(values, source)
     return Take.from_records(meta, values)

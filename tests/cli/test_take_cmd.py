@@ -124,7 +124,11 @@ def test_a_failed_convert_writes_nothing_and_says_one_sentence(tmp_path):
     assert result.exit_code == 2 and "holding more than a take" in result.output
     assert (tmp_path / "docs/notes.txt").read_text() == "mine"
     for args, message in ((["-f", "mp4"], "--format must be one of"),
-                          (["-f", "pkmodel", "--image-size", "1920"], "--image-size must be")):  # fmt: skip
+                          (["-f", "pkmodel", "--image-size", "1920"], "--image-size must be"),
+                          (["-f", "pkmodel", "--image-size", "9" * 42 + "x5"],
+                           "--image-size must be WIDTHxHEIGHT in pixels, each 1 to 100000 "
+                           f"(1920x1440), got '{'9' * 37}...'"),
+                          (["-f", "pkmodel", "--image-size", "100001x5"], "each 1 to 100000")):  # fmt: skip
         result = take("convert", tmp_path / "ok", tmp_path / "new", *args)
         assert result.exit_code == 2 and message in result.output
         assert not (tmp_path / "new").exists()

@@ -52,7 +52,10 @@ def test_camera_matrix_round_trip_is_exact():
     text = camera_matrix_text(1402.123456, 1401.5, 959.871, 719.25)
     assert text == "1402.123456, 0.0, 959.871\n0.0, 1401.5, 719.25\n0.0, 0.0, 1.0"
     assert parse_camera_matrix(text, "k.csv") == (1402.123456, 1401.5, 959.871, 719.25)
-    with pytest.raises(PkmodelError, match=r"k.csv: the focal lengths fx and fy must be positive"):
+    with pytest.raises(
+        PkmodelError,
+        match=r"k.csv: the focal lengths fx and fy must be at least 1 pixel, they are 0 and 5",
+    ):
         parse_camera_matrix("0, 0, 1\n0, 5, 1\n0, 0, 1", "k.csv")
     with pytest.raises(PkmodelError, match=r"k.csv holds a number that is not finite"):
         parse_camera_matrix("nan, 0, 1\n0, 5, 1\n0, 0, 1", "k.csv")
@@ -76,10 +79,12 @@ def test_r3d_k_is_column_major():
     assert r3d_k(1.5, 2.5, 3.5, 4.5) == [1.5, 0.0, 0.0, 0.0, 2.5, 0.0, 3.5, 4.5, 1.0]
     assert parse_r3d_k([1.5, 0, 0, 0, 2.5, 0, 3.5, 4.5, 1], "m") == (1.5, 2.5, 3.5, 4.5)
     with pytest.raises(
-        PkmodelError, match=r"m: 'K' must be 9 numbers \(a 3 x 3 matrix\), got 9 values"
+        PkmodelError, match=r"m: 'K' must be 9 finite numbers \(a 3 x 3 matrix\); entry 9 is True$"
     ):
         parse_r3d_k([1, 0, 0, 0, 1, 0, 0, 0, True], "m")
-    with pytest.raises(PkmodelError, match=r"'K' has a focal length that is not positive"):
+    with pytest.raises(
+        PkmodelError, match=r"m: 'K' has the focal lengths -1 and 2; each must be at least 1 pixel$"
+    ):
         parse_r3d_k([-1.0, 0, 0, 0, 2, 0, 3, 4, 1], "m")
 
 
@@ -171,3 +176,13 @@ def test_ground_truth_round_trip_keeps_every_number():
         parse_ground_truth(bad, "gt.json", 2, 64, 48)
     with pytest.raises(PkmodelError, match=r"gt.json is not a pkmodel ground-truth file"):
         parse_ground_truth('{"frames": []}', "gt.json", 0, 64, 48)
+    # finite, but beyond any picture or scene (and a take's float32)
+    big = ground_truth_json([None, {**label, "keypoints": [1e39, *keypoints[1:]]}], 64, 48)
+    with pytest.raises(PkmodelError) as err:
+        parse_ground_truth(big, "gt.json", 2, 64, 48)
+    assert str(err.value) == (
+        "gt.json (frame 1): 'keypoints' must be 51 finite numbers within +-1e+06"
+    )
+    negative = ground_truth_json([None, {**label, "limb_radius_m": [-0.1] * 17}], 64, 48)
+    with pytest.raises(PkmodelError, match=r"\(frame 1\): 'limb_radius_m' holds a negative"):
+        parse_ground_truth(negative, "gt.json", 2, 64, 48)

@@ -286,6 +286,15 @@ def test_r3d_without_frame_timestamps_uses_fps(tmp_path):
             r"'h' it is for$",
         ),
         ({"K": [100.0, 0, 0, 0, 102.0, 0, 63.5, -1, 1]}, r"principal point \(63.5, -1\) outside"),
+        (
+            {"K": [float("nan"), 0, 0, 0, 102.0, 0, 63.5, 47.5, 1]},
+            r"'K' must be 9 finite numbers \(a 3 x 3 matrix\); entry 1 is nan$",
+        ),
+        ({"K": [100.0, 0, 0, 0, 102.0, "0", 63.5, 47.5, 1]}, r"; entry 6 is '0'$"),
+        (
+            {"K": [100.0, 0, 0, 0, 1e-300, 0, 63.5, 47.5, 1]},
+            r"'K' has the focal lengths 100 and 1e-300; each must be at least 1 pixel$",
+        ),
     ],
 )
 def test_bad_r3d_metadata_is_one_sentence(tmp_path, change, message):
@@ -362,7 +371,12 @@ def test_r3d_frames_must_be_numbered_from_zero(tmp_path):
         ("odometry-frames", r"odometry.csv: row 2 is frame 000005 but depth map 2 is 000001.png"),
         ("odometry-time", r"odometry.csv: frame timestamps must be finite and strictly increasing"),
         ("confidence-count", r"3 confidence maps in confidence/ for 4 depth maps in depth/"),
-        ("confidence-level", r"confidence map .*000000.png holds the value 9"),
+        ("confidence-level", r"confidence image .*000000.png holds the value 9"),
+        (
+            "matrix-tiny-focal",
+            r"camera_matrix.csv: the focal lengths fx and fy must be at least 1 pixel, they are "
+            r"1e-300 and 51$",
+        ),
         ("video", r"rgb.mp4 cannot be read as a video"),
         ("no-video", r"scan has no rgb.mp4 \(the colour video\)"),
         ("no-depth", r"depth holds no depth maps"),
@@ -376,6 +390,7 @@ def test_bad_stray_folders_are_one_sentence(tmp_path, kind, message):
         "matrix-2x2": {"matrix": "1, 2\n3, 4\n"},
         "matrix-transposed": {"matrix": "50.5, 0, 0\n0, 51, 0\n31.25, 23.75, 1"},
         "matrix-elsewhere": {"matrix": "50.5, 0, 331.25\n0, 51, 23.75\n0, 0, 1"},
+        "matrix-tiny-focal": {"matrix": "1e-300, 0, 31.25\n0, 51, 23.75\n0, 0, 1"},
         "odometry-short": {"odometry": header + "\n".join(rows[:3])},
         "odometry-header": {"odometry": "\n".join(rows)},
         "odometry-row": {"odometry": header + rows[0] + "\n1.0, 000001, 0, 0\n"},
@@ -533,3 +548,28 @@ def test_lift_gives_the_same_metrics_in_every_layout(tmp_path):
     assert ref["overall"]["mpjpe_visible_mm"] > 0 and ref["seq"]["frames"] == 6
     assert numbers(docs["stray"]) == ref
     assert numbers(docs["record3d"]) == ref
+
+
+def test_stray_reads_an_editors_byte_order_mark_and_checks_every_npy_frame(tmp_path):
+    """odometry.csv saved by an editor that writes a UTF-8 byte order mark reads as the app's;
+    the .npy depth of older app versions must be integer millimetres in every frame, not just
+    the first (a float frame of metres would be read as millimetres, 1000 times too near)."""
+    folder = stray_folder(tmp_path)
+    odometry = folder / "odometry.csv"
+    odometry.write_bytes(b"\xef\xbb\xbf" + odometry.read_bytes())
+    (seq,) = quiet_find(folder)
+    np.testing.assert_array_equal(seq.timestamps, [100.0, 100.25, 100.5, 100.75])
+
+    for i in range(4):
+        np.save(folder / f"depth/{i:06d}.npy", (DEPTH_MM + i).astype(np.uint16))
+        (folder / f"depth/{i:06d}.png").unlink()
+    (seq,) = quiet_find(folder)
+    assert seq.load_depth(3)[0, 0] == np.float32(403) * np.float32(0.001)
+    np.save(folder / "depth/000003.npy", (DEPTH_MM + 3).astype(np.float32) / 1000)
+    (seq,) = quiet_find(folder)  # frame 0 is checked when the folder is read
+    with pytest.raises(PkmodelError) as err:
+        seq.load_depth(3)
+    assert str(err.value) == (
+        f"depth file {folder / 'depth/000003.npy'} holds float32 values in 2 dimensions; Stray "
+        "Scanner's .npy depth is one channel of integer millimetres"
+    )

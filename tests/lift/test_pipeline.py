@@ -634,6 +634,33 @@ def test_a_failed_run_leaves_the_earlier_results_as_they_were(tmp_path):
         )
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in out.iterdir()) == ["a", "b", "metrics.json"]  # nothing staged
+    # metrics.json is written before any take is published: a metrics.json that cannot be
+    # replaced (a folder there) leaves the takes as they were too
+    import shutil
+
+    shutil.rmtree(tmp_path / "in" / "b")
+    write_sequence(tmp_path / "in" / "b", frames=6, seed=1)
+    (out / "metrics.json").unlink()
+    (out / "metrics.json").mkdir()
+    before.pop(out / "metrics.json")
+    with pytest.raises(PkmodelError, match="metrics.json: it is a folder, not a file"):
+        run_lift(
+            find_sequences(tmp_path / "in"), lift_config(smoothing="none"), out, pictures=False
+        )
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "metrics.json"]
+
+
+def test_lift_refuses_an_output_that_is_a_file_before_reading_any_frame(tmp_path):
+    write_sequence(tmp_path / "in" / "a", frames=3)
+    (tmp_path / "out").write_text("mine")
+    args = ["lift", "--ground-truth-2d", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: cannot write --out (lift.out_dir) {tmp_path / 'out'}: it is a file, not a folder\n"
+    )
+    assert (tmp_path / "out").read_text() == "mine"
 
 
 def test_a_rerun_replaces_pictures_whole_and_takes_of_another_format(tmp_path):
@@ -657,3 +684,33 @@ def test_a_rerun_replaces_pictures_whole_and_takes_of_another_format(tmp_path):
         "posekit": str(out / "seq" / "posekit_take"),
         "posekit_zip": str(out / "seq" / "posekit_take.zip"),
     }
+
+
+def test_sigterm_leaves_like_an_interrupt_removing_the_staging_folder(tmp_path):
+    """A job's time limit (SIGTERM) stops `pkmodel lift` the way Ctrl-C does: the staging
+    folder is removed on the way out, the earlier results stay, and the exit code says so."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    write_sequence(tmp_path / "in" / "a", frames=3)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "pkmodel", "lift", "--ground-truth-2d", "-i", str(tmp_path / "in"),
+            "-o", str(out)]  # fmt: skip
+    assert subprocess.run(args, capture_output=True, timeout=300).returncode == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    write_sequence(tmp_path / "in" / "b", frames=400)  # long enough to be caught at work
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not list(out.glob(".pkmodel-lift-*")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    assert list(out.glob(".pkmodel-lift-*")), "lift never staged anything"
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()
+    assert err.decode().strip().splitlines()[-1] == "terminated"
+    assert sorted(p.name for p in out.iterdir()) == ["a", "metrics.json"]  # nothing staged
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

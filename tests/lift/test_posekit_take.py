@@ -271,6 +271,14 @@ def test_an_app_take_in_pixels_is_normalised_back_within_a_float32_step(tmp_path
     back = take_to_posekit(take)
     np.testing.assert_allclose(back.keypoints, app.keypoints, rtol=1.2e-7, atol=0)
     np.testing.assert_array_equal(back.playback, app.playback)
+    # a 2D point far outside the app's 0 to 1 overflows a float32 in pixels: one sentence
+    app.frames["joints"][2, 4, 6] = np.float32(3e38)
+    with pytest.raises(PkmodelError) as err:
+        posekit_to_take(app, image_size=(10000, 10000), source="take X")
+    assert str(err.value) == (
+        f"take X: frame 2: joint {DISPLAY_NAMES[4]}'s keypoint2D 3e+38 times the image size "
+        "10000 x 10000 is beyond what a float32 take holds (the app writes 0 to 1)"
+    )
 
 
 def test_json_export_reads_null_nan_strings_and_nan_tokens(tmp_path):
@@ -303,6 +311,15 @@ def test_json_export_reads_null_nan_strings_and_nan_tokens(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"meta": meta, "frames": frames}))
     with pytest.raises(PkmodelError, match=r"bad.json: frame 1: joint Neck: 'camera3D'"):
         read_posekit_json(tmp_path / "bad.json")
+    for name in (["Nose"], {}, 7):  # a 'joint' that is no name at all
+        frames[1]["joints"][0]["joint"] = name
+        (tmp_path / "bad.json").write_text(json.dumps({"meta": meta, "frames": frames}))
+        with pytest.raises(PkmodelError) as err:
+            read_posekit_json(tmp_path / "bad.json")
+        assert str(err.value).startswith(
+            f"take file {tmp_path / 'bad.json'}: frame 1: every joint must be an object whose "
+            "'joint' is one of the app's names"
+        ) and str(err.value).endswith(f"each once; got {name!r}")
 
 
 def test_zip_export_written_stored_and_read(tmp_path):
@@ -373,6 +390,8 @@ def test_meta_with_notes_and_its_faults(tmp_path):
         "uuid": ("not-a-uuid", "'uuid' must be a UUID"),
         "jointSchema": ("COCO17", "joint schema 'COCO17' is not the app's"),
         "createdAt": (None, "'createdAt' must be a finite number"),
+        # valid JSON (an escaped lone surrogate) that no UTF-8 file can hold
+        "notes": ("a\ud800b", "'notes' holds a lone UTF-16 surrogate, which is not text"),
     }
     for key, (value, message) in bad.items():
         doc = {**json.loads(META_TEXT), key: value}

@@ -120,20 +120,29 @@ def test_npy_depth_rules(tmp_path):
         PkmodelError, match=r"depth file .*1_depth.npy cannot be read as a NumPy array"
     ):
         read_plain_folder(folder)
+    np.savez(folder / "1_depth.npz", depth=depth)  # an archive under an .npy name
+    (folder / "1_depth.npz").rename(folder / "1_depth.npy")
+    with pytest.raises(
+        PkmodelError, match=r"depth file .*1_depth.npy is not a single NumPy array \(an .npz"
+    ):
+        read_plain_folder(folder)
+    np.save(folder / "1_depth.npy", np.zeros((0, 0), np.uint16))
+    with pytest.raises(PkmodelError, match=r"depth file .*1_depth.npy holds an empty array"):
+        read_plain_folder(folder)
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"depth_scale_per_meter": float("nan")}, "'depth_scale_per_meter' must be a positive number, got nan"),
-        ({"depth_scale_per_meter": float("inf")}, "'depth_scale_per_meter' must be a positive number, got inf"),
-        ({"depth_scale_per_meter": -5}, "'depth_scale_per_meter' must be a positive number, got -5"),
-        ({"depth_scale_per_meter": "1000"}, "'depth_scale_per_meter' must be a positive number, got '1000'"),
+        ({"depth_scale_per_meter": float("nan")}, "'depth_scale_per_meter' must be a number of depth units per metre from 0.001 to 1e+09, got nan"),
+        ({"depth_scale_per_meter": float("inf")}, "'depth_scale_per_meter' must be a number of depth units per metre from 0.001 to 1e+09, got inf"),
+        ({"depth_scale_per_meter": -5}, "'depth_scale_per_meter' must be a number of depth units per metre from 0.001 to 1e+09, got -5"),
+        ({"depth_scale_per_meter": "1000"}, "'depth_scale_per_meter' must be a number of depth units per metre from 0.001 to 1e+09, got '1000'"),
         ({"depth_scale_per_meter": None}, "needs 'depth_scale_per_meter' (stored depth units per metre"),
-        ({"depth_scale_per_meter": None, "depth_scale": float("nan")}, "'depth_scale' must be a positive number, got nan"),
-        ({"fx": float("nan")}, "'fx' must be a positive number, got nan"),
-        ({"fy": 0}, "'fy' must be a positive number, got 0"),
-        ({"fx": True}, "'fx' must be a positive number, got True"),
+        ({"depth_scale_per_meter": None, "depth_scale": float("nan")}, "'depth_scale' must be a number of depth units per metre from 0.001 to 1e+09, got nan"),
+        ({"fx": float("nan")}, "'fx' must be a focal length of at least 1 pixel, got nan"),
+        ({"fy": 0}, "'fy' must be a focal length of at least 1 pixel, got 0"),
+        ({"fx": True}, "'fx' must be a focal length of at least 1 pixel, got True"),
         ({"cx": float("inf")}, "'cx' must be a finite number, got inf"),
         ({"cy": "23.5"}, "'cy' must be a finite number, got '23.5'"),
         ({"cx": -500}, "'cx' must lie inside the 64 x 48 image the intrinsics are for (0 to 64), got -500"),
@@ -146,6 +155,11 @@ def test_npy_depth_rules(tmp_path):
         ({"fps": float("nan")}, "'fps' must be a positive number, got nan"),
         ({"fps": 0}, "'fps' must be a positive number, got 0"),
         ({"fps": "x"}, "'fps' must be a positive number, got 'x'"),
+        # finite, but no camera: X = (u - cx) / fx * Z would overflow a take's float32
+        ({"fx": 1e-300}, "'fx' must be a focal length of at least 1 pixel, got 1e-300"),
+        ({"fy": 0.5}, "'fy' must be a focal length of at least 1 pixel, got 0.5"),
+        ({"depth_scale_per_meter": 1e-320}, "'depth_scale_per_meter' must be a number of depth units per metre from 0.001 to 1e+09, got 1e-320"),
+        ({"depth_scale_per_meter": 1e10}, "'depth_scale_per_meter' must be a number of depth units per metre from 0.001 to 1e+09, got 10000000000.0"),
     ],
 )  # fmt: skip
 def test_every_number_in_intrinsics_json_is_checked_when_the_folder_is_read(
@@ -172,8 +186,8 @@ def test_nan_depth_scale_stops_the_command_before_anything_is_computed(tmp_path)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
     assert result.output.strip() == (
-        f"error: {folder / 'intrinsics.json'}: 'depth_scale_per_meter' must be a positive "
-        "number, got nan"
+        f"error: {folder / 'intrinsics.json'}: 'depth_scale_per_meter' must be a number of "
+        "depth units per metre from 0.001 to 1e+09, got nan"
     )
     assert not (out / "rec").exists()
 
@@ -199,7 +213,7 @@ def test_a_keyed_intrinsics_entry_names_its_missing_field(tmp_path):
         read_plain_folder(folder, "cam")
     assert (
         str(caught.value)
-        == f"{path}: intrinsics entry 'cam': 'fx' must be a positive number, got -1"
+        == f"{path}: intrinsics entry 'cam': 'fx' must be a focal length of at least 1 pixel, got -1"
     )
     path.write_text(json.dumps({"depth_scale_per_meter": 1000, "cam": 7}))
     with pytest.raises(PkmodelError) as caught:
@@ -259,17 +273,32 @@ def sequence(tmp_path_factory):
         (lambda d: d["images"][3].pop("timestamp"), "images[3] has no 'timestamp'"),
         (lambda d: d["images"][1].update(id="abc"), "images[1]: 'id' must be a whole number, got 'abc'"),
         (lambda d: d["images"][2].update(depth_file=3), "images[2]: 'depth_file' must be a file name, got 3"),
-        (lambda d: d["images"][2]["intrinsics"].update(fx=0), "images[2].intrinsics: 'fx' must be a positive number, got 0"),
+        (lambda d: d["images"][2]["intrinsics"].update(fx=0), "images[2].intrinsics: 'fx' must be a focal length of at least 1 pixel, got 0"),
         (lambda d: d["images"][2]["intrinsics"].update(fx=99.0), "images[2]: 'intrinsics' differ from those of images[0], the first frame"),
         (lambda d: d["annotations"][2].update(image_id="abc"), "annotations[2]: 'image_id' must be a whole number, got 'abc'"),
         (lambda d: d["annotations"][2].update(area=None), "annotations[2]: 'area' must be a finite number, got None"),
         (lambda d: d["annotations"][1].update(keypoints=d["annotations"][1]["keypoints"][:48]),
-         "annotations[1]: 'keypoints' must be a list of 51 finite numbers, got 48"),
+         "annotations[1]: 'keypoints' must be a list of 51 finite numbers within +-1e+06, got 48"),
         (lambda d: d["annotations"][1]["keypoints_3d"][4].__setitem__(1, "x"),
-         "annotations[1]: 'keypoints_3d' must be a list of 51 finite numbers; value 13 is 'x'"),
-        (lambda d: d["annotations"][3].update(limb_radius_m=7), "annotations[3]: 'limb_radius_m' must be a list of 17 finite numbers, got 7"),
+         "annotations[1]: 'keypoints_3d' must be a list of 51 finite numbers within +-1e+06; value 13 is 'x'"),
+        (lambda d: d["annotations"][3].update(limb_radius_m=7), "annotations[3]: 'limb_radius_m' must be a list of 17 finite numbers within +-1e+06, got 7"),
         (lambda d: d.update(images={}), "'images' must be a non-empty list, got an object"),
         (lambda d: d["annotations"].__setitem__(0, []), "annotations[0] must be an object, got a list of 0 values"),
+        # finite numbers that no picture or scene has, and a take's float32 cannot hold
+        (lambda d: d["annotations"][3]["keypoints"].__setitem__(0, 1e39),
+         "annotations[3]: 'keypoints' must be a list of 51 finite numbers within +-1e+06; value 0 is 1e+39"),
+        (lambda d: d["annotations"][1]["keypoints_3d"][0].__setitem__(2, -1e300),
+         "annotations[1]: 'keypoints_3d' must be a list of 51 finite numbers within +-1e+06; value 2 is -1e+300"),
+        (lambda d: d["annotations"][2].update(limb_radius_m=[1e300] * 17),
+         "annotations[2]: 'limb_radius_m' must be a list of 17 finite numbers within +-1e+06; value 0 is 1e+300"),
+        (lambda d: d["annotations"][2].update(limb_radius_m=[-0.05] * 17),
+         "annotations[2]: 'limb_radius_m' holds a negative radius (-0.05 m)"),
+        (lambda d: [im["intrinsics"].update(fx=1e-300) for im in d["images"]],
+         "images[0].intrinsics: 'fx' must be a focal length of at least 1 pixel, got 1e-300"),
+        # one sequence, one camera: what the first frame says is what every frame says
+        (lambda d: d["images"][3].update(depth_unit_m=5), "images[3]: 'depth_unit_m' is 5 but 0.001 in images[0], the first frame; one sequence has one depth unit"),
+        (lambda d: d["images"][2].update(width=500), "images[2] is 500 x 48 but images[0], the first frame, is 64 x 48; one sequence has one image size"),
+        (lambda d: d["images"][3].update(id=d["images"][1]["id"]), "images[3]: 'id' 2 is another image's id too"),
     ],
 )  # fmt: skip
 def test_a_bad_value_in_annotations_json_names_its_key_and_index(
@@ -287,3 +316,40 @@ def test_a_bad_value_in_annotations_json_names_its_key_and_index(
         find_sequences(folder)
     assert str(caught.value).startswith(f"{path}: {message}"), str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_frame_numbers_are_not_timestamps_but_decimal_seconds_are(tmp_path):
+    """Zero-padded frame numbers (000000.png) take the JSON's fps; TUM's decimal seconds
+    (1305031102.175304.png) are the timestamps themselves."""
+    depth, _ = body_depth_mm()
+    meta = {**INTR, "depth_scale_per_meter": 1000, "fps": 25}
+    folder = plain_folder(tmp_path / "numbers", depth, meta, flat=False)
+    for f in range(3):  # 000000.png ..., as many recorders name frames
+        (folder / f"rgb/{f}.png").rename(folder / f"rgb/{f:06d}.png")
+        (folder / f"depth/{f}.png").rename(folder / f"depth/{f:06d}.png")
+    np.testing.assert_allclose(read_plain_folder(folder).timestamps, [0.0, 0.04, 0.08])
+
+    folder = plain_folder(tmp_path / "tum", depth, meta, flat=False)
+    stamps = ["1305031102.175304", "1305031102.211214", "1305031102.243211"]
+    for f, stamp in enumerate(stamps):
+        (folder / f"rgb/{f}.png").rename(folder / f"rgb/{stamp}.png")
+    np.testing.assert_allclose(read_plain_folder(folder).timestamps, [float(s) for s in stamps])
+
+
+def test_a_plain_folders_confidence_maps_hold_the_three_levels(tmp_path):
+    import cv2
+
+    depth, _ = body_depth_mm()
+    folder = plain_folder(tmp_path / "rec", depth)
+    for f in range(3):
+        cv2.imwrite(str(folder / f"{f}_confidence.png"), np.full((48, 64), 2, np.uint8))
+    seq = read_plain_folder(folder)
+    assert seq.load_confidence(1).max() == 2
+    for bad, message in [
+        (np.full((48, 64), 2, np.uint16), "must be one channel of 8-bit confidence levels"),
+        (np.full((48, 64), 200, np.uint8), "holds the value 200; confidence levels are 0 (low), 1 and 2 (high)"),
+    ]:  # fmt: skip
+        cv2.imwrite(str(folder / "1_confidence.png"), bad)
+        with pytest.raises(PkmodelError) as caught:
+            seq.load_confidence(1)
+        assert str(caught.value) == f"confidence image {folder / '1_confidence.png'} {message}"

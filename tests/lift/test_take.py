@@ -380,3 +380,35 @@ def test_binary_with_infinite_values_is_refused_like_the_json(
     data[start:] = records.tobytes()
     (tmp_path / "t.bin").write_bytes(bytes(data))
     assert np.isnan(read_take_binary(tmp_path / "t.bin").joints_camera).sum() >= 1
+
+
+def test_metadata_that_would_not_write_back_is_refused_naming_its_key(tmp_path):
+    """Python's JSON reader lets NaN, Infinity and escaped lone surrogates through; a take
+    holding them would fail only when converted. Both readers name the key instead."""
+    take = make_take(2)
+    for value, message in [
+        ("NaN", "'metadata.fps' is nan; a take's metadata holds finite numbers"),
+        ("-Infinity", "'metadata.fps' is -inf; a take's metadata holds finite numbers"),
+        ('"a\\ud800"', "'metadata.fps' holds a lone UTF-16 surrogate, which is not text"),
+    ]:
+        doc = take_to_json(take)
+        doc["metadata"]["fps"] = "@"
+        text = json.dumps(doc).replace('"@"', value)
+        (tmp_path / "t.json").write_text(text)
+        with pytest.raises(PkmodelError) as err:
+            read_take_json(tmp_path / "t.json")
+        assert str(err.value) == f"take file {tmp_path / 't.json'}: {message}"
+    # the binary's metadata, patched in its bytes: the same sentence
+    data = take_to_bytes(make_take(2))
+    data = data.replace(b'"model":"test"', b'"model":NaN   ', 1)
+    (tmp_path / "t.bin").write_bytes(data)
+    with pytest.raises(PkmodelError) as err:
+        read_take_binary(tmp_path / "t.bin")
+    assert str(err.value) == (
+        f"take file {tmp_path / 't.bin'}: 'metadata.model' is nan; a take's metadata holds "
+        "finite numbers"
+    )
+    nested = take_to_json(take)
+    nested["metadata"]["lift"] = {"min_score": [0.5, float("nan")]}
+    with pytest.raises(PkmodelError, match=r"'metadata.lift.min_score\[1\]' is nan"):
+        take_from_json(nested)
