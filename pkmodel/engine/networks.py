@@ -80,6 +80,7 @@ class OnnxNetwork(torch.nn.Module):
                 f"{path} is not a pkmodel ONNX export (outputs {outputs}, expected "
                 f"{list(OUTPUT_NAMES)})"
             )
+        self.path = path
         self.input_name = inputs[0].name
         self.input_size = int(shape[2])
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
@@ -95,9 +96,12 @@ class OnnxNetwork(torch.nn.Module):
             self.session.run(list(OUTPUT_NAMES), {self.input_name: batch[i : i + step]})
             for i in range(0, len(batch), step)
         ]
-        return tuple(
-            torch.from_numpy(np.concatenate(parts)[:n]).to(x.device)
-            for parts in zip(*runs, strict=True)
+        return _finite(
+            tuple(
+                torch.from_numpy(np.concatenate(parts)[:n]).to(x.device)
+                for parts in zip(*runs, strict=True)
+            ),
+            self.path,
         )
 
 
@@ -124,6 +128,7 @@ class CoreMLNetwork(torch.nn.Module):
             raise PkmodelError(
                 f"{path} does not have the outputs {list(OUTPUT_NAMES)} (it has {p.outputs})"
             )
+        self.path = path
         self.input_size = p.image.width
         self.bgr = p.image.colorspace == "BGR"
 
@@ -133,7 +138,21 @@ class CoreMLNetwork(torch.nn.Module):
             pixels = pixels.flip(1)
         name = self.program.input_name
         out = self.program.run({name: pixels.numpy()})
-        return tuple(torch.from_numpy(out[n]).to(x.device) for n in OUTPUT_NAMES)
+        return _finite(
+            tuple(torch.from_numpy(out[n]).to(x.device) for n in OUTPUT_NAMES), self.path
+        )
+
+
+def _finite(outputs: tuple[torch.Tensor, ...], path: Path) -> tuple[torch.Tensor, ...]:
+    """An export's outputs, refused when they hold NaN or Inf (weights that do: the exported
+    checkpoint's own check could not see them)."""
+    for name, value in zip(OUTPUT_NAMES, outputs, strict=True):
+        if not bool(torch.isfinite(value).all()):
+            raise PkmodelError(
+                f"{path} gave NaN or Inf in its '{name}' output: its weights hold NaN or Inf, or "
+                "the file is damaged"
+            )
+    return outputs
 
 
 def load_network(weights: str | Path, device: Any = "cpu") -> Network:

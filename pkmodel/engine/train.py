@@ -119,7 +119,9 @@ class Run:
 
     def load(self, checkpoint: dict[str, Any], path: Path) -> int:
         """Continue from ``path``'s checkpoint of this run; returns the epoch it ended."""
-        self.model.load_state_dict(checkpoint["model"])
+        from pkmodel.model.checkpoint import load_weights_into
+
+        load_weights_into(self.model, checkpoint["model"], f"{path}: the 'model' weights")
         try:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
         except (ValueError, KeyError, TypeError) as e:
@@ -131,7 +133,7 @@ class Run:
         if self.scaler is not None and checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         if self.ema is not None and checkpoint.get("ema"):
-            self.ema.module.load_state_dict(checkpoint["ema"])
+            load_weights_into(self.ema.module, checkpoint["ema"], f"{path}: the 'ema' weights")
             self.ema.updates = int(checkpoint.get("ema_updates", 0))
         self.step = int(checkpoint["step"])
         self.best = dict(checkpoint["best"])
@@ -382,13 +384,9 @@ def _build_run(
 
     model = build_model(cfg.model, pretrained=checkpoint is None and t.finetune is None)
     if weights is not None:
-        try:
-            model.load_state_dict(weights)
-        except RuntimeError as e:
-            raise PkmodelError(
-                f"train.finetune {t.finetune}: weights do not fit this model "
-                f"({str(e).splitlines()[0]})"
-            ) from None
+        from pkmodel.model.checkpoint import load_weights_into
+
+        load_weights_into(model, weights, f"train.finetune {t.finetune}: the weights")
     set_memory_format(model.to(device), cfg)
     if dist.enabled and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

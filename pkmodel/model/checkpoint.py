@@ -87,7 +87,8 @@ def _shown(value: Any) -> str:
 
 
 def _check_weights(state: dict[str, Any], path: Path) -> None:
-    """``model`` (and ``ema`` unless None) must be state dicts: names -> tensors."""
+    """``model`` (and ``ema`` unless None) must be state dicts: names -> tensors, the floating
+    ones finite (a network with a NaN weight gives NaN everywhere, far from where it loaded)."""
     import torch
 
     for entry in ("model", "ema"):
@@ -100,6 +101,11 @@ def _check_weights(state: dict[str, Any], path: Path) -> None:
             if not torch.is_tensor(value):
                 raise PkmodelError(
                     f"{path}: '{entry}' holds {_shown(value)} under {name!r}, not a tensor"
+                )
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise PkmodelError(
+                    f"{path}: the '{entry}' weights hold NaN or Inf (first in {name!r}); the "
+                    "training that saved them diverged or the file is damaged"
                 )
 
 
@@ -161,15 +167,25 @@ def model_from_checkpoint(path: str | Path, prefer_ema: bool = True, map_locatio
     cfg = checkpoint_config(state, path)
     model = build_model(cfg.model, pretrained=False)
     entry = "ema" if prefer_ema and state.get("ema") else "model"
-    try:
-        model.load_state_dict(state[entry])
-    except RuntimeError as e:
-        why = _misfit(model.state_dict(), state[entry]) or str(e).strip().splitlines()[0]
-        raise PkmodelError(
-            f"{path}: the '{entry}' weights do not fit the model its config describes ({why})"
-        ) from None
+    load_weights_into(
+        model, state[entry], f"{path}: the '{entry}' weights", "the model its config describes"
+    )
     model.eval()
     return model, cfg, state
+
+
+def load_weights_into(
+    model: Any, weights: dict[str, Any], what: str, fit: str = "this model"
+) -> None:
+    """``model.load_state_dict(weights)``; weights that do not fit are one sentence, ``what``
+    (``FILE: the 'ema' weights``) naming them and the first key or shape that differs."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        # DDP's wrapper loads through its module: its keys are the module's
+        module = getattr(model, "module", model)
+        why = _misfit(module.state_dict(), weights) or str(e).strip().splitlines()[0]
+        raise PkmodelError(f"{what} do not fit {fit} ({why})") from None
 
 
 def _misfit(wanted: dict[str, Any], weights: dict[str, Any]) -> str | None:

@@ -69,6 +69,16 @@ def test_resume_refuses_before_training(tiny_prepared, one_epoch, tmp_path):
     cfg = tiny_train_config(tiny_prepared, run, epochs=3)
     with pytest.raises(PkmodelError, match="its 'optimizer' does not fit"):
         train(cfg, resume=run / "last.pt", progress=False)
+    for entry in ("model", "ema"):  # weights missing a tensor: torch's RuntimeError before
+        state = torch.load(one_epoch, weights_only=True)
+        state[entry] = {k: v for k, v in state[entry].items() if not k.endswith("running_mean")}
+        torch.save(state, run / "last.pt")
+        with pytest.raises(PkmodelError) as e:
+            train(cfg, resume=run / "last.pt", progress=False)
+        assert str(e.value).startswith(
+            f"{run / 'last.pt'}: the '{entry}' weights do not fit this model (no tensor for the "
+            "model's '"
+        ) and str(e.value).endswith("more missing)")
     shutil.copy(one_epoch, run / "last.pt")
     # a finished run resumed: nothing to train, nothing touched, exit 0 (a "resume until done"
     # loop stays idempotent), and the CLI says why

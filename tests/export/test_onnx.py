@@ -113,3 +113,9 @@ def test_onnx_that_disagrees_with_pytorch_is_not_written(
     with pytest.raises(PkmodelError, match="'regs' differs from PyTorch by 5.00e-01"):
         onnx.export_onnx(checkpoint, tmp_path / "m.onnx", small_config())
     assert list(tmp_path.iterdir()) == []
+    # NaN is no agreement (a comparison with NaN is never above the tolerance)
+    monkeypatch.setattr(onnx, "compare_onnx_with_torch",
+                        lambda *a: {"keypoints_px": 0.0, **{n: 0.0 if n != "offsets" else np.nan for n in OUTPUT_NAMES}})  # fmt: skip
+    with pytest.raises(PkmodelError, match="'offsets' differs from PyTorch by nan"):
+        onnx.export_onnx(checkpoint, tmp_path / "m.onnx", small_config())
+    assert list(tmp_path.iterdir()) == []

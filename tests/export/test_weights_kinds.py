@@ -52,6 +52,27 @@ def test_the_three_kinds_give_the_same_outputs(checkpoint, exports):
     assert cfg.model.width_mult == 0.35
 
 
+def test_an_onnx_file_whose_weights_hold_nan_is_refused_when_it_runs(exports, tmp_path):
+    """A NaN weight in an export (the checkpoint check cannot see it) made every keypoint NaN,
+    and the JSON writers failed with a traceback: now one sentence naming the file."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(exports["onnx"]))
+    weight = next(t for t in model.graph.initializer if len(t.dims) == 4)
+    values = numpy_helper.to_array(weight).copy()
+    values.flat[0] = np.nan
+    weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+    path = tmp_path / "nan.onnx"
+    onnx.save(model, str(path))
+    net = load_network(path)
+    x = torch.from_numpy(common.normalise_pixels(common.sample_input(SIZE, batch=1, seed=2)))
+    with pytest.raises(PkmodelError) as e:
+        net.module(x)
+    assert str(e.value).startswith(f"{path} gave NaN or Inf in its '")
+    assert str(e.value).endswith("output: its weights hold NaN or Inf, or the file is damaged")
+
+
 def test_a_core_ml_model_without_the_four_outputs_is_refused(tmp_path):
     model = tmp_path / "other.mlmodelc"
     model.mkdir()
