@@ -227,6 +227,11 @@ def load_coco_people(path: str | Path) -> CocoPeople:
         iscrowd = ann.get("iscrowd", 0)
         if iscrowd not in (0, 1) or not isinstance(iscrowd, (int, bool)):
             raise PkmodelError(f"{path}: {where} 'iscrowd' must be 0 or 1, got {iscrowd!r}")
+        count = ann.get("num_keypoints", 0)  # COCOeval compares it with 0
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise PkmodelError(
+                f"{path}: {where} 'num_keypoints' must be a whole number from 0, got {count!r}"
+            )
         crowd[i] = bool(iscrowd)
         extras.append({k: v for k, v in ann.items() if k not in _COCO_ANNOTATION_KEYS})
     return CocoPeople(

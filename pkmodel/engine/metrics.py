@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pkmodel.common.errors import PkmodelError, not_there
+from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import JOINT_INDEX, OKS_SIGMAS
 
 # COCOeval's keypoint summary, in the order of COCOeval.stats (-1 = no ground truth in range).
@@ -38,9 +38,10 @@ def load_coco(annotations: Any):
 
     if isinstance(annotations, COCO):
         return annotations
+    from pkmodel.data.prepare import load_coco_people
+
     path = Path(annotations)
-    if not path.is_file():
-        raise PkmodelError(f"annotation file {path} {not_there(path)}")
+    load_coco_people(path)  # every field COCOeval reads, checked: one sentence, not a traceback
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             coco = COCO(str(path))

@@ -579,6 +579,10 @@ def _broken(data: dict, how: str) -> object:
         a["keypoints"][3 * 4 + 2] = 7
     elif how == "iscrowd_text":
         a["iscrowd"] = "no"
+    elif how == "num_keypoints_null":
+        a["num_keypoints"] = None
+    elif how == "num_keypoints_text":
+        a["num_keypoints"] = "12"
     return d
 
 
@@ -605,6 +609,14 @@ def _broken(data: dict, how: str) -> object:
         ("file_name_absolute", "images[1] 'file_name' '/etc/passwd' must be a path inside"),
         ("visibility_7", "(id 1202706) 'keypoints' gives joint 4 the visibility 7; COCO's are"),
         ("iscrowd_text", "(id 1202706) 'iscrowd' must be 0 or 1, got 'no'"),
+        (
+            "num_keypoints_null",
+            "(id 1202706) 'num_keypoints' must be a whole number from 0, got None",
+        ),
+        (
+            "num_keypoints_text",
+            "(id 1202706) 'num_keypoints' must be a whole number from 0, got '12'",
+        ),
     ],
 )
 def test_malformed_annotation_file_is_one_error_naming_file_and_key(tmp_path, how, message):
@@ -618,6 +630,30 @@ def test_malformed_annotation_file_is_one_error_naming_file_and_key(tmp_path, ho
     text = str(info.value)
     assert message in text and str(path) in text and "\n" not in text
     assert not (tmp_path / "out" / "s.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("short_keypoints", "'keypoints' has 48 values, expected 51"),
+        ("text_keypoints", "'keypoints' must be a list of numbers"),
+        ("num_keypoints_null", "'num_keypoints' must be a whole number from 0, got None"),
+        ("duplicate_ann", "repeats annotation id"),
+        ("no_images", "has no 'images' list"),
+    ],
+)
+def test_scoring_reads_an_annotation_file_as_strictly_as_prepare(tmp_path, how, message):
+    """evaluate (--annotations, or the file prepared labels name), pseudo-label --annotations
+    and the error budget read COCO through pycocotools, which took these files and failed
+    later with a traceback (a reshape, a comparison with None): the same checks first."""
+    from pkmodel.engine.metrics import load_coco
+
+    _, ann = source("mmpose_coco")
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(_broken(json.loads(ann.read_text()), how)))
+    with pytest.raises(PkmodelError) as info:
+        load_coco(path)
+    assert message in str(info.value) and str(path) in str(info.value)
 
 
 @pytest.mark.parametrize("content", [b"{not json", b"", b"\x89PNG\r\n\x1a\n binary"])
