@@ -46,15 +46,25 @@ def split_command(
             parser=PATH,
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace output files even when they are not a split of LABELS."
+        ),
+    ] = False,
 ) -> None:
     """Split prepared labels into train and val by source image (crops of one photo stay together).
 
     Source images are shuffled with the seed and taken until the validation side holds the
-    share of samples closest to --val-ratio. Crops are not copied.
+    share of samples closest to --val-ratio. Crops are not copied. An earlier split of the
+    same labels is replaced; other labels files of those names (prepare-coco's) only with
+    --force.
     """
     from pkmodel.datatools.split import split_labels
 
-    summary = split_labels(labels, val_ratio, seed, cfg.data.train_split, cfg.data.val_split, out)
+    summary = split_labels(
+        labels, val_ratio, seed, cfg.data.train_split, cfg.data.val_split, out, force=force
+    )
     typer.echo(summary.format())
 
 
@@ -90,16 +100,23 @@ def merge_command(
             help="How crops get into OUT: hardlink (copy when impossible), copy or symlink.",
         ),
     ] = "hardlink",
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace OUT/NAME.json even when no merge wrote it."),
+    ] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Merge prepared label files and their crops into one dataset folder, tagging each source.
 
     Crops go to OUT/imgs/NAME/<tag>/...; every sample gets "source": <tag>. Inputs must have
-    the same schema version, crop size and joints. Rerunning skips crops already in place.
+    the same schema version, crop size and joints. Rerunning skips crops already in place; an
+    earlier merge's OUT/NAME.json is replaced, other labels there only with --force.
     """
     from pkmodel.datatools.merge import merge_labels
 
-    summary = merge_labels(inputs, cfg.data.prepared_dir, name, tag, link, progress=not quiet)
+    summary = merge_labels(
+        inputs, cfg.data.prepared_dir, name, tag, link, progress=not quiet, force=force
+    )
     typer.echo(summary.format())
 
 

@@ -5,7 +5,7 @@ what several of them compute from its samples. The layout is in docs/interfaces.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -31,6 +31,14 @@ def write_labels(path: Path, header: dict[str, Any], samples: Iterable[dict[str,
     atomic_write_text(path, f'{head},\n  "samples": [{body}]\n}}\n')
 
 
+class _NotANumber(Exception):
+    """NaN or Infinity in a labels file (Python's JSON reader would take them)."""
+
+
+def _no_constant(token: str) -> Any:
+    raise _NotANumber(token)
+
+
 def read_labels(path: str | Path) -> dict[str, Any]:
     """Load prepared labels and check their schema, ``crop_size`` (a whole number of pixels)
     and ``samples`` (a list); mistakes are one PkmodelError."""
@@ -42,9 +50,14 @@ def read_labels(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise PkmodelError(f"prepared labels {path} do not exist (run `pkmodel prepare-coco`)")
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(path.read_bytes(), parse_constant=_no_constant)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PkmodelError(f"prepared labels {path} are not valid JSON ({e})") from None
+    except _NotANumber as e:
+        raise PkmodelError(
+            f"prepared labels {path} hold {e}, which pkmodel never writes (JSON has no such "
+            "number): the file was edited or damaged"
+        ) from None
     data = LABELS.check(data, path)
     size = data["crop_size"]
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
@@ -56,6 +69,24 @@ def read_labels(path: str | Path) -> dict[str, Any]:
             f"prepared labels {path}: 'samples' is a {type(data['samples']).__name__}, not a list"
         )
     return data
+
+
+def refuse_foreign_labels(
+    target: Path, ours: Callable[[dict[str, Any]], bool], what: str, force: bool
+) -> None:
+    """A data tool writes ``target`` over an earlier output of its own (``ours`` of its
+    header) and nothing else unless ``force``: prepared labels of another tool or of
+    prepare-coco are a user's results. ``what`` says what ours would be (``a split of X``)."""
+    if force or not target.exists():
+        return
+    try:
+        mine = ours(read_labels(target))
+    except PkmodelError:
+        mine = False
+    if not mine:
+        raise PkmodelError(
+            f"{target} exists and is not {what}: pass --force to replace it, or write elsewhere"
+        )
 
 
 def header_of(data: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pkmodel.common.errors import PkmodelError
-from pkmodel.data.labels import checked_relative, load_labels, write_labels
+from pkmodel.data.labels import checked_relative, load_labels, refuse_foreign_labels, write_labels
 
 LINK_MODES = ("hardlink", "copy", "symlink")
 # Header values that must be equal in every input for the samples to mean the same thing.
@@ -145,8 +145,10 @@ def merge_labels(
     tags: list[str] | None = None,
     link: str = "hardlink",
     progress: bool = True,
+    force: bool = False,
 ) -> MergeSummary:
-    """Merge prepared label files into OUT/<name>.json with their crops under OUT/imgs/<name>/."""
+    """Merge prepared label files into OUT/<name>.json with their crops under OUT/imgs/<name>/,
+    replacing an earlier merge of that name, and other labels only with ``force``."""
     from tqdm import tqdm
 
     paths = [Path(p) for p in inputs]
@@ -169,6 +171,7 @@ def merge_labels(
         raise PkmodelError(
             f"the merge would overwrite its input {out_labels}: choose another --name"
         )
+    refuse_foreign_labels(out_labels, lambda d: "merged_from" in d, "an earlier merge", force)
     datas = [load_labels(p) for p in paths]
     _check_compatible(paths, datas)
     tags = list(tags) if tags else default_tags(paths, datas)

@@ -21,6 +21,7 @@ from pkmodel.data.labels import (
     checked_relative,
     header_of,
     load_labels,
+    refuse_foreign_labels,
     source_image_keys,
     write_labels,
 )
@@ -87,8 +88,10 @@ def split_labels(
     train_name: str,
     val_name: str,
     out_dir: str | Path | None = None,
+    force: bool = False,
 ) -> SplitSummary:
-    """Write OUT/<train_name>.json and OUT/<val_name>.json (OUT: the labels' folder by default)."""
+    """Write OUT/<train_name>.json and OUT/<val_name>.json (OUT: the labels' folder by default),
+    replacing an earlier split of the same labels there, and other files only with ``force``."""
 
     labels = Path(labels)
     if not 0.0 < val_ratio < 1.0:
@@ -108,6 +111,14 @@ def split_labels(
             f"the split would overwrite its input {labels}: choose other names with "
             "--train-name / --val-name"
         )
+    this = str(labels.resolve())
+    for target in sorted(targets):
+        refuse_foreign_labels(
+            target,
+            lambda d: isinstance(d.get("split_of"), dict) and d["split_of"].get("labels") == this,
+            f"a split of {labels}",
+            force,
+        )
     samples = data["samples"]
     groups = source_image_keys(samples)
     sizes = np.bincount(groups) if len(groups) else np.zeros(0, np.int64)
@@ -121,7 +132,7 @@ def split_labels(
     header = header_of(data)
     header.pop("summary", None)  # prepare's counts describe the whole file, not a side
     split_of = {
-        "labels": str(labels.resolve()),
+        "labels": this,
         "samples": len(samples),
         "val_ratio": val_ratio,
         "seed": seed,

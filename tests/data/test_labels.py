@@ -38,3 +38,35 @@ def test_a_bad_header_field_is_one_sentence_naming_file_key_and_value(tmp_path, 
         read_labels(path)
     assert str(info.value).startswith(f"prepared labels {path}: {says}")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_nan_in_a_labels_file_is_refused_by_every_reader(tiny_prepared, tmp_path, token):
+    """Python's JSON reader takes NaN: train, stats and render went on with it, and split and
+    merge failed writing it back (after merge had linked crops). Now every command that reads
+    the file says the same sentence first."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    data = json.loads((tiny_prepared / "val.json").read_text())
+    data["samples"][1]["keypoints"][0][0] = "@"
+    path = tiny_prepared / f"nan_{token.strip('-')}.json"
+    path.write_text(json.dumps(data).replace('"@"', token))
+    try:
+        says = (
+            f"error: prepared labels {path} hold {token}, which pkmodel never writes (JSON has "
+            "no such number): the file was edited or damaged\n"
+        )
+        for args in (
+            ["data", "split", str(path), "--out", str(tmp_path / "split")],
+            ["data", "merge", str(path), "--out", str(tmp_path / "merged")],
+            ["data", "stats", str(path), "--out", str(tmp_path / "stats.png")],
+        ):
+            result = CliRunner().invoke(app, args)
+            assert result.exit_code == 2 and result.output == says, (args, result.output)
+        assert list(tmp_path.iterdir()) == []  # nothing linked, nothing written
+    finally:
+        path.unlink()

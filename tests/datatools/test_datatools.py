@@ -544,3 +544,38 @@ def test_pseudo_label_with_the_app_core_ml_model(tmp_path):
     report = json.loads((tmp_path / "ds" / "pseudo" / "pseudo.report.json").read_text())
     # One pose per photo against every annotated person (14): AP 0.062 measured.
     assert report["scores"]["images_scored"] == 4 and 0.03 < report["scores"]["all"]["AP"] < 0.2
+
+
+def test_split_and_merge_replace_their_own_outputs_and_nothing_else(tiny_prepared, tmp_path):
+    """`data split all.json` beside prepare-coco's train.json / val.json replaced them (the old
+    val split and its crops' labels lost); now only an earlier split of the same input, or an
+    earlier merge, is replaced without --force."""
+    ds = tmp_path / "ds"
+    shutil.copytree(tiny_prepared, ds)
+    shutil.copy(ds / "train.json", ds / "all.json")
+    before = {n: (ds / n).read_bytes() for n in ("train.json", "val.json")}
+    args = ["data", "split", str(ds / "all.json"), "--val-ratio", "0.25"]
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: {ds / 'train.json'} exists and is not a split of {ds / 'all.json'}: pass "
+        "--force to replace it, or write elsewhere\n"
+    )
+    assert {n: (ds / n).read_bytes() for n in before} == before
+    run_cli([*args, "--force"])
+    first = _labels(ds / "val.json")
+    assert first["split_of"]["labels"] == str((ds / "all.json").resolve())
+    run_cli([*args, "--seed", "3"])  # an earlier split of the same labels: replaced
+    assert _labels(ds / "val.json")["split_of"]["seed"] == 3
+
+    merge = ["data", "merge", str(ds / "all.json"), "--out", str(ds), "--name", "val"]
+    result = CliRunner().invoke(app, merge)
+    assert result.exit_code == 2 and "val.json exists and is not an earlier merge" in result.output
+    assert not (ds / "imgs" / "val" / "all").exists()  # refused before any crop was placed
+    run_cli([*merge, "--force"])
+    assert "merged_from" in _labels(ds / "val.json")
+    run_cli(merge)  # an earlier merge: replaced
