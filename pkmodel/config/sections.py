@@ -65,14 +65,25 @@ class Section:
         check_rules(self.name, self, [rule for rule in self.all_rules() if rule[0] == key])
 
 
+# No float setting means anything beyond this; larger values (1e308) only overflowed or asked
+# for petabytes far from where they were set.
+LARGEST_SETTING = 1e6
+
+
 def _type_rules(section: type) -> list[Rule]:
     """What a key's type promises beyond what loading checks: a number key holds a finite
-    number (TOML and --set accept inf and nan), a Literal key one of its choices (loading
-    checks that; a section built in code is checked here)."""
+    number within +-LARGEST_SETTING (TOML and --set accept inf, nan and 1e308), a Literal key
+    one of its choices (loading checks that; a section built in code is checked here)."""
     rules: list[Rule] = []
     for key, tp in typing.get_type_hints(section).items():
         if tp is float:
-            rules.append((key, finite, "must be a finite number"))
+            rules.append(
+                (
+                    key,
+                    lambda v: finite(v) and abs(v) <= LARGEST_SETTING,
+                    "must be a finite number within +-1e6",
+                )
+            )
         elif typing.get_origin(tp) is Literal:
             choices = typing.get_args(tp)
             text = "must be one of " + ", ".join(map(str, choices))
@@ -189,7 +200,12 @@ class PrepareConfig(Section):
     def rules(self) -> list[Rule]:
         return [
             at_least("crop_size", 8),
-            positive("expand_ratio"),
+            in_range(
+                "expand_ratio",
+                1e-9,
+                10.0,
+                "must be in (0, 10]: a crop 10 times the box is all background",
+            ),
             at_least("min_keypoints", 0),
             at_least("min_area", 0),
             at_least("max_people", 0, "must be >= 0 (0 = no limit)"),

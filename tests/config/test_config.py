@@ -283,9 +283,14 @@ def test_every_section_checks_its_own_rules_and_choices():
     cfg.train.lr = 0.0
     with pytest.raises(PkmodelError, match=r"^train\.lr = 0\.0 must be positive$"):
         cfg.check("model", "train")
-    # A number is finite before any range applies (TOML and --set take inf and nan).
-    for text, message in [("targets.sigma_scale=inf", "targets.sigma_scale = inf must be a finite number"),
-                          ("lift.depth_band_m=nan", "lift.depth_band_m = nan must be a finite number")]:  # fmt: skip
+    # A number is finite before any range applies (TOML and --set take inf and nan), and
+    # within +-1e6 (1e308 passed every "positive" rule and overflowed later: warmup steps,
+    # crop sides, PCK thresholds)
+    for text, message in [("targets.sigma_scale=inf", "targets.sigma_scale = inf must be a finite number within +-1e6"),
+                          ("lift.depth_band_m=nan", "lift.depth_band_m = nan must be a finite number within +-1e6"),
+                          ("train.warmup_epochs=1e308", "train.warmup_epochs = 1e+308 must be a finite number within +-1e6"),
+                          ("loss.bone_weight=-2e6", "loss.bone_weight = -2000000.0 must be a finite number within +-1e6"),
+                          ("prepare.expand_ratio=1e6", "prepare.expand_ratio = 1000000.0 must be in (0, 10]: a crop 10 times the box is all background")]:  # fmt: skip
         with pytest.raises(PkmodelError) as err:
             load_config(None, [text], env={}).check()
         assert str(err.value) == message
