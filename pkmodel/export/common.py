@@ -71,12 +71,15 @@ def check_target(out: Path, suffix: str, force: bool) -> Path:
         raise PkmodelError(f"--out {out} must end with {suffix}")
     if out.exists() and not force:
         raise PkmodelError(f"{out} already exists; pass --force to overwrite it")
-    if out.exists() and out.is_dir() != (suffix == ".mlpackage"):
-        kind = "bundle folder" if suffix == ".mlpackage" else "file"
+    bundle = suffix == ".mlpackage"
+    # --force replaces a model, never a folder that merely ends in .mlpackage: a bundle has
+    # its Manifest.json
+    if out.exists() and (
+        out.is_dir() != bundle or (bundle and not (out / "Manifest.json").is_file())
+    ):
+        kind = "bundle folder (it has no Manifest.json)" if bundle else "file"
         raise PkmodelError(f"{out} exists and is not a {suffix} {kind}; remove it first")
-    check_writable(
-        out.parent, "--out", folder=True
-    )  # the bundle or file is renamed into its folder
+    check_writable(out.parent, "--out", folder=True)  # the bundle or file is renamed into it
     return out
 
 

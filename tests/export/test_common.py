@@ -48,3 +48,23 @@ def test_bad_export_settings_are_refused_before_any_work(checkpoint, tmp_path, k
     with pytest.raises(PkmodelError, match=message.replace(".", r"\.")):
         run(checkpoint, tmp_path / out, small_config(**keys))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_force_replaces_a_model_never_a_folder_that_only_ends_in_mlpackage(tmp_path):
+    """--force let export-coreml delete any folder named *.mlpackage, with whatever it held."""
+    from pkmodel.export.common import check_target
+
+    folder = tmp_path / "notes.mlpackage"
+    folder.mkdir()
+    (folder / "mine.txt").write_text("keep")
+    with pytest.raises(PkmodelError) as e:
+        check_target(folder, ".mlpackage", force=True)
+    assert str(e.value) == (
+        f"{folder} exists and is not a .mlpackage bundle folder (it has no Manifest.json); "
+        "remove it first"
+    )
+    assert (folder / "mine.txt").read_text() == "keep"
+    (folder / "Manifest.json").write_text("{}")  # a bundle: replaced with --force only
+    assert check_target(folder, ".mlpackage", force=True) == folder
+    with pytest.raises(PkmodelError, match="already exists; pass --force to overwrite it"):
+        check_target(folder, ".mlpackage", force=False)
