@@ -99,6 +99,21 @@ def default_file_mode() -> int:
 _FILE_MODE: int | None = None
 
 
+def default_folder_mode() -> int:
+    """The mode ``mkdir`` would give a new folder (``mkdtemp`` makes 0700)."""
+    return 0o777 & ~(0o666 & ~default_file_mode())
+
+
+def give_new_modes(root: str | Path) -> None:
+    """Every folder and file under ``root`` (and ``root``) the mode a new one gets: for a tree
+    that a library wrote through temporary files of mode 0600 before it is published."""
+    root = Path(root)
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        os.chmod(path, default_folder_mode() if path.is_dir() else default_file_mode())
+
+
 def check_writable(path: str | Path, what: str, folder: bool = False) -> None:
     """Fail before any work when ``path`` (a file or folder a command will write; a folder
     with ``folder``) cannot be written: the folder it goes into (or, when it is an existing

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pkmodel.common.atomic import atomic_write_text, check_writable
+from pkmodel.common.atomic import atomic_write_text, check_writable, default_file_mode
 from pkmodel.common.draw import draw_center, draw_skeleton, save_image
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.geometry import crop_to_image, joint_boxes, letterbox_image, pixel_crop_box
@@ -319,6 +319,7 @@ def predict_video(
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     out_path = out_dir / f"{path.stem}_pose.mp4"
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.stem}.", suffix=".mp4", dir=out_dir)
+    os.fchmod(fd, default_file_mode())  # mkstemp's 0600: the video gets a new file's mode
     os.close(fd)
     writer = None
     w = h = 0

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pkmodel.common.atomic import atomic_replace_dir
+from pkmodel.common.atomic import atomic_replace_dir, give_new_modes
 from pkmodel.common.errors import PkmodelError
 from pkmodel.config import Config, DecoderConfig, ExportConfig
 from pkmodel.export.common import (
@@ -554,6 +554,7 @@ def export_coreml(
         mlmodel.user_defined_metadata[CHECK_METADATA_KEY] = json.dumps(record)
         final = tmp / "final" / out.name
         mlmodel.save(str(final))
+        give_new_modes(final)  # coremltools writes model.mlmodel 0600
         atomic_replace_dir(final, out)
     skipped = [] if runtime is not None else [
         f"Core ML itself runs only on macOS; on {platform.system()} the program was run by "

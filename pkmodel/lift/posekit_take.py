@@ -41,7 +41,7 @@ from pkmodel.common.atomic import (
     atomic_replace_dir,
     atomic_write_bytes,
     atomic_write_text,
-    default_file_mode,
+    default_folder_mode,
 )
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import EXTENDED_JOINT_NAMES, JOINT_INDEX, NECK, NUM_JOINTS, PELVIS
@@ -658,7 +658,7 @@ def _temporary_folder(target: Path) -> Path:
     with the mode a new folder gets (mkdtemp makes 0700)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{target.name[:100]}.", suffix=".tmp", dir=target.parent)
-    os.chmod(tmp, 0o777 & ~(0o666 & ~default_file_mode()))
+    os.chmod(tmp, default_folder_mode())
     return Path(tmp)
 
 

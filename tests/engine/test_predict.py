@@ -270,6 +270,11 @@ def test_predict_video(tmp_path, checkpoint):
         count += 1
     assert count == 5
     assert not list(out.glob(".*"))  # no temporary file left behind
+    # the mode every new file gets (mkstemp's temporary file was 0600)
+    from pkmodel.common.atomic import default_file_mode
+
+    assert (out / "clip_pose.mp4").stat().st_mode & 0o777 == default_file_mode()
+    assert (out / "keypoints.json").stat().st_mode & 0o777 == default_file_mode()
 
 
 def test_bad_inputs_are_one_clear_line(tmp_path, checkpoint):

@@ -47,6 +47,19 @@ def test_coreml_spec_has_image_input_named_outputs_and_fp16_weights(exports):
     assert set(weights) == {"FLOAT16"}
 
 
+def test_a_bundles_files_get_the_mode_of_new_files(exports):
+    """coremltools wrote model.mlmodel 0600 (a temporary file of its own): another user of a
+    shared models folder could not read the exported model."""
+    from pkmodel.common.atomic import default_file_mode, default_folder_mode
+
+    bundle = exports["fp16"]
+    files = [p for p in bundle.rglob("*") if p.is_file()]
+    assert any(p.name == "model.mlmodel" for p in files)
+    assert {p.stat().st_mode & 0o777 for p in files} == {default_file_mode()}
+    folders = [bundle, *(p for p in bundle.rglob("*") if p.is_dir())]
+    assert {p.stat().st_mode & 0o777 for p in folders} == {default_folder_mode()}
+
+
 def test_coreml_weights_are_the_folded_network_in_fp16(exports, checkpoint):
     model, _, _ = model_from_checkpoint(checkpoint)
     # Stored values: conv weights and (folded BN / conv) biases; BN statistics disappear.

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pkmodel.common.atomic import atomic_open, atomic_replace_dir, default_file_mode
+from pkmodel.common.atomic import atomic_open, atomic_replace_dir, default_folder_mode
 from pkmodel.common.capture_formats import (
     GROUND_TRUTH_FILE,
     R3D_FRAME_DIR,
@@ -130,7 +130,7 @@ class StrayClipWriter:
         self._tmp = Path(
             tempfile.mkdtemp(prefix=f".{self.folder.name}.", suffix=".tmp", dir=self.folder.parent)
         )
-        os.chmod(self._tmp, 0o777 & ~(0o666 & ~default_file_mode()))  # mkdtemp makes 0700
+        os.chmod(self._tmp, default_folder_mode())  # mkdtemp makes 0700
         self._frames: list[FrameInfo] = []
         self._video = cv2.VideoWriter(
             str(self._tmp / STRAY_VIDEO), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), self.size
