@@ -22,7 +22,9 @@ def read_rgb(path: str | Path, width: int | None = None, height: int | None = No
         with Image.open(path) as im:
             im.load()
             rgb = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:  # fmt: skip
+    except UnidentifiedImageError:  # its message names Pillow's file object, not the file
+        raise ValueError("cannot decode (not an image format Pillow reads)") from None
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         raise ValueError(
             f"cannot decode ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
         ) from None

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pkmodel.common.atomic import atomic_write_bytes, atomic_write_json
+from pkmodel.common.atomic import atomic_write_bytes, atomic_write_json, check_writable
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.images import VIDEO_SUFFIXES
 
@@ -139,6 +139,7 @@ def extract_video(
         wanted = frames_every(fps, total, every_s) if every_s else frames_evenly(total, count or 0)
         want = set(wanted.tolist())
         last = int(wanted[-1]) if len(wanted) else -1
+        folder.mkdir(parents=True, exist_ok=True)  # only for a video that opens
         frames, written, kept = [], 0, 0
         index = 0
         while index <= last and cap.grab():
@@ -200,6 +201,7 @@ def extract_frames(
         raise PkmodelError(f"--jpeg-quality must be 1-100, got {jpeg_quality}")
     source, out_dir = Path(source), Path(out_dir)
     videos = list_videos(source)
+    check_writable(out_dir, "--out", folder=True)  # a video's fault is listed; this is not
     summary = FramesSummary(len(videos), 0, 0, 0, out_dir=out_dir)
     for video, name in tqdm(
         list(zip(videos, _folder_names(videos), strict=True)), unit="video", desc="extract-frames",
@@ -209,10 +211,9 @@ def extract_frames(
         if _done_before(folder, _settings(video, every_s, count)):
             summary.skipped_videos += 1
             continue
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
+        try:  # a ValueError is the video's; an OSError (writing) stops the command
             written, kept = extract_video(video, folder, every_s, count, jpeg_quality)
-        except (ValueError, OSError) as e:
+        except ValueError as e:
             summary.failed.append({"video": str(video), "reason": str(e)})
             continue
         summary.frames_written += written

@@ -504,7 +504,7 @@ def _kept_on(data: dict, file_name: str) -> int:
     [
         ("delete", "missing_image", "file does not exist"),
         ("truncate", "unreadable_image", "cannot decode"),
-        ("garbage", "unreadable_image", "cannot decode"),
+        ("garbage", "unreadable_image", "cannot decode (not an image format Pillow reads)"),
         ("resize", "unreadable_image", "the annotations say"),
     ],
 )

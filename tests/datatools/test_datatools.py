@@ -293,6 +293,7 @@ def test_extract_frames_every_n_seconds_and_evenly_and_resume(tmp_path):
     s = extract_frames(videos, tmp_path / "a", every_s=1.0, progress=False)
     assert (s.videos, s.frames_written, len(s.failed)) == (3, 6, 1)
     assert "broken.mp4" in s.failed[0]["video"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["clip", "other"]  # no 'broken'
     assert _grey_levels(tmp_path / "a/clip") == [0, 10, 20]
     assert _grey_levels(tmp_path / "a/other") == [0, 4, 8]
     manifest = json.loads((tmp_path / "a/clip/frames.json").read_text())
@@ -314,6 +315,11 @@ def test_extract_frames_every_n_seconds_and_evenly_and_resume(tmp_path):
         extract_frames(videos, tmp_path / "c", every_s=1.0, count=3, progress=False)
     with pytest.raises(PkmodelError, match="holds no video"):
         extract_frames(tmp_path / "a/clip", tmp_path / "c", count=3, progress=False)
+    # an output that cannot be written is the command's fault, not every video's
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(PkmodelError) as err:
+        extract_frames(videos, tmp_path / "afile", count=3, progress=False)
+    assert str(err.value) == f"cannot write --out {tmp_path / 'afile'}: it is a file, not a folder"
 
 
 # --------------------------------------------------------------------------------------------
