@@ -156,6 +156,13 @@ def load_coco_people(path: str | Path) -> CocoPeople:
             what = f"has no '{key}' list" if key not in data else f"'{key}' is not a list"
             raise PkmodelError(f"annotation file {path} {what} (not a COCO file)")
 
+    if data["annotations"] and not any(
+        isinstance(a, dict) and "keypoints" in a for a in data["annotations"]
+    ):  # instances_*.json: boxes and masks, no joints
+        raise PkmodelError(
+            f"annotation file {path} has no keypoint annotations (a COCO person_keypoints "
+            "file is needed)"
+        )
     images: dict[int, dict[str, Any]] = {}
     for i, img in enumerate(data["images"]):
         where = f"images[{i}]"

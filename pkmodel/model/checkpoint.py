@@ -58,6 +58,8 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip or a pickle
         kind = "an ONNX model, " if path.suffix.lower() == ".onnx" else ""
         raise PkmodelError(f"{path} is not a pkmodel checkpoint ({kind}not a PyTorch file)")
+    if head.startswith(b"PK\x03\x04"):
+        _check_crcs(path)
     try:
         with warnings.catch_warnings():  # a plain pickle: the error below says it better
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
@@ -79,6 +81,25 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
     _check_weights(state, path)
     checkpoint_config(state, path)
     return state
+
+
+def _check_crcs(path: Path) -> None:
+    """torch.load does not check the CRC each entry of its ZIP carries: a flipped bit on disk
+    loaded as a silently wrong weight. Every entry is checked (a read of the whole file)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise PkmodelError(
+            f"{path} is not a pkmodel checkpoint (not a readable PyTorch file: {e})"
+        ) from None
+    if bad is not None:
+        raise PkmodelError(
+            f"{path} is damaged: its entry {bad} does not match its checksum (a copy cut short "
+            "or changed on disk)"
+        )
 
 
 def _shown(value: Any) -> str:

@@ -213,6 +213,7 @@ def test_failed_coreml_export_leaves_the_old_bundle_and_no_temp(checkpoint, expo
     out = tmp_path / "m.mlpackage"
     (out / "Data").mkdir(parents=True)
     (out / "Data" / "old.txt").write_text("previous export")
+    (out / "Manifest.json").write_text("{}")  # a bundle (--force replaces nothing else)
 
     def save_then_crash(self, path):  # a half-written bundle, then a failure
         Path(path, "Data").mkdir(parents=True)
@@ -227,7 +228,7 @@ def test_failed_coreml_export_leaves_the_old_bundle_and_no_temp(checkpoint, expo
     with pytest.raises(RuntimeError, match="disk full"):
         coreml.export_coreml(checkpoint, out, small_config(), force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mlpackage"]
-    assert [p.name for p in out.rglob("*") if p.is_file()] == ["old.txt"]
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["Manifest.json", "old.txt"]
 
     def convert_fails(*args, **kwargs):
         raise RuntimeError("unsupported op")

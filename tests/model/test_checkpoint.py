@@ -1,3 +1,4 @@
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,23 @@ def test_model_info_refuses_weights_that_do_not_fit_their_config(tmp_path):
     result = CliRunner().invoke(app, ["model-info", "--weights", str(path)])
     assert result.exit_code == 2, result.output
     assert result.output.strip().startswith(f"error: {path}: the 'ema' weights do not fit")
+
+
+def test_a_checkpoint_changed_on_disk_is_refused_by_its_checksums(tmp_path):
+    """torch.load reads a ZIP entry without checking its CRC: 50 flipped bytes in a weight
+    loaded as a silently different network (evaluate exited 0)."""
+    path = tmp_path / "c.pt"
+    _tiny_checkpoint(path)
+    load_checkpoint(path)  # intact
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:  # the largest tensor's bytes, where a bit flips
+        info = max(zf.infolist(), key=lambda i: i.file_size)
+        start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + 100 : start + 150] = bytes(x ^ 0xFF for x in data[start + 100 : start + 150])
+    path.write_bytes(bytes(data))
+    with pytest.raises(PkmodelError) as e:
+        load_checkpoint(path)
+    assert str(e.value) == (
+        f"{path} is damaged: its entry {info.filename} does not match its checksum (a copy cut "
+        "short or changed on disk)"
+    )
