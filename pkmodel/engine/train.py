@@ -504,6 +504,8 @@ def _loop(
             save_checkpoint(out_dir / "last.pt", state)
             if improved:
                 save_checkpoint(out_dir / "best.pt", state)
+            if replaced:  # the earlier run's curves go with its checkpoints, plotted or not
+                (out_dir / "curves.png").unlink(missing_ok=True)
             for name in replaced:
                 if name == "best.pt" and not improved:
                     (out_dir / name).unlink(missing_ok=True)

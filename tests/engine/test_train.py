@@ -418,7 +418,7 @@ def test_force_keeps_the_earlier_checkpoints_until_the_new_run_has_written_one(
     run = tmp_path / "run"
     train(tiny_train_config(tiny_prepared, run, epochs=1), progress=False)
     (run / ".last.pt.abc123.tmp").write_bytes(b"left by a killed save")
-    names = ("last.pt", "best.pt", "metrics.jsonl")
+    names = ("last.pt", "best.pt", "metrics.jsonl", "curves.png")
     before = {n: (run / n).read_bytes() for n in names}
     bad = tiny_train_config(tiny_prepared, run, epochs=1)
     bad.set("model.input_size", 100, "test")
@@ -444,6 +444,7 @@ def test_force_keeps_the_earlier_checkpoints_until_the_new_run_has_written_one(
         train(again, progress=False, overwrite=True)
     assert load_checkpoint(run / "last.pt")["config"]["train"]["seed"] == 5
     assert not (run / "best.pt").exists()
+    assert not (run / "curves.png").exists()  # the earlier run's curves went with its files
     rows = (run / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 1 and json.loads(rows[0])["epoch"] == 1 and "val/AP" not in rows[0]
 
