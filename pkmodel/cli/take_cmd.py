@@ -186,6 +186,13 @@ def convert_command(
     )  # fmt: skip
     pkmodel_size = size if loaded.posekit is None else None
     take = loaded.take
+    if format_ != "pkmodel" and loaded.posekit is None:  # normalised 2D needs the image size
+        from pkmodel.lift.posekit_take import image_size_of
+
+        try:
+            image_size_of(take, pkmodel_size)
+        except PkmodelError as e:  # it names the recording; say which file is converted
+            raise PkmodelError(f"{src}: {e}") from None
     if format_ == "pkmodel":
         write_pkmodel_take(take, dst)
     elif format_ == "csv":

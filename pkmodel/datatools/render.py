@@ -22,7 +22,7 @@ from pkmodel.common.draw import (
     save_image,
 )
 from pkmodel.common.errors import PkmodelError
-from pkmodel.common.images import read_rgb
+from pkmodel.common.images import IMAGE_SUFFIXES, read_rgb
 from pkmodel.common.skeleton import NUM_JOINTS
 from pkmodel.data.labels import checked_relative, load_labels, sample_problem
 
@@ -97,6 +97,11 @@ def render_labels(
         if problem is not None:
             raise PkmodelError(f"prepared labels {labels} are malformed ({problem})")
     sheet = out.suffix.lower() in SHEET_SUFFIXES
+    if not sheet and out.suffix.lower() in {*IMAGE_SUFFIXES, ".gif"} and not out.is_dir():
+        raise PkmodelError(
+            f"--out {out}: a contact sheet is written as .png or .jpg, and a name with another "
+            "picture suffix would become a folder; give a .png or .jpg file, or a folder"
+        )
     if sheet and out.is_file() and "imgs" in out.resolve().parts[:-1]:
         raise PkmodelError(
             f"--out {out} is an existing crop of a prepared dataset (under an 'imgs' folder): "

@@ -378,3 +378,18 @@ def test_take_commands_check_only_the_lift_keys_they_use(tmp_path):
         "convert", folder, tmp_path / "u.bin", "-f", "posekit", "--min-score", "5", *other
     )
     assert result.exit_code == 2 and "lift.min_score = 5.0 must be in [0, 1]" in result.output
+
+
+def test_convert_names_the_file_whose_take_lacks_an_image_size(tmp_path):
+    """A take without intrinsics or image_size cannot be normalised for the app: the error
+    named the recording from the metadata, not the file the user gave."""
+    from pkmodel.lift.take import write_take_binary
+    from tests.lift.test_take import make_take
+
+    src = tmp_path / "t.bin"
+    write_take_binary(make_take(3), src)
+    result = take("convert", src, tmp_path / "app", "-f", "posekit")
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {src}: take ")
+    assert "does not say the size of its image" in result.output and "--image-size" in result.output
+    assert not (tmp_path / "app").exists()

@@ -585,3 +585,17 @@ def test_split_and_merge_replace_their_own_outputs_and_nothing_else(tiny_prepare
     run_cli([*merge, "--force"])
     assert "merged_from" in _labels(ds / "val.json")
     run_cli(merge)  # an earlier merge: replaced
+
+
+def test_render_refuses_a_picture_name_it_cannot_write_as_a_sheet(tiny_prepared, tmp_path):
+    """`data render --out r.gif` made a folder named r.gif: only .png and .jpg are sheets."""
+    from pkmodel.datatools.render import render_labels
+
+    for name in ("r.gif", "r.webp"):
+        with pytest.raises(PkmodelError) as e:
+            render_labels(tiny_prepared / "val.json", tmp_path / name, count=2)
+        assert str(e.value).startswith(f"--out {tmp_path / name}: a contact sheet is written as")
+        assert not (tmp_path / name).exists()
+    (tmp_path / "shots.v1.png").mkdir()  # an existing folder is a folder, whatever its name
+    render_labels(tiny_prepared / "val.json", tmp_path / "sheet.png", count=2)
+    assert (tmp_path / "sheet.png").is_file()
