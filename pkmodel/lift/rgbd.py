@@ -259,26 +259,23 @@ def read_synthetic_sequence(folder: Path) -> RgbdSequence:
             )
     camera = _entry(first, "intrinsics", where[order[0]])
     intr = _intrinsics_from(camera, width, height, f"{where[order[0]]}.intrinsics")
-    unit = (
-        _number(first, "depth_unit_m", where[order[0]], "unit")
-        if "depth_unit_m" in first
-        else 0.001
-    )
+    units = [
+        _number(im, "depth_unit_m", where[i], "unit") if "depth_unit_m" in im else 0.001
+        for i, im in enumerate(listed)
+    ]
+    unit = units[order[0]]
     for i in order:
-        here = (
-            _number(listed[i], "depth_unit_m", where[i], "unit")
-            if "depth_unit_m" in listed[i]
-            else 0.001
-        )
-        if here != unit:
+        if units[i] != unit:
             raise PkmodelError(
-                f"{where[i]}: 'depth_unit_m' is {here:g} but {unit:g} in images[{order[0]}], the "
-                f"first frame; one sequence has one depth unit"
+                f"{where[i]}: 'depth_unit_m' is {units[i]:g} but {unit:g} in images[{order[0]}], "
+                f"the first frame; one sequence has one depth unit"
             )
     ids = [_number(im, "id", where[i], "whole") for i, im in enumerate(listed)]
-    twice = next((i for i in range(len(ids)) if ids[i] in ids[:i]), None)
-    if twice is not None:
-        raise PkmodelError(f"{where[twice]}: 'id' {ids[twice]} is another image's id too")
+    seen: set[int] = set()
+    for i, image_id in enumerate(ids):  # a set: a long take has thousands of frames
+        if image_id in seen:
+            raise PkmodelError(f"{where[i]}: 'id' {image_id} is another image's id too")
+        seen.add(image_id)
     anns: dict[int, list[tuple[int, dict]]] = {}
     for j, ann in enumerate(_objects(doc, "annotations", path, required=False)):
         at = f"{path}: annotations[{j}]"
