@@ -137,6 +137,12 @@ def _number_list(value: Any, length: int | None, key: str, where: str, path: Pat
 
 def load_coco_people(path: str | Path) -> CocoPeople:
     """Read and validate a COCO person-keypoint file; any defect is one PkmodelError."""
+    return coco_people(read_coco_json(path), Path(path))
+
+
+def read_coco_json(path: str | Path) -> dict[str, Any]:
+    """A COCO file's JSON: an object with 'images' and 'annotations' lists (else one
+    PkmodelError); what they hold is checked by :func:`coco_people`."""
     path = Path(path)
     if not path.is_file():
         raise PkmodelError(f"annotation file {path} {not_there(path)}")
@@ -155,7 +161,11 @@ def load_coco_people(path: str | Path) -> CocoPeople:
         if not isinstance(data.get(key), list):
             what = f"has no '{key}' list" if key not in data else f"'{key}' is not a list"
             raise PkmodelError(f"annotation file {path} {what} (not a COCO file)")
+    return data
 
+
+def coco_people(data: dict[str, Any], path: Path) -> CocoPeople:
+    """The people of a COCO file's JSON (:func:`read_coco_json`), every field checked."""
     if data["annotations"] and not any(
         isinstance(a, dict) and "keypoints" in a for a in data["annotations"]
     ):  # instances_*.json: boxes and masks, no joints

@@ -38,13 +38,16 @@ def load_coco(annotations: Any):
 
     if isinstance(annotations, COCO):
         return annotations
-    from pkmodel.data.prepare import load_coco_people
+    from pkmodel.data.prepare import coco_people, read_coco_json
 
     path = Path(annotations)
-    load_coco_people(path)  # every field COCOeval reads, checked: one sentence, not a traceback
+    data = read_coco_json(path)  # read once: checked here, then indexed by pycocotools
+    coco_people(data, path)  # every field COCOeval reads: one sentence, not a traceback
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            coco = COCO(str(path))
+            coco = COCO()
+            coco.dataset = data
+            coco.createIndex()
     except (ValueError, OSError, UnicodeDecodeError, KeyError, TypeError, AssertionError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise PkmodelError(f"annotation file {path} is not a COCO file ({first[:160]})") from None
