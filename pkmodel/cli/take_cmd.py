@@ -59,16 +59,15 @@ def _warn(message: str) -> None:
 
 
 def _image_size(text: str | None) -> tuple[int, int] | None:
-    from pkmodel.common.errors import PkmodelError
+    from pkmodel.common.errors import PkmodelError, cut
 
     if text is None:
         return None
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() and 0 < int(p) <= 100_000 for p in parts):
-        shown = text if len(text) <= 40 else text[:37] + "..."
         raise PkmodelError(
             f"--image-size must be WIDTHxHEIGHT in pixels, each 1 to 100000 (1920x1440), got "
-            f"{shown!r}"
+            f"{cut(text)!r}"
         )
     return int(parts[0]), int(parts[1])
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from pkmodel.common.camera import MAX_COORDINATE, MIN_FOCAL_PX
-from pkmodel.common.errors import PkmodelError
+from pkmodel.common.errors import PkmodelError, cut
 from pkmodel.common.skeleton import JOINT_NAMES, NUM_JOINTS
 
 # --- Stray Scanner: a folder per recording ---------------------------------------------------
@@ -178,10 +178,9 @@ def parse_r3d_k(value: Any, where: str) -> tuple[float, float, float, float]:
         raise PkmodelError(f"{where}: 'K' must be 9 numbers (a 3 x 3 matrix), got {got}")
     bad = next((i for i, v in enumerate(value) if not _is_number(v)), None)
     if bad is not None:
-        shown = repr(value[bad])
-        shown = shown if len(shown) <= 40 else shown[:37] + "..."
         raise PkmodelError(
-            f"{where}: 'K' must be 9 finite numbers (a 3 x 3 matrix); entry {bad + 1} is {shown}"
+            f"{where}: 'K' must be 9 finite numbers (a 3 x 3 matrix); entry {bad + 1} is "
+            f"{cut(repr(value[bad]))}"
         )
     k = np.array(value, dtype=np.float64).reshape(3, 3).T  # stored column by column
     if not np.array_equal(k[2], [0.0, 0.0, 1.0]):

@@ -20,3 +20,9 @@ def not_there(path: object, want: str = "file") -> str:
     if want == "file":
         return "is a folder, not a file" if p.is_dir() else "is not a regular file"
     return "is a file, not a folder" if p.is_file() else "is not a folder"
+
+
+def cut(text: str, limit: int = 40) -> str:
+    """``text`` as an error sentence quotes a value: at most ``limit`` characters, the end of a
+    longer one replaced by '...' (a 400-digit number, a pasted list)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -54,6 +54,7 @@ from pkmodel.lift.take import (
     measured_fps,
     read_take_binary,
     read_take_zip,
+    refuse_lone_surrogates,
     take_from_json,
     write_take,
     write_take_binary,
@@ -330,12 +331,7 @@ def _meta_value(value: Any, kind: str, key: str, source: str) -> Any:
     if kind == "str":
         if not isinstance(value, str):
             raise PkmodelError(f"{source}: '{key}' must be a string, got {value!r}")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # JSON's \ud800 escapes: valid JSON, no text
-            raise PkmodelError(
-                f"{source}: '{key}' holds a lone UTF-16 surrogate, which is not text"
-            ) from None
+        refuse_lone_surrogates(value, f"{source}: '{key}'")
         return value
     number = type(value) in (int, float) and math.isfinite(value)
     if kind == "int":

@@ -21,7 +21,7 @@ import numpy as np
 
 from pkmodel.common.camera import DEPTH_UNIT_RANGE_M, MAX_COORDINATE, MIN_FOCAL_PX, Intrinsics
 from pkmodel.common.capture_formats import R3D_SUFFIX
-from pkmodel.common.errors import PkmodelError, not_there
+from pkmodel.common.errors import PkmodelError, cut, not_there
 from pkmodel.common.skeleton import NUM_JOINTS
 from pkmodel.lift.capture_apps import (
     Warn,
@@ -161,8 +161,7 @@ def _shown(value: Any) -> str:
         return f"a list of {len(value)} values"
     if isinstance(value, dict):
         return "an object"
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return cut(repr(value))
 
 
 def _leaves(value: Any) -> list[Any]:

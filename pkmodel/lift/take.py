@@ -267,6 +267,15 @@ def take_from_json(doc: Any, source: str = "take JSON") -> Take:
     return Take(metadata=meta, **arrays)
 
 
+def refuse_lone_surrogates(text: str, where: str) -> None:
+    """JSON's escapes (``\\ud800``) give Python strings that no UTF-8 file can hold, which a
+    take's writer would then fail on: one sentence naming ``where`` instead."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PkmodelError(f"{where} holds a lone UTF-16 surrogate, which is not text") from None
+
+
 def _check_metadata(meta: Any, source: str, at: str = "metadata") -> None:
     """A take's metadata is JSON that writes back: no NaN or Infinity (which Python's JSON
     reader lets through) and no string that is not text (a lone UTF-16 surrogate); the first
@@ -280,12 +289,7 @@ def _check_metadata(meta: Any, source: str, at: str = "metadata") -> None:
     elif isinstance(meta, float) and not math.isfinite(meta):
         raise PkmodelError(f"{source}: '{at}' is {meta!r}; a take's metadata holds finite numbers")
     elif isinstance(meta, str):
-        try:
-            meta.encode("utf-8")
-        except UnicodeEncodeError:
-            raise PkmodelError(
-                f"{source}: '{at}' holds a lone UTF-16 surrogate, which is not text"
-            ) from None
+        refuse_lone_surrogates(meta, f"{source}: '{at}'")
 
 
 def _json_indices(values: list[Any], name: str, source: str) -> np.ndarray:
