@@ -79,9 +79,8 @@ def lift_command(
     if not ground_truth_2d and weights is None:
         raise PkmodelError("--weights CKPT is required (or --ground-truth-2d on synthetic data)")
     cfg.lift.check()
-    check_writable(
-        cfg.lift.out_dir, "--out (lift.out_dir)", folder=True
-    )  # before the frames are read
+    # before the frames are read
+    check_writable(cfg.lift.out_dir, "--out (lift.out_dir)", folder=True)
     sequences = find_sequences(input_dir, cfg.lift.intrinsics_key, cfg.lift.fps, warn=_warn)
     detector = None if weights is None else ModelJoints(weights, cfg, cfg.lift.device)
     out_dir = cfg.lift.out_dir
