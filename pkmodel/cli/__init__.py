@@ -84,7 +84,13 @@ def _terminated(signum: int, frame: object) -> None:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
-    typer.secho("terminated", err=True, fg=typer.colors.RED)
+    import sys
+
+    from tqdm import tqdm
+
+    # on a line of its own: a progress bar being drawn is cleared first (and redrawn after)
+    with tqdm.external_write_mode(file=sys.stderr):
+        typer.secho("terminated", err=True, fg=typer.colors.RED)
     raise SystemExit(128 + signum)
 
 
