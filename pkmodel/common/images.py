@@ -35,6 +35,43 @@ def read_rgb(path: str | Path, width: int | None = None, height: int | None = No
     return rgb
 
 
+def jpeg_cut_short(data: bytes) -> bool:
+    """Whether ``data`` is a JPEG stream that ends before its end-of-image marker (a file cut
+    short in copying or recording). OpenCV decodes such a file with grey rows and only a
+    warning on stderr; Pillow refuses it. Not a JPEG (no start-of-image marker): False.
+
+    Walks the stream's segments from the start: a marker segment is skipped by its length,
+    entropy-coded data after a start-of-scan up to the next marker (0xFF not followed by 0x00
+    or a restart marker, which cannot occur inside it). The first end-of-image marker ends the
+    image; what follows it (a second image of a multi-picture file, padding) does not count.
+    """
+    if not data.startswith(b"\xff\xd8"):
+        return False
+    n, i = len(data), 2
+    while True:
+        i = data.find(b"\xff", i)  # skips entropy-coded data (after a start of scan)
+        if i < 0:
+            return True
+        while i < n and data[i] == 0xFF:  # a marker, with any fill bytes before it
+            i += 1
+        if i >= n:
+            return True
+        marker = data[i]
+        i += 1
+        if marker == 0xD9:  # end of image
+            return False
+        if marker == 0x00 or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
+            continue
+        if i + 2 > n:
+            return True
+        length = int.from_bytes(data[i : i + 2], "big")
+        if length < 2:
+            return True  # a damaged length: treat as cut short rather than loop
+        i += length
+        if i > n:
+            return True
+
+
 def crop_square(image: np.ndarray, box: list[int], crop_size: int) -> np.ndarray:
     """The integer box [x0, y0, side] of ``image`` (zeros outside it), resized to crop_size."""
     import cv2

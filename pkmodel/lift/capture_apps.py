@@ -51,6 +51,7 @@ from pkmodel.lift.recording import (
     RgbdSequence,
     check_levels,
     check_timestamps,
+    decode_color,
     is_finite_number,
     load_npy,
 )
@@ -417,13 +418,7 @@ class R3dRecording(RgbdSequence):
         return self.entries.read(path.relative_to(self.entries.source).as_posix())
 
     def load_color(self, i: int) -> np.ndarray:
-        import cv2
-
-        data = np.frombuffer(self._read(self.color_files[i]), dtype=np.uint8)
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-        if bgr is None:
-            raise PkmodelError(f"colour image {self.color_files[i]} cannot be decoded")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return decode_color(self._read(self.color_files[i]), f"colour image {self.color_files[i]}")
 
     def load_depth(self, i: int) -> np.ndarray:
         path = self.depth_files[i]

@@ -18,6 +18,7 @@ import numpy as np
 from pkmodel.common.camera import Intrinsics
 from pkmodel.common.capture_formats import CONFIDENCE_LEVELS
 from pkmodel.common.errors import PkmodelError
+from pkmodel.common.images import jpeg_cut_short
 
 
 @dataclass
@@ -51,12 +52,12 @@ class RgbdSequence:
 
     def load_color(self, i: int) -> np.ndarray:
         """Frame ``i`` as an HxWx3 uint8 RGB array."""
-        import cv2
-
-        image = cv2.imread(str(self.color_files[i]), cv2.IMREAD_COLOR)
-        if image is None:
-            raise PkmodelError(f"colour image {self.color_files[i]} cannot be read")
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        path = self.color_files[i]
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise PkmodelError(f"colour image {path} cannot be read ({e.strerror})") from None
+        return decode_color(data, f"colour image {path}")
 
     def load_depth(self, i: int) -> np.ndarray:
         """Depth of frame ``i`` in metres (float32, HxW; 0 or NaN = no measurement)."""
@@ -106,6 +107,20 @@ class RgbdSequence:
                 f"{what} is {w} x {h} but frame 0's depth map ({self.depth_files[0].name}) is "
                 f"{w0} x {h0}; every depth and confidence map of a recording has one size"
             )
+
+
+def decode_color(data: bytes, what: str) -> np.ndarray:
+    """An encoded colour frame (JPEG, PNG, ...) -> HxWx3 uint8 RGB; ``what`` names it in the
+    error sentence. A JPEG cut short is refused: OpenCV would fill its missing rows with grey
+    and the network would see a person half gone."""
+    import cv2
+
+    if jpeg_cut_short(data):
+        raise PkmodelError(f"{what} is cut short (its JPEG data ends before the end of the image)")
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
+    if bgr is None:
+        raise PkmodelError(f"{what} cannot be decoded (empty, damaged or not an image)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def is_finite_number(value: Any) -> bool:

@@ -208,7 +208,7 @@ def r3d_bytes(metadata: dict | None, frames: int = 3, **blobs) -> bytes:
             zf.writestr("metadata", json.dumps(metadata))
         for i in range(frames):
             ok, jpg = cv2.imencode(".jpg", np.full((48, 64, 3), 60 * i, np.uint8))
-            zf.writestr(f"rgbd/{i}.jpg", jpg.tobytes())
+            zf.writestr(f"rgbd/{i}.jpg", blobs.get("jpg", jpg.tobytes()))
             depth = R3D_DEPTH + np.float32(i)
             zf.writestr(f"rgbd/{i}.depth", blobs.get("depth", lzfse.compress(depth.tobytes())))
             zf.writestr(f"rgbd/{i}.conf", blobs.get("conf", lzfse.compress(CONF.tobytes())))
@@ -330,6 +330,18 @@ def test_bad_r3d_files_are_one_sentence(tmp_path):
         with pytest.raises(PkmodelError, match=message) as err:
             find_sequences(tmp_path / name)
         assert str(tmp_path / name) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_record3d_jpeg_cut_short_is_one_sentence(tmp_path):
+    ok, jpg = cv2.imencode(".jpg", np.full((48, 64, 3), 60, np.uint8))
+    path = tmp_path / "cut.r3d"
+    path.write_bytes(r3d_bytes(META, jpg=jpg.tobytes()[: len(jpg) // 2]))
+    with pytest.raises(PkmodelError, match=r"rgbd/0.jpg is cut short \(its JPEG data ends") as e:
+        quiet_find(path)[0].load_color(0)  # read for its size when the recording is found
+    assert str(path) in str(e.value)
+    path.write_bytes(r3d_bytes(META, jpg=b"not an image"))
+    with pytest.raises(PkmodelError, match=r"rgbd/0.jpg cannot be decoded \(empty, damaged"):
+        quiet_find(path)[0].load_color(0)
 
 
 def test_r3d_frames_must_be_numbered_from_zero(tmp_path):

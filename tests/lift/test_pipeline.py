@@ -370,6 +370,15 @@ def test_plain_folder_layouts(tmp_path):
     assert seq.intrinsics == Intrinsics(10.0, 11.0, 3.5, 2.5, 8, 6)
     assert seq.load_depth(2)[0, 0] == pytest.approx(2.002)
     assert seq.load_color(0).shape == (6, 8, 3)
+    # a JPEG cut short (cv2.imread can hand back grey rows for it: tests/common/test_images.py)
+    ok, jpg = cv2.imencode(".jpg", np.full((6, 8, 3), 90, np.uint8))
+    cut = folder / "rgb" / "100.040.png"
+    cut.unlink()
+    cut.with_suffix(".jpg").write_bytes(jpg.tobytes()[:-20])
+    with pytest.raises(PkmodelError, match=r"^colour image .*100.040.jpg is cut short \(its JPEG"):
+        read_plain_folder(folder).load_color(1)
+    cut.with_suffix(".jpg").write_bytes(jpg.tobytes())
+    assert read_plain_folder(folder).load_color(1).mean() == pytest.approx(90, abs=1.5)
     # Intrinsics of a 4x larger capture (as ARKit reports them) beside the smaller images:
     # scaled to the images (pixel corners stay put: c' = (c + 0.5) / 4 - 0.5).
     (folder / "intrinsics.json").write_text(json.dumps({

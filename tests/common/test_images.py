@@ -1,0 +1,79 @@
+"""jpeg_cut_short against JPEGs written by other programs (the COCO photographs, Pillow's
+baseline and progressive encoders, OpenCV's), whole and cut at many points."""
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from pkmodel.common.images import jpeg_cut_short
+
+COCO_JPEG = Path(__file__).parents[3] / "shared/data/coco_mini/train2017/000000000790.jpg"
+
+
+def exif_rotated() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: an APP1 segment before the image
+    return exif.tobytes()
+
+
+def encoders() -> dict[str, bytes]:
+    rng = np.random.default_rng(0)
+    rgb = cv2.GaussianBlur(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), (9, 9), 3)
+    out = {"opencv": cv2.imencode(".jpg", rgb)[1].tobytes()}
+    for name, options in {
+        "pillow": {},
+        "pillow-progressive": {"progressive": True},
+        "pillow-restart-markers": {"restart_marker_rows": 1},
+        "pillow-exif": {"exif": exif_rotated()},
+    }.items():
+        buffer = io.BytesIO()
+        Image.fromarray(rgb).save(buffer, "JPEG", quality=90, **options)
+        out[name] = buffer.getvalue()
+    return out
+
+
+def cut_points(size: int) -> list[int]:
+    return sorted({2, 3, 4, 20, 200, size // 3, size // 2, size - 100, size - 2, size - 1})
+
+
+@pytest.mark.parametrize("name", list(encoders()))
+def test_whole_jpegs_pass_and_every_cut_is_found(name):
+    data = encoders()[name]
+    assert not jpeg_cut_short(data)
+    for k in cut_points(len(data)):
+        assert jpeg_cut_short(data[:k]), k
+    # what may follow the end-of-image marker: padding, a second picture (multi-picture files)
+    assert not jpeg_cut_short(data + bytes(64))
+    assert not jpeg_cut_short(data + encoders()["opencv"])
+    assert not jpeg_cut_short(data + encoders()["opencv"][:100])
+
+
+def test_a_cut_jpeg_is_what_opencv_reads_without_complaint(tmp_path):
+    """The reason for the check: cv2.imread reads half a JPEG file into an image (with only a
+    warning on stderr), and whether cv2.imdecode does differs between OpenCV versions."""
+    data = encoders()["opencv"]
+    (tmp_path / "half.jpg").write_bytes(data[: len(data) // 2])
+    half = cv2.imread(str(tmp_path / "half.jpg"), cv2.IMREAD_COLOR)
+    assert half is not None and half.shape == (120, 160, 3)
+    # Pillow, the other reader, refuses it
+    with pytest.raises(OSError, match="truncated"), Image.open(io.BytesIO(data[:-9])) as im:
+        im.load()
+
+
+@pytest.mark.skipif(not COCO_JPEG.is_file(), reason=f"needs the COCO sample {COCO_JPEG}")
+def test_a_coco_photograph_whole_and_cut():
+    data = COCO_JPEG.read_bytes()
+    assert not jpeg_cut_short(data)
+    assert all(jpeg_cut_short(data[:k]) for k in cut_points(len(data)))
+
+
+def test_other_bytes_are_not_jpegs():
+    png = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes()
+    assert not jpeg_cut_short(png)
+    assert not jpeg_cut_short(png[:10])
+    assert not jpeg_cut_short(b"")
+    assert jpeg_cut_short(b"\xff\xd8\xff\xe0\x00\x01")  # a segment length below 2
