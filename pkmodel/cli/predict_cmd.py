@@ -60,6 +60,8 @@ def predict_command(
     for bad in summary.skipped:
         typer.secho(f"warning: skipped {bad['file']}: {bad['reason']}", err=True,
                     fg=typer.colors.YELLOW)  # fmt: skip
+    for line in summary.warnings:
+        typer.secho(f"warning: {line}", err=True, fg=typer.colors.YELLOW)
     what = "overlay video" if summary.kind == "video" else f"{len(summary.overlays)} overlay(s)"
     typer.echo(
         f"{summary.frames} {'frame' if summary.kind == 'video' else 'image'}(s): "

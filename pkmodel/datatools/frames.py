@@ -39,6 +39,7 @@ class FramesSummary:
     frames_kept: int  # already on disk from an interrupted run
     failed: list[dict[str, str]] = field(default_factory=list)
     out_dir: Path | None = None
+    short: list[str] = field(default_factory=list)  # videos that decode fewer frames than claimed
 
     def format(self) -> str:
         lines = [
@@ -47,6 +48,7 @@ class FramesSummary:
             f"{self.out_dir}"
         ]
         lines += [f"  failed {f['video']}: {f['reason']}" for f in self.failed]
+        lines += [f"  short {line}" for line in self.short]
         return "\n".join(lines)
 
 
@@ -119,8 +121,9 @@ def _done_before(folder: Path, settings: dict[str, Any]) -> bool:
 
 def extract_video(
     video: Path, folder: Path, every_s: float | None, count: int | None, jpeg_quality: int
-) -> tuple[int, int]:
-    """Frames of one video into ``folder`` and its manifest; returns (written, kept)."""
+) -> tuple[int, int, str | None]:
+    """Frames of one video into ``folder`` and its manifest; returns (written, kept, why it is
+    short: None when every frame wanted decoded)."""
     import cv2
 
     cap = cv2.VideoCapture(str(video))
@@ -171,7 +174,13 @@ def extract_video(
         "frames": frames,
     }
     atomic_write_json(folder / MANIFEST, manifest)
-    return written, kept
+    short = None
+    if manifest["frames_missing"]:
+        short = (
+            f"{video}: {manifest['frames_missing']} of the {len(wanted)} frames wanted lie past "
+            f"the last frame that decodes (its container gives {total}; the file may be cut short)"
+        )
+    return written, kept, short
 
 
 def extract_frames(
@@ -212,10 +221,12 @@ def extract_frames(
             summary.skipped_videos += 1
             continue
         try:  # a ValueError is the video's; an OSError (writing) stops the command
-            written, kept = extract_video(video, folder, every_s, count, jpeg_quality)
+            written, kept, short = extract_video(video, folder, every_s, count, jpeg_quality)
         except ValueError as e:
             summary.failed.append({"video": str(video), "reason": str(e)})
             continue
         summary.frames_written += written
         summary.frames_kept += kept
+        if short:
+            summary.short.append(short)
     return summary

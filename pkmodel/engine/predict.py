@@ -194,6 +194,7 @@ class PredictSummary:
     keypoints_json: Path
     overlays: list[Path] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # one sentence each
 
 
 def input_kind(path: Path) -> str:
@@ -361,8 +362,23 @@ def predict_video(
             os.unlink(tmp)
     json_path = out_dir / "keypoints.json"
     meta = {"fps": fps, "width": w, "height": h, "overlay": out_path.name}
+    warnings = []
+    if total is not None:
+        meta["frame_count"] = total  # what the container claims
+        if short_video(total, len(items)):
+            warnings.append(
+                f"video {path}: its container gives {total} frames but only the first "
+                f"{len(items)} decode (the file is cut short or damaged)"
+            )
     write_predictions(json_path, {**header, **meta}, items)
-    return PredictSummary("video", len(items), json_path, [out_path])
+    return PredictSummary("video", len(items), json_path, [out_path], warnings=warnings)
+
+
+def short_video(claimed: int, decoded: int) -> bool:
+    """Whether a video decoded fewer frames than its container ``claimed`` by more than the
+    container's own rounding (some compute the count from the duration): more than one frame
+    or 1 % of them."""
+    return claimed - decoded > max(1, claimed // 100)
 
 
 def predict_path(

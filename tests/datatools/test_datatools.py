@@ -315,6 +315,22 @@ def test_extract_frames_every_n_seconds_and_evenly_and_resume(tmp_path):
         extract_frames(videos, tmp_path / "c", every_s=1.0, count=3, progress=False)
     with pytest.raises(PkmodelError, match="holds no video"):
         extract_frames(tmp_path / "a/clip", tmp_path / "c", count=3, progress=False)
+    assert not s.short and "short" not in s.format()
+    # a video cut short: its header still claims 25 frames, the frames wanted past the cut
+    # are missing, and the summary says so
+    whole = (videos / "clip.avi").read_bytes()
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut/clip.avi").write_bytes(whole[: len(whole) * 8 // 10])
+    cut = extract_frames(tmp_path / "cut", tmp_path / "d", count=5, progress=False)
+    manifest = json.loads((tmp_path / "d/clip/frames.json").read_text())
+    missing = manifest["frames_missing"]
+    assert manifest["frame_count"] == 25 and 0 < missing < 5
+    assert cut.frames_written == 5 - missing
+    assert cut.short == [
+        f"{tmp_path / 'cut/clip.avi'}: {missing} of the 5 frames wanted lie past the last frame "
+        "that decodes (its container gives 25; the file may be cut short)"
+    ]
+    assert f"  short {cut.short[0]}" in cut.format().splitlines()
     # an output that cannot be written is the command's fault, not every video's
     (tmp_path / "afile").write_text("x")
     with pytest.raises(PkmodelError) as err:

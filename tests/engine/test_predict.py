@@ -254,10 +254,12 @@ def test_predict_video(tmp_path, checkpoint):
         writer.write(frame)
     writer.release()
     out = tmp_path / "out"
-    run_cli(["predict", video, "--weights", checkpoint, "--out", out, "--quiet",
-             "--batch-size", 2])  # fmt: skip
+    output = run_cli(["predict", video, "--weights", checkpoint, "--out", out, "--quiet",
+                      "--batch-size", 2])  # fmt: skip
+    assert "warning" not in output
     data = json.loads((out / "keypoints.json").read_text())
     assert data["kind"] == "video" and data["fps"] == pytest.approx(10.0)
+    assert data["frame_count"] == 5
     assert [i["frame"] for i in data["items"]] == list(range(5))
     assert data["items"][3]["time_s"] == pytest.approx(0.3)
     cap = cv2.VideoCapture(str(out / "clip_pose.mp4"))
@@ -275,6 +277,36 @@ def test_predict_video(tmp_path, checkpoint):
 
     assert (out / "clip_pose.mp4").stat().st_mode & 0o777 == default_file_mode()
     assert (out / "keypoints.json").stat().st_mode & 0o777 == default_file_mode()
+
+
+def test_a_video_cut_short_is_predicted_with_a_warning(tmp_path, checkpoint):
+    """An MJPG AVI cut at 60 %: OpenCV still opens it and its header still claims every frame,
+    but only the first few decode."""
+    import cv2
+
+    whole = tmp_path / "whole.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 64))
+    for frame in _frames(np.random.default_rng(4), 20, 64, 96):
+        writer.write(frame)
+    writer.release()
+    video = tmp_path / "cut.avi"
+    video.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    out = tmp_path / "out"
+    output = run_cli(["predict", video, "--weights", checkpoint, "--out", out, "--quiet"])
+    data = json.loads((out / "keypoints.json").read_text())
+    decoded = len(data["items"])
+    assert data["frame_count"] == 20 and 0 < decoded < 18
+    assert (
+        f"warning: video {video}: its container gives 20 frames but only the first {decoded} "
+        "decode (the file is cut short or damaged)" in " ".join(output.split())
+    )
+
+
+def test_short_video_allows_the_containers_rounding():
+    from pkmodel.engine.predict import short_video
+
+    assert not short_video(20, 20) and not short_video(20, 19) and short_video(20, 18)
+    assert not short_video(1000, 990) and short_video(1000, 989)
 
 
 def test_bad_inputs_are_one_clear_line(tmp_path, checkpoint):
