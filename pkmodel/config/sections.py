@@ -65,15 +65,21 @@ class Section:
         check_rules(self.name, self, [rule for rule in self.all_rules() if rule[0] == key])
 
 
-# No float setting means anything beyond this; larger values (1e308) only overflowed or asked
-# for petabytes far from where they were set.
+# No number setting means anything beyond this; larger values (1e308, a 20-digit count) only
+# overflowed or asked for petabytes or a million processes far from where they were set.
 LARGEST_SETTING = 1e6
+# Random seeds: what every generator pkmodel seeds takes (NumPy's legacy one, OpenCV's, the
+# DataLoader workers' at most 2^32 - 1).
+LARGEST_SEED = 2**32 - 1
+# Worker processes or threads: a count beyond this is a typo, not a machine.
+MOST_WORKERS = 1024
 
 
 def _type_rules(section: type) -> list[Rule]:
     """What a key's type promises beyond what loading checks: a number key holds a finite
-    number within +-LARGEST_SETTING (TOML and --set accept inf, nan and 1e308), a Literal key
-    one of its choices (loading checks that; a section built in code is checked here)."""
+    number within +-LARGEST_SETTING (TOML and --set accept inf, nan, 1e308 and 20-digit
+    integers), a ``seed`` 0 to LARGEST_SEED, a ``workers`` count 0 to MOST_WORKERS, a Literal
+    key one of its choices (loading checks that; a section built in code is checked here)."""
     rules: list[Rule] = []
     for key, tp in typing.get_type_hints(section).items():
         if tp is float:
@@ -84,6 +90,12 @@ def _type_rules(section: type) -> list[Rule]:
                     "must be a finite number within +-1e6",
                 )
             )
+        elif tp is int and key == "seed":
+            rules.append((key, lambda v: 0 <= v <= LARGEST_SEED, "must be a whole number from 0 to 4294967295"))  # fmt: skip
+        elif tp is int and key == "workers":
+            rules.append((key, lambda v: 0 <= v <= MOST_WORKERS, f"must be 0-{MOST_WORKERS} (0 = one per core)"))  # fmt: skip
+        elif tp is int:
+            rules.append((key, lambda v: abs(v) <= LARGEST_SETTING, "must be a whole number within +-1e6"))  # fmt: skip
         elif typing.get_origin(tp) is Literal:
             choices = typing.get_args(tp)
             text = "must be one of " + ", ".join(map(str, choices))
@@ -156,14 +168,12 @@ class SyntheticConfig(Section):
             at_least("num_val", 0),
             in_range("width", SYNTHETIC_MIN_SIZE, SYNTHETIC_MAX_SIZE, size),
             in_range("height", SYNTHETIC_MIN_SIZE, SYNTHETIC_MAX_SIZE, size),
-            at_least("seed", 0),
             at_least("sequences", 0),
             at_least("frames", 1),
             positive("fps", "must be > 0"),
             probability("second_person_prob"),
             ("max_depth_m", lambda v: finite(v) and 1.0 < v <= 65.0, "must be in (1, 65] metres"),
             in_range("jpeg_quality", 1, 100, "must be 1-100"),
-            at_least("workers", 0, "must be >= 0 (0 = one per core)"),
             in_range("depth_scale", 0.05, 1.0, "must be in [0.05, 1]"),
             in_range("depth_noise_m", 0.0, 0.5, "must be in [0, 0.5] metres"),
         ]
@@ -210,7 +220,6 @@ class PrepareConfig(Section):
             at_least("min_area", 0),
             at_least("max_people", 0, "must be >= 0 (0 = no limit)"),
             in_range("jpeg_quality", 1, 100, "must be 1-100"),
-            at_least("workers", 0, "must be >= 0 (0 = one per core)"),
         ]
 
 
@@ -400,7 +409,6 @@ class TrainConfig(Section):
             at_least("epochs", 1, "must be at least 1"),
             at_least("minutes", 0, "must be >= 0 (0 = no time budget)"),
             at_least("batch_size", 1, "must be at least 1"),
-            at_least("workers", 0),
             positive("lr"),
             at_least("weight_decay", 0),
             ("momentum", lambda v: 0 <= v < 1, "must be in [0, 1)"),

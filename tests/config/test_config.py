@@ -290,10 +290,21 @@ def test_every_section_checks_its_own_rules_and_choices():
                           ("lift.depth_band_m=nan", "lift.depth_band_m = nan must be a finite number within +-1e6"),
                           ("train.warmup_epochs=1e308", "train.warmup_epochs = 1e+308 must be a finite number within +-1e6"),
                           ("loss.bone_weight=-2e6", "loss.bone_weight = -2000000.0 must be a finite number within +-1e6"),
-                          ("prepare.expand_ratio=1e6", "prepare.expand_ratio = 1000000.0 must be in (0, 10]: a crop 10 times the box is all background")]:  # fmt: skip
+                          ("prepare.expand_ratio=1e6", "prepare.expand_ratio = 1000000.0 must be in (0, 10]: a crop 10 times the box is all background"),
+                          # whole numbers too: 20 digits overflowed in NumPy and islice, a
+                          # negative or 2^32 seed in the generators, 1e20 workers hung
+                          ("eval.batch_size=99999999999999999999999", "eval.batch_size = 99999999999999999999999 must be a whole number within +-1e6"),
+                          ("synthetic.frames=-2000000", "synthetic.frames = -2000000 must be a whole number within +-1e6"),
+                          ("train.seed=-1", "train.seed = -1 must be a whole number from 0 to 4294967295"),
+                          ("synthetic.seed=4294967296", "synthetic.seed = 4294967296 must be a whole number from 0 to 4294967295"),
+                          ("train.workers=1025", "train.workers = 1025 must be 0-1024 (0 = one per core)"),
+                          ("prepare.workers=-1", "prepare.workers = -1 must be 0-1024 (0 = one per core)")]:  # fmt: skip
         with pytest.raises(PkmodelError) as err:
             load_config(None, [text], env={}).check()
         assert str(err.value) == message
+    # the ends of each range pass
+    for text in ["train.seed=4294967295", "train.seed=0", "train.workers=1024", "eval.batch_size=1000000"]:  # fmt: skip
+        load_config(None, [text], env={}).check()
 
 
 def test_unwritable_outputs_are_one_sentence_not_a_traceback(tmp_path, monkeypatch):
