@@ -88,6 +88,10 @@ def _terminated(signum: int, frame: object) -> None:
 
     from tqdm import tqdm
 
+    # The workers got the signal too (a process group's SIGTERM: `timeout`, a job's end), and
+    # PyTorch's SIGCHLD handler would raise "DataLoader worker ... is killed by signal" into
+    # the clean-up below, in place of this exit.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     # on a line of its own: a progress bar being drawn is cleared first (and redrawn after)
     with tqdm.external_write_mode(file=sys.stderr):
         typer.secho("terminated", err=True, fg=typer.colors.RED)

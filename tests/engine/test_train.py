@@ -117,6 +117,31 @@ def test_sigkill_mid_epoch_or_mid_save_then_resume_gives_identical_weights(tiny_
         assert torch.equal(a[name], c[name]), name
 
 
+def test_sigterm_to_the_process_group_with_workers_is_terminated_not_a_traceback(
+    tiny_prepared, tmp_path
+):
+    """`timeout` or a job's end signals the whole process group: the DataLoader workers die
+    too, and PyTorch's SIGCHLD handler raised "DataLoader worker ... is killed by signal:
+    Terminated" into the clean-up in place of the exit (a traceback, sometimes exit code 1)."""
+    out = tmp_path / "run"
+    cmd = _train_cmd(tiny_prepared, out, 200)
+    cmd[cmd.index("train.workers=0")] = "train.workers=2"
+    cmd[1:3] = ["-m", "pkmodel"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 120
+    while not (out / "last.pt").exists() and time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch 2, workers at work
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()
+    assert "Traceback" not in err.decode()
+    assert err.decode().strip().splitlines()[-1] == "terminated"
+    assert load_checkpoint(out / "last.pt")["epoch"] >= 1  # what was saved stays
+
+
 def test_a_missing_crop_with_worker_processes_is_one_sentence(tiny_prepared, tmp_path):
     """Read in a DataLoader worker process, a missing crop is the sentence it is without one."""
     data = tmp_path / "data"
