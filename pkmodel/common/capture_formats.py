@@ -44,9 +44,16 @@ GROUND_TRUTH_VERSION = 1
 CONFIDENCE_LEVELS = (0, 1, 2)  # ARKit's low, medium, high
 
 
-def _is_number(value: Any) -> bool:
-    """A finite JSON number (bool, which Python counts as int, is not one)."""
-    return type(value) in (int, float) and math.isfinite(value)
+def is_finite_number(value: Any) -> bool:
+    """A finite JSON number: true and false (ints to Python), strings, lists and null are not,
+    nor NaN and Infinity (which Python's JSON reader lets through) or an integer too large
+    for a float."""
+    if type(value) not in (int, float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 # --- camera_matrix.csv -----------------------------------------------------------------------
@@ -151,11 +158,11 @@ def parse_odometry(text: str, where: str) -> tuple[np.ndarray, list[str]]:
             stamp = math.nan
         if not math.isfinite(stamp):
             raise PkmodelError(
-                f"{where} line {n}: the timestamp '{fields[0]}' must be a finite number of seconds"
+                f"{where} line {n}: the timestamp '{cut(fields[0])}' must be a finite number of seconds"
             )
         if not fields[1].isdigit():
             raise PkmodelError(
-                f"{where} line {n}: the frame number '{fields[1]}' must be a whole number from 0"
+                f"{where} line {n}: the frame number '{cut(fields[1])}' must be a whole number from 0"
             )
         stamps.append(stamp)
         frames.append(fields[1])
@@ -176,7 +183,7 @@ def parse_r3d_k(value: Any, where: str) -> tuple[float, float, float, float]:
     if not isinstance(value, list) or len(value) != 9:
         got = f"{len(value)} values" if isinstance(value, list) else type(value).__name__
         raise PkmodelError(f"{where}: 'K' must be 9 numbers (a 3 x 3 matrix), got {got}")
-    bad = next((i for i, v in enumerate(value) if not _is_number(v)), None)
+    bad = next((i for i, v in enumerate(value) if not is_finite_number(v)), None)
     if bad is not None:
         raise PkmodelError(
             f"{where}: 'K' must be 9 finite numbers (a 3 x 3 matrix); entry {bad + 1} is "
@@ -330,10 +337,12 @@ def parse_ground_truth(
     if not isinstance(doc, dict) or doc.get("format") != GROUND_TRUTH_FORMAT:
         raise PkmodelError(f"{where} is not a pkmodel ground-truth file")
     if doc.get("version") != GROUND_TRUTH_VERSION:
-        raise PkmodelError(f"{where} has version {doc.get('version')!r}; this pkmodel reads 1")
+        raise PkmodelError(
+            f"{where} has version {cut(repr(doc.get('version')))}; this pkmodel reads 1"
+        )
     if doc.get("image_size") != [width, height]:
         raise PkmodelError(
-            f"{where} labels {doc.get('image_size')} pixel images but the colour frames are "
+            f"{where} labels {cut(str(doc.get('image_size')))} pixel images but the colour frames are "
             f"{width} x {height}"
         )
     entries = doc.get("frames")

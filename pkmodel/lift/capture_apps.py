@@ -40,19 +40,19 @@ from pkmodel.common.capture_formats import (
     STRAY_ODOMETRY,
     STRAY_VIDEO,
     decompress_array,
+    is_finite_number,
     parse_camera_matrix,
     parse_ground_truth,
     parse_odometry,
     parse_r3d_k,
 )
-from pkmodel.common.errors import PkmodelError
+from pkmodel.common.errors import PkmodelError, cut
 from pkmodel.lift.recording import (
     GroundTruth,
     RgbdSequence,
     check_levels,
     check_timestamps,
     decode_color,
-    is_finite_number,
     load_npy,
 )
 
@@ -363,7 +363,9 @@ def _pixels(meta: dict, key: str, where: str) -> int:
         raise PkmodelError(f"{where} has no '{key}'")
     value = meta[key]
     if not is_finite_number(value) or not float(value).is_integer() or value <= 0:
-        raise PkmodelError(f"{where}: '{key}' must be a whole number of pixels, got {value!r}")
+        raise PkmodelError(
+            f"{where}: '{key}' must be a whole number of pixels, got {cut(repr(value))}"
+        )
     return int(value)
 
 
@@ -391,14 +393,14 @@ def _r3d_timestamps(meta: dict, frames: int, where: str) -> np.ndarray:
         if bad is not None:
             raise PkmodelError(
                 f"{where}: 'frameTimestamps' must be finite numbers (seconds), one per frame; "
-                f"entry {bad} is {stamps[bad]!r}"
+                f"entry {bad} is {cut(repr(stamps[bad]))}"
             )
         t = np.array(stamps[:frames], dtype=np.float64)
     else:
         fps = meta.get("fps")
         if not is_finite_number(fps) or fps <= 0:
             raise PkmodelError(
-                f"{where} has neither 'frameTimestamps' nor a positive 'fps' (got {fps!r})"
+                f"{where} has neither 'frameTimestamps' nor a positive 'fps' (got {cut(repr(fps))})"
             )
         t = np.arange(frames) / float(fps)
     check_timestamps(t, where)

@@ -8,7 +8,6 @@ memory whole) and depth comes back in metres (float32, 0 = no depth).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,18 +120,6 @@ def decode_color(data: bytes, what: str) -> np.ndarray:
     if bgr is None:
         raise PkmodelError(f"{what} cannot be decoded (empty, damaged or not an image)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def is_finite_number(value: Any) -> bool:
-    """A finite JSON number: true and false (ints to Python), strings, lists and null are not,
-    nor NaN and Infinity (which Python's JSON reader lets through) or an integer too large
-    for a float."""
-    if type(value) not in (int, float):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
 
 
 def check_timestamps(t: np.ndarray, where: str) -> None:

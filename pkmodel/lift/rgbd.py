@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from pkmodel.common.camera import DEPTH_UNIT_RANGE_M, MAX_COORDINATE, MIN_FOCAL_PX, Intrinsics
-from pkmodel.common.capture_formats import R3D_SUFFIX
+from pkmodel.common.capture_formats import R3D_SUFFIX, is_finite_number
 from pkmodel.common.errors import PkmodelError, cut, not_there
 from pkmodel.common.skeleton import NUM_JOINTS
 from pkmodel.lift.capture_apps import (
@@ -35,7 +35,6 @@ from pkmodel.lift.recording import (
     RgbdSequence,
     check_depth_array,
     check_timestamps,
-    is_finite_number,
     load_npy,
 )
 
@@ -229,7 +228,7 @@ def _intrinsics_from(obj: Any, width: int, height: int, where: str) -> Intrinsic
         if not 0 <= value < side:  # intrinsics of another resolution, or a typo
             raise PkmodelError(
                 f"{where}: '{key}' must lie inside the {w} x {h} image the intrinsics are for "
-                f"(0 to {side}), got {obj[key]!r}"
+                f"(0 to {side}), got {cut(repr(obj[key]))}"
             )
     return Intrinsics(fx, fy, cx, cy, width=w, height=h)
 

@@ -295,6 +295,12 @@ def test_r3d_without_frame_timestamps_uses_fps(tmp_path):
             {"K": [100.0, 0, 0, 0, 1e-300, 0, 63.5, 47.5, 1]},
             r"'K' has the focal lengths 100 and 1e-300; each must be at least 1 pixel$",
         ),
+        # 400-digit integers and long strings: no float holds the first (it overflowed into a
+        # traceback), and the sentence quotes 40 characters of each
+        ({"K": [10**400, 0, 0, 0, 102.0, 0, 63.5, 47.5, 1]}, r"; entry 1 is 10{36}\.\.\.$"),
+        ({"w": 10**400}, r"'w' must be a whole number of pixels, got 10{36}\.\.\.$"),
+        ({"fps": "x" * 500, "frameTimestamps": None}, r"a positive 'fps' \(got 'x{36}\.\.\.\)$"),
+        ({"frameTimestamps": [5.0, -(10**400), 6.0]}, r"entry 1 is -10{35}\.\.\.$"),
     ],
 )
 def test_bad_r3d_metadata_is_one_sentence(tmp_path, change, message):
@@ -380,6 +386,10 @@ def test_r3d_frames_must_be_numbered_from_zero(tmp_path):
             r"odometry.csv line 3: the timestamp 'inf' must be a finite number "
             r"of seconds$",
         ),
+        (
+            "odometry-time-long",
+            r"odometry.csv line 3: the timestamp 'x{37}\.\.\.' must be a finite number of seconds$",
+        ),
         ("odometry-frames", r"odometry.csv: row 2 is frame 000005 but depth map 2 is 000001.png"),
         ("odometry-time", r"odometry.csv: frame timestamps must be finite and strictly increasing"),
         ("confidence-count", r"3 confidence maps in confidence/ for 4 depth maps in depth/"),
@@ -408,6 +418,7 @@ def test_bad_stray_folders_are_one_sentence(tmp_path, kind, message):
         "odometry-row": {"odometry": header + rows[0] + "\n1.0, 000001, 0, 0\n"},
         "odometry-frame-sign": {"odometry": header + "\n".join([*rows[:2], rows[2].replace("000002", "-1"), rows[3]])},
         "odometry-time-inf": {"odometry": header + "\n".join([rows[0], "inf" + rows[1][rows[1].index(","):], *rows[2:]])},
+        "odometry-time-long": {"odometry": header + "\n".join([rows[0], "x" * 500 + rows[1][rows[1].index(","):], *rows[2:]])},
         "odometry-frames": {"odometry": header + "\n".join([rows[0], rows[1].replace("000001", "000005"), *rows[2:]])},
         "odometry-time": {"odometry": header + "\n".join([rows[0], rows[0].replace("000000", "000001"), *rows[2:]])},
     }.get(kind, {})  # fmt: skip
