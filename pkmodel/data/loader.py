@@ -11,6 +11,7 @@ torch's worker traceback.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import torch
@@ -50,9 +51,33 @@ class PoseDataLoader(torch.utils.data.DataLoader):
 
     def __iter__(self) -> Iterator[Any]:
         try:
-            yield from super().__iter__()
+            with _opencv_threads_paused(self.num_workers > 0):
+                batches = super().__iter__()  # forks the workers (the first time, if persistent)
+            yield from batches
         except (PkmodelError, OSError) as e:
             raise worker_error(e) from None
+
+
+@contextmanager
+def _opencv_threads_paused(forking: bool) -> Iterator[None]:
+    """OpenCV at one thread while DataLoader workers are forked, then as before.
+
+    OpenCV's thread pool (pthreads) is copied into a forked worker without its threads, and
+    the worker's ``cv2.setNumThreads(1)`` (PoseDataset's, so that N workers use N cores) then
+    waits forever for them: a process that had run OpenCV on several threads before its
+    workers started hung (``export-coreml --check-ap`` after the export's check pictures).
+    At one thread the parent has no pool threads to copy."""
+    if not forking:
+        yield
+        return
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 class EpochKeySampler(torch.utils.data.Sampler):

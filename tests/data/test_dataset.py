@@ -344,6 +344,39 @@ def test_an_os_error_in_a_worker_process_is_its_one_line():
         assert "\n" not in str(info.value)
 
 
+_FORK_AFTER_OPENCV_THREADS = """
+import cv2, numpy as np, torch
+from pkmodel.data.dataset import _one_thread_per_worker
+from pkmodel.data.loader import PoseDataLoader
+
+class Crops(torch.utils.data.Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        _one_thread_per_worker()  # what PoseDataset does first in a worker
+        return torch.tensor([cv2.getNumThreads()])
+
+cv2.setNumThreads(4)
+for _ in range(3):  # OpenCV's pool threads at work in the parent before the workers fork
+    cv2.GaussianBlur(np.zeros((1200, 1200, 3), np.uint8), (31, 31), 5)
+threads = torch.cat(list(PoseDataLoader(Crops(), batch_size=2, num_workers=2)))
+print(threads.flatten().tolist(), cv2.getNumThreads())
+"""
+
+
+def test_workers_forked_after_opencv_ran_on_threads_start_and_take_one_thread():
+    """A worker's cv2.setNumThreads(1) waited forever for the pool threads of the parent,
+    which a fork does not copy (`export-coreml --check-ap` hung after the export's checks)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _FORK_AFTER_OPENCV_THREADS], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[1,", "1,", "1,", "1,", "1,", "1,", "1,", "1]", "4"]
+
+
 def test_sample_grid_draws_every_sample(mmpose):
     from pkmodel.data.dataset import sample_grid
 
