@@ -6,9 +6,6 @@ libraries (torch, cv2) inside the command body, so `pkmodel --help` stays fast.
 
 from __future__ import annotations
 
-import os
-import signal
-
 import typer
 
 from pkmodel import __version__
@@ -23,6 +20,7 @@ from pkmodel.cli import (
     model_cmd,
     predict_cmd,
     prepare_cmd,
+    stopping,
     synthetic_cmd,
     take_cmd,
     train_cmd,
@@ -76,35 +74,20 @@ def _root(
     """PoseKit's model toolkit."""
 
 
-def _terminated(signum: int, frame: object) -> None:
-    """SIGTERM (a job's time limit, ``kill``): leave the way an interrupt does, so that the
-    staging folders and temporary files of the work under way are removed on the way out. A
-    forked child (a DataLoader worker) dies as it would have without the handler."""
-    if os.getpid() != _MAIN_PID:
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-        return
-    import sys
-
-    from tqdm import tqdm
-
-    # The workers got the signal too (a process group's SIGTERM: `timeout`, a job's end), and
-    # PyTorch's SIGCHLD handler would raise "DataLoader worker ... is killed by signal" into
-    # the clean-up below, in place of this exit.
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    # on a line of its own: a progress bar being drawn is cleared first (and redrawn after)
-    with tqdm.external_write_mode(file=sys.stderr):
-        typer.secho("terminated", err=True, fg=typer.colors.RED)
-    raise SystemExit(128 + signum)
-
-
-_MAIN_PID = os.getpid()
-
-
 def main() -> None:
     """The `pkmodel` command (and `python -m pkmodel`): process defaults, then the command."""
-    global _MAIN_PID
     set_process_defaults()
-    _MAIN_PID = os.getpid()
-    signal.signal(signal.SIGTERM, _terminated)
-    app()
+    stopping.install()
+    try:
+        app()
+    except BaseException as e:
+        signum = stopping.requested()
+        if signum is None:
+            raise
+        code = stopping.exit_code(signum)
+        if isinstance(e, SystemExit) and e.code == code:
+            raise
+        # Ctrl-C or SIGTERM, and then the clean-up on the way out raised something else (a
+        # checkpoint's zip writer cut off mid-record) or the command ended first: it stopped
+        stopping.say(signum)
+        raise SystemExit(code) from None

@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import inspect
 import re
+import signal
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
+from pkmodel.cli import stopping
 from pkmodel.common.errors import PkmodelError
 from pkmodel.config import SECTIONS, load_config
 from pkmodel.config.rules import RuleError
@@ -216,7 +218,7 @@ def user_errors(fn: F) -> F:
             typer.secho(f"error: {os_error_sentence(e)}", err=True, fg=typer.colors.RED)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            typer.secho("interrupted", err=True, fg=typer.colors.RED)
-            raise typer.Exit(130) from None
+            stopping.say(signal.SIGINT)
+            raise typer.Exit(stopping.exit_code(signal.SIGINT)) from None
 
     return wrapper  # type: ignore[return-value]

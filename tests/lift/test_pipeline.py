@@ -702,7 +702,6 @@ def test_sigterm_leaves_like_an_interrupt_removing_the_staging_folder(tmp_path):
     import os
     import signal
     import subprocess
-    import sys
     import time
 
     write_sequence(tmp_path / "in" / "a", frames=3)
@@ -725,21 +724,3 @@ def test_sigterm_leaves_like_an_interrupt_removing_the_staging_folder(tmp_path):
     assert "terminated" in [line.strip() for line in err.decode().splitlines()], err.decode()
     assert sorted(p.name for p in out.iterdir()) == ["a", "metrics.json"]  # nothing staged
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-
-
-def test_terminated_is_a_line_of_its_own_under_a_progress_bar(capsys):
-    """A SIGTERM that lands while a progress bar is drawn: the bar's line is cleared before
-    'terminated' (it was appended to the bar: `overlays a:   0%| ... terminated`)."""
-    import signal
-
-    from tqdm import tqdm
-
-    from pkmodel.cli import _terminated
-
-    bar = tqdm(total=3, desc="overlays a", file=sys.stderr)
-    bar.update(0)
-    with pytest.raises(SystemExit) as caught:
-        _terminated(signal.SIGTERM, None)
-    bar.close()
-    assert caught.value.code == 128 + signal.SIGTERM
-    assert "terminated" in [line.strip() for line in capsys.readouterr().err.splitlines()]

@@ -1,0 +1,161 @@
+"""Ctrl-C and SIGTERM: one line and exit codes 130 / 143, wherever the stop lands (a progress
+bar being drawn, a finaliser that swallows exceptions, clean-up that raises another)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)  # fmt: skip
+
+
+def test_terminated_is_a_line_of_its_own_under_a_progress_bar(capsys, monkeypatch):
+    """A SIGTERM that lands while a progress bar is drawn: the bar's line is cleared before
+    'terminated' (it was appended to the bar: `overlays a:   0%| ... terminated`)."""
+    from tqdm import tqdm
+
+    from pkmodel.cli import stopping
+
+    monkeypatch.setattr(stopping, "_MAIN_PID", os.getpid())
+    monkeypatch.setattr(stopping, "_STOP", {"signal": None, "said": False})
+    chld = signal.getsignal(signal.SIGCHLD)
+    bar = tqdm(total=3, desc="overlays a", file=sys.stderr)
+    bar.update(0)
+    try:
+        with pytest.raises(SystemExit) as caught:
+            stopping._terminated(signal.SIGTERM, None)
+    finally:
+        bar.close()
+        signal.signal(signal.SIGCHLD, chld)
+    assert caught.value.code == 128 + signal.SIGTERM
+    assert "terminated" in [line.strip() for line in capsys.readouterr().err.splitlines()]
+    assert stopping.requested() == signal.SIGTERM
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_inside_a_finaliser_still_stops(signum):
+    """Python prints what a finaliser raises as "Exception ignored" and carries on: a SIGTERM
+    that landed in a weakref callback let a training run go on to its last epoch."""
+    code = f"""
+import os, signal, time
+from pkmodel.cli import stopping
+stopping.install()
+
+class Finalised:
+    def __del__(self):
+        signal.raise_signal({int(signum)})
+        sum(range(10000))  # the handler runs here, inside the finaliser
+
+try:
+    Finalised()
+    for _ in range(200):
+        time.sleep(0.01)
+    print("ran on")
+except (SystemExit, KeyboardInterrupt) as e:
+    print("stopped", type(e).__name__)
+"""
+    done = run_python(code)
+    want = "SystemExit" if signum == signal.SIGTERM else "KeyboardInterrupt"
+    assert done.stdout.split() == ["stopped", want], done.stdout + done.stderr
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("signum", "word"), [(signal.SIGTERM, "terminated"), (signal.SIGINT, "interrupted")])  # fmt: skip
+def test_clean_up_that_raises_on_the_way_out_does_not_hide_the_stop(signum, word):
+    """A stop in the middle of torch.save: its zip writer's exit raised "unexpected pos" in
+    place of the stop, a traceback and exit code 1."""
+    code = f"""
+import signal
+import pkmodel.cli as cli
+
+def app():
+    try:
+        signal.raise_signal({int(signum)})
+    finally:
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")
+
+cli.app = app
+cli.main()
+"""
+    done = run_python(code)
+    assert done.returncode == 128 + signum, done.stderr
+    assert done.stderr.strip() == word  # the one line, no traceback
+
+
+def test_a_threads_error_once_stopping_is_not_printed():
+    """multiprocessing's resource sharer thread printed ConnectionResetError when the
+    DataLoader workers died with the stop; before a stop, a thread's error is printed."""
+    code = """
+import signal, sys, threading
+from pkmodel.cli import stopping
+stopping.install()
+
+def fails():
+    raise ConnectionResetError(104, "Connection reset by peer")
+
+def serve():  # as multiprocessing.resource_sharer's thread reports its errors
+    try:
+        fails()
+    except Exception:
+        sys.excepthook(*sys.exc_info())
+
+for target in (fails, serve):
+    first = threading.Thread(target=target)
+    first.start(); first.join()
+try:
+    signal.raise_signal(signal.SIGTERM)
+except SystemExit:
+    for target in (fails, serve):
+        second = threading.Thread(target=target)
+        second.start(); second.join()
+"""
+    done = run_python(code)
+    assert done.stderr.count("ConnectionResetError") == 2, done.stderr
+    assert done.stderr.rstrip().endswith("terminated")
+
+
+def test_a_finalisers_other_error_once_stopping_is_not_printed():
+    """Removing PyTorch's SIGCHLD handler while a SIGCHLD is pending makes Python report
+    "Signal 17 ignored due to race condition" as unraisable; before a stop, a finaliser's
+    error is printed as Python prints it."""
+    code = """
+import signal
+from pkmodel.cli import stopping
+stopping.install()
+
+class Fails:
+    def __del__(self):
+        raise OSError("Signal 17 ignored due to race condition")
+
+Fails()
+try:
+    signal.raise_signal(signal.SIGTERM)
+except SystemExit:
+    Fails()
+"""
+    done = run_python(code)
+    assert done.stderr.count("Signal 17 ignored") == 1, done.stderr
+    assert "Exception ignored" in done.stderr and done.stderr.rstrip().endswith("terminated")
+
+
+def test_without_a_stop_errors_are_unchanged():
+    code = """
+import pkmodel.cli as cli
+
+def app():
+    raise RuntimeError("a bug")
+
+cli.app = app
+cli.main()
+"""
+    done = run_python(code)
+    assert done.returncode == 1 and "RuntimeError: a bug" in done.stderr
