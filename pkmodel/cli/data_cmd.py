@@ -89,7 +89,8 @@ def merge_command(
         typer.Option(
             "--tag",
             help="Source tag of each input, in order (repeat once per input; default: the "
-            "file names).",
+            "source all of an input's samples share when no other input has it, else the file "
+            "name).",
             show_default=False,
         ),
     ] = None,

@@ -786,6 +786,11 @@ def prepare_split(
     return summary
 
 
+def people_of(count: int) -> str:
+    """'the 1 person' or 'the 5 people', for a sentence about those of the images found."""
+    return f"the {count} {'person' if count == 1 else 'people'}"
+
+
 class MissingImagesError(PkmodelError):
     """More than half of the images with people to crop are missing from the image folder.
     ``found`` says so and ``people`` counts those of the images that are there, so that a caller
@@ -795,7 +800,7 @@ class MissingImagesError(PkmodelError):
         self.found, self.people = found, people
         super().__init__(
             f"split '{split}': {found}; {labels} was not written: check --images, or pass "
-            f"--allow-missing-images to prepare the {people} people of the images that are there"
+            f"--allow-missing-images to prepare {people_of(people)} of the images that are there"
         )
 
 

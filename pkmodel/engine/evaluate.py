@@ -30,7 +30,7 @@ from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import FLIP_INDEX
 from pkmodel.data.dataset import PoseDataset
 from pkmodel.data.loader import PoseDataLoader
-from pkmodel.data.prepare import MissingImagesError, prepare_split
+from pkmodel.data.prepare import MissingImagesError, people_of, prepare_split
 from pkmodel.data.targets import target_maps
 from pkmodel.engine.error_budget import error_budget
 from pkmodel.engine.scoring import Evaluation, Predictions, sample_ids, score_predictions
@@ -227,7 +227,7 @@ def prepare_for_evaluation(
     except MissingImagesError as e:
         raise PkmodelError(
             f"{e.found}; nothing was evaluated: check --images, or pass "
-            f"--allow-missing-images to evaluate the {e.people} people of the images that are there"
+            f"--allow-missing-images to evaluate {people_of(e.people)} of the images that are there"
         ) from None
     if summary.kept == 0:
         raise PkmodelError(

@@ -934,7 +934,8 @@ def test_a_folder_missing_most_images_is_refused_before_anything_is_cropped(tmp_
     assert str(err.value) == (
         f"split 's': 3 of the 4 images with people to crop that {ann} names are missing from "
         f"{folder} (e.g. {names[0]}); {out / 's.json'} was not written: check --images, or pass "
-        f"--allow-missing-images to prepare the {left} people of the images that are there"
+        f"--allow-missing-images to prepare the {left} {'person' if left == 1 else 'people'} "
+        "of the images that are there"
     )
     assert (out / "s.json").read_bytes() == before
     assert sorted(p.name for p in (out / "imgs" / "s").iterdir()) == crops
@@ -952,3 +953,13 @@ def test_a_folder_missing_most_images_is_refused_before_anything_is_cropped(tmp_
     run_cli(["prepare-coco", "--split", "s", "--images", folder, "--annotations", ann, "--out",
              out, "--allow-missing-images", "--workers", 1, "--set", "prepare.crop_size=64"])  # fmt: skip
     assert len(read_labels(out / "s.json")["samples"]) == left
+
+
+def test_people_of_says_person_for_one():
+    from pkmodel.data.prepare import people_of
+
+    assert (people_of(1), people_of(0), people_of(5)) == (
+        "the 1 person",
+        "the 0 people",
+        "the 5 people",
+    )
