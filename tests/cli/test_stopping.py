@@ -12,10 +12,14 @@ import pytest
 
 from tests.conftest import ROOT
 
+# Ctrl-C as a terminal delivers it: a job started in the background (CI's) ignores SIGINT, and
+# a command leaves it ignored
+INTERACTIVE = "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
 
 def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)  # fmt: skip
+    return subprocess.run([sys.executable, "-c", INTERACTIVE + code], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)  # fmt: skip
 
 
 def test_terminated_is_a_line_of_its_own_under_a_progress_bar(capsys, monkeypatch):

@@ -200,7 +200,8 @@ def test_model_info_command(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--input-size", "3200000"], "model.input_size = 3200000 must be a positive multiple of 32 up to 2048 (model.input_size from --input-size)"),
+        (["--input-size", "320000"], "model.input_size = 320000 must be a positive multiple of 32 up to 2048 (model.input_size from --input-size)"),
+        (["--input-size", "3200000"], "model.input_size = 3200000 must be a whole number within +-1e6 (model.input_size from --input-size)"),
         (["--width", "1e5"], "model.width_mult = 100000.0 must be in (0, 4] (model.width_mult from --width)"),
         (["--width", "1e9"], "model.width_mult = 1000000000.0 must be a finite number within +-1e6 (model.width_mult from --width)"),
         (["--set", "model.width_mult=4.5"], "model.width_mult = 4.5 must be in (0, 4] (model.width_mult from --set)"),
