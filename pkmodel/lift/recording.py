@@ -109,14 +109,18 @@ class RgbdSequence:
 
 
 def decode_color(data: bytes, what: str) -> np.ndarray:
-    """An encoded colour frame (JPEG, PNG, ...) -> HxWx3 uint8 RGB; ``what`` names it in the
-    error sentence. A JPEG cut short is refused: OpenCV would fill its missing rows with grey
-    and the network would see a person half gone."""
+    """An encoded colour frame (JPEG, PNG, ...) -> HxWx3 uint8 RGB as stored (an EXIF
+    orientation is not applied); ``what`` names it in the error sentence. A JPEG cut short is
+    refused: OpenCV would fill its missing rows with grey and the network would see a person
+    half gone."""
     import cv2
 
     if jpeg_cut_short(data):
         raise PkmodelError(f"{what} is cut short (its JPEG data ends before the end of the image)")
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
+    # the pixels as stored: depth and intrinsics are the sensor's, and an EXIF orientation
+    # (a phone's photo) would turn the picture against them
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags) if data else None
     if bgr is None:
         raise PkmodelError(f"{what} cannot be decoded (empty, damaged or not an image)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

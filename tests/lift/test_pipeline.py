@@ -354,6 +354,34 @@ def test_cli_errors_are_one_line(dataset, tmp_path, args, message):
     assert len(result.output.strip().splitlines()) == 1
 
 
+def test_colour_frames_are_read_as_stored_whatever_their_exif_orientation(tmp_path):
+    """A JPEG whose EXIF says "rotate 90" (a phone's photo): OpenCV's readers turned it, so
+    the frames no longer matched the depth maps and intrinsics, which are the sensor's."""
+    import io
+
+    import cv2
+    from PIL import Image
+
+    folder = tmp_path / "rec"
+    (folder / "rgb").mkdir(parents=True)
+    (folder / "depth").mkdir()
+    rgb = np.zeros((40, 80, 3), np.uint8)
+    rgb[:, :40] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    for stamp in ("100.000", "100.040"):
+        buffer = io.BytesIO()
+        Image.fromarray(rgb).save(buffer, "JPEG", exif=exif.tobytes())
+        (folder / "rgb" / f"{stamp}.jpg").write_bytes(buffer.getvalue())
+        cv2.imwrite(str(folder / "depth" / f"{stamp}.png"), np.full((20, 40), 2000, np.uint16))
+    (folder / "intrinsics.json").write_text(json.dumps({
+        "fx": 80.0, "fy": 80.0, "cx": 39.5, "cy": 19.5, "depth_scale_per_meter": 1000}))  # fmt: skip
+    seq = read_plain_folder(folder)
+    frame = seq.load_color(1)
+    assert frame.shape == (40, 80, 3) == (seq.intrinsics.height, seq.intrinsics.width, 3)
+    assert frame[:, :30].mean() > 240 and frame[:, 50:].mean() < 15  # not turned
+
+
 def test_plain_folder_layouts(tmp_path):
     import cv2
 
