@@ -91,7 +91,7 @@ def _type_rules(section: type) -> list[Rule]:
                 )
             )
         elif tp is int and key == "seed":
-            rules.append((key, lambda v: 0 <= v <= LARGEST_SEED, "must be a whole number from 0 to 4294967295"))  # fmt: skip
+            rules.append((key, lambda v: 0 <= v <= LARGEST_SEED, f"must be a whole number from 0 to {LARGEST_SEED}"))  # fmt: skip
         elif tp is int and key == "workers":
             rules.append((key, lambda v: 0 <= v <= MOST_WORKERS, f"must be 0-{MOST_WORKERS} (0 = one per core)"))  # fmt: skip
         elif tp is int:
