@@ -79,6 +79,9 @@ class PoseDataset(torch.utils.data.Dataset):
         self.root = self.labels_path.parent
         self.crop_size = int(data["crop_size"])
         samples = data["samples"]
+        # everything but the samples (annotation file, images, crop size) and the labels' folder
+        self.header = {k: v for k, v in data.items() if k != "samples"}
+        self.header["labels_dir"] = str(self.root)
         if not samples:
             raise PkmodelError(f"prepared labels {self.labels_path} hold no samples")
         self.cfg = cfg
@@ -110,13 +113,16 @@ class PoseDataset(torch.utils.data.Dataset):
                 f"prepared labels {self.labels_path} have keypoints of shape "
                 f"{self.keypoints.shape[1:]}, expected ({NUM_JOINTS}, 3)"
             )
-        self._samples: list[dict[str, Any]] | None = None
+        # evaluation needs the label dicts; a training set drops them (see above) and reads
+        # them again only if asked
+        self._samples: list[dict[str, Any]] | None = None if train else samples
         self._geometric = None  # albumentations pipelines, built on first use in each process
         self._photometric = None
 
     @property
     def samples(self) -> list[dict[str, Any]]:
-        """The label dicts of every sample (read again on first use, for evaluation)."""
+        """The label dicts of every sample (kept from the first read for evaluation; a
+        training set reads them again on first use)."""
         if self._samples is None:
             self._samples = read_labels(self.labels_path)["samples"]
         return self._samples

@@ -10,7 +10,7 @@ import numpy as np
 
 from pkmodel.common.skeleton import FLIP_INDEX
 from pkmodel.engine.metrics import load_coco
-from pkmodel.engine.scoring import Predictions, annotation_file, labels_header, score_predictions
+from pkmodel.engine.scoring import Predictions, annotation_file, score_predictions
 
 BUDGET_METRICS = ("AP", "AP50", "AR", "PCK", "mean_oks")
 
@@ -60,7 +60,7 @@ def error_budget(
     }
     # One annotation file for every variant: loaded once, not once per scoring.
     labels = dataset.labels_path
-    coco = load_coco(annotation_file(labels, labels_header(labels), annotations))
+    coco = load_coco(annotation_file(labels, dataset.header, annotations))
     rows = {}
     for name, points in variants.items():
         m = score_predictions(dataset, replace(preds, keypoints=points), cfg, coco).metrics

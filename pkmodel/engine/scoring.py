@@ -13,7 +13,6 @@ import numpy as np
 
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import JOINT_NAMES, NUM_JOINTS
-from pkmodel.data.labels import read_labels
 from pkmodel.engine.metrics import (
     coco_keypoint_eval,
     coco_results,
@@ -57,14 +56,6 @@ def _gt_people(coco: Any, image_ids: Sequence[int]) -> int:
     return sum(1 for a in anns if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd", 0))
 
 
-def labels_header(labels_path: str | Path) -> dict[str, Any]:
-    """The prepared labels' header (everything but the samples) and their folder."""
-
-    header = {k: v for k, v in read_labels(labels_path).items() if k != "samples"}
-    header["labels_dir"] = str(Path(labels_path).parent)
-    return header
-
-
 def annotation_file(labels_path: str | Path, header: dict[str, Any], annotations: Any) -> Any:
     """``annotations`` when given, else the original COCO file the prepared labels name."""
     if annotations is not None:
@@ -104,7 +95,7 @@ def score_predictions(
     """
     samples = dataset.samples
     labels_path = dataset.labels_path
-    header = labels_header(labels_path)
+    header = dataset.header
     annotations = annotation_file(labels_path, header, annotations)
     coco = load_coco(annotations)
 

@@ -45,7 +45,7 @@ from pkmodel.engine.evaluate import evaluate_model
 from pkmodel.engine.optim import LRSchedule, ModelEMA, build_optimizer
 from pkmodel.engine.posekit_import import calibrate_batch_norms, finetune_weights
 from pkmodel.engine.runlog import RunLog
-from pkmodel.engine.scoring import annotation_file, labels_header, sample_ids
+from pkmodel.engine.scoring import annotation_file, sample_ids
 from pkmodel.mlprogram.run import is_coreml_path
 from pkmodel.model.checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from pkmodel.model.loss import PoseLoss
@@ -395,8 +395,9 @@ def _build_run(
     dataset = PoseDataset(labels_path(cfg, cfg.data.train_split), cfg, train=True)
     # the validation labels too, now: a mistake in them must not wait for the first epoch's end
     val_labels = labels_path(cfg, cfg.data.val_split)
-    sample_ids(PoseDataset(val_labels, cfg, train=False).samples, val_labels)
-    annotation_file(val_labels, labels_header(val_labels), None)
+    val = PoseDataset(val_labels, cfg, train=False)
+    sample_ids(val.samples, val_labels)
+    annotation_file(val_labels, val.header, None)
     steps_per_epoch = (len(dataset) // dist.world_size) // per_process_batch(cfg, dist)
     if steps_per_epoch == 0:
         raise PkmodelError(

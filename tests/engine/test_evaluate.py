@@ -373,3 +373,22 @@ def test_prepared_labels_without_coco_ids_or_crop_size_are_one_sentence(tiny_pre
     assert result.exit_code == 2 and "Traceback" not in result.output
     says = f"prepared labels {labels}: 'crop_size' is 'x', not a positive whole number of pixels"
     assert result.output.strip() == f"error: {says}"
+
+
+def test_an_evaluation_reads_the_prepared_labels_once(tiny_prepared, monkeypatch):
+    """The labels file is read once per evaluation, error budget included (its eight scorings
+    each read it again before), and the scores are those of the oracle."""
+    import pkmodel.data.dataset as dataset_module
+
+    reads = []
+    read = dataset_module.read_labels
+
+    def counted(path):
+        reads.append(path)
+        return read(path)
+
+    monkeypatch.setattr(dataset_module, "read_labels", counted)
+    cfg = eval_config(**{"model.input_size": 64, "train.workers": 0})
+    m = evaluate_split(tiny_prepared / "val.json", cfg, budget=True).metrics
+    assert len(reads) == 1 and m["oracle"] is True
+    assert m["AP"] > 0.9 and len(m["error_budget"]["rows"]) == 8
