@@ -142,7 +142,7 @@ class VideoFrames:
 
         if self._capture is not None:
             self._capture.release()
-        self._capture = cv2.VideoCapture(str(self.path))
+        self._capture = stored_video(self.path)
         self._next = 0
         if not self._capture.isOpened():
             raise PkmodelError(f"video {self.path} cannot be opened any more")
@@ -170,13 +170,25 @@ class VideoFrames:
         return cv2.cvtColor(self._cache[i], cv2.COLOR_BGR2RGB)
 
 
+def stored_video(path: Path) -> Any:
+    """An OpenCV capture of ``path`` that gives the frames as stored. OpenCV otherwise turns
+    them as the container's display matrix asks (Stray Scanner's videos of 2021 ask for a
+    quarter turn), while the depth maps and the camera matrix stay in the sensor's
+    orientation."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
+    return capture
+
+
 def _open_video(path: Path) -> tuple[int, np.ndarray]:
-    """(frame count the container declares, first frame as RGB) of a video file."""
+    """(frame count the container declares, first frame as RGB, as stored) of a video file."""
     import cv2
 
     if not path.is_file():
         raise PkmodelError(f"{path.parent} has no {path.name} (the colour video)")
-    capture = cv2.VideoCapture(str(path))
+    capture = stored_video(path)
     try:
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
         ok, bgr = capture.read() if count > 0 else (False, None)

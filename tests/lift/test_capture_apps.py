@@ -185,6 +185,38 @@ def test_hand_built_stray_folder_reads_exactly(tmp_path):
     assert seq.load_depth(2)[0, 0] == np.float32(402) * np.float32(0.001)
 
 
+def turn_for_display(video: Path) -> None:
+    """Give an MP4's video track the display matrix of a quarter turn, as Stray Scanner's
+    2021 versions wrote it (``input.transform = CGAffineTransform(rotationAngle: .pi/2)``):
+    the matrix of the track header box (ISO/IEC 14496-12 'tkhd', version 0: nine big-endian
+    32-bit values at byte 40 of the box body) becomes {0, 1, 0; -1, 0, 0; 0, 0, 1}."""
+    import struct
+
+    data = bytearray(video.read_bytes())
+    box = data.find(b"tkhd") - 4
+    assert box > 0 and data[box + 8] == 0  # found, version 0
+    one, unit_w = 1 << 16, 1 << 30  # 16.16 fixed point; w is 2.30
+    data[box + 48 : box + 84] = struct.pack(">9i", 0, one, 0, -one, 0, 0, 0, 0, unit_w)
+    video.write_bytes(bytes(data))
+
+
+def test_a_stray_video_turned_for_display_is_read_as_stored(tmp_path):
+    """The depth maps and the camera matrix are in the sensor's orientation, so the video's
+    pixels are read as stored: OpenCV on its own turns such a video to 48 x 64."""
+    folder = stray_folder(tmp_path)
+    turn_for_display(folder / "rgb.mp4")
+    capture = cv2.VideoCapture(str(folder / "rgb.mp4"))
+    ok, turned = capture.read()
+    capture.release()
+    assert ok and turned.shape == (64, 48, 3)  # what the reader must not see
+    (seq,) = quiet_find(folder, [])
+    assert seq.intrinsics == Intrinsics(50.5, 51.0, 31.25, 23.75, width=64, height=48)
+    for i in (0, 3, 1):
+        colour = seq.load_color(i)
+        assert colour.shape == (48, 64, 3)
+        np.testing.assert_allclose(colour.reshape(-1, 3).mean(0), COLOURS[i], atol=4)
+
+
 def test_stray_frame_counts_one_or_two_apart_use_the_common_frames(tmp_path):
     messages: list[str] = []
     (seq,) = quiet_find(stray_folder(tmp_path, video_frames=6, depth_frames=4), messages)
