@@ -98,6 +98,9 @@ def lift_command(
             extra += f"; depth band wider for the noise beyond {m['depth_band_widens_from_m']} m"
             if m.get("depth_band_widens_until_m") is not None:
                 extra += f" up to {m['depth_band_widens_until_m']} m"
+        if m.get("rotate_deg"):
+            how = "lift.rotate auto" if "rotate_auto" in m else "lift.rotate"
+            extra += f"; frames turned {m['rotate_deg']} degrees clockwise for the network ({how})"
         typer.echo(f"{name}: {m['frames']} frames, take in {out_dir / name}{extra}")
     overall = doc["overall"]
     if overall:

@@ -130,3 +130,30 @@ def pixel_crop_box(bbox: np.ndarray | list[float], expand_ratio: float) -> list[
     side_px = max(1, math.ceil(side - 1e-6))
     cx, cy = x0 + side / 2.0, y0 + side / 2.0
     return [math.floor(cx - side_px / 2.0 + 0.5), math.floor(cy - side_px / 2.0 + 0.5), side_px]
+
+
+QUARTER_TURNS = (0, 90, 180, 270)  # clockwise turns of an image, in degrees
+
+
+def turn_image(image: np.ndarray, degrees: int) -> np.ndarray:
+    """An HxW(xC) image turned clockwise by ``degrees`` (a multiple of 90)."""
+    if degrees not in QUARTER_TURNS:
+        raise ValueError(f"an image turns by one of {QUARTER_TURNS} degrees, not {degrees}")
+    return np.ascontiguousarray(np.rot90(image, k=-(degrees // 90)))
+
+
+def unturn_points(points: np.ndarray, degrees: int, width: int, height: int) -> np.ndarray:
+    """Pixels (..., 2+) of an image turned clockwise by ``degrees`` (:func:`turn_image`) ->
+    pixels of the image as stored, ``width`` x ``height`` (extra columns are kept). Exact in
+    the continuous convention above: the turned image's corners are the stored image's."""
+    if degrees not in QUARTER_TURNS:
+        raise ValueError(f"an image turns by one of {QUARTER_TURNS} degrees, not {degrees}")
+    out = np.array(points, dtype=np.float64, copy=True)
+    x, y = out[..., 0].copy(), out[..., 1].copy()
+    if degrees == 90:  # stored (x, y) is at (height - y, x) once turned
+        out[..., 0], out[..., 1] = y, height - x
+    elif degrees == 180:
+        out[..., 0], out[..., 1] = width - x, height - y
+    elif degrees == 270:
+        out[..., 0], out[..., 1] = width - y, x
+    return out

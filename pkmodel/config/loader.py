@@ -193,8 +193,8 @@ def _convert(tp: Any, value: Any) -> tuple[bool, Any]:
         if value is None or value == "":
             return True, None
         return _convert(_optional_inner(tp), value)
-    if origin is Literal:
-        return value in typing.get_args(tp), value
+    if origin is Literal:  # the choice itself: false is not 0, 90.0 is not 90
+        return any(type(value) is type(c) and value == c for c in typing.get_args(tp)), value
     if origin is list:
         if not isinstance(value, list):
             return False, value

@@ -99,7 +99,7 @@ def _type_rules(section: type) -> list[Rule]:
         elif typing.get_origin(tp) is Literal:
             choices = typing.get_args(tp)
             text = "must be one of " + ", ".join(map(str, choices))
-            rules.append((key, lambda v, choices=choices: v in choices, text))
+            rules.append((key, lambda v, choices=choices: any(type(v) is type(c) and v == c for c in choices), text))  # fmt: skip
     return rules
 
 
@@ -611,6 +611,12 @@ class LiftConfig(Section):
     device: str = _f(
         "auto",
         "where the network runs (--weights): auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps",
+    )
+    rotate: Literal["auto", 0, 90, 180, 270] = _f(
+        "auto",
+        "degrees the colour frames turn clockwise before the network (--weights) sees them, so "
+        "that the person stands upright (a phone held upright stores its frames on their "
+        "side); auto: the turn the network scores highest on a few frames of each recording",
     )
     intrinsics_key: str = _f(
         "", "which intrinsics set of intrinsics.json to use ('' = the only one)"

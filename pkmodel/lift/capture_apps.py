@@ -138,7 +138,6 @@ class VideoFrames:
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def _open(self) -> None:
-        import cv2
 
         if self._capture is not None:
             self._capture.release()

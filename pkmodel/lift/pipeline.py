@@ -23,7 +23,7 @@ from pkmodel.common.atomic import atomic_write_bytes, atomic_write_json, refuse_
 from pkmodel.common.camera import Intrinsics
 from pkmodel.common.draw import draw_skeleton, put_label, save_image
 from pkmodel.common.errors import PkmodelError
-from pkmodel.common.geometry import letterbox_image
+from pkmodel.common.geometry import QUARTER_TURNS, letterbox_image, turn_image, unturn_points
 from pkmodel.common.skeleton import (
     EXTENDED_JOINT_NAMES,
     FACE_JOINTS,
@@ -139,14 +139,17 @@ class ModelJoints:
         self.min_score = cfg.lift.min_score
         self.model_id = checkpoint_id(Path(weights))
 
-    def __call__(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, images: list[np.ndarray], turn: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """RGB uint8 images of one size -> keypoints (N, K, 2) image pixels, scores (N, K).
 
-        Joints the decoder does not find, or that score below lift.min_score, are NaN.
+        With ``turn`` (degrees) the network sees each image turned clockwise by that much, and
+        the keypoints are given back in the images' own pixels. Joints the decoder does not
+        find, or that score below lift.min_score, are NaN.
         """
         import torch
 
-        boxed = [letterbox_image(im, self.input_size) for im in images]
+        height, width = images[0].shape[:2]
+        boxed = [letterbox_image(turn_image(im, turn), self.input_size) for im in images]
         batch = np.stack([b for b, _ in boxed]).astype(np.float32) / 127.5 - 1.0
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device)
         with torch.no_grad():
@@ -154,15 +157,52 @@ class ModelJoints:
         grid = outputs[0].shape[-1]
         dec = decode_batch(outputs, DecodeSettings.for_grid(self.decoder, self.input_size, grid))
         letterbox = boxed[0][1]  # every frame of a recording has the same size
-        keypoints = letterbox.to_image(dec.keypoints)
+        keypoints = unturn_points(letterbox.to_image(dec.keypoints), turn, width, height)
         keep = dec.found & (dec.scores >= self.min_score)
         return np.where(keep[..., None], keypoints, np.nan), dec.scores
 
 
+AUTO_TURN_FRAMES = 8  # frames of a recording lift.rotate = "auto" looks at
+AUTO_TURN_GAIN = 1.25  # how many more joints a turn must find than the frames as stored
+
+
+def choose_turn(
+    seq: RgbdSequence, detector: ModelJoints
+) -> tuple[int, dict[int, dict[str, float]]]:
+    """lift.rotate = "auto": the clockwise turn (degrees) under which the network finds the most
+    joints (scoring at least lift.min_score) in AUTO_TURN_FRAMES frames spread over the
+    recording, and per turn the joints found and their mean score.
+
+    A turn replaces the frames as stored only when it finds AUTO_TURN_GAIN times their joints,
+    at least one more per frame, and scores higher on average: a network sees an upside-down
+    person nearly as surely as an upright one, and a wrong turn would spoil every frame of a
+    recording that was upright already."""
+    picks = np.unique(np.linspace(0, len(seq) - 1, min(AUTO_TURN_FRAMES, len(seq))).round())
+    images = [seq.load_color(int(i)) for i in picks]
+    found, mean = {}, {}
+    for turn in QUARTER_TURNS:
+        keypoints, scores = detector(images, turn)
+        found[turn] = int(np.isfinite(keypoints[..., 0]).sum())
+        mean[turn] = float(np.mean(scores))
+    best = max(QUARTER_TURNS, key=lambda turn: (found[turn], mean[turn], turn == 0))
+    convincing = (
+        found[best] >= AUTO_TURN_GAIN * found[0]
+        and found[best] - found[0] >= len(images)
+        and mean[best] > mean[0]
+    )
+    chosen = best if convincing else 0
+    return chosen, {t: {"joints": found[t], "mean_score": round(mean[t], 4)} for t in QUARTER_TURNS}
+
+
 def predict_joints(
-    seq: RgbdSequence, detector: ModelJoints, batch_size: int, progress: bool = False
+    seq: RgbdSequence,
+    detector: ModelJoints,
+    batch_size: int,
+    progress: bool = False,
+    turn: int = 0,
 ) -> Joints2D:
-    """Run the detector over every colour frame, in batches."""
+    """Run the detector over every colour frame, in batches, each turned clockwise by ``turn``
+    degrees for the network (the joints come back in the frames' own pixels)."""
     from tqdm import tqdm
 
     kps, scores = [], []
@@ -175,7 +215,7 @@ def predict_joints(
                 shape = im.shape
             elif im.shape != shape:
                 raise PkmodelError(f"{seq.color_files[i]} has another size than the first frame")
-        k, s = detector(images)
+        k, s = detector(images, turn)
         kps.append(k)
         scores.append(s)
     return Joints2D(np.concatenate(kps), np.concatenate(scores), detector.model_id)
@@ -970,10 +1010,17 @@ def _lift_into(
     total_frames, total_seconds = 0, 0.0
     for seq in sequences:
         t0 = time.perf_counter()
+        turn: dict[str, Any] = {}
         if detector is None:
             joints = ground_truth_joints(seq)
         else:
-            joints = predict_joints(seq, detector, lift.batch_size, progress)
+            degrees, scores = lift.rotate, None
+            if degrees == "auto":
+                degrees, scores = choose_turn(seq, detector)
+            turn = {"rotate_deg": degrees}
+            if scores is not None:  # what "auto" saw, per turn in degrees
+                turn["rotate_auto"] = {str(k): v for k, v in scores.items()}
+            joints = predict_joints(seq, detector, lift.batch_size, progress, degrees)
         result = lift_sequence(seq, joints, lift, progress)
         seconds = time.perf_counter() - t0
         folder = staging / seq.name
@@ -1006,6 +1053,7 @@ def _lift_into(
             take={k: str(Path(out_dir) / seq.name / p.name) for k, p in paths.items()},
             **_radius_metrics(result),
             **_band_metrics(result, lift),
+            **turn,
         )
         per_sequence[seq.name] = metrics
         total_frames += len(seq)

@@ -7,6 +7,8 @@ from pkmodel.common.geometry import (
     letterbox_image,
     letterbox_params,
     square_crop_box,
+    turn_image,
+    unturn_points,
 )
 
 
@@ -43,3 +45,28 @@ def test_crop_round_trip_and_square_box():
     assert np.allclose(crop[1, :2], [0, 0]) and np.allclose(crop[:, 2], [2, 1])
     assert np.allclose(crop[0, :2], [128, 128])
     assert np.allclose(crop_to_image(crop, box, 256), pts)
+
+
+@pytest.mark.parametrize("degrees", [0, 90, 180, 270])
+def test_a_turned_images_pixels_map_back_to_the_stored_ones(degrees):
+    """Every pixel center of a 5 x 7 image, found in the image turned clockwise, maps back to
+    where it was stored; a quarter turn swaps the sides."""
+    height, width = 5, 7
+    stored = np.arange(height * width).reshape(height, width)
+    turned = turn_image(stored, degrees)
+    assert turned.shape == ((height, width) if degrees in (0, 180) else (width, height))
+    rows, cols = np.mgrid[0 : turned.shape[0], 0 : turned.shape[1]]
+    centers = np.stack([cols + 0.5, rows + 0.5], -1).reshape(-1, 2)
+    back = unturn_points(centers, degrees, width, height)
+    stored_rows, stored_cols = (back[:, 1] - 0.5).astype(int), (back[:, 0] - 0.5).astype(int)
+    np.testing.assert_array_equal(stored[stored_rows, stored_cols], turned.reshape(-1))
+    np.testing.assert_allclose(back % 1, 0.5)  # centers land on centers
+    if degrees == 90:  # the turned image's top-left corner is the stored bottom-left one
+        np.testing.assert_allclose(unturn_points(np.zeros(2), 90, width, height), [0, height])
+
+
+def test_a_turn_that_is_not_a_quarter_is_refused():
+    with pytest.raises(ValueError, match="one of"):
+        turn_image(np.zeros((2, 3)), 45)
+    with pytest.raises(ValueError, match="one of"):
+        unturn_points(np.zeros(2), -90, 3, 2)

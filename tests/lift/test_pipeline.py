@@ -21,7 +21,7 @@ from pkmodel.lift.pipeline import (
 )
 from pkmodel.lift.rgbd import find_sequences, read_plain_folder
 from pkmodel.lift.take import read_take_binary, read_take_json, read_take_zip
-from tests.conftest import shared_data
+from tests.conftest import run_cli, shared_data
 
 from .test_canonical import standing_body
 
@@ -752,3 +752,76 @@ def test_sigterm_leaves_like_an_interrupt_removing_the_staging_folder(tmp_path):
     assert "terminated" in [line.strip() for line in err.decode().splitlines()], err.decode()
     assert sorted(p.name for p in out.iterdir()) == ["a", "metrics.json"]  # nothing staged
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+TRAINED = Path(__file__).resolve().parents[1] / "assets" / "trained_96.pt"
+
+
+def write_turned(seq, folder: Path, degrees: int) -> None:
+    """``seq`` as a plain folder turned clockwise by ``degrees``, as a phone held otherwise would
+    have stored it: colour, depth and the camera matrix (x' = height - y, y' = x a quarter
+    turn) all turned together."""
+    import cv2
+
+    from pkmodel.common.geometry import turn_image
+
+    (folder / "color").mkdir(parents=True)
+    (folder / "depth").mkdir()
+    for i in range(len(seq)):
+        cv2.imwrite(str(folder / f"color/{i:06d}.png"), turn_image(seq.load_color(i), degrees)[..., ::-1])  # fmt: skip
+        depth = np.round(turn_image(seq.load_depth(i), degrees) * 1000).astype(np.uint16)
+        cv2.imwrite(str(folder / f"depth/{i:06d}.png"), depth)
+    k = seq.intrinsics
+    w, h, fx, fy, cx, cy = k.width, k.height, k.fx, k.fy, k.cx, k.cy
+    turned = {
+        0: (w, h, fx, fy, cx, cy),
+        90: (h, w, fy, fx, h - cy, cx),
+        180: (w, h, fx, fy, w - cx, h - cy),
+        270: (h, w, fy, fx, cy, w - cx),
+    }[degrees]
+    keys = ("width", "height", "fx", "fy", "cx", "cy")
+    doc = dict(zip(keys, turned, strict=True), depth_scale_per_meter=1000, fps=30)
+    (folder / "intrinsics.json").write_text(json.dumps(doc))
+
+
+def test_lift_turns_frames_stored_on_their_side_upright_for_the_network(tmp_path):
+    """A phone held upright stores its frames on their side. lift.rotate = "auto" finds the
+    quarter turn that stands the person up (the network finds the most joints there), runs the
+    network on the upright frames and gives the joints back in the stored frames' pixels: the
+    same joints as the upright recording's, turned. Upside down, the trained network finds
+    nearly as many joints as upright (79 against 84 here), so "auto" keeps such a recording as
+    it is; lift.rotate = 180 turns it."""
+    from pkmodel.common.geometry import QUARTER_TURNS
+    from pkmodel.lift.pipeline import AUTO_TURN_GAIN
+
+    run_cli(["make-synthetic", "--out", tmp_path / "syn", "--num-train", 0, "--num-val", 0,
+             "--sequences", 1, "--frames", 8, "--seed", 21, "--size", "256x192"])  # fmt: skip
+    (seq,) = find_sequences(tmp_path / "syn/sequences/seq_000")
+    for degrees in QUARTER_TURNS:
+        write_turned(seq, tmp_path / "rec" / f"turn{degrees}", degrees)
+    lift = ["lift", "-w", TRAINED, "--no-pictures", "--device", "cpu", "--quiet"]
+    run_cli([*lift, "-i", tmp_path / "rec", "-o", tmp_path / "auto"])
+    metrics = json.loads((tmp_path / "auto/metrics.json").read_text())["sequences"]
+    chosen = {name: m["rotate_deg"] for name, m in metrics.items()}
+    assert chosen == {"turn0": 0, "turn90": 270, "turn180": 0, "turn270": 90}
+    seen = {turn: v["joints"] for turn, v in metrics["turn90"]["rotate_auto"].items()}
+    assert seen["270"] == max(seen.values()) >= AUTO_TURN_GAIN * seen["0"]  # 84 against 52
+    assert metrics["turn0"]["rotate_auto"]["0"]["joints"] == seen["270"]
+    upside_down = metrics["turn180"]["rotate_auto"]
+    assert upside_down["180"]["joints"] < AUTO_TURN_GAIN * upside_down["0"]["joints"]
+
+    def joints(run: str, name: str) -> np.ndarray:
+        return read_take_binary(tmp_path / run / name / "take.bin").keypoints_2d[:, :NUM_JOINTS]
+
+    upright = joints("auto", "turn0")
+    x, y = upright[..., 0], upright[..., 1]
+    w, h = 256, 192
+    assert np.isfinite(x).sum() > 0.5 * x.size
+    np.testing.assert_allclose(joints("auto", "turn90"), np.stack([h - y, x], -1), atol=1e-3)
+    np.testing.assert_allclose(joints("auto", "turn270"), np.stack([y, w - x], -1), atol=1e-3)
+    assert not np.allclose(joints("auto", "turn180"), np.stack([w - x, h - y], -1), atol=1, equal_nan=True)  # fmt: skip
+
+    run_cli([*lift, "-i", tmp_path / "rec/turn180", "-o", tmp_path / "set", "--set", "lift.rotate=180"])  # fmt: skip
+    metrics = json.loads((tmp_path / "set/metrics.json").read_text())["sequences"]["turn180"]
+    assert metrics["rotate_deg"] == 180 and "rotate_auto" not in metrics
+    np.testing.assert_allclose(joints("set", "turn180"), np.stack([w - x, h - y], -1), atol=1e-3)
