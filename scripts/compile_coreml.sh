@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compile an exported Core ML model (.mlpackage) into the .mlmodelc an app loads at run time:
 #   scripts/compile_coreml.sh [MODEL.mlpackage] [OUTDIR]
-# Defaults: export.out_dir/model.mlpackage from the config, compiled into export.out_dir.
+# Defaults: export.out_dir/pkmodel.mlpackage from the config, compiled into export.out_dir.
 # Needs macOS with the Xcode command line tools (xcrun coremlc); elsewhere it explains and
 # exits with code 2. (Xcode also compiles .mlpackage files added to an app target by itself.)
 set -euo pipefail
@@ -22,7 +22,7 @@ fi
 
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 out_dir="$(python -c 'from pkmodel.config import load_config; print(load_config().export.out_dir)')"
-model="${1:-$out_dir/model.mlpackage}"
+model="${1:-$out_dir/pkmodel.mlpackage}"
 dest="${2:-$out_dir}"
 if [ ! -d "$model" ]; then
   echo "error: Core ML model $model does not exist; run 'mise run generate-coreml -- --weights CKPT' first" >&2

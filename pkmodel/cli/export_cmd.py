@@ -43,7 +43,7 @@ def export_coreml_command(
         typer.Option(
             "--out",
             "-o",
-            help="Output .mlpackage. Default: export.out_dir/model.mlpackage.",
+            help="Output .mlpackage. Default: export.out_dir/pkmodel.mlpackage, the name the PoseKit app loads.",
             show_default=False,
             parser=PATH,
         ),
@@ -103,7 +103,7 @@ def export_coreml_command(
         cfg.set("export.precision", "fp32", "--fp32")
     if bgr:
         cfg.set("export.color_layout", "BGR", "--bgr")
-    out = out if out is not None else cfg.export.out_dir / "model.mlpackage"
+    out = out if out is not None else cfg.export.out_dir / "pkmodel.mlpackage"
     ref = None
     if check_ap is not None:
         from pkmodel.engine.evaluate import evaluate_weights
@@ -132,7 +132,7 @@ def export_onnx_command(
         typer.Option(
             "--out",
             "-o",
-            help="Output .onnx file. Default: export.out_dir/model.onnx.",
+            help="Output .onnx file. Default: export.out_dir/pkmodel.onnx.",
             show_default=False,
             parser=PATH,
         ),
@@ -152,7 +152,7 @@ def export_onnx_command(
     """
     from pkmodel.export.onnx import export_onnx
 
-    out = out if out is not None else cfg.export.out_dir / "model.onnx"
+    out = out if out is not None else cfg.export.out_dir / "pkmodel.onnx"
     report = export_onnx(weights, out, cfg, force=force, log=typer.echo)
     _print_report(report, "ONNX model")
 

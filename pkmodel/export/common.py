@@ -190,6 +190,17 @@ def app_grid_warning(input_size: int, stride: int) -> str | None:
     )
 
 
+def app_input_warning(input_name: str) -> str | None:
+    """A warning when the image input is not named the way the PoseKit app asks for it."""
+    if input_name == INPUT_NAME:
+        return None
+    return (
+        f"WARNING: the image input is named {input_name!r} (export.input_name); the PoseKit app "
+        f"builds its request as {{'{INPUT_NAME}': pixels}}, so this model fails there at "
+        "prediction time"
+    )
+
+
 def output_differences(
     got: list[np.ndarray], ref: list[np.ndarray], settings: DecodeSettings
 ) -> dict[str, float]:

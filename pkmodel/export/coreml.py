@@ -31,6 +31,7 @@ from pkmodel.export.common import (
     ExportReport,
     Log,
     app_grid_warning,
+    app_input_warning,
     check_images,
     check_target,
     export_metadata,
@@ -570,9 +571,9 @@ def export_coreml(
         )
     if runtime is not None:
         report.checks.append("Core ML runtime vs PyTorch: " + describe_differences(runtime))
-    warning = app_grid_warning(size, stride)
-    if warning:
-        report.checks.append(warning)
+    for warning in (app_grid_warning(size, stride), app_input_warning(ex.input_name)):
+        if warning:
+            report.checks.append(warning)
     if ex.compress == "palette" and palette_mode(ex.palette_mode) == "uniform":
         report.checks.append(
             "WARNING: uniform palette tables (export.palette_mode "

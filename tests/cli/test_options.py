@@ -212,4 +212,4 @@ def test_options_for_a_value_of_a_key_set_it_after_the_config(tmp_path, monkeypa
     assert result.exit_code == 0, result.output
     export = seen["cfg"].export
     assert (export.precision, export.color_layout, export.compress) == ("fp32", "RGB", "none")
-    assert seen["out"] == export.out_dir / "model.mlpackage"
+    assert seen["out"] == export.out_dir / "pkmodel.mlpackage"

@@ -132,10 +132,17 @@ def test_coreml_compression_shrinks_weights_by_the_expected_ratio(
 def test_bgr_model_reorders_channels_and_says_bgr(checkpoint, tmp_path):
     from coremltools.proto import FeatureTypes_pb2
 
-    report = coreml.export_coreml(checkpoint, tmp_path / "bgr.mlpackage", small_config(color_layout="BGR"))  # fmt: skip
+    config = small_config(color_layout="BGR", input_name="image")
+    report = coreml.export_coreml(checkpoint, tmp_path / "bgr.mlpackage", config)
     spec = load_spec(report.path)
     it = spec.description.input[0].type.imageType
     assert it.colorSpace == FeatureTypes_pb2.ImageFeatureType.BGR
+    # another input name is the user's to choose, but the PoseKit app asks for 'input'
+    assert spec.description.input[0].name == "image"
+    assert report.checks[-1] == (
+        "WARNING: the image input is named 'image' (export.input_name); the PoseKit app builds "
+        "its request as {'input': pixels}, so this model fails there at prediction time"
+    )
     assert dict(spec.description.metadata.userDefined)["input_color_layout"] == "BGR"
     # What was converted: the BGR wrapper gives the RGB network's outputs for BGR pixels.
     model, _, _ = model_from_checkpoint(checkpoint)
@@ -199,6 +206,7 @@ def test_cli_export_coreml_prints_checks_and_refuses_to_overwrite(checkpoint, tm
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "ok  input 'input': 128x128 RGB image" in result.output
+    assert "image input is named" not in result.output  # the app's name
     assert "!!  WARNING: the output grid is 32 x 32; the PoseKit app's decoder has a center prior only for 48 x 48" in result.output  # fmt: skip
     assert "skipped: Core ML itself runs only on macOS" in result.output
     assert "ok  Core ML program vs PyTorch on 32 generated synthetic picture(s)" in result.output
