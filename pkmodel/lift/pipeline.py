@@ -246,6 +246,7 @@ class LiftResult:
     limb_scale: LimbScale | None = None  # the radii's scale from the limb widths (None: off)
     band_noise: float = 0.0  # the depth band's growth with the range (metres at 1 m; 0: none)
     band_span: tuple[float, float] | None = None  # ranges (m) where the body's band is wider
+    depth_level: np.ndarray | None = None  # (T, K) the depth's confidence level (-1: none)
 
 
 def depth_windows(lift: LiftConfig) -> np.ndarray:
@@ -272,6 +273,7 @@ class SurfaceSamples:
     widths: WidthProfiles | None  # depth across the limbs (None: not asked for)
     band_noise: float = 0.0  # metres at 1 m the depth band grew by (x range^2; 0: fixed band)
     band_span: tuple[float, float] | None = None  # ranges (m) where the body's band is wider
+    levels: np.ndarray | None = None  # (T, K) confidence level of each sample (-1: no sample)
 
 
 def sample_surface(
@@ -291,7 +293,7 @@ def sample_surface(
     again."""
     from tqdm import tqdm
 
-    points, valid, profiles = [], [], []
+    points, valid, levels, profiles = [], [], [], []
     stride = profile_stride(len(seq))
     radius = np.asarray(lift.limb_radius_m, dtype=np.float64)
     chunks = [range(s, min(s + DEPTH_CHUNK, len(seq))) for s in range(0, len(seq), DEPTH_CHUNK)]
@@ -301,9 +303,10 @@ def sample_surface(
         if idx.start == 0:
             check_depth_aspect(seq, depth.shape[-1], depth.shape[-2])
             focal = seq.intrinsics.scaled_to(depth.shape[-1], depth.shape[-2]).fx
-        p, v = _sample_chunk(seq, keypoints[idx.start : idx.stop], depth, conf, lift, 0.0)
+        p, v, lv = _sample_chunk(seq, keypoints[idx.start : idx.stop], depth, conf, lift, 0.0)
         points.append(p)
         valid.append(v)
+        levels.append(lv)
         if widths and lift.depth_sampler == "pkmodel":
             profiles.append(_width_profiles(seq, depth, keypoints, idx, stride, radius))
     band_noise = noise_band(np.concatenate(points), lift)
@@ -317,7 +320,7 @@ def sample_surface(
                 continue  # every joint of the chunk keeps the band it was sampled with
             depth, conf = _load_chunk(seq, idx)
             kp = keypoints[idx.start : idx.stop]
-            points[i], valid[i] = _sample_chunk(seq, kp, depth, conf, lift, band_noise)
+            points[i], valid[i], levels[i] = _sample_chunk(seq, kp, depth, conf, lift, band_noise)
     span = band_widens(
         lift.depth_band_m, band_noise, window=lift.window, focal=focal, max_depth=lift.max_depth_m
     )
@@ -327,6 +330,7 @@ def sample_surface(
         concat_profiles(profiles) if widths and profiles else None,
         band_noise,
         span,
+        np.concatenate(levels),
     )
 
 
@@ -358,13 +362,15 @@ def _sample_chunk(
     conf: np.ndarray | None,
     lift: LiftConfig,
     band_noise: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Back-projected depth samples (T, K, 3) and their validity (T, K) of one chunk."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Back-projected depth samples (T, K, 3), their validity (T, K) and confidence levels
+    (T, K: the ARKit level of the pixels the depth came from, 2 without confidence maps as in
+    the PoseKit app, -1 without a sample) of one chunk."""
     if lift.depth_sampler == "posekit-app":  # the app's sampler; no correction, no range
         p, app = lift_joints_app(
             keypoints, depth, seq.intrinsics, confidence=conf, mode=lift.app_depth_mode
         )
-        return p, app.valid
+        return p, app.valid, np.where(app.valid, np.round(app.confidence * 2), -1).astype(np.int8)
     p, sample = lift_joints(
         keypoints,
         depth,
@@ -377,7 +383,8 @@ def _sample_chunk(
         band=lift.depth_band_m,
         band_noise=band_noise,
     )
-    return p, sample.valid
+    level = np.where(sample.confidence >= 0, sample.confidence, 2)  # -1 there: no map
+    return p, sample.valid, np.where(sample.valid, level, -1).astype(np.int8)
 
 
 def _width_profiles(
@@ -513,6 +520,7 @@ def lift_sequence(
         limb_scale=scale,
         band_noise=samples.band_noise,
         band_span=samples.band_span,
+        depth_level=samples.levels,
     )
 
 
@@ -540,6 +548,14 @@ def depth_source_rows(fit: SkeletonFit | None, joints: np.ndarray) -> list[str]:
     else:
         codes = np.where(np.isfinite(joints).all(axis=-1), SOURCE_CODES["measured"], SOURCE_CODES["none"])  # fmt: skip
     return ["".join(row) for row in codes.tolist()]
+
+
+def depth_level_rows(levels: np.ndarray) -> list[str]:
+    """One string per frame, one character per joint (take metadata ``depth_level``): the
+    confidence level (0 low, 1 medium, 2 high; 2 without confidence maps) of the depth sample
+    the joint's depth came from, "-" where it has none."""
+    chars = np.where(levels >= 0, np.clip(levels, 0, 2).astype(str), "-")
+    return ["".join(row) for row in chars.tolist()]
 
 
 def bone_spread(joints: np.ndarray) -> dict[str, float]:
@@ -678,6 +694,8 @@ def build_take(seq: RgbdSequence, result: LiftResult, lift: LiftConfig, model_id
         meta["lift"]["depth_noise_m_at_1m"] = round(fit.noise_m_at_1m, 5)
     meta["depth_source_codes"] = DEPTH_SOURCE_TEXT
     meta["depth_source"] = depth_source_rows(fit, result.joints)
+    if result.depth_level is not None:
+        meta["depth_level"] = depth_level_rows(result.depth_level)
     recorder = TakeRecorder(EXTENDED_JOINT_NAMES, meta)
     pad = np.full((len(seq), len(EXTENDED_JOINT_NAMES) - NUM_JOINTS), np.nan)
     kp2d = add_derived_joints(result.keypoints_2d)  # 2D pelvis / neck: image midpoints

@@ -953,6 +953,33 @@ def skeleton_depth_confidence(take: Take) -> np.ndarray | None:
     return np.concatenate([measured, pelvis[:, None], neck[:, None]], axis=1).astype(np.float32)
 
 
+def level_depth_confidence(take: Take) -> np.ndarray | None:
+    """(T, 19) depthConfidence from a lifted take's ``depth_level`` (pkmodel.lift.pipeline):
+    the level of the depth pixels / 2, as the app computes it, 0 where a joint has no sample;
+    pelvis and neck the smaller of their two joints'. None when the take has no
+    ``depth_level`` that fits it."""
+    rows = take.metadata.get("depth_level")
+    n = take.num_frames
+    if not isinstance(rows, list) or len(rows) != n:
+        return None
+    if not all(isinstance(r, str) and len(r) == NUM_JOINTS and set(r) <= set("012-") for r in rows):
+        return None
+    halves = {"0": 0.0, "1": 0.5, "2": 1.0, "-": 0.0}
+    conf = np.array([[halves[c] for c in r] for r in rows], dtype=np.float32).reshape(n, NUM_JOINTS)
+    pelvis = np.minimum(conf[:, _LH], conf[:, _RH])
+    neck = np.minimum(conf[:, _LS], conf[:, _RS])
+    return np.concatenate([conf, pelvis[:, None], neck[:, None]], axis=1)
+
+
+def lifted_depth_confidence(take: Take) -> np.ndarray | None:
+    """(T, 19) the app's depthConfidence of a take `pkmodel lift` wrote: the depth pixels'
+    level / 2 (:func:`level_depth_confidence`), and 0 where the skeleton placed the joint
+    (:func:`skeleton_depth_confidence`), from whichever of the two the take records; None when
+    it records neither."""
+    known = [c for c in (skeleton_depth_confidence(take), level_depth_confidence(take)) if c is not None]  # fmt: skip
+    return np.minimum.reduce(known) if known else None
+
+
 def take_to_posekit(
     take: Take,
     image_size: tuple[int, int] | None = None,
@@ -971,9 +998,10 @@ def take_to_posekit(
     - playback: a take read from the app gives its playback back exactly; any other take gets
       the app's playback pose of its camera-frame joints (:func:`posekit_playback`, the app's
       left-handed mirror included, so that it plays back like the app's own takes);
-    - depthConfidence: the app's, when the take was read from the app; for a take lifted with
-      the skeleton, 1 where a joint kept its measured depth and 0 where it was placed
-      (:func:`skeleton_depth_confidence`); else 1 where a joint has 3D (what the app writes
+    - depthConfidence: the app's, when the take was read from the app; for a take `pkmodel
+      lift` wrote, the level of the depth pixels / 2 as the app computes it (1 without
+      confidence maps) where a joint kept its measured depth, 0 where the skeleton placed it
+      (:func:`lifted_depth_confidence`); else 1 where a joint has 3D (what the app writes
       without a confidence map), 0 elsewhere;
     - meta: the app's when the take was read from the app (frameCount and duration counted
       again); else new: a random upper-case UUID, created now, fps = the measured rate rounded
@@ -1025,9 +1053,9 @@ def take_to_posekit(
     conf = stored_depth_confidence(take)
     if conf is None:
         conf = np.isfinite(camera).all(axis=-1).astype(np.float32)
-        placed = skeleton_depth_confidence(take)
-        if placed is not None:
-            conf = np.minimum(conf, placed)
+        lifted = lifted_depth_confidence(take)
+        if lifted is not None:
+            conf = np.minimum(conf, lifted)
 
     frames = np.zeros(n, dtype=FRAME_DTYPE)
     frames["timestamp"] = take.timestamp
@@ -1248,7 +1276,7 @@ def take_csv_text(take: Take, image_size: tuple[int, int] | None = None) -> str:
     conf = None
     if j == NUM_APP_JOINTS:
         conf = stored_depth_confidence(take)
-        conf = skeleton_depth_confidence(take) if conf is None else conf
+        conf = lifted_depth_confidence(take) if conf is None else conf
     conf_text = _texts(conf) if conf is not None else np.full((n, j), "", dtype=object)
     lines = [",".join(CSV_COLUMNS)]
     for t in range(n):

@@ -163,3 +163,53 @@ def test_cli_lifts_with_the_app_sampler_and_ema(tmp_path):
     assert overall["selected"] == "off/posekit-app"  # the app has no surface correction
     assert overall["depth_validity_rate_visible"] > 0.9
     assert overall["mpjpe_visible_mm"] < 60  # joints on the balls' surfaces, lagged by the EMA
+
+
+def _frames_bin_confidence(path):
+    """(T, 19) depthConfidence and (T, 19, 2) x_norm, y_norm of an app frames.bin, read with
+    struct from the record layout alone (float64 timestamp, then ten float32 per joint)."""
+    import struct
+
+    data = path.read_bytes()
+    assert len(data) % 768 == 0
+    conf, norm = [], []
+    for start in range(0, len(data), 768):
+        values = struct.unpack("<190f", data[start + 8 : start + 768])
+        conf.append(values[9::10])
+        norm.append(list(zip(values[6::10], values[7::10], strict=True)))
+    return np.array(conf), np.array(norm)
+
+
+def test_lifted_takes_give_the_app_the_depth_pixels_confidence_level(tmp_path):
+    """depthConfidence is the level of the depth pixels / 2, as the app computes it: with the
+    app's sampler, what the transcription above gives at the take's own 2D on the recording's
+    depth and confidence maps; with pkmodel's sampler, level / 2 where the joint kept its
+    measured depth (medium-confidence samples give 0.5) and 0 where the skeleton placed it."""
+    from pkmodel.lift.rgbd import find_sequences
+    from tests.conftest import run_cli
+
+    run_cli(["make-synthetic", "--out", tmp_path / "syn", "--num-train", 0, "--num-val", 0,
+             "--sequences", 1, "--frames", 6, "--seed", 4, "--depth-sensor", "lidar"])  # fmt: skip
+    recording = tmp_path / "syn/sequences/seq_000"
+    lift = ["lift", "--ground-truth-2d", "--input", recording, "--no-pictures", "--quiet",
+            "--take-format", "both"]  # fmt: skip
+    run_cli([*lift, "--out", tmp_path / "app", "--set", "lift.depth_sampler=posekit-app"])
+    conf, norm = _frames_bin_confidence(tmp_path / "app/seq_000/posekit_take/frames.bin")
+    (seq,) = find_sequences(recording)
+    labelled = seq.ground_truth.keypoints_2d[..., 2] > 0
+    want = np.zeros((len(seq), 17))
+    for t in range(len(seq)):
+        depth, levels = seq.load_depth(t), seq.load_confidence(t)
+        for j in np.flatnonzero(labelled[t]):
+            got = app_sample(*norm[t, j], depth, levels, "balanced")
+            want[t, j] = 0.0 if got is None else got[1]
+    np.testing.assert_array_equal(conf[:, :17], want)
+    assert {0.5, 1.0} <= set(np.unique(want))  # the maps hold levels 1 and 2 here
+
+    run_cli([*lift, "--out", tmp_path / "pk"])
+    conf, _ = _frames_bin_confidence(tmp_path / "pk/seq_000/posekit_take/frames.bin")
+    take = json.loads((tmp_path / "pk/seq_000/take.json").read_text())["metadata"]
+    level = np.array([[{"0": 0, "1": 0.5, "2": 1, "-": 0}[c] for c in row] for row in take["depth_level"]])  # fmt: skip
+    measured = np.array([[c == "m" for c in row] for row in take["depth_source"]])
+    np.testing.assert_array_equal(conf[:, :17], np.where(measured, level, 0))
+    assert (conf[:, :17] == 0.5).any() and (conf[:, :17] == 1).any()

@@ -263,6 +263,27 @@ def test_skeleton_placed_joints_get_no_depth_confidence(tmp_path):
     assert take_to_posekit(take, uuid="0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9", created_at=1.5e8).depth_confidence.sum() == 19 * 3 - 3  # fmt: skip
 
 
+def test_depth_levels_give_the_apps_depth_confidence(tmp_path):
+    """A lifted take's depth_level (the depth pixels' confidence level per joint) becomes the
+    app's depthConfidence = level / 2, 0 where the skeleton placed the joint; pelvis and neck
+    take the smaller of their joints'. A depth_level that does not fit the take is ignored."""
+    take = lifted_take()
+    take.metadata["depth_source"] = ["m" * 17, "mmmmmmmmmommmmmmm", "m" * 17]
+    take.metadata["depth_level"] = ["2" * 17, "1" * 9 + "2" * 8, "2" * 11 + "1" + "0" * 5]
+    conf = take_to_posekit(take, uuid="0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9", created_at=1.5e8).depth_confidence  # fmt: skip
+    assert conf[0].tolist() == [1.0] * 4 + [0.0] + [1.0] * 14  # the ear without 3D stays 0
+    # the ear has no 3D; frame 1: the wrist placed, the shoulders' level 1 gives the neck 0.5
+    assert conf[1].tolist() == [0.5] * 4 + [0.0] + [0.5] * 4 + [0.0] + [1.0] * 7 + [1.0, 0.5]
+    # frame 2: left hip level 1, right hip level 0: the pelvis takes the smaller
+    assert conf[2].tolist() == [1.0] * 4 + [0.0] + [1.0] * 6 + [0.5] + [0.0] * 5 + [0.0, 1.0]
+    hip = [r for r in take_csv_text(take).splitlines() if r.startswith("2,") and ",left_hip," in r]
+    assert hip[0].endswith(",0.5")
+    for bad in (["2" * 17] * 2, ["2" * 16] * 3, ["2" * 16 + "3"] * 3):
+        take.metadata["depth_level"] = bad
+        ignored = take_to_posekit(take, uuid="0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9", created_at=1.5e8)  # fmt: skip
+        assert ignored.depth_confidence.sum() == 19 * 3 - 1 - 3
+
+
 def test_an_app_take_in_pixels_is_normalised_back_within_a_float32_step(tmp_path):
     app = read_posekit_folder(app_folder(tmp_path))
     take = posekit_to_take(app, image_size=(1920, 1440))
