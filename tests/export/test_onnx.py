@@ -91,7 +91,7 @@ def test_cli_export_onnx_default_out_and_force(checkpoint, exports, tmp_path, mo
     args = ["export-onnx", "-w", str(checkpoint), "--set", "export.out_dir=exp"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    out = tmp_path / "exp" / "model.onnx"
+    out = tmp_path / "exp" / "pkmodel.onnx"
     assert out.is_file() and "onnxruntime vs PyTorch max abs diff regs" in first.output
     assert "onnxruntime vs PyTorch decoded keypoints: max 0.000 px" in first.output
     assert runner.invoke(app, args).exit_code == 2
@@ -101,7 +101,7 @@ def test_cli_export_onnx_default_out_and_force(checkpoint, exports, tmp_path, mo
     forced = runner.invoke(app, [*args, "--force"])
     assert forced.exit_code == 0, forced.output
     assert out.stat().st_size > 100_000
-    assert sorted(p.name for p in out.parent.iterdir()) == ["model.onnx"]  # no temp leftovers
+    assert sorted(p.name for p in out.parent.iterdir()) == ["pkmodel.onnx"]  # no temp leftovers
 
 
 def test_onnx_that_disagrees_with_pytorch_is_not_written(
