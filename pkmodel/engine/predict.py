@@ -238,10 +238,10 @@ def write_predictions(path: Path, header: dict[str, Any], items: list[dict[str, 
 
 def _overlay_names(paths: Sequence[Path]) -> list[str]:
     """<stem>_pose.jpg, with the suffix kept where two inputs share a stem."""
-    stems = [p.stem for p in paths]
-    return [
-        f"{p.stem}{'_' + p.suffix[1:] if stems.count(p.stem) > 1 else ''}_pose.jpg" for p in paths
-    ]
+    from collections import Counter
+
+    stems = Counter(p.stem for p in paths)  # a count per path was quadratic in the folder
+    return [f"{p.stem}{'_' + p.suffix[1:] if stems[p.stem] > 1 else ''}_pose.jpg" for p in paths]
 
 
 def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

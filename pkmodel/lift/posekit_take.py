@@ -613,23 +613,30 @@ def read_posekit_zip(
 # --- writing ---------------------------------------------------------------------------------
 
 
+JSON_CHUNK_FRAMES = 64  # frames whose numbers export_json_text turns into text at once
+
+
 def export_json_text(take: PoseKitTake) -> str:
     """The app's JSON export of ``take`` (frames.json in its ZIP): Swift's pretty-printed,
     sorted-keys JSON with display names; NaN written as null (the app itself fails there)."""
     joints = take.frames["joints"]
-    texts = swift_floats(joints)
-    frames = []
-    for t in range(take.num_frames):
-        row = texts[t]
-        frames.append({
-            "timestamp": swift_double(take.frames["timestamp"][t]),
-            "joints": [
-                {"joint": name, "camera3D": list(row[j, CAMERA]),
-                 "playback3D": list(row[j, PLAYBACK]), "keypoint2D": list(row[j, KEYPOINT]),
-                 "score2D": row[j, SCORE], "depthConfidence": row[j, DEPTH_CONFIDENCE]}
-                for j, name in enumerate(DISPLAY_NAMES)
-            ],
-        })  # fmt: skip
+    frames = []  # each frame's text as it sits in the "frames" list (level 2): a frame's
+    # dicts and texts live only while it is written (all of them at once took ~130 kB a frame)
+    for start in range(0, take.num_frames, JSON_CHUNK_FRAMES):
+        texts = swift_floats(joints[start : start + JSON_CHUNK_FRAMES])
+        for t, row in enumerate(texts, start):
+            frame = {
+                "timestamp": swift_double(take.frames["timestamp"][t]),
+                "joints": [
+                    {"joint": name, "camera3D": list(row[j, CAMERA]),
+                     "playback3D": list(row[j, PLAYBACK]), "keypoint2D": list(row[j, KEYPOINT]),
+                     "score2D": row[j, SCORE], "depthConfidence": row[j, DEPTH_CONFIDENCE]}
+                    for j, name in enumerate(DISPLAY_NAMES)
+                ],
+            }  # fmt: skip
+            out: list[str] = []
+            _write_json(frame, 2, out)
+            frames.append(_Raw("".join(out)))
     return swift_json({"meta": take.require_meta().encoder_values(), "frames": frames})
 
 
@@ -1269,22 +1276,27 @@ def take_csv_text(take: Take, image_size: tuple[int, int] | None = None) -> str:
     and canonical 3D (metres; pkmodel's right-handed canonical frame), the app's depth
     confidence (empty where the take does not record it). Missing values are empty cells."""
     n, j = take.num_frames, len(take.joint_names)
-    norm = _texts(normalised_2d(take, image_size))
-    score = _texts(take.scores)
-    camera = _texts(take.joints_camera)
-    canonical = _texts(take.joints_canonical)
+    norm = normalised_2d(take, image_size)
     conf = None
     if j == NUM_APP_JOINTS:
         conf = stored_depth_confidence(take)
         conf = lifted_depth_confidence(take) if conf is None else conf
-    conf_text = _texts(conf) if conf is not None else np.full((n, j), "", dtype=object)
-    lines = [",".join(CSV_COLUMNS)]
-    for t in range(n):
-        stamp = repr(float(take.timestamp[t]))
-        for k, name in enumerate(take.joint_names):
-            lines.append(",".join((str(t), stamp, name, *norm[t, k], score[t, k], *camera[t, k],
-                                   *canonical[t, k], conf_text[t, k])))  # fmt: skip
-    return "\n".join(lines) + "\n"
+    no_conf = np.full((JSON_CHUNK_FRAMES, j), "", dtype=object)
+    parts = [",".join(CSV_COLUMNS)]
+    # a chunk of frames at a time: the texts of a whole take took ~40 kB a frame
+    for start in range(0, n, JSON_CHUNK_FRAMES):
+        rows = slice(start, min(start + JSON_CHUNK_FRAMES, n))
+        norm_text, score = _texts(norm[rows]), _texts(take.scores[rows])
+        camera, canonical = _texts(take.joints_camera[rows]), _texts(take.joints_canonical[rows])
+        conf_text = _texts(conf[rows]) if conf is not None else no_conf
+        lines = []
+        for i, t in enumerate(range(rows.start, rows.stop)):
+            stamp = repr(float(take.timestamp[t]))
+            for k, name in enumerate(take.joint_names):
+                lines.append(",".join((str(t), stamp, name, *norm_text[i, k], score[i, k],
+                                       *camera[i, k], *canonical[i, k], conf_text[i, k])))  # fmt: skip
+        parts.append("\n".join(lines))
+    return "\n".join(parts) + "\n"
 
 
 def write_take_csv(take: Take, path: str | Path, image_size: tuple[int, int] | None = None) -> Path:

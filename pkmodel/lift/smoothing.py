@@ -385,8 +385,11 @@ def depth_jumps(
     breaks = np.zeros(z.shape, dtype=bool)
     for n in range(z.shape[1]):
         idx = np.flatnonzero(known[:, n])
-        for s in np.unique(segment[idx, n]):
-            piece = idx[segment[idx, n] == s]
+        # segment numbers only grow with time: each segment is one run of idx (a mask per
+        # segment was quadratic in a take whose joint keeps dropping out)
+        for piece in np.split(idx, np.flatnonzero(np.diff(segment[idx, n])) + 1):
+            if piece.size == 0:
+                continue
             low, step = _jumps(z[piece, n], noise[piece, n], own[piece, n])
             weights[piece[low], n] = OCCLUDED_WEIGHT
             breaks[piece[step], n] = True

@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from pkmodel.common.atomic import atomic_open, atomic_write_bytes, atomic_write_json
+from pkmodel.common.atomic import atomic_open, atomic_write_bytes
 from pkmodel.common.errors import PkmodelError
 
 TAKE_FORMAT = "pkmodel-take"
@@ -351,8 +351,14 @@ def _beyond_float32(flat: np.ndarray, name: str, source: str) -> NoReturn:
     )
 
 
-def write_take_json(take: Take, path: str | Path) -> None:
-    atomic_write_json(path, take_to_json(take), indent=None)
+def take_json_text(take: Take) -> str:
+    """take.json's text: strict JSON on one line, and a newline."""
+    return json.dumps(take_to_json(take), allow_nan=False) + "\n"
+
+
+def write_take_json(take: Take, path: str | Path, text: str | None = None) -> None:
+    """take.json (``text``: :func:`take_json_text` of ``take``, when made already)."""
+    atomic_write_bytes(path, (take_json_text(take) if text is None else text).encode())
 
 
 def read_take_json(path: str | Path) -> Take:
@@ -466,8 +472,9 @@ def _refuse_infinite(records: np.ndarray, source: str) -> None:
             raise PkmodelError(f"{source}: frame {i}: '{name}' holds {v!r}; it must hold {wanted}")
 
 
-def write_take_binary(take: Take, path: str | Path) -> None:
-    atomic_write_bytes(path, take_to_bytes(take))
+def write_take_binary(take: Take, path: str | Path, data: bytes | None = None) -> None:
+    """take.bin (``data``: :func:`take_to_bytes` of ``take``, when made already)."""
+    atomic_write_bytes(path, take_to_bytes(take) if data is None else data)
 
 
 def read_take_binary(path: str | Path) -> Take:
@@ -482,13 +489,15 @@ def read_take_binary(path: str | Path) -> Take:
 # --- ZIP -------------------------------------------------------------------------------------
 
 
-def write_take_zip(take: Take, path: str | Path) -> None:
+def write_take_zip(
+    take: Take, path: str | Path, text: str | None = None, data: bytes | None = None
+) -> None:
     """metadata.json, take.bin and take.json in one ZIP (fixed timestamps: same take, same
-    bytes)."""
+    bytes); ``text`` and ``data``: take.json's text and take.bin's bytes, when made already."""
     contents = {
         "metadata.json": (json.dumps(take.metadata, indent=2, allow_nan=False) + "\n").encode(),
-        "take.bin": take_to_bytes(take),
-        "take.json": json.dumps(take_to_json(take), allow_nan=False).encode() + b"\n",
+        "take.bin": take_to_bytes(take) if data is None else data,
+        "take.json": (take_json_text(take) if text is None else text).encode(),
     }
     with atomic_open(path, "wb") as f, zipfile.ZipFile(f, "w") as zf:
         for name in ZIP_MEMBERS:
@@ -627,7 +636,8 @@ def write_take(take: Take, folder: str | Path, stem: str = "take") -> dict[str, 
     """Write the three formats into ``folder``: STEM.json, STEM.bin, STEM.zip."""
     folder = Path(folder)
     paths = {ext: folder / f"{stem}.{ext}" for ext in ("json", "bin", "zip")}
-    write_take_json(take, paths["json"])
-    write_take_binary(take, paths["bin"])
-    write_take_zip(take, paths["zip"])
+    text, data = take_json_text(take), take_to_bytes(take)  # each made once for two files
+    write_take_json(take, paths["json"], text)
+    write_take_binary(take, paths["bin"], data)
+    write_take_zip(take, paths["zip"], text, data)
     return paths
