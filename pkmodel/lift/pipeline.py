@@ -473,6 +473,26 @@ def offline_window(
     return replace(params, offline_sigma_s=sigma, depth_noise_m=noise)
 
 
+class _Steps:
+    """A progress bar over named steps that shows the one under way: the work after the
+    depth maps' bar runs for minutes on a long take and would otherwise show nothing."""
+
+    def __init__(self, names: list[str], desc: str, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.names = names
+        self.bar = tqdm(total=len(names), desc=desc, unit="step", disable=not enabled)
+        self.bar.set_postfix_str(names[0])
+
+    def done(self) -> None:
+        """The step under way is done; the next one starts (the bar closes after the last)."""
+        self.bar.update(1)
+        if self.bar.n < len(self.names):
+            self.bar.set_postfix_str(self.names[self.bar.n])
+        else:
+            self.bar.close()
+
+
 def lift_sequence(
     seq: RgbdSequence, joints: Joints2D, lift: LiftConfig, progress: bool = False
 ) -> LiftResult:
@@ -493,6 +513,7 @@ def lift_sequence(
         radius = scale_radius(radius, scale.scale)
     skeleton = (keypoints, seq.intrinsics) if _fits_skeleton(lift) else None
     rays = (seq.intrinsics, joints.source == GROUND_TRUTH_2D)
+    steps = _Steps(["skeleton and smoothing", "canonical frame"], f"fit {seq.name}", progress)
     raw, final, fit = finish_3d(
         surface, seq.timestamps, radius, SmoothingParams.from_config(lift), skeleton, rays
     )
@@ -500,7 +521,9 @@ def lift_sequence(
     if fit is not None:
         params = offline_window(SmoothingParams.from_config(lift), raw, fit)
         torso = smooth_sequence(fit.torso, seq.timestamps, params)
+    steps.done()
     ext, canonical, origin, rotation, width = canonical_pose(final, lift, torso)
+    steps.done()
     return LiftResult(
         timestamps=seq.timestamps,
         keypoints_2d=keypoints,
@@ -1042,6 +1065,8 @@ def _lift_into(
         result = lift_sequence(seq, joints, lift, progress)
         seconds = time.perf_counter() - t0
         folder = staging / seq.name
+        names = ["takes", "pictures", "metrics"] if pictures else ["takes", "metrics"]
+        steps = _Steps(names, f"write {seq.name}", progress)
         take = build_take(seq, result, lift, joints.source)
         paths: dict[str, Path] = dict(write_take(take, folder))
         if lift.take_format != "pkmodel":
@@ -1051,6 +1076,7 @@ def _lift_into(
                     path.unlink()
                 paths.clear()
             paths.update(posekit)
+        steps.done()
         if pictures:
             if lift.overlays:
                 write_overlays(seq, result, folder / "overlays", progress)
@@ -1061,6 +1087,7 @@ def _lift_into(
                 result.canonical, seq.timestamps, folder / "canonical_3d.png", lift.sheet_frames,
                 truth, f"{seq.name}: canonical 3D pose (blue), ground truth (grey)",
             )  # fmt: skip
+            steps.done()
         parts = evaluation_parts(seq, joints, result, lift)
         all_parts.append(parts)
         metrics = summarise([parts], lift)
@@ -1073,6 +1100,7 @@ def _lift_into(
             **_band_metrics(result, lift),
             **turn,
         )
+        steps.done()
         per_sequence[seq.name] = metrics
         total_frames += len(seq)
         total_seconds += seconds

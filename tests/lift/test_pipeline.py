@@ -308,6 +308,10 @@ def test_cli_with_weights_runs_the_network(dataset, tmp_path):
     assert result.exit_code == 0, result.output
     take = read_take_binary(out / "clean/take.bin")
     assert take.metadata["model"].startswith("tiny.pt sha256:")
+    # every stage shows a bar naming the recording, the last two the step under way
+    for bar in ("2D clean", "3D clean", "fit clean", "skeleton and smoothing", "canonical frame",
+                "write clean", "takes", "metrics"):  # fmt: skip
+        assert bar in result.output, bar
     # an untrained network finds joints somewhere in the image; scores are its heatmap values
     kp = take.keypoints_2d[:, :NUM_JOINTS]
     assert np.isfinite(kp).all() and (kp >= -1).all() and (kp[..., 0] <= INTR.width + 1).all()
