@@ -99,7 +99,8 @@ def lift_command(
             if m.get("depth_band_widens_until_m") is not None:
                 extra += f" up to {m['depth_band_widens_until_m']} m"
         if m.get("rotate_deg"):
-            how = "lift.rotate auto" if "rotate_auto" in m else "lift.rotate"
+            auto = m.get("rotate_auto")
+            how = f"lift.rotate auto, from the {auto['source']}" if auto else "lift.rotate"
             extra += f"; frames turned {m['rotate_deg']} degrees clockwise for the network ({how})"
         typer.echo(f"{name}: {m['frames']} frames, take in {out_dir / name}{extra}")
     overall = doc["overall"]

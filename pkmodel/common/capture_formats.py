@@ -130,6 +130,40 @@ def odometry_text(timestamps: np.ndarray, poses: np.ndarray) -> str:
     return "\n".join(lines) + "\n"
 
 
+def quaternion_matrix(q: np.ndarray) -> np.ndarray:
+    """The rotations (..., 3, 3) of quaternions ``q`` (..., 4: x, y, z, w), normalised."""
+    q = np.asarray(q, dtype=np.float64)
+    x, y, z, w = np.moveaxis(q / np.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+    ], -2)  # fmt: skip
+
+
+def odometry_rotations(text: str) -> np.ndarray | None:
+    """The camera-to-world rotations (N, 3, 3) of an odometry.csv's rows (qx, qy, qz, qw: the
+    app writes ARKit's camera transform turned to OpenCV's camera axes, in ARKit's world, whose
+    y is up), for what they say about which way is down; None when any row's quaternion is not
+    four finite numbers of length near 1 (the poses are then not used; the file is still read
+    for its timestamps by :func:`parse_odometry`)."""
+    rows = []
+    for line in text.splitlines()[1:]:
+        if not line.strip():
+            continue
+        fields = line.split(",")
+        try:
+            rows.append([float(f) for f in fields[-4:]])
+        except ValueError:
+            return None
+    q = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    if not len(q) or not np.isfinite(q).all():
+        return None
+    if (np.abs(np.linalg.norm(q, axis=-1) - 1) > 0.01).any():
+        return None
+    return quaternion_matrix(q)
+
+
 def parse_odometry(text: str, where: str) -> tuple[np.ndarray, list[str]]:
     """Timestamps (seconds) and frame numbers (as written) of an odometry.csv; the pose
     columns are counted, not read."""

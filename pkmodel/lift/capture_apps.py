@@ -41,6 +41,7 @@ from pkmodel.common.capture_formats import (
     STRAY_VIDEO,
     decompress_array,
     is_finite_number,
+    odometry_rotations,
     parse_camera_matrix,
     parse_ground_truth,
     parse_odometry,
@@ -233,9 +234,8 @@ def read_stray_folder(folder: Path, warn: Warn | None = None) -> StrayRecording:
     warn = warn or _warn_default
     matrix_path, odometry_path = folder / STRAY_CAMERA_MATRIX, folder / STRAY_ODOMETRY
     k = parse_camera_matrix(_read_text(matrix_path, "the camera intrinsics"), str(matrix_path))
-    stamps, frame_numbers = parse_odometry(
-        _read_text(odometry_path, "the frame timestamps"), str(odometry_path)
-    )
+    odometry = _read_text(odometry_path, "the frame timestamps")
+    stamps, frame_numbers = parse_odometry(odometry, str(odometry_path))
     depth = _numbered(folder / STRAY_DEPTH_DIR, (".png", ".npy"))
     if not depth:
         raise PkmodelError(f"{folder / STRAY_DEPTH_DIR} holds no depth maps (NNNNNN.png)")
@@ -294,6 +294,9 @@ def read_stray_folder(folder: Path, warn: Warn | None = None) -> StrayRecording:
         extra={"format": "stray"},
         video=VideoFrames(video_path, frames),
     )
+    rotations = odometry_rotations(odometry)
+    if rotations is not None and len(rotations) >= frames:
+        seq.camera_rotations = rotations[:frames]
     seq.load_depth(0)
     seq.load_confidence(0)
     return seq

@@ -166,12 +166,49 @@ AUTO_TURN_FRAMES = 8  # frames of a recording lift.rotate = "auto" looks at
 AUTO_TURN_GAIN = 1.25  # how many more joints a turn must find than the frames as stored
 
 
-def choose_turn(
+def choose_turn(seq: RgbdSequence, detector: ModelJoints) -> tuple[int, dict[str, Any]]:
+    """lift.rotate = "auto": the clockwise turn (degrees) that stands the recording's person
+    upright, and what it was chosen from: the camera's poses where the recording has them
+    (:func:`turn_from_poses`), else the network (:func:`turn_from_network`)."""
+    if seq.camera_rotations is not None:
+        found = turn_from_poses(seq.camera_rotations)
+        if found is not None:
+            turn, frames = found
+            return turn, {
+                "source": "camera poses",
+                "frames": {str(t): n for t, n in frames.items()},
+            }
+    turn, seen = turn_from_network(seq, detector)
+    return turn, {"source": "network", "turns": {str(t): v for t, v in seen.items()}}
+
+
+POSE_MIN_TILT = 0.5  # the share of gravity in the image plane below which a pose says nothing
+
+
+def turn_from_poses(rotations: np.ndarray) -> tuple[int, dict[int, int]] | None:
+    """The clockwise turn that brings gravity to the image's down most often over the frames,
+    and per turn the frames that want it, from camera-to-world rotations (T, 3, 3; OpenCV
+    camera axes, a world whose y is up: ARKit's). A frame whose camera looks nearly straight
+    up or down (gravity less than POSE_MIN_TILT in the image plane) has no say; None when no
+    frame has one."""
+    down = np.einsum("tji,j->ti", rotations, np.array([0.0, -1.0, 0.0]))  # gravity, camera axes
+    gx, gy = down[:, 0], down[:, 1]
+    says = np.hypot(gx, gy) >= POSE_MIN_TILT
+    if not says.any():
+        return None
+    # gravity to the image's right: the feet point right, and a quarter turn clockwise puts
+    # the right side at the bottom
+    wants = np.where(np.abs(gy) >= np.abs(gx), np.where(gy > 0, 0, 180), np.where(gx > 0, 90, 270))
+    frames = {t: int((wants[says] == t).sum()) for t in QUARTER_TURNS}
+    return max(QUARTER_TURNS, key=lambda t: (frames[t], t == 0)), frames
+
+
+def turn_from_network(
     seq: RgbdSequence, detector: ModelJoints
 ) -> tuple[int, dict[int, dict[str, float]]]:
-    """lift.rotate = "auto": the clockwise turn (degrees) under which the network finds the most
-    joints (scoring at least lift.min_score) in AUTO_TURN_FRAMES frames spread over the
-    recording, and per turn the joints found and their mean score.
+    """The clockwise turn (degrees) under which the network finds the most joints (scoring at
+    least lift.min_score) in AUTO_TURN_FRAMES frames spread over the recording, and per turn
+    the joints found and their mean score.
 
     A turn replaces the frames as stored only when it finds AUTO_TURN_GAIN times their joints,
     at least one more per frame, and scores higher on average: a network sees an upside-down
@@ -1059,8 +1096,8 @@ def _lift_into(
             if degrees == "auto":
                 degrees, scores = choose_turn(seq, detector)
             turn = {"rotate_deg": degrees}
-            if scores is not None:  # what "auto" saw, per turn in degrees
-                turn["rotate_auto"] = {str(k): v for k, v in scores.items()}
+            if scores is not None:  # what "auto" went by
+                turn["rotate_auto"] = scores
             joints = predict_joints(seq, detector, lift.batch_size, progress, degrees)
         result = lift_sequence(seq, joints, lift, progress)
         seconds = time.perf_counter() - t0

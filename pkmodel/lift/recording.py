@@ -43,6 +43,8 @@ class RgbdSequence:
     ground_truth: GroundTruth | None = None
     source: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # (T, 3, 3) camera (OpenCV axes) to a world whose y is up, where the recording has poses
+    camera_rotations: np.ndarray | None = None
     # frame 0's depth map size (rows, cols), once a map has loaded: every map must have it
     _map_shape: tuple[int, ...] | None = field(default=None, init=False, repr=False, compare=False)
 

@@ -15,6 +15,7 @@ from pkmodel.common.capture_formats import (
     decompress_array,
     ground_truth_json,
     lzfse_block_sizes,
+    odometry_rotations,
     odometry_text,
     parse_camera_matrix,
     parse_ground_truth,
@@ -186,3 +187,22 @@ def test_ground_truth_round_trip_keeps_every_number():
     negative = ground_truth_json([None, {**label, "limb_radius_m": [-0.1] * 17}], 64, 48)
     with pytest.raises(PkmodelError, match=r"\(frame 1\): 'limb_radius_m' holds a negative"):
         parse_ground_truth(negative, "gt.json", 2, 64, 48)
+
+
+def test_odometry_rotations_are_the_rows_quaternions_or_nothing():
+    """The rotations of the rows' quaternions, checked against the formula written out above;
+    a row whose quaternion is not four finite numbers of unit length gives no rotations (the
+    timestamps are still read), so that an odd pose never stops a recording."""
+    rng = np.random.default_rng(3)
+    q = rng.normal(size=(5, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    poses = np.concatenate([rng.normal(size=(5, 3)), q], axis=1)
+    text = odometry_text(np.arange(5) / 30, poses)
+    rotations = odometry_rotations(text)
+    for r, row in zip(rotations, q, strict=True):
+        np.testing.assert_allclose(r, quaternion_matrix(*row), atol=1e-12)
+    lines = text.splitlines()
+    for bad in ("nan", "2.0", "x"):
+        changed = "\n".join([*lines[:3], lines[3].rsplit(",", 1)[0] + f", {bad}", *lines[4:]])
+        assert odometry_rotations(changed) is None
+        assert len(parse_odometry(changed, "o.csv")[0]) == 5  # the timestamps are still read

@@ -808,10 +808,11 @@ def test_lift_turns_frames_stored_on_their_side_upright_for_the_network(tmp_path
     metrics = json.loads((tmp_path / "auto/metrics.json").read_text())["sequences"]
     chosen = {name: m["rotate_deg"] for name, m in metrics.items()}
     assert chosen == {"turn0": 0, "turn90": 270, "turn180": 0, "turn270": 90}
-    seen = {turn: v["joints"] for turn, v in metrics["turn90"]["rotate_auto"].items()}
+    assert {m["rotate_auto"]["source"] for m in metrics.values()} == {"network"}  # no poses
+    seen = {turn: v["joints"] for turn, v in metrics["turn90"]["rotate_auto"]["turns"].items()}
     assert seen["270"] == max(seen.values()) >= AUTO_TURN_GAIN * seen["0"]  # 84 against 52
-    assert metrics["turn0"]["rotate_auto"]["0"]["joints"] == seen["270"]
-    upside_down = metrics["turn180"]["rotate_auto"]
+    assert metrics["turn0"]["rotate_auto"]["turns"]["0"]["joints"] == seen["270"]
+    upside_down = metrics["turn180"]["rotate_auto"]["turns"]
     assert upside_down["180"]["joints"] < AUTO_TURN_GAIN * upside_down["0"]["joints"]
 
     def joints(run: str, name: str) -> np.ndarray:
@@ -829,3 +830,110 @@ def test_lift_turns_frames_stored_on_their_side_upright_for_the_network(tmp_path
     metrics = json.loads((tmp_path / "set/metrics.json").read_text())["sequences"]["turn180"]
     assert metrics["rotate_deg"] == 180 and "rotate_auto" not in metrics
     np.testing.assert_allclose(joints("set", "turn180"), np.stack([w - x, h - y], -1), atol=1e-3)
+
+
+# the camera's axes, as columns in the stored frame's camera, of a frame turned clockwise:
+# stored (x, y) is at (height - y, x) a quarter turn on, so its x axis is the upright y's opposite
+TURNED_AXES = {
+    0: np.eye(3),
+    90: np.array([[0.0, 1, 0], [-1, 0, 0], [0, 0, 1]]),
+    180: np.diag([-1.0, -1, 1]),
+    270: np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]),
+}
+
+
+def test_the_turn_that_puts_gravity_down():
+    """Camera-to-world rotations (OpenCV axes, y up): a camera held level wants no turn, one
+    rolled as a phone held upright (its stored frame the upright one turned 90 degrees
+    clockwise) wants 270; one looking straight down has no say."""
+    from pkmodel.lift.pipeline import turn_from_poses
+
+    level = np.column_stack([[1.0, 0, 0], [0, -1, 0], [0, 0, -1]])  # x right, y down, z ahead
+    pitch = np.radians(30)  # looking down a little: gravity still mostly along the image's y
+    down_a_bit = level @ np.array([[1, 0, 0], [0, np.cos(pitch), -np.sin(pitch)],
+                                   [0, np.sin(pitch), np.cos(pitch)]])  # fmt: skip
+    for stored, undo in ((0, 0), (90, 270), (180, 180), (270, 90)):
+        for camera in (level, down_a_bit):
+            turned = np.repeat((camera @ TURNED_AXES[stored])[None], 4, axis=0)
+            turn, frames = turn_from_poses(turned)
+            assert turn == undo and frames[undo] == 4
+    straight_down = np.column_stack([[1.0, 0, 0], [0, 0, -1], [0, -1, 0]])
+    assert turn_from_poses(straight_down[None]) is None
+
+
+def turned_stray(source: Path, folder: Path, degrees: int) -> None:
+    """The Stray Scanner recording ``source`` as the app would have stored it with the phone
+    turned so that its frames are the upright ones turned clockwise by ``degrees``: video,
+    depth maps, camera matrix and the odometry's rotations turned together."""
+    import cv2
+
+    from pkmodel.common.capture_formats import odometry_text, quaternion_xyzw
+    from pkmodel.common.geometry import turn_image
+
+    (seq,) = find_sequences(source)
+    (folder / "depth").mkdir(parents=True)
+    first = turn_image(seq.load_color(0), degrees)
+    size = (first.shape[1], first.shape[0])
+    writer = cv2.VideoWriter(str(folder / "rgb.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, size)
+    for i in range(len(seq)):
+        writer.write(turn_image(seq.load_color(i), degrees)[..., ::-1].copy())
+        depth = np.round(turn_image(seq.load_depth(i), degrees) * 1000).astype(np.uint16)
+        cv2.imwrite(str(folder / f"depth/{i:06d}.png"), depth)
+    writer.release()
+    k = seq.intrinsics
+    w, h, fx, fy, cx, cy = k.width, k.height, k.fx, k.fy, k.cx, k.cy
+    fx, fy, cx, cy = {0: (fx, fy, cx, cy), 90: (fy, fx, h - cy, cx),
+                      180: (fx, fy, w - cx, h - cy), 270: (fy, fx, cy, w - cx)}[degrees]  # fmt: skip
+    (folder / "camera_matrix.csv").write_text(f"{fx}, 0.0, {cx}\n0.0, {fy}, {cy}\n0.0, 0.0, 1.0\n")
+    rows = [line.split(",") for line in (source / "odometry.csv").read_text().splitlines()[1:]]
+    poses = []
+    for row in rows:
+        x, y, z, w_ = (float(v) for v in row[5:9])
+        rotation = quaternion_matrix_of(x, y, z, w_) @ TURNED_AXES[degrees]
+        poses.append([*(float(v) for v in row[2:5]), *quaternion_xyzw(rotation)])
+    (folder / "odometry.csv").write_text(odometry_text(seq.timestamps, np.array(poses)))
+
+
+def quaternion_matrix_of(x: float, y: float, z: float, w: float) -> np.ndarray:
+    from tests.common.test_capture_formats import quaternion_matrix
+
+    return quaternion_matrix(x, y, z, w)
+
+
+def test_auto_turns_a_stray_recording_by_its_camera_poses(tmp_path):
+    """Stray Scanner's odometry gives the camera's rotation in ARKit's world (y up): gravity
+    in the frame says which way is down, for every turn, upside down included, whatever the
+    network sees. The network's 2D comes back in the stored frames' pixels: the upright
+    recording's, turned (within the re-encoded video's blur)."""
+    from pkmodel.common.geometry import QUARTER_TURNS
+
+    run_cli(["make-synthetic", "--out", tmp_path / "syn", "--num-train", 0, "--num-val", 0,
+             "--sequences", 1, "--frames", 6, "--seed", 21, "--size", "256x192",
+             "--layout", "stray"])  # fmt: skip
+    for degrees in QUARTER_TURNS:
+        turned_stray(tmp_path / "syn/sequences/seq_000", tmp_path / "rec" / f"turn{degrees}", degrees)  # fmt: skip
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["lift", "-w", str(TRAINED), "-i", str(tmp_path / "rec"), "-o",
+                                 str(out), "--no-pictures", "--device", "cpu", "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "turn90: 6 frames" in result.output
+    assert "frames turned 270 degrees clockwise for the network (lift.rotate auto, from the camera poses)" in result.output  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())["sequences"]
+    for degrees, undo in ((0, 0), (90, 270), (180, 180), (270, 90)):
+        m = metrics[f"turn{degrees}"]
+        assert m["rotate_deg"] == undo
+        assert m["rotate_auto"] == {"source": "camera poses", "frames": {str(t): 6 * (t == undo) for t in QUARTER_TURNS}}  # fmt: skip
+
+    def joints(name: str) -> np.ndarray:
+        return read_take_binary(out / name / "take.bin").keypoints_2d[:, :NUM_JOINTS]
+
+    x, y = joints("turn0")[..., 0], joints("turn0")[..., 1]
+    w, h = 256, 192
+    for name, want in (
+        ("turn90", [h - y, x]),
+        ("turn180", [w - x, h - y]),
+        ("turn270", [y, w - x]),
+    ):
+        error = np.linalg.norm(joints(name) - np.stack(want, -1), axis=-1)
+        both = np.isfinite(error)
+        assert both.mean() > 0.5 and np.median(error[both]) < 2.0, (name, np.median(error[both]))
