@@ -11,17 +11,21 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"})
 
 
-def read_rgb(path: str | Path, width: int | None = None, height: int | None = None) -> np.ndarray:
+def read_rgb(
+    path: str | Path, width: int | None = None, height: int | None = None, shown: bool = False
+) -> np.ndarray:
     """Decode an image to HxWx3 uint8 RGB; raises ValueError with the reason when it is bad.
 
-    Pillow, unlike cv2.imread, refuses truncated JPEGs instead of returning grey rows.
+    Pillow, unlike cv2.imread, refuses truncated JPEGs instead of returning grey rows. The
+    pixels are as stored (a dataset's labels are in those), or with ``shown`` as a viewer
+    shows them: turned as the EXIF orientation says (a phone's photo held upright).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im.load()
-            rgb = np.asarray(im.convert("RGB"))
+            rgb = np.asarray((ImageOps.exif_transpose(im) if shown else im).convert("RGB"))
     except UnidentifiedImageError:  # its message names Pillow's file object, not the file
         raise ValueError("cannot decode (not an image format Pillow reads)") from None
     except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:

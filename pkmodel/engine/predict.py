@@ -273,7 +273,7 @@ def predict_images(
             frames, kept = [], []
             for path, name in chunk:
                 try:
-                    frames.append(read_rgb(path))
+                    frames.append(read_rgb(path, shown=True))  # as a video's frames
                     kept.append((path, name))
                 except ValueError as e:
                     if strict:

@@ -345,3 +345,38 @@ def test_bad_inputs_are_one_clear_line(tmp_path, checkpoint):
         fake = tmp_path / "fake.mp4"
         fake.write_bytes(b"nope")
         predict_path(fake, checkpoint, tmp_path / "o", _cfg())
+
+
+def test_photos_and_videos_are_predicted_as_they_are_shown(tmp_path, checkpoint):
+    """A phone's portrait photo is stored on its side with an EXIF orientation, its video with
+    a display matrix: predict reads both as a viewer shows them (the keypoints are in the
+    shown picture's pixels), where lift reads frames as stored to match the depth maps."""
+    import io
+
+    import cv2
+    from PIL import Image
+
+    from tests.lift.test_capture_apps import turn_for_display
+
+    stored = np.zeros((40, 80, 3), np.uint8)
+    stored[:, :40] = 255  # left half white: shown turned, the top half
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, "JPEG", exif=exif.tobytes())
+    (tmp_path / "photo.jpg").write_bytes(buffer.getvalue())
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (80, 40))
+    for _ in range(3):
+        writer.write(stored[..., ::-1])
+    writer.release()
+    turn_for_display(video)
+    for source in ("photo.jpg", "clip.mp4"):
+        out = tmp_path / f"out-{source}"
+        run_cli(["predict", tmp_path / source, "--weights", checkpoint, "--out", out, "--quiet"])
+        data = json.loads((out / "keypoints.json").read_text())
+        size = data["items"][0] if source == "photo.jpg" else data
+        assert (size["width"], size["height"]) == (40, 80), source
+    overlay = cv2.imread(str(tmp_path / "out-photo.jpg/photo_pose.jpg"))
+    assert overlay.shape[:2] == (80, 40)
+    assert overlay[:30].mean() > 200 and overlay[50:].mean() < 60  # turned as shown
