@@ -1102,8 +1102,9 @@ def _lift_into(
         result = lift_sequence(seq, joints, lift, progress)
         seconds = time.perf_counter() - t0
         folder = staging / seq.name
-        names = ["takes", "pictures", "metrics"] if pictures else ["takes", "metrics"]
-        steps = _Steps(names, f"write {seq.name}", progress)
+        # one bar after another: a bar left open above the overlays' draws cursor moves into a
+        # log, and a stop's line after them
+        steps = _Steps(["takes"], f"write {seq.name}", progress)
         take = build_take(seq, result, lift, joints.source)
         paths: dict[str, Path] = dict(write_take(take, folder))
         if lift.take_format != "pkmodel":
@@ -1124,7 +1125,7 @@ def _lift_into(
                 result.canonical, seq.timestamps, folder / "canonical_3d.png", lift.sheet_frames,
                 truth, f"{seq.name}: canonical 3D pose (blue), ground truth (grey)",
             )  # fmt: skip
-            steps.done()
+        steps = _Steps(["every variant"], f"metrics {seq.name}", progress)
         parts = evaluation_parts(seq, joints, result, lift)
         all_parts.append(parts)
         metrics = summarise([parts], lift)

@@ -310,7 +310,7 @@ def test_cli_with_weights_runs_the_network(dataset, tmp_path):
     assert take.metadata["model"].startswith("tiny.pt sha256:")
     # every stage shows a bar naming the recording, the last two the step under way
     for bar in ("2D clean", "3D clean", "fit clean", "skeleton and smoothing", "canonical frame",
-                "write clean", "takes", "metrics"):  # fmt: skip
+                "write clean", "takes", "metrics clean", "every variant"):  # fmt: skip
         assert bar in result.output, bar
     # an untrained network finds joints somewhere in the image; scores are its heatmap values
     kp = take.keypoints_2d[:, :NUM_JOINTS]
