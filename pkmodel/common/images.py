@@ -39,6 +39,25 @@ def read_rgb(
     return rgb
 
 
+# EXIF orientations that are a turn (no mirror) -> degrees the stored image turns clockwise
+# to be shown (1 is as stored; 2, 4, 5 and 7 mirror it)
+EXIF_TURNS = {1: 0, 3: 180, 6: 90, 8: 270}
+
+
+def shown_turn(path: str | Path) -> int:
+    """Degrees an image file's stored pixels turn clockwise to be shown, from its EXIF
+    orientation (a phone's photo held upright is stored on its side, tagged 6); 0 without a
+    tag, with a mirroring one, or for a file Pillow cannot open (read_rgb says why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # any image error: read_rgb refuses the file with its reason
+        return 0
+    return EXIF_TURNS.get(orientation, 0)
+
+
 def jpeg_cut_short(data: bytes) -> bool:
     """Whether ``data`` is a JPEG stream that ends before its end-of-image marker (a file cut
     short in copying or recording). OpenCV decodes such a file with grey rows and only a

@@ -37,8 +37,8 @@ import numpy as np
 
 from pkmodel.common.atomic import atomic_write_json
 from pkmodel.common.errors import PkmodelError, not_there
-from pkmodel.common.geometry import joint_boxes
-from pkmodel.common.images import IMAGE_SUFFIXES, read_rgb
+from pkmodel.common.geometry import joint_boxes, turn_image, unturn_points
+from pkmodel.common.images import IMAGE_SUFFIXES, read_rgb, shown_turn
 from pkmodel.common.skeleton import NUM_JOINTS, coco_category
 from pkmodel.config import PrepareConfig, PseudoLabelConfig
 from pkmodel.data.labels import read_labels, write_labels
@@ -197,18 +197,25 @@ def predict_folder(
     inferred = 0
     try:
         for start in range(0, len(todo), batch_size):
-            frames, names = [], []
+            frames, names, turns = [], [], []
             for f in todo[start : start + batch_size]:
                 try:
                     frames.append(read_rgb(folder / f))
                     names.append(f)
+                    turns.append(shown_turn(folder / f))
                 except ValueError as e:
                     cache["unreadable"][f] = str(e)
             if frames:
-                for f, frame, pose in zip(names, frames, predict(frames), strict=True):
+                # the network sees a photo as it is shown (a phone's upright photo is stored on
+                # its side); the labels stay in the stored pixels, as prepare-coco reads them
+                shown = [turn_image(frame, turn) for frame, turn in zip(frames, turns, strict=True)]
+                for f, frame, turn, pose in zip(names, frames, turns, predict(shown), strict=True):
+                    height, width = frame.shape[:2]
                     done[f] = {
-                        "size": [frame.shape[1], frame.shape[0]],
-                        "keypoints": np.round(pose.keypoints, 3).tolist(),
+                        "size": [width, height],
+                        "keypoints": np.round(
+                            unturn_points(pose.keypoints, turn, width, height), 3
+                        ).tolist(),
                         "scores": np.round(pose.scores, 5).tolist(),
                         "center_score": round(float(pose.center_score), 5),
                     }
@@ -404,7 +411,7 @@ def pseudo_label(
     work = out_dir / "pseudo"
     work.mkdir(parents=True, exist_ok=True)
     identity = {**identity, "input_size": int(runner.input_size), "images": str(images_dir.resolve()),
-                "refine_passes": params.refine_passes}  # fmt: skip
+                "refine_passes": params.refine_passes, "photos_as_shown": True}  # fmt: skip
     if params.refine_passes:
         identity["refine_box"] = {"box_margin": params.box_margin, "expand_ratio": prepare.expand_ratio}  # fmt: skip
 

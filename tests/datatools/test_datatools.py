@@ -615,3 +615,64 @@ def test_render_refuses_a_picture_name_it_cannot_write_as_a_sheet(tiny_prepared,
     (tmp_path / "shots.v1.png").mkdir()  # an existing folder is a folder, whatever its name
     render_labels(tiny_prepared / "val.json", tmp_path / "sheet.png", count=2)
     assert (tmp_path / "sheet.png").is_file()
+
+
+class MarkerRunner:
+    """Stands in for a network: every joint at the red marker in what it is shown, and whether
+    the picture it was shown (inside the letterbox's black bars) was taller than wide."""
+
+    input_size = 64
+
+    def __init__(self):
+        self.tall = []
+
+    def __call__(self, batch):
+        x = np.asarray(batch)
+        x = x.transpose(0, 2, 3, 1) if x.shape[1] == 3 else x
+        n = len(x)
+        kp = np.zeros((n, NUM_JOINTS, 2))
+        for i in range(n):
+            red = (x[i, ..., 0] > 0.5) & (x[i, ..., 1] < -0.5) & (x[i, ..., 2] < -0.5)
+            rows, cols = np.nonzero(red)
+            kp[i] = [cols.mean() + 0.5, rows.mean() + 0.5]
+            rows, cols = np.nonzero((x[i] > -0.9).any(-1))  # the picture, not the black bars
+            self.tall.append(bool(np.ptp(rows) > np.ptp(cols)))
+        scores = np.full((n, NUM_JOINTS), 0.9)
+        return {"keypoints": kp, "scores": scores, "found": scores > 0.2,
+                "center_scores": np.ones(n), "centers": kp[:, 0]}  # fmt: skip
+
+
+def test_pseudo_label_shows_the_network_a_phone_photo_upright_and_labels_its_stored_pixels(tmp_path):  # fmt: skip
+    """A phone's upright photo is stored on its side and tagged 'rotate 90' (EXIF 6): the
+    network is shown it as a viewer shows it, and the labels are in the stored pixels, where
+    prepare-coco reads them. An untagged copy is shown as stored."""
+    import io
+
+    from PIL import Image
+
+    from pkmodel.config import PrepareConfig, PseudoLabelConfig
+    from pkmodel.datatools.pseudo import pseudo_label
+
+    stored = np.full((40, 80, 3), 128, np.uint8)
+    stored[10:16, 60:66] = (255, 0, 0)  # the marker, centred at (63, 13) in the stored pixels
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name, orientation in (("photo.jpg", 6), ("plain.jpg", None)):
+        exif = Image.Exif()
+        if orientation:
+            exif[0x0112] = orientation
+        buffer = io.BytesIO()
+        Image.fromarray(stored).save(buffer, "JPEG", quality=100, exif=exif.tobytes())
+        (folder / name).write_bytes(buffer.getvalue())
+    runner = MarkerRunner()
+    params = PseudoLabelConfig(joint_threshold=0.3, person_threshold=0.5, min_joints=8,
+                               refine_passes=0, source="marker")  # fmt: skip
+    pseudo_label(folder, runner, tmp_path / "ds", "pl", params, PrepareConfig(crop_size=32, workers=1),
+                 {"weights": "marker"}, batch_size=4, progress=False)  # fmt: skip
+    assert runner.tall == [True, False]  # photo.jpg turned upright, plain.jpg as stored
+    cache = json.loads((tmp_path / "ds/pseudo/pl.predictions.json").read_text())
+    for name in ("photo.jpg", "plain.jpg"):
+        done = cache["images"][name]
+        assert done["size"] == [80, 40]
+        np.testing.assert_allclose(done["keypoints"], [[63, 13]] * NUM_JOINTS, atol=1.5)
+    assert cache["identity"]["photos_as_shown"] is True  # caches made before are not used
