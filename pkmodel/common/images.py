@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,12 +21,19 @@ def read_rgb(
     pixels are as stored (a dataset's labels are in those), or with ``shown`` as a viewer
     shows them: turned as the EXIF orientation says (a phone's photo held upright).
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            rgb = np.asarray((ImageOps.exif_transpose(im) if shown else im).convert("RGB"))
+        # Pillow warns about odd EXIF blocks ("Corrupt EXIF data", "Truncated File Read"):
+        # the pixels are what is read here, and damage in them still raises
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            with Image.open(path) as im:
+                im.load()
+                how = SHOWN_TRANSPOSE.get(_exif_orientation(im)) if shown else None
+                rgb = np.asarray((im.transpose(Image.Transpose[how]) if how else im).convert("RGB"))
     except UnidentifiedImageError:  # its message names Pillow's file object, not the file
         raise ValueError("cannot decode (not an image format Pillow reads)") from None
     except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
@@ -44,18 +52,42 @@ def read_rgb(
 EXIF_TURNS = {1: 0, 3: 180, 6: 90, 8: 270}
 
 
+# EXIF orientation -> the Pillow transpose that shows the stored image
+SHOWN_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+                   6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}  # fmt: skip
+
+
+def _exif_orientation(im: Any) -> int:
+    """An open image's EXIF orientation (1 when it has none or its EXIF cannot be read: a
+    phone's odd tags must not stop a folder). Pillow's own ``exif_transpose`` writes the EXIF
+    back and raises on some real phones' tags, so only the orientation is read here."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # "Corrupt EXIF data": the orientation is all we need
+            warnings.simplefilter("ignore")
+            orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - any damage in the EXIF block leaves the image as stored
+        return 1
+    return orientation if isinstance(orientation, int) else 1
+
+
 def shown_turn(path: str | Path) -> int:
     """Degrees an image file's stored pixels turn clockwise to be shown, from its EXIF
-    orientation (a phone's photo held upright is stored on its side, tagged 6); 0 without a
-    tag, with a mirroring one, or for a file Pillow cannot open (read_rgb says why)."""
+    orientation (a phone's photo is stored in the sensor's orientation and tagged with the
+    turn that shows it, e.g. 6 'rotate 90'); 0 without a tag, with a mirroring one, or for a
+    file Pillow cannot open (read_rgb says why)."""
+    import warnings
+
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            orientation = im.getexif().get(0x0112, 1)
-    except Exception:  # any image error: read_rgb refuses the file with its reason
+        with warnings.catch_warnings():  # odd EXIF blocks warn as the file opens
+            warnings.simplefilter("ignore", UserWarning)
+            with Image.open(path) as im:
+                return EXIF_TURNS.get(_exif_orientation(im), 0)
+    except Exception:  # noqa: BLE001 - any image error: read_rgb refuses the file with its reason
         return 0
-    return EXIF_TURNS.get(orientation, 0)
 
 
 def jpeg_cut_short(data: bytes) -> bool:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pkmodel.common.images import jpeg_cut_short
+from pkmodel.common.images import jpeg_cut_short, read_rgb, shown_turn
 
 COCO_JPEG = Path(__file__).parents[3] / "shared/data/coco_mini/train2017/000000000790.jpg"
 
@@ -77,3 +77,38 @@ def test_other_bytes_are_not_jpegs():
     assert not jpeg_cut_short(png[:10])
     assert not jpeg_cut_short(b"")
     assert jpeg_cut_short(b"\xff\xd8\xff\xe0\x00\x01")  # a segment length below 2
+
+
+def test_a_photo_with_damaged_exif_tags_is_still_shown_turned(tmp_path):
+    """A phone photo tagged 'rotate 90' whose other EXIF tags are damaged (Pillow's own
+    exif_transpose raised struct.error on this block, written tag by tag): shown turned, as
+    stored without asking, and never an exception other than a one-sentence ValueError."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    stored = np.zeros((4, 6, 3), np.uint8)
+    stored[0, 5] = 255  # top right, stored; shown turned 90 degrees clockwise: bottom right
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, "PNG")
+    tags = [(0x0112, 3, 1, b"\x00\x06\x00\x00"),  # orientation 6, then four damaged tags
+            (0xA005, 7, 4, bytes.fromhex("5256aef2")), (0x8769, 9, 0x12, bytes.fromhex("39bcb049")),
+            (0xB71A, 7, 100, bytes.fromhex("1b64835a")), (0x8825, 6, 0, bytes.fromhex("95dc11d2"))]  # fmt: skip
+    body = b"MM\0\x2a\0\0\0\x08" + struct.pack(">H", len(tags))
+    body += b"".join(struct.pack(">HHI4s", *t) for t in tags) + b"\0\0\0\0"
+    jpeg = io.BytesIO()
+    Image.fromarray(stored).save(jpeg, "JPEG", quality=100)
+    segment = b"Exif\0\0" + body
+    data = jpeg.getvalue()[:2] + b"\xff\xe1" + struct.pack(">H", len(segment) + 2) + segment + jpeg.getvalue()[2:]  # fmt: skip
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(data)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:  # Pillow's EXIF warnings stay quiet
+        warnings.simplefilter("always")
+        assert read_rgb(path).shape == (4, 6, 3)
+        shown = read_rgb(path, shown=True)
+        assert shown_turn(path) == 90
+    assert shown.shape == (6, 4, 3) and shown[5, 3].mean() > 150 and shown[0, 0].mean() < 60
+    assert [str(w.message) for w in caught] == []
