@@ -616,7 +616,8 @@ class LiftConfig(Section):
         "auto",
         "degrees the colour frames turn clockwise before the network (--weights) sees them, so "
         "that the person stands upright (a phone held upright stores its frames on their "
-        "side); auto: the turn the network scores highest on a few frames of each recording",
+        "side); auto: by the camera poses (Stray Scanner), else the turn under which the "
+        "network finds clearly more joints on 8 frames",
     )
     intrinsics_key: str = _f(
         "", "which intrinsics set of intrinsics.json to use ('' = the only one)"

@@ -297,6 +297,11 @@ def read_stray_folder(folder: Path, warn: Warn | None = None) -> StrayRecording:
     rotations = odometry_rotations(odometry)
     if rotations is not None and len(rotations) >= frames:
         seq.camera_rotations = rotations[:frames]
+    else:
+        warn(
+            f"{odometry_path}: a row's camera rotation (qx, qy, qz, qw) is not four finite "
+            f"numbers of unit length; lift.rotate = auto asks the network which way is up"
+        )
     seq.load_depth(0)
     seq.load_confidence(0)
     return seq

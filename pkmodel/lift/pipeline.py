@@ -529,6 +529,12 @@ class _Steps:
         else:
             self.bar.close()
 
+    def __enter__(self) -> _Steps:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()  # a step that failed ends its bar's line before the error's
+
 
 def lift_sequence(
     seq: RgbdSequence, joints: Joints2D, lift: LiftConfig, progress: bool = False
@@ -550,17 +556,17 @@ def lift_sequence(
         radius = scale_radius(radius, scale.scale)
     skeleton = (keypoints, seq.intrinsics) if _fits_skeleton(lift) else None
     rays = (seq.intrinsics, joints.source == GROUND_TRUTH_2D)
-    steps = _Steps(["skeleton and smoothing", "canonical frame"], f"fit {seq.name}", progress)
-    raw, final, fit = finish_3d(
-        surface, seq.timestamps, radius, SmoothingParams.from_config(lift), skeleton, rays
-    )
-    torso = None
-    if fit is not None:
-        params = offline_window(SmoothingParams.from_config(lift), raw, fit)
-        torso = smooth_sequence(fit.torso, seq.timestamps, params)
-    steps.done()
-    ext, canonical, origin, rotation, width = canonical_pose(final, lift, torso)
-    steps.done()
+    with _Steps(["skeleton and smoothing", "canonical frame"], f"fit {seq.name}", progress) as steps:  # fmt: skip
+        raw, final, fit = finish_3d(
+            surface, seq.timestamps, radius, SmoothingParams.from_config(lift), skeleton, rays
+        )
+        torso = None
+        if fit is not None:
+            params = offline_window(SmoothingParams.from_config(lift), raw, fit)
+            torso = smooth_sequence(fit.torso, seq.timestamps, params)
+        steps.done()
+        ext, canonical, origin, rotation, width = canonical_pose(final, lift, torso)
+        steps.done()
     return LiftResult(
         timestamps=seq.timestamps,
         keypoints_2d=keypoints,
@@ -694,7 +700,13 @@ def _band_metrics(result: LiftResult, lift: LiftConfig) -> dict[str, Any]:
     }
 
 
-def build_take(seq: RgbdSequence, result: LiftResult, lift: LiftConfig, model_id: str) -> Take:
+def build_take(
+    seq: RgbdSequence,
+    result: LiftResult,
+    lift: LiftConfig,
+    model_id: str,
+    rotate_deg: int | None = None,
+) -> Take:
     """Record the frames (with pelvis and neck: 19 joints) into a take with full metadata."""
     meta = {
         "format": "pkmodel-take",
@@ -752,6 +764,8 @@ def build_take(seq: RgbdSequence, result: LiftResult, lift: LiftConfig, model_id
             k: round(v, 4) if np.isfinite(v) else None for k, v in fit.lengths.items()
         }
         meta["lift"]["depth_noise_m_at_1m"] = round(fit.noise_m_at_1m, 5)
+    if rotate_deg is not None:  # the network saw the frames turned (its 2D is in stored pixels)
+        meta["lift"]["rotate_deg"] = rotate_deg
     meta["depth_source_codes"] = DEPTH_SOURCE_TEXT
     meta["depth_source"] = depth_source_rows(fit, result.joints)
     if result.depth_level is not None:
@@ -1104,17 +1118,17 @@ def _lift_into(
         folder = staging / seq.name
         # one bar after another: a bar left open above the overlays' draws cursor moves into a
         # log, and a stop's line after them
-        steps = _Steps(["takes"], f"write {seq.name}", progress)
-        take = build_take(seq, result, lift, joints.source)
-        paths: dict[str, Path] = dict(write_take(take, folder))
-        if lift.take_format != "pkmodel":
-            posekit = write_posekit_takes(paths["bin"], folder, seq.name)
-            if lift.take_format == "posekit":
-                for path in paths.values():
-                    path.unlink()
-                paths.clear()
-            paths.update(posekit)
-        steps.done()
+        with _Steps(["takes"], f"write {seq.name}", progress) as steps:
+            take = build_take(seq, result, lift, joints.source, turn.get("rotate_deg"))
+            paths: dict[str, Path] = dict(write_take(take, folder))
+            if lift.take_format != "pkmodel":
+                posekit = write_posekit_takes(paths["bin"], folder, seq.name)
+                if lift.take_format == "posekit":
+                    for path in paths.values():
+                        path.unlink()
+                    paths.clear()
+                paths.update(posekit)
+            steps.done()
         if pictures:
             if lift.overlays:
                 write_overlays(seq, result, folder / "overlays", progress)
@@ -1125,20 +1139,20 @@ def _lift_into(
                 result.canonical, seq.timestamps, folder / "canonical_3d.png", lift.sheet_frames,
                 truth, f"{seq.name}: canonical 3D pose (blue), ground truth (grey)",
             )  # fmt: skip
-        steps = _Steps(["every variant"], f"metrics {seq.name}", progress)
-        parts = evaluation_parts(seq, joints, result, lift)
-        all_parts.append(parts)
-        metrics = summarise([parts], lift)
-        metrics.update(
-            frames=len(seq),
-            fps_measured=take.metadata["fps"],
-            processing_fps=round(len(seq) / seconds, 2) if seconds > 0 else None,
-            take={k: str(Path(out_dir) / seq.name / p.name) for k, p in paths.items()},
-            **_radius_metrics(result),
-            **_band_metrics(result, lift),
-            **turn,
-        )
-        steps.done()
+        with _Steps(["every variant"], f"metrics {seq.name}", progress) as steps:
+            parts = evaluation_parts(seq, joints, result, lift)
+            all_parts.append(parts)
+            metrics = summarise([parts], lift)
+            metrics.update(
+                frames=len(seq),
+                fps_measured=take.metadata["fps"],
+                processing_fps=round(len(seq) / seconds, 2) if seconds > 0 else None,
+                take={k: str(Path(out_dir) / seq.name / p.name) for k, p in paths.items()},
+                **_radius_metrics(result),
+                **_band_metrics(result, lift),
+                **turn,
+            )
+            steps.done()
         per_sequence[seq.name] = metrics
         total_frames += len(seq)
         total_seconds += seconds

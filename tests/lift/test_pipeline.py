@@ -843,9 +843,10 @@ TURNED_AXES = {
 
 
 def test_the_turn_that_puts_gravity_down():
-    """Camera-to-world rotations (OpenCV axes, y up): a camera held level wants no turn, one
-    rolled as a phone held upright (its stored frame the upright one turned 90 degrees
-    clockwise) wants 270; one looking straight down has no say."""
+    """Camera-to-world rotations (OpenCV axes, y up): a camera held level wants no turn; one
+    rolled so that its stored frame is the upright one turned 90 degrees clockwise wants 270
+    (a phone held upright stores its frames turned one way or the other by the side its top
+    points to); one looking straight down has no say."""
     from pkmodel.lift.pipeline import turn_from_poses
 
     level = np.column_stack([[1.0, 0, 0], [0, -1, 0], [0, 0, -1]])  # x right, y down, z ahead
@@ -922,6 +923,8 @@ def test_auto_turns_a_stray_recording_by_its_camera_poses(tmp_path):
     for degrees, undo in ((0, 0), (90, 270), (180, 180), (270, 90)):
         m = metrics[f"turn{degrees}"]
         assert m["rotate_deg"] == undo
+        take = json.loads((out / f"turn{degrees}/take.json").read_text())["metadata"]["lift"]
+        assert take["rotate_deg"] == undo
         assert m["rotate_auto"] == {"source": "camera poses", "frames": {str(t): 6 * (t == undo) for t in QUARTER_TURNS}}  # fmt: skip
 
     def joints(name: str) -> np.ndarray:
@@ -937,3 +940,22 @@ def test_auto_turns_a_stray_recording_by_its_camera_poses(tmp_path):
         error = np.linalg.norm(joints(name) - np.stack(want, -1), axis=-1)
         both = np.isfinite(error)
         assert both.mean() > 0.5 and np.median(error[both]) < 2.0, (name, np.median(error[both]))
+
+
+def test_a_step_that_fails_ends_its_bar_before_the_error(tmp_path, monkeypatch):
+    """Writing the take fails (a value beyond float32, a full disk): the error is a line of its
+    own, not drawn onto the step's bar."""
+    import pkmodel.lift.pipeline as pipeline
+
+    write_sequence(tmp_path / "in" / "a", frames=3)
+
+    def full_disk(*args, **kwargs):
+        raise PkmodelError("no space left on the disk")
+
+    monkeypatch.setattr(pipeline, "write_take", full_disk)
+    result = runner.invoke(app, ["lift", "--ground-truth-2d", "-i", str(tmp_path / "in"), "-o",
+                                 str(tmp_path / "out"), "--no-pictures"])  # fmt: skip
+    assert result.exit_code == 2
+    lines = [line.strip() for line in result.output.replace("\r", "\n").splitlines()]
+    assert "error: no space left on the disk" in lines, result.output
+    assert "write a:   0%|          | 0/1 [00:00<?, ?step/s, takes]" in lines
