@@ -943,21 +943,34 @@ def stored_depth_confidence(take: Take) -> np.ndarray | None:
     return arr.reshape(take.num_frames, NUM_APP_JOINTS).astype(np.float32)
 
 
-def skeleton_depth_confidence(take: Take) -> np.ndarray | None:
-    """(T, 19) depthConfidence from a lifted take's ``depth_source`` (pkmodel.lift.skeleton):
-    1 where a joint kept its measured depth, 0 where the skeleton placed it or it has no 3D;
-    pelvis and neck 1 when both of their joints are measured. None when the take has no
-    ``depth_source`` that fits it."""
-    rows = take.metadata.get("depth_source")
+def _joint_rows(
+    take: Take, key: str, values: dict[str, float], other: float | None
+) -> np.ndarray | None:
+    """(T, 19) float32 of a lifted take's metadata ``key``: one string per frame, one character
+    per COCO joint, each worth ``values[character]`` (``other`` for any other character; with
+    ``other`` None such a character means the rows do not fit); pelvis and neck the smaller of
+    their two joints'. None when the take has no such rows that fit it."""
+    rows = take.metadata.get(key)
     n = take.num_frames
     if not isinstance(rows, list) or len(rows) != n:
         return None
     if not all(isinstance(r, str) and len(r) == NUM_JOINTS for r in rows):
         return None
-    measured = np.array([[c == "m" for c in r] for r in rows], dtype=bool).reshape(n, NUM_JOINTS)
-    pelvis = measured[:, _LH] & measured[:, _RH]
-    neck = measured[:, _LS] & measured[:, _RS]
-    return np.concatenate([measured, pelvis[:, None], neck[:, None]], axis=1).astype(np.float32)
+    if other is None and not all(set(r) <= values.keys() for r in rows):
+        return None
+    joints = np.array([[values.get(c, other) for c in r] for r in rows], dtype=np.float32)
+    joints = joints.reshape(n, NUM_JOINTS)
+    pelvis = np.minimum(joints[:, _LH], joints[:, _RH])
+    neck = np.minimum(joints[:, _LS], joints[:, _RS])
+    return np.concatenate([joints, pelvis[:, None], neck[:, None]], axis=1)
+
+
+def skeleton_depth_confidence(take: Take) -> np.ndarray | None:
+    """(T, 19) depthConfidence from a lifted take's ``depth_source`` (pkmodel.lift.skeleton):
+    1 where a joint kept its measured depth, 0 where the skeleton placed it or it has no 3D;
+    pelvis and neck 1 when both of their joints are measured. None when the take has no
+    ``depth_source`` that fits it."""
+    return _joint_rows(take, "depth_source", {"m": 1.0}, 0.0)
 
 
 def level_depth_confidence(take: Take) -> np.ndarray | None:
@@ -965,17 +978,7 @@ def level_depth_confidence(take: Take) -> np.ndarray | None:
     the level of the depth pixels / 2, as the app computes it, 0 where a joint has no sample;
     pelvis and neck the smaller of their two joints'. None when the take has no
     ``depth_level`` that fits it."""
-    rows = take.metadata.get("depth_level")
-    n = take.num_frames
-    if not isinstance(rows, list) or len(rows) != n:
-        return None
-    if not all(isinstance(r, str) and len(r) == NUM_JOINTS and set(r) <= set("012-") for r in rows):
-        return None
-    halves = {"0": 0.0, "1": 0.5, "2": 1.0, "-": 0.0}
-    conf = np.array([[halves[c] for c in r] for r in rows], dtype=np.float32).reshape(n, NUM_JOINTS)
-    pelvis = np.minimum(conf[:, _LH], conf[:, _RH])
-    neck = np.minimum(conf[:, _LS], conf[:, _RS])
-    return np.concatenate([conf, pelvis[:, None], neck[:, None]], axis=1)
+    return _joint_rows(take, "depth_level", {"0": 0.0, "1": 0.5, "2": 1.0, "-": 0.0}, None)
 
 
 def lifted_depth_confidence(take: Take) -> np.ndarray | None:
