@@ -21,6 +21,34 @@ def read_rgb(
     pixels are as stored (a dataset's labels are in those), or with ``shown`` as a viewer
     shows them: turned as the EXIF orientation says (a phone's photo held upright).
     """
+    rgb, _ = _decode(path, shown)
+    if width is not None and (rgb.shape[1], rgb.shape[0]) != (width, height):
+        raise ValueError(
+            f"image is {rgb.shape[1]}x{rgb.shape[0]}, the annotations say {width}x{height}"
+        )
+    return rgb
+
+
+def read_rgb_turn(path: str | Path) -> tuple[np.ndarray, int]:
+    """:func:`read_rgb`'s stored pixels and the degrees they turn clockwise to be shown, from
+    the EXIF orientation (a phone's photo is stored in the sensor's orientation and tagged with
+    the turn that shows it, e.g. 6 'rotate 90'): 0 without a tag or with a mirroring one."""
+    rgb, orientation = _decode(path, False)
+    return rgb, EXIF_TURNS.get(orientation, 0)
+
+
+# EXIF orientations that are a turn (no mirror) -> degrees the stored image turns clockwise
+# to be shown (1 is as stored; 2, 4, 5 and 7 mirror it)
+EXIF_TURNS = {1: 0, 3: 180, 6: 90, 8: 270}
+
+# EXIF orientation -> the Pillow transpose that shows the stored image
+SHOWN_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+                   6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}  # fmt: skip
+
+
+def _decode(path: str | Path, shown: bool) -> tuple[np.ndarray, int]:
+    """The RGB pixels of one image file (as stored, or with ``shown`` as a viewer shows them)
+    and its EXIF orientation, from one opening of the file; ValueError with the reason."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError
@@ -32,7 +60,8 @@ def read_rgb(
             warnings.simplefilter("ignore", UserWarning)
             with Image.open(path) as im:
                 im.load()
-                how = SHOWN_TRANSPOSE.get(_exif_orientation(im)) if shown else None
+                orientation = _exif_orientation(im)
+                how = SHOWN_TRANSPOSE.get(orientation) if shown else None
                 rgb = np.asarray((im.transpose(Image.Transpose[how]) if how else im).convert("RGB"))
     except UnidentifiedImageError:  # its message names Pillow's file object, not the file
         raise ValueError("cannot decode (not an image format Pillow reads)") from None
@@ -40,54 +69,18 @@ def read_rgb(
         raise ValueError(
             f"cannot decode ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
         ) from None
-    if width is not None and (rgb.shape[1], rgb.shape[0]) != (width, height):
-        raise ValueError(
-            f"image is {rgb.shape[1]}x{rgb.shape[0]}, the annotations say {width}x{height}"
-        )
-    return rgb
-
-
-# EXIF orientations that are a turn (no mirror) -> degrees the stored image turns clockwise
-# to be shown (1 is as stored; 2, 4, 5 and 7 mirror it)
-EXIF_TURNS = {1: 0, 3: 180, 6: 90, 8: 270}
-
-
-# EXIF orientation -> the Pillow transpose that shows the stored image
-SHOWN_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
-                   6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}  # fmt: skip
+    return rgb, orientation
 
 
 def _exif_orientation(im: Any) -> int:
     """An open image's EXIF orientation (1 when it has none or its EXIF cannot be read: a
     phone's odd tags must not stop a folder). Pillow's own ``exif_transpose`` writes the EXIF
     back and raises on some real phones' tags, so only the orientation is read here."""
-    import warnings
-
     try:
-        with warnings.catch_warnings():  # "Corrupt EXIF data": the orientation is all we need
-            warnings.simplefilter("ignore")
-            orientation = im.getexif().get(0x0112, 1)
+        orientation = im.getexif().get(0x0112, 1)
     except Exception:  # noqa: BLE001 - any damage in the EXIF block leaves the image as stored
         return 1
     return orientation if isinstance(orientation, int) else 1
-
-
-def shown_turn(path: str | Path) -> int:
-    """Degrees an image file's stored pixels turn clockwise to be shown, from its EXIF
-    orientation (a phone's photo is stored in the sensor's orientation and tagged with the
-    turn that shows it, e.g. 6 'rotate 90'); 0 without a tag, with a mirroring one, or for a
-    file Pillow cannot open (read_rgb says why)."""
-    import warnings
-
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():  # odd EXIF blocks warn as the file opens
-            warnings.simplefilter("ignore", UserWarning)
-            with Image.open(path) as im:
-                return EXIF_TURNS.get(_exif_orientation(im), 0)
-    except Exception:  # noqa: BLE001 - any image error: read_rgb refuses the file with its reason
-        return 0
 
 
 def jpeg_cut_short(data: bytes) -> bool:

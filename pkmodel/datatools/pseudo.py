@@ -38,7 +38,7 @@ import numpy as np
 from pkmodel.common.atomic import atomic_write_json
 from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.geometry import joint_boxes, turn_image, unturn_points
-from pkmodel.common.images import IMAGE_SUFFIXES, read_rgb, shown_turn
+from pkmodel.common.images import IMAGE_SUFFIXES, read_rgb_turn
 from pkmodel.common.skeleton import NUM_JOINTS, coco_category
 from pkmodel.config import PrepareConfig, PseudoLabelConfig
 from pkmodel.data.labels import read_labels, write_labels
@@ -200,9 +200,10 @@ def predict_folder(
             frames, names, turns = [], [], []
             for f in todo[start : start + batch_size]:
                 try:
-                    frames.append(read_rgb(folder / f))
+                    frame, turn = read_rgb_turn(folder / f)
+                    frames.append(frame)
                     names.append(f)
-                    turns.append(shown_turn(folder / f))
+                    turns.append(turn)
                 except ValueError as e:
                     cache["unreadable"][f] = str(e)
             if frames:

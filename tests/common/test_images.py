@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pkmodel.common.images import jpeg_cut_short, read_rgb, shown_turn
+from pkmodel.common.images import jpeg_cut_short, read_rgb, read_rgb_turn
 
 COCO_JPEG = Path(__file__).parents[3] / "shared/data/coco_mini/train2017/000000000790.jpg"
 
@@ -109,6 +109,6 @@ def test_a_photo_with_damaged_exif_tags_is_still_shown_turned(tmp_path):
         warnings.simplefilter("always")
         assert read_rgb(path).shape == (4, 6, 3)
         shown = read_rgb(path, shown=True)
-        assert shown_turn(path) == 90
+        assert read_rgb_turn(path)[1] == 90
     assert shown.shape == (6, 4, 3) and shown[5, 3].mean() > 150 and shown[0, 0].mean() < 60
     assert [str(w.message) for w in caught] == []
