@@ -775,17 +775,21 @@ def write_turned(seq, folder: Path, degrees: int) -> None:
         cv2.imwrite(str(folder / f"color/{i:06d}.png"), turn_image(seq.load_color(i), degrees)[..., ::-1])  # fmt: skip
         depth = np.round(turn_image(seq.load_depth(i), degrees) * 1000).astype(np.uint16)
         cv2.imwrite(str(folder / f"depth/{i:06d}.png"), depth)
-    k = seq.intrinsics
+    keys = ("width", "height", "fx", "fy", "cx", "cy")
+    doc = dict(zip(keys, turned_intrinsics(seq.intrinsics, degrees), strict=True))
+    (folder / "intrinsics.json").write_text(json.dumps({**doc, "depth_scale_per_meter": 1000, "fps": 30}))  # fmt: skip
+
+
+def turned_intrinsics(k: Intrinsics, degrees: int) -> tuple[float, ...]:
+    """(width, height, fx, fy, cx, cy) of the camera whose frames are ``k``'s turned clockwise
+    by ``degrees``: a quarter turn swaps the sides and the focal lengths."""
     w, h, fx, fy, cx, cy = k.width, k.height, k.fx, k.fy, k.cx, k.cy
-    turned = {
+    return {
         0: (w, h, fx, fy, cx, cy),
         90: (h, w, fy, fx, h - cy, cx),
         180: (w, h, fx, fy, w - cx, h - cy),
         270: (h, w, fy, fx, cy, w - cx),
     }[degrees]
-    keys = ("width", "height", "fx", "fy", "cx", "cy")
-    doc = dict(zip(keys, turned, strict=True), depth_scale_per_meter=1000, fps=30)
-    (folder / "intrinsics.json").write_text(json.dumps(doc))
 
 
 def test_lift_turns_frames_stored_on_their_side_upright_for_the_network(tmp_path):
@@ -870,6 +874,7 @@ def turned_stray(source: Path, folder: Path, degrees: int) -> None:
 
     from pkmodel.common.capture_formats import odometry_text, quaternion_xyzw
     from pkmodel.common.geometry import turn_image
+    from tests.common.test_capture_formats import quaternion_matrix  # written out independently
 
     (seq,) = find_sequences(source)
     (folder / "depth").mkdir(parents=True)
@@ -881,24 +886,15 @@ def turned_stray(source: Path, folder: Path, degrees: int) -> None:
         depth = np.round(turn_image(seq.load_depth(i), degrees) * 1000).astype(np.uint16)
         cv2.imwrite(str(folder / f"depth/{i:06d}.png"), depth)
     writer.release()
-    k = seq.intrinsics
-    w, h, fx, fy, cx, cy = k.width, k.height, k.fx, k.fy, k.cx, k.cy
-    fx, fy, cx, cy = {0: (fx, fy, cx, cy), 90: (fy, fx, h - cy, cx),
-                      180: (fx, fy, w - cx, h - cy), 270: (fy, fx, cy, w - cx)}[degrees]  # fmt: skip
+    fx, fy, cx, cy = turned_intrinsics(seq.intrinsics, degrees)[2:]
     (folder / "camera_matrix.csv").write_text(f"{fx}, 0.0, {cx}\n0.0, {fy}, {cy}\n0.0, 0.0, 1.0\n")
     rows = [line.split(",") for line in (source / "odometry.csv").read_text().splitlines()[1:]]
     poses = []
     for row in rows:
         x, y, z, w_ = (float(v) for v in row[5:9])
-        rotation = quaternion_matrix_of(x, y, z, w_) @ TURNED_AXES[degrees]
+        rotation = quaternion_matrix(x, y, z, w_) @ TURNED_AXES[degrees]
         poses.append([*(float(v) for v in row[2:5]), *quaternion_xyzw(rotation)])
     (folder / "odometry.csv").write_text(odometry_text(seq.timestamps, np.array(poses)))
-
-
-def quaternion_matrix_of(x: float, y: float, z: float, w: float) -> np.ndarray:
-    from tests.common.test_capture_formats import quaternion_matrix
-
-    return quaternion_matrix(x, y, z, w)
 
 
 def test_auto_turns_a_stray_recording_by_its_camera_poses(tmp_path):
