@@ -613,7 +613,7 @@ def read_posekit_zip(
 # --- writing ---------------------------------------------------------------------------------
 
 
-JSON_CHUNK_FRAMES = 64  # frames whose numbers export_json_text turns into text at once
+TEXT_CHUNK_FRAMES = 64  # frames whose numbers the JSON export and the CSV turn into text at once
 
 
 def export_json_text(take: PoseKitTake) -> str:
@@ -622,8 +622,8 @@ def export_json_text(take: PoseKitTake) -> str:
     joints = take.frames["joints"]
     frames = []  # each frame's text as it sits in the "frames" list (level 2): a frame's
     # dicts and texts live only while it is written (all of them at once took ~130 kB a frame)
-    for start in range(0, take.num_frames, JSON_CHUNK_FRAMES):
-        texts = swift_floats(joints[start : start + JSON_CHUNK_FRAMES])
+    for start in range(0, take.num_frames, TEXT_CHUNK_FRAMES):
+        texts = swift_floats(joints[start : start + TEXT_CHUNK_FRAMES])
         for t, row in enumerate(texts, start):
             frame = {
                 "timestamp": swift_double(take.frames["timestamp"][t]),
@@ -1284,11 +1284,11 @@ def take_csv_text(take: Take, image_size: tuple[int, int] | None = None) -> str:
     if j == NUM_APP_JOINTS:
         conf = stored_depth_confidence(take)
         conf = lifted_depth_confidence(take) if conf is None else conf
-    no_conf = np.full((JSON_CHUNK_FRAMES, j), "", dtype=object)
+    no_conf = np.full((TEXT_CHUNK_FRAMES, j), "", dtype=object)
     parts = [",".join(CSV_COLUMNS)]
     # a chunk of frames at a time: the texts of a whole take took ~40 kB a frame
-    for start in range(0, n, JSON_CHUNK_FRAMES):
-        rows = slice(start, min(start + JSON_CHUNK_FRAMES, n))
+    for start in range(0, n, TEXT_CHUNK_FRAMES):
+        rows = slice(start, min(start + TEXT_CHUNK_FRAMES, n))
         norm_text, score = _texts(norm[rows]), _texts(take.scores[rows])
         camera, canonical = _texts(take.joints_camera[rows]), _texts(take.joints_canonical[rows])
         conf_text = _texts(conf[rows]) if conf is not None else no_conf
