@@ -27,7 +27,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from pkmodel.common.errors import PkmodelError, not_there
-from pkmodel.config.rules import RuleError
+from pkmodel.config.rules import RuleError, is_choice
 from pkmodel.config.sections import (
     SECTIONS,
     AugmentConfig,
@@ -193,8 +193,8 @@ def _convert(tp: Any, value: Any) -> tuple[bool, Any]:
         if value is None or value == "":
             return True, None
         return _convert(_optional_inner(tp), value)
-    if origin is Literal:  # the choice itself: false is not 0, 90.0 is not 90
-        return any(type(value) is type(c) and value == c for c in typing.get_args(tp)), value
+    if origin is Literal:
+        return is_choice(value, typing.get_args(tp)), value
     if origin is list:
         if not isinstance(value, list):
             return False, value

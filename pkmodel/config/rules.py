@@ -21,6 +21,12 @@ def finite(x: float) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def is_choice(value: Any, choices: Sequence[Any]) -> bool:
+    """``value`` is one of a Literal's ``choices``, of the same type too: false is not 0,
+    90.0 is not 90."""
+    return any(type(value) is type(c) and value == c for c in choices)
+
+
 def probability(key: str) -> Rule:
     return (key, lambda v: finite(v) and 0.0 <= v <= 1.0, "must be in [0, 1]")
 

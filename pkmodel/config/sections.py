@@ -22,6 +22,7 @@ from pkmodel.config.rules import (
     check_rules,
     finite,
     in_range,
+    is_choice,
     positive,
     positive_odd,
     probability,
@@ -99,7 +100,7 @@ def _type_rules(section: type) -> list[Rule]:
         elif typing.get_origin(tp) is Literal:
             choices = typing.get_args(tp)
             text = "must be one of " + ", ".join(map(str, choices))
-            rules.append((key, lambda v, choices=choices: any(type(v) is type(c) and v == c for c in choices), text))  # fmt: skip
+            rules.append((key, lambda v, choices=choices: is_choice(v, choices), text))
     return rules
 
 

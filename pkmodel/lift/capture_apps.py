@@ -139,7 +139,6 @@ class VideoFrames:
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def _open(self) -> None:
-
         if self._capture is not None:
             self._capture.release()
         self._capture = stored_video(self.path)
