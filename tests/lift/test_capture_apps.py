@@ -217,6 +217,55 @@ def test_a_stray_video_turned_for_display_is_read_as_stored(tmp_path):
         np.testing.assert_allclose(colour.reshape(-1, 3).mean(0), COLOURS[i], atol=4)
 
 
+def hevc_video(frames: list[np.ndarray], path: Path, pix_fmt: str) -> None:
+    """Encode RGB frames as the HEVC the app writes (AVAssetWriter, `AVVideoCodecType.hevc`:
+    an 'hvc1' sample entry in an MP4), by FFmpeg's libx265 with its default B-frames, so that
+    decode order differs from display order."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    h, w = frames[0].shape[:2]
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", "30", "-i", "-",
+               "-c:v", "libx265", "-x265-params", "log-level=error", "-crf", "16",
+               "-pix_fmt", pix_fmt, "-tag:v", "hvc1", str(path)]  # fmt: skip
+    subprocess.run(command, input=b"".join(f.tobytes() for f in frames), check=True)
+    assert b"hvc1" in path.read_bytes()  # the sample entry Apple's players require
+
+
+@pytest.mark.parametrize(
+    "pix_fmt, turned", [("yuv420p", False), ("yuv420p10le", False), ("yuv420p", True)]
+)
+def test_a_stray_hevc_video_reads_like_the_clip(made, tmp_path, pix_fmt, turned):
+    """The app's rgb.mp4 is HEVC (8-bit Main; Main 10 on phones that record HDR), not the
+    mp4v make-synthetic writes: the reader decodes it, with B-frames and with a display matrix,
+    to the clip's frames in order, and random access gives the same pixels."""
+    import shutil
+
+    (ref,) = quiet_find(made["pkmodel", "exact"])
+    folder = tmp_path / "stray"
+    shutil.copytree(made["stray", "exact"], folder)
+    video = folder / "sequences/seq_000/rgb.mp4"
+    clip = [ref.load_color(i) for i in range(FRAMES)]
+    for i, frame in enumerate(clip):  # consecutive frames differ little: mark each one
+        frame[8:24, 8 + 16 * i : 24 + 16 * i] = 255
+    hevc_video(clip, video, pix_fmt)
+    if turned:
+        turn_for_display(video)
+    (seq,) = quiet_find(folder)
+    assert isinstance(seq, StrayRecording) and len(seq) == FRAMES
+    frames = [seq.load_color(i) for i in range(FRAMES)]
+    for i, frame in enumerate(frames):
+        assert frame.shape == (H, W, 3)
+        errors = [np.abs(frame - c.astype(np.float64)).mean() for c in clip]
+        assert errors[i] < 4.0 and int(np.argmin(errors)) == i  # this frame, not a neighbour
+        assert frame[12:20, 12 + 16 * i : 20 + 16 * i].min() > 230
+    access = VideoFrames(seq.color_files[0], FRAMES)
+    for i in (4, 0, 3, 1, 2):
+        np.testing.assert_array_equal(access.frame(i), frames[i])
+
+
 def test_stray_frame_counts_one_or_two_apart_use_the_common_frames(tmp_path):
     messages: list[str] = []
     (seq,) = quiet_find(stray_folder(tmp_path, video_frames=6, depth_frames=4), messages)
