@@ -13,7 +13,7 @@ import functools
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,15 @@ import numpy as np
 from pkmodel.common.atomic import atomic_write_text, check_writable, default_file_mode
 from pkmodel.common.draw import draw_center, draw_skeleton, save_image
 from pkmodel.common.errors import PkmodelError
-from pkmodel.common.geometry import crop_to_image, joint_boxes, letterbox_image, pixel_crop_box
+from pkmodel.common.geometry import (
+    QUARTER_TURNS,
+    crop_to_image,
+    joint_boxes,
+    letterbox_image,
+    pixel_crop_box,
+    turn_image,
+    unturn_points,
+)
 from pkmodel.common.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, crop_square, read_rgb
 from pkmodel.common.skeleton import JOINT_NAMES
 from pkmodel.engine.networks import Network, load_network
@@ -33,6 +41,14 @@ PREDICTIONS_SCHEMA = "pkmodel.predictions"
 # The person box around a pose's found joints grows by this x its longer side on every side
 # (joints lie inside the body) before the crop is cut: pseudo_label.box_margin's default.
 REFINE_MARGIN = 0.1
+# --rotate auto (and lift.rotate = "auto" without camera poses): the frames the network looks at
+# under each quarter turn, and how many more joints a turn must find than the frames as read
+AUTO_TURN_FRAMES = 8
+AUTO_TURN_GAIN = 1.25
+# predict's vote counts the joints scoring at least this (the score the rule was measured at,
+# lift.min_score's default; decoder.score_threshold, 0.2, counts a lying person's joints too)
+AUTO_TURN_MIN_SCORE = 0.3
+ROTATE_CHOICES = ("auto", "0", "90", "180", "270")
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,6 +188,75 @@ def predict_frames_refined(
     return poses
 
 
+def upright_turn(found: Mapping[int, int], mean: Mapping[int, float], images: int) -> int:
+    """The clockwise turn (degrees) that stands a person upright, from the joints a network
+    found in ``images`` frames under each quarter turn (``found``) and their mean score
+    (``mean``): the turn with the most joints, but only when it finds AUTO_TURN_GAIN times the
+    joints of the frames as they are, at least one more per frame, and scores higher on
+    average. A network sees an upside-down person nearly as surely as an upright one, and a
+    wrong turn would spoil every frame of an input that was upright already, so 0 otherwise."""
+    best = max(QUARTER_TURNS, key=lambda turn: (found[turn], mean[turn], turn == 0))
+    convincing = (
+        found[best] >= AUTO_TURN_GAIN * found[0]
+        and found[best] - found[0] >= images
+        and mean[best] > mean[0]
+    )
+    return best if convincing else 0
+
+
+def unturn_pose(pose: Pose, degrees: int, width: int, height: int) -> Pose:
+    """A pose found in a frame turned clockwise by ``degrees``, in the ``width`` x ``height``
+    frame's own pixels."""
+    return Pose(
+        keypoints=unturn_points(pose.keypoints, degrees, width, height),
+        scores=pose.scores,
+        found=pose.found,
+        center=unturn_points(pose.center, degrees, width, height),
+        center_score=pose.center_score,
+    )
+
+
+def turned(predict: Any, degrees: int) -> Any:
+    """``predict(frames) -> [Pose]`` with the network seeing each frame turned clockwise by
+    ``degrees``; the poses come back in the frames' own pixels."""
+    if degrees == 0:
+        return predict
+
+    def run(frames: Sequence[np.ndarray]) -> list[Pose]:
+        poses = predict([turn_image(f, degrees) for f in frames])
+        return [
+            unturn_pose(p, degrees, f.shape[1], f.shape[0])
+            for p, f in zip(poses, frames, strict=True)
+        ]
+
+    return run
+
+
+def turn_votes(
+    runner: Any, frames: Sequence[np.ndarray]
+) -> tuple[int, dict[int, dict[str, float]]]:
+    """--rotate auto: the turn :func:`upright_turn` picks for ``frames``, and per turn the
+    joints found with a score of at least AUTO_TURN_MIN_SCORE and the mean score."""
+    found, mean = {}, {}
+    for degrees in QUARTER_TURNS:
+        poses = predict_frames(runner, [turn_image(f, degrees) for f in frames])
+        found[degrees] = int(sum((p.found & (p.scores >= AUTO_TURN_MIN_SCORE)).sum() for p in poses))  # fmt: skip
+        mean[degrees] = float(np.mean([p.scores for p in poses]))
+    seen = {t: {"joints": found[t], "mean_score": round(mean[t], 4)} for t in QUARTER_TURNS}
+    return upright_turn(found, mean, len(frames)), seen
+
+
+def rotate_degrees(rotate: str | int) -> int | None:
+    """--rotate's value as degrees, None for auto; anything else is a PkmodelError."""
+    text = str(rotate).strip().lower()
+    if text not in ROTATE_CHOICES:
+        raise PkmodelError(
+            f"--rotate must be {', '.join(ROTATE_CHOICES[:-1])} or {ROTATE_CHOICES[-1]} "
+            f"(degrees clockwise), not {rotate!r}"
+        )
+    return None if text == "auto" else int(text)
+
+
 def draw_pose(frame: np.ndarray, pose: Pose) -> np.ndarray:
     """A copy of the frame with the found joints, their limbs and the person center."""
 
@@ -195,6 +280,7 @@ class PredictSummary:
     overlays: list[Path] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # one sentence each
+    rotate_deg: int = 0  # the clockwise turn the network saw the frames with
 
 
 def input_kind(path: Path) -> str:
@@ -390,11 +476,15 @@ def predict_path(
     batch_size: int = 16,
     progress: bool = False,
     refine_passes: int = 0,
+    rotate: str | int = 0,
 ) -> PredictSummary:
     """`pkmodel predict`: an image, a folder of images or a video, with a checkpoint or ONNX.
 
     ``refine_passes``: looks again at a crop around each pose found (predict_frames_refined,
     crops cut with prepare.expand_ratio like the training crops); 0 = the whole frame only.
+    ``rotate``: degrees (0, 90, 180, 270) each frame turns clockwise before the network sees
+    it, or "auto" (:func:`turn_votes` on AUTO_TURN_FRAMES frames spread over the input); the
+    keypoints stay in the frames' own pixels.
     """
     source, out_dir = Path(source), Path(out_dir)
     kind = input_kind(source)
@@ -402,12 +492,13 @@ def predict_path(
         raise PkmodelError(f"batch size must be at least 1, got {batch_size}")
     if refine_passes < 0:
         raise PkmodelError(f"refine passes must be 0 or more, got {refine_passes}")
+    degrees = rotate_degrees(rotate)
     check_writable(out_dir, "--out", folder=True)
     runner = load_runner(weights, cfg, device)
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return _predict_into(runner, source, kind, weights, out_dir, cfg, batch_size, progress, refine_passes)  # fmt: skip
+        return _predict_into(runner, source, kind, weights, out_dir, cfg, batch_size, progress, refine_passes, degrees)  # fmt: skip
     except PkmodelError:
         if created and not any(out_dir.iterdir()):
             out_dir.rmdir()  # a run that wrote nothing leaves no empty folder behind
@@ -415,9 +506,23 @@ def predict_path(
 
 
 def _predict_into(
-    runner, source, kind, weights, out_dir, cfg, batch_size, progress, refine_passes
+    runner, source, kind, weights, out_dir, cfg, batch_size, progress, refine_passes, degrees
 ) -> PredictSummary:  # fmt: skip
     header = {**_header(runner, Path(weights), kind, source), "refine_passes": refine_passes}
+    paths: list[Path] = []
+    if kind == "image":
+        paths = [source]
+    elif kind == "folder":
+        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise PkmodelError(
+                f"folder {source} holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
+    if degrees is None:  # --rotate auto
+        samples = _video_samples(source) if kind == "video" else _image_samples(paths)
+        degrees, seen = turn_votes(runner, samples) if samples else (0, {})
+        header["rotate_auto"] = {"frames": len(samples), "turns": {str(t): v for t, v in seen.items()}}  # fmt: skip
+    header["rotate_deg"] = degrees
 
     def predict(frames: Sequence[np.ndarray]) -> list[Pose]:
         return predict_frames_refined(
@@ -425,13 +530,49 @@ def _predict_into(
         )
 
     if kind == "video":
-        return predict_video(predict, source, out_dir, batch_size, header, progress)
-    if kind == "image":
-        paths = [source]
+        summary = predict_video(turned(predict, degrees), source, out_dir, batch_size, header, progress)  # fmt: skip
     else:
-        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not paths:
-            raise PkmodelError(
-                f"folder {source} holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})"
-            )
-    return predict_images(predict, paths, out_dir, batch_size, header, progress, kind == "image")
+        summary = predict_images(turned(predict, degrees), paths, out_dir, batch_size, header, progress, kind == "image")  # fmt: skip
+    summary.rotate_deg = degrees
+    return summary
+
+
+def _spread(count: int) -> list[int]:
+    """AUTO_TURN_FRAMES indices spread evenly over ``count`` items (all of them when fewer)."""
+    picks = np.linspace(0, count - 1, min(AUTO_TURN_FRAMES, count)).round()
+    return [int(i) for i in np.unique(picks)]
+
+
+def _image_samples(paths: Sequence[Path]) -> list[np.ndarray]:
+    """The images --rotate auto looks at, as shown (an unreadable one is left out here; the
+    prediction itself reports it)."""
+    frames = []
+    for i in _spread(len(paths)):
+        try:
+            frames.append(read_rgb(paths[i], shown=True))
+        except ValueError:
+            continue
+    return frames
+
+
+def _video_samples(path: Path) -> list[np.ndarray]:
+    """The frames --rotate auto looks at, spread over the video (the first ones where the
+    container gives no frame count), as shown; none when it cannot be read (the prediction
+    itself then says why)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            return []
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        frames = []
+        for i in _spread(total) if total > 0 else range(AUTO_TURN_FRAMES):
+            if total > 0:
+                capture.set(cv2.CAP_PROP_POS_FRAMES, i)
+            ok, bgr = capture.read()
+            if ok and bgr is not None:
+                frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        return frames
+    finally:
+        capture.release()

@@ -35,6 +35,7 @@ from pkmodel.common.skeleton import (
 )
 from pkmodel.config import LiftConfig
 from pkmodel.engine.networks import load_network, network_device
+from pkmodel.engine.predict import AUTO_TURN_FRAMES, upright_turn
 from pkmodel.lift.canonical import canonical_frame, hip_width, to_canonical
 from pkmodel.lift.depth import (
     band_widens,
@@ -162,10 +163,6 @@ class ModelJoints:
         return np.where(keep[..., None], keypoints, np.nan), dec.scores
 
 
-AUTO_TURN_FRAMES = 8  # frames of a recording lift.rotate = "auto" looks at
-AUTO_TURN_GAIN = 1.25  # how many more joints a turn must find than the frames as stored
-
-
 def choose_turn(seq: RgbdSequence, detector: ModelJoints) -> tuple[int, dict[str, Any]]:
     """lift.rotate = "auto": the clockwise turn (degrees) that stands the recording's person
     upright, and what it was chosen from: the camera's poses where the recording has them
@@ -208,12 +205,8 @@ def turn_from_network(
 ) -> tuple[int, dict[int, dict[str, float]]]:
     """The clockwise turn (degrees) under which the network finds the most joints (scoring at
     least lift.min_score) in AUTO_TURN_FRAMES frames spread over the recording, and per turn
-    the joints found and their mean score.
-
-    A turn replaces the frames as stored only when it finds AUTO_TURN_GAIN times their joints,
-    at least one more per frame, and scores higher on average: a network sees an upside-down
-    person nearly as surely as an upright one, and a wrong turn would spoil every frame of a
-    recording that was upright already."""
+    the joints found and their mean score; the rule is `pkmodel predict --rotate auto`'s
+    (:func:`pkmodel.engine.predict.upright_turn`)."""
     picks = np.unique(np.linspace(0, len(seq) - 1, min(AUTO_TURN_FRAMES, len(seq))).round())
     images = [seq.load_color(int(i)) for i in picks]
     found, mean = {}, {}
@@ -221,14 +214,8 @@ def turn_from_network(
         keypoints, scores = detector(images, turn)
         found[turn] = int(np.isfinite(keypoints[..., 0]).sum())
         mean[turn] = float(np.mean(scores))
-    best = max(QUARTER_TURNS, key=lambda turn: (found[turn], mean[turn], turn == 0))
-    convincing = (
-        found[best] >= AUTO_TURN_GAIN * found[0]
-        and found[best] - found[0] >= len(images)
-        and mean[best] > mean[0]
-    )
-    chosen = best if convincing else 0
-    return chosen, {t: {"joints": found[t], "mean_score": round(mean[t], 4)} for t in QUARTER_TURNS}
+    seen = {t: {"joints": found[t], "mean_score": round(mean[t], 4)} for t in QUARTER_TURNS}
+    return upright_turn(found, mean, len(images)), seen
 
 
 def predict_joints(

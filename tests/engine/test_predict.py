@@ -4,6 +4,7 @@ checkpoint vs ONNX, and clear errors."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -380,3 +381,121 @@ def test_photos_and_videos_are_predicted_as_they_are_shown(tmp_path, checkpoint)
     overlay = cv2.imread(str(tmp_path / "out-photo.jpg/photo_pose.jpg"))
     assert overlay.shape[:2] == (80, 40)
     assert overlay[:30].mean() > 200 and overlay[50:].mean() < 60  # turned as shown
+
+
+TRAINED = Path(__file__).resolve().parents[1] / "assets" / "trained_96.pt"
+
+
+@pytest.fixture(scope="module")
+def upright_frames(tmp_path_factory) -> list[np.ndarray]:
+    """Eight frames of a synthetic person standing upright, 256 x 192 (lift's clip)."""
+    from pkmodel.lift.rgbd import find_sequences
+
+    root = tmp_path_factory.mktemp("upright")
+    run_cli(["make-synthetic", "--out", root, "--num-train", 0, "--num-val", 0, "--sequences", 1,
+             "--frames", 8, "--seed", 21, "--size", "256x192", "--workers", 1])  # fmt: skip
+    (seq,) = find_sequences(root / "sequences/seq_000")
+    return [seq.load_color(i) for i in range(len(seq))]
+
+
+def _keypoints(out: Path) -> tuple[dict, np.ndarray, np.ndarray]:
+    data = json.loads((out / "keypoints.json").read_text())
+    items = data["items"]
+    kp = np.array([item["keypoints"] for item in items])
+    found = np.array([item["found"] for item in items])
+    return data, kp, found
+
+
+def test_predict_turns_pictures_stored_on_their_side(tmp_path, upright_frames):
+    """Frames stored on their side with no EXIF orientation or display matrix (a phone's raw
+    capture): --rotate 270 (or auto, which finds it) shows the network the upright person and
+    gives the joints back in the stored frames' pixels, the upright frames' joints turned.
+    Without --rotate the network sees a lying person and misplaces most joints."""
+    import cv2
+
+    from pkmodel.engine.predict import AUTO_TURN_GAIN
+
+    upright, side = tmp_path / "upright", tmp_path / "side"
+    upright.mkdir()
+    side.mkdir()
+    for i, frame in enumerate(upright_frames):
+        cv2.imwrite(str(upright / f"f{i}.png"), frame[..., ::-1])
+        stored = np.ascontiguousarray(np.rot90(frame, k=-1))  # turned 90 degrees clockwise
+        cv2.imwrite(str(side / f"f{i}.png"), stored[..., ::-1])
+    common = ["--weights", TRAINED, "--quiet", "--device", "cpu", "--refine-passes", 1]
+    run_cli(["predict", upright, "--out", tmp_path / "a", *common])
+    text = run_cli(["predict", side, "--out", tmp_path / "b", "--rotate", "auto", *common])
+    assert "frames turned 270 degrees clockwise for the network (--rotate auto)" in text
+    run_cli(["predict", side, "--out", tmp_path / "c", "--rotate", "270", *common])
+    run_cli(["predict", side, "--out", tmp_path / "d", *common])
+
+    head_a, kp_a, found_a = _keypoints(tmp_path / "a")
+    head_b, kp_b, found_b = _keypoints(tmp_path / "b")
+    head_c, kp_c, _ = _keypoints(tmp_path / "c")
+    head_d, kp_d, found_d = _keypoints(tmp_path / "d")
+    assert head_a["rotate_deg"] == 0 and "rotate_auto" not in head_a
+    assert head_b["rotate_deg"] == 270 and head_c["rotate_deg"] == 270
+    turns = head_b["rotate_auto"]["turns"]
+    assert head_b["rotate_auto"]["frames"] == 8
+    # as lift.rotate = "auto" found for these frames (joints scoring 0.3 or more)
+    assert turns["270"]["joints"] == 84 and turns["0"]["joints"] == 52
+    assert (
+        turns["270"]["joints"] >= AUTO_TURN_GAIN * turns["0"]["joints"]
+        and max(turns.values(), key=lambda v: v["joints"]) is turns["270"]
+    )
+    assert found_a.sum() > 0.8 * found_a.size and head_d["rotate_deg"] == 0
+    # stored (x, y) of an upright point (u, v) turned clockwise: (h - v, u), h = 192
+    x, y = kp_a[..., 0], kp_a[..., 1]
+    turned = np.stack([192 - y, x], -1)
+    np.testing.assert_allclose(kp_b, turned, atol=0.02)
+    lying = np.linalg.norm(kp_d - turned, axis=-1)[found_a & found_d]
+    assert np.median(lying) > 20  # 68 px: as stored, the network's joints are elsewhere
+    np.testing.assert_array_equal(found_b, found_a)
+    np.testing.assert_array_equal(kp_c, kp_b)
+    assert all(item["width"] == 192 and item["height"] == 256 for item in head_b["items"])
+
+
+def test_predict_turns_a_video_stored_on_its_side(tmp_path, upright_frames):
+    """The same for a video: --rotate auto looks at frames spread over it and keeps the turn
+    for every frame; the joints match the upright video's turned, within the codec's loss."""
+    import cv2
+
+    def write(path: Path, frames: list[np.ndarray]) -> None:
+        h, w = frames[0].shape[:2]
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (w, h))
+        for frame in frames * 2:
+            writer.write(frame[..., ::-1])
+        writer.release()
+
+    write(tmp_path / "upright.mp4", upright_frames)
+    write(tmp_path / "side.mp4", [np.ascontiguousarray(np.rot90(f)) for f in upright_frames])
+    common = ["--weights", TRAINED, "--quiet", "--device", "cpu"]
+    run_cli(["predict", tmp_path / "upright.mp4", "--out", tmp_path / "a", *common])
+    run_cli(["predict", tmp_path / "side.mp4", "--out", tmp_path / "b", "--rotate", "auto", *common])  # fmt: skip
+    head_a, kp_a, found_a = _keypoints(tmp_path / "a")
+    head_b, kp_b, found_b = _keypoints(tmp_path / "b")
+    assert head_b["rotate_deg"] == 90 and head_b["rotate_auto"]["frames"] == 8
+    assert (head_b["width"], head_b["height"]) == (192, 256) and len(head_b["items"]) == 16
+    # stored (x, y) of an upright point (u, v) turned counter-clockwise: (v, w - u), w = 256
+    x, y = kp_a[..., 0], kp_a[..., 1]
+    both = found_a & found_b
+    assert both.sum() > 0.6 * both.size
+    error = np.linalg.norm(kp_b - np.stack([y, 256 - x], -1), axis=-1)[both]
+    assert np.median(error) < 2.0
+
+
+def test_predict_rotate_takes_quarter_turns_only(tmp_path, checkpoint):
+    import cv2
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    image = tmp_path / "f.png"
+    cv2.imwrite(str(image), np.zeros((20, 30, 3), np.uint8))
+    result = CliRunner().invoke(app, ["predict", str(image), "--weights", str(checkpoint),
+                                      "--out", str(tmp_path / "out"), "--rotate", "45"])  # fmt: skip
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines()[-1] == (
+        "error: --rotate must be auto, 0, 90, 180 or 270 (degrees clockwise), not '45'"
+    )
+    assert not (tmp_path / "out").exists()

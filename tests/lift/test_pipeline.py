@@ -800,7 +800,7 @@ def test_lift_turns_frames_stored_on_their_side_upright_for_the_network(tmp_path
     nearly as many joints as upright (79 against 84 here), so "auto" keeps such a recording as
     it is; lift.rotate = 180 turns it."""
     from pkmodel.common.geometry import QUARTER_TURNS
-    from pkmodel.lift.pipeline import AUTO_TURN_GAIN
+    from pkmodel.engine.predict import AUTO_TURN_GAIN
 
     run_cli(["make-synthetic", "--out", tmp_path / "syn", "--num-train", 0, "--num-val", 0,
              "--sequences", 1, "--frames", 8, "--seed", 21, "--size", "256x192"])  # fmt: skip
