@@ -30,16 +30,19 @@ def read_rgb(
 
 
 def read_rgb_turn(path: str | Path) -> tuple[np.ndarray, int]:
-    """:func:`read_rgb`'s stored pixels and the degrees they turn clockwise to be shown, from
-    the EXIF orientation (a phone's photo is stored in the sensor's orientation and tagged with
-    the turn that shows it, e.g. 6 'rotate 90'): 0 without a tag or with a mirroring one."""
+    """:func:`read_rgb`'s stored pixels and the degrees they turn clockwise to stand upright,
+    from the EXIF orientation (a phone's photo is stored in the sensor's orientation and tagged
+    with the turn that shows it, e.g. 6 'rotate 90'); 0 without a tag. A mirroring orientation
+    (2, 4, 5, 7) gets the turn that shows the picture upright but mirrored, so that the stored
+    pixels need no mirror: a mirrored person is still a person, and their joints keep the
+    sides they have in the stored pixels."""
     rgb, orientation = _decode(path, False)
     return rgb, EXIF_TURNS.get(orientation, 0)
 
 
-# EXIF orientations that are a turn (no mirror) -> degrees the stored image turns clockwise
-# to be shown (1 is as stored; 2, 4, 5 and 7 mirror it)
-EXIF_TURNS = {1: 0, 3: 180, 6: 90, 8: 270}
+# EXIF orientation -> degrees the stored image turns clockwise to be shown (1, 3, 6, 8) or to be
+# shown mirrored left to right (2, 4, 5, 7: the shown picture's mirror image is upright too)
+EXIF_TURNS = {1: 0, 2: 0, 3: 180, 4: 180, 5: 90, 6: 90, 7: 270, 8: 270}
 
 # EXIF orientation -> the Pillow transpose that shows the stored image
 SHOWN_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",

@@ -112,3 +112,26 @@ def test_a_photo_with_damaged_exif_tags_is_still_shown_turned(tmp_path):
         assert read_rgb_turn(path)[1] == 90
     assert shown.shape == (6, 4, 3) and shown[5, 3].mean() > 150 and shown[0, 0].mean() < 60
     assert [str(w.message) for w in caught] == []
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_read_rgb_turn_stands_every_exif_orientation_upright(tmp_path, orientation):
+    """Pillow's `ImageOps.exif_transpose` (its own reading of the EXIF orientation table) gives
+    the picture as shown; the stored pixels turned by read_rgb_turn's degrees are that picture,
+    or its left-right mirror for the mirroring orientations (2, 4, 5, 7)."""
+    from PIL import ImageOps
+
+    rng = np.random.default_rng(orientation)
+    stored = rng.integers(0, 255, (5, 8, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.png"
+    Image.fromarray(stored).save(path, exif=exif.tobytes())
+    with Image.open(path) as im:
+        shown = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    rgb, turn = read_rgb_turn(path)
+    np.testing.assert_array_equal(rgb, stored)
+    upright = np.rot90(rgb, k=-(turn // 90))
+    want = shown[:, ::-1] if orientation in (2, 4, 5, 7) else shown
+    np.testing.assert_array_equal(upright, want)
+    np.testing.assert_array_equal(read_rgb(path, shown=True), shown)
