@@ -38,10 +38,11 @@ app = typer.Typer(
     # click's plain help: whole option names and paragraphs wrapped to the terminal's width
     rich_markup_mode=None,
 )
-app.add_typer(config_cmd.app, name="config")
 
-# Command modules, in the order of the data flow. Each has register(app).
+# Command modules: the config, then the commands in the order of the data flow. Each has
+# register(app).
 COMMAND_MODULES: tuple = (
+    config_cmd,
     synthetic_cmd,
     prepare_cmd,
     model_cmd,

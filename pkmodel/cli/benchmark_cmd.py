@@ -50,7 +50,7 @@ def benchmark_command(
     the machine described (CPU, threads, versions).
 
     It makes its own small synthetic set in a temporary folder, so it needs no data. Writes
-    JSON (default runs/benchmark.json) and prints a table; about 3-5 minutes on 2 CPU cores at
+    JSON (default runs/benchmark.json) and prints a table; about 1.5 minutes on 2 CPU cores at
     the default sizes. What each figure measures: docs/benchmark.md.
     """
     from pkmodel.tools.benchmark.run import (

@@ -92,3 +92,7 @@ def init(
         raise PkmodelError(f"{out} already exists; pass --force to overwrite it")
     atomic_write_text(out, default_config_toml())
     typer.echo(f"wrote {out}")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="config")
