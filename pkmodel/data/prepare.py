@@ -3,7 +3,10 @@
 Reads a COCO person-keypoint file, applies the filters of the ``[prepare]`` config section,
 crops each kept person (square box around its bbox, zero padding outside the image) at
 ``crop_size`` and writes ``DATASET_DIR/imgs/<split>/<image_id>_<ann_id>.jpg`` plus the labels
-``DATASET_DIR/<split>.json`` (schema "pkmodel.prepared", see docs/interfaces.md).
+``DATASET_DIR/<split>.json`` (schema "pkmodel.prepared", see docs/interfaces.md). A crop that
+the existing ``<split>.json`` lists is never overwritten with other pixels: the new one goes to
+``<image_id>_<ann_id>.b.jpg`` (or back), so labels and crops agree whenever a rerun stops; crops
+that the new labels do not list are deleted once those labels are written.
 
 Crop boxes are snapped to whole pixels, so a crop is an exact integer-aligned region resized
 with cv2.resize (INTER_AREA when shrinking): crop pixel (u, v) is original pixel
@@ -19,6 +22,7 @@ import io
 import json
 import multiprocessing as mp
 import os
+import re
 import signal
 import threading
 import time
@@ -408,6 +412,9 @@ class _ImageTask:
     areas: list[float]
     crop_boxes: list[list[int]]
     previous: list[dict[str, Any] | None]
+    # per kept person, the crop the existing <split>.json lists (name, crop_bytes, crop_sha1),
+    # which must keep its pixels until new labels replace it (None: it lists none)
+    listed: list[dict[str, Any] | None]
     # Every non-crowd person of the image with a labelled joint (the candidates for "others").
     all_ids: list[int]
     all_bboxes: np.ndarray
@@ -541,8 +548,12 @@ def _process_image(task: _ImageTask) -> _ImageResult:
         return result
     source = {"bytes": len(data), "mtime_ns": mtime_ns, "sha1": hashlib.sha1(data).hexdigest()}
     crop_dir = Path(task.crop_dir)
-    paths = [crop_dir / f"{task.image_id}_{a}.jpg" for a in task.ann_ids]
-    same = [_same_crop(p, old, source) for p, old in zip(paths, task.previous, strict=True)]
+    olds = [crop_dir / old["name"] if old else None for old in task.previous]
+    same = [p is not None and _same_crop(p, old, source) for p, old in zip(olds, task.previous, strict=True)]  # fmt: skip
+    paths = [
+        old if ok else crop_dir / _new_crop_name(crop_dir, task.image_id, a, listed)
+        for old, ok, a, listed in zip(olds, same, task.ann_ids, task.listed, strict=True)
+    ]
     rgb = None
     if not all(same):
         try:
@@ -554,6 +565,7 @@ def _process_image(task: _ImageTask) -> _ImageResult:
         result.decoded = True
     for j, (row, p) in enumerate(zip(task.rows, paths, strict=True)):
         sample = _labels_in_crop(task, j)
+        sample["image"] = f"{task.rel_dir}/{p.name}"
         previous = task.previous[j]
         if same[j] and previous is not None:
             crop_bytes, crop_sha1 = previous["crop_bytes"], previous["crop_sha1"]
@@ -616,6 +628,7 @@ def _previous_crops(
         for s in samples if isinstance(samples, list) else []:
             with contextlib.suppress(KeyError, TypeError, AttributeError):
                 record = {
+                    "name": _crop_name(s["image"]),
                     "crop_box": list(s["crop_box"]),
                     "crop_bytes": int(s["crop_bytes"]),
                     "crop_sha1": str(s["crop_sha1"]),
@@ -623,6 +636,64 @@ def _previous_crops(
                 }  # fmt: skip
                 found[(s["image_id"], s["ann_id"])] = record
     return found
+
+
+CROP_NAME = re.compile(r"-?\d+_-?\d+(\.b)?\.jpg")  # <image_id>_<ann_id>[.b].jpg
+
+
+def _crop_name(image: Any) -> str:
+    """The file name of a sample's crop (its ``image``, relative to the dataset folder); a
+    name that is not prepare's own is an error here (the record is then not reused)."""
+    name = str(image).rsplit("/", 1)[-1]
+    if not CROP_NAME.fullmatch(name):
+        raise KeyError(name)
+    return name
+
+
+def _listed_crops(labels_path: Path) -> dict[tuple[int, int], dict[str, Any]]:
+    """(image id, ann id) -> the crop the existing complete labels list: its file name, size
+    and SHA-1."""
+    try:
+        old = json.loads(labels_path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    samples = old.get("samples") if isinstance(old, dict) else None
+    listed = {}
+    for s in samples if isinstance(samples, list) else []:
+        with contextlib.suppress(KeyError, TypeError, AttributeError):
+            listed[(s["image_id"], s["ann_id"])] = {
+                "name": _crop_name(s["image"]),
+                "crop_bytes": int(s["crop_bytes"]),
+                "crop_sha1": str(s["crop_sha1"]),
+            }
+    return listed
+
+
+def _new_crop_name(crop_dir: Path, image_id: int, ann_id: int, listed: dict | None) -> str:
+    """Where a crop with new pixels goes: ``<image_id>_<ann_id>.jpg``, or ``....b.jpg`` when the
+    existing labels list the first name and that file still holds the crop they record (it
+    keeps its pixels until they are replaced; a crop already damaged or gone is made again in
+    its place)."""
+    plain = f"{image_id}_{ann_id}.jpg"
+    if listed is None or listed["name"] != plain:
+        return plain
+    try:
+        data = (crop_dir / plain).read_bytes()
+    except OSError:
+        return plain
+    intact = len(data) == listed["crop_bytes"] and hashlib.sha1(data).hexdigest() == listed["crop_sha1"]  # fmt: skip
+    return f"{image_id}_{ann_id}.b.jpg" if intact else plain
+
+
+def _remove_unlisted_crops(crop_dir: Path, samples: Iterable[dict[str, Any]]) -> None:
+    """Delete the crops of ``crop_dir`` (prepare's own names only) that ``samples``, the labels
+    just written, do not list: the earlier run's, now replaced."""
+    keep = {_crop_name(s["image"]) for s in samples}
+    with contextlib.suppress(OSError):
+        for path in crop_dir.iterdir():
+            if CROP_NAME.fullmatch(path.name) and path.name not in keep:
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
 
 def _looks_reusable(task: _ImageTask) -> bool:
@@ -685,6 +756,7 @@ def prepare_split(
     partial_path = out_dir / f".{split}.partial.json"
     header = _labels_header(split, people, images_dir, params)
     previous = _previous_crops([labels_path, partial_path], header)
+    listed = _listed_crops(labels_path)
 
     reasons, visible, boxes = _filter(people, params)
     tasks = []
@@ -719,6 +791,7 @@ def prepare_split(
                 areas=people.areas[kept].tolist(),
                 crop_boxes=crop_boxes,
                 previous=records,
+                listed=[listed.get((image_id, a)) for a in ann_ids],
                 all_ids=people.ann_ids[every].tolist(),
                 all_bboxes=people.bboxes[every],
                 all_keypoints=people.keypoints[every],
@@ -782,6 +855,7 @@ def prepare_split(
     )
     with contextlib.suppress(FileNotFoundError):
         partial_path.unlink()
+    _remove_unlisted_crops(crop_dir, samples.values())
     summary.seconds = time.perf_counter() - start
     return summary
 

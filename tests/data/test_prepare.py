@@ -359,9 +359,19 @@ def test_a_rerun_never_reuses_crops_of_a_changed_image(tmp_path, mmpose_files, h
     fresh = prepare_split("s", folder, ann, tmp_path / "fresh", params(), progress=False)
     assert fresh.crops_written == again.kept
     labels, fresh_labels = read_labels(out / "s.json"), read_labels(tmp_path / "fresh" / "s.json")
-    assert labels["samples"] == fresh_labels["samples"]
-    for s in labels["samples"]:
-        assert (out / s["image"]).read_bytes() == (tmp_path / "fresh" / s["image"]).read_bytes()
+
+    # but for the crop's name: a crop with new pixels never overwrites the one the earlier
+    # labels list (.b.jpg beside it), and the earlier crop goes once the new labels exist
+    def unnamed(samples: list[dict]) -> list[dict]:
+        return [{k: v for k, v in s.items() if k != "image"} for s in samples]
+
+    assert unnamed(labels["samples"]) == unnamed(fresh_labels["samples"])
+    for s, f in zip(labels["samples"], fresh_labels["samples"], strict=True):
+        assert (out / s["image"]).read_bytes() == (tmp_path / "fresh" / f["image"]).read_bytes()
+        renamed = s["file_name"] == SOLO and written == 1
+        assert s["image"] == (f["image"][: -len(".jpg")] + ".b.jpg" if renamed else f["image"])
+    listed = {s["image"].rsplit("/", 1)[1] for s in labels["samples"]}
+    assert {p.name for p in (out / "imgs/s").iterdir()} == listed
 
 
 def test_other_settings_do_not_reuse_crops(tmp_path):
@@ -963,3 +973,47 @@ def test_people_of_says_person_for_one():
         "the 0 people",
         "the 5 people",
     )
+
+
+def test_an_interrupted_rerun_with_other_settings_keeps_the_labels_and_their_crops(tmp_path, monkeypatch):  # fmt: skip
+    """A rerun with another expand ratio, stopped after a few images (Ctrl-C): the earlier
+    labels and every crop they list are as they were (the new crops went beside them), so a
+    training that reads them sees what they say. Finished, the rerun's labels list only its
+    own crops and the earlier ones are gone."""
+    import pkmodel.data.prepare as prepare
+
+    images, ann = source("mmpose_coco")
+    prepare_split("s", images, ann, tmp_path, params(workers=1), progress=False)
+    labels = (tmp_path / "s.json").read_bytes()
+
+    def crops_as_listed(path: Path) -> int:
+        samples = read_labels(path)["samples"]
+        for s in samples:
+            data = (tmp_path / s["image"]).read_bytes()
+            assert (len(data), hashlib.sha1(data).hexdigest()) == (s["crop_bytes"], s["crop_sha1"])  # fmt: skip
+        return len(samples)
+
+    run_tasks = prepare._run_tasks
+
+    def stopped(tasks, workers):
+        for i, result in enumerate(run_tasks(tasks, workers)):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield result
+
+    monkeypatch.setattr(prepare, "_run_tasks", stopped)
+    wider = params(workers=1, expand_ratio=1.6)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_split("s", images, ann, tmp_path, wider, progress=False)
+    assert (tmp_path / "s.json").read_bytes() == labels
+    assert crops_as_listed(tmp_path / "s.json") == 12
+    names = {p.name for p in (tmp_path / "imgs/s").iterdir()}
+    assert sum(n.endswith(".b.jpg") for n in names) >= 2  # written beside the listed ones
+
+    monkeypatch.setattr(prepare, "_run_tasks", run_tasks)
+    done = prepare_split("s", images, ann, tmp_path, wider, progress=False)
+    assert done.crops_reused >= 2 and done.crops_written + done.crops_reused == 12
+    assert crops_as_listed(tmp_path / "s.json") == 12
+    listed = {s["image"].rsplit("/", 1)[1] for s in read_labels(tmp_path / "s.json")["samples"]}
+    assert {p.name for p in (tmp_path / "imgs/s").iterdir()} == listed
+    assert read_labels(tmp_path / "s.json")["expand_ratio"] == 1.6
