@@ -168,6 +168,26 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _category_ids(data: dict[str, Any], path: Path) -> set[int]:
+    """The ids of a COCO file's 'categories' (pycocotools scores people by them), checked."""
+    categories = data.get("categories")
+    if not isinstance(categories, list) or not categories:
+        what = "has no 'categories' list" if categories is None else "has no categories"
+        if categories is not None and not isinstance(categories, list):
+            what = "has a 'categories' that is not a list"
+        raise PkmodelError(
+            f"annotation file {path} {what} (a COCO keypoint file names its person category, "
+            '[{"id": 1, "name": "person", ...}], and COCO scoring needs it)'
+        )
+    ids = set()
+    for i, category in enumerate(categories):
+        cid = _need(category, "id", f"categories[{i}]", path)
+        if not isinstance(cid, int) or isinstance(cid, bool):
+            raise PkmodelError(f"{path}: categories[{i}] 'id' must be an integer, got {cid!r}")
+        ids.add(cid)
+    return ids
+
+
 def coco_people(data: dict[str, Any], path: Path) -> CocoPeople:
     """The people of a COCO file's JSON (:func:`read_coco_json`), every field checked."""
     if data["annotations"] and not any(
@@ -177,6 +197,7 @@ def coco_people(data: dict[str, Any], path: Path) -> CocoPeople:
             f"annotation file {path} has no keypoint annotations (a COCO person_keypoints "
             "file is needed)"
         )
+    categories = _category_ids(data, path)
     images: dict[int, dict[str, Any]] = {}
     for i, img in enumerate(data["images"]):
         where = f"images[{i}]"
@@ -219,6 +240,12 @@ def coco_people(data: dict[str, Any], path: Path) -> CocoPeople:
             raise PkmodelError(f"{path}: {where} repeats annotation id {ann_id}")
         seen.add(ann_id)
         where = f"annotations[{i}] (id {ann_id})"
+        category = _need(ann, "category_id", where, path)
+        if category not in categories:
+            raise PkmodelError(
+                f"{path}: {where} has category_id {category!r}, which 'categories' does not "
+                f"list (its ids: {sorted(categories)[:5]}); COCO scoring would leave it out"
+            )
         image_id = _need(ann, "image_id", where, path)
         if image_id not in images:
             raise PkmodelError(

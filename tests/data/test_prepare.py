@@ -773,7 +773,8 @@ def _image_of(people: list[dict], path: Path) -> Path:
     anns = [{"id": i + 1, "image_id": 1, "category_id": 1, "iscrowd": 0, **p}
             for i, p in enumerate(people)]  # fmt: skip
     images = [{"id": 1, "file_name": "a.jpg", "width": 3000, "height": 400}]
-    path.write_text(json.dumps({"images": images, "annotations": anns}))
+    categories = [{"id": 1, "name": "person"}]
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": categories}))
     return path
 
 
@@ -1017,3 +1018,46 @@ def test_an_interrupted_rerun_with_other_settings_keeps_the_labels_and_their_cro
     listed = {s["image"].rsplit("/", 1)[1] for s in read_labels(tmp_path / "s.json")["samples"]}
     assert {p.name for p in (tmp_path / "imgs/s").iterdir()} == listed
     assert read_labels(tmp_path / "s.json")["expand_ratio"] == 1.6
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda d: d.pop("categories"),
+            "has no 'categories' list (a COCO keypoint file names its person category",
+        ),  # fmt: skip
+        (lambda d: d.update(categories=[]), "has no categories (a COCO keypoint file"),
+        (lambda d: d.update(categories={"id": 1}), "has a 'categories' that is not a list"),
+        (
+            lambda d: d["categories"][0].update(id="1"),
+            "categories[0] 'id' must be an integer, got '1'",
+        ),  # fmt: skip
+        (
+            lambda d: d["annotations"][3].update(category_id=5),
+            "annotations[3] (id {id}) has category_id 5, which 'categories' does not list (its ids: [1]); COCO scoring would leave it out",
+        ),  # fmt: skip
+        (
+            lambda d: d["annotations"][0].pop("category_id"),
+            "annotations[0] (id {id}) has no 'category_id'",
+        ),  # fmt: skip
+    ],
+)
+def test_a_coco_file_must_name_its_categories(tmp_path, change, message):
+    """pycocotools scores people by category: a file without 'categories' made evaluate and
+    train's validation stop with a KeyError, and a person of an unlisted category was left
+    out of AP silently. prepare-coco and evaluate refuse such a file in one sentence."""
+    from pkmodel.engine.metrics import load_coco
+
+    _, ann = source("mmpose_coco")
+    data = json.loads(ann.read_text())
+    assert data["categories"][0]["id"] == 1
+    change(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    ids = {i: a["id"] for i, a in enumerate(data["annotations"])}
+    want = message.format(id=ids[3] if "annotations[3]" in message else ids[0])
+    for load in (load_coco_people, load_coco):
+        with pytest.raises(PkmodelError) as e:
+            load(path)
+        assert want in str(e.value) and str(path) in str(e.value)
