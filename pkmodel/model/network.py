@@ -253,12 +253,21 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
     if not path.is_file():
         raise PkmodelError(f"model.pretrained: backbone weights file {path} {not_there(path)}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip or a pickle
+        raise PkmodelError(f"model.pretrained: {path} is not a state_dict (not a PyTorch file)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    except pickle.UnpicklingError:
         raise PkmodelError(
-            f"model.pretrained: {path} is not a readable state_dict ({first[:160]})"
+            f"model.pretrained: {path} is not a state_dict (it holds Python objects that a "
+            "safe weights-only load refuses)"
+        ) from None
+    except Exception as e:  # torch raises many types for files that are not PyTorch files
+        raise PkmodelError(
+            f"model.pretrained: {path} is not a state_dict (not a readable PyTorch file: "
+            f"{type(e).__name__})"
         ) from None
     for key in ("state_dict", "model"):  # common wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 
 import pytest
@@ -151,6 +152,17 @@ def test_bad_pretrained_files_are_one_sentence_errors(tmp_path):
     path.write_bytes(b"not a torch file")
     with pytest.raises(PkmodelError, match="model.pretrained"):
         build_model(ModelConfig(input_size=64, width_mult=1.0, pretrained=path))
+    # a text file starting with "h" (a pickle opcode: torch's unpickler raised KeyError), a
+    # Git LFS pointer (torch's error was a paragraph of advice), a pickle cut short
+    cut = io.BytesIO()
+    torch.save(_torchvision_state(1.0), cut, _use_new_zipfile_serialization=False)
+    for data in (b"hello world\n", b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\n",
+                 cut.getvalue()[:200]):  # fmt: skip
+        path.write_bytes(data)
+        with pytest.raises(PkmodelError) as e:
+            build_model(ModelConfig(input_size=64, width_mult=1.0, pretrained=path))
+        assert str(e.value).startswith(f"model.pretrained: {path} is not a state_dict (")
+        assert "\n" not in str(e.value) and len(str(e.value)) < 200
     torch.save({"layer.weight": torch.zeros(1)}, path)
     with pytest.raises(PkmodelError, match="tensors missing"):
         build_model(ModelConfig(input_size=64, width_mult=1.0, pretrained=path))
