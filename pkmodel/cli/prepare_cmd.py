@@ -125,7 +125,13 @@ def show_samples(
     from pkmodel.common.errors import PkmodelError
     from pkmodel.data.dataset import sample_grid
 
+    # what sample_grid reads, checked as train checks it
+    cfg.check("data", "model", "targets", "augment", "train.seed")
     name = split or cfg.data.train_split
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise PkmodelError(f"--split '{name}' must be the name of a prepared split (e.g. train)")
+    if epoch < 0:
+        raise PkmodelError(f"--epoch must be 0 or more, got {epoch}")
     labels = cfg.data.prepared_dir / f"{name}.json"
     target = out or cfg.data.prepared_dir / f"samples_{name}.png"
     if target.suffix.lower() not in (".png", ".jpg", ".jpeg"):

@@ -402,6 +402,26 @@ def test_cli_show_samples(mmpose, tmp_path):
     assert result.exit_code == 2 and "must end in .png or .jpg" in result.output
     result = CliRunner().invoke(app, ["show-samples", "--dataset", str(tmp_path), "--split", "x"])
     assert result.exit_code == 2 and "run `pkmodel prepare-coco`" in result.output
+    # the settings train refuses, show-samples refuses too (a negative seed or epoch was a
+    # NumPy traceback; a flip probability of 1.5 drew a grid)
+    for extra, message in [
+        (["--epoch", "-5"], "error: --epoch must be 0 or more, got -5"),
+        (["--set", "train.seed=-1"], "error: train.seed = -1 must be a whole number from 0 to"),
+        (["--set", "augment.flip_prob=1.5"], "error: augment.flip_prob = 1.5 must be in [0, 1]"),
+        (
+            ["--set", "augment.scale_min=2"],
+            "error: augment.scale_min = 2.0 must be <= augment.scale_max",
+        ),  # fmt: skip
+        (
+            ["--split", "../x/val"],
+            "error: --split '../x/val' must be the name of a prepared split",
+        ),  # fmt: skip
+    ]:
+        args = ["show-samples", "--dataset", str(mmpose.parent), "--split", "val", *extra]
+        result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "bad.png")])
+        assert result.exit_code == 2 and result.output.startswith(message), result.output
+        assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.png").exists()
 
 
 @pytest.mark.parametrize(
