@@ -252,6 +252,15 @@ CASES = [
                                    "--out", "{here}/o", "--quiet"),
          "image {here}/bad.jpg cannot be loaded (cannot decode (Truncated File Read))",
          files={"bad.jpg": b"\xff\xd8\xff\xe0 truncated"}),
+    # a name with a byte that is not UTF-8 (Latin-1 'e acute'): OpenCV crashed the process
+    Case("predict-video-name-not-utf8", ("predict", "{here}/v\udce9.mp4", "--weights", "{ckpt}",
+                                         "--out", "{here}/o", "--quiet"),
+         "cannot open {here}/v\\xe9.mp4: its name is not UTF-8 text, which OpenCV cannot open",
+         files={"v\udce9.mp4": b"not a video"}),
+    Case("lift-folder-name-not-utf8", ("lift", "--input", "{here}/rec\udce9", "-w", "{ckpt}",
+                                       "--out", "{here}/l", "--quiet"),
+         "its name is not UTF-8 text, which OpenCV cannot open (rename the file or folder)",
+         files={f"rec\udce9/{k[4:]}": v for k, v in _plain().items()}),
     # export
     Case("export-coreml-suffix", ("export-coreml", "--weights", "{ckpt}", "--out",
                                   "{here}/m.mlmodel"), "--out {here}/m.mlmodel must end with .mlpackage"),

@@ -64,7 +64,8 @@ def refuse_special(path: str | Path, folder_too: bool = False) -> None:
 
 def _name_head(name: str) -> str:
     """The start of ``name`` that fits a temporary name's prefix (at most 100 bytes)."""
-    return name.encode()[:100].decode(errors="ignore")
+    # surrogateescape: a name with bytes that are not UTF-8 (kept by Python as surrogates)
+    return name.encode("utf-8", "surrogateescape")[:100].decode("utf-8", errors="ignore")
 
 
 def remove_interrupted_writes(folder: str | Path, names: Iterable[str]) -> list[Path]:

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pkmodel.common.errors import PkmodelError
+
 # What predict, pseudo-label and extract-frames take as an image or a video (by suffix).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"})
+
+
+def opencv_path(path: str | Path) -> str:
+    """``path`` as the str OpenCV's readers and writers take. A name holding bytes that are
+    not UTF-8 (which Python keeps as surrogates) crashes the whole process inside OpenCV, so
+    it is one PkmodelError here instead."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(text).decode("utf-8", "backslashreplace")
+        raise PkmodelError(
+            f"cannot open {shown}: its name is not UTF-8 text, which OpenCV cannot open "
+            "(rename the file or folder)"
+        ) from None
+    return text
 
 
 def read_rgb(

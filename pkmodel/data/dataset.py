@@ -22,6 +22,7 @@ import torch
 from pkmodel.common.draw import OTHER_COLOR, draw_center, draw_skeleton, image_grid, put_label
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.geometry import letterbox_image, letterbox_params
+from pkmodel.common.images import opencv_path
 from pkmodel.common.skeleton import FLIP_INDEX, NUM_JOINTS
 from pkmodel.data.labels import first_bad_sample, read_labels
 from pkmodel.data.targets import encode_targets
@@ -155,7 +156,7 @@ class PoseDataset(torch.utils.data.Dataset):
         import cv2
 
         path = self.image_path(index)
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        bgr = cv2.imread(opencv_path(path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise PkmodelError(
                 f"crop {path} listed in {self.labels_path} is missing or unreadable "

@@ -22,7 +22,7 @@ import numpy as np
 
 from pkmodel.common.atomic import atomic_write_bytes, atomic_write_json, check_writable
 from pkmodel.common.errors import PkmodelError
-from pkmodel.common.images import VIDEO_SUFFIXES
+from pkmodel.common.images import VIDEO_SUFFIXES, opencv_path
 
 MANIFEST = "frames.json"
 # --every below this (1000 frames a second) is a mistake, not a sampling rate
@@ -126,7 +126,7 @@ def extract_video(
     short: None when every frame wanted decoded)."""
     import cv2
 
-    cap = cv2.VideoCapture(str(video))
+    cap = cv2.VideoCapture(opencv_path(video))
     if not cap.isOpened():
         raise ValueError("OpenCV cannot open it")
     try:
@@ -138,7 +138,7 @@ def extract_video(
             while cap.grab():
                 total += 1
             cap.release()
-            cap = cv2.VideoCapture(str(video))
+            cap = cv2.VideoCapture(opencv_path(video))
         wanted = frames_every(fps, total, every_s) if every_s else frames_evenly(total, count or 0)
         want = set(wanted.tolist())
         last = int(wanted[-1]) if len(wanted) else -1

@@ -32,7 +32,7 @@ from pkmodel.common.geometry import (
     turn_image,
     unturn_points,
 )
-from pkmodel.common.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, crop_square, read_rgb
+from pkmodel.common.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, crop_square, opencv_path, read_rgb
 from pkmodel.common.skeleton import JOINT_NAMES
 from pkmodel.engine.networks import Network, load_network
 from pkmodel.model.decode import DecodeSettings, decode_poses
@@ -399,7 +399,7 @@ def predict_video(
     import cv2
     from tqdm import tqdm
 
-    cap = cv2.VideoCapture(str(path))
+    cap = cv2.VideoCapture(opencv_path(path))
     if not cap.isOpened():
         raise PkmodelError(f"video {path} cannot be opened (not a video OpenCV can read)")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
@@ -426,7 +426,9 @@ def predict_video(
                 break
             if writer is None:
                 h, w = frames[0].shape[:2]
-                writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                writer = cv2.VideoWriter(
+                    opencv_path(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h)
+                )
                 if not writer.isOpened():
                     raise PkmodelError(f"cannot write the overlay video {out_path} (mp4v codec)")
             for frame, pose in zip(frames, predict(frames), strict=True):
@@ -561,7 +563,7 @@ def _video_samples(path: Path) -> list[np.ndarray]:
     itself then says why)."""
     import cv2
 
-    capture = cv2.VideoCapture(str(path))
+    capture = cv2.VideoCapture(opencv_path(path))
     try:
         if not capture.isOpened():
             return []

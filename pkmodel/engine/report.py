@@ -13,7 +13,7 @@ import numpy as np
 from pkmodel.common.atomic import atomic_open, atomic_write_json
 from pkmodel.common.draw import draw_skeleton, image_grid, put_label, save_image
 from pkmodel.common.geometry import image_to_crop
-from pkmodel.common.images import crop_square, read_rgb
+from pkmodel.common.images import crop_square, opencv_path, read_rgb
 from pkmodel.engine.scoring import Evaluation
 
 PICTURE_TILE = 256  # pixels per sample in the best / worst overlays
@@ -78,7 +78,7 @@ def _sample_picture(evaluation: Evaluation, i: int, tile: int) -> np.ndarray:
     if picture is None:  # the prepared crop (same region) next to the labels
         import cv2
 
-        crop = cv2.imread(str(Path(evaluation.labels["labels_dir"]) / s["image"]))
+        crop = cv2.imread(opencv_path(Path(evaluation.labels["labels_dir"]) / s["image"]))
         if crop is None:
             picture = np.zeros((tile, tile, 3), np.uint8)
         else:

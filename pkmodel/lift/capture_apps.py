@@ -48,6 +48,7 @@ from pkmodel.common.capture_formats import (
     parse_r3d_k,
 )
 from pkmodel.common.errors import PkmodelError, cut
+from pkmodel.common.images import opencv_path
 from pkmodel.lift.recording import (
     GroundTruth,
     RgbdSequence,
@@ -176,7 +177,7 @@ def stored_video(path: Path) -> Any:
     orientation."""
     import cv2
 
-    capture = cv2.VideoCapture(str(path))
+    capture = cv2.VideoCapture(opencv_path(path))
     capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
     return capture
 

@@ -17,7 +17,7 @@ import numpy as np
 from pkmodel.common.camera import Intrinsics
 from pkmodel.common.capture_formats import CONFIDENCE_LEVELS
 from pkmodel.common.errors import PkmodelError
-from pkmodel.common.images import jpeg_cut_short
+from pkmodel.common.images import jpeg_cut_short, opencv_path
 
 
 @dataclass
@@ -68,7 +68,7 @@ class RgbdSequence:
         else:
             import cv2
 
-            raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            raw = cv2.imread(opencv_path(path), cv2.IMREAD_UNCHANGED)
             if raw is None:
                 raise PkmodelError(f"depth image {path} cannot be read")
         check_depth_array(path, raw.dtype, raw.shape)
@@ -84,7 +84,7 @@ class RgbdSequence:
         import cv2
 
         path = self.confidence_files[i]
-        conf = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        conf = cv2.imread(opencv_path(path), cv2.IMREAD_UNCHANGED)
         if conf is None:
             what = "cannot be read" if path.is_file() else "is missing"
             raise PkmodelError(f"confidence image {path} {what}")

@@ -22,6 +22,7 @@ import numpy as np
 from pkmodel.common.camera import DEPTH_UNIT_RANGE_M, MAX_COORDINATE, MIN_FOCAL_PX, Intrinsics
 from pkmodel.common.capture_formats import R3D_SUFFIX, is_finite_number
 from pkmodel.common.errors import PkmodelError, cut, not_there
+from pkmodel.common.images import opencv_path
 from pkmodel.common.skeleton import NUM_JOINTS
 from pkmodel.lift.capture_apps import (
     Warn,
@@ -475,7 +476,7 @@ def read_plain_folder(folder: Path, intrinsics_key: str = "", fps: float = 30.0)
     obj, where = _intrinsics_object(path, meta, intrinsics_key)
     import cv2
 
-    first = cv2.imread(str(color[0]), cv2.IMREAD_UNCHANGED)
+    first = cv2.imread(opencv_path(color[0]), cv2.IMREAD_UNCHANGED)
     if first is None:
         raise PkmodelError(f"colour image {color[0]} cannot be read")
     height, width = first.shape[:2]

@@ -499,3 +499,21 @@ def test_predict_rotate_takes_quarter_turns_only(tmp_path, checkpoint):
         "error: --rotate must be auto, 0, 90, 180 or 270 (degrees clockwise), not '45'"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_with_an_image_name_that_is_not_utf8(tmp_path, checkpoint):
+    """Pillow reads an image whose name has a byte that is not UTF-8 (Python keeps it as a
+    surrogate); writing its overlay atomically raised UnicodeEncodeError in the temporary
+    name. Both images are predicted, the overlay keeps the name's bytes."""
+    import os
+
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("plain.png", os.fsdecode(b"x\xff.png")):
+        Image.fromarray(np.full((30, 40, 3), 90, np.uint8)).save(folder / name)
+    summary = predict_path(folder, checkpoint, tmp_path / "out", _cfg(), batch_size=2)
+    assert summary.frames == 2
+    names = sorted(os.listdir(os.fsencode(tmp_path / "out")))
+    assert names == [b"keypoints.json", b"plain_pose.jpg", b"x\xff_pose.jpg"]

@@ -43,6 +43,7 @@ from pkmodel.common.capture_formats import (
     r3d_k,
 )
 from pkmodel.common.errors import PkmodelError
+from pkmodel.common.images import opencv_path
 from pkmodel.data.synthetic.scene import DEPTH_UNIT_M
 
 LAYOUTS = ("pkmodel", "stray", "record3d")
@@ -133,7 +134,10 @@ class StrayClipWriter:
         os.chmod(self._tmp, default_folder_mode())  # mkdtemp makes 0700
         self._frames: list[FrameInfo] = []
         self._video = cv2.VideoWriter(
-            str(self._tmp / STRAY_VIDEO), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), self.size
+            opencv_path(self._tmp / STRAY_VIDEO),
+            cv2.VideoWriter_fourcc(*"mp4v"),
+            float(fps),
+            self.size,
         )
         if not self._video.isOpened():
             self.abort()
@@ -157,7 +161,7 @@ class StrayClipWriter:
         import cv2
 
         self._video.release()
-        video = cv2.VideoCapture(str(self._tmp / STRAY_VIDEO))
+        video = cv2.VideoCapture(opencv_path(self._tmp / STRAY_VIDEO))
         count = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
         video.release()
         if count != len(self._frames):
