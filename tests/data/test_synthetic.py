@@ -329,6 +329,41 @@ def test_rerun_with_fewer_images_removes_the_extra_files(tmp_path):
     assert len(load(tmp_path, "train")["images"]) == 2
 
 
+def test_an_interrupted_rerun_leaves_the_earlier_dataset_whole(tmp_path, monkeypatch):
+    """A rerun with another seed, stopped part way (Ctrl-C) or killed: the earlier dataset's
+    files are all as they were, annotations included (they used to be deleted first, and the
+    images overwritten one by one); the next run clears what the stopped one left."""
+    import pkmodel.data.synthetic.generate as gen
+
+    few = dict(num_train=4, num_val=2, sequences=1, frames=3)
+    generate(small_spec(**few), tmp_path, progress=False)
+    before = tree_bytes(tmp_path)
+    assert "annotations/person_keypoints_train.json" in before
+    run_task = gen._run_task
+
+    def stopping(task):
+        if task[0] == "val":  # the train images are written by then
+            raise KeyboardInterrupt
+        return run_task(task)
+
+    monkeypatch.setattr(gen, "_run_task", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        generate(small_spec(seed=9, **few), tmp_path, progress=False)
+    assert tree_bytes(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotations", "depth", "sequences", "train", "val"]  # fmt: skip
+
+    # what a killed run leaves: its staging folder, or the earlier folders half swapped out
+    monkeypatch.setattr(gen, "_run_task", run_task)
+    (tmp_path / gen.STAGING_DIR / "train").mkdir(parents=True)
+    (tmp_path / gen.REPLACED_DIR).mkdir()
+    (tmp_path / "val").rename(tmp_path / gen.REPLACED_DIR / "val")
+    generate(small_spec(seed=9, **few), tmp_path, progress=False)
+    after = tree_bytes(tmp_path)
+    assert after.keys() == before.keys()
+    assert after["train/000000000001.jpg"] != before["train/000000000001.jpg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotations", "depth", "sequences", "train", "val"]  # fmt: skip
+
+
 def test_cli_make_synthetic_writes_the_dataset(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(

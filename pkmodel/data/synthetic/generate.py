@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pkmodel.common.atomic import atomic_write_bytes, atomic_write_text
-from pkmodel.common.capture_formats import GROUND_TRUTH_FILE, R3D_SUFFIX, STRAY_FILES
+from pkmodel.common.capture_formats import R3D_SUFFIX
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.runtime import usable_cores
 from pkmodel.common.skeleton import coco_category
@@ -298,14 +298,6 @@ def _coco(images: list[dict], annotations: list[dict], info: dict) -> str:
     )
 
 
-def _remove_stale(folder: Path, pattern: str, keep: set[str]) -> None:
-    """Delete files of ours (names matching ``pattern``) that this run did not write."""
-    if folder.is_dir():
-        for path in folder.iterdir():
-            if re.fullmatch(pattern, path.name) and path.name not in keep:
-                path.unlink()
-
-
 def _label(people: list[dict]) -> dict | None:
     """The ground truth of a clip frame: the largest person's labels, as pkmodel's reader picks
     them from annotations.json (None when nobody is in view)."""
@@ -340,11 +332,6 @@ class _AppClips:
         if image["frame_index"] == spec.frames - 1:
             writer.finish()
             del self.open[clip]  # after finishing: a failed finish is aborted with the rest
-            # the clip in the other layouts, from an earlier run
-            if spec.layout == "stray":
-                (self.seq_root / f"{name}{R3D_SUFFIX}").unlink(missing_ok=True)
-            elif (self.seq_root / name).is_dir():
-                shutil.rmtree(self.seq_root / name)
 
     def abort(self) -> None:
         for writer in self.open.values():
@@ -367,23 +354,70 @@ def default_workers() -> int:
     return usable_cores()
 
 
-def generate(spec: SyntheticConfig, out: Path, progress: bool = True) -> Summary:
-    """Write the dataset described by the ``[synthetic]`` section ``spec`` under ``out``."""
-    from tqdm import tqdm
+# The folders of OUT that make-synthetic writes; a run writes them into STAGING_DIR first and
+# moves them into OUT (an earlier run's aside, then deleted) once all of them are complete.
+OWNED_DIRS = ("annotations", *SPLITS, "depth", "confidence", "sequences")
+STAGING_DIR = ".make-synthetic.partial"
+REPLACED_DIR = ".make-synthetic.replaced"
 
+
+def generate(spec: SyntheticConfig, out: Path, progress: bool = True) -> Summary:
+    """Write the dataset described by the ``[synthetic]`` section ``spec`` under ``out``.
+
+    The run writes into ``out/.make-synthetic.partial`` and moves its folders (OWNED_DIRS)
+    into ``out`` when everything is written, so an earlier dataset in ``out`` stays whole until
+    then, however the run stops (Ctrl-C, an error, a kill)."""
     spec.check()
     check_layout(spec.layout, spec.width, spec.height)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PkmodelError(f"output folder {out} exists and is not a folder")
+    stage, replaced = out / STAGING_DIR, out / REPLACED_DIR
+    for leftover in (stage, replaced):  # a killed run's
+        if leftover.is_dir():
+            _restore(replaced, out) if leftover == replaced else shutil.rmtree(leftover)
+    try:
+        stage.mkdir(parents=True)
+    except OSError as e:
+        raise PkmodelError(f"cannot create the output folder {stage} ({e})") from None
+    try:
+        summary = _generate(spec, stage, progress)
+        _swap_in(stage, out, replaced)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return summary
+
+
+def _swap_in(stage: Path, out: Path, replaced: Path) -> None:
+    """Move the complete run's folders from ``stage`` into ``out``: the earlier run's aside into
+    ``replaced`` first, deleted once every new folder is in place."""
+    replaced.mkdir()
+    for name in OWNED_DIRS:
+        if (out / name).exists():
+            (out / name).rename(replaced / name)
+    for name in OWNED_DIRS:
+        if (stage / name).exists():
+            (stage / name).rename(out / name)
+    shutil.rmtree(replaced)
+
+
+def _restore(replaced: Path, out: Path) -> None:
+    """A run killed while it swapped its folders in: the earlier run's folders that are not
+    replaced yet go back (a folder already replaced stays the new run's)."""
+    for path in replaced.iterdir():
+        if not (out / path.name).exists():
+            path.rename(out / path.name)
+    shutil.rmtree(replaced)
+
+
+def _generate(spec: SyntheticConfig, out: Path, progress: bool) -> Summary:
+    """Write the dataset into the empty folder ``out``."""
+    from tqdm import tqdm
+
     start = time.perf_counter()
     workers = spec.workers or default_workers()
     ann_dir = out / "annotations"
-    for split in SPLITS:
-        (ann_dir / f"person_keypoints_{split}.json").unlink(missing_ok=True)
     seq_root = out / "sequences"
-    for clip in range(spec.sequences):
-        (seq_root / SEQUENCE_NAME.format(clip) / "annotations.json").unlink(missing_ok=True)
 
     tasks = _tasks(spec)
     images: dict[str, list[dict]] = {}
@@ -423,42 +457,17 @@ def generate(spec: SyntheticConfig, out: Path, progress: bool = True) -> Summary
         "conventions": CONVENTIONS,
     }
 
-    def conf_keep(names: set[str]) -> set[str]:  # exact depth has no confidence files
-        return names if spec.depth_sensor == "lidar" else set()
-
     for split in SPLITS:
-        count = spec.num_train if split == "train" else spec.num_val
-        keep = {SPLIT_NAME.format(i + 1) for i in range(count)}
-        _remove_stale(out / split, r"\d{12}\.jpg", {k + ".jpg" for k in keep})
-        _remove_stale(out / "depth" / split, r"\d{12}\.png", {k + ".png" for k in keep})
-        _remove_stale(
-            out / "confidence" / split, r"\d{12}\.png", conf_keep({k + ".png" for k in keep})
-        )
         text = _coco(images.get(split, []), anns.get(split, []), {**base_info, "split": split})
         atomic_write_text(ann_dir / f"person_keypoints_{split}.json", text)
     for clip in range(spec.sequences if spec.layout == "pkmodel" else 0):
         name = SEQUENCE_NAME.format(clip)
         folder = seq_root / name
-        (seq_root / f"{name}{R3D_SUFFIX}").unlink(missing_ok=True)  # an earlier run's layouts
-        for other in (*STRAY_FILES, GROUND_TRUTH_FILE):
-            (folder / other).unlink(missing_ok=True)
-        frames = {FRAME_NAME.format(i) for i in range(spec.frames)}
-        _remove_stale(folder / "rgb", r"\d{6}\.jpg", {f + ".jpg" for f in frames})
-        _remove_stale(folder / "depth", r"\d{6}\.png", {f + ".png" for f in frames})
-        _remove_stale(folder / "confidence", r"\d{6}\.png", conf_keep({f + ".png" for f in frames}))
         motions[name] = _clip(spec, clip).motion.kind
         info = {**base_info, "sequence": name, "fps": spec.fps, "num_frames": spec.frames,
                 "motion": motions[name]}  # fmt: skip
         text = _coco(images.get(name, []), anns.get(name, []), info)
         atomic_write_text(folder / "annotations.json", text)
-    if seq_root.is_dir():  # clips of an earlier, longer run
-        for path in seq_root.iterdir():
-            match = re.fullmatch(rf"seq_(\d{{3}})({re.escape(R3D_SUFFIX)})?", path.name)
-            if match and int(match[1]) >= spec.sequences:
-                if path.is_dir():
-                    shutil.rmtree(path)
-                elif match[2] and path.is_file():
-                    path.unlink()
     return Summary(
         images={k: len(v) for k, v in images.items()},
         people={k: len(v) for k, v in anns.items()},
