@@ -270,7 +270,18 @@ CASES = [
          "{here}/m.onnx already exists; pass --force to overwrite it", files={"m.onnx": b"old"}),
     Case("export-ios", ("export-coreml", "--weights", "{ckpt}", "--out", "{here}/m.mlpackage",
                         "--set", "export.minimum_ios=14"), "export.minimum_ios = 14 is not supported"),
+    # an input named like an output: ONNX's checker spoke of "SSA form"
+    Case("export-onnx-input-name", ("export-onnx", "--weights", "{ckpt}", "--out", "{here}/m.onnx",
+                                    "--set", "export.input_name=heatmaps"),
+         "export.input_name 'heatmaps' is the name of an output (heatmaps, centers, regs, offsets); choose another"),  # fmt: skip
+    Case("export-coreml-input-name", ("export-coreml", "--weights", "{ckpt}", "--out",
+                                      "{here}/m.mlpackage", "--set", "export.input_name=regs"),
+         "export.input_name 'regs' is the name of an output"),
     # lift
+    Case("lift-sequence-without-files", ("lift", "--input", "{here}/rec", "--ground-truth-2d",
+                                         "--out", "{here}/l"),
+         "input folder {here}/rec holds no RGB-D recording: neither {here}/rec/sequences nor its subfolders have an annotations.json",  # fmt: skip
+         files={"rec/sequences/seq_000/rgb/000000.jpg": b"\xff\xd8"}),
     Case("lift-missing-input", ("lift", "--input", "{here}/none", "--ground-truth-2d",
                                 "--out", "{here}/l"), "input folder {here}/none does not exist"),
     Case("lift-device", ("lift", "--input", "{synthetic}", "--weights", "{ckpt}", "--device",

@@ -190,6 +190,16 @@ def app_grid_warning(input_size: int, stride: int) -> str | None:
     )
 
 
+def check_input_name(input_name: str) -> None:
+    """An input named like an output makes a model with two tensors of one name (ONNX's
+    checker refuses it, Core ML mixes them up): one PkmodelError instead."""
+    if input_name in OUTPUT_NAMES:
+        raise PkmodelError(
+            f"export.input_name {input_name!r} is the name of an output "
+            f"({', '.join(OUTPUT_NAMES)}); choose another"
+        )
+
+
 def app_input_warning(input_name: str) -> str | None:
     """A warning when the image input is not named the way the PoseKit app asks for it."""
     if input_name == INPUT_NAME:

@@ -33,6 +33,7 @@ from pkmodel.export.common import (
     app_grid_warning,
     app_input_warning,
     check_images,
+    check_input_name,
     check_target,
     export_metadata,
     human_size,
@@ -480,6 +481,7 @@ def export_coreml(
     out = check_target(Path(out), ".mlpackage", force)
     ex = cfg.export
     cfg.check("export", "decoder")  # the decoder's values go into the model's metadata
+    check_input_name(ex.input_name)
     ct = import_coremltools()
     ios_target(ct, ex.minimum_ios)  # fail on a bad target before the slow steps
     if ex.compress == "palette":

@@ -19,6 +19,7 @@ from pkmodel.export.common import (
     ExportReport,
     Log,
     app_grid_warning,
+    check_input_name,
     check_target,
     export_metadata,
     load_export_model,
@@ -169,7 +170,8 @@ def export_onnx(
     out = check_target(Path(out), ".onnx", force)
     ex = cfg.export
     check_opset(ex.onnx_opset)
-    cfg.decoder.check()
+    cfg.check("export.input_name", "decoder")
+    check_input_name(ex.input_name)
     model, model_cfg, used_ema = load_export_model(weights)
     log(f"[1/4] loaded {weights}")
     size = model_cfg.input_size

@@ -73,9 +73,10 @@ def find_sequences(
         if (seq := _read_recording(path, intrinsics_key, fps, warn)) is not None
     ]
     if not found:
+        where = f"{parent} nor its subfolders have" if parent != root else "it has"
         raise PkmodelError(
-            f"input folder {root} holds no RGB-D recording (no {SEQUENCE_FILE}, no "
-            f"{INTRINSICS_FILE}, no Stray Scanner folder, no .r3d file, no sequences/ folder)"
+            f"input folder {root} holds no RGB-D recording: neither {where} an {SEQUENCE_FILE}, "
+            f"an {INTRINSICS_FILE}, a Stray Scanner recording or a .r3d file"
         )
     seen: dict[str, RgbdSequence] = {}
     for seq in found:

@@ -101,6 +101,11 @@ def program_from_spec(spec, source: Path, weights_dir: Path, fmt: str) -> Progra
     from coremltools.proto import FeatureTypes_pb2
 
     kind = spec.WhichOneof("Type")
+    if kind is None:
+        raise PkmodelError(
+            f"{source} holds no Core ML model (its model spec is empty: a file cut short or "
+            "written over)"
+        )
     if kind != "mlProgram":
         raise PkmodelError(
             f"{source} is a Core ML {kind} model, not an ML Program (re-export it with pkmodel "

@@ -460,3 +460,19 @@ def test_split_gives_the_parts_coremltools_defines(tmp_path):
         np.testing.assert_array_equal(got[name], part)
     with pytest.raises(ValueError, match="equal parts"):
         ops.split(torch.zeros(1, 5), axis=1, num_splits=2)
+
+
+def test_an_empty_model_spec_is_one_sentence(tmp_path):
+    """A model spec of 0 bytes (a file cut short or written over) parses as a Model with no
+    type set: the error said "a Core ML None model"; it names the empty spec."""
+    from coremltools.proto import Model_pb2
+
+    from pkmodel.mlprogram.proto import program_from_spec
+
+    spec = Model_pb2.Model()
+    spec.ParseFromString(b"")  # what the empty model.mlmodel reads as
+    source = tmp_path / "m.mlpackage"
+    with pytest.raises(PkmodelError) as e:
+        program_from_spec(spec, source, tmp_path, "mlpackage")
+    message = one_sentence(e.value, source, "holds no Core ML model (its model spec is empty")
+    assert "None" not in message
