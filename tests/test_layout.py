@@ -157,4 +157,4 @@ def test_opencv_and_ffmpeg_lines_do_not_precede_the_commands_errors(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line and "extract-frames:" not in line]
-    assert errors == [f"error: no video under {video} could be read"], done.stderr
+    assert errors == [f"error: video {video} cannot be read: OpenCV cannot open it (damaged, or not a video)"], done.stderr  # fmt: skip

@@ -288,7 +288,9 @@ def extract_frames_command(
     summary = extract_frames(source, out, every, count, jpeg_quality, progress=not quiet)
     typer.echo(summary.format())
     if summary.failed and len(summary.failed) == summary.videos:
-        raise PkmodelError(f"no video under {source} could be read")
+        if summary.videos == 1:
+            raise PkmodelError(f"video {summary.failed[0]['video']} cannot be read: {summary.failed[0]['reason']}")  # fmt: skip
+        raise PkmodelError(f"none of the {summary.videos} videos under {source} could be read")
 
 
 @app.command("pseudo-label")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,9 +127,12 @@ def extract_video(
     short: None when every frame wanted decoded)."""
     import cv2
 
-    cap = cv2.VideoCapture(opencv_path(video))
+    path = opencv_path(video)
+    if os.path.getsize(path) == 0:
+        raise ValueError("the file is empty (0 bytes)")
+    cap = cv2.VideoCapture(path)
     if not cap.isOpened():
-        raise ValueError("OpenCV cannot open it")
+        raise ValueError("OpenCV cannot open it (damaged, or not a video)")
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)

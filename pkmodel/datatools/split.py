@@ -69,13 +69,15 @@ def choose_val_groups(group_sizes: np.ndarray, val_ratio: float, seed: int) -> n
     return val
 
 
-def _rebased(samples: list[dict[str, Any]], src_dir: Path, out_dir: Path) -> list[dict[str, Any]]:
-    """Samples whose image paths are relative to out_dir instead of src_dir."""
+def _rebased(samples: list[dict[str, Any]], labels: Path, out_dir: Path) -> list[dict[str, Any]]:
+    """Samples of the label file ``labels`` whose image paths are relative to out_dir instead
+    of the label file's folder."""
+    src_dir = labels.parent
     if src_dir.resolve() == out_dir.resolve():
         return samples
     out = []
     for i, s in enumerate(samples):
-        rel = checked_relative(s["image"], f"samples[{i}]")
+        rel = checked_relative(s["image"], f"{labels} samples[{i}]")
         moved = os.path.relpath(src_dir.resolve() / rel, out_dir.resolve())
         out.append({**s, "image": Path(moved).as_posix()})
     return out
@@ -128,7 +130,7 @@ def split_labels(
             "image(s): a split needs crops of at least two images"
         )
     on_val = choose_val_groups(sizes, val_ratio, seed)[groups]
-    samples = _rebased(samples, labels.parent, out_dir)
+    samples = _rebased(samples, labels, out_dir)
     header = header_of(data)
     header.pop("summary", None)  # prepare's counts describe the whole file, not a side
     split_of = {

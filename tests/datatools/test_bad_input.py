@@ -106,6 +106,18 @@ def test_merge_refuses_paths_that_go_up_out_of_the_dataset(labels, tmp_path):
     assert code == 0, output
 
 
+def test_split_names_the_labels_file_of_an_absolute_image_path(labels, tmp_path):
+    """render and merge named the labels file, split gave only 'samples[0]'."""
+    bad = _edited(labels, "abs.json", image="/etc/hostname")
+    code, output = _run(["data", "split", bad, "--train-name", "a", "--val-name", "b",
+                         "--val-ratio", "0.5", "--out", tmp_path / "s"])  # fmt: skip
+    assert code == 2 and output.strip() == (
+        f"error: {bad} samples[0]: image path '/etc/hostname' must be a file path relative to "
+        "the label file's folder"
+    )
+    assert not (tmp_path / "s").exists()
+
+
 def test_a_folder_is_not_a_labels_file(tmp_path):
     (tmp_path / "imgs").mkdir()
     code, output = _run(["data", "merge", tmp_path / "imgs", "--out", tmp_path / "m"])
@@ -121,3 +133,22 @@ def test_extract_frames_every_must_be_finite_and_not_tiny(tmp_path):
     # shorter than a frame: every frame, without an array of a step per nanosecond
     assert frames_every(25.0, 10, 0.001).tolist() == list(range(10))
     assert frames_every(25.0, 10, 0.2).tolist() == [0, 5]
+
+
+def test_extract_frames_says_why_a_video_cannot_be_read(tmp_path):
+    """One video that cannot be read: the error gives its reason (it said only that no video
+    under the path could be read); several: how many."""
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v/zero.mp4").write_bytes(b"")
+    code, output = _run(["data", "extract-frames", tmp_path / "v/zero.mp4", "--count", 2,
+                         "--out", tmp_path / "f", "--quiet"])  # fmt: skip
+    assert code == 2
+    assert output.strip().splitlines()[-1] == (
+        f"error: video {tmp_path / 'v/zero.mp4'} cannot be read: the file is empty (0 bytes)"
+    )
+    (tmp_path / "v/text.mp4").write_text("not a video")
+    code, output = _run(["data", "extract-frames", tmp_path / "v", "--count", 2, "--out", tmp_path / "f", "--quiet"])  # fmt: skip
+    assert code == 2 and output.strip().splitlines()[-1] == (
+        f"error: none of the 2 videos under {tmp_path / 'v'} could be read"
+    )
+    assert "failed " in output and "OpenCV cannot open it (damaged, or not a video)" in output
