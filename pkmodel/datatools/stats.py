@@ -18,7 +18,13 @@ import numpy as np
 from pkmodel.common.atomic import atomic_write_bytes, atomic_write_json
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import JOINT_NAMES, NUM_JOINTS
-from pkmodel.data.labels import header_of, keypoints_array, load_labels, source_image_keys
+from pkmodel.data.labels import (
+    first_bad_sample,
+    header_of,
+    keypoints_array,
+    load_labels,
+    source_image_keys,
+)
 
 SIZE_BINS_PX = np.array([0, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 4096])
 SHARE_BINS = np.linspace(0.0, 1.0, 11)
@@ -32,13 +38,28 @@ def _hist(values: np.ndarray, edges: np.ndarray) -> dict[str, list]:
     return {"edges": np.round(edges, 6).tolist(), "counts": counts.tolist()}
 
 
+def _numbers(samples: list[dict[str, Any]], keys: tuple[str, ...], n: int, path: Path) -> np.ndarray:  # fmt: skip
+    """(N, n) float64 of each sample's ``keys`` (one key of n numbers, or n keys of one);
+    the first sample without them is one PkmodelError naming it."""
+    out = np.zeros((len(samples), n))
+    for i, s in enumerate(samples):
+        try:
+            value = np.asarray(s[keys[0]] if len(keys) == 1 else [s[k] for k in keys], np.float64)
+        except (KeyError, TypeError, ValueError):
+            value = None
+        if value is None or value.shape != (n,):
+            name = " / ".join(keys)
+            raise PkmodelError(
+                f"prepared labels {path}: samples[{i}].{name} is missing or not {n} numbers"
+            )
+        out[i] = value
+    return out
+
+
 def _arrays(samples: list[dict[str, Any]], path: Path, crop_size: int) -> dict[str, np.ndarray]:
-    try:
-        boxes = np.array([s["crop_box"] for s in samples], np.float64).reshape(-1, 3)
-        bbox = np.array([s["bbox"] for s in samples], np.float64).reshape(-1, 4)
-        size = np.array([[s["width"], s["height"]] for s in samples], np.float64).reshape(-1, 2)
-    except (KeyError, ValueError, TypeError) as e:
-        raise PkmodelError(f"prepared labels {path} are malformed ({e})") from None
+    boxes = _numbers(samples, ("crop_box",), 3, path)
+    bbox = _numbers(samples, ("bbox",), 4, path)
+    size = _numbers(samples, ("width", "height"), 2, path)
     scale = boxes[:, 2:3] / crop_size  # original pixels per crop pixel
     bbox_orig = bbox * np.concatenate([scale, scale, scale, scale], axis=1)
     bbox_orig[:, :2] += boxes[:, :2]
@@ -50,6 +71,9 @@ def label_stats(labels: str | Path) -> dict[str, Any]:
     labels = Path(labels)
     data = load_labels(labels)
     samples = data["samples"]
+    problem = first_bad_sample(samples)  # keypoints, center, crop_box, as training reads them
+    if problem is not None:
+        raise PkmodelError(f"prepared labels {labels}: {problem}")
     crop_size = int(data["crop_size"])
     n = len(samples)
     kp = keypoints_array(samples, labels)

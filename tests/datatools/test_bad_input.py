@@ -152,3 +152,27 @@ def test_extract_frames_says_why_a_video_cannot_be_read(tmp_path):
         f"error: none of the 2 videos under {tmp_path / 'v'} could be read"
     )
     assert "failed " in output and "OpenCV cannot open it (damaged, or not a video)" in output
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"keypoints": [[1, 2, 2]] * 16 + [[1, 2]]},
+            "samples[0].keypoints is missing or not numbers",
+        ),  # fmt: skip
+        (
+            {"keypoints": [[1, 2, 2]] * 5},
+            "samples[0].keypoints must be 17 x 3 numbers, got shape (5, 3)",
+        ),  # fmt: skip
+        ({"center": None}, "samples[0].center must be 2 numbers, got shape ()"),
+        ({"bbox": [1, 2]}, "samples[0].bbox is missing or not 4 numbers"),
+        ({"width": "wide"}, "samples[0].width / height is missing or not 2 numbers"),
+    ],
+)
+def test_stats_names_the_malformed_sample(labels, fields, message):
+    """data stats said "have malformed 'keypoints' (setting an array element with a
+    sequence...)" or "are malformed ('bbox')", naming no sample."""
+    bad = _edited(labels, "bad.json", **fields)
+    code, output = _run(["data", "stats", bad, "--out", labels.parent / "s.png"])
+    assert code == 2 and output.strip() == f"error: prepared labels {bad}: {message}"
