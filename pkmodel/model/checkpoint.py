@@ -7,9 +7,7 @@ dict), optional ``ema`` (state dict), ``config`` (``Config.to_dict()``) and trai
 
 from __future__ import annotations
 
-import pickle
 import reprlib
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from pkmodel.common.versioned import FileKind
 from pkmodel.config import Config, config_from_dict
 from pkmodel.model.network import build_model, check_model_config
 from pkmodel.model.posekit import posekit_config_dict, posekit_state_dict
+from pkmodel.model.torchfile import load_torch_file
 
 CHECKPOINT_FORMAT = "pkmodel-checkpoint"
 # 2: model.stem (the fused stem became the default); version 1's networks all have
@@ -48,31 +47,11 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
     under ``model`` and a default config with ``model.arch = "posekit"`` (``source: posekit``).
     """
 
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise PkmodelError(f"weights file {path} {not_there(path)}")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip or a pickle
-        kind = "an ONNX model, " if path.suffix.lower() == ".onnx" else ""
-        raise PkmodelError(f"{path} is not a pkmodel checkpoint ({kind}not a PyTorch file)")
-    if head.startswith(b"PK\x03\x04"):
-        _check_crcs(path)
-    try:
-        with warnings.catch_warnings():  # a plain pickle: the error below says it better
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise PkmodelError(
-            f"{path} is not a pkmodel checkpoint (it holds Python objects that a safe "
-            "weights-only load refuses)"
-        ) from None
-    except Exception as e:  # torch raises many types for files that are not PyTorch files
-        raise PkmodelError(
-            f"{path} is not a pkmodel checkpoint (not a readable PyTorch file: {type(e).__name__})"
-        ) from None
+    hint = "an ONNX model, " if path.suffix.lower() == ".onnx" else ""
+    state = load_torch_file(path, f"{path} is not a pkmodel checkpoint", map_location, hint)
     if isinstance(state, dict) and "format" not in state:
         converted = posekit_checkpoint(state)  # a PoseKit .pth: its weights, a default config
         if converted is not None:
@@ -81,25 +60,6 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
     _check_weights(state, path)
     checkpoint_config(state, path)
     return state
-
-
-def _check_crcs(path: Path) -> None:
-    """torch.load does not check the CRC each entry of its ZIP carries: a flipped bit on disk
-    loaded as a silently wrong weight. Every entry is checked (a read of the whole file)."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as zf:
-            bad = zf.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise PkmodelError(
-            f"{path} is not a pkmodel checkpoint (not a readable PyTorch file: {e})"
-        ) from None
-    if bad is not None:
-        raise PkmodelError(
-            f"{path} is damaged: its entry {bad} does not match its checksum (a copy cut short "
-            "or changed on disk)"
-        )
 
 
 def _shown(value: Any) -> str:

@@ -7,7 +7,6 @@ is static (no data-dependent ops), so it exports to ONNX and Core ML.
 from __future__ import annotations
 
 import math
-import pickle
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ from pkmodel.common.skeleton import NUM_JOINTS
 from pkmodel.config import ModelConfig
 from pkmodel.model.activations import ReLU6, use_output_relu6
 from pkmodel.model.outputs import OUTPUT_NAMES, OUTPUT_STRIDE
+from pkmodel.model.torchfile import load_torch_file
 
 # Heatmap and center heads start at sigmoid(bias) = 0.1, as CenterNet does, so the first
 # steps are not spent pushing every pixel of a 0.5-initialised map down to the background.
@@ -253,22 +253,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
     if not path.is_file():
         raise PkmodelError(f"model.pretrained: backbone weights file {path} {not_there(path)}")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip or a pickle
-        raise PkmodelError(f"model.pretrained: {path} is not a state_dict (not a PyTorch file)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise PkmodelError(
-            f"model.pretrained: {path} is not a state_dict (it holds Python objects that a "
-            "safe weights-only load refuses)"
-        ) from None
-    except Exception as e:  # torch raises many types for files that are not PyTorch files
-        raise PkmodelError(
-            f"model.pretrained: {path} is not a state_dict (not a readable PyTorch file: "
-            f"{type(e).__name__})"
-        ) from None
+    state = load_torch_file(path, f"model.pretrained: {path} is not a state_dict")
     for key in ("state_dict", "model"):  # common wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
