@@ -3,7 +3,9 @@ pictures and the per-joint PCK plot."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,29 +38,45 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+PICTURES = ("best", "worst", "pck_joints")  # the pictures an evaluation draws
+
+
 def write_evaluation(
     evaluation: Evaluation, out_dir: str | Path, pictures: int = 8, extra: dict | None = None
 ) -> dict[str, Path]:
     """Write results.json, metrics.json and (pictures > 0) best.png, worst.png, pck_joints.png.
 
-    Every file is written atomically. Returns the paths written, by name.
+    The files are made in a temporary folder inside ``out_dir`` and moved into place together
+    at the end, metrics.json last, so an evaluation stopped part way leaves the earlier one's
+    files as they were; an earlier run's pictures that this one does not draw (pictures = 0)
+    are deleted once its metrics are in place. Returns the paths written, by name.
     """
+    import tempfile
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"results": out_dir / "results.json", "metrics": out_dir / "metrics.json"}
-    atomic_write_json(paths["results"], evaluation.results, indent=None)
-    atomic_write_json(paths["metrics"], _json_safe({**evaluation.metrics, **(extra or {})}))
-    if pictures > 0:
-        order = np.argsort(np.where(np.isfinite(evaluation.oks), evaluation.oks, np.inf))
-        n = min(pictures, len(order))
-        worst = order[:n]
-        best = order[np.isfinite(evaluation.oks[order])][::-1][:n]
-        for name, picks in (("best", best), ("worst", worst)):
-            paths[name] = out_dir / f"{name}.png"
-            save_overlays(evaluation, picks, paths[name])
-        paths["pck_joints"] = out_dir / "pck_joints.png"
-        plot_pck_per_joint(evaluation.metrics, paths["pck_joints"])
+    with tempfile.TemporaryDirectory(prefix=".evaluate.", dir=out_dir) as tmp:
+        made = {"results": Path(tmp) / "results.json"}
+        atomic_write_json(made["results"], evaluation.results, indent=None)
+        if pictures > 0:
+            order = np.argsort(np.where(np.isfinite(evaluation.oks), evaluation.oks, np.inf))
+            n = min(pictures, len(order))
+            worst = order[:n]
+            best = order[np.isfinite(evaluation.oks[order])][::-1][:n]
+            for name, picks in (("best", best), ("worst", worst)):
+                made[name] = Path(tmp) / f"{name}.png"
+                save_overlays(evaluation, picks, made[name])
+            made["pck_joints"] = Path(tmp) / "pck_joints.png"
+            plot_pck_per_joint(evaluation.metrics, made["pck_joints"])
+        made["metrics"] = Path(tmp) / "metrics.json"
+        atomic_write_json(made["metrics"], _json_safe({**evaluation.metrics, **(extra or {})}))
+        paths = {name: out_dir / path.name for name, path in made.items()}
+        for name, path in made.items():  # metrics last
+            os.replace(path, paths[name])
+    for name in PICTURES:
+        if name not in paths:
+            with contextlib.suppress(FileNotFoundError):
+                (out_dir / f"{name}.png").unlink()
     return paths
 
 

@@ -241,6 +241,30 @@ def test_cli_oracle_writes_metrics_results_and_pictures(tmp_path):
         image = cv2.imread(str(out / f"{name}.png"))
         assert image is not None and image.shape[0] > 100 and image.std() > 10
 
+    # Stopped while drawing (Ctrl-C), a second evaluation into the folder leaves the first
+    # one's files as they were, not its new metrics beside the old pictures; finished without
+    # pictures, it deletes the first one's, which no longer show its metrics.
+    import pkmodel.engine.report as report
+
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    args = ["evaluate", "--oracle", "--annotations", ann, "--images", ann.parent, "--out", out,
+            "--quiet", "--set", "train.workers=0", "--set", "eval.pck_threshold=0.1"]  # fmt: skip
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    save = report.save_overlays
+    report.save_overlays = stopped
+    try:
+        with pytest.raises(AssertionError):  # run_cli: the command did not finish
+            run_cli([*args, "--pictures", 3])
+    finally:
+        report.save_overlays = save
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary folder either
+    run_cli([*args, "--pictures", 0])
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "results.json"]
+    assert json.loads((out / "metrics.json").read_text())["pck_threshold"] == 0.1
+
 
 def test_cli_checkpoint_with_flip_test(tmp_path, tiny_checkpoint):
     ann = shared_data("mmpose_coco", "test_coco.json")
