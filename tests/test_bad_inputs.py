@@ -280,7 +280,7 @@ CASES = [
     # lift
     Case("lift-sequence-without-files", ("lift", "--input", "{here}/rec", "--ground-truth-2d",
                                          "--out", "{here}/l"),
-         "input folder {here}/rec holds no RGB-D recording: neither {here}/rec/sequences nor its subfolders have an annotations.json",  # fmt: skip
+         "input folder {here}/rec holds no RGB-D recording: no annotations.json, intrinsics.json, Stray Scanner recording or .r3d file in it or in the folders of {here}/rec/sequences",  # fmt: skip
          files={"rec/sequences/seq_000/rgb/000000.jpg": b"\xff\xd8"}),
     Case("lift-missing-input", ("lift", "--input", "{here}/none", "--ground-truth-2d",
                                 "--out", "{here}/l"), "input folder {here}/none does not exist"),

@@ -73,10 +73,10 @@ def find_sequences(
         if (seq := _read_recording(path, intrinsics_key, fps, warn)) is not None
     ]
     if not found:
-        where = f"{parent} nor its subfolders have" if parent != root else "it has"
+        where = f"the folders of {parent}" if parent != root else "its folders"
         raise PkmodelError(
-            f"input folder {root} holds no RGB-D recording: neither {where} an {SEQUENCE_FILE}, "
-            f"an {INTRINSICS_FILE}, a Stray Scanner recording or a .r3d file"
+            f"input folder {root} holds no RGB-D recording: no {SEQUENCE_FILE}, "
+            f"{INTRINSICS_FILE}, Stray Scanner recording or .r3d file in it or in {where}"
         )
     seen: dict[str, RgbdSequence] = {}
     for seq in found:

@@ -556,8 +556,12 @@ def test_inputs_that_are_not_recordings(tmp_path):
     with pytest.raises(PkmodelError, match=r"notes.txt is a file; give a folder or a Record3D"):
         find_sequences(tmp_path / "notes.txt")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PkmodelError, match=r"no Stray Scanner folder, no .r3d file"):
+    with pytest.raises(PkmodelError) as err:
         find_sequences(tmp_path / "empty")
+    assert str(err.value) == (
+        f"input folder {tmp_path / 'empty'} holds no RGB-D recording: no annotations.json, "
+        "intrinsics.json, Stray Scanner recording or .r3d file in it or in its folders"
+    )
     folder = tmp_path / "both"
     stray_folder(folder)
     (folder / "scan.r3d").write_bytes(r3d_bytes(META))
