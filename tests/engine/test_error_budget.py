@@ -42,9 +42,22 @@ def test_error_budget_takes_each_kind_of_error_away(tmp_path):
     assert rows["exact when in the right cell"] == rows["as predicted"]
     ap = [rows[k]["AP"] for k in ("as predicted", "errors halved", "errors x 0.3")]
     assert ap[0] < ap[1] < ap[2] <= ceiling and ap[0] < 0.9 * ceiling, ap
-    # The whole error is the shift: each joint's error is halved exactly.
-    oks = [rows[k]["mean_oks"] for k in ("as predicted", "errors halved")]
-    assert oks[0] < oks[1] < 1.0
+    # The whole error is the shift: each labelled joint's error is halved (cut to 0.3)
+    # exactly, so those rows score as the truth shifted by 2 (1.2) pixels; a joint not
+    # labelled in the input keeps its prediction. Each joint at its cell's center: the cell
+    # one to the right of the truth's.
+    from pkmodel.engine.scoring import score_predictions
+
+    vis = gt[..., 2:3] > 0
+    for row, shift in (("errors halved", 2.0), ("errors x 0.3", 1.2)):
+        points = np.where(vis, gt[..., :2] + [shift, 0.0], gt[..., :2] + [4.0, 0.0])
+        want = score_predictions(ds, preds(points), cfg).metrics
+        assert rows[row] == {k: pytest.approx(float(want[k])) for k in rows[row]}, row
+    centers = (np.floor((gt[..., :2] + [4.0, 0.0]) / 4) + 0.5) * 4
+    want = score_predictions(ds, preds(centers), cfg).metrics
+    assert rows["cell centers (offsets ignored)"] == {k: pytest.approx(float(want[k])) for k in want if k in rows["as predicted"]}  # fmt: skip
+    oks = [rows[k]["mean_oks"] for k in ("as predicted", "errors halved", "cell centers (offsets ignored)")]  # fmt: skip
+    assert oks[0] < oks[1] < 1.0 and oks[2] != oks[0]
     # Left and right swapped: swapping back gives every person exactly.
     mirrored = error_budget(ds, preds(gt[:, FLIP_INDEX, :2]), cfg)
     assert mirrored["rows"]["as predicted"]["AP"] < 0.5 * ceiling
