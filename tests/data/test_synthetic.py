@@ -192,8 +192,13 @@ def test_ray_capsule_matches_brute_force_marching():
         inside = dist <= r
         first = np.where(inside.any(1), ts[np.argmax(inside, 1)], np.inf)
         hit = np.isfinite(first)
-        assert np.array_equal(np.isfinite(t), hit) or np.abs(t[hit] - first[hit]).max() < 2e-3
-        assert np.abs(t[hit] - first[hit]).max(initial=0) < 2e-3
+        # a ray the two disagree on must graze the capsule: its closest approach within 1 mm
+        # of the radius (the marching steps 0.5 mm along the ray)
+        closest = dist.min(1)
+        phantom, missed = np.isfinite(t) & ~hit, ~np.isfinite(t) & hit
+        assert (closest[phantom] <= r + 1e-3).all() and (closest[missed] >= r - 1e-3).all()
+        both = hit & np.isfinite(t)
+        assert np.abs(t[both] - first[both]).max(initial=0) < 2e-3
 
 
 def test_renderer_depth_and_occlusion_on_a_known_scene():
