@@ -89,8 +89,15 @@ def test_invisible_and_outside_joints_carry_no_target():
         assert not maps["regs"][2 * j : 2 * j + 2].any()
         assert not maps["offsets"][2 * j : 2 * j + 2].any()
     assert t["reg_mask"].sum() == K - 3
-    # The offsets hold exactly one non-zero pair location per labelled joint (at its cell).
-    assert np.count_nonzero(maps["offsets"].any(axis=0)) <= K - 3
+    # Each labelled joint's offsets sit at its own cell, its sub-cell position (offset_values)
+    # there, and nowhere else: the non-zero locations are those cells.
+    kept = [j for j in range(K) if j not in (3, 5, 6)]
+    cells = point_cells(kps[kept, :2], 4, size // 4)
+    for j, (cx, cy) in zip(kept, cells, strict=True):
+        np.testing.assert_array_equal(maps["offsets"][2 * j : 2 * j + 2, cy, cx], t["offset_values"][j])  # fmt: skip
+        np.testing.assert_allclose(t["offset_values"][j], kps[j, :2] / 4 - (cx, cy), atol=1e-6)
+    nonzero = {(int(x), int(y)) for y, x in zip(*np.nonzero(maps["offsets"].any(axis=0)), strict=True)}  # fmt: skip
+    assert nonzero == {(int(x), int(y)) for x, y in cells}
 
 
 def test_regs_round_correctly_for_joints_left_of_and_above_the_center():

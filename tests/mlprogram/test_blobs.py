@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import coremltools.libmilstoragepython as storage  # a dependency: absent, a failure, not a skip
 import numpy as np
 import pytest
 
@@ -14,8 +15,6 @@ from pkmodel.mlprogram.blobs import STORED_TYPES, BlobFile, unpack_bits
 from pkmodel.mlprogram.program import BlobRef
 from pkmodel.mlprogram.run import CoreMLProgram, load_program
 from tests.mlprogram.conftest import app_model, one_sentence
-
-storage = pytest.importorskip("coremltools.libmilstoragepython")
 
 # MIL element type -> the suffix of coremltools' read_*/write_* methods and the NumPy type
 # they take and give (fp16 travels as its uint16 bits).

@@ -22,8 +22,6 @@ from pkmodel.model.outputs import OUTPUT_NAMES
 from tests.conftest import shared_data
 from tests.mlprogram.conftest import COMPRESSED, app_model, one_sentence, write_mlmodelc
 
-pytest.importorskip("coremltools")
-
 # --- the app's model on COCO photos ------------------------------------------------------------
 
 # coco_mini photos with one prominent person (the largest annotated person of the picture).

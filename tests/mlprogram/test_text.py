@@ -17,8 +17,6 @@ from pkmodel.mlprogram.run import CoreMLProgram, load_program
 from pkmodel.mlprogram.text import parse_mil
 from tests.mlprogram.conftest import MINI_HEADER, app_model, blobfile, one_sentence, write_mlmodelc
 
-pytest.importorskip("coremltools")
-
 
 def const(ttype: str, name: str, value: str) -> str:
     return (
