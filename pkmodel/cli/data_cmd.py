@@ -275,6 +275,16 @@ def extract_frames_command(
         ),
     ] = None,
     jpeg_quality: Annotated[int, typer.Option("--jpeg-quality", help="JPEG quality 1-100.")] = 95,
+    rotate: Annotated[
+        int,
+        typer.Option(
+            "--rotate",
+            metavar="0|90|180|270",
+            help="Store each frame turned clockwise by this many degrees: for a video stored "
+            "on its side without a display matrix (a phone's raw capture, e.g. a Stray "
+            "Scanner rgb.mp4), so that the frames stand upright for labelling and training.",
+        ),
+    ] = 0,
     quiet: QuietOption = False,
 ) -> None:
     """Sample still frames from videos (every N seconds, or K evenly spaced per video).
@@ -285,7 +295,7 @@ def extract_frames_command(
     from pkmodel.common.errors import PkmodelError
     from pkmodel.datatools.frames import extract_frames
 
-    summary = extract_frames(source, out, every, count, jpeg_quality, progress=not quiet)
+    summary = extract_frames(source, out, every, count, jpeg_quality, progress=not quiet, rotate=rotate)  # fmt: skip
     typer.echo(summary.format())
     if summary.failed and len(summary.failed) == summary.videos:
         if summary.videos == 1:

@@ -7,7 +7,9 @@ grab() and only the chosen ones retrieved, and written as OUT/<video>/<video>_<f
 (frame number, 6 digits) through a temporary name. Each finished video gets
 OUT/<video>/frames.json (its frames with their times); a rerun skips videos whose manifest
 matches the video file and the settings, and within an interrupted video keeps the frames
-already written.
+already written. With ``rotate`` (90, 180, 270 degrees clockwise) each frame is stored turned,
+for a video stored on its side without a display matrix (a Stray Scanner ``rgb.mp4``), and
+its name ends in ``_r<degrees>`` so that a rerun with another turn keeps none of them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 
 from pkmodel.common.atomic import atomic_write_bytes, atomic_write_json, check_writable
 from pkmodel.common.errors import PkmodelError
+from pkmodel.common.geometry import QUARTER_TURNS, turn_image
 from pkmodel.common.images import VIDEO_SUFFIXES, opencv_path
 
 MANIFEST = "frames.json"
@@ -101,7 +104,9 @@ def _folder_names(videos: list[Path]) -> list[str]:
     return out
 
 
-def _settings(video: Path, every_s: float | None, count: int | None) -> dict[str, Any]:
+def _settings(
+    video: Path, every_s: float | None, count: int | None, rotate: int = 0
+) -> dict[str, Any]:
     st = video.stat()
     return {
         "video": str(video.resolve()),
@@ -109,6 +114,7 @@ def _settings(video: Path, every_s: float | None, count: int | None) -> dict[str
         "mtime_ns": st.st_mtime_ns,
         "every_s": every_s,
         "count": count,
+        "rotate_deg": rotate,
     }
 
 
@@ -121,7 +127,12 @@ def _done_before(folder: Path, settings: dict[str, Any]) -> bool:
 
 
 def extract_video(
-    video: Path, folder: Path, every_s: float | None, count: int | None, jpeg_quality: int
+    video: Path,
+    folder: Path,
+    every_s: float | None,
+    count: int | None,
+    jpeg_quality: int,
+    rotate: int = 0,
 ) -> tuple[int, int, str | None]:
     """Frames of one video into ``folder`` and its manifest; returns (written, kept, why it is
     short: None when every frame wanted decoded)."""
@@ -151,7 +162,7 @@ def extract_video(
         index = 0
         while index <= last and cap.grab():
             if index in want:
-                name = f"{folder.name}_{index:06d}.jpg"
+                name = f"{folder.name}_{index:06d}{f'_r{rotate}' if rotate else ''}.jpg"
                 path = folder / name
                 if path.is_file():
                     kept += 1
@@ -159,6 +170,7 @@ def extract_video(
                     ok, bgr = cap.retrieve()
                     if not ok:
                         raise ValueError(f"frame {index} cannot be decoded")
+                    bgr = turn_image(bgr, rotate)
                     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
                     if not ok:
                         raise ValueError(f"frame {index} cannot be encoded as JPEG")
@@ -171,7 +183,7 @@ def extract_video(
     if not frames:
         raise ValueError("no frame could be decoded")
     manifest = {
-        **_settings(video, every_s, count),
+        **_settings(video, every_s, count, rotate),
         "fps": fps,
         "frame_count": total,
         "frames_missing": len(wanted) - len(frames),  # the container claimed more frames
@@ -194,6 +206,7 @@ def extract_frames(
     count: int | None = None,
     jpeg_quality: int = 95,
     progress: bool = True,
+    rotate: int = 0,
 ) -> FramesSummary:
     """Frames of a video or a folder of videos into OUT/<video>/ (see the module docstring).
 
@@ -212,6 +225,8 @@ def extract_frames(
         raise PkmodelError(f"--count must be at least 1, got {count}")
     if not 1 <= jpeg_quality <= 100:
         raise PkmodelError(f"--jpeg-quality must be 1-100, got {jpeg_quality}")
+    if rotate not in QUARTER_TURNS:
+        raise PkmodelError(f"--rotate must be 0, 90, 180 or 270 (degrees clockwise), not {rotate}")
     source, out_dir = Path(source), Path(out_dir)
     videos = list_videos(source)
     check_writable(out_dir, "--out", folder=True)  # a video's fault is listed; this is not
@@ -221,11 +236,11 @@ def extract_frames(
         disable=not progress,
     ):  # fmt: skip
         folder = out_dir / name
-        if _done_before(folder, _settings(video, every_s, count)):
+        if _done_before(folder, _settings(video, every_s, count, rotate)):
             summary.skipped_videos += 1
             continue
         try:  # a ValueError is the video's; an OSError (writing) stops the command
-            written, kept, short = extract_video(video, folder, every_s, count, jpeg_quality)
+            written, kept, short = extract_video(video, folder, every_s, count, jpeg_quality, rotate)  # fmt: skip
         except ValueError as e:
             summary.failed.append({"video": str(video), "reason": str(e)})
             continue

@@ -278,6 +278,36 @@ def _grey_levels(folder: Path) -> list[int]:
     return [round(read_rgb(p).mean() / 10) for p in sorted(folder.glob("*.jpg"))]
 
 
+def test_extract_frames_stores_a_video_stored_on_its_side_upright(tmp_path):
+    """--rotate 90: a video whose frames lie on their side (no display matrix) gives upright
+    frames, named with the turn; a rerun with another turn keeps none of them."""
+    import cv2
+
+    from pkmodel.common.images import read_rgb
+    from pkmodel.datatools.frames import extract_frames
+
+    upright = np.zeros((64, 48, 3), np.uint8)
+    upright[:16] = 255  # the top quarter white
+    stored = np.ascontiguousarray(np.rot90(upright))  # on its side: the white at the left
+    writer = cv2.VideoWriter(str(tmp_path / "side.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))  # fmt: skip
+    for _ in range(5):
+        writer.write(stored)
+    writer.release()
+    s = extract_frames(tmp_path / "side.avi", tmp_path / "f", count=2, progress=False, rotate=90)
+    assert s.frames_written == 2
+    names = sorted(p.name for p in (tmp_path / "f/side").glob("*.jpg"))
+    assert names == ["side_000001_r90.jpg", "side_000003_r90.jpg"]
+    frame = read_rgb(tmp_path / "f/side" / names[0])
+    assert frame.shape == (64, 48, 3)
+    assert frame[:14].mean() > 240 and frame[18:].mean() < 15  # upright: the white on top
+    assert json.loads((tmp_path / "f/side/frames.json").read_text())["rotate_deg"] == 90
+    again = extract_frames(tmp_path / "side.avi", tmp_path / "f", count=2, progress=False)
+    assert (again.skipped_videos, again.frames_written, again.frames_kept) == (0, 2, 0)
+    assert read_rgb(tmp_path / "f/side/side_000001.jpg").shape == (48, 64, 3)
+    with pytest.raises(PkmodelError, match=r"--rotate must be 0, 90, 180 or 270 \(degrees clockwise\), not 45"):  # fmt: skip
+        extract_frames(tmp_path / "side.avi", tmp_path / "g", count=2, progress=False, rotate=45)
+
+
 def test_extract_frames_every_n_seconds_and_evenly_and_resume(tmp_path):
     from pkmodel.datatools.frames import extract_frames, frames_evenly, frames_every
 
