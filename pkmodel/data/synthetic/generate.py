@@ -373,9 +373,10 @@ def generate(spec: SyntheticConfig, out: Path, progress: bool = True) -> Summary
     if out.exists() and not out.is_dir():
         raise PkmodelError(f"output folder {out} exists and is not a folder")
     stage, replaced = out / STAGING_DIR, out / REPLACED_DIR
-    for leftover in (stage, replaced):  # a killed run's
-        if leftover.is_dir():
-            _restore(replaced, out) if leftover == replaced else shutil.rmtree(leftover)
+    if stage.is_dir():  # what a killed run left
+        shutil.rmtree(stage)
+    if replaced.is_dir():
+        _restore(replaced, out)
     try:
         stage.mkdir(parents=True)
     except OSError as e:
