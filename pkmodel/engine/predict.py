@@ -517,8 +517,10 @@ def _predict_into(
     elif kind == "folder":
         paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not paths:
+            videos = sorted(p.name for p in source.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)  # fmt: skip
+            hint = f"; for its video give the file itself ({source / videos[0]})" if videos else ""
             raise PkmodelError(
-                f"folder {source} holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                f"folder {source} holds no image ({', '.join(sorted(IMAGE_SUFFIXES))}){hint}"
             )
     if degrees is None:  # --rotate auto
         samples = _video_samples(source) if kind == "video" else _image_samples(paths)

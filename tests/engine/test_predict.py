@@ -339,6 +339,12 @@ def test_bad_inputs_are_one_clear_line(tmp_path, checkpoint):
     empty = tmp_path / "empty"
     empty.mkdir()
     fails([empty, "--weights", checkpoint], "holds no image")
+    # a Stray Scanner folder: its colour is a video beside depth/ and the CSV files
+    scan = tmp_path / "scan"
+    (scan / "depth").mkdir(parents=True)
+    (scan / "rgb.mp4").write_bytes(b"video")
+    (scan / "camera_matrix.csv").write_text("1, 0, 0")
+    fails([scan, "--weights", checkpoint], f"holds no image (.bmp, .jpeg, .jpg, .png, .tif, .tiff, .webp); for its video give the file itself ({scan / 'rgb.mp4'})")  # fmt: skip
     fails(
         [image, "--weights", checkpoint, "--refine-passes", -1], "refine passes must be 0 or more"
     )
