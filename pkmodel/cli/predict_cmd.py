@@ -65,7 +65,7 @@ def predict_command(
     --rotate turns frames stored on their side without either.
     """
     from pkmodel.engine.networks import network_device
-    from pkmodel.engine.predict import predict_path
+    from pkmodel.engine.predict import predict_path, rotate_degrees
 
     torch_device = network_device(weights, cfg.train.device)
     summary = predict_path(
@@ -78,7 +78,7 @@ def predict_command(
     for line in summary.warnings:
         typer.secho(f"warning: {line}", err=True, fg=typer.colors.YELLOW)
     what = "overlay video" if summary.kind == "video" else f"{len(summary.overlays)} overlay(s)"
-    auto, turn = rotate.strip().lower() == "auto", ""
+    auto, turn = rotate_degrees(rotate) is None, ""
     if summary.rotate_deg:
         how = " (--rotate auto)" if auto else ""
         turn = f"; frames turned {summary.rotate_deg} degrees clockwise for the network{how}"

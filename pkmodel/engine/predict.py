@@ -13,7 +13,7 @@ import functools
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,18 +232,38 @@ def turned(predict: Any, degrees: int) -> Any:
     return run
 
 
+def spread_indices(count: int) -> list[int]:
+    """AUTO_TURN_FRAMES indices spread evenly over ``count`` items (all of them when fewer):
+    the frames an "auto" turn is chosen from."""
+    picks = np.linspace(0, count - 1, min(AUTO_TURN_FRAMES, count)).round()
+    return [int(i) for i in np.unique(picks)]
+
+
+def vote_turn(
+    count: Callable[[int], tuple[int, float]], images: int
+) -> tuple[int, dict[int, dict[str, float]]]:
+    """The turn :func:`upright_turn` picks, from ``count(degrees) -> (joints found, mean
+    score)`` of ``images`` frames seen under each quarter turn, and per turn what was counted
+    (``joints``, ``mean_score``)."""
+    found, mean = {}, {}
+    for degrees in QUARTER_TURNS:
+        found[degrees], mean[degrees] = count(degrees)
+    seen = {t: {"joints": found[t], "mean_score": round(mean[t], 4)} for t in QUARTER_TURNS}
+    return upright_turn(found, mean, images), seen
+
+
 def turn_votes(
     runner: Any, frames: Sequence[np.ndarray]
 ) -> tuple[int, dict[int, dict[str, float]]]:
-    """--rotate auto: the turn :func:`upright_turn` picks for ``frames``, and per turn the
-    joints found with a score of at least AUTO_TURN_MIN_SCORE and the mean score."""
-    found, mean = {}, {}
-    for degrees in QUARTER_TURNS:
+    """--rotate auto: :func:`vote_turn` for ``frames``, counting the joints found with a score
+    of at least AUTO_TURN_MIN_SCORE."""
+
+    def count(degrees: int) -> tuple[int, float]:
         poses = predict_frames(runner, [turn_image(f, degrees) for f in frames])
-        found[degrees] = int(sum((p.found & (p.scores >= AUTO_TURN_MIN_SCORE)).sum() for p in poses))  # fmt: skip
-        mean[degrees] = float(np.mean([p.scores for p in poses]))
-    seen = {t: {"joints": found[t], "mean_score": round(mean[t], 4)} for t in QUARTER_TURNS}
-    return upright_turn(found, mean, len(frames)), seen
+        found = sum(int((p.found & (p.scores >= AUTO_TURN_MIN_SCORE)).sum()) for p in poses)
+        return found, float(np.mean([p.scores for p in poses]))
+
+    return vote_turn(count, len(frames))
 
 
 def rotate_degrees(rotate: str | int) -> int | None:
@@ -541,17 +561,11 @@ def _predict_into(
     return summary
 
 
-def _spread(count: int) -> list[int]:
-    """AUTO_TURN_FRAMES indices spread evenly over ``count`` items (all of them when fewer)."""
-    picks = np.linspace(0, count - 1, min(AUTO_TURN_FRAMES, count)).round()
-    return [int(i) for i in np.unique(picks)]
-
-
 def _image_samples(paths: Sequence[Path]) -> list[np.ndarray]:
     """The images --rotate auto looks at, as shown (an unreadable one is left out here; the
     prediction itself reports it)."""
     frames = []
-    for i in _spread(len(paths)):
+    for i in spread_indices(len(paths)):
         try:
             frames.append(read_rgb(paths[i], shown=True))
         except ValueError:
@@ -571,7 +585,7 @@ def _video_samples(path: Path) -> list[np.ndarray]:
             return []
         total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         frames = []
-        for i in _spread(total) if total > 0 else range(AUTO_TURN_FRAMES):
+        for i in spread_indices(total) if total > 0 else range(AUTO_TURN_FRAMES):
             if total > 0:
                 capture.set(cv2.CAP_PROP_POS_FRAMES, i)
             ok, bgr = capture.read()

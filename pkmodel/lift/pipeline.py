@@ -35,7 +35,7 @@ from pkmodel.common.skeleton import (
 )
 from pkmodel.config import LiftConfig
 from pkmodel.engine.networks import load_network, network_device
-from pkmodel.engine.predict import AUTO_TURN_FRAMES, upright_turn
+from pkmodel.engine.predict import spread_indices, vote_turn
 from pkmodel.lift.canonical import canonical_frame, hip_width, to_canonical
 from pkmodel.lift.depth import (
     band_widens,
@@ -207,15 +207,13 @@ def turn_from_network(
     least lift.min_score) in AUTO_TURN_FRAMES frames spread over the recording, and per turn
     the joints found and their mean score; the rule is `pkmodel predict --rotate auto`'s
     (:func:`pkmodel.engine.predict.upright_turn`)."""
-    picks = np.unique(np.linspace(0, len(seq) - 1, min(AUTO_TURN_FRAMES, len(seq))).round())
-    images = [seq.load_color(int(i)) for i in picks]
-    found, mean = {}, {}
-    for turn in QUARTER_TURNS:
+    images = [seq.load_color(i) for i in spread_indices(len(seq))]
+
+    def count(turn: int) -> tuple[int, float]:
         keypoints, scores = detector(images, turn)
-        found[turn] = int(np.isfinite(keypoints[..., 0]).sum())
-        mean[turn] = float(np.mean(scores))
-    seen = {t: {"joints": found[t], "mean_score": round(mean[t], 4)} for t in QUARTER_TURNS}
-    return upright_turn(found, mean, len(images)), seen
+        return int(np.isfinite(keypoints[..., 0]).sum()), float(np.mean(scores))
+
+    return vote_turn(count, len(images))
 
 
 def predict_joints(
