@@ -501,11 +501,16 @@ def _same_crop(path: Path, previous: dict[str, Any] | None, source: dict[str, An
     old = previous["source_image"]
     if old.get("bytes") != source["bytes"] or old.get("sha1") != source["sha1"]:
         return False
+    return _holds_crop(path, previous)
+
+
+def _holds_crop(path: Path, record: dict[str, Any]) -> bool:
+    """Whether the file at ``path`` is the crop ``record`` names (its size and SHA-1)."""
     try:
         data = path.read_bytes()
     except OSError:
         return False
-    return len(data) == previous["crop_bytes"] and hashlib.sha1(data).hexdigest() == previous["crop_sha1"]  # fmt: skip
+    return len(data) == record["crop_bytes"] and hashlib.sha1(data).hexdigest() == record["crop_sha1"]  # fmt: skip
 
 
 def _round(a: np.ndarray) -> list:
@@ -633,8 +638,18 @@ def _labels_header(
     }
 
 
+def _old_labels(path: Path) -> dict[str, Any] | None:
+    """An earlier run's labels file (complete or partial) as JSON; None when there is none or
+    it cannot be read (that only means nothing of it is reused)."""
+    try:
+        old = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return old if isinstance(old, dict) else None
+
+
 def _previous_crops(
-    paths: Iterable[Path], header: dict[str, Any]
+    olds: Iterable[dict[str, Any] | None], header: dict[str, Any]
 ) -> dict[tuple[int, int], dict[str, Any]]:
     """(image id, ann id) -> the record of a crop an earlier run finished: its crop box, the
     crop file's size and SHA-1 and the identity of the source image it was cut from.
@@ -644,12 +659,8 @@ def _previous_crops(
     """
     same = ("crop_size", "expand_ratio", "jpeg_quality", "images")
     found: dict[tuple[int, int], dict[str, Any]] = {}
-    for path in paths:
-        try:
-            old = json.loads(path.read_bytes())
-        except (OSError, ValueError):
-            continue  # an unreadable old file only means nothing is reused
-        if not isinstance(old, dict) or any(old.get(k) != header[k] for k in same):
+    for old in olds:
+        if old is None or any(old.get(k) != header[k] for k in same):
             continue
         samples = old.get("samples")
         for s in samples if isinstance(samples, list) else []:
@@ -677,14 +688,10 @@ def _crop_name(image: Any) -> str:
     return name
 
 
-def _listed_crops(labels_path: Path) -> dict[tuple[int, int], dict[str, Any]]:
-    """(image id, ann id) -> the crop the existing complete labels list: its file name, size
-    and SHA-1."""
-    try:
-        old = json.loads(labels_path.read_bytes())
-    except (OSError, ValueError):
-        return {}
-    samples = old.get("samples") if isinstance(old, dict) else None
+def _listed_crops(old: dict[str, Any] | None) -> dict[tuple[int, int], dict[str, Any]]:
+    """(image id, ann id) -> the crop the existing complete labels ``old`` list: its file
+    name, size and SHA-1."""
+    samples = old.get("samples") if old is not None else None
     listed = {}
     for s in samples if isinstance(samples, list) else []:
         with contextlib.suppress(KeyError, TypeError, AttributeError):
@@ -702,14 +709,9 @@ def _new_crop_name(crop_dir: Path, image_id: int, ann_id: int, listed: dict | No
     keeps its pixels until they are replaced; a crop already damaged or gone is made again in
     its place)."""
     plain = f"{image_id}_{ann_id}.jpg"
-    if listed is None or listed["name"] != plain:
+    if listed is None or listed["name"] != plain or not _holds_crop(crop_dir / plain, listed):
         return plain
-    try:
-        data = (crop_dir / plain).read_bytes()
-    except OSError:
-        return plain
-    intact = len(data) == listed["crop_bytes"] and hashlib.sha1(data).hexdigest() == listed["crop_sha1"]  # fmt: skip
-    return f"{image_id}_{ann_id}.b.jpg" if intact else plain
+    return f"{image_id}_{ann_id}.b.jpg"
 
 
 def _remove_unlisted_crops(crop_dir: Path, samples: Iterable[dict[str, Any]]) -> None:
@@ -782,8 +784,9 @@ def prepare_split(
     labels_path = out_dir / f"{split}.json"
     partial_path = out_dir / f".{split}.partial.json"
     header = _labels_header(split, people, images_dir, params)
-    previous = _previous_crops([labels_path, partial_path], header)
-    listed = _listed_crops(labels_path)
+    old_labels = _old_labels(labels_path)  # read once: for reuse and for the crops it lists
+    previous = _previous_crops([old_labels, _old_labels(partial_path)], header)
+    listed = _listed_crops(old_labels)
 
     reasons, visible, boxes = _filter(people, params)
     tasks = []
