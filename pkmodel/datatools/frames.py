@@ -138,10 +138,10 @@ def extract_video(
     short: None when every frame wanted decoded)."""
     import cv2
 
-    path = opencv_path(video)
-    if os.path.getsize(path) == 0:
+    source = opencv_path(video)
+    if os.path.getsize(source) == 0:
         raise ValueError("the file is empty (0 bytes)")
-    cap = cv2.VideoCapture(path)
+    cap = cv2.VideoCapture(source)
     if not cap.isOpened():
         raise ValueError("OpenCV cannot open it (damaged, or not a video)")
     try:
@@ -153,7 +153,7 @@ def extract_video(
             while cap.grab():
                 total += 1
             cap.release()
-            cap = cv2.VideoCapture(opencv_path(video))
+            cap = cv2.VideoCapture(source)
         wanted = frames_every(fps, total, every_s) if every_s else frames_evenly(total, count or 0)
         want = set(wanted.tolist())
         last = int(wanted[-1]) if len(wanted) else -1
