@@ -13,11 +13,16 @@ it:
   (:func:`exit_code`);
 - PyTorch's SIGCHLD handler, which raises "DataLoader worker ... is killed by signal" once
   the workers, signalled with their process group, die: it is removed at the stop; and the
-  threads that serve the workers, whose errors are then the stop's doing (not printed).
+  threads that serve the workers, whose errors are then the stop's doing (not printed). One
+  of them prints its own: a multiprocessing queue's feeder thread, which sends the workers
+  their "stop" as the DataLoader shuts down, finds their pipe closed once they are dead and
+  calls ``traceback.print_exc()``; the interpreter's exit then cut that traceback off after its
+  first line (:func:`_feeder_error`).
 """
 
 from __future__ import annotations
 
+import multiprocessing.queues
 import os
 import signal
 import sys
@@ -31,6 +36,7 @@ _STOP: dict[str, Any] = {"signal": None, "said": False}
 _MAIN_PID = os.getpid()
 WORDS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 REPEAT_S = 0.01  # a stop a finaliser swallowed is asked for again after this long
+_QUEUE_FEEDER_ERROR = multiprocessing.queues.Queue._on_queue_feeder_error
 
 
 def install() -> None:
@@ -45,6 +51,7 @@ def install() -> None:
     sys.unraisablehook = _unraisable
     threading.excepthook = _thread_error
     sys.excepthook = _uncaught
+    multiprocessing.queues.Queue._on_queue_feeder_error = staticmethod(_feeder_error)
 
 
 def requested() -> int | None:
@@ -107,6 +114,15 @@ def _uncaught(kind: type, value: BaseException, traceback: Any) -> None:
     itself: once stopping, not printed either."""
     if _STOP["signal"] is None:
         sys.__excepthook__(kind, value, traceback)
+
+
+def _feeder_error(e: BaseException, obj: object) -> None:
+    """A multiprocessing queue's feeder thread could not send ``obj``: once stopping, a pipe
+    that a dead worker left closed (not printed); else multiprocessing's own report, the
+    traceback. The hook is the one multiprocessing keeps for this (concurrent.futures sets
+    it on its own queues), called inside the feeder's ``except``."""
+    if _STOP["signal"] is None:
+        _QUEUE_FEEDER_ERROR(e, obj)
 
 
 def _unraisable(args: Any) -> None:

@@ -127,6 +127,34 @@ except SystemExit:
     assert done.stderr.rstrip().endswith("terminated")
 
 
+def test_a_queue_feeders_error_once_stopping_is_not_printed():
+    """The DataLoader's shutdown sends each worker a stop through a multiprocessing queue; once
+    the workers died with the process group, the feeder thread finds the pipe closed and
+    printed the traceback itself, which the interpreter's exit cut off after "Traceback (most
+    recent call last):". Before a stop a feeder's error is printed as multiprocessing prints
+    it. The error here: an object the feeder cannot pickle."""
+    code = """
+import multiprocessing, signal, threading
+from pkmodel.cli import stopping
+stopping.install()
+
+def feed():
+    queue = multiprocessing.Queue()
+    queue.put(threading.Lock())  # pickled in the feeder thread, which fails
+    queue.close(); queue.join_thread()
+
+feed()
+try:
+    signal.raise_signal(signal.SIGTERM)
+except SystemExit:
+    feed()
+"""
+    done = run_python(code)
+    assert done.stderr.count("Traceback (most recent call last)") == 1, done.stderr
+    assert done.stderr.count("cannot pickle '_thread.lock' object") == 1, done.stderr
+    assert done.stderr.rstrip().endswith("terminated")
+
+
 def test_a_finalisers_other_error_once_stopping_is_not_printed():
     """Removing PyTorch's SIGCHLD handler while a SIGCHLD is pending makes Python report
     "Signal 17 ignored due to race condition" as unraisable; before a stop, a finaliser's
