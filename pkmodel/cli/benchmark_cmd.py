@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +41,30 @@ def benchmark_command(
             "ratios above 1 mean pkmodel is faster.",
         ),
     ] = False,
+    equal_minutes: Annotated[
+        float,
+        typer.Option(
+            "--equal-minutes",
+            metavar="M",
+            help="Also train the demo's network and the --against one side by side for M "
+            "minutes each on the demo's data, --seeds times: best AP, PCK@0.2 and epochs of "
+            "each, and their medians (about seeds x M minutes more; 0 = off).",
+        ),
+    ] = 0.0,
+    seeds: Annotated[
+        int, typer.Option("--seeds", metavar="N", help="Seeds (pairs of runs) of --equal-minutes.")
+    ] = 3,
+    against: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--against",
+            metavar="SECTION.KEY=VALUE",
+            help="The other network of --equal-minutes, as settings on top of the demo's "
+            "(repeatable). Default: the demo's network before the lighter default "
+            "(model.stem=mobilenetv2, model.heads=separate, model.head_channels=48, "
+            "train.lr=1e-2).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Measure every stage's speed on this machine (JSON and a table).
@@ -51,8 +76,10 @@ def benchmark_command(
 
     It makes its own small synthetic set in a temporary folder, so it needs no data. Writes
     JSON (default runs/benchmark.json) and prints a table; about 1.5 minutes on 2 CPU cores at
-    the default sizes. What each figure measures: docs/benchmark.md.
+    the default sizes, plus about seeds x M minutes with --equal-minutes M. What each figure
+    measures: docs/benchmark.md.
     """
+    from pkmodel.common.errors import PkmodelError
     from pkmodel.tools.benchmark.run import (
         apply_quick,
         check_out_path,
@@ -62,6 +89,7 @@ def benchmark_command(
         run_benchmark,
         write_result,
     )
+    from pkmodel.tools.equal_minutes import EARLIER_DEMO_NETWORK, check_settings
 
     path = Path(cfg.benchmark.out)
     if quick:
@@ -69,7 +97,20 @@ def benchmark_command(
         if not is_explicit(cfg, "benchmark.out"):
             path = quick_out_path(path)
     path = check_out_path(path)
-    result = run_benchmark(cfg, quick=quick, progress=not quiet, compare=compare)
+    if equal_minutes < 0 or not math.isfinite(equal_minutes):
+        raise PkmodelError(f"--equal-minutes must be >= 0 (0 = off), got {equal_minutes:g}")
+    if seeds < 1:
+        raise PkmodelError(f"--seeds must be at least 1, got {seeds}")
+    if against and not equal_minutes:
+        raise PkmodelError("--against sets the other network of --equal-minutes; give that too")
+    plan = None
+    if equal_minutes:
+        plan = {"minutes": equal_minutes, "seeds": seeds,
+                "against": tuple(against) if against else EARLIER_DEMO_NETWORK}  # fmt: skip
+        check_settings(cfg, plan["against"], quick)
+    result = run_benchmark(
+        cfg, quick=quick, progress=not quiet, compare=compare, equal_minutes=plan
+    )
     write_result(path, result)
     typer.echo(format_table(result))
     typer.echo(f"\nwrote {path}")

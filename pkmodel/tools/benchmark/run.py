@@ -576,10 +576,16 @@ def _stage(bar: Any, name: str, seconds: dict[str, float]) -> Iterator[None]:
 
 
 def run_benchmark(
-    cfg: Any, quick: bool = False, progress: bool = True, compare: bool = False
+    cfg: Any,
+    quick: bool = False,
+    progress: bool = True,
+    compare: bool = False,
+    equal_minutes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Measure every figure (see the module docstring); returns the JSON-ready result. With
-    ``compare``, also pkmodel's network against PoseKit's (:func:`measure_compare`)."""
+    ``compare``, also pkmodel's network against PoseKit's (:func:`measure_compare`); with
+    ``equal_minutes`` (``minutes``, ``seeds``, ``against``), the demo's network against another
+    at equal training minutes (:func:`pkmodel.tools.equal_minutes.measure_equal_minutes`)."""
     from tqdm import tqdm
 
     plan = Plan.from_config(cfg, quick)
@@ -596,6 +602,7 @@ def run_benchmark(
     seconds: dict[str, float] = {}
     stages = ("model", "synthetic", "prepare", "dataset", "training", "inference", "decoder")
     stages += ("compare",) if compare else ()
+    stages += ("equal minutes",) if equal_minutes else ()
     with (
         tempfile.TemporaryDirectory(prefix="pkmodel-benchmark-") as tmp,
         tqdm(total=len(stages), unit="stage", disable=not progress) as bar,
@@ -621,6 +628,14 @@ def run_benchmark(
         if compare:
             with _stage(bar, "compare", seconds):
                 result["compare"] = measure_compare(cfg, plan, labels, folder)
+        if equal_minutes:
+            from pkmodel.tools.equal_minutes import measure_equal_minutes
+
+            with _stage(bar, "equal minutes", seconds):
+                result["equal_minutes"] = measure_equal_minutes(
+                    cfg, folder / "equal-minutes", quick=quick,
+                    echo=bar.write if progress else None, **equal_minutes,
+                )  # fmt: skip
     result["figures"] = figures(result)
     result["machine"] = {
         **describe_machine(),
@@ -700,6 +715,10 @@ def format_table(result: dict[str, Any]) -> str:
     )
     if "compare" in result:
         lines.extend(["", *_compare_table(result["compare"])])
+    if "equal_minutes" in result:
+        from pkmodel.tools.equal_minutes import equal_minutes_table
+
+        lines.extend(["", *equal_minutes_table(result["equal_minutes"])])
     return "\n".join(lines)
 
 
