@@ -155,6 +155,7 @@ def measure_equal_minutes(
     from pkmodel.tools.demo import demo_config
 
     check_settings(base, against, quick)  # before minutes of data and training
+    folder = folder.resolve()  # the runs' config names its data by absolute paths
     cfg = demo_config(copy.deepcopy(base), folder, quick, [])
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "config.toml"
