@@ -22,6 +22,17 @@ def run_python(code: str) -> subprocess.CompletedProcess:
                           text=True, cwd=ROOT, timeout=120)  # fmt: skip
 
 
+def before_and_after_a_stop(setup: str, call: str) -> subprocess.CompletedProcess:
+    """``setup`` (Python defining ``call``), then ``call`` once before a SIGTERM and once while
+    the command is stopping, in a process with the command's stop handling installed."""
+    code = (
+        "import signal\nfrom pkmodel.cli import stopping\nstopping.install()\n"
+        f"{setup}\n{call}\ntry:\n    signal.raise_signal(signal.SIGTERM)\n"
+        f"except SystemExit:\n    {call}\n"
+    )
+    return run_python(code)
+
+
 def test_terminated_is_a_line_of_its_own_under_a_progress_bar(capsys, monkeypatch):
     """A SIGTERM that lands while a progress bar is drawn: the bar's line is cleared before
     'terminated' (it was appended to the bar: `overlays a:   0%| ... terminated`)."""
@@ -98,10 +109,8 @@ cli.main()
 def test_a_threads_error_once_stopping_is_not_printed():
     """multiprocessing's resource sharer thread printed ConnectionResetError when the
     DataLoader workers died with the stop; before a stop, a thread's error is printed."""
-    code = """
-import signal, sys, threading
-from pkmodel.cli import stopping
-stopping.install()
+    setup = """
+import sys, threading
 
 def fails():
     raise ConnectionResetError(104, "Connection reset by peer")
@@ -112,17 +121,12 @@ def serve():  # as multiprocessing.resource_sharer's thread reports its errors
     except Exception:
         sys.excepthook(*sys.exc_info())
 
-for target in (fails, serve):
-    first = threading.Thread(target=target)
-    first.start(); first.join()
-try:
-    signal.raise_signal(signal.SIGTERM)
-except SystemExit:
+def both():
     for target in (fails, serve):
-        second = threading.Thread(target=target)
-        second.start(); second.join()
+        thread = threading.Thread(target=target)
+        thread.start(); thread.join()
 """
-    done = run_python(code)
+    done = before_and_after_a_stop(setup, "both()")
     assert done.stderr.count("ConnectionResetError") == 2, done.stderr
     assert done.stderr.rstrip().endswith("terminated")
 
@@ -133,23 +137,15 @@ def test_a_queue_feeders_error_once_stopping_is_not_printed():
     printed the traceback itself, which the interpreter's exit cut off after "Traceback (most
     recent call last):". Before a stop a feeder's error is printed as multiprocessing prints
     it. The error here: an object the feeder cannot pickle."""
-    code = """
-import multiprocessing, signal, threading
-from pkmodel.cli import stopping
-stopping.install()
+    setup = """
+import multiprocessing, threading
 
 def feed():
     queue = multiprocessing.Queue()
     queue.put(threading.Lock())  # pickled in the feeder thread, which fails
     queue.close(); queue.join_thread()
-
-feed()
-try:
-    signal.raise_signal(signal.SIGTERM)
-except SystemExit:
-    feed()
 """
-    done = run_python(code)
+    done = before_and_after_a_stop(setup, "feed()")
     assert done.stderr.count("Traceback (most recent call last)") == 1, done.stderr
     assert done.stderr.count("cannot pickle '_thread.lock' object") == 1, done.stderr
     assert done.stderr.rstrip().endswith("terminated")
@@ -159,22 +155,12 @@ def test_a_finalisers_other_error_once_stopping_is_not_printed():
     """Removing PyTorch's SIGCHLD handler while a SIGCHLD is pending makes Python report
     "Signal 17 ignored due to race condition" as unraisable; before a stop, a finaliser's
     error is printed as Python prints it."""
-    code = """
-import signal
-from pkmodel.cli import stopping
-stopping.install()
-
+    setup = """
 class Fails:
     def __del__(self):
         raise OSError("Signal 17 ignored due to race condition")
-
-Fails()
-try:
-    signal.raise_signal(signal.SIGTERM)
-except SystemExit:
-    Fails()
 """
-    done = run_python(code)
+    done = before_and_after_a_stop(setup, "Fails()")
     assert done.stderr.count("Signal 17 ignored") == 1, done.stderr
     assert "Exception ignored" in done.stderr and done.stderr.rstrip().endswith("terminated")
 
