@@ -20,11 +20,8 @@ import contextlib
 import hashlib
 import io
 import json
-import multiprocessing as mp
 import os
 import re
-import signal
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,6 +34,7 @@ from pkmodel.common.atomic import atomic_open
 from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.geometry import image_to_crop, pixel_crop_box
 from pkmodel.common.images import crop_square, read_rgb
+from pkmodel.common.pool import pool_results
 from pkmodel.common.runtime import usable_cores
 from pkmodel.common.skeleton import JOINT_NAMES, NUM_JOINTS
 from pkmodel.config import PrepareConfig
@@ -466,13 +464,6 @@ def _worker_init() -> None:
     import cv2
 
     cv2.setNumThreads(1)  # the pool already uses every core
-
-
-def _pool_worker_init() -> None:
-    # Ctrl-C reaches the whole process group; the parent alone handles it (and ends the pool),
-    # so a worker must not die with a KeyboardInterrupt traceback of its own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker_init()
 
 
 def _write_crop(path: Path, rgb: np.ndarray, quality: int) -> tuple[int, str]:
@@ -935,21 +926,6 @@ def _nobody_kept(summary: PrepareSummary, annotations: str | Path, images_dir: P
     )
 
 
-@contextlib.contextmanager
-def _sigint_ignored():
-    """SIGINT ignored while the pool starts: spawned workers inherit the ignored signal, so a
-    Ctrl-C while they are still importing prints no traceback either (their initializer
-    ignores it for good)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers; it also gets every Ctrl-C
-        return
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, before)
-
-
 def _run_tasks(tasks: list[_ImageTask], workers: int) -> Iterable[_ImageResult]:
     """Results in completion order: images whose crops all look reusable inline (a stat, then
     a read and hash of the image and its crops), the rest inline for one worker, else in a
@@ -963,10 +939,6 @@ def _run_tasks(tasks: list[_ImageTask], workers: int) -> Iterable[_ImageResult]:
         yield from map(_process_image, work)
         return
 
-    # spawn: safe even when the caller has torch's thread pools running (fork is not).
-    ctx = mp.get_context("spawn")
     chunk = max(1, min(32, len(work) // (workers * 8)))
-    with _sigint_ignored():
-        pool = ctx.Pool(workers, initializer=_pool_worker_init)
-    with pool:
-        yield from pool.imap_unordered(_process_image, work, chunksize=chunk)
+    yield from pool_results(_process_image, work, workers, chunk, ordered=False,
+                            initializer=_worker_init)  # fmt: skip

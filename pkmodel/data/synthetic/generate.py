@@ -12,7 +12,6 @@ annotation file that disagrees with its images. In the capture-app layouts
 from __future__ import annotations
 
 import json
-import multiprocessing
 import re
 import shutil
 import time
@@ -25,6 +24,7 @@ import numpy as np
 from pkmodel.common.atomic import atomic_write_bytes, atomic_write_text
 from pkmodel.common.capture_formats import R3D_SUFFIX
 from pkmodel.common.errors import PkmodelError
+from pkmodel.common.pool import pool_results
 from pkmodel.common.runtime import usable_cores
 from pkmodel.common.skeleton import coco_category
 from pkmodel.config import SyntheticConfig
@@ -274,11 +274,9 @@ def _results(spec: SyntheticConfig, out: Path, tasks: list[tuple], workers: int)
             _JOB = previous
         return
 
-    # spawn: a fresh interpreter per worker, safe whatever the parent has loaded (torch, ...).
-    ctx = multiprocessing.get_context("spawn")
     chunk = max(1, min(16, len(tasks) // (workers * 8)))
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(spec, out)) as pool:
-        yield from pool.imap(_run_task, tasks, chunksize=chunk)
+    yield from pool_results(_run_task, tasks, workers, chunk, initializer=_init_worker,
+                            initargs=(spec, out))  # fmt: skip
 
 
 def _coco(images: list[dict], annotations: list[dict], info: dict) -> str:
