@@ -525,10 +525,10 @@ def fetch_urls(
                 failed += r.status == "failed"
                 bar.update(1)
                 bar.set_postfix(failed=failed, refresh=False)
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, SIGTERM's SystemExit, or an error in this loop
             stop.set()  # running downloads stop at their next chunk; .part files stay
             for f in futures:
-                f.cancel()
+                f.cancel()  # the queued ones never start (the pool would run them all first)
             raise
         finally:
             bar.close()

@@ -243,6 +243,39 @@ def test_fetch_stops_at_the_next_chunk_when_interrupted(local_server, tmp_path):
     assert (tmp_path / "big.jpg").read_bytes() == BODY
 
 
+def test_a_sigterm_during_fetch_cancels_the_queued_downloads(local_server, tmp_path, monkeypatch):
+    """SIGTERM's handler raises SystemExit where the main thread is (here, at the first
+    result): the downloads not started are cancelled, as after Ctrl-C, instead of the pool
+    running all of them before the command can exit."""
+    import tqdm
+
+    from pkmodel.datatools.fetch import fetch_urls
+
+    class StoppedBar:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def update(self, n):
+            raise SystemExit(143)
+
+        def set_postfix(self, **kwargs):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tqdm, "tqdm", StoppedBar)  # fetch_urls imports it when it runs
+    (tmp_path / "list.txt").write_text(
+        "".join(f"{local_server}/img/long{i}.jpg\n" for i in range(300))
+    )
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit):
+        fetch_urls([tmp_path / "list.txt"], out, kind="image", retries=0, timeout=5, workers=2,
+                   progress=False)  # fmt: skip
+    downloaded = len(list(out.glob("long*.jpg")))
+    assert 1 <= downloaded <= 10, downloaded  # the first and those already running, not 300
+
+
 def test_url_lists_names_and_errors(tmp_path):
     from pkmodel.datatools.fetch import content_type_ok, read_url_lists
 
