@@ -89,7 +89,7 @@ def benchmark_command(
         run_benchmark,
         write_result,
     )
-    from pkmodel.tools.equal_minutes import EARLIER_DEMO_NETWORK, check_settings
+    from pkmodel.tools.equal_minutes import EARLIER_DEMO_NETWORK
 
     path = Path(cfg.benchmark.out)
     if quick:
@@ -107,7 +107,6 @@ def benchmark_command(
     if equal_minutes:
         plan = {"minutes": equal_minutes, "seeds": seeds,
                 "against": tuple(against) if against else EARLIER_DEMO_NETWORK}  # fmt: skip
-        check_settings(cfg, plan["against"], quick)
     result = run_benchmark(
         cfg, quick=quick, progress=not quiet, compare=compare, equal_minutes=plan
     )

@@ -156,13 +156,21 @@ class DemoRun:
     steps: list[StepResult] = field(default_factory=list)
 
 
-def _steps(cfg: Config) -> list[tuple[str, list[str]]]:
-    best = cfg.train.out_dir / "best.pt"
-    syn = cfg.data.synthetic_dir
+def data_steps(cfg: Config) -> list[tuple[str, list[str]]]:
+    """The demo's first steps, which make its data: the synthetic set, prepared (commands and
+    their arguments, each read with ``--config``)."""
     return [
         ("synthetic data", ["make-synthetic"]),
         ("prepare train", ["prepare-coco", "--split", cfg.data.train_split]),
         ("prepare val", ["prepare-coco", "--split", cfg.data.val_split]),
+    ]
+
+
+def _steps(cfg: Config) -> list[tuple[str, list[str]]]:
+    best = cfg.train.out_dir / "best.pt"
+    syn = cfg.data.synthetic_dir
+    return [
+        *data_steps(cfg),
         ("train", ["train", "--force"]),  # a demo re-run starts over, as its data does
         ("evaluate", ["evaluate", "--weights", str(best), "--error-budget"]),
         ("export Core ML", ["export-coreml", "--weights", str(best), "--force",

@@ -111,18 +111,17 @@ def _train_pair(
         for side in sides:
             out = folder / f"{side}-seed{seed}"
             argv = _train_argv(config, out, seed, minutes, against if side == "against" else ())
-            log = folder / f"{side}-seed{seed}.log"
-            with log.open("wb") as f:
+            with out.with_suffix(".log").open("wb") as f:
                 proc = subprocess.Popen([sys.executable, "-m", "pkmodel", *argv], env=env,
                                         stdout=f, stderr=subprocess.STDOUT, cwd=folder)  # fmt: skip
             procs[side] = (proc, out, argv)
-        for side, (proc, _, argv) in procs.items():
+        for side, (proc, out, argv) in procs.items():
             if proc.wait() != 0:
                 shown = "pkmodel " + " ".join(shlex.quote(a) for a in argv)
                 raise PkmodelError(
                     f"benchmark --equal-minutes: the {side} run of seed {seed} failed with exit "
-                    f"code {proc.returncode} ({_tail(folder / f'{side}-seed{seed}.log')}); run "
-                    f"it alone with: {shown}"
+                    f"code {proc.returncode} ({_tail(out.with_suffix('.log'))}); run it alone "
+                    f"with: {shown}"
                 )
     finally:
         for proc, _, _ in procs.values():
@@ -132,12 +131,18 @@ def _train_pair(
     return {side: run_result(out) for side, (_, out, _) in procs.items()}
 
 
-def check_settings(base: Config, against: tuple[str, ...], quick: bool = False) -> None:
-    """Both sides' settings checked, as the demo checks its own, before any work is done."""
+def check_settings(
+    base: Config,
+    against: tuple[str, ...],
+    quick: bool = False,
+    folder: Path = Path("equal-minutes"),
+) -> Config:
+    """Both sides' settings checked, as the demo checks its own, before any work is done;
+    returns the demo's side (its data and runs in ``folder``). ``base`` is left as it was."""
     from pkmodel.tools.demo import demo_config
 
-    for sets in ((), against):
-        demo_config(copy.deepcopy(base), Path("equal-minutes"), quick, list(sets))
+    demo_config(copy.deepcopy(base), folder, quick, list(against))
+    return demo_config(copy.deepcopy(base), folder, quick, [])
 
 
 def measure_equal_minutes(
@@ -152,19 +157,14 @@ def measure_equal_minutes(
     """The demo's data made and prepared in ``folder``, then per seed the demo's network and
     the one ``against`` sets (``KEY=VALUE`` on top of the demo's settings) trained side by side
     for ``minutes`` each. ``quick``: the demo's --quick sizes (for tests)."""
-    from pkmodel.tools.demo import demo_config
+    from pkmodel.tools.demo import data_steps
 
-    check_settings(base, against, quick)  # before minutes of data and training
     folder = folder.resolve()  # the runs' config names its data by absolute paths
-    cfg = demo_config(copy.deepcopy(base), folder, quick, [])
+    cfg = check_settings(base, against, quick, folder)  # before minutes of data and training
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "config.toml"
     atomic_write_text(config, format_config(cfg))
-    for args in (
-        ["make-synthetic"],
-        ["prepare-coco", "--split", cfg.data.train_split],
-        ["prepare-coco", "--split", cfg.data.val_split],
-    ):
+    for _, args in data_steps(cfg):
         argv = [*args, "--config", str(config)]
         proc = subprocess.run([sys.executable, "-m", "pkmodel", *argv], cwd=folder,
                               capture_output=True, text=True)  # fmt: skip

@@ -590,6 +590,10 @@ def run_benchmark(
 
     plan = Plan.from_config(cfg, quick)
     cfg.check("benchmark", "model")  # a bad input size fails now, not after minutes of work
+    if equal_minutes:
+        from pkmodel.tools.equal_minutes import EARLIER_DEMO_NETWORK, check_settings
+
+        check_settings(cfg, equal_minutes.get("against", EARLIER_DEMO_NETWORK), quick)
     start = time.perf_counter()
     load_before = load_average()
     result: dict[str, Any] = {
