@@ -8,7 +8,9 @@ For every seed the two runs start together, each with half of the cores, so that
 of the host slows both; which one starts first alternates with the seed. Each run is the real
 `pkmodel train` (``train.minutes = M``) on the demo's synthetic data, made and prepared once;
 the figures are each run's best validation AP, its PCK@0.2 and the epochs it trained, and the
-medians over the seeds.
+medians over the seeds. Each run's validations are kept too (``curve``), and each pair's at the
+last epoch both runs validated (``equal_epochs``): what the two networks learn per epoch, apart
+from how many epochs each fits into the minutes.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def _train_argv(config: Path, out: Path, seed: int, minutes: float, sets: tuple[
 
 def run_result(folder: Path) -> dict[str, Any]:
     """One run's figures from its metrics.jsonl: the best validation AP, the PCK@0.2 of that
-    validation, its epoch, the epochs trained and the training seconds."""
+    validation, its epoch, the epochs trained, the training seconds and every validation
+    (``curve``: epoch, AP, PCK@0.2)."""
     path = folder / "metrics.jsonl"
     try:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -73,13 +76,29 @@ def run_result(folder: Path) -> dict[str, Any]:
         "best_epoch": best["epoch"],
         "epochs": rows[-1]["epoch"],
         "seconds": rows[-1]["seconds"],
+        "curve": [{"epoch": r["epoch"], "AP": r["val/AP"], "PCK": r["val/PCK"]} for r in validated],
     }
+
+
+def equal_epochs(pair: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The two runs of a seed at the last epoch both validated: that epoch and each side's AP
+    and PCK@0.2 there; None when they validated no epoch in common."""
+    at = {side: {p["epoch"]: p for p in pair[side]["curve"]} for side in SIDES}
+    common = set(at["default"]) & set(at["against"])
+    if not common:
+        return None
+    epoch = max(common)
+    return {"epoch": epoch, **{
+        side: {"AP": at[side][epoch]["AP"], "PCK": at[side][epoch]["PCK"]} for side in SIDES
+    }}  # fmt: skip
 
 
 def summarise(runs: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
     """Medians over the seeds for each side, and the default network's over the other's:
     ``epochs_ratio`` (> 1: more epochs in the same minutes), and whether neither its AP nor
-    its PCK@0.2 median is lower (``not_lower``)."""
+    its PCK@0.2 median is lower (``not_lower``). ``equal_epochs``: each seed's pair at the last
+    epoch both validated (:func:`equal_epochs`), the medians there and the same comparison;
+    None when no pair validated an epoch in common."""
     medians = {
         side: {k: statistics.median(r[side][k] for r in runs) for k in ("AP", "PCK", "epochs")}
         for side in SIDES
@@ -88,8 +107,25 @@ def summarise(runs: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
     return {
         "medians": medians,
         "epochs_ratio": ours["epochs"] / max(other["epochs"], 1e-9),
-        "not_lower": ours["AP"] >= other["AP"] and ours["PCK"] >= other["PCK"],
+        "not_lower": _not_lower(medians),
+        "equal_epochs": _equal_epochs_summary([equal_epochs(r) for r in runs]),
     }
+
+
+def _not_lower(medians: dict[str, dict[str, float]]) -> bool:
+    ours, other = medians["default"], medians["against"]
+    return ours["AP"] >= other["AP"] and ours["PCK"] >= other["PCK"]
+
+
+def _equal_epochs_summary(pairs: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    found = [p for p in pairs if p is not None]
+    if not found:
+        return None
+    medians = {
+        side: {k: statistics.median(p[side][k] for p in found) for k in ("AP", "PCK")}
+        for side in SIDES
+    }
+    return {"runs": pairs, "medians": medians, "not_lower": _not_lower(medians)}
 
 
 def _tail(path: Path) -> str:
@@ -202,7 +238,7 @@ def equal_minutes_table(e: dict[str, Any]) -> list[str]:
     ]
 
     def cell(r: dict[str, Any]) -> str:
-        return f"{r['AP']:.4f} / {r['PCK']:.3f} ({r['epochs']:g})"
+        return f"{_short(r)} ({r['epochs']:g})"
 
     for seed, run in enumerate(e["runs"]):
         lines.append(f"| {seed} | {cell(run['default'])} | {cell(run['against'])} |")
@@ -211,7 +247,35 @@ def equal_minutes_table(e: dict[str, Any]) -> list[str]:
     lines += [
         "",
         f"epochs in the same minutes: {e['epochs_ratio']:.2f}x; AP and PCK@0.2 medians "
-        + ("not lower" if e["not_lower"] else "lower in at least one")
-        + " than the other network's",
+        + _verdict(e["not_lower"]),
     ]
+    same = e.get("equal_epochs")
+    if same:
+        lines += [
+            "",
+            "at the last epoch both runs of a seed validated: AP / PCK@0.2",
+            "",
+            "| seed | epoch | demo's network | against |",
+            "|---|---|---|---|",
+        ]
+        for seed, pair in enumerate(same["runs"]):
+            if pair is None:
+                lines.append(f"| {seed} | none in common | | |")
+            else:
+                lines.append(f"| {seed} | {pair['epoch']:g} | {_short(pair['default'])} | "
+                             f"{_short(pair['against'])} |")  # fmt: skip
+        m = same["medians"]
+        lines += [
+            f"| median | | {_short(m['default'])} | {_short(m['against'])} |",
+            "",
+            "at equal epochs, AP and PCK@0.2 medians " + _verdict(same["not_lower"]),
+        ]
     return lines
+
+
+def _short(r: dict[str, Any]) -> str:
+    return f"{r['AP']:.4f} / {r['PCK']:.3f}"
+
+
+def _verdict(not_lower: bool) -> str:
+    return ("not lower" if not_lower else "lower in at least one") + " than the other network's"

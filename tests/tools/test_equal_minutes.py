@@ -20,8 +20,11 @@ from pkmodel.tools.equal_minutes import (
 )
 
 
-def _run(ap: float, pck: float, epochs: int) -> dict:
-    return {"AP": ap, "PCK": pck, "epochs": epochs}
+def _run(ap: float, pck: float, epochs: int, curve: tuple = ()) -> dict:
+    points = [{"epoch": e, "AP": a, "PCK": p} for e, a, p in curve] or [
+        {"epoch": epochs, "AP": ap, "PCK": pck}
+    ]
+    return {"AP": ap, "PCK": pck, "epochs": epochs, "curve": points}
 
 
 def test_summary_takes_medians_per_side_and_compares_them():
@@ -40,6 +43,46 @@ def test_summary_takes_medians_per_side_and_compares_them():
     assert summarise(runs)["not_lower"] is True
 
 
+def test_equal_epochs_compares_each_pair_at_the_last_epoch_both_validated():
+    runs = [
+        {  # validated at 1, 12, 24, 36, 50 against 1, 12, 24, 36, 37: epoch 36
+            "default": _run(0.06, 0.59, 50, ((1, 0.0, 0.2), (12, 0.01, 0.45), (24, 0.03, 0.52),
+                                             (36, 0.05, 0.56), (50, 0.06, 0.59))),
+            "against": _run(0.07, 0.60, 37, ((1, 0.0, 0.2), (12, 0.02, 0.50), (24, 0.05, 0.57),
+                                             (36, 0.068, 0.598), (37, 0.07, 0.60))),
+        },
+        {  # only epochs 1 and 12 in common
+            "default": _run(0.04, 0.55, 30, ((1, 0.0, 0.21), (12, 0.02, 0.49), (30, 0.04, 0.55))),
+            "against": _run(0.03, 0.53, 20, ((1, 0.0, 0.22), (12, 0.015, 0.47), (20, 0.03, 0.53))),
+        },
+        {  # no epoch in common (another train.val_every on one side)
+            "default": _run(0.05, 0.57, 40, ((2, 0.01, 0.3), (40, 0.05, 0.57))),
+            "against": _run(0.05, 0.56, 30, ((3, 0.01, 0.3), (30, 0.05, 0.56))),
+        },
+    ]  # fmt: skip
+    same = summarise(runs)["equal_epochs"]
+    assert same["runs"][0] == {"epoch": 36, "default": {"AP": 0.05, "PCK": 0.56},
+                               "against": {"AP": 0.068, "PCK": 0.598}}  # fmt: skip
+    second = same["runs"][1]
+    assert second["epoch"] == 12 and second["default"] == {"AP": 0.02, "PCK": 0.49}
+    assert same["runs"][2] is None
+    # medians over the two pairs that have an epoch in common
+    assert same["medians"]["default"] == pytest.approx({"AP": 0.035, "PCK": 0.525})
+    assert same["medians"]["against"] == pytest.approx({"AP": 0.0415, "PCK": 0.534})
+    assert same["not_lower"] is False
+    table = "\n".join(equal_minutes_table({
+        "against": ["model.stem=mobilenetv2"], "minutes": 12, "threads_per_run": 1, "runs": runs,
+        **summarise(runs)}))  # fmt: skip
+    assert "| 0 | 36 | 0.0500 / 0.560 | 0.0680 / 0.598 |" in table
+    assert "| 2 | none in common | | |" in table
+    assert "| median | | 0.0350 / 0.525 | 0.0415 / 0.534 |" in table
+    assert table.endswith("at equal epochs, AP and PCK@0.2 medians lower in at least one than "
+                          "the other network's")  # fmt: skip
+    for pair in runs:
+        pair["default"]["curve"] = [{"epoch": 5, "AP": 0.1, "PCK": 0.6}]
+    assert summarise(runs)["equal_epochs"] is None
+
+
 def test_a_runs_figures_are_its_best_validation_and_its_last_epoch(tmp_path):
     rows = [
         {"epoch": 1, "seconds": 10.0, "val/AP": 0.01, "val/PCK": 0.40},
@@ -49,7 +92,9 @@ def test_a_runs_figures_are_its_best_validation_and_its_last_epoch(tmp_path):
     ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert run_result(tmp_path) == {
-        "AP": 0.03, "PCK": 0.45, "best_epoch": 3, "epochs": 4, "seconds": 40.0
+        "AP": 0.03, "PCK": 0.45, "best_epoch": 3, "epochs": 4, "seconds": 40.0,
+        "curve": [{"epoch": 1, "AP": 0.01, "PCK": 0.40}, {"epoch": 3, "AP": 0.03, "PCK": 0.45},
+                  {"epoch": 4, "AP": 0.02, "PCK": 0.50}],
     }  # fmt: skip
     (tmp_path / "metrics.jsonl").write_text(json.dumps(rows[1]) + "\n")
     with pytest.raises(PkmodelError, match="metrics.jsonl holds no validation"):
@@ -89,6 +134,9 @@ def test_both_networks_train_on_the_demos_data_with_their_own_settings(tmp_path)
         assert e["medians"][side]["PCK"] == pytest.approx(sum(pcks) / 2)
     table = "\n".join(equal_minutes_table(e))
     assert "| median |" in table and "model.stem=mobilenetv2" in table
+    # both runs validate their first epoch: every pair has an epoch in common
+    assert all(pair["epoch"] >= 1 for pair in e["equal_epochs"]["runs"])
+    assert "at equal epochs" in table
 
 
 def test_bad_equal_minutes_options_are_one_sentence(tmp_path):
