@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pkmodel.cli.common import config_command, key
+from pkmodel.cli.common import PATH, config_command, key
 from pkmodel.config import Config
 
 
@@ -65,6 +65,17 @@ def benchmark_command(
             "train.lr=1e-2).",
         ),
     ] = None,
+    keep: Annotated[
+        Path | None,
+        typer.Option(
+            "--keep",
+            metavar="DIR",
+            help="Keep the --equal-minutes runs (checkpoints, metrics.jsonl, logs), their "
+            "config and the demo's data in DIR, a new or empty folder, instead of the "
+            "temporary folder.",
+            parser=PATH,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Measure every stage's speed on this machine (JSON and a table).
@@ -103,9 +114,11 @@ def benchmark_command(
         raise PkmodelError(f"--seeds must be at least 1, got {seeds}")
     if against and not equal_minutes:
         raise PkmodelError("--against sets the other network of --equal-minutes; give that too")
+    if keep is not None and not equal_minutes:
+        raise PkmodelError("--keep keeps the runs of --equal-minutes; give that too")
     plan = None
     if equal_minutes:
-        plan = {"minutes": equal_minutes, "seeds": seeds,
+        plan = {"minutes": equal_minutes, "seeds": seeds, "keep": keep,
                 "against": tuple(against) if against else EARLIER_DEMO_NETWORK}  # fmt: skip
     result = run_benchmark(
         cfg, quick=quick, progress=not quiet, compare=compare, equal_minutes=plan

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pkmodel.common.atomic import atomic_write_text
+from pkmodel.common.atomic import atomic_write_text, check_writable
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.runtime import usable_cores
 from pkmodel.config import Config
@@ -165,6 +165,20 @@ def _train_pair(
                 proc.terminate()
                 proc.wait()
     return {side: run_result(out) for side, (_, out, _) in procs.items()}
+
+
+def check_keep(folder: Path) -> None:
+    """``--keep``'s folder, before any work: a new or empty folder that can be written. The
+    data, the config and every run go straight into it, so a folder holding anything (an
+    earlier run's included) is refused rather than mixed with or written over."""
+    check_writable(folder, "--keep", folder=True)
+    if folder.is_dir() and any(folder.iterdir()):
+        count = sum(1 for _ in folder.iterdir())
+        raise PkmodelError(
+            f"--keep {folder}: the folder holds {count} entr{'y' if count == 1 else 'ies'}; "
+            "give a new or empty folder (the demo's data, the config and both networks' runs "
+            "go into it)"
+        )
 
 
 def check_settings(

@@ -145,14 +145,48 @@ def test_bad_equal_minutes_options_are_one_sentence(tmp_path):
     from pkmodel.cli import app
 
     out = str(tmp_path / "b.json")
+    full = tmp_path / "earlier"
+    full.mkdir()
+    (full / "notes.txt").write_text("mine\n")
     runner = CliRunner()
     for args, words in (
         (["--equal-minutes", "-1"], "--equal-minutes must be >= 0 (0 = off), got -1"),
         (["--equal-minutes", "1", "--seeds", "0"], "--seeds must be at least 1, got 0"),
         (["--against", "train.lr=1e-3"], "--against sets the other network of --equal-minutes"),
         (["--quick", "--equal-minutes", "0.01", "--against", "model.stem=vgg"], "model.stem"),
+        (["--keep", str(tmp_path / "k")], "--keep keeps the runs of --equal-minutes"),
+        (
+            ["--quick", "--equal-minutes", "0.01", "--keep", str(full)],
+            f"--keep {full}: the folder holds 1 entry; give a new or empty folder",
+        ),
+        (
+            ["--quick", "--equal-minutes", "0.01", "--keep", str(full / "notes.txt")],
+            "is a file, not a folder",
+        ),
     ):
         result = runner.invoke(app, ["benchmark", "--out", out, "--quiet", *args])
         assert result.exit_code == 2, (args, result.output)
         assert words in result.output and "Traceback" not in result.output, result.output
     assert not (tmp_path / "b.json").exists()
+    assert sorted(p.name for p in full.iterdir()) == ["notes.txt"]  # refused before any work
+    assert (full / "notes.txt").read_text() == "mine\n" and not (tmp_path / "k").exists()
+
+
+@pytest.mark.slow
+def test_keep_leaves_the_runs_their_config_and_data_in_a_new_folder(tmp_path):
+    from pkmodel.tools.benchmark.run import run_benchmark
+
+    cfg = load_config(None, [], env={})
+    keep = tmp_path / "kept"
+    plan = {"minutes": 0.03, "seeds": 1, "against": EARLIER_DEMO_NETWORK, "keep": keep}
+    result = run_benchmark(cfg, quick=True, progress=False, equal_minutes=plan)
+    e = result["equal_minutes"]
+    assert e["kept_in"] == str(keep.absolute()) and e["seeds"] == 1
+    for side in ("default", "against"):
+        run = keep / f"{side}-seed0"
+        saved = torch.load(run / "last.pt", weights_only=False)
+        assert saved["config"]["data"]["prepared_dir"] == str(keep / "prepared")
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert rows[-1]["epoch"] == e["runs"][0][side]["epochs"]
+        assert (keep / f"{side}-seed0.log").is_file()
+    assert (keep / "config.toml").is_file() and (keep / "prepared" / "train.json").is_file()

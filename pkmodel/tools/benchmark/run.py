@@ -584,16 +584,22 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Measure every figure (see the module docstring); returns the JSON-ready result. With
     ``compare``, also pkmodel's network against PoseKit's (:func:`measure_compare`); with
-    ``equal_minutes`` (``minutes``, ``seeds``, ``against``), the demo's network against another
-    at equal training minutes (:func:`pkmodel.tools.equal_minutes.measure_equal_minutes`)."""
+    ``equal_minutes`` (``minutes``, ``seeds``, ``against``, optionally ``keep``: the folder the
+    runs stay in instead of the temporary one), the demo's network against another at equal
+    training minutes (:func:`pkmodel.tools.equal_minutes.measure_equal_minutes`)."""
     from tqdm import tqdm
 
     plan = Plan.from_config(cfg, quick)
     cfg.check("benchmark", "model")  # a bad input size fails now, not after minutes of work
+    equal_minutes = dict(equal_minutes or {})
+    keep = equal_minutes.pop("keep", None)
     if equal_minutes:
-        from pkmodel.tools.equal_minutes import EARLIER_DEMO_NETWORK, check_settings
+        from pkmodel.tools.equal_minutes import EARLIER_DEMO_NETWORK, check_keep, check_settings
 
         check_settings(cfg, equal_minutes.get("against", EARLIER_DEMO_NETWORK), quick)
+        if keep is not None:
+            keep = Path(keep).absolute()
+            check_keep(keep)
     start = time.perf_counter()
     load_before = load_average()
     result: dict[str, Any] = {
@@ -637,9 +643,10 @@ def run_benchmark(
 
             with _stage(bar, "equal minutes", seconds):
                 result["equal_minutes"] = measure_equal_minutes(
-                    cfg, folder / "equal-minutes", quick=quick,
+                    cfg, keep or folder / "equal-minutes", quick=quick,
                     echo=bar.write if progress else None, **equal_minutes,
                 )  # fmt: skip
+                result["equal_minutes"]["kept_in"] = str(keep) if keep else None
     result["figures"] = figures(result)
     result["machine"] = {
         **describe_machine(),
