@@ -172,8 +172,8 @@ def check_keep(folder: Path) -> None:
     data, the config and every run go straight into it, so a folder holding anything (an
     earlier run's included) is refused rather than mixed with or written over."""
     check_writable(folder, "--keep", folder=True)
-    if folder.is_dir() and any(folder.iterdir()):
-        count = sum(1 for _ in folder.iterdir())
+    count = sum(1 for _ in folder.iterdir()) if folder.is_dir() else 0
+    if count:
         raise PkmodelError(
             f"--keep {folder}: the folder holds {count} entr{'y' if count == 1 else 'ies'}; "
             "give a new or empty folder (the demo's data, the config and both networks' runs "
