@@ -17,12 +17,15 @@ it:
   of them prints its own: a multiprocessing queue's feeder thread, which sends the workers
   their "stop" as the DataLoader shuts down, finds their pipe closed once they are dead and
   calls ``traceback.print_exc()``; the interpreter's exit then cut that traceback off after its
-  first line (:func:`_feeder_error`).
+  first line (:func:`_feeder_error`). And a worker's own resource sharer thread, which hands
+  the command its batches' shared memory: the command's stop cuts its connection, and the
+  worker, signalled too, may print that before it dies (:func:`_uncaught`).
 """
 
 from __future__ import annotations
 
 import multiprocessing.queues
+import multiprocessing.resource_sharer
 import os
 import signal
 import sys
@@ -111,9 +114,21 @@ def _thread_error(args: Any) -> None:
 
 def _uncaught(kind: type, value: BaseException, traceback: Any) -> None:
     """multiprocessing's resource sharer thread reports its errors through sys.excepthook
-    itself: once stopping, not printed either."""
-    if _STOP["signal"] is None:
+    itself: once stopping, not printed either. Nor, in a forked child (a DataLoader worker),
+    its connection's loss: the command it serves hung up, which a command does only as it
+    stops or fails (and says so itself), and the worker may not know it yet (its own signal
+    waits for its main thread, busy in a C call)."""
+    hung_up = os.getpid() != _MAIN_PID and issubclass(kind, (EOFError, OSError))
+    if _STOP["signal"] is None and not (hung_up and _in_resource_sharer(traceback)):
         sys.__excepthook__(kind, value, traceback)
+
+
+def _in_resource_sharer(traceback: Any) -> bool:
+    while traceback is not None:
+        if traceback.tb_frame.f_code.co_filename == multiprocessing.resource_sharer.__file__:
+            return True
+        traceback = traceback.tb_next
+    return False
 
 
 def _feeder_error(e: BaseException, obj: object) -> None:

@@ -177,3 +177,50 @@ cli.main()
 """
     done = run_python(code)
     assert done.returncode == 1 and "RuntimeError: a bug" in done.stderr
+
+
+@pytest.mark.parametrize("forked", [True, False])
+def test_a_workers_resource_sharer_that_loses_the_command_prints_nothing(forked):
+    """A DataLoader worker hands the command its batches' shared memory through
+    multiprocessing's resource sharer. The command, stopped by a SIGTERM to the process group,
+    hung up in the middle of that handshake, and the worker, whose own SIGTERM waited for its
+    busy main thread, printed the sharer's traceback (a CI failure). Here the real sharer, in a
+    forked child, and a peer that connects and hangs up: nothing printed. In the command's own
+    process the same error is printed (not stopping, it is not the stop's doing)."""
+    code = f"""
+import os, socket, threading, time
+from multiprocessing import resource_sharer
+from pkmodel.cli import stopping
+stopping.install()
+
+def share_and_wait(w):
+    os.write(w, repr(resource_sharer.DupFd(0)._id[0]).encode())
+    os.close(w)
+    time.sleep(1.0)  # the sharer thread meets the hang-up meanwhile
+
+r, w = os.pipe()
+child = os.fork() if {forked} else None
+if child == 0:
+    share_and_wait(w)
+    os._exit(0)
+if child is None:
+    sharer = threading.Thread(target=share_and_wait, args=(w,))
+    sharer.start()
+address = eval(os.read(r, 4096))
+peer = socket.socket(socket.AF_UNIX)
+peer.connect(address)
+peer.close()  # as the stopping command: gone in the middle of the handshake
+if child is None:
+    sharer.join()
+else:
+    os.waitpid(child, 0)
+print("done")
+"""
+    done = run_python(code)
+    assert done.returncode == 0 and done.stdout == "done\n", done.stderr
+    if forked:
+        assert done.stderr == ""
+    else:
+        assert "resource_sharer.py" in done.stderr, done.stderr
+        lost = ("EOFError", "BrokenPipeError", "ConnectionResetError")  # as the timing falls
+        assert any(f"\n{name}: " in done.stderr for name in lost), done.stderr
