@@ -47,7 +47,6 @@ from pkmodel.engine.posekit_import import calibrate_batch_norms, finetune_weight
 from pkmodel.engine.runlog import RunLog
 from pkmodel.engine.scoring import annotation_file, sample_ids
 from pkmodel.mlprogram.run import is_coreml_path
-from pkmodel.model.cells import use_cell_maps
 from pkmodel.model.checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from pkmodel.model.loss import PoseLoss
 from pkmodel.model.network import build_model
@@ -388,8 +387,7 @@ def _build_run(
         from pkmodel.model.checkpoint import load_weights_into
 
         load_weights_into(model, weights, f"train.finetune {t.finetune}: the weights")
-    # the regs and offsets computed at the cells the loss reads (pkmodel.model.cells)
-    use_cell_maps(set_memory_format(model.to(device), cfg))
+    set_memory_format(model.to(device), cfg)
     if dist.enabled and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     loss_fn = PoseLoss(cfg.loss, sync_counts=dist.enabled).to(device)

@@ -17,9 +17,6 @@
   (``pkmodel.common.skeleton.BONES``), lengths taken from the regs at the ground-truth center, averaged
   over bones whose two joints are labelled. Computed only when ``bone_weight > 0``.
 
-The regs and offsets may come as :class:`~pkmodel.model.cells.CellMap` (the trainer's step):
-they are read at the same cells, computed there only.
-
 Per-joint terms divide by the number of labelled joints in the batch (not by samples), so a
 sample with few labelled joints weighs no more than its joints; an empty batch gives 0. Under
 DDP that count is the count over every process's shard (divided by the world size, since DDP
@@ -35,7 +32,6 @@ from torch import nn
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import BONES
 from pkmodel.config import LossConfig
-from pkmodel.model.cells import CellMap, map_shape, read_cells
 
 FOREGROUND_THRESHOLD = 0.1
 
@@ -69,17 +65,20 @@ def focal_heatmap_loss(
     return -(pos.sum() + neg.sum()) / count.clamp(min=1.0)
 
 
-def gather_at(maps: torch.Tensor | CellMap, cells: torch.Tensor) -> torch.Tensor:
-    """Read N x C x h x w ``maps`` (or a :class:`CellMap`) at integer cells [x, y].
+def gather_at(maps: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """Read N x C x h x w ``maps`` at integer cells [x, y].
 
     ``cells`` N x 2 reads every channel at one cell per sample -> N x C. ``cells`` N x K x 2 with
     C = 2K reads channels 2j, 2j + 1 at joint j's cell -> N x K x 2.
     """
-    w = map_shape(maps)[3]
+    n, c, h, w = maps.shape
+    flat = maps.reshape(n, c, h * w)
     index = (cells[..., 1] * w + cells[..., 0]).long()
     if cells.dim() == 2:
-        return read_cells(maps, index[:, None, None])[:, 0, :, 0]
-    return read_cells(maps, index[..., None])[..., 0]
+        return flat.gather(2, index[:, None, None].expand(n, c, 1))[..., 0]
+    k = cells.shape[1]
+    pairs = flat.reshape(n, k, 2, h * w)
+    return pairs.gather(3, index[:, :, None, None].expand(n, k, 2, 1))[..., 0]
 
 
 def global_count(count: torch.Tensor, sync: bool) -> torch.Tensor:
@@ -105,36 +104,38 @@ def masked_l1(
 
 
 def window_offset_l1(
-    offsets: torch.Tensor | CellMap,
+    offsets: torch.Tensor,
     remainders: torch.Tensor,
     joint_cells: torch.Tensor,
     mask: torch.Tensor,
     radius: int,
     sync: bool = False,
 ) -> torch.Tensor:
-    """L1 (cells) of N x 2K x h x w ``offsets`` (or a :class:`CellMap`) over the window of
-    ``radius`` cells around each joint's cell (N x K x 2 [x, y]); ``remainders`` (N x K x 2)
-    are the joints' sub-cell remainders, the offsets' target at their own cell. Each joint with
-    mask 1 counts once (its window cells inside the grid averaged), x and y once each, like
-    ``masked_l1``; radius 0 equals ``masked_l1`` at the joint cells.
+    """L1 (cells) of N x 2K x h x w ``offsets`` over the window of ``radius`` cells around
+    each joint's cell (N x K x 2 [x, y]); ``remainders`` (N x K x 2) are the joints' sub-cell
+    remainders, the offsets' target at their own cell. Each joint with mask 1 counts once (its
+    window cells inside the grid averaged), x and y once each, like ``masked_l1``; radius 0
+    equals ``masked_l1`` at the joint cells.
     """
-    h, w = map_shape(offsets)[2:]
+    n, c, h, w = offsets.shape
+    k = c // 2
     cells = joint_cells.long()
+    remainder = remainders.to(offsets.dtype)
     span = torch.arange(-radius, radius + 1, device=cells.device)
     dy, dx = torch.meshgrid(span, span, indexing="ij")
     window = cells[:, :, None, :] + torch.stack([dx, dy], -1).reshape(1, 1, -1, 2)  # N x K x W x 2
     size = torch.tensor([w, h], device=cells.device)
     inside = ((window >= 0) & (window < size)).all(-1)  # N x K x W
     window = torch.minimum(window.clamp(min=0), size - 1)
-    pred = read_cells(offsets, window[..., 1] * w + window[..., 0])  # N x K x 2 x W
-    dtype = pred.dtype
+    index = window[..., 1] * w + window[..., 0]  # N x K x W
+    pred = offsets.reshape(n, k, 2, h * w).gather(3, index[:, :, None, :].expand(n, k, 2, -1))
     # The joint's cell minus the window cell is a whole number: exact at the joint's own cell.
-    steps = (cells[:, :, None, :] - window).transpose(2, 3).to(dtype)  # N x K x 2 x W
-    target = remainders.to(dtype)[..., None] + steps
-    cell_weight = inside.to(dtype)
+    steps = (cells[:, :, None, :] - window).transpose(2, 3).to(offsets.dtype)  # N x K x 2 x W
+    target = remainder[..., None] + steps
+    cell_weight = inside.to(offsets.dtype)
     cell_weight = cell_weight / cell_weight.sum(-1, keepdim=True).clamp(min=1.0)
-    weight = (mask.to(dtype)[..., None] * cell_weight)[:, :, None, :]  # N x K x 1 x W
-    count = global_count(2.0 * mask.to(dtype).sum(), sync)
+    weight = (mask.to(offsets.dtype)[..., None] * cell_weight)[:, :, None, :]  # N x K x 1 x W
+    count = global_count(2.0 * mask.to(offsets.dtype).sum(), sync)
     return ((pred - target).abs() * weight).sum() / count.clamp(min=1e-6)
 
 

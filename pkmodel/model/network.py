@@ -6,10 +6,8 @@ is static (no data-dependent ops), so it exports to ONNX and Core ML.
 
 from __future__ import annotations
 
-import itertools
 import math
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +17,6 @@ from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.skeleton import NUM_JOINTS
 from pkmodel.config import ModelConfig
 from pkmodel.model.activations import ReLU6, use_output_relu6
-from pkmodel.model.cells import CellMap
 from pkmodel.model.outputs import OUTPUT_NAMES, OUTPUT_STRIDE
 from pkmodel.model.torchfile import load_torch_file
 
@@ -56,10 +53,6 @@ class Head(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.body(x))
-
-    def cell_map(self, x: torch.Tensor) -> CellMap:
-        """The output left before its 1x1 conv (pkmodel.model.cells)."""
-        return CellMap.of(self.body(x), self.out)
 
 
 def _block_stride_and_channels(block: nn.Module) -> tuple[int, int]:
@@ -167,18 +160,8 @@ class SharedHeads(nn.Module):
                 self.out.bias[start : start + count] = bias
                 start += count
 
-    def forward(self, x: torch.Tensor, cell_maps: bool = False) -> tuple[Any, ...]:
-        """The outputs, split; with ``cell_maps``, every output after the first two as a
-        :class:`CellMap` (the conv computes the first two only)."""
-        hidden = self.body(x)
-        if not cell_maps:
-            return torch.split(self.out(hidden), list(self.channels), dim=1)
-        dense = sum(self.channels[:2])
-        out = self.out
-        first = F.conv2d(hidden, out.weight[:dense], out.bias[:dense])
-        ends = list(itertools.accumulate(self.channels))
-        rest = (CellMap.of(hidden, out, slice(a, b)) for a, b in itertools.pairwise(ends[1:]))
-        return (*torch.split(first, list(self.channels[:2]), dim=1), *rest)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return torch.split(self.out(self.body(x)), list(self.channels), dim=1)
 
 
 HEADS = ("separate", "shared")
@@ -187,11 +170,7 @@ HEADS = ("separate", "shared")
 class PoseNet(nn.Module):
     """MobileNetV2 features -> top-down neck to stride 4 -> heatmaps, centers, regs, offsets.
 
-    Built by :func:`build_model` from ``model.*``, whose defaults are the only ones. With
-    ``cell_maps`` (pkmodel.model.cells.use_cell_maps), training mode returns the regs and
-    offsets as :class:`CellMap`."""
-
-    cell_maps = False
+    Built by :func:`build_model` from ``model.*``, whose defaults are the only ones."""
 
     def __init__(
         self,
@@ -257,15 +236,11 @@ class PoseNet(nn.Module):
         for level in range(len(feats) - 2, -1, -1):
             y = F.interpolate(y, scale_factor=2.0, mode="nearest")
             y = self.fuse[level](y + self.laterals[level](feats[level]))
-        cells = self.cell_maps and self.training
         if self.heads == "shared":
-            heatmaps, centers, regs, offsets = self.head(y, cells)
+            heatmaps, centers, regs, offsets = self.head(y)
         else:
             heatmaps, centers = self.heatmap_head(y), self.center_head(y)
-            if cells:
-                regs, offsets = self.reg_head.cell_map(y), self.offset_head.cell_map(y)
-            else:
-                regs, offsets = self.reg_head(y), self.offset_head(y)
+            regs, offsets = self.reg_head(y), self.offset_head(y)
         return torch.sigmoid(heatmaps), torch.sigmoid(centers), regs, offsets
 
     def load_backbone_weights(self, path: Path) -> None:

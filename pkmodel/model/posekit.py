@@ -25,7 +25,6 @@ from torch import nn
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import NUM_JOINTS
 from pkmodel.config import ModelConfig
-from pkmodel.model.cells import CellMap
 from pkmodel.model.outputs import OUTPUT_NAMES, OUTPUT_STRIDE
 
 POSEKIT_INPUT_SIZE = 192  # what PoseKitModel trains and the app runs
@@ -177,11 +176,7 @@ class Header(nn.Module):
 
 
 class PoseKitNet(nn.Module):
-    """PoseKit's MoveNet: ``backbone`` then ``header``; inputs ``x / 127.5 - 1``. With
-    ``cell_maps`` (pkmodel.model.cells.use_cell_maps), training mode returns the regs and
-    offsets as :class:`CellMap`."""
-
-    cell_maps = False
+    """PoseKit's MoveNet: ``backbone`` then ``header``; inputs ``x / 127.5 - 1``."""
 
     def __init__(self, num_joints: int = NUM_JOINTS, input_size: int = POSEKIT_INPUT_SIZE) -> None:
         super().__init__()
@@ -201,13 +196,8 @@ class PoseKitNet(nn.Module):
     def forward(
         self, x: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        y = self.backbone(x)
-        if not (self.cell_maps and self.training):
-            heatmaps, centers, regs, offsets = self.header(y)
-            return heatmaps, centers, regs, offsets
-        h = self.header
-        regs, offsets = (CellMap.of(m[0](y), m[1]) for m in (h.header_regs, h.header_offsets))
-        return h.header_heatmaps(y), h.header_centers(y), regs, offsets
+        heatmaps, centers, regs, offsets = self.header(self.backbone(x))
+        return heatmaps, centers, regs, offsets
 
     def conv_layers(self) -> Iterator[tuple[str, nn.Conv2d, nn.BatchNorm2d | None]]:
         """Every conv by module name, with the batch norm that directly follows it (or None)."""

@@ -204,9 +204,7 @@ def _ddp_worker(rank: int, world: int, port: int, batch_path: str, out_path: str
     shard = {k: v[rank * half : (rank + 1) * half] for k, v in batch.items()}
     ddp.train()
     _freeze_bn(ddp)
-    outputs = ddp(shard["image"])
-    assert type(outputs[3]).__name__ == "CellMap"  # through DDP as the trainer's step
-    loss, _ = loss_fn(outputs, shard)
+    loss, _ = loss_fn(ddp(shard["image"]), shard)
     loss.backward()
     if rank == 0:
         torch.save({n: p.grad.clone() for n, p in model.named_parameters()}, out_path)
@@ -231,14 +229,12 @@ def test_ddp_gloo_step_equals_single_process_step(tiny_prepared, tmp_path):
     import torch.multiprocessing as mp
 
     from pkmodel.data.dataset import PoseDataset
-    from pkmodel.model.cells import use_cell_maps
     from pkmodel.model.loss import PoseLoss
     from pkmodel.model.network import build_model
 
     cfg = tiny_train_config(tiny_prepared, tmp_path / "run")
     torch.manual_seed(0)
-    # the processes as the trainer runs them: regs and offsets at the cells the loss reads
-    model = use_cell_maps(build_model(cfg.model, pretrained=False))
+    model = build_model(cfg.model, pretrained=False)
     loss_fn = PoseLoss(cfg.loss, sync_counts=True)
     ds = PoseDataset(tiny_prepared / "train.json", cfg, train=False)
     batch = torch.utils.data.default_collate([ds[i] for i in range(8)])
@@ -251,7 +247,7 @@ def test_ddp_gloo_step_equals_single_process_step(tiny_prepared, tmp_path):
     mp.spawn(_ddp_worker, args=(2, port, str(tmp_path / "batch.pt"), str(tmp_path / "g.pt")), nprocs=2)  # fmt: skip
     ddp_grads = torch.load(tmp_path / "g.pt")
 
-    use_cell_maps(model, False).train()  # the dense maps here
+    model.train()
     _freeze_bn(model)
     loss, _ = loss_fn(model(batch["image"]), batch)
     loss.backward()

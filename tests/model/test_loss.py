@@ -10,7 +10,6 @@ from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import BONES
 from pkmodel.config import LossConfig, ModelConfig, TargetsConfig
 from pkmodel.data.targets import encode_targets, target_maps
-from pkmodel.model.cells import CellMap, use_cell_maps
 from pkmodel.model.loss import PoseLoss, gather_at, masked_l1, weighted_mse, window_offset_l1
 from pkmodel.model.network import build_model
 
@@ -330,52 +329,3 @@ def test_compact_targets_give_the_loss_of_the_dense_maps():
     assert terms["reg"].item() == pytest.approx(want_reg.item(), rel=1e-6)
     assert terms["offset"].item() == pytest.approx(want_off.item(), rel=1e-6)
     assert terms["reg"].item() > 0.1 and terms["offset"].item() > 0.1
-
-
-def _loss_and_gradients(model, images, batch, cfg, cells):
-    use_cell_maps(model, cells)
-    outputs = model(images)
-    assert isinstance(outputs[2], CellMap) == cells and isinstance(outputs[3], CellMap) == cells
-    total, terms = PoseLoss(cfg)(outputs, batch)
-    names = [name for name, p in model.named_parameters() if p.requires_grad]
-    grads = torch.autograd.grad(total, [dict(model.named_parameters())[n] for n in names])
-    return total, terms, dict(zip(names, grads, strict=True))
-
-
-@pytest.mark.parametrize(
-    ("model_cfg", "radius"),
-    [
-        (ModelConfig(input_size=64, width_mult=0.35), 1),  # the default: shared heads
-        (ModelConfig(input_size=64, width_mult=0.35), 0),
-        (ModelConfig(input_size=64, width_mult=0.35, heads="separate"), 2),
-        (ModelConfig(arch="posekit", input_size=64), 1),
-    ],
-    ids=["shared", "shared-radius-0", "separate-radius-2", "posekit"],
-)
-def test_cell_maps_give_the_loss_and_gradients_of_the_dense_maps(one_thread, model_cfg, radius):
-    """The trainer's step computes the regs and offsets at the cells the loss reads
-    (pkmodel.model.cells): the same loss terms and the same gradient on every parameter as
-    the dense maps, in channels-last as the trainer runs; evaluation still gets the maps."""
-    torch.manual_seed(0)
-    n, size = 4, 64
-    batch = _batch(n, size=size, seed=5, hidden=(3, 9))
-    images = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    images = images.contiguous(memory_format=torch.channels_last)
-    model = build_model(model_cfg, pretrained=False).to(memory_format=torch.channels_last)
-    model.train()
-    cfg = LossConfig(offset_radius=radius, bone_weight=0.5)
-    dense, dense_terms, dense_grads = _loss_and_gradients(model, images, batch, cfg, False)
-    cells, cell_terms, cell_grads = _loss_and_gradients(model, images, batch, cfg, True)
-    assert cells.item() == pytest.approx(dense.item(), rel=1e-5)
-    for term in TERMS:
-        assert cell_terms[term].item() == pytest.approx(dense_terms[term].item(), rel=1e-5), term
-    assert min(dense_terms[t].item() for t in ("reg", "offset", "bone")) > 0.1
-    # float rounding differs (a sum over fewer cells), relative to the whole gradient's size:
-    # a conv bias before a batch norm has a gradient of rounding noise alone
-    scale = max(g.abs().max().item() for g in dense_grads.values())
-    for name, grad in dense_grads.items():
-        assert torch.allclose(cell_grads[name], grad, rtol=1e-4, atol=1e-5 * scale), name
-    model.eval()
-    with torch.no_grad():
-        shapes = [tuple(o.shape) for o in model(images)]
-    assert shapes == [(n, K, 16, 16), (n, 1, 16, 16), (n, 2 * K, 16, 16), (n, 2 * K, 16, 16)]

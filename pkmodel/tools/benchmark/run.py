@@ -43,7 +43,6 @@ from pkmodel.engine.batches import epoch_loader, input_images, set_memory_format
 from pkmodel.engine.optim import ModelEMA, build_optimizer
 from pkmodel.export.common import normalise_pixels, sample_input
 from pkmodel.export.onnx import check_opset, onnx_session, write_onnx
-from pkmodel.model.cells import use_cell_maps
 from pkmodel.model.loss import PoseLoss
 from pkmodel.model.network import build_model, count_macs, model_summary, output_shapes
 from pkmodel.tools.benchmark.stages import (
@@ -304,8 +303,7 @@ def measure_training(cfg: Any, plan: Plan, labels: Path) -> dict[str, Any]:
     device = select_device(t.device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     seed_everything(t.seed)
-    model = build_model(cfg.model, pretrained=False).to(device).train()
-    model = use_cell_maps(set_memory_format(model, cfg))
+    model = set_memory_format(build_model(cfg.model, pretrained=False).to(device).train(), cfg)
     loss_fn = PoseLoss(cfg.loss).to(device)
     optimizer = build_optimizer(model, cfg)
     ema = ModelEMA(model, t.ema_decay) if t.ema else None
@@ -429,7 +427,7 @@ class _Side:
         model = build_model(self.cfg.model, pretrained=False)
         self.macs = count_macs(model, size)
         self.parameters = sum(p.numel() for p in model.parameters())
-        self.train_model = use_cell_maps(set_memory_format(model.train(), self.cfg))
+        self.train_model = set_memory_format(model.train(), self.cfg)
         self.loss_fn = PoseLoss(self.cfg.loss)
         self.optimizer = build_optimizer(self.train_model, self.cfg)
         self.batch = batch

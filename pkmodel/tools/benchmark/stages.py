@@ -31,7 +31,6 @@ from pkmodel.data.synthetic.generate import generate
 from pkmodel.datatools.fetch import fetch_urls
 from pkmodel.export.common import normalise_pixels, sample_input
 from pkmodel.export.onnx import ONNX_MIN_OPSET, onnx_session, write_onnx
-from pkmodel.model.cells import use_cell_maps
 from pkmodel.model.decode import Decoded, DecodeSettings, decode_batch, decode_batch_torch
 from pkmodel.model.loss import PoseLoss
 from pkmodel.model.network import build_model
@@ -271,7 +270,7 @@ def benchmark_dataset(
     seconds = time.perf_counter() - start
     result = {"samples": n, "workers": workers, "samples_per_s": n / seconds}
     if model_step:
-        model = use_cell_maps(build_model(cfg.model, pretrained=False).to(device).train())
+        model = build_model(cfg.model, pretrained=False).to(device).train()
         loss_fn = PoseLoss(cfg.loss)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         batch = {k: v.to(device) for k, v in first.items()}
