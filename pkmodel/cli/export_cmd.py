@@ -148,7 +148,8 @@ def export_onnx_command(
     """Export a checkpoint to ONNX (float32 input x / 127.5 - 1, the four named outputs).
 
     Runs onnx.checker (full check) and compares onnxruntime with PyTorch on every output;
-    nothing is written when they differ by more than 1e-4.
+    nothing is written when they differ by more than 1e-4 plus 10 times PyTorch's own float32
+    rounding of the output (measured against float64).
     """
     from pkmodel.export.onnx import export_onnx
 

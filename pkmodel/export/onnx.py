@@ -5,6 +5,7 @@ output."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import warnings
 from pathlib import Path
@@ -37,7 +38,10 @@ from pkmodel.model.outputs import OUTPUT_NAMES
 ONNX_MIN_OPSET = 18  # the dynamo exporter writes 18 natively; older opsets need down-conversion
 
 
-ONNX_TOLERANCE = 1e-4  # max abs difference onnxruntime vs PyTorch (both FP32 on the CPU)
+# max abs difference onnxruntime vs PyTorch (both FP32 on the CPU), plus ROUNDING_FACTOR times
+# PyTorch's own float32 rounding of that output (onnx_limits)
+ONNX_TOLERANCE = 1e-4
+ROUNDING_FACTOR = 10
 
 
 def check_opset(opset: int) -> None:
@@ -150,13 +154,29 @@ def onnx_session(path: Path, threads: int = 0, spinning: bool = True):
 
 def compare_onnx_with_torch(
     path: Path, model: torch.nn.Module, x: np.ndarray, stride: int, decoder: DecoderConfig
-) -> dict[str, float]:
-    """onnxruntime vs PyTorch on float32 input ``x`` (``output_differences``)."""
+) -> tuple[dict[str, float], dict[str, float]]:
+    """onnxruntime vs PyTorch on float32 input ``x``: the differences
+    (``output_differences``), and PyTorch's own float32 rounding per output (its largest
+    difference from the same network in float64)."""
     session = onnx_session(path)
     got = session.run(list(OUTPUT_NAMES), {session.get_inputs()[0].name: x})
     with torch.inference_mode():
         ref = [r.numpy() for r in model(torch.from_numpy(x))]
-    return output_differences(got, ref, DecodeSettings.from_config(decoder, stride))
+        exact = copy.deepcopy(model).double()(torch.from_numpy(x).double())
+    rounding = {
+        name: float(np.abs(r - e.numpy()).max())
+        for name, r, e in zip(OUTPUT_NAMES, ref, exact, strict=True)
+    }
+    return output_differences(got, ref, DecodeSettings.from_config(decoder, stride)), rounding
+
+
+def onnx_limits(rounding: dict[str, float]) -> dict[str, float]:
+    """The largest difference each output may show: ``ONNX_TOLERANCE`` plus
+    ``ROUNDING_FACTOR`` times PyTorch's own float32 rounding there. A trained network rounds
+    by about 1e-7 and gets about 1e-4; an untrained one, whose activations reach thousands,
+    rounds its regs by about 1e-3, and the two runtimes differ by as much (summed in another
+    order) while both are right."""
+    return {name: ONNX_TOLERANCE + ROUNDING_FACTOR * r for name, r in rounding.items()}
 
 
 def export_onnx(
@@ -193,13 +213,18 @@ def export_onnx(
         checks = verify_onnx(tmp_file, size, shapes, ex.onnx_opset, ex.dynamic_batch, ex.input_name)
         log("[4/4] comparing onnxruntime with PyTorch")
         x = normalise_pixels(sample_input(size, batch=2 if ex.dynamic_batch else 1))
-        diffs = compare_onnx_with_torch(tmp_file, model, x, stride, cfg.decoder)
+        diffs, rounding = compare_onnx_with_torch(tmp_file, model, x, stride, cfg.decoder)
+        limits = onnx_limits(rounding)
         # NaN is the worst difference of all (a comparison with NaN is never above anything)
-        worst = max(OUTPUT_NAMES, key=lambda n: np.inf if np.isnan(diffs[n]) else diffs[n])
-        if not diffs[worst] <= ONNX_TOLERANCE:
+        worst = max(
+            OUTPUT_NAMES, key=lambda n: np.inf if np.isnan(diffs[n]) else diffs[n] / limits[n]
+        )
+        if not diffs[worst] <= limits[worst]:
             raise PkmodelError(
-                f"onnxruntime output '{worst}' differs from PyTorch by {diffs[worst]:.2e} "
-                f"(tolerance {ONNX_TOLERANCE:g}); nothing was written"
+                f"onnxruntime output '{worst}' differs from PyTorch by {diffs[worst]:.2e}, more "
+                f"than {limits[worst]:.2e} ({ONNX_TOLERANCE:.0e} plus {ROUNDING_FACTOR} times "
+                f"PyTorch's own float32 rounding there, {rounding[worst]:.1e}); nothing was "
+                "written"
             )
         os.replace(tmp_file, out)
     report = ExportReport(out, path_size(out), checks, diffs)
