@@ -175,8 +175,12 @@ def onnx_limits(rounding: dict[str, float]) -> dict[str, float]:
     ``ROUNDING_FACTOR`` times PyTorch's own float32 rounding there. A trained network rounds
     by about 1e-7 and gets about 1e-4; an untrained one, whose activations reach thousands,
     rounds its regs by about 1e-3, and the two runtimes differ by as much (summed in another
-    order) while both are right."""
-    return {name: ONNX_TOLERANCE + ROUNDING_FACTOR * r for name, r in rounding.items()}
+    order) while both are right. Rounding that is not finite (PyTorch's float32 overflowed)
+    allows nothing beyond ``ONNX_TOLERANCE``."""
+    return {
+        name: ONNX_TOLERANCE + ROUNDING_FACTOR * (r if np.isfinite(r) else 0.0)
+        for name, r in rounding.items()
+    }
 
 
 def export_onnx(

@@ -133,6 +133,11 @@ def test_onnx_that_disagrees_with_pytorch_is_not_written(
     with pytest.raises(PkmodelError, match="'centers' differs from PyTorch by 2.00e-04, more than 1.01e-04"):  # fmt: skip
         onnx.export_onnx(checkpoint, tmp_path / "m.onnx", small_config())
     assert list(tmp_path.iterdir()) == []
+    # a float32 overflow in PyTorch (rounding inf against float64) excuses nothing
+    monkeypatch.setattr(onnx, "compare_onnx_with_torch", differences({"regs": np.inf}, {"regs": np.inf}))  # fmt: skip
+    with pytest.raises(PkmodelError, match="'regs' differs from PyTorch by inf, more than 1.00e-04"):  # fmt: skip
+        onnx.export_onnx(checkpoint, tmp_path / "m.onnx", small_config())
+    assert list(tmp_path.iterdir()) == []
     monkeypatch.setattr(onnx, "compare_onnx_with_torch", differences({"regs": 2e-3, "centers": 9e-5}, rounds))  # fmt: skip
     report = onnx.export_onnx(checkpoint, tmp_path / "m.onnx", small_config())
     assert report.path.is_file() and report.max_abs_diff["regs"] == 2e-3
