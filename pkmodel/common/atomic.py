@@ -149,18 +149,65 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Non
 
 
 def atomic_replace_dir(tmp_dir: str | Path, target: str | Path) -> None:
-    """Move a fully written directory onto ``target`` (used for .mlpackage bundles)."""
+    """Move a fully written directory onto ``target`` (a .mlpackage bundle, a take's folder).
 
+    An existing ``target`` is swapped with ``tmp_dir`` in one step where the system can
+    (:func:`exchange_paths`), and then removed from where ``tmp_dir`` was: there is no moment
+    without one of them at ``target``. Elsewhere it is first moved aside to ``.NAME.old``; a
+    stop (Ctrl-C, SIGTERM) between the two moves puts it back."""
     tmp_dir, target = Path(tmp_dir), Path(target)
     refuse_special(target, folder_too=True)
-    if target.exists():
+    if not (target.exists() or target.is_symlink()):
+        os.replace(tmp_dir, target)
+    elif exchange_paths(tmp_dir, target):
+        remove_path(tmp_dir)  # what was at target
+    else:
         old = target.with_name(f".{target.name}.old")
         remove_path(old)
-        os.replace(target, old)
-        os.replace(tmp_dir, target)
+        moved = False
+        try:
+            os.replace(target, old)
+            moved = True
+            os.replace(tmp_dir, target)
+        except BaseException:
+            if moved and not (target.exists() or target.is_symlink()):
+                os.replace(old, target)
+            raise
         remove_path(old)
-    else:
-        os.replace(tmp_dir, target)
+
+
+# renameat2's and renamex_np's flag for swapping two names (Linux, macOS)
+_AT_FDCWD, _RENAME_EXCHANGE, _RENAME_SWAP = -100, 2, 2
+
+
+def exchange_paths(a: str | Path, b: str | Path) -> bool:
+    """Swap the two existing paths ``a`` and ``b`` in one step (Linux ``renameat2`` with
+    RENAME_EXCHANGE, macOS ``renamex_np`` with RENAME_SWAP). False, with nothing changed,
+    where the system or the file system has no such call."""
+    import ctypes
+    import errno
+    import sys
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if sys.platform.startswith("linux"):
+            call = libc.renameat2
+            call.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]  # fmt: skip
+            args: tuple = (_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+        elif sys.platform == "darwin":
+            call = libc.renamex_np
+            call.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint]
+            args = (os.fsencode(a), os.fsencode(b), _RENAME_SWAP)
+        else:
+            return False
+    except (AttributeError, OSError):  # an older C library
+        return False
+    if call(*args) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False  # a file system without it (some network ones, FAT)
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
 
 
 def remove_path(path: str | Path) -> None:

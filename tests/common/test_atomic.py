@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,69 @@ def test_a_fifo_or_device_is_never_renamed_over(tmp_path):
     assert (tmp_path / "file").read_bytes() == b"new"
     atomic_replace_dir(folder, tmp_path / "file")
     assert (tmp_path / "file").is_dir()
+
+
+def _folder(path, name: str):
+    path.mkdir()
+    (path / name).write_text(name)
+    return path
+
+
+def _tree(root) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+def test_a_folder_replaces_the_earlier_one_in_one_swap(tmp_path, monkeypatch):
+    """Where the system swaps two names in one call (Linux here), the earlier results never
+    leave their path: no move aside, no .NAME.old."""
+    from pkmodel.common import atomic
+
+    new, target = _folder(tmp_path / "staged", "new"), _folder(tmp_path / "take", "old")
+
+    def no_rename(*args):
+        raise AssertionError(f"a two-step move: os.replace{args}")
+
+    monkeypatch.setattr(atomic.os, "replace", no_rename)
+    atomic.atomic_replace_dir(new, target)
+    assert _tree(tmp_path) == ["take", "take/new"]
+    # a file at the target is swapped out the same way
+    (tmp_path / "file").write_text("old")
+    atomic.atomic_replace_dir(_folder(tmp_path / "staged", "new"), tmp_path / "file")
+    assert _tree(tmp_path) == ["file", "file/new", "take", "take/new"]
+
+
+def test_without_a_swap_a_stop_between_the_moves_puts_the_earlier_folder_back(
+    tmp_path, monkeypatch
+):
+    """The two-step move (a system or file system without the swap): a Ctrl-C after the
+    earlier folder was moved aside once left the target empty and the results hidden in
+    .NAME.old; it now puts them back. Without a stop the move ends as the swap does."""
+    from pkmodel.common import atomic
+
+    monkeypatch.setattr(atomic, "exchange_paths", lambda a, b: False)
+    new, target = _folder(tmp_path / "staged", "new"), _folder(tmp_path / "take", "old")
+    real = os.replace
+
+    def stopped_second_move(src, dst):
+        if Path(src) == new:
+            raise KeyboardInterrupt
+        real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", stopped_second_move)
+    with pytest.raises(KeyboardInterrupt):
+        atomic.atomic_replace_dir(new, target)
+    assert _tree(tmp_path) == ["staged", "staged/new", "take", "take/old"]
+    monkeypatch.setattr(atomic.os, "replace", real)
+    atomic.atomic_replace_dir(new, target)
+    assert _tree(tmp_path) == ["take", "take/new"]
+
+
+def test_exchange_paths_swaps_two_names(tmp_path):
+    from pkmodel.common.atomic import exchange_paths
+
+    a, b = _folder(tmp_path / "a", "x"), tmp_path / "b"
+    b.write_text("file")
+    assert exchange_paths(a, b) is True  # Linux's renameat2 (glibc 2.28 and later)
+    assert (tmp_path / "a").read_text() == "file" and _tree(tmp_path / "b") == ["x"]
+    with pytest.raises(FileNotFoundError):
+        exchange_paths(tmp_path / "absent", a)
