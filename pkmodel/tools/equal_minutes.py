@@ -99,10 +99,7 @@ def summarise(runs: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
     its PCK@0.2 median is lower (``not_lower``). ``equal_epochs``: each seed's pair at the last
     epoch both validated (:func:`equal_epochs`), the medians there and the same comparison;
     None when no pair validated an epoch in common."""
-    medians = {
-        side: {k: statistics.median(r[side][k] for r in runs) for k in ("AP", "PCK", "epochs")}
-        for side in SIDES
-    }
+    medians = _side_medians(runs, ("AP", "PCK", "epochs"))
     ours, other = medians["default"], medians["against"]
     return {
         "medians": medians,
@@ -110,6 +107,11 @@ def summarise(runs: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
         "not_lower": _not_lower(medians),
         "equal_epochs": _equal_epochs_summary([equal_epochs(r) for r in runs]),
     }
+
+
+def _side_medians(pairs: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, dict]:
+    """Each side's median of each of ``keys`` over the seeds' pairs."""
+    return {side: {k: statistics.median(p[side][k] for p in pairs) for k in keys} for side in SIDES}
 
 
 def _not_lower(medians: dict[str, dict[str, float]]) -> bool:
@@ -121,10 +123,7 @@ def _equal_epochs_summary(pairs: list[dict[str, Any] | None]) -> dict[str, Any] 
     found = [p for p in pairs if p is not None]
     if not found:
         return None
-    medians = {
-        side: {k: statistics.median(p[side][k] for p in found) for k in ("AP", "PCK")}
-        for side in SIDES
-    }
+    medians = _side_medians(found, ("AP", "PCK"))
     return {"runs": pairs, "medians": medians, "not_lower": _not_lower(medians)}
 
 
