@@ -157,7 +157,7 @@ def atomic_replace_dir(tmp_dir: str | Path, target: str | Path) -> None:
     stop (Ctrl-C, SIGTERM) between the two moves puts it back."""
     tmp_dir, target = Path(tmp_dir), Path(target)
     refuse_special(target, folder_too=True)
-    if not (target.exists() or target.is_symlink()):
+    if not os.path.lexists(target):
         os.replace(tmp_dir, target)
     elif exchange_paths(tmp_dir, target):
         remove_path(tmp_dir)  # what was at target
@@ -170,7 +170,7 @@ def atomic_replace_dir(tmp_dir: str | Path, target: str | Path) -> None:
             moved = True
             os.replace(tmp_dir, target)
         except BaseException:
-            if moved and not (target.exists() or target.is_symlink()):
+            if moved and not os.path.lexists(target):
                 os.replace(old, target)
             raise
         remove_path(old)
