@@ -199,7 +199,10 @@ def convert_command(
     else:
         # a minKeypointScore given here wins over the take's own (its lift.min_score)
         given = cfg.sources.get("lift.min_score", "default") != "default"
-        posekit = take_to_posekit(take, pkmodel_size, cfg.lift.min_score if given else None)
+        try:
+            posekit = take_to_posekit(take, pkmodel_size, cfg.lift.min_score if given else None)
+        except PkmodelError as e:  # it speaks of "the take": say which file that is
+            raise PkmodelError(f"{src}: {e}") from None
         if format_ == "zip":
             write_posekit_zip(posekit, dst)
         else:

@@ -17,6 +17,7 @@ import numpy as np
 
 from pkmodel.common.camera import MAX_COORDINATE, MIN_FOCAL_PX
 from pkmodel.common.errors import PkmodelError, cut
+from pkmodel.common.jsontext import parse_json
 from pkmodel.common.skeleton import JOINT_NAMES, NUM_JOINTS
 
 # --- Stray Scanner: a folder per recording ---------------------------------------------------
@@ -365,8 +366,8 @@ def parse_ground_truth(
     """(keypoints_2d (T, 17, 3), joints_3d (T, 17, 3), limb radius (T, 17) or None) of the
     first ``frames`` frames, NaN where a frame has no person."""
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
+        doc = parse_json(text)
+    except ValueError as e:
         raise PkmodelError(f"{where} is not valid JSON ({e})") from None
     if not isinstance(doc, dict) or doc.get("format") != GROUND_TRUTH_FORMAT:
         raise PkmodelError(f"{where} is not a pkmodel ground-truth file")

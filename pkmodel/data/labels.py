@@ -13,6 +13,7 @@ import numpy as np
 
 from pkmodel.common.atomic import atomic_write_text
 from pkmodel.common.errors import PkmodelError
+from pkmodel.common.jsontext import parse_json
 from pkmodel.common.skeleton import NUM_JOINTS
 from pkmodel.common.versioned import FileKind
 
@@ -50,8 +51,8 @@ def read_labels(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise PkmodelError(f"prepared labels {path} do not exist (run `pkmodel prepare-coco`)")
     try:
-        data = json.loads(path.read_bytes(), parse_constant=_no_constant)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = parse_json(path.read_bytes(), parse_constant=_no_constant)
+    except ValueError as e:
         raise PkmodelError(f"prepared labels {path} are not valid JSON ({e})") from None
     except _NotANumber as e:
         raise PkmodelError(

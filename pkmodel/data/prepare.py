@@ -34,6 +34,7 @@ from pkmodel.common.atomic import atomic_open
 from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.common.geometry import image_to_crop, pixel_crop_box
 from pkmodel.common.images import crop_square, read_rgb
+from pkmodel.common.jsontext import parse_json
 from pkmodel.common.pool import pool_results
 from pkmodel.common.runtime import usable_cores
 from pkmodel.common.skeleton import JOINT_NAMES, NUM_JOINTS
@@ -149,11 +150,11 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise PkmodelError(f"annotation file {path} {not_there(path)}")
     try:
-        data = json.loads(path.read_bytes())
-    except json.JSONDecodeError as e:
-        raise PkmodelError(f"annotation file {path} is not valid JSON ({e})") from None
+        data = parse_json(path.read_bytes())
     except (OSError, UnicodeDecodeError) as e:
         raise PkmodelError(f"annotation file {path} cannot be read ({e})") from None
+    except ValueError as e:
+        raise PkmodelError(f"annotation file {path} is not valid JSON ({e})") from None
     if not isinstance(data, dict):
         raise PkmodelError(
             f"annotation file {path} is not a COCO file (its top level is a "

@@ -14,7 +14,6 @@ A synthetic recording carries pkmodel's ground truth in ``pkmodel_ground_truth.j
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 import zipfile
@@ -49,6 +48,7 @@ from pkmodel.common.capture_formats import (
 )
 from pkmodel.common.errors import PkmodelError, cut
 from pkmodel.common.images import opencv_path
+from pkmodel.common.jsontext import parse_json
 from pkmodel.lift.recording import (
     GroundTruth,
     RgbdSequence,
@@ -468,8 +468,8 @@ def read_r3d(source: Path, warn: Warn | None = None) -> R3dRecording:
             f"{source} has no '{R3D_METADATA}' entry (Record3D's JSON with K, w, h, dw, dh)"
         )
     try:
-        meta = json.loads(entries.read(R3D_METADATA).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        meta = parse_json(entries.read(R3D_METADATA).decode("utf-8"))
+    except ValueError as e:
         raise PkmodelError(f"{meta_where} is not valid JSON ({e})") from None
     if not isinstance(meta, dict):
         raise PkmodelError(f"{meta_where} must hold a JSON object")

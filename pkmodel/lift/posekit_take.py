@@ -16,7 +16,6 @@ docs/posekit-app.md.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -43,7 +42,8 @@ from pkmodel.common.atomic import (
     atomic_write_text,
     default_folder_mode,
 )
-from pkmodel.common.errors import PkmodelError
+from pkmodel.common.errors import PkmodelError, cut
+from pkmodel.common.jsontext import parse_json
 from pkmodel.common.skeleton import EXTENDED_JOINT_NAMES, JOINT_INDEX, NECK, NUM_JOINTS, PELVIS
 from pkmodel.lift.take import (
     BINARY_MAGIC,
@@ -476,8 +476,8 @@ def _read_bytes(path: Path, what: str) -> bytes:
 
 def _read_meta_bytes(data: bytes, source: str) -> PoseKitMeta:
     try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        obj = parse_json(data.decode("utf-8"))
+    except ValueError as e:
         raise PkmodelError(f"{source} cannot be read as JSON ({e})") from None
     return PoseKitMeta.from_json(obj, source)
 
@@ -552,7 +552,9 @@ def posekit_from_json(doc: Any, source: str) -> PoseKitTake:
             seen.add(name)
             row = frames["joints"][t, where[name]]
             for key, index, count in fields:
-                value = joint.get(key)
+                if key not in joint:
+                    raise PkmodelError(f"{at}: joint {name} has no '{key}'")
+                value = joint[key]
                 try:
                     if count:
                         if not isinstance(value, list) or len(value) != count:
@@ -575,8 +577,8 @@ def posekit_from_json(doc: Any, source: str) -> PoseKitTake:
 def read_posekit_json(path: str | Path) -> PoseKitTake:
     path = Path(path)
     try:
-        doc = json.loads(_read_bytes(path, "take file").decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        doc = parse_json(_read_bytes(path, "take file").decode("utf-8"))
+    except ValueError as e:
         raise PkmodelError(f"take file {path} cannot be read as JSON ({e})") from None
     return posekit_from_json(doc, f"take file {path}")
 
@@ -600,8 +602,8 @@ def read_posekit_zip(
 
         if "frames.bin" not in infos:
             try:
-                doc = json.loads(read("frames.json").decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                doc = parse_json(read("frames.json").decode("utf-8"))
+            except ValueError as e:
                 raise PkmodelError(f"{source}: frames.json is not JSON ({e})") from None
             return posekit_from_json(doc, f"{source} (frames.json)")
         meta = _read_meta_bytes(read("meta.json"), f"{source} (meta.json)")
@@ -1018,18 +1020,23 @@ def take_to_posekit(
       (30 for fewer than two frames), minKeypointScore = ``min_keypoint_score`` or the lift's
       min_score (0.3 when neither is known).
     """
-    names = take.joint_names
-    if names != list(EXTENDED_JOINT_NAMES):
+    names, want = list(take.joint_names), list(EXTENDED_JOINT_NAMES)
+    if names != want:
+        if len(names) != len(want):
+            got = f"has {len(names)} joints"
+        else:
+            i = next(i for i, (a, b) in enumerate(zip(names, want, strict=True)) if a != b)
+            got = f"names joint {i} {cut(repr(names[i]))}, not {want[i]!r}"
         raise PkmodelError(
-            f"take {take.metadata.get('source') or ''} has joints {names[:3]}...; the app's "
-            f"takes hold the {NUM_APP_JOINTS} joints COCO-17, pelvis, neck"
+            f"the take {got}; the app's takes hold the {NUM_APP_JOINTS} joints COCO-17, "
+            "pelvis, neck, in that order"
         )
     n = take.num_frames
     posekit = take.metadata.get("posekit")
     posekit = posekit if isinstance(posekit, dict) else {}
     stored = None
     if isinstance(posekit.get("meta"), dict):
-        stored = PoseKitMeta.from_json(posekit["meta"], "the take's metadata 'posekit'")
+        stored = PoseKitMeta.from_json(posekit["meta"], "the take's metadata 'posekit.meta'")
     if min_keypoint_score is None:
         lift = take.metadata.get("lift")
         if stored is not None:
@@ -1055,7 +1062,8 @@ def take_to_posekit(
     camera = np.asarray(take.joints_camera, dtype=np.float32)
     if from_app:
         playback = _mirror_x(take.joints_canonical)
-        for t in posekit.get("playback_is_camera") or []:
+        same = posekit.get("playback_is_camera")
+        for t in same if isinstance(same, list) else []:  # pkmodel's note; ignored when damaged
             if type(t) is int and 0 <= t < n:
                 playback[t] = camera[t]
     else:
@@ -1189,8 +1197,8 @@ def _load_any_take(
                 read_posekit_folder(path.parent, allow_partial, warn), "PoseKit app take folder"
             )
         try:
-            doc = json.loads(_read_bytes(path, "take file").decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            doc = parse_json(_read_bytes(path, "take file").decode("utf-8"))
+        except ValueError as e:
             raise PkmodelError(f"take file {path} cannot be read as JSON ({e})") from None
         if (
             isinstance(doc, dict)

@@ -12,7 +12,6 @@ comes back in metres (float32, 0 = no depth).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from pkmodel.common.camera import DEPTH_UNIT_RANGE_M, MAX_COORDINATE, MIN_FOCAL_
 from pkmodel.common.capture_formats import R3D_SUFFIX, is_finite_number
 from pkmodel.common.errors import PkmodelError, cut, not_there
 from pkmodel.common.images import opencv_path
+from pkmodel.common.jsontext import parse_json
 from pkmodel.common.skeleton import NUM_JOINTS
 from pkmodel.lift.capture_apps import (
     Warn,
@@ -114,8 +114,8 @@ def _read_recording(
 
 def _load_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
         raise PkmodelError(f"{path} cannot be read as JSON: {e}") from None
 
 

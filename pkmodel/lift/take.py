@@ -35,6 +35,7 @@ import numpy as np
 
 from pkmodel.common.atomic import atomic_open, atomic_write_bytes
 from pkmodel.common.errors import PkmodelError
+from pkmodel.common.jsontext import parse_json
 
 TAKE_FORMAT = "pkmodel-take"
 TAKE_VERSION = 1
@@ -364,8 +365,8 @@ def write_take_json(take: Take, path: str | Path, text: str | None = None) -> No
 def read_take_json(path: str | Path) -> Take:
     path = Path(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        doc = parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
         raise PkmodelError(f"take file {path} cannot be read as JSON: {e}") from None
     return take_from_json(doc, f"take file {path}")
 
@@ -442,8 +443,8 @@ def _read_binary(read: Callable[[int], bytes], size: int, source: str) -> Take:
         raise PkmodelError(f"{source} has a record layout this version does not know")
     meta_start = table_end - _HEADER.size
     try:
-        meta = json.loads(rest[meta_start : meta_start + meta_size].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        meta = parse_json(rest[meta_start : meta_start + meta_size].decode("utf-8"))
+    except ValueError as e:
         raise PkmodelError(f"{source} has unreadable metadata ({e})") from None
     names = meta.get("joint_names") if isinstance(meta, dict) else None
     if not isinstance(names, list) or len(names) != j or not all(isinstance(n, str) for n in names):

@@ -393,3 +393,81 @@ def test_convert_names_the_file_whose_take_lacks_an_image_size(tmp_path):
     assert result.output.startswith(f"error: {src}: take ")
     assert "does not say the size of its image" in result.output and "--image-size" in result.output
     assert not (tmp_path / "app").exists()
+
+
+def test_integers_too_long_for_a_float_are_one_sentence(tmp_path):
+    """A 400-digit integer broke the finite-number checks (OverflowError), one of 5,000 digits
+    Python's JSON reader (ValueError): both tracebacks, exit code 1."""
+    for digits in (400, 5000):
+        folder = app_folder(tmp_path / f"app{digits}")
+        meta = folder / "meta.json"
+        meta.write_text(META_TEXT.replace('"fps" : 30', '"fps" : 1' + "0" * digits))
+        result = take("info", folder)
+        assert result.exit_code == 2, result.output
+        assert (
+            result.output.strip()
+            == f"error: take file {meta}: 'fps' must be a whole number, got inf"
+        )
+        # the app's JSON export and pkmodel's take.json: a timestamp
+        export = tmp_path / f"export{digits}.json"
+        result = take("convert", app_folder(tmp_path / f"ok{digits}"), export, "-f", "posekit")
+        assert result.exit_code == 0, result.output
+        text = re.sub(r'"timestamp" : [0-9.]+', '"timestamp" : 1' + "0" * digits, export.read_text(), count=1)  # fmt: skip
+        export.write_text(text)
+        result = take("info", export)
+        assert result.exit_code == 2, result.output
+        assert "frame 0: 'timestamp' must be a finite number, got inf" in result.output
+        assert len(result.output.strip().splitlines()) == 1
+        pk = tmp_path / f"pk{digits}"
+        result = take("convert", app_folder(tmp_path / f"again{digits}"), pk, "-f", "pkmodel")
+        assert result.exit_code == 0, result.output
+        doc = json.loads((pk / "take.json").read_text())
+        doc["frames"][0]["timestamp"] = 10**digits if digits < 4300 else 10**4000
+        (pk / "take.json").write_text(json.dumps(doc))
+        result = take("info", pk / "take.json")
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_joint_of_the_json_export_without_a_field_is_refused(tmp_path):
+    """The export writes every field of every joint; one left out was read as NaN."""
+    export = tmp_path / "export.json"
+    assert take("convert", app_folder(tmp_path), export, "-f", "posekit").exit_code == 0
+    for key in ("score2D", "depthConfidence", "camera3D"):
+        doc = json.loads(export.read_text())
+        del doc["frames"][2]["joints"][5][key]
+        name = doc["frames"][2]["joints"][5]["joint"]
+        (tmp_path / "bad.json").write_text(json.dumps(doc))
+        result = take("convert", tmp_path / "bad.json", tmp_path / "out", "-f", "posekit")
+        assert result.exit_code == 2
+        assert result.output.strip() == (
+            f"error: take file {tmp_path / 'bad.json'}: frame 2: joint {name} has no '{key}'"
+        )
+        assert not (tmp_path / "out").exists()
+
+
+def test_converting_a_pkmodel_take_names_the_file_and_the_field(tmp_path):
+    pk = tmp_path / "pk"
+    assert take("convert", app_folder(tmp_path), pk, "-f", "pkmodel").exit_code == 0
+    original = json.loads((pk / "take.json").read_text())
+
+    def convert(change) -> object:
+        doc = json.loads(json.dumps(original))
+        change(doc)
+        (pk / "take.json").write_text(json.dumps(doc))
+        return take("convert", pk / "take.json", tmp_path / "app.zip", "-f", "zip", "--force")
+
+    # pkmodel's own note of which frames play back as the camera: damaged, it is left out
+    result = convert(lambda d: d["metadata"]["posekit"].update(playback_is_camera=5))
+    assert result.exit_code == 0, result.output
+    result = convert(lambda d: d["metadata"]["posekit"]["meta"].update(fps="x"))
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: {pk / 'take.json'}: the take's metadata 'posekit.meta': 'fps' must be a whole "
+        "number, got 'x'"
+    )
+    result = convert(lambda d: d["metadata"]["joint_names"].__setitem__(7, "left_wrist"))
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: {pk / 'take.json'}: the take names joint 7 'left_wrist', not 'left_elbow'; the "
+        "app's takes hold the 19 joints COCO-17, pelvis, neck, in that order"
+    )
