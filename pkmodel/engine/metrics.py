@@ -126,19 +126,27 @@ def object_keypoint_similarity(
 
 
 def coco_results(
-    image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, instance_scores: np.ndarray
+    image_ids: np.ndarray,
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    instance_scores: np.ndarray,
+    category_ids: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """COCO keypoint results: [x, y, score] x K flattened per person, category 1."""
+    """COCO keypoint results: [x, y, score] x K flattened per person. ``category_ids``: each
+    person's category, that of its ground truth (COCOeval pairs results with ground truth of
+    the same category only); default: COCO's person category, 1."""
     triples = np.concatenate([keypoints, scores[..., None]], axis=-1).reshape(len(keypoints), -1)
     triples = np.round(triples, 3)
+    if category_ids is None:
+        category_ids = [PERSON_CATEGORY] * len(triples)
     return [
         {
             "image_id": int(i),
-            "category_id": PERSON_CATEGORY,
+            "category_id": int(c),
             "keypoints": row.tolist(),
             "score": round(float(s), 5),
         }
-        for i, row, s in zip(image_ids, triples, instance_scores, strict=True)
+        for i, c, row, s in zip(image_ids, category_ids, triples, instance_scores, strict=True)
     ]
 
 

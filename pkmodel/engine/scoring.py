@@ -14,6 +14,7 @@ import numpy as np
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.skeleton import JOINT_NAMES, NUM_JOINTS
 from pkmodel.engine.metrics import (
+    PERSON_CATEGORY,
     coco_keypoint_eval,
     coco_results,
     instance_scores,
@@ -50,9 +51,11 @@ class Evaluation:
     labels: dict[str, Any]  # the prepared labels header (annotations, images, crop_size)
 
 
-def _gt_people(coco: Any, image_ids: Sequence[int]) -> int:
-    """Ground-truth people COCOeval counts on these images: not crowd, labelled keypoints."""
-    anns = coco.loadAnns(coco.getAnnIds(imgIds=list(image_ids), iscrowd=False))
+def _gt_people(coco: Any, image_ids: Sequence[int], category_ids: Sequence[int]) -> int:
+    """Ground-truth people COCOeval counts on these images: the people's categories, not
+    crowd, labelled keypoints."""
+    ids = coco.getAnnIds(imgIds=list(image_ids), catIds=sorted(set(category_ids)), iscrowd=False)
+    anns = coco.loadAnns(ids)
     return sum(1 for a in anns if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd", 0))
 
 
@@ -114,13 +117,16 @@ def score_predictions(
     visible = gt[..., 2] > 0
 
     inst = instance_scores(preds.scores, preds.found, preds.center_scores)
-    results = coco_results(image_ids, keypoints, preds.scores, inst)
+    # the category of each person's own annotation: a file whose person category is not
+    # COCO's 1 scored AP 0 against results of category 1
+    categories = [int(a.get("category_id", PERSON_CATEGORY)) for a in anns]
+    results = coco_results(image_ids, keypoints, preds.scores, inst, categories)
     evaluated = sorted(set(image_ids.tolist()))
     coco_stats = coco_keypoint_eval(coco, results, evaluated)
     oks = object_keypoint_similarity(keypoints, gt[..., :2], visible, areas)
     norm = pck_normaliser(gt[..., :2], visible, bboxes, cfg.eval.pck_norm)
     p = pck(keypoints, gt[..., :2], visible, norm, cfg.eval.pck_threshold)
-    gt_people = _gt_people(coco, evaluated)
+    gt_people = _gt_people(coco, evaluated, categories)
 
     metrics: dict[str, Any] = {
         **coco_stats,

@@ -188,6 +188,28 @@ def test_oracle_on_mmpose_coco(tmp_path):
     assert m["samples"] == 12 and m["AP"] >= 0.99 and m["PCK"] == pytest.approx(1.0)
 
 
+def test_oracle_where_the_person_category_is_not_1(tmp_path):
+    """A keypoint file whose person category has another id (0 here, as tools that count from
+    0 write): results in category 1 met no ground truth and scored AP 0 beside PCK 1."""
+    ann = shared_data("mmpose_coco", "test_coco.json")
+    data = json.loads(ann.read_text())
+    data["categories"] = [{**data["categories"][0], "id": 0}, {"id": 1, "name": "dog"}]
+    for a in data["annotations"]:
+        a["category_id"] = 0
+    # a dog with keypoints on the first image: another category's ground truth, not a person
+    dog = {**data["annotations"][0], "id": 999999, "category_id": 1}
+    data["annotations"].append(dog)
+    moved = tmp_path / "category_0.json"
+    moved.write_text(json.dumps(data))
+    cfg = eval_config(**{"train.workers": 0})
+    ev = evaluate_split(prepare_people(tmp_path, "c0", moved, ann.parent, cfg), cfg)
+    m = ev.metrics
+    # each result in its own annotation's category; COCOeval scores the two apart
+    assert [r["category_id"] for r in ev.results] == [0] * 12 + [1] and m["gt_people"] == 13
+    assert m["AP"] >= 0.99 and m["PCK"] == pytest.approx(1.0)
+    assert coco_keypoint_eval(moved, ev.results)["AP"] == pytest.approx(m["AP"])
+
+
 # --- a network, the loss, the CLI -----------------------------------------------------------
 
 
