@@ -299,7 +299,7 @@ CASES = [
          files=_stray(**{"rec/camera_matrix.csv": "50, 0, 31.5\n0, 50, 23.5\n"})),
     Case("lift-stray-matrix-text", LIFT_STRAY, "{here}/rec/camera_matrix.csv must hold a 3 x 3 camera matrix",
          files=_stray(**{"rec/camera_matrix.csv": "fx, 0, cx\n0, fy, cy\n0, 0, 1"})),
-    Case("lift-stray-odometry-short", LIFT_STRAY, "odometry.csv has 1 frame rows for 2 depth maps",
+    Case("lift-stray-odometry-short", LIFT_STRAY, "depth map 000001.png has no row of frame 000001 in odometry.csv",
          files=_stray(**{"rec/odometry.csv": "timestamp, frame, x, y, z, qx, qy, qz, qw\n1.0, 000000, 0, 0, 0, 0, 0, 0, 1\n"})),
     Case("lift-stray-odometry-time", LIFT_STRAY, "odometry.csv: frame timestamps must be finite and strictly increasing",
          files=_stray(**{"rec/odometry.csv": "timestamp, frame, x, y, z, qx, qy, qz, qw\n"

@@ -3,8 +3,9 @@
 Python reads a JSON integer of any length as an ``int``: one of 400 digits then breaks every
 ``math.isfinite`` and ``float()`` that checks it (OverflowError), and one of over 4,300 digits
 breaks ``json.loads`` itself with a ValueError that is no ``JSONDecodeError``. Here an integer
-longer than :data:`MAX_INT_DIGITS` digits is read as a float (``inf`` past float range), which
-the readers' finite-number checks refuse in their own sentence.
+longer than :data:`MAX_INT_DIGITS` digits is read as a :class:`LongInteger`, a float (``inf``
+past float range) that the readers' finite-number checks refuse in their own sentence, quoting
+the digits as written.
 """
 
 from __future__ import annotations
@@ -16,8 +17,25 @@ from typing import Any
 MAX_INT_DIGITS = 300
 
 
+class LongInteger(float):
+    """An integer of a file too long for a float: its value is ``inf`` or ``-inf`` (or the
+    nearest float), its repr the digits as written, for error sentences to quote."""
+
+    text: str
+
+    def __new__(cls, text: str) -> LongInteger:
+        value = super().__new__(cls, text)
+        value.text = text
+        return value
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+
 def _int_or_float(text: str) -> int | float:
-    return int(text) if len(text.lstrip("-")) <= MAX_INT_DIGITS else float(text)
+    return int(text) if len(text.lstrip("-")) <= MAX_INT_DIGITS else LongInteger(text)
 
 
 def parse_json(data: str | bytes, **kwargs: Any) -> Any:

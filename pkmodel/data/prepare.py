@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from pkmodel.common.atomic import atomic_open
-from pkmodel.common.errors import PkmodelError, not_there
+from pkmodel.common.errors import PkmodelError, cut, not_there
 from pkmodel.common.geometry import image_to_crop, pixel_crop_box
 from pkmodel.common.images import crop_square, read_rgb
 from pkmodel.common.jsontext import parse_json
@@ -182,7 +182,9 @@ def _category_ids(data: dict[str, Any], path: Path) -> set[int]:
     for i, category in enumerate(categories):
         cid = _need(category, "id", f"categories[{i}]", path)
         if not isinstance(cid, int) or isinstance(cid, bool):
-            raise PkmodelError(f"{path}: categories[{i}] 'id' must be an integer, got {cid!r}")
+            raise PkmodelError(
+                f"{path}: categories[{i}] 'id' must be an integer, got {cut(repr(cid))}"
+            )
         ids.add(cid)
     return ids
 
@@ -204,7 +206,9 @@ def coco_people(data: dict[str, Any], path: Path) -> CocoPeople:
         for key in ("file_name", "width", "height"):
             _need(img, key, where, path)
         if not isinstance(image_id, int) or isinstance(image_id, bool):
-            raise PkmodelError(f"{path}: {where} 'id' must be an integer, got {image_id!r}")
+            raise PkmodelError(
+                f"{path}: {where} 'id' must be an integer, got {cut(repr(image_id))}"
+            )
         if image_id in images:
             raise PkmodelError(f"{path}: {where} repeats image id {image_id}")
         if not isinstance(img["file_name"], str) or not img["file_name"]:
@@ -234,7 +238,7 @@ def coco_people(data: dict[str, Any], path: Path) -> CocoPeople:
         where = f"annotations[{i}]"
         ann_id = _need(ann, "id", where, path)
         if not isinstance(ann_id, int) or isinstance(ann_id, bool):
-            raise PkmodelError(f"{path}: {where} 'id' must be an integer, got {ann_id!r}")
+            raise PkmodelError(f"{path}: {where} 'id' must be an integer, got {cut(repr(ann_id))}")
         if ann_id in seen:
             raise PkmodelError(f"{path}: {where} repeats annotation id {ann_id}")
         seen.add(ann_id)
@@ -269,15 +273,17 @@ def coco_people(data: dict[str, Any], path: Path) -> CocoPeople:
             raise PkmodelError(f"{path}: {where} 'bbox' has a negative width or height")
         area = ann.get("area", box[2] * box[3])  # COCO always has it; derived sets may not
         if not isinstance(area, (int, float)) or isinstance(area, bool):
-            raise PkmodelError(f"{path}: {where} 'area' must be a number, got {area!r}")
+            raise PkmodelError(f"{path}: {where} 'area' must be a number, got {cut(repr(area))}")
         ann_ids[i], image_ids[i], kps[i], bboxes[i], areas[i] = ann_id, image_id, kp, box, area
         iscrowd = ann.get("iscrowd", 0)
         if iscrowd not in (0, 1) or not isinstance(iscrowd, (int, bool)):
-            raise PkmodelError(f"{path}: {where} 'iscrowd' must be 0 or 1, got {iscrowd!r}")
+            raise PkmodelError(
+                f"{path}: {where} 'iscrowd' must be 0 or 1, got {cut(repr(iscrowd))}"
+            )
         count = ann.get("num_keypoints", 0)  # COCOeval compares it with 0
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise PkmodelError(
-                f"{path}: {where} 'num_keypoints' must be a whole number from 0, got {count!r}"
+                f"{path}: {where} 'num_keypoints' must be a whole number from 0, got {cut(repr(count))}"
             )
         crowd[i] = bool(iscrowd)
         extras.append({k: v for k, v in ann.items() if k not in _COCO_ANNOTATION_KEYS})

@@ -7,20 +7,23 @@ Each recording becomes an :class:`RgbdSequence` whose frames load one at a time.
 cheap is checked when the recording is read: the camera matrix, the timestamps, the frame
 counts, and the first frame's colour, depth and confidence, so a malformed file is one sentence
 naming it before anything is lifted; later frames are checked as they load. Streams whose frame
-counts differ by at most ``MAX_FRAME_SLACK`` (a Stray video often has a frame more or less than
-its depth maps) are cut to the frames they all have, with a warning; a larger gap is refused.
+counts differ by at most ``MAX_FRAME_SLACK`` are cut to the frames they all have, with a
+warning; a larger gap is refused. A Stray frame is paired by its number, and frames the app
+wrote no depth map for are left out.
 A synthetic recording carries pkmodel's ground truth in ``pkmodel_ground_truth.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 import warnings
 import zipfile
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -170,14 +173,34 @@ class VideoFrames:
         return cv2.cvtColor(self._cache[i], cv2.COLOR_BGR2RGB)
 
 
+# FFmpeg's MP4 reader plays a video as its edit list says; this reads every frame stored.
+_FFMPEG_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+_EVERY_STORED_FRAME = "ignore_editlist;1"
+
+
 def stored_video(path: Path) -> Any:
-    """An OpenCV capture of ``path`` that gives the frames as stored. OpenCV otherwise turns
-    them as the container's display matrix asks (Stray Scanner's videos of 2021 ask for a
-    quarter turn), while the depth maps and the camera matrix stay in the sensor's
-    orientation."""
+    """An OpenCV capture of ``path`` that gives every frame as stored:
+    - unturned: OpenCV otherwise turns the frames as the container's display matrix asks,
+      while the depth maps and the camera matrix stay in the sensor's orientation;
+    - from the first frame written: Stray Scanner stamps its first frame 1/60 s before the
+      time its AVAssetWriter session starts at (``DatasetEncoder.swift``: ``currentFrame``
+      starts at -1; ``VideoEncoder.swift``: ``startSession(atSourceTime: .zero)``), and such
+      a frame is written but left out of playback by the file's edit list. Played back,
+      video frame i would be the picture of depth map i + 1 and the last frame would be
+      missing, so the edit list is ignored (FFmpeg's ``ignore_editlist``)."""
     import cv2
 
-    capture = cv2.VideoCapture(opencv_path(path))
+    before = os.environ.get(_FFMPEG_OPTIONS)
+    os.environ[_FFMPEG_OPTIONS] = (
+        f"{before}|{_EVERY_STORED_FRAME}" if before else _EVERY_STORED_FRAME
+    )
+    try:
+        capture = cv2.VideoCapture(opencv_path(path))  # OpenCV reads the options here
+    finally:
+        if before is None:
+            del os.environ[_FFMPEG_OPTIONS]
+        else:
+            os.environ[_FFMPEG_OPTIONS] = before
     capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
     return capture
 
@@ -212,13 +235,16 @@ def _numbered(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
 
 @dataclass
 class StrayRecording(RgbdSequence):
-    """A Stray Scanner folder: colour from rgb.mp4, depth / confidence from numbered PNGs."""
+    """A Stray Scanner folder: colour from rgb.mp4, depth / confidence from numbered PNGs.
+    Frame i is the app's frame ``frame_numbers[i]``: its video frame, depth map and
+    odometry row carry that number (frames without a depth map are not lifted)."""
 
     video: VideoFrames | None = None
+    frame_numbers: list[int] = field(default_factory=list)
 
     def load_color(self, i: int) -> np.ndarray:
         assert self.video is not None
-        return self.video.frame(i)
+        return self.video.frame(self.frame_numbers[i])
 
     def load_depth(self, i: int) -> np.ndarray:
         if self.depth_files[i].suffix.lower() == ".npy":  # every frame, not just the first
@@ -235,7 +261,15 @@ def read_stray_folder(folder: Path, warn: Warn | None = None) -> StrayRecording:
     matrix_path, odometry_path = folder / STRAY_CAMERA_MATRIX, folder / STRAY_ODOMETRY
     k = parse_camera_matrix(_read_text(matrix_path, "the camera intrinsics"), str(matrix_path))
     odometry = _read_text(odometry_path, "the frame timestamps")
-    stamps, frame_numbers = parse_odometry(odometry, str(odometry_path))
+    stamps, written = parse_odometry(odometry, str(odometry_path))
+    check_timestamps(stamps, str(odometry_path))
+    numbers = [int(n) for n in written]
+    for row in range(1, len(numbers)):
+        if numbers[row] <= numbers[row - 1]:
+            raise PkmodelError(
+                f"{odometry_path}: row {row + 1} is frame {written[row]} after frame "
+                f"{written[row - 1]}; the app numbers its rows 0, 1, 2, ..."
+            )
     depth = _numbered(folder / STRAY_DEPTH_DIR, (".png", ".npy"))
     if not depth:
         raise PkmodelError(f"{folder / STRAY_DEPTH_DIR} holds no depth maps (NNNNNN.png)")
@@ -254,24 +288,36 @@ def read_stray_folder(folder: Path, warn: Warn | None = None) -> StrayRecording:
                 raise PkmodelError(
                     f"{folder}: {d.name} in depth/ has no {d.stem}.png in confidence/"
                 )
-    if len(stamps) < len(depth):
-        raise PkmodelError(
-            f"{odometry_path} has {len(stamps)} frame rows for {len(depth)} depth maps in "
-            f"{STRAY_DEPTH_DIR}/ (one row per frame)"
-        )
-    check_timestamps(stamps, str(odometry_path))
-    for row, (number, d) in enumerate(zip(frame_numbers, depth, strict=False)):
-        if int(number) != int(d.stem):
+    row_of = {n: row for row, n in enumerate(numbers)}
+    for d in depth:
+        if int(d.stem) not in row_of:
             raise PkmodelError(
-                f"{odometry_path}: row {row + 1} is frame {number} but depth map {row + 1} is "
-                f"{d.name}; the rows must follow the depth maps"
+                f"{folder / STRAY_DEPTH_DIR}: depth map {d.name} has no row of frame "
+                f"{int(d.stem):06d} in {STRAY_ODOMETRY} (the app writes a row for every frame)"
             )
     video_path = folder / STRAY_VIDEO
     video_count, first = _open_video(video_path)
-    frames = common_frames(
-        {STRAY_VIDEO: video_count, f"{STRAY_DEPTH_DIR}/": len(depth)}, str(folder), warn
+    # the app writes a video frame and an odometry row for every frame, a depth map (and
+    # its confidence) only when ARKit delivered depth: frames are paired by their number
+    rows = common_frames(
+        {STRAY_VIDEO: video_count, f"{STRAY_ODOMETRY} rows": len(numbers)}, str(folder), warn
     )
-    timestamps = stamps[:frames]
+    by_number = {int(d.stem): i for i, d in enumerate(depth)}
+    kept = [row for row in range(rows) if numbers[row] in by_number and numbers[row] < video_count]
+    if not kept:
+        raise PkmodelError(
+            f"{folder}: none of the {rows} frames of {STRAY_VIDEO} has its depth map in "
+            f"{STRAY_DEPTH_DIR}/ (depth maps {depth[0].name} .. {depth[-1].name})"
+        )
+    if len(kept) < rows:
+        warn(
+            f"{folder}: {rows - len(kept)} of {rows} frames have no depth map in "
+            f"{STRAY_DEPTH_DIR}/ (the app writes none where ARKit gave no depth); lifting the "
+            f"{len(kept)} that have one"
+        )
+    frames = len(kept)
+    kept_numbers = [numbers[row] for row in kept]
+    timestamps = stamps[kept]
     height, width = first.shape[:2]
     intr = Intrinsics(*k, width=width, height=height)
     if not (0 <= intr.cx < width and 0 <= intr.cy < height):
@@ -281,22 +327,28 @@ def read_stray_folder(folder: Path, warn: Warn | None = None) -> StrayRecording:
         )
     gt_path = folder / GROUND_TRUTH_FILE
     gt_text = _read_text(gt_path, "ground truth") if gt_path.is_file() else None
+    truth = _ground_truth(gt_text, str(gt_path), kept_numbers[-1] + 1, (width, height))
+    if truth is not None:
+        truth = GroundTruth(
+            *(None if a is None else a[kept_numbers] for a in dataclasses.astuple(truth))
+        )
     seq = StrayRecording(
         name=folder.name,
         color_files=[video_path] * frames,
-        depth_files=depth[:frames],
+        depth_files=[depth[by_number[n]] for n in kept_numbers],
         timestamps=timestamps,
         intrinsics=intr,
         depth_unit_m=STRAY_DEPTH_UNIT_M,
-        confidence_files=None if conf is None else conf[:frames],
-        ground_truth=_ground_truth(gt_text, str(gt_path), frames, (width, height)),
+        confidence_files=None if conf is None else [conf[by_number[n]] for n in kept_numbers],
+        ground_truth=truth,
         source=folder,
         extra={"format": "stray"},
-        video=VideoFrames(video_path, frames),
+        video=VideoFrames(video_path, video_count),
+        frame_numbers=kept_numbers,
     )
     rotations = odometry_rotations(odometry)
-    if rotations is not None and len(rotations) >= frames:
-        seq.camera_rotations = rotations[:frames]
+    if rotations is not None and len(rotations) >= rows:
+        seq.camera_rotations = rotations[kept]
     else:
         warn(
             f"{odometry_path}: a row's camera rotation (qx, qy, qz, qw) is not four finite "

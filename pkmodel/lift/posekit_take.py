@@ -330,16 +330,16 @@ class PoseKitMeta:
 def _meta_value(value: Any, kind: str, key: str, source: str) -> Any:
     if kind == "str":
         if not isinstance(value, str):
-            raise PkmodelError(f"{source}: '{key}' must be a string, got {value!r}")
+            raise PkmodelError(f"{source}: '{key}' must be a string, got {cut(repr(value))}")
         refuse_lone_surrogates(value, f"{source}: '{key}'")
         return value
     number = type(value) in (int, float) and math.isfinite(value)
     if kind == "int":
         if not number or value != int(value):
-            raise PkmodelError(f"{source}: '{key}' must be a whole number, got {value!r}")
+            raise PkmodelError(f"{source}: '{key}' must be a whole number, got {cut(repr(value))}")
         return int(value)
     if not number or (kind == "float" and abs(value) > _FLOAT32_MAX):
-        raise PkmodelError(f"{source}: '{key}' must be a finite number, got {value!r}")
+        raise PkmodelError(f"{source}: '{key}' must be a finite number, got {cut(repr(value))}")
     return float(np.float32(value)) if kind == "float" else float(value)
 
 
@@ -539,7 +539,7 @@ def posekit_from_json(doc: Any, source: str) -> PoseKitTake:
             raise PkmodelError(f"{at} must be an object with a 'joints' list")
         ts = frame.get("timestamp")
         if type(ts) not in (int, float) or not math.isfinite(ts):
-            raise PkmodelError(f"{at}: 'timestamp' must be a finite number, got {ts!r}")
+            raise PkmodelError(f"{at}: 'timestamp' must be a finite number, got {cut(repr(ts))}")
         frames["timestamp"][t] = ts
         seen = set()
         for joint in frame["joints"]:
@@ -547,7 +547,7 @@ def posekit_from_json(doc: Any, source: str) -> PoseKitTake:
             if not isinstance(name, str) or name not in where or name in seen:
                 raise PkmodelError(
                     f"{at}: every joint must be an object whose 'joint' is one of the app's "
-                    f"names ({', '.join(DISPLAY_NAMES)}), each once; got {name!r}"
+                    f"names ({', '.join(DISPLAY_NAMES)}), each once; got {cut(repr(name))}"
                 )
             seen.add(name)
             row = frames["joints"][t, where[name]]
@@ -566,7 +566,7 @@ def posekit_from_json(doc: Any, source: str) -> PoseKitTake:
                     wanted = f"a list of {count} numbers" if count else "a number"
                     raise PkmodelError(
                         f"{at}: joint {name}: '{key}' must be {wanted} (null, \"nan\" or NaN "
-                        f"for none), got {value!r}"
+                        f"for none), got {cut(repr(value))}"
                     ) from None
         if len(seen) != NUM_APP_JOINTS:
             missing = [n for n in DISPLAY_NAMES if n not in seen]

@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from pkmodel.common.atomic import atomic_open, atomic_write_bytes
-from pkmodel.common.errors import PkmodelError
+from pkmodel.common.errors import PkmodelError, cut
 from pkmodel.common.jsontext import parse_json
 
 TAKE_FORMAT = "pkmodel-take"
@@ -237,7 +237,9 @@ def take_from_json(doc: Any, source: str = "take JSON") -> Take:
             raise PkmodelError(f"{source} has no '{key}'")
     version = doc["version"]
     if type(version) is not int or version < 1:
-        raise PkmodelError(f"{source}: 'version' must be a whole number from 1, got {version!r}")
+        raise PkmodelError(
+            f"{source}: 'version' must be a whole number from 1, got {cut(repr(version))}"
+        )
     if version > TAKE_VERSION:
         raise PkmodelError(f"{source} is take version {version}; this reads up to {TAKE_VERSION}")
     meta = doc.get("metadata")
@@ -298,7 +300,7 @@ def _json_indices(values: list[Any], name: str, source: str) -> np.ndarray:
         if type(v) is not int or not 0 <= v <= _MAX_UINT32:
             raise PkmodelError(
                 f"{source}: frame {i}: '{name}' must be a whole number from 0 to {_MAX_UINT32}, "
-                f"got {v!r}"
+                f"got {cut(repr(v))}"
             )
     return np.array(values, dtype=np.uint32)
 
@@ -306,7 +308,9 @@ def _json_indices(values: list[Any], name: str, source: str) -> np.ndarray:
 def _json_timestamps(values: list[Any], name: str, source: str) -> np.ndarray:
     for i, v in enumerate(values):
         if type(v) not in (int, float) or not math.isfinite(v):
-            raise PkmodelError(f"{source}: frame {i}: '{name}' must be a finite number, got {v!r}")
+            raise PkmodelError(
+                f"{source}: frame {i}: '{name}' must be a finite number, got {cut(repr(v))}"
+            )
     return np.array(values, dtype=np.float64)
 
 
@@ -329,7 +333,7 @@ def _json_floats(values: list[Any], name: str, shape: tuple[int, ...], source: s
             for v in row
             if type(v) not in (int, float, type(None))
         )
-        raise PkmodelError(f"{source}: frame {i}: '{name}' must be {wanted}, got {v!r}")
+        raise PkmodelError(f"{source}: frame {i}: '{name}' must be {wanted}, got {cut(repr(v))}")
     try:
         raw = np.where(np.equal(flat, None), np.nan, flat).astype(np.float64)
     except OverflowError:  # an integer too large even for float64

@@ -186,8 +186,9 @@ def test_hand_built_stray_folder_reads_exactly(tmp_path):
 
 
 def turn_for_display(video: Path) -> None:
-    """Give an MP4's video track the display matrix of a quarter turn, as Stray Scanner's
-    2021 versions wrote it (``input.transform = CGAffineTransform(rotationAngle: .pi/2)``):
+    """Give an MP4's video track the display matrix of a quarter turn, as an edited video may
+    carry (Stray Scanner itself wrote one, ``input.transform = CGAffineTransform(rotationAngle:
+    .pi/2)``, only before 2021-02-27, before its odometry had timestamps):
     the matrix of the track header box (ISO/IEC 14496-12 'tkhd', version 0: nine big-endian
     32-bit values at byte 40 of the box body) becomes {0, 1, 0; -1, 0, 0; 0, 0, 1}."""
     import struct
@@ -217,19 +218,31 @@ def test_a_stray_video_turned_for_display_is_read_as_stored(tmp_path):
         np.testing.assert_allclose(colour.reshape(-1, 3).mean(0), COLOURS[i], atol=4)
 
 
-def hevc_video(frames: list[np.ndarray], path: Path, pix_fmt: str) -> None:
+def hevc_video(
+    frames: list[np.ndarray],
+    path: Path,
+    pix_fmt: str,
+    hidden_first: bool = False,
+    bframes: bool = True,
+) -> None:
     """Encode RGB frames as the HEVC the app writes (AVAssetWriter, `AVVideoCodecType.hevc`:
     an 'hvc1' sample entry in an MP4), by FFmpeg's libx265 with its default B-frames, so that
-    decode order differs from display order."""
+    decode order differs from display order. ``hidden_first``: as Stray Scanner writes since
+    2022: 60 frames a second on a timescale of 60, the first frame stamped -1/60 s, before the
+    session's start at 0, so the file's edit list leaves it out of playback."""
     import subprocess
 
     import imageio_ffmpeg
 
     h, w = frames[0].shape[:2]
+    timing = (
+        ["-output_ts_offset", str(-1 / 60), "-video_track_timescale", "60"] if hidden_first else []
+    )
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", "30", "-i", "-",
-               "-c:v", "libx265", "-x265-params", "log-level=error", "-crf", "16",
-               "-pix_fmt", pix_fmt, "-tag:v", "hvc1", str(path)]  # fmt: skip
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+               "-r", "60" if hidden_first else "30", "-i", "-",
+               "-c:v", "libx265", "-x265-params", "log-level=error" + ("" if bframes else ":bframes=0"),
+               "-crf", "16", "-pix_fmt", pix_fmt, "-tag:v", "hvc1", *timing, str(path)]  # fmt: skip
     subprocess.run(command, input=b"".join(f.tobytes() for f in frames), check=True)
     assert b"hvc1" in path.read_bytes()  # the sample entry Apple's players require
 
@@ -270,14 +283,88 @@ def test_stray_frame_counts_one_or_two_apart_use_the_common_frames(tmp_path):
     messages: list[str] = []
     (seq,) = quiet_find(stray_folder(tmp_path, video_frames=6, depth_frames=4), messages)
     assert len(seq) == 4 and len(seq.timestamps) == 4 and len(seq.depth_files) == 4
-    assert messages == [f"{tmp_path / 'scan'}: frame counts differ (rgb.mp4 6, depth/ 4); "
-                        "lifting the first 4 frames"]  # fmt: skip
+    assert messages == [f"{tmp_path / 'scan'}: frame counts differ (rgb.mp4 6, odometry.csv "
+                        "rows 4); lifting the first 4 frames"]  # fmt: skip
     (seq,) = quiet_find(stray_folder(tmp_path / "b", video_frames=3, depth_frames=4), messages)
     assert len(seq) == 3 and seq.timestamps[-1] == 100.5
     with pytest.raises(
-        PkmodelError, match=r"frame counts differ by more than 2 \(rgb.mp4 7, depth/ 4\)"
+        PkmodelError,
+        match=r"frame counts differ by more than 2 \(rgb.mp4 7, odometry.csv rows 4\)",
     ):
         quiet_find(stray_folder(tmp_path / "c", video_frames=7, depth_frames=4))
+
+
+def test_stray_frames_without_depth_are_left_out_by_their_number(tmp_path):
+    """The app writes a video frame and an odometry row for every frame but a depth map (and
+    its confidence) only where ARKit delivered depth (DatasetEncoder.swift: "warning: scene
+    depth missing."): frames 0 and 2 without depth leave frames 1 and 3, each with its own
+    picture, depth and timestamp. Such a recording was refused, blaming odometry.csv."""
+    folder = stray_folder(tmp_path)
+    for n in (0, 2):
+        (folder / f"depth/{n:06d}.png").unlink()
+        (folder / f"confidence/{n:06d}.png").unlink()
+    messages: list[str] = []
+    (seq,) = quiet_find(folder, messages)
+    assert messages == [f"{folder}: 2 of 4 frames have no depth map in depth/ (the app writes "
+                        "none where ARKit gave no depth); lifting the 2 that have one"]  # fmt: skip
+    assert len(seq) == 2 and seq.frame_numbers == [1, 3]
+    np.testing.assert_array_equal(seq.timestamps, [100.25, 100.75])
+    for i, n in enumerate((1, 3)):
+        np.testing.assert_array_equal(seq.load_depth(i), (DEPTH_MM + n) * np.float32(0.001))
+        colour = seq.load_color(i).reshape(-1, 3).mean(0)
+        np.testing.assert_allclose(colour, COLOURS[n], atol=4)
+    # a depth map whose frame has no odometry row, and rows out of order: one sentence each
+    cv2.imwrite(str(folder / "depth/000009.png"), DEPTH_MM)
+    cv2.imwrite(str(folder / "confidence/000009.png"), CONF)
+    with pytest.raises(PkmodelError) as err:
+        quiet_find(folder)
+    assert str(err.value) == (
+        f"{folder / 'depth'}: depth map 000009.png has no row of frame 000009 in odometry.csv "
+        "(the app writes a row for every frame)"
+    )
+    rows = "".join(
+        f"{100 + 0.25 * i}, {n:06d}, 0, 0, 0, 0, 0, 0, 1\n" for i, n in enumerate((0, 2, 1))
+    )
+    odometry = "timestamp, frame, x, y, z, qx, qy, qz, qw\n" + rows
+    with pytest.raises(
+        PkmodelError, match=r"odometry.csv: row 3 is frame 000001 after frame 000002"
+    ):
+        quiet_find(stray_folder(tmp_path / "b", odometry=odometry))
+
+
+@pytest.mark.parametrize("bframes", [False, True])
+def test_a_stray_video_whose_first_frame_is_before_the_session_reads_every_frame(tmp_path, bframes):
+    """Stray Scanner stamps its first video frame -1/60 s and starts its AVAssetWriter session
+    at 0 (DatasetEncoder.swift: currentFrame starts at -1; VideoEncoder.swift:
+    startSession(atSourceTime: .zero), CMTime(value: frameNumber, timescale: 60)). Apple's
+    documentation: such a frame is written to the file but not presented, by the track's edit
+    list ('elst', ISO/IEC 14496-12 8.6.6: its media_time starts after that frame). Played
+    back, the video held one frame fewer and frame i showed frame i + 1."""
+    import struct
+
+    folder = stray_folder(tmp_path)
+    video = folder / "rgb.mp4"
+    clip = [np.full((48, 64, 3), c, np.uint8) for c in COLOURS]
+    hevc_video(clip, video, "yuv420p", hidden_first=True, bframes=bframes)
+    data = video.read_bytes()
+    box = data.find(b"elst") - 4
+    version, entries = data[box + 8], struct.unpack(">I", data[box + 12 : box + 16])[0]
+    segment, media_time = struct.unpack(">Ii", data[box + 16 : box + 24])
+    assert version == 0 and entries == 1
+    if not bframes:  # the first frame's tick (timescale 60) is outside the edit
+        assert media_time == 1
+    capture = cv2.VideoCapture(str(video))  # what the reader must not see
+    played = []
+    while (got := capture.read())[0]:
+        played.append(got[1][..., ::-1].reshape(-1, 3).mean(0))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 4 and len(played) == 3
+    np.testing.assert_allclose(played[0], COLOURS[1], atol=4)
+    messages: list[str] = []
+    (seq,) = quiet_find(folder, messages)
+    assert messages == [] and len(seq) == 4
+    for i in (0, 1, 2, 3, 0):
+        colour = seq.load_color(i).reshape(-1, 3).mean(0)
+        np.testing.assert_allclose(colour, COLOURS[i], atol=4)
 
 
 def r3d_bytes(metadata: dict | None, frames: int = 3, **blobs) -> bytes:
@@ -454,7 +541,10 @@ def test_r3d_frames_must_be_numbered_from_zero(tmp_path):
             r"camera_matrix.csv: the third row must be 0, 0, 1 .* it is 31.25, 23.75, 1",
         ),
         ("matrix-elsewhere", r"principal point \(331.25, 23.75\) lies outside the 64 x 48 video"),
-        ("odometry-short", r"odometry.csv has 3 frame rows for 4 depth maps in depth/"),
+        (
+            "odometry-short",
+            r"depth: depth map 000003.png has no row of frame 000003 in odometry.csv",
+        ),
         ("odometry-header", r"odometry.csv must start with the header line 'timestamp, frame, x"),
         ("odometry-row", r"odometry.csv line 3 must be 9 comma-separated values .*, it has 4$"),
         (
@@ -471,7 +561,7 @@ def test_r3d_frames_must_be_numbered_from_zero(tmp_path):
             "odometry-time-long",
             r"odometry.csv line 3: the timestamp 'x{37}\.\.\.' must be a finite number of seconds$",
         ),
-        ("odometry-frames", r"odometry.csv: row 2 is frame 000005 but depth map 2 is 000001.png"),
+        ("odometry-frames", r"odometry.csv: row 3 is frame 000002 after frame 000005; the app"),
         ("odometry-time", r"odometry.csv: frame timestamps must be finite and strictly increasing"),
         ("confidence-count", r"3 confidence maps in confidence/ for 4 depth maps in depth/"),
         ("confidence-level", r"confidence image .*000000.png holds the value 9"),
