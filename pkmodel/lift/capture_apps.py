@@ -529,7 +529,12 @@ def read_r3d(source: Path, warn: Warn | None = None) -> R3dRecording:
         raise PkmodelError(f"{meta_where} has no 'K' (the intrinsic matrix)")
     k = parse_r3d_k(meta["K"], meta_where)
     size = (_pixels(meta, "w", meta_where), _pixels(meta, "h", meta_where))
-    depth_shape = (_pixels(meta, "dh", meta_where), _pixels(meta, "dw", meta_where))
+    if "dw" not in meta and "dh" not in meta:
+        # Record3D's files from before its separate depth size held the depth map at w x h
+        # (how Record3D's own offline Unity demo reads every file: depth and colour w x h)
+        depth_shape = (size[1], size[0])
+    else:
+        depth_shape = (_pixels(meta, "dh", meta_where), _pixels(meta, "dw", meta_where))
     if not (0 <= k[2] < size[0] and 0 <= k[3] < size[1]):
         raise PkmodelError(
             f"{meta_where}: 'K' puts the principal point ({k[2]:g}, {k[3]:g}) outside the "

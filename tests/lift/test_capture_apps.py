@@ -415,6 +415,26 @@ def test_hand_built_r3d_reads_exactly(tmp_path):
     assert names == ["scan", "take1", "unzipped"]
 
 
+def test_r3d_without_a_depth_size_holds_its_depth_at_w_x_h(tmp_path):
+    """Record3D's files from before its separate depth size have no 'dw' and 'dh': their depth
+    map is w x h (Record3D's offline Unity demo reads every file so). Only one of the two is
+    still refused."""
+    meta = {k: v for k, v in META.items() if k not in ("dw", "dh")}
+    meta.update(w=16, h=12, K=[25.0, 0, 0, 0, 25.5, 0, 7.75, 5.75, 1])
+    path = tmp_path / "old.r3d"
+    path.write_bytes(r3d_bytes(meta))
+    (seq,) = quiet_find(path)
+    assert seq.depth_shape == (12, 16)
+    expected = R3D_DEPTH + np.float32(2)
+    expected[3, 4] = 0.0
+    np.testing.assert_array_equal(seq.load_depth(2), expected)
+    # K for 16 x 12 scaled to the 64 x 48 JPEGs, pixel centres kept
+    assert seq.intrinsics == Intrinsics(100.0, 102.0, 32.5, 24.5, width=64, height=48)
+    path.write_bytes(r3d_bytes({**meta, "dw": 16}))
+    with pytest.raises(PkmodelError, match=r"old.r3d/metadata has no 'dh'$"):
+        quiet_find(path)
+
+
 def test_r3d_without_frame_timestamps_uses_fps(tmp_path):
     path = tmp_path / "a.r3d"
     path.write_bytes(r3d_bytes({k: v for k, v in META.items() if k != "frameTimestamps"}))
