@@ -106,6 +106,12 @@ def _read_recording(
         return read_stray_folder(path, warn)
     if is_r3d_folder(path):
         return read_r3d(path, warn)
+    if (path / "metadata.json").is_file() and any((path / "depth").glob("*.exr")):
+        raise PkmodelError(
+            f"{path} is Record3D's EXR + JPG export (metadata.json, depth/*.exr), which pkmodel "
+            f"does not read (it ships no EXR decoder): export the recording from Record3D as "
+            f"an .r3d file instead"
+        )
     return None
 
 

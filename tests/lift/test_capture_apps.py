@@ -435,6 +435,23 @@ def test_r3d_without_a_depth_size_holds_its_depth_at_w_x_h(tmp_path):
         quiet_find(path)
 
 
+def test_record3d_exr_export_is_named_not_read(tmp_path):
+    """Record3D's "EXR + JPG" export is no .r3d: it was "holds no RGB-D recording"."""
+    folder = tmp_path / "export"
+    (folder / "depth").mkdir(parents=True)
+    (folder / "rgb").mkdir()
+    (folder / "metadata.json").write_text(json.dumps(META))
+    (folder / "depth/0.exr").write_bytes(b"v/1\x01")  # OpenEXR's magic number
+    for root in (folder, tmp_path):  # the export itself, or a folder holding it
+        with pytest.raises(PkmodelError) as err:
+            quiet_find(root)
+        assert str(err.value) == (
+            f"{folder} is Record3D's EXR + JPG export (metadata.json, depth/*.exr), which "
+            "pkmodel does not read (it ships no EXR decoder): export the recording from "
+            "Record3D as an .r3d file instead"
+        )
+
+
 def test_r3d_without_frame_timestamps_uses_fps(tmp_path):
     path = tmp_path / "a.r3d"
     path.write_bytes(r3d_bytes({k: v for k, v in META.items() if k != "frameTimestamps"}))
