@@ -7,13 +7,16 @@ grab() and only the chosen ones retrieved, and written as OUT/<video>/<video>_<f
 (frame number, 6 digits) through a temporary name. Each finished video gets
 OUT/<video>/frames.json (its frames with their times); a rerun skips videos whose manifest
 matches the video file and the settings, and within an interrupted video keeps the frames
-already written. With ``rotate`` (90, 180, 270 degrees clockwise) each frame is stored turned,
-for a video stored on its side without a display matrix (a Stray Scanner ``rgb.mp4``), and
-its name ends in ``_r<degrees>`` so that a rerun with another turn keeps none of them.
+already written; a rerun with other settings, once its manifest is written, removes the frames
+the earlier manifest lists and the new one does not (nothing else). With ``rotate`` (90, 180,
+270 degrees clockwise) each frame is stored turned, for a video stored on its side without a
+display matrix (a Stray Scanner ``rgb.mp4``), and its name ends in ``_r<degrees>`` so that a
+rerun with another turn keeps none of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -126,6 +129,21 @@ def _done_before(folder: Path, settings: dict[str, Any]) -> bool:
     return isinstance(old, dict) and all(old.get(k) == v for k, v in settings.items())
 
 
+def _listed_frames(folder: Path) -> set[str]:
+    """The frames the manifest in ``folder`` lists (an earlier run's own files: plain .jpg
+    names in that folder); none without a readable manifest."""
+    try:
+        old = json.loads((folder / MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return set()
+    frames = old.get("frames") if isinstance(old, dict) else None
+    names = [f.get("file") for f in frames if isinstance(f, dict)] if isinstance(frames, list) else []  # fmt: skip
+    return {
+        n for n in names
+        if isinstance(n, str) and n == Path(n).name and n.endswith(".jpg") and not n.startswith(".")
+    }  # fmt: skip
+
+
 def extract_video(
     video: Path,
     folder: Path,
@@ -155,6 +173,7 @@ def extract_video(
             cap.release()
             cap = cv2.VideoCapture(source)
         wanted = frames_every(fps, total, every_s) if every_s else frames_evenly(total, count or 0)
+        earlier = _listed_frames(folder)  # read before the new manifest replaces it
         want = set(wanted.tolist())
         last = int(wanted[-1]) if len(wanted) else -1
         folder.mkdir(parents=True, exist_ok=True)  # only for a video that opens
@@ -190,6 +209,10 @@ def extract_video(
         "frames": frames,
     }
     atomic_write_json(folder / MANIFEST, manifest)
+    # an earlier run's frames (other settings) that this one does not list: replaced by it
+    for name in earlier - {f["file"] for f in frames}:
+        with contextlib.suppress(OSError):
+            (folder / name).unlink()
     short = None
     if manifest["frames_missing"]:
         short = (

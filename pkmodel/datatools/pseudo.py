@@ -25,6 +25,7 @@ joints it labels, against the best-matching ground-truth person of its image.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -394,6 +395,9 @@ def pseudo_label(
 
     ``runner``: anything with ``input_size`` and ``__call__(batch)`` like pkmodel.engine.predict's
     runners; ``identity``: what makes cached predictions valid (weights file, input size).
+    A folder none of whose images can be read is a PkmodelError before anything is written (an
+    earlier run's labels and crops stay); images predicted with no confident pose give an
+    empty label file, as their thresholds choose.
     """
 
     t0 = time.perf_counter()
@@ -410,6 +414,7 @@ def pseudo_label(
     files = list_images(images_dir, exclude=out_dir)
     coco_gt = load_coco(annotations) if annotations is not None else None
     work = out_dir / "pseudo"
+    created = [p for p in (out_dir, work) if not p.exists()]
     work.mkdir(parents=True, exist_ok=True)
     identity = {**identity, "input_size": int(runner.input_size), "images": str(images_dir.resolve()),
                 "refine_passes": params.refine_passes, "photos_as_shown": True}  # fmt: skip
@@ -428,6 +433,15 @@ def pseudo_label(
         batch_size,
         progress,
     )
+    if not preds.files:  # nothing to label: an earlier run's labels and crops stay as they are
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty: a run that wrote nothing leaves no folder
+        first, why = next(iter(preds.unreadable.items()))
+        raise PkmodelError(
+            f"none of the {len(files)} image(s) in {images_dir} could be loaded (e.g. "
+            f"{images_dir / first}: {why}); {target} was not written"
+        )
     # A joint placed in the letterbox padding is off the image: never a label.
     on_image = np.where(inside_image(preds.keypoints, preds.sizes), preds.scores, 0.0)
     keep, joint_ok, person = select_confident(

@@ -9,6 +9,7 @@ found keep their argmax position and are not drawn.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -506,7 +507,9 @@ def predict_path(
     crops cut with prepare.expand_ratio like the training crops); 0 = the whole frame only.
     ``rotate``: degrees (0, 90, 180, 270) each frame turns clockwise before the network sees
     it, or "auto" (:func:`turn_votes` on AUTO_TURN_FRAMES frames spread over the input); the
-    keypoints stay in the frames' own pixels.
+    keypoints stay in the frames' own pixels. Into an ``out_dir`` that holds an earlier
+    prediction, the overlays its keypoints.json lists and this one does not draw are deleted
+    once the new keypoints.json is in place (other files are left alone).
     """
     source, out_dir = Path(source), Path(out_dir)
     kind = input_kind(source)
@@ -519,12 +522,35 @@ def predict_path(
     runner = load_runner(weights, cfg, device)
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
+    earlier = _listed_overlays(out_dir)  # read before the new keypoints.json replaces it
     try:
-        return _predict_into(runner, source, kind, weights, out_dir, cfg, batch_size, progress, refine_passes, degrees)  # fmt: skip
+        summary = _predict_into(runner, source, kind, weights, out_dir, cfg, batch_size, progress, refine_passes, degrees)  # fmt: skip
     except PkmodelError:
         if created and not any(out_dir.iterdir()):
             out_dir.rmdir()  # a run that wrote nothing leaves no empty folder behind
         raise
+    # an earlier prediction's overlays that this one did not draw again: replaced by it
+    for name in earlier - {p.name for p in summary.overlays}:
+        with contextlib.suppress(OSError):
+            (out_dir / name).unlink()
+    return summary
+
+
+def _listed_overlays(out_dir: Path) -> set[str]:
+    """The overlays an earlier prediction's OUT/keypoints.json lists (its own files: plain
+    ``*_pose.jpg`` / ``*_pose.mp4`` names in OUT); none without a readable one."""
+    try:
+        old = json.loads((out_dir / "keypoints.json").read_bytes())
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(old, dict) or old.get("schema") != PREDICTIONS_SCHEMA:
+        return set()
+    items = old.get("items") if isinstance(old.get("items"), list) else []
+    names = [old.get("overlay"), *(i.get("overlay") for i in items if isinstance(i, dict))]
+    return {
+        n for n in names
+        if isinstance(n, str) and n == Path(n).name and n.endswith(("_pose.jpg", "_pose.mp4"))
+    }  # fmt: skip
 
 
 def _predict_into(

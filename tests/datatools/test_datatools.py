@@ -368,6 +368,31 @@ def test_extract_frames_every_n_seconds_and_evenly_and_resume(tmp_path):
     assert str(err.value) == f"cannot write --out {tmp_path / 'afile'}: it is a file, not a folder"
 
 
+def test_extract_frames_rerun_with_other_settings_leaves_only_its_own_frames(tmp_path):
+    """--count 3, then --count 5 into the same folder left 7 frames beside a manifest of 5 (and
+    pseudo-label read all 7): the earlier run's frames that the new manifest does not list go,
+    once it is written; files the earlier manifest does not list are never touched."""
+    from pkmodel.datatools.frames import extract_frames
+
+    _write_video(tmp_path / "clip.avi", 25, 10.0)
+    first = extract_frames(tmp_path / "clip.avi", tmp_path / "f", count=3, progress=False)
+    assert first.frames_written == 3  # frames 4, 12, 20
+    folder = tmp_path / "f/clip"
+    (folder / "clip_999999.jpg").write_bytes(b"mine")  # the user's, not in any manifest
+    (tmp_path / "f/outside.jpg").write_bytes(b"mine")
+    manifest = json.loads((folder / "frames.json").read_text())
+    manifest["frames"].append({"file": "../outside.jpg", "frame": 0, "time_s": 0.0})
+    (folder / "frames.json").write_text(json.dumps(manifest))
+    again = extract_frames(tmp_path / "clip.avi", tmp_path / "f", count=5, progress=False)
+    assert (again.frames_written, again.frames_kept) == (4, 1)  # frame 12 was there
+    listed = [f["file"] for f in json.loads((folder / "frames.json").read_text())["frames"]]
+    assert listed == [f"clip_{i:06d}.jpg" for i in (2, 7, 12, 17, 22)]
+    assert sorted(p.name for p in folder.glob("*.jpg")) == [*listed, "clip_999999.jpg"]
+    assert (tmp_path / "f/outside.jpg").read_bytes() == b"mine"
+    (folder / "clip_999999.jpg").unlink()
+    assert _grey_levels(folder) == [2, 7, 12, 17, 22]
+
+
 # --------------------------------------------------------------------------------------------
 # pseudo-label
 
@@ -706,3 +731,54 @@ def test_pseudo_label_shows_the_network_a_phone_photo_upright_and_labels_its_sto
         assert done["size"] == [80, 40]
         np.testing.assert_allclose(done["keypoints"], [[63, 13]] * NUM_JOINTS, atol=1.5)
     assert cache["identity"]["photos_as_shown"] is True  # caches made before are not used
+
+
+def test_pseudo_label_of_unreadable_images_only_keeps_the_earlier_labels(tmp_path):
+    """A folder none of whose images can be read (a 0-byte .jpg, a text file named .png) is an
+    error, as for `pkmodel predict`: it replaced an earlier run's labels with an empty file and
+    deleted its crops. The earlier labels, crops and cache stay as they were."""
+    from PIL import Image
+
+    from pkmodel.config import PrepareConfig, PseudoLabelConfig
+    from pkmodel.datatools.pseudo import pseudo_label
+
+    good, bad, ds = tmp_path / "good", tmp_path / "allbad", tmp_path / "ds"
+    good.mkdir()
+    bad.mkdir()
+    picture = np.full((40, 80, 3), 128, np.uint8)
+    picture[10:16, 60:66] = (255, 0, 0)  # MarkerRunner's joints
+    for i in range(3):
+        Image.fromarray(picture).save(good / f"{i}.png")
+    (bad / "a.jpg").write_bytes(b"")
+    (bad / "b.png").write_text("not a picture")
+    params = PseudoLabelConfig(joint_threshold=0.3, person_threshold=0.5, min_joints=8,
+                               refine_passes=0, source="marker")  # fmt: skip
+    prep = PrepareConfig(crop_size=32, workers=1)
+
+    def run(folder: Path, out: Path):
+        return pseudo_label(folder, MarkerRunner(), out, "pl", params, prep, {"weights": "marker"}, progress=False)  # fmt: skip
+
+    assert run(good, ds).kept == 3
+    before = {p: p.read_bytes() for p in sorted(ds.rglob("*")) if p.is_file()}
+    assert len([p for p in before if p.parent == ds / "imgs/pl"]) == 3
+    with pytest.raises(PkmodelError) as err:
+        run(bad, ds)
+    assert str(err.value) == (
+        f"none of the 2 image(s) in {bad} could be loaded (e.g. {bad / 'a.jpg'}: cannot decode "
+        f"(not an image format Pillow reads)); {ds / 'pl.json'} was not written"
+    )
+    assert {p: p.read_bytes() for p in sorted(ds.rglob("*")) if p.is_file()} == before
+    with pytest.raises(PkmodelError, match="none of the 2 image"):
+        run(bad, tmp_path / "new" / "ds")
+    assert not (tmp_path / "new" / "ds").exists()  # a run that wrote nothing leaves no folder
+    # through the CLI: one line, exit 2
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    weights = Path(__file__).resolve().parents[1] / "assets" / "trained_96.pt"
+    result = CliRunner().invoke(app, ["data", "pseudo-label", str(bad), "--weights", str(weights),
+                                      "--out", str(ds), "--name", "pl", "--device", "cpu", "--quiet"])  # fmt: skip
+    assert result.exit_code == 2 and result.output.startswith("error: none of the 2 image(s) in ")
+    assert "Traceback" not in result.output and len(result.output.splitlines()) == 1
+    assert {p: p.read_bytes() for p in sorted(ds.rglob("*")) if p.is_file()} == before

@@ -222,6 +222,44 @@ def test_predict_image_and_folder_with_a_checkpoint(tmp_path, checkpoint):
     assert np.abs(want.keypoints - first.keypoints).max() > 0.5  # the second look moved it
 
 
+def test_a_rerun_into_the_same_out_leaves_only_its_own_overlays(tmp_path, checkpoint):
+    """A folder, then one image into the same --out left the folder's overlays beside a
+    keypoints.json of one image: the overlays the earlier keypoints.json lists and the new run
+    does not draw go once it is written; a run that fails and files no run wrote stay."""
+    import cv2
+    from typer.testing import CliRunner
+
+    from pkmodel.cli import app
+
+    rng = np.random.default_rng(2)
+    folder, out = tmp_path / "imgs", tmp_path / "good"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"f{i}.png"), _frames(rng, 1, 50, 70)[0])
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 64))
+    for frame in _frames(rng, 2, 64, 96):
+        writer.write(frame)
+    writer.release()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    base = ["--weights", checkpoint, "--out", out, "--quiet", "--device", "cpu"]
+    run_cli(["predict", folder, *base])
+    (out / "mine_pose.jpg").write_bytes(b"the user's")  # listed by no keypoints.json
+    overlays = ["f0_pose.jpg", "f1_pose.jpg", "f2_pose.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == sorted([*overlays, "keypoints.json", "mine_pose.jpg"])  # fmt: skip
+    result = CliRunner().invoke(app, ["predict", str(broken), *map(str, base)])
+    assert result.exit_code == 2 and "cannot be loaded" in result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted([*overlays, "keypoints.json", "mine_pose.jpg"])  # fmt: skip
+    run_cli(["predict", folder / "f1.png", *base])
+    assert sorted(p.name for p in out.iterdir()) == ["f1_pose.jpg", "keypoints.json", "mine_pose.jpg"]  # fmt: skip
+    assert [i["overlay"] for i in json.loads((out / "keypoints.json").read_text())["items"]] == ["f1_pose.jpg"]  # fmt: skip
+    run_cli(["predict", video, *base])
+    assert sorted(p.name for p in out.iterdir()) == ["clip_pose.mp4", "keypoints.json", "mine_pose.jpg"]  # fmt: skip
+    run_cli(["predict", folder, *base])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*overlays, "keypoints.json", "mine_pose.jpg"])  # fmt: skip
+
+
 def test_checkpoint_and_onnx_agree(tmp_path, checkpoint):
     import cv2
 
