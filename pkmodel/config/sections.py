@@ -426,7 +426,7 @@ class TrainConfig(Section):
 
 @dataclass
 class DecoderConfig(Section):
-    """The graph-outside decoder (the phone uses the same values)."""
+    """The graph-outside decoder (style "posekit-app": the app's, with its own fixed values)."""
 
     name: ClassVar[str] = "decoder"
 

@@ -121,20 +121,39 @@ def predict_frames(runner: Any, frames: Sequence[np.ndarray]) -> list[Pose]:
 
     boxed = [letterbox_image(f, runner.input_size) for f in frames]
     out = runner(normalise(np.stack([b[0] for b in boxed])))
-    return _poses(out, [lb.to_image for _, lb in boxed])
+    return _poses(out, [lb.to_image for _, lb in boxed], _app_bounds(runner, frames))
 
 
-def _poses(out: dict[str, np.ndarray], to_image: Sequence[Any]) -> list[Pose]:
-    """A runner's decoded batch as Poses, input pixels mapped by each frame's ``to_image``."""
+def _app_bounds(runner: Any, frames: Sequence[np.ndarray]) -> list[tuple[int, int]] | None:
+    """Each frame's (width, height) where the runner decodes as the PoseKit app does (which
+    clamps every point to the frame, [0, 1] of its size); None otherwise."""
+    decoder = getattr(getattr(runner, "cfg", None), "decoder", None)
+    if getattr(decoder, "style", None) != "posekit-app":
+        return None
+    return [(f.shape[1], f.shape[0]) for f in frames]
+
+
+def _poses(
+    out: dict[str, np.ndarray],
+    to_image: Sequence[Any],
+    bounds: Sequence[tuple[int, int]] | None = None,
+) -> list[Pose]:
+    """A runner's decoded batch as Poses, input pixels mapped by each frame's ``to_image``;
+    with ``bounds`` (each frame's width, height), points clamped to the frame as the app does."""
+
+    def back(i: int, points: np.ndarray) -> np.ndarray:
+        xy = to_image[i](points)
+        return xy if bounds is None else np.clip(xy, 0.0, np.asarray(bounds[i], np.float64))
+
     return [
         Pose(
-            keypoints=back(out["keypoints"][i]),
+            keypoints=back(i, out["keypoints"][i]),
             scores=np.asarray(out["scores"][i], np.float64),
             found=np.asarray(out["found"][i], bool),
-            center=back(out["centers"][i]),
+            center=back(i, out["centers"][i]),
             center_score=float(out["center_scores"][i]),
         )
-        for i, back in enumerate(to_image)
+        for i in range(len(to_image))
     ]
 
 
@@ -144,7 +163,7 @@ def predict_boxes(runner: Any, frames: Sequence[np.ndarray], boxes: Sequence[Seq
 
     size = runner.input_size
     batch = normalise(np.stack([crop_square(f, list(b), size) for f, b in zip(frames, boxes, strict=True)]))  # fmt: skip
-    return _poses(runner(batch), [functools.partial(crop_to_image, crop_box=b, crop_size=size) for b in boxes])  # fmt: skip
+    return _poses(runner(batch), [functools.partial(crop_to_image, crop_box=b, crop_size=size) for b in boxes], _app_bounds(runner, frames))  # fmt: skip
 
 
 def pose_crop_box(

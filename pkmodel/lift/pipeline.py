@@ -159,6 +159,8 @@ class ModelJoints:
         dec = decode_batch(outputs, DecodeSettings.for_grid(self.decoder, self.input_size, grid))
         letterbox = boxed[0][1]  # every frame of a recording has the same size
         keypoints = unturn_points(letterbox.to_image(dec.keypoints), turn, width, height)
+        if self.decoder.style == "posekit-app":  # the app clamps each point to the frame
+            keypoints = np.clip(keypoints, 0.0, np.array([width, height], np.float64))
         keep = dec.found & (dec.scores >= self.min_score)
         return np.where(keep[..., None], keypoints, np.nan), dec.scores
 

@@ -561,3 +561,43 @@ def test_a_folder_with_an_image_name_that_is_not_utf8(tmp_path, checkpoint):
     assert summary.frames == 2
     names = sorted(os.listdir(os.fsencode(tmp_path / "out")))
     assert names == [b"keypoints.json", b"plain_pose.jpg", b"x\xff_pose.jpg"]
+
+
+def app_edge_outputs() -> tuple[torch.Tensor, ...]:
+    """Network outputs (48 x 48 grid) whose every joint decodes 16 cells above the center, at
+    row 8 of the 192-pixel input: inside the input, above a 640 x 480 frame letterboxed into it
+    (its image starts at row 24)."""
+    heat = torch.zeros(1, NUM_JOINTS, 48, 48)
+    heat[0, :, 2, 24] = 0.9
+    centers = torch.zeros(1, 1, 48, 48)
+    centers[0, 0, 24, 24] = 1.0
+    regs = torch.zeros(1, 2 * NUM_JOINTS, 48, 48)
+    regs[0, 1::2, 24, 24] = -22.0  # y: the app truncates -21.5 to -21 (cell 3); pkmodel -22
+    return heat, centers, regs, torch.zeros(1, 2 * NUM_JOINTS, 48, 48)
+
+
+@pytest.mark.parametrize("style", ["pkmodel", "posekit-app"])
+def test_the_app_style_clamps_points_to_the_frame(style):
+    """POSEKIT_APP's decoder maps each point back to the sensor image "clamped to [0, 1]": a
+    joint decoded in the letterbox's padding above the frame is at y = 0 in the app's style,
+    and where it was decoded (y < 0, off the frame) in pkmodel's."""
+    from pkmodel.model.decode import DecodeSettings, decode_poses
+
+    cfg = load_config(overrides=[f"decoder.style={style}", "decoder.score_threshold=0.1"])
+
+    class Runner:
+        input_size = 192
+
+        def __init__(self) -> None:
+            self.cfg = cfg
+
+        def __call__(self, batch):
+            return decode_poses(app_edge_outputs(), DecodeSettings.for_grid(cfg.decoder, 192, 48))
+
+    (pose,) = predict_frames(Runner(), [np.zeros((480, 640, 3), np.uint8)])
+    assert pose.found.all()
+    # refined cell (24, 2), input pixels (96, 8); the frame's image starts at row 24 of the
+    # input and is scaled by 0.3: (320, (8 - 24) / 0.3 = -53.3)
+    expected_y = 0.0 if style == "posekit-app" else (8.0 - 24.0) / 0.3
+    np.testing.assert_allclose(pose.keypoints[:, 1], expected_y, atol=1e-6)
+    np.testing.assert_allclose(pose.keypoints[:, 0], 320.0, atol=1e-6)

@@ -213,3 +213,22 @@ def test_lifted_takes_give_the_app_the_depth_pixels_confidence_level(tmp_path):
     measured = np.array([[c == "m" for c in row] for row in take["depth_source"]])
     np.testing.assert_array_equal(conf[:, :17], np.where(measured, level, 0))
     assert (conf[:, :17] == 0.5).any() and (conf[:, :17] == 1).any()
+
+
+@pytest.mark.parametrize("style", ["pkmodel", "posekit-app"])
+def test_lift_clamps_the_app_styles_points_to_the_frame(style):
+    """lift's detector in the app's decoder style clamps each joint to the frame, as the app
+    does before it samples depth; pkmodel's style keeps where the joint was decoded."""
+    from pkmodel.config import load_config
+    from pkmodel.lift.pipeline import ModelJoints
+    from tests.engine.test_predict import app_edge_outputs
+
+    cfg = load_config(overrides=[f"decoder.style={style}", "decoder.score_threshold=0.1"])
+    joints = ModelJoints.__new__(ModelJoints)  # the network: fixed outputs
+    joints.device, joints.input_size, joints.min_score = "cpu", 192, 0.3
+    joints.decoder, joints.model = cfg.decoder, lambda x: app_edge_outputs()
+    keypoints, scores = joints([np.zeros((480, 640, 3), np.uint8)])
+    assert np.allclose(scores, 0.9)
+    expected_y = 0.0 if style == "posekit-app" else (8.0 - 24.0) / 0.3
+    np.testing.assert_allclose(keypoints[0, :, 1], expected_y, atol=1e-6)
+    np.testing.assert_allclose(keypoints[0, :, 0], 320.0, atol=1e-6)
