@@ -85,9 +85,10 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a config file with every default value, documented."""
-    from pkmodel.common.atomic import atomic_write_text
+    from pkmodel.common.atomic import atomic_write_text, refuse_special
     from pkmodel.config import default_config_toml
 
+    refuse_special(out)  # a folder or a FIFO is never overwritten: say so before --force
     if out.exists() and not force:
         raise PkmodelError(f"{out} already exists; pass --force to overwrite it")
     atomic_write_text(out, default_config_toml())

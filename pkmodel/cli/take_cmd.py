@@ -84,6 +84,26 @@ def _refuse_existing(path: Path, force: bool) -> None:
     check_writable(path, "the output")
 
 
+def _own_input(src: Path, out: Path, holds: bool) -> str | None:
+    """How an output clashes with the source take ("is the take X", "is inside the take X",
+    with ``holds`` for an output that replaces a folder whole also "holds the take X"), or
+    None. The take is SRC, or the app's take folder of its meta.json or frames.bin."""
+    if not src.exists():
+        return None  # reading it says so
+    app_files = ("meta.json", "frames.bin")
+    take = src
+    if src.name in app_files and all((src.parent / name).is_file() for name in app_files):
+        take = src.parent  # the app's take folder is read whole
+    root, target = take.resolve(), out.resolve()
+    if target == root:
+        return f"is the take {take}"
+    if target.is_relative_to(root):
+        return f"is inside the take {take}"
+    if holds and root.is_relative_to(target):
+        return f"holds the take {take}"
+    return None
+
+
 @app.command("info")
 @config_command
 def info_command(cfg: Config, src: SrcArgument, allow_partial: AllowPartialOption = False) -> None:
@@ -178,6 +198,12 @@ def convert_command(
             f"(it writes {', '.join(writes)})"
         )
     size = _image_size(image_size)
+    clash = _own_input(src, dst, holds=True)
+    if clash:  # --force or not: the take would be destroyed (as data split and merge refuse)
+        raise PkmodelError(
+            f"output {dst} {clash} being converted, which it would overwrite or alter: choose "
+            "another output"
+        )
     _refuse_existing(dst, force)
     # An app take keeps its normalised 2D exactly unless pixels are asked for (pkmodel output).
     loaded = load_take(
@@ -234,6 +260,7 @@ def plot_command(
     import tempfile
 
     from pkmodel.common.atomic import atomic_write_bytes
+    from pkmodel.common.errors import PkmodelError
     from pkmodel.lift.pipeline import plot_canonical_sheet
     from pkmodel.lift.posekit_take import load_take
 
@@ -241,6 +268,11 @@ def plot_command(
     out = (
         out if out is not None else src.parent / f"{src.stem if src.is_file() else src.name}_plots"
     )
+    clash = _own_input(src, out, holds=False)
+    if clash:
+        raise PkmodelError(
+            f"--out {out} {clash} being plotted, which it would alter: choose another folder"
+        )
     targets = [out / "trajectories.png", out / "canonical_3d.png"]
     for target in targets:
         _refuse_existing(target, force)

@@ -17,8 +17,9 @@ import numpy as np
 from pkmodel.common.errors import PkmodelError, not_there
 from pkmodel.engine.networks import weights_kind
 from pkmodel.export.common import human_size, path_size
-from pkmodel.mlprogram.blobs import STORED_TYPES
-from pkmodel.mlprogram.program import BlobRef, Program
+from pkmodel.mlprogram.blobs import STORED_TYPES, BlobFile
+from pkmodel.mlprogram.program import BlobRef, Program, TensorType
+from pkmodel.model.outputs import OUTPUT_NAMES
 
 _TEXT_TYPES = {"string", "bool"}
 
@@ -63,6 +64,25 @@ def describe_onnx(path: Path) -> dict[str, Any]:
         model = onnx.load(str(path))
     except Exception as e:  # onnx raises DecodeError and others for files that are not ONNX
         raise PkmodelError(f"{path} is not a readable ONNX model ({type(e).__name__})") from None
+    # Empty or foreign bytes may parse as a model without a graph: refused, as ONNX Runtime
+    # (predict, evaluate) refuses them, and so is a graph pkmodel cannot run.
+    if not model.HasField("graph"):
+        why = "the file is empty" if path.stat().st_size == 0 else "it holds no graph"
+        raise PkmodelError(f"{path} is not a readable ONNX model ({why})")
+    graph = model.graph
+    weights = {init.name for init in graph.initializer}
+    feeds = [i for i in graph.input if i.name not in weights]
+    shape = feeds[0].type.tensor_type.shape.dim if len(feeds) == 1 else None
+    if shape is None or len(shape) != 4 or shape[1].dim_value != 3 or not shape[2].dim_value:
+        raise PkmodelError(
+            f"{path} is not a pkmodel ONNX export (expected one N x 3 x S x S input)"
+        )
+    outputs = [o.name for o in graph.output]
+    if sorted(outputs) != sorted(OUTPUT_NAMES):
+        raise PkmodelError(
+            f"{path} is not a pkmodel ONNX export (outputs {outputs}, expected "
+            f"{list(OUTPUT_NAMES)})"
+        )
 
     def dims(value) -> str:
         shape = value.type.tensor_type.shape.dim
@@ -73,7 +93,7 @@ def describe_onnx(path: Path) -> dict[str, Any]:
         name = onnx.TensorProto.DataType.Name(init.data_type).lower()
         dtypes[name] += int(np.prod(init.dims)) if len(init.dims) else 1
     ops = Counter(node.op_type for node in model.graph.node)
-    inputs = [f"{i.name} {dims(i)} float32, x / 127.5 - 1" for i in model.graph.input]
+    inputs = [f"{i.name} {dims(i)} float32, x / 127.5 - 1" for i in feeds]
     return {
         "kind": "onnx",
         "format": f"ONNX opset {max((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), default=0)}",  # fmt: skip
@@ -87,24 +107,46 @@ def describe_onnx(path: Path) -> dict[str, Any]:
     }
 
 
+def _blob_refs(program: Program) -> list[tuple[BlobRef, TensorType]]:
+    """Every blob-held constant of a program with its type: const values and the quantised
+    data, scales and lookup tables of compressed weights."""
+    return [
+        (ref, ref.type)
+        for op in program.ops
+        for ref in [op.value, *op.inputs.values()]
+        if isinstance(ref, BlobRef) and ref.type is not None
+    ]
+
+
 def _blob_bytes(program: Program) -> dict[str, int]:
-    """Bytes of the stored weights by element type: every blob-held constant, including the
-    quantised data, scales and lookup tables of compressed weights."""
+    """Bytes of the stored weights by element type (every blob-held constant)."""
     totals: dict[str, int] = {}
-    for op in program.ops:
-        refs = [op.value] + list(op.inputs.values())
-        for ref in refs:
-            if isinstance(ref, BlobRef) and ref.type is not None:
-                count = int(np.prod([d or 0 for d in ref.type.shape]))
-                bits = STORED_TYPES.get(ref.type.dtype, (None, 32))[1]
-                totals[ref.type.dtype] = totals.get(ref.type.dtype, 0) + -(-count * bits // 8)
+    for _, ttype in _blob_refs(program):
+        count = int(np.prod([d or 0 for d in ttype.shape]))
+        bits = STORED_TYPES.get(ttype.dtype, (None, 32))[1]
+        totals[ttype.dtype] = totals.get(ttype.dtype, 0) + -(-count * bits // 8)
     return totals
+
+
+def _check_blobs(program: Program) -> None:
+    """Refuse a weight file that is missing, damaged or short of a blob the program references
+    (each record's type and size, and its data within the file), as the runner does when
+    predict or evaluate load the model; nothing is decoded."""
+    files: dict[Path, BlobFile] = {}
+    for ref, ttype in _blob_refs(program):
+        path = program.weight_file(ref.file)
+        if path not in files:
+            files[path] = BlobFile(path)
+        if any(d is None for d in ttype.shape):
+            raise PkmodelError(f"{program.source}: a constant in {path} has an open shape")
+        files[path].locate(ref.offset, ttype.dtype, tuple(int(d) for d in ttype.shape))  # type: ignore[arg-type]  # fmt: skip
 
 
 def describe_coreml(path: Path) -> dict[str, Any]:
     from pkmodel.mlprogram.run import load_program
 
     program = load_program(path)
+    _check_blobs(program)
     compute = Counter(
         ttype.dtype
         for op in program.ops

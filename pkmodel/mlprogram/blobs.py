@@ -71,6 +71,18 @@ class BlobFile:
         self.count = int(count)
 
     def read(self, offset: int, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+        start, count = self.locate(offset, dtype, shape)
+        np_type, bits = STORED_TYPES[dtype]
+        raw = np.frombuffer(self.data, np.uint8, -(-count * bits // 8), start)
+        if bits % 8 == 0:
+            values = raw.view(np.dtype(np_type).newbyteorder("<")).astype(np_type)
+        else:
+            values = unpack_bits(raw, bits, count, signed=dtype == "int4")
+        return values.reshape(shape)
+
+    def locate(self, offset: int, dtype: str, shape: tuple[int, ...]) -> tuple[int, int]:
+        """(data start, element count) of the blob whose record is at ``offset``, checked to be
+        there, of the program's type and whole in the file; nothing is read."""
         where = f"weight file {self.path} at offset {offset}"
         if dtype not in STORED_TYPES:
             raise PkmodelError(f"{where}: element type {dtype} cannot be stored in a blob")
@@ -86,7 +98,7 @@ class BlobFile:
             raise PkmodelError(
                 f"{where}: the blob holds data type {int(code)}, the program says {dtype}"
             )
-        np_type, bits = STORED_TYPES[dtype]
+        bits = STORED_TYPES[dtype][1]
         count = int(np.prod(shape, dtype=np.int64))
         need = -(-count * bits // 8)
         if size < need:
@@ -99,9 +111,4 @@ class BlobFile:
                 f"{where}: the data ends at byte {start + need} but the file is "
                 f"{len(self.data)} bytes (truncated)"
             )
-        raw = np.frombuffer(self.data, np.uint8, need, start)
-        if bits % 8 == 0:
-            values = raw.view(np.dtype(np_type).newbyteorder("<")).astype(np_type)
-        else:
-            values = unpack_bits(raw, bits, count, signed=dtype == "int4")
-        return values.reshape(shape)
+        return start, count

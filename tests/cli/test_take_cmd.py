@@ -113,10 +113,11 @@ def test_a_failed_convert_writes_nothing_and_says_one_sentence(tmp_path):
     assert "warning: " in result.output and (tmp_path / "ok/frames.bin").stat().st_size == 3 * 768
     # an existing output is kept without --force
     before = (tmp_path / "ok/frames.bin").read_bytes()
-    result = take("convert", tmp_path / "ok", tmp_path / "ok", "-f", "posekit")
+    (tmp_path / "ok2").mkdir()
+    result = take("convert", tmp_path / "ok", tmp_path / "ok2", "-f", "posekit")
     assert result.exit_code == 2 and "already exists; pass --force" in result.output
-    result = take("convert", tmp_path / "ok", tmp_path / "ok", "-f", "posekit", "--force")
-    assert result.exit_code == 0 and (tmp_path / "ok/frames.bin").read_bytes() == before
+    result = take("convert", tmp_path / "ok", tmp_path / "ok2", "-f", "posekit", "--force")
+    assert result.exit_code == 0 and (tmp_path / "ok2/frames.bin").read_bytes() == before
     # --force replaces a take folder, never a folder holding anything else
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs/notes.txt").write_text("mine")
@@ -132,6 +133,54 @@ def test_a_failed_convert_writes_nothing_and_says_one_sentence(tmp_path):
         result = take("convert", tmp_path / "ok", tmp_path / "new", *args)
         assert result.exit_code == 2 and message in result.output
         assert not (tmp_path / "new").exists()
+
+
+def test_convert_and_plot_refuse_an_output_that_is_or_holds_their_take(tmp_path):
+    """`take convert tk/app tk/app/meta.json -f posekit --force` wrote the .json export over
+    the take's own meta.json: the take was lost. An output that is the take, lies inside its
+    folder or holds it is refused, --force or not (as data split and merge refuse), before
+    anything is read or written."""
+    folder = app_folder(tmp_path)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    clashes = [
+        (folder, folder / "meta.json", "posekit", "is inside the take {folder}"),
+        (folder, folder, "posekit", "is the take {folder}"),
+        (folder, folder, "pkmodel", "is the take {folder}"),
+        (folder / "frames.bin", folder / "frames.bin", "posekit", "is inside the take {folder}"),
+        (folder / "meta.json", folder, "posekit", "is the take {folder}"),
+        (folder / "meta.json", tmp_path, "pkmodel", "holds the take {folder}"),
+        (folder, folder / "rows.csv", "csv", "is inside the take {folder}"),
+    ]
+    for src, dst, fmt, how in clashes:
+        for force in ([], ["--force"]):
+            result = take("convert", src, dst, "-f", fmt, *force)
+            assert (result.exit_code, result.output) == (
+                2,
+                f"error: output {dst} {how.format(folder=folder)} being converted, which it "
+                "would overwrite or alter: choose another output\n",
+            ), (src, dst, fmt)
+    # a file take is its own: converting it onto itself is refused too
+    assert take("convert", folder, tmp_path / "t.zip", "-f", "zip").exit_code == 0
+    zipped = (tmp_path / "t.zip").read_bytes()
+    result = take("convert", tmp_path / "t.zip", tmp_path / "t.zip", "-f", "zip", "--force")
+    assert (result.exit_code, result.output) == (
+        2,
+        f"error: output {tmp_path / 't.zip'} is the take {tmp_path / 't.zip'} being converted, "
+        "which it would overwrite or alter: choose another output\n",
+    )
+    # plot's --out may not be the take or lie in it (it may hold it: two pictures are added)
+    for src, out in ((folder, folder), (folder, folder / "plots"), (tmp_path / "t.zip", tmp_path / "t.zip")):  # fmt: skip
+        result = take("plot", src, "--out", out, "--force")
+        take_path = folder if src == folder else src
+        how = "is" if out == take_path else "is inside"
+        assert (result.exit_code, result.output) == (
+            2,
+            f"error: --out {out} {how} the take {take_path} being plotted, which it would "
+            "alter: choose another folder\n",
+        )
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing lost
+    assert (tmp_path / "t.zip").read_bytes() == zipped
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name, "t.zip"]
 
 
 def test_convert_with_an_image_size_gives_pixels(tmp_path):

@@ -249,6 +249,26 @@ def test_cli_config_init_refuses_to_overwrite(tmp_path, monkeypatch):
     assert runner.invoke(app, ["config", "init", "c.toml", "--force"]).exit_code == 0
 
 
+def test_cli_config_init_names_a_folder_or_fifo_at_once(tmp_path, monkeypatch):
+    """A folder was "already exists; pass --force to overwrite it", and with --force "it is a
+    folder, not a file": the reason comes first now, --force or not."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    for force in ([], ["--force"]):
+        result = runner.invoke(app, ["config", "init", "folder", *force])
+        assert (result.exit_code, result.output) == (
+            2,
+            "error: cannot write folder: it is a folder, not a file\n",
+        )
+        result = runner.invoke(app, ["config", "init", "fifo", *force])
+        assert (result.exit_code, result.output) == (
+            2,
+            "error: cannot write fifo: it is not a regular file\n",
+        )
+    assert not any((tmp_path / "folder").iterdir()) and (tmp_path / "fifo").is_fifo()
+
+
 def test_every_command_has_help():
     import typer.main
 

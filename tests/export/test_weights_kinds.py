@@ -165,3 +165,68 @@ def test_model_info_cli_for_each_kind(checkpoint, exports):
         and described["metadata"]["precision"] == "fp16"
     )
     assert format_description(described)[0].startswith(f"{exports['fp16']}: Core ML ML Program (mlpackage, spec version 8")  # fmt: skip
+
+
+def _graph_model(inputs: list, outputs: list[str]):
+    """A one-node ONNX model (Identity from the first input, or a constant) with these
+    outputs."""
+    from onnx import TensorProto, helper
+
+    def value(name: str, shape: list[int]):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    source = inputs[0][0] if inputs else "k"
+    nodes = [helper.make_node("Identity", [source], [name]) for name in outputs]
+    if not inputs:
+        nodes.insert(0, helper.make_node("Constant", [], ["k"], value_floats=[1.0]))
+    graph = helper.make_graph(
+        nodes, "g", [value(n, s) for n, s in inputs], [value(n, [1, 3, 8, 8]) for n in outputs]
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_model_info_refuses_onnx_files_that_predict_refuses(tmp_path):
+    """An empty file and foreign bytes parse as an ONNX model without a graph: model-info
+    described them ("ONNX opset 0, 0.0 kB ... input: ") with exit 0, predict refused them."""
+    import onnx
+
+    (tmp_path / "zero.onnx").write_bytes(b"")
+    (tmp_path / "junk.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
+    onnx.save(_graph_model([], ["heatmaps"]), str(tmp_path / "noinput.onnx"))
+    onnx.save(_graph_model([("x", [1, 3, 8, 8])], ["y"]), str(tmp_path / "other.onnx"))
+    want = {
+        "zero.onnx": "is not a readable ONNX model (the file is empty)",
+        "junk.onnx": "is not a readable ONNX model (it holds no graph)",
+        "noinput.onnx": "is not a pkmodel ONNX export (expected one N x 3 x S x S input)",
+        "other.onnx": "is not a pkmodel ONNX export (outputs ['y'], expected ['heatmaps', "
+        "'centers', 'regs', 'offsets'])",
+    }
+    for name, words in want.items():
+        path = tmp_path / name
+        result = runner.invoke(app, ["model-info", "--weights", str(path)])
+        assert (result.exit_code, result.output) == (2, f"error: {path} {words}\n"), name
+        with pytest.raises(PkmodelError):
+            load_network(path)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_model_info_refuses_a_core_ml_model_whose_weights_are_missing(exports, tmp_path, damage):
+    """model-info read only the program: without weight.bin, or with half of it, it described
+    the model (its stored weights in bytes included) with exit 0, where predict refused it."""
+    import shutil
+
+    bundle = tmp_path / "m.mlpackage"
+    shutil.copytree(exports["fp16"], bundle)
+    blob = bundle / "Data/com.apple.CoreML/weights/weight.bin"
+    assert blob.stat().st_size == 558_316
+    if damage == "deleted":
+        blob.unlink()
+        words = "does not exist"
+    else:
+        blob.write_bytes(blob.read_bytes()[:279_158])  # half
+        words = "at offset 253440: the data ends at byte 291136 but the file is 279158 bytes (truncated)"  # fmt: skip
+    result = runner.invoke(app, ["model-info", "--weights", str(bundle)])
+    assert (result.exit_code, result.output) == (2, f"error: weight file {blob} {words}\n")
+    with pytest.raises(PkmodelError) as e:
+        load_network(bundle)
+    assert str(e.value) == f"weight file {blob} {words}"  # the sentence predict gives
