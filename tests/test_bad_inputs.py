@@ -43,6 +43,15 @@ class Case:
 COCO_NO_PEOPLE = '{"images": [], "annotations": [], "categories": []}'
 LABELS_OTHER = '{"schema": "something.else", "samples": []}'
 
+
+def _coco(**annotation: object) -> str:
+    """A COCO keypoint file of one image and one person, the person's fields replaced."""
+    person = {"id": 1, "image_id": 1, "category_id": 1, "keypoints": [10, 10, 2] * 17,
+              "bbox": [0, 0, 20, 20], **annotation}  # fmt: skip
+    return json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 64}],
+                       "annotations": [person], "categories": [{"id": 1, "name": "person"}]})  # fmt: skip
+
+
 # A compiled Core ML model's files (an .mlmodelc folder): MIL text, its interface, weights.
 MIL = """program(1.0)
 [buildInfo = dict<tensor<string, []>, tensor<string, []>>({{{{"coremlc-version", "3500.32.1"}}}})]
@@ -120,6 +129,29 @@ def _r3d(metadata: dict | None = None, depth: bytes | None = None) -> bytes:
     return buffer.getvalue()
 
 
+def _crop_cut_short() -> Case:
+    """show-samples on prepared labels s.json of one sample whose crop imgs/s/c.jpg lost its
+    second half (OpenCV decoded it with grey rows and only a libjpeg warning, exit code 0); the
+    labels record the whole file's size and SHA-1."""
+    import hashlib
+
+    import cv2
+    import numpy as np
+
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    crop = cv2.imencode(".jpg", pixels)[1].tobytes()
+    cut = len(crop) // 2
+    sample = {"image": "imgs/s/c.jpg", "keypoints": [[16.5, 16.5, 2.0]] * 17, "center": [16.5, 16.5],
+              "crop_box": [0, 0, 32], "crop_bytes": len(crop), "crop_sha1": hashlib.sha1(crop).hexdigest()}  # fmt: skip
+    labels = {"schema": "pkmodel.prepared", "version": 1, "crop_size": 32, "samples": [sample]}
+    return Case("show-samples-crop-cut-short", ("show-samples", "--dataset", "{here}", "--split", "s",
+                                                "--out", "{here}/g.png"),
+                f"crop {{here}}/imgs/s/c.jpg listed in {{here}}/s.json is {cut} bytes, "
+                f"not the {len(crop)} the labels record: cut short or changed since prepare-coco "
+                "wrote it (run `pkmodel prepare-coco` again)",
+                files={"s.json": json.dumps(labels), "imgs/s/c.jpg": crop[:cut]})  # fmt: skip
+
+
 def _plain(confidence: bytes | None = None) -> dict[str, bytes | str]:
     """A plain RGB-D folder rec/ of one 8 x 8 frame with a confidence image (default: three
     channels, which a confidence map must not have)."""
@@ -184,6 +216,25 @@ CASES = [
     Case("prepare-crop-size", ("prepare-coco", "--split", "x", "--images", "{here}",
                                "--annotations", "{here}/a.json", "--set", "prepare.crop_size=4"),
          "prepare.crop_size = 4 must be >= 8", files={"a.json": COCO_NO_PEOPLE}),
+    # an id that is no integer or past 64 bits (a TypeError, an OverflowError), a text joint
+    Case("prepare-image-id-list", ("prepare-coco", "--split", "x", "--images", "{here}",
+                                   "--annotations", "{here}/a.json", "--out", "{here}/p"),
+         "{here}/a.json: annotations[0] (id 1) 'image_id' must be an integer, got [1]",
+         files={"a.json": _coco(image_id=[1])}),
+    Case("evaluate-annotation-id-huge", ("evaluate", "--config", "{tiny}", "--oracle",
+                                         "--annotations", "{here}/a.json", "--images", "{here}",
+                                         "--out", "{here}/e", "--quiet"),
+         "{here}/a.json: annotations[0] 'id' must be an integer from -2**63 to 2**63 - 1 (64 bits), "
+         "got 1180591620717411303424", files={"a.json": _coco(id=2**70)}),
+    Case("data-pseudo-category-id-list", ("data", "pseudo-label", "{here}/imgs", "--weights",
+                                          "{ckpt}", "--annotations", "{here}/a.json", "--out",
+                                          "{here}/p", "--quiet"),
+         "{here}/a.json: annotations[0] (id 1) 'category_id' must be an integer, got [1]",
+         files={"a.json": _coco(category_id=[1]), "imgs/a.png": "not decoded: a.json comes first"}),
+    Case("prepare-visibility-text", ("prepare-coco", "--split", "x", "--images", "{here}",
+                                     "--annotations", "{here}/a.json", "--out", "{here}/p"),
+         "{here}/a.json: annotations[0] (id 1) 'keypoints' entry 2 is '2', not a number",
+         files={"a.json": _coco(keypoints=[10, 10, "2"] + [10, 10, 2] * 16)}),
     # train
     Case("train-input-size", ("train", "--config", "{tiny}", "--out", "{here}/r", "--set",
                               "data.prepared_dir={prepared}", "--set", "model.input_size=100"),
@@ -208,6 +259,7 @@ CASES = [
     Case("train-lr-nan", ("train", "--config", "{tiny}", "--out", "{here}/r", "--lr", "nan",
                           "--set", "data.prepared_dir={prepared}"),
          "train.lr = nan must be a finite number"),
+    _crop_cut_short(),
     # evaluate
     Case("evaluate-missing-weights", ("evaluate", "--config", "{tiny}", "--weights",
                                       "{here}/no.pt", "--out", "{here}/e"),

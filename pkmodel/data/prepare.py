@@ -128,13 +128,26 @@ def _need(entry: Any, key: str, where: str, path: Path) -> Any:
 
 
 def _number_list(value: Any, length: int | None, key: str, where: str, path: Path) -> list:
-    ok = isinstance(value, list) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
-    )
-    if not ok or (length is not None and len(value) != length):
+    if not isinstance(value, list) or (length is not None and len(value) != length):
         want = f"{length} numbers" if length else "a list of numbers"
         got = f"{len(value)} values" if isinstance(value, list) else type(value).__name__
         raise PkmodelError(f"{path}: {where} '{key}' must be {want}, got {got}")
+    for j, v in enumerate(value):  # the count is right: name the value that is not a number
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise PkmodelError(f"{path}: {where} '{key}' entry {j} is {cut(repr(v))}, not a number")
+    return value
+
+
+def _coco_id(value: Any, key: str, where: str, path: Path) -> int:
+    """An id of a COCO file: an integer (not true / false, which JSON keeps apart) that fits
+    the signed 64 bits the annotation arrays hold it in (and pycocotools' NumPy arrays)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise PkmodelError(f"{path}: {where} '{key}' must be an integer, got {cut(repr(value))}")
+    if not -(2**63) <= value < 2**63:
+        raise PkmodelError(
+            f"{path}: {where} '{key}' must be an integer from -2**63 to 2**63 - 1 (64 bits), "
+            f"got {cut(repr(value))}"
+        )
     return value
 
 
@@ -180,12 +193,8 @@ def _category_ids(data: dict[str, Any], path: Path) -> set[int]:
         )
     ids = set()
     for i, category in enumerate(categories):
-        cid = _need(category, "id", f"categories[{i}]", path)
-        if not isinstance(cid, int) or isinstance(cid, bool):
-            raise PkmodelError(
-                f"{path}: categories[{i}] 'id' must be an integer, got {cut(repr(cid))}"
-            )
-        ids.add(cid)
+        where = f"categories[{i}]"
+        ids.add(_coco_id(_need(category, "id", where, path), "id", where, path))
     return ids
 
 
@@ -205,10 +214,7 @@ def coco_people(data: dict[str, Any], path: Path) -> CocoPeople:
         image_id = _need(img, "id", where, path)
         for key in ("file_name", "width", "height"):
             _need(img, key, where, path)
-        if not isinstance(image_id, int) or isinstance(image_id, bool):
-            raise PkmodelError(
-                f"{path}: {where} 'id' must be an integer, got {cut(repr(image_id))}"
-            )
+        _coco_id(image_id, "id", where, path)
         if image_id in images:
             raise PkmodelError(f"{path}: {where} repeats image id {image_id}")
         if not isinstance(img["file_name"], str) or not img["file_name"]:
@@ -236,20 +242,18 @@ def coco_people(data: dict[str, Any], path: Path) -> CocoPeople:
     seen: set[int] = set()
     for i, ann in enumerate(anns):
         where = f"annotations[{i}]"
-        ann_id = _need(ann, "id", where, path)
-        if not isinstance(ann_id, int) or isinstance(ann_id, bool):
-            raise PkmodelError(f"{path}: {where} 'id' must be an integer, got {cut(repr(ann_id))}")
+        ann_id = _coco_id(_need(ann, "id", where, path), "id", where, path)
         if ann_id in seen:
             raise PkmodelError(f"{path}: {where} repeats annotation id {ann_id}")
         seen.add(ann_id)
         where = f"annotations[{i}] (id {ann_id})"
-        category = _need(ann, "category_id", where, path)
+        category = _coco_id(_need(ann, "category_id", where, path), "category_id", where, path)
         if category not in categories:
             raise PkmodelError(
                 f"{path}: {where} has category_id {category!r}, which 'categories' does not "
                 f"list (its ids: {sorted(categories)[:5]}); COCO scoring would leave it out"
             )
-        image_id = _need(ann, "image_id", where, path)
+        image_id = _coco_id(_need(ann, "image_id", where, path), "image_id", where, path)
         if image_id not in images:
             raise PkmodelError(
                 f"{path}: {where} refers to image_id {image_id!r}, which is not in 'images'"

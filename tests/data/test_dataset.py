@@ -311,6 +311,54 @@ def test_a_missing_crop_read_in_a_worker_process_is_its_one_sentence(tiny_prepar
     assert str(info.value) == sentence
 
 
+def _damaged_crop(mmpose: Path, folder: Path, how: str, records: bool = True) -> tuple[Path, str]:
+    """mmpose's labels and crops copied into ``folder`` with the crop of sample 0 cut to half
+    its bytes ("cut") or with 32 bytes in its middle overwritten ("damaged"); ``records``: the
+    labels keep each crop's crop_bytes and crop_sha1. Returns the labels and the sentence."""
+    import shutil
+
+    data = json.loads(mmpose.read_text())
+    if not records:
+        for s in data["samples"]:
+            del s["crop_bytes"], s["crop_sha1"]
+    shutil.copytree(mmpose.parent / "imgs", folder / "imgs")
+    labels = folder / "val.json"
+    labels.write_text(json.dumps(data))
+    crop = folder / data["samples"][0]["image"]
+    pixels = crop.read_bytes()
+    n = len(pixels)
+    if how == "cut":
+        crop.write_bytes(pixels[: n // 2])
+    else:
+        crop.write_bytes(pixels[: n // 2] + bytes(range(32)) + pixels[n // 2 + 32 :])
+    problem = {
+        "cut": f"is {n // 2} bytes, not the {n} the labels record: cut short or changed since "
+        "prepare-coco wrote it",
+        "damaged": "does not have the SHA-1 the labels record: damaged or changed since "
+        "prepare-coco wrote it",
+        "unrecorded": "is cut short: its JPEG data ends before the end of the image",
+    }[how if records else "unrecorded"]
+    return labels, f"crop {crop} listed in {labels} {problem} (run `pkmodel prepare-coco` again)"
+
+
+@pytest.mark.parametrize(("how", "records"), [("cut", True), ("damaged", True), ("cut", False)])
+def test_a_crop_cut_short_or_damaged_is_one_sentence_before_it_is_decoded(
+    mmpose, tmp_path, capfd, how, records
+):
+    """OpenCV decodes a JPEG cut short with grey rows and only libjpeg's "Premature end of JPEG
+    file" on stderr: train, evaluate and show-samples used such crops. The crop's size and
+    SHA-1 the labels record (a JPEG's end of image where they record none) refuse it first,
+    in a worker process too, with nothing on stderr."""
+    labels, sentence = _damaged_crop(mmpose, tmp_path, how, records)
+    ds = PoseDataset(labels, config(64), train=False)
+    ds[1]  # the other crops are read as before
+    for workers in (0, 2) if how == "cut" and records else (0,):
+        with pytest.raises(PkmodelError) as info:
+            list(make_loader(ds, 4, shuffle=False, workers=workers))
+        assert str(info.value) == sentence, workers
+    assert "JPEG" not in capfd.readouterr().err
+
+
 def test_worker_error_keeps_the_sentence_and_leaves_other_errors_alone():
     from pkmodel.data.loader import worker_error
 

@@ -593,6 +593,20 @@ def _broken(data: dict, how: str) -> object:
         a["num_keypoints"] = None
     elif how == "num_keypoints_text":
         a["num_keypoints"] = "12"
+    elif how == "text_visibility":
+        a["keypoints"][5] = "2"
+    elif how == "text_bbox":
+        a["bbox"][2] = "40"
+    elif how == "image_id_list":
+        a["image_id"] = [a["image_id"]]
+    elif how == "image_id_float":
+        a["image_id"] = float(a["image_id"])
+    elif how == "category_id_object":
+        a["category_id"] = {"id": 1}
+    elif how == "ann_id_huge":
+        a["id"] = 2**70
+    elif how == "image_id_huge":
+        a["image_id"] = i["id"] = 2**70
     return d
 
 
@@ -608,8 +622,23 @@ def _broken(data: dict, how: str) -> object:
         ("no_image_id", "annotations[3] (id 1202706) has no 'image_id'"),
         ("no_id", "annotations[3] has no 'id'"),
         ("short_keypoints", "'keypoints' has 48 values, expected 51"),
-        ("text_keypoints", "'keypoints' must be a list of numbers"),
+        ("text_keypoints", "(id 1202706) 'keypoints' entry 4 is '7', not a number"),
+        ("text_visibility", "(id 1202706) 'keypoints' entry 5 is '2', not a number"),
         ("bad_bbox", "'bbox' must be 4 numbers, got 3 values"),
+        ("text_bbox", "(id 1202706) 'bbox' entry 2 is '40', not a number"),
+        ("image_id_list", "(id 1202706) 'image_id' must be an integer, got [40083]"),
+        ("image_id_float", "(id 1202706) 'image_id' must be an integer, got 40083.0"),
+        ("category_id_object", "(id 1202706) 'category_id' must be an integer, got {'id': 1}"),
+        (
+            "ann_id_huge",
+            "annotations[3] 'id' must be an integer from -2**63 to 2**63 - 1 (64 bits), "
+            "got 1180591620717411303424",
+        ),
+        (
+            "image_id_huge",
+            "images[1] 'id' must be an integer from -2**63 to 2**63 - 1 (64 bits), "
+            "got 1180591620717411303424",
+        ),
         ("unknown_image", "refers to image_id 123456789, which is not in 'images'"),
         ("duplicate_ann", "repeats annotation id"),
         ("no_file_name", "images[1] has no 'file_name'"),
@@ -646,7 +675,9 @@ def test_malformed_annotation_file_is_one_error_naming_file_and_key(tmp_path, ho
     ("how", "message"),
     [
         ("short_keypoints", "'keypoints' has 48 values, expected 51"),
-        ("text_keypoints", "'keypoints' must be a list of numbers"),
+        ("text_keypoints", "'keypoints' entry 4 is '7', not a number"),
+        ("image_id_list", "(id 1202706) 'image_id' must be an integer, got [40083]"),
+        ("ann_id_huge", "annotations[3] 'id' must be an integer from -2**63 to 2**63 - 1"),
         ("num_keypoints_null", "'num_keypoints' must be a whole number from 0, got None"),
         ("duplicate_ann", "repeats annotation id"),
         ("no_images", "has no 'images' list"),
@@ -1032,6 +1063,14 @@ def test_an_interrupted_rerun_with_other_settings_keeps_the_labels_and_their_cro
         (
             lambda d: d["categories"][0].update(id="1"),
             "categories[0] 'id' must be an integer, got '1'",
+        ),  # fmt: skip
+        (
+            lambda d: d["categories"][0].update(id=2**63),
+            "categories[0] 'id' must be an integer from -2**63 to 2**63 - 1 (64 bits), got 9223372036854775808",
+        ),  # fmt: skip
+        (
+            lambda d: d["annotations"][3].update(category_id=[1]),
+            "annotations[3] (id {id}) 'category_id' must be an integer, got [1]",
         ),  # fmt: skip
         (
             lambda d: d["annotations"][3].update(category_id=5),
