@@ -206,6 +206,27 @@ def test_offline_keeps_gaps_and_missing_samples():
     assert 0.01 < joined[16, 0, 0] < 0.5 and 0.5 < joined[20, 0, 0] < 0.99
 
 
+def test_a_gap_splits_the_take_even_where_the_window_reaches_across_it():
+    """At phone LiDAR's window (sd 0.225 s, cut at 0.675 s) the Gaussian alone reaches across
+    a 0.3 s gap: only the split at gaps longer than max_gap_s keeps the two sides apart
+    (with sd 0.05 s, as above, the window's cut did it on its own)."""
+    t = np.arange(60) / 30.0
+    x = np.zeros((60, 1, 3))
+    x[25:34] = np.nan  # 9 frames missing: 0.3 s between the samples on each side
+    before = _offline(x, t, sigma=0.225)
+    moved = x.copy()
+    moved[34:] += 3.0  # everything after the gap, 3 m away
+    after = _offline(moved, t, sigma=0.225)
+    np.testing.assert_array_equal(after[:25], before[:25])  # not one bit of it crosses
+    np.testing.assert_allclose(after[34:], 3.0, atol=1e-12)
+    # a gap of 0.2 s (under max_gap_s) is smoothed across: the step reaches the other side
+    short = np.zeros((60, 1, 3))
+    short[34:] = 3.0
+    short[28:34] = np.nan
+    joined = _offline(short, t, sigma=0.225, robust_passes=0)
+    assert 0.05 < joined[27, 0, 0] < 1.5
+
+
 def test_offline_robust_passes_ignore_a_lone_jump():
     t = np.arange(30) / 30.0
     x = np.zeros((30, 1, 3))
