@@ -161,6 +161,46 @@ def test_sigma_follows_person_size_within_bounds():
     assert person_sizes(kps[None], 4) == pytest.approx([47.5])
 
 
+def test_person_size_and_sigma_count_labelled_joints_only():
+    """COCO stores an unlabelled joint as (0, 0, 0): counted in the box, it would stretch a
+    person of 8 cells to 28 and push sigma to its upper bound."""
+    cfg = TargetsConfig(sigma_scale=0.05, min_sigma=0.1, max_sigma=3.0)
+    kps = np.zeros((K, 3))
+    kps[1:, 0] = np.linspace(80.0, 112.0, K - 1)  # 32 pixels: 8 cells
+    kps[1:, 1] = 96.0
+    kps[1:, 2] = 2
+    kps[0] = (0.0, 0.0, 0.0)  # the nose, unlabelled
+    assert person_sizes(kps[None], 4) == pytest.approx([8.0])
+    t = encode_targets(kps, np.array([96.0, 96.0]), None, None, 192, cfg)
+    # joint 1 at (80, 96): cell (20, 24); two cells to its right
+    sigma = np.sqrt(-4.0 / (2 * np.log(float(t["heatmaps"][1, 24, 22]))))
+    assert sigma == pytest.approx(0.4, abs=1e-6)  # 0.05 x 8 cells
+
+
+def test_two_people_overlapping_keep_the_higher_gaussian_not_the_sum():
+    """Where two people's same joint lie close, the heatmap is the larger of the two Gaussians
+    (CenterNet's element-wise maximum), not their sum clipped to 1."""
+    cfg = TargetsConfig(sigma_scale=1.0, min_sigma=2.0, max_sigma=2.0)
+    main, other = np.zeros((K, 3)), np.zeros((K, 3))
+    main[0], other[0] = (96.5, 96.5, 2), (104.5, 96.5, 2)  # cells (24, 24) and (26, 24)
+    t = encode_targets(
+        main, np.array([96.0, 96.0]), other[None], np.array([[60.0, 60.0]]), 192, cfg
+    )
+    assert t["heatmaps"][0, 24, 25] == pytest.approx(np.exp(-1 / 8), abs=1e-6)  # 0.8825, not 1
+    assert t["heatmaps"][0, 24, 24] == 1.0 and t["heatmaps"][0, 24, 26] == 1.0
+
+
+def test_the_main_center_outside_the_input_is_encoded_at_the_nearest_cell():
+    """Regs need a center cell: a main center pushed off the input (by augmentation) is still
+    encoded, clipped to the grid; another person's center off the input is not."""
+    kps = np.zeros((K, 3))
+    kps[0] = (20.5, 50.5, 2)
+    t = encode_targets(kps, np.array([-10.0, 50.0]), None, None, 192, TargetsConfig())
+    assert t["center_index"].tolist() == [0, 12]
+    assert t["centers"].max() == 1.0 and t["centers"][0, 12, 0] == 1.0
+    assert t["reg_values"][0].tolist() == pytest.approx([20.5 / 4 - 0.5 - 0, 50.5 / 4 - 0.5 - 12])
+
+
 def _assert_round_trip(t, kps, tol=0.5):
     d = _decode(t)
     labelled = t["reg_mask"] > 0

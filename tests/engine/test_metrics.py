@@ -13,6 +13,7 @@ from pkmodel.common.skeleton import JOINT_INDEX, NUM_JOINTS, OKS_SIGMAS
 from pkmodel.engine.metrics import (
     COCO_STAT_NAMES,
     coco_keypoint_eval,
+    coco_results,
     object_keypoint_similarity,
     pck,
     pck_normaliser,
@@ -139,3 +140,34 @@ def test_pck_torso_and_bbox_on_constructed_people():
     assert res["mean_error_px"] == pytest.approx(errors.mean())
     with pytest.raises(PkmodelError, match="pck_norm"):
         pck_normaliser(gt, visible, bboxes, "head")
+
+
+def test_a_torso_diagonal_counts_only_with_both_ends_labelled():
+    """Left shoulder - right hip labelled (50 px); the right shoulder labelled but the left hip
+    not (its stored (0, 80) would make a 100 px diagonal): the normaliser is 50."""
+    ls, rs, lh, rh = (JOINT_INDEX[n] for n in ("left_shoulder", "right_shoulder", "left_hip",
+                                                "right_hip"))  # fmt: skip
+    gt = np.zeros((1, NUM_JOINTS, 2))
+    gt[0, ls], gt[0, rh], gt[0, rs], gt[0, lh] = [0, 0], [30, 40], [60, 0], [0, 80]
+    visible = np.ones((1, NUM_JOINTS), bool)
+    visible[0, lh] = False
+    assert pck_normaliser(gt, visible, np.zeros((1, 4)), "torso").tolist() == [50.0]
+
+
+def test_an_error_of_exactly_the_threshold_is_correct():
+    """PCK counts a joint at most threshold x normaliser away: 0.25 x 80 = 20 px, and an
+    error of (12, 16) is exactly 20 px (both exact in binary)."""
+    gt = np.zeros((1, NUM_JOINTS, 2))
+    pred = gt + np.array([12.0, 16.0])
+    pred[0, 0] = [12.0, 16.5]  # the nose a little further: a miss
+    res = pck(pred, gt, np.ones((1, NUM_JOINTS), bool), np.array([80.0]), 0.25)
+    assert res["PCK"] == pytest.approx((NUM_JOINTS - 1) / NUM_JOINTS)
+
+
+def test_results_keep_three_decimals():
+    kp = np.full((1, NUM_JOINTS, 2), 12.3456)
+    (result,) = coco_results(
+        np.array([7]), kp, np.full((1, NUM_JOINTS), 0.87654), np.array([0.123456])
+    )
+    assert result["keypoints"][:3] == [12.346, 12.346, 0.877]
+    assert result["score"] == 0.12346 and result["image_id"] == 7 and result["category_id"] == 1

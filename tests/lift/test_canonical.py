@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from pkmodel.common.skeleton import JOINT_INDEX, NUM_JOINTS, add_derived_joints
 from pkmodel.lift.canonical import canonical_frame, hip_width, to_canonical
@@ -84,6 +85,17 @@ def test_hips_missing_uses_shoulders():
     assert ok.mean() > 0.9  # only shoulders almost parallel to the camera's up fail
     np.testing.assert_allclose(np.linalg.det(rot[ok]), 1.0, atol=1e-9)
     np.testing.assert_allclose(rot[ok, 0], canonical_frame(poses)[1][ok, 0], atol=1e-9)
+
+
+def test_without_shoulders_up_is_the_cameras_up():
+    """Both hips but no shoulder (or no hip but both shoulders): "up" is the camera's up, -y.
+    Upright facing the camera that is the frame of the whole body, diag(1, -1, -1)."""
+    for missing in (("left_shoulder", "right_shoulder"), ("left_hip", "right_hip")):
+        pose = standing_body()
+        pose[[JOINT_INDEX[n] for n in missing]] = np.nan
+        _, rot = canonical_frame(pose)
+        np.testing.assert_allclose(rot, np.diag([1.0, -1.0, -1.0]), atol=1e-12)
+        assert np.linalg.det(rot) == pytest.approx(1.0)
 
 
 def test_impossible_frames_are_nan_and_extended_joints_work():

@@ -195,6 +195,27 @@ def test_band_widens_with_the_depth_noise_at_the_joints_range():
     )
 
 
+def test_lift_joints_measures_the_window_with_the_depth_maps_focal_length():
+    """The window's span in metres needs the focal length in depth-map pixels: with the image
+    at 4 times the map's resolution, fx 320 is 80 map pixels (the band stays fixed, as above)
+    and fx 800 is 200 (it widens). The image's own fx would widen it in both."""
+    rng = np.random.default_rng(3)
+    depth = 5.0 + 0.3 * rng.standard_normal((5, 5))  # the same map as above
+    depth[2, 2] = 5.4
+    depth[:, 4] = 9.0
+    kw = dict(window=5, min_depth=0.1, max_depth=10, band=0.15)
+    point = np.array([[2.5, 2.5]])
+    narrow = sample_depth(depth, point, band_noise=0.024, focal=80, **kw).depth[0]
+    wide = sample_depth(depth, point, band_noise=0.024, focal=200, **kw).depth[0]
+    assert abs(narrow - wide) > 0.2
+    for fx, expected in ((320.0, narrow), (800.0, wide)):
+        intr = Intrinsics(fx, fx, 9.5, 9.5, width=20, height=20)
+        points, _ = lift_joints(
+            np.array([[[10.0, 10.0]]]), depth[None], intr, band_noise=0.024, **kw
+        )
+        assert points[0, 0, 2] == pytest.approx(expected, abs=1e-9)
+
+
 def test_band_widens_says_where_sample_depth_widens_the_band():
     # Every window pixel but the joint's own 5.1 mm nearer: a band just wider than the fixed
     # 5 mm takes them in and the median moves. The band grows by 0.002 m at 1 m (past 5 mm

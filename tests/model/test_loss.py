@@ -230,6 +230,23 @@ def test_the_loss_falls_when_fitting_a_few_synthetic_samples(one_thread):
         assert last[term] < first[term], (term, first, last)
 
 
+def test_bone_term_counts_only_bones_with_both_ends_labelled():
+    """A bone to a hidden joint (the left wrist here) is left out of the bone term: its reg is
+    no target at all."""
+    batch = _batch(2, hidden=(9,))
+    heat, cen, regs, offs = _perfect(batch)
+    for i in range(2):
+        cx, cy = batch["center_index"][i].tolist()
+        regs[i, :, cy, cx] *= 2.0
+    reg_true = batch["reg_values"]
+    kept = [(a, b) for a, b in BONES if 9 not in (a, b)]
+    assert len(kept) == len(BONES) - 1
+    a, b = zip(*kept, strict=True)
+    mean_length = (reg_true[:, list(a)] - reg_true[:, list(b)]).norm(dim=-1).mean().item()
+    on = PoseLoss(LossConfig(bone_weight=0.5))((heat, cen, regs, offs), batch)[1]
+    assert on["bone"].item() == pytest.approx(mean_length, rel=1e-4)
+
+
 def test_focal_heatmap_loss_by_hand():
     import math
 
@@ -248,6 +265,17 @@ def test_focal_heatmap_loss_by_hand():
     assert focal_heatmap_loss(pred, target).item() == pytest.approx(expected, rel=1e-6)
     # The loss falls as the prediction approaches the target.
     assert focal_heatmap_loss(target.clamp(1e-3, 0.999), target) < 0.1 * expected
+    # Normalised by the peaks, not the samples: two peaks in one map, and over a batch of two
+    two = torch.zeros(1, 1, 5, 5)
+    two[0, 0, 1, 1] = two[0, 0, 3, 3] = 1.0
+    pred = torch.full((1, 1, 5, 5), 0.5)
+    expected = -(25 * 0.25 * math.log(0.5)) / 2
+    assert focal_heatmap_loss(pred, two).item() == pytest.approx(expected, rel=1e-6)
+    batch = torch.cat([two, torch.zeros(1, 1, 5, 5)])  # 2 peaks in 2 samples, 50 cells
+    expected = -(50 * 0.25 * math.log(0.5)) / 2
+    assert focal_heatmap_loss(pred.expand(2, 1, 5, 5), batch).item() == pytest.approx(
+        expected, rel=1e-6
+    )
 
 
 def test_focal_option_selects_the_heatmap_loss():
