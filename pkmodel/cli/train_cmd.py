@@ -20,7 +20,8 @@ def train_command(
         "train.minutes",
         help="time budget: after epoch 1 and a validation, the epochs are set to what fits "
         "into this many minutes in all at the measured speed; the schedule (warmup, cosine) "
-        "spans them. Resuming keeps the epochs chosen then",
+        "spans them. Resuming keeps the epochs chosen then (--minutes 0 drops the budget: "
+        "the run trains on to --epochs)",
     ),
     batch_size: int | None = key("train.batch_size"),
     lr: float | None = key("train.lr"),
@@ -60,6 +61,7 @@ def train_command(
     For several GPUs:
       torchrun --nproc_per_node N $(which pkmodel) train ...
     """
+    from pkmodel.common.devices import dist_from_env
     from pkmodel.common.errors import PkmodelError
     from pkmodel.engine.train import train
 
@@ -79,11 +81,13 @@ def train_command(
     result = train(
         cfg, resume=resume_path, progress=not quiet, max_steps=max_steps, overwrite=force
     )
+    if not dist_from_env().is_main:  # under torchrun rank 0 speaks for the run
+        return
     if resume_path is not None and result.epochs_run == 0:
         typer.echo(
             f"nothing to train: {resume_path} has already trained {result.resumed_from} "
-            f"epoch(s) and train.epochs is {cfg.train.epochs} (give a larger --epochs to train "
-            f"on); best AP {result.best_ap:.4f} at epoch {result.best_epoch}"
+            f"epoch(s) and {result.reason}; best AP {result.best_ap:.4f} at epoch "
+            f"{result.best_epoch}"
         )
         return
     typer.echo(

@@ -9,10 +9,24 @@ from typing import Any
 from pkmodel.common.atomic import atomic_open, atomic_write_text
 
 
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The same row, NaN included (as JSON writes it)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
 class RunLog:
     """metrics.jsonl (one JSON object per epoch), a PNG of the curves, optional TensorBoard."""
 
-    def __init__(self, out_dir: Path, resume_epoch: int | None) -> None:
+    def __init__(
+        self, out_dir: Path, resume_epoch: int | None, committed: dict[str, Any] | None = None
+    ) -> None:
+        """``resume_epoch``: the epoch the resumed last.pt ended (None: a new run, whose rows
+        replace the file's with the first one). The file's rows up to it are kept; later ones
+        come from an epoch that was not committed (a stop before its last.pt) and are redone.
+        ``committed`` is last.pt's own row of ``resume_epoch``: it replaces a row the file
+        lacks; the file is another run's (a run that started over stopped after its first
+        last.pt, before its metrics) when its row of that epoch differs, and only
+        ``committed`` is kept then."""
         self.path = out_dir / "metrics.jsonl"
         self.rows: list[dict[str, Any]] = []
         if resume_epoch is not None and self.path.is_file():
@@ -20,8 +34,15 @@ class RunLog:
                 row = json.loads(line)
                 if row.get("epoch", 0) <= resume_epoch:
                     self.rows.append(row)
-        # Written with the first epoch's row, after its checkpoint: until then the folder holds
-        # what it held (a run that stops before its first epoch leaves the earlier metrics).
+        if resume_epoch is not None and committed is not None:
+            mine = [r for r in self.rows if r.get("epoch") == resume_epoch]
+            if mine and not all(_same(r, committed) for r in mine):
+                self.rows = []
+            self.rows = [r for r in self.rows if r.get("epoch", 0) < resume_epoch]
+            self.rows.append(dict(committed))
+        # Written with the first epoch's row, before its checkpoint; until then the folder
+        # holds what it held (a run that stops before its first epoch leaves the earlier
+        # metrics).
         self.tb = None
         try:
             from torch.utils.tensorboard import SummaryWriter

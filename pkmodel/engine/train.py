@@ -4,12 +4,15 @@ Shape of the loop (after torchvision's references): resolve device and distribut
 data, model, loss, optimizer, schedule, EMA; optionally resume everything from ``last.pt``;
 per epoch: reseed from (seed, epoch) so an interrupted run resumed at an epoch boundary repeats
 exactly, train with gradient clipping by norm and AMP on CUDA, update the EMA, validate with
-COCO OKS AP every ``val_every`` epochs, and write ``last.pt`` / ``best.pt`` atomically.
+COCO OKS AP every ``val_every`` epochs, and write ``best.pt``, the metrics row and then
+``last.pt`` atomically: ``last.pt`` is the commit point of an epoch (a resume redoes an epoch whose
+``last.pt`` was not written, replacing what it wrote before).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +70,10 @@ class TrainResult:
     seconds: float
     stopped_early: bool
     resumed_from: int = 0  # the epochs the resumed checkpoint had already trained
+    # a resume that trains nothing: why (after "has already trained N epoch(s) and ")
+    reason: str = ""
+    # a resume: the settings that differ from the checkpoint's ("train.lr 0.002 -> 0.001")
+    changed: list[str] = field(default_factory=list)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -93,6 +100,11 @@ class Run:
     max_steps: int | None = None
     step: int = 0
     best: dict[str, Any] = field(default_factory=lambda: {"ap": -1.0, "epoch": 0, "bad": 0})
+    # which run the checkpoints belong to (kept across resumes): tells an earlier run's best.pt
+    # from this run's where a run that started over (--force) stopped right after its first
+    # last.pt
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    stopped_early: int = 0  # the epoch the run stopped early at (0: it did not)
 
     def finished_steps(self) -> bool:
         return self.max_steps is not None and self.step >= self.max_steps
@@ -101,8 +113,13 @@ class Run:
         """The weights validation and checkpoints' users see: the EMA when kept."""
         return self.ema.module if self.ema is not None else _unwrap(self.model)
 
-    def state(self, epoch: int) -> dict[str, Any]:
-        """The checkpoint of the run after ``epoch``: enough to resume it exactly."""
+    def state(
+        self, epoch: int, row: dict[str, Any] | None = None, replacing: list[str] | None = None
+    ) -> dict[str, Any]:
+        """The checkpoint of the run after ``epoch``: enough to resume it exactly. ``row`` is
+        the epoch's metrics row (a resume restores it should metrics.jsonl lack it or hold
+        another run's); ``replacing`` the earlier run's files a run that starts over replaces
+        after its first last.pt (a resume from that last.pt finishes the job)."""
         return {
             "model": _unwrap(self.model).state_dict(),
             "ema": self.ema.module.state_dict() if self.ema is not None else None,
@@ -115,6 +132,10 @@ class Run:
             "best": self.best,
             "rng": rng_state(),
             "config": self.cfg.to_dict(),
+            "run_id": self.run_id,
+            "row": row,
+            "stopped_early": self.stopped_early,
+            "replacing": list(replacing or []),
         }
 
     def load(self, checkpoint: dict[str, Any], path: Path) -> int:
@@ -122,6 +143,11 @@ class Run:
         from pkmodel.model.checkpoint import load_weights_into
 
         load_weights_into(self.model, checkpoint["model"], f"{path}: the 'model' weights")
+        # The hyperparameters (weight decay, momentum) are the config's, which may have changed
+        # since (reported): load_state_dict would bring back the checkpoint's with its state.
+        settings = [
+            {k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups
+        ]
         try:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
         except (ValueError, KeyError, TypeError) as e:
@@ -129,6 +155,8 @@ class Run:
                 f"{path} cannot be resumed: its 'optimizer' does not fit this model's "
                 f"optimizer ({e})"
             ) from None
+        for group, setting in zip(self.optimizer.param_groups, settings, strict=True):
+            group.update(setting)
         self.schedule.load_state_dict(checkpoint["scheduler"])
         if self.scaler is not None and checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
@@ -137,6 +165,8 @@ class Run:
             self.ema.updates = int(checkpoint.get("ema_updates", 0))
         self.step = int(checkpoint["step"])
         self.best = dict(checkpoint["best"])
+        self.run_id = str(checkpoint.get("run_id") or self.run_id)
+        self.stopped_early = int(checkpoint.get("stopped_early") or 0)
         set_rng_state(checkpoint["rng"])
         return int(checkpoint["epoch"])
 
@@ -268,8 +298,38 @@ def _adopt_finetune_arch(cfg: Config, saved: dict[str, Any], path: Path) -> None
         cfg.set("model.width_mult", float(model.get("width_mult", 1.0)), source)
 
 
-def _check_resume_config(cfg: Config, saved: dict[str, Any], path: Path) -> None:
-    """The model must be the one in the checkpoint; other differences are reported."""
+# [train] settings a resumed run cannot honour: the optimizer state is the optimizer's, the
+# schedule's steps and the sampler's batches follow the batch size, the learning-rate curve the
+# scheduler and warmup (a change mid-run would jump or never finish), the EMA is kept or not
+RESUME_FIXED = ("optimizer", "batch_size", "scheduler", "warmup_epochs", "ema")
+# what a run reads besides [train] (a change is applied and reported); data.* only these
+RESUME_READ = ("targets", "loss", "augment", "decoder", "eval")
+RESUME_DATA = ("prepared_dir", "train_split", "val_split")
+# not compared: where the run is (it may move), how it started (kept: see _resume_settings)
+RESUME_IGNORED = ("train.out_dir", "train.finetune", "eval.out_dir", "train.minutes")
+
+
+def _given(cfg: Config, key: str) -> bool:
+    """Whether ``key`` was set on the command line (an option or --set)."""
+    return cfg.sources.get(key, "default").startswith("--")
+
+
+def _shown(value: Any) -> str:
+    """A config value as the config file writes it (strings quoted, floats short)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _resume_plan(cfg: Config, saved: dict[str, Any], path: Path) -> None:
+    """Check ``cfg`` against the config of the checkpoint ``path`` resumes and adopt what a
+    resume keeps. The model must be the checkpoint's (else one PkmodelError). A time-budgeted
+    run (train.minutes > 0 in the checkpoint) keeps the train.epochs its budget chose and its
+    minutes, unless --minutes 0 drops the budget (then train.epochs is the config's); other
+    minutes, or a budget on a run that had none, are refused. train.finetune stays the
+    checkpoint's (how the run began)."""
     now = cfg.to_dict()
     if now["model"] != saved.get("model"):
         diff = [k for k in now["model"] if now["model"][k] != saved.get("model", {}).get(k)]
@@ -277,6 +337,90 @@ def _check_resume_config(cfg: Config, saved: dict[str, Any], path: Path) -> None
             f"cannot resume from {path}: model settings differ from the checkpoint's "
             f"({', '.join('model.' + k for k in diff)})"
         )
+    was = saved.get("train", {})
+    minutes, saved_minutes = cfg.train.minutes, float(was.get("minutes", 0.0))
+    if saved_minutes > 0:
+        if minutes in (0, saved_minutes) and not (minutes == 0 and _given(cfg, "train.minutes")):
+            cfg.set("train.minutes", saved_minutes, "time budget (checkpoint)")
+            cfg.set("train.epochs", int(was["epochs"]), "time budget (checkpoint)")
+        elif minutes > 0:
+            raise PkmodelError(
+                f"cannot resume from {path} with train.minutes {minutes:g} (the checkpoint has "
+                f"{saved_minutes:g}): a resumed run keeps the train.epochs its time budget chose "
+                "(--minutes 0 with --epochs trains on without the budget)"
+            )
+    elif minutes > 0:
+        raise PkmodelError(
+            f"cannot resume from {path} with train.minutes {minutes:g} (the checkpoint has 0): "
+            "a time budget plans a new run's epochs, not a resumed one's (give --epochs)"
+        )
+    if "finetune" in was:
+        cfg.set("train.finetune", was["finetune"], f"{path} (how the run began)")
+
+
+def _resume_changes(cfg: Config, saved: dict[str, Any], path: Path) -> list[str]:
+    """The settings that differ from the checkpoint's, as ``train.lr 0.002 -> 0.001``: those
+    in RESUME_FIXED are refused (one PkmodelError naming each), the others are applied as
+    given (the optimizer's weight decay and momentum too: ``Run.load``)."""
+    now, was = cfg.to_dict(), saved.get("train", {})
+    fixed = [
+        f"train.{k} {_shown(now['train'][k])} (the checkpoint has {_shown(was[k])})"
+        for k in RESUME_FIXED
+        if k in was and now["train"][k] != was[k]
+    ]
+    if fixed:
+        raise PkmodelError(
+            f"cannot resume from {path} with {' and '.join(fixed)}: a resumed run keeps its "
+            "optimizer, batch size, learning-rate schedule and EMA (start over with --force, or "
+            "train into another --out)"
+        )
+    changed = []
+    if float(was.get("minutes", 0.0)) > 0 and cfg.train.minutes == 0:
+        changed.append(f"train.minutes {float(was['minutes']):g} -> 0 (no time budget)")
+    keys = [("train", k) for k in now["train"]] + [("data", k) for k in RESUME_DATA]
+    keys += [(section, k) for section in RESUME_READ for k in now[section]]
+    for section, k in keys:
+        old = saved.get(section, {})
+        if f"{section}.{k}" in RESUME_IGNORED or k not in old or old[k] == now[section][k]:
+            continue
+        changed.append(f"{section}.{k} {_shown(old[k])} -> {_shown(now[section][k])}")
+    return changed
+
+
+def _nothing_to_train(cfg: Config, checkpoint: dict[str, Any], given_epochs: int | None) -> str:
+    """Why resuming ``checkpoint`` trains nothing ('' when it trains): the run has trained its
+    train.epochs (the time budget's, when it had one and keeps it), or it stopped early and
+    neither train.early_stop_patience nor train.epochs has been raised since."""
+    t, saved = cfg.train, checkpoint["config"].get("train", {})
+    done, best = int(checkpoint["epoch"]), checkpoint["best"]
+    if done >= t.epochs:
+        if cfg.sources.get("train.epochs") == "time budget (checkpoint)":
+            asked = f" (not --epochs {given_epochs})" if given_epochs is not None else ""
+            return (
+                f"train.epochs is {t.epochs}{asked}, as its time budget (train.minutes "
+                f"{t.minutes:g}) chose and a resume keeps (--minutes 0 with a larger --epochs "
+                "trains on without the budget)"
+            )
+        return f"train.epochs is {t.epochs} (give a larger --epochs to train on)"
+    stopped = int(checkpoint.get("stopped_early") or 0)
+    if stopped and not _trains_past_early_stop(cfg, saved):
+        return (
+            f"stopped early at epoch {stopped} (no AP gain for {int(best['bad'])} validations; "
+            "raise train.early_stop_patience or --epochs to train on)"
+        )
+    return ""
+
+
+def _trains_past_early_stop(cfg: Config, saved: dict[str, Any]) -> bool:
+    """Whether a resume of a run that stopped early trains on: train.early_stop_patience or
+    train.epochs has been raised (or early stopping turned off) since."""
+    t = cfg.train
+    patience = int(saved.get("early_stop_patience", 0))
+    return (
+        t.early_stop_patience == 0
+        or t.early_stop_patience > patience
+        or t.epochs > int(saved.get("epochs", t.epochs))
+    )
 
 
 def train(
@@ -317,6 +461,7 @@ def train(
     created = init_distributed(dist, device)
     try:
         checkpoint = None
+        changed: list[str] = []
         if resume is not None:
             checkpoint = load_checkpoint(resume)
             if checkpoint.get("source") == "posekit":  # weights only, no training state
@@ -326,25 +471,39 @@ def train(
                 )
             check_resumable(checkpoint, resume)
             _adopt_finetune_arch(cfg, checkpoint["config"], resume)
-            _check_resume_config(cfg, checkpoint["config"], resume)
-        run, dataset = _build_run(cfg, dist, device, checkpoint, progress, max_steps)
-        start_epoch = run.load(checkpoint, resume) if checkpoint and resume else 0
-        if checkpoint is not None:
-            saved_train = checkpoint["config"].get("train", {})
-            if cfg.train.minutes > 0 and float(saved_train.get("minutes", 0.0)) > 0:
-                # The budget chose the epochs after epoch 1; the resumed run keeps them.
-                cfg.set("train.epochs", int(saved_train["epochs"]), "time budget (checkpoint)")
-            if start_epoch >= cfg.train.epochs:  # nothing to train: nothing is touched
+            given_epochs = cfg.train.epochs if _given(cfg, "train.epochs") else None
+            _resume_plan(cfg, checkpoint["config"], resume)
+            reason = _nothing_to_train(cfg, checkpoint, given_epochs)
+            if reason:  # nothing to train: nothing is touched, nothing else is checked
+                best = checkpoint["best"]
                 return TrainResult(
                     out_dir=Path(cfg.train.out_dir),
                     epochs_run=0,
-                    best_ap=float(run.best["ap"]),
-                    best_epoch=int(run.best["epoch"]),
+                    best_ap=float(best["ap"]),
+                    best_epoch=int(best["epoch"]),
                     last_metrics={},
                     seconds=time.perf_counter() - t0,
-                    stopped_early=False,
-                    resumed_from=start_epoch,
+                    stopped_early=bool(checkpoint.get("stopped_early")),
+                    resumed_from=int(checkpoint["epoch"]),
+                    reason=reason,
                 )
+            changed = _resume_changes(cfg, checkpoint["config"], resume)
+            kept = cfg.sources.get("train.epochs") == "time budget (checkpoint)"
+            if kept and given_epochs is not None and given_epochs != cfg.train.epochs:
+                changed.append(
+                    f"train.epochs stays {cfg.train.epochs} as the time budget chose, not "
+                    f"--epochs {given_epochs} (--minutes 0 trains to --epochs without the budget)"
+                )
+        run, dataset = _build_run(cfg, dist, device, checkpoint, progress, max_steps)
+        start_epoch = run.load(checkpoint, resume) if checkpoint and resume else 0
+        if checkpoint is not None:
+            if run.stopped_early:  # trains on past an early stop (_nothing_to_train)
+                patience = int(checkpoint["config"]["train"].get("early_stop_patience", 0))
+                if 0 < cfg.train.early_stop_patience <= patience:  # more epochs: count afresh
+                    run.best["bad"] = 0
+                run.stopped_early = 0
+            if changed and dist.is_main:
+                _say(f"resuming from {resume} with changed settings: {', '.join(changed)}")
         if dist.enabled:
             ids = [device.index] if device.type == "cuda" else None
             run.model = nn.parallel.DistributedDataParallel(run.model, device_ids=ids)
@@ -354,10 +513,32 @@ def train(
         budget = (
             TimeBudget(t.minutes, t.val_every, t0) if t.minutes > 0 and resume is None else None
         )
-        return _loop(run, dataset, start_epoch, resume is not None, budget, t0, replaced)
+        result = _loop(run, dataset, start_epoch, checkpoint, budget, t0, replaced)
+        result.changed = changed
+        return result
+    except RuntimeError as e:
+        if dist.enabled and _peer_failed(e):  # its own message says why; no traceback here
+            raise PkmodelError("another process of this run failed (see its message)") from None
+        raise
     finally:
         if created and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def _peer_failed(error: RuntimeError) -> bool:
+    """Whether ``error`` is a collective that failed because another process left the group
+    (gloo: "Connection closed by peer"; NCCL: a remote process exited, the communicator was
+    aborted), not a fault of this process."""
+    signs = (
+        "Connection closed by peer",
+        "Connection reset by peer",
+        "Broken pipe",
+        "remote process exited",
+        "communicator was aborted",
+    )
+    return isinstance(error, torch.distributed.DistNetworkError) or any(
+        s in str(error) for s in signs
+    )
 
 
 def _build_run(
@@ -439,23 +620,34 @@ def _loop(
     run: Run,
     dataset: PoseDataset,
     start_epoch: int,
-    resumed: bool,
+    checkpoint: dict[str, Any] | None,
     budget: TimeBudget | None,
     t0: float,
     replaced: list[str],
 ) -> TrainResult:
     """Epochs from ``start_epoch`` to ``train.epochs`` (which a time budget may change as it
-    goes): train, validate when due, write last.pt (and best.pt), log, stop early if asked.
+    goes): train, validate when due, write best.pt (on a new best AP), the metrics row and
+    curves, then last.pt; stop early if asked. ``checkpoint`` is the one resumed (None: a new
+    run).
 
-    ``replaced`` names the checkpoints of an earlier run in the folder (starting over): once
-    this run's first last.pt is written, any of them it did not rewrite (an earlier best.pt) is
+    last.pt is written last, so a stop between these files leaves last.pt of the epoch before
+    and the resume redoes the epoch (its metrics row is replaced, best.pt rewritten when it
+    improves again). ``replaced`` names the checkpoints of an earlier run in the folder
+    (starting over): they stay until this run's first last.pt is written, which therefore
+    comes first in epoch 1; then any of them it does not rewrite (an earlier best.pt) is
     removed, so no checkpoint of the earlier run stays beside this run's."""
     cfg, dist, t = run.cfg, run.dist, run.cfg.train
+    resumed = checkpoint is not None
     out_dir = Path(t.out_dir)
     if dist.is_main:  # only now: a run that cannot start leaves no empty folder behind
         out_dir.mkdir(parents=True, exist_ok=True)
-    log = RunLog(out_dir, start_epoch if resumed else 0) if dist.is_main else None
+    log = None
     if dist.is_main:
+        assert checkpoint is None or start_epoch == int(checkpoint["epoch"])
+        committed = checkpoint.get("row") if checkpoint is not None else None
+        log = RunLog(out_dir, start_epoch if resumed else None, committed)
+        if checkpoint is not None and checkpoint.get("replacing"):
+            _finish_replacing(run, log, checkpoint, out_dir)
         _print(
             run.progress,
             f"training on {run.device} x{dist.world_size}: {run.steps_per_epoch} steps/epoch, "
@@ -499,26 +691,19 @@ def _loop(
             _replan(run, budget, row, epoch, train_s, step_s)
         row["seconds"] = round(time.perf_counter() - t0, 2)
         last_metrics = row
+        # decided before the checkpoint, which records it (a resume does not train on)
+        stop_early = t.early_stop_patience > 0 and run.best["bad"] >= t.early_stop_patience
+        if stop_early:
+            run.stopped_early = epoch
 
         if dist.is_main:
-            state = run.state(epoch)
-            save_checkpoint(out_dir / "last.pt", state)
-            if improved:
-                save_checkpoint(out_dir / "best.pt", state)
-            if replaced:  # the earlier run's curves go with its checkpoints, plotted or not
-                (out_dir / "curves.png").unlink(missing_ok=True)
-            for name in replaced:
-                if name == "best.pt" and not improved:
-                    (out_dir / name).unlink(missing_ok=True)
-            replaced = []
             assert log is not None
-            log.append(row)
-            if validate_now:
-                log.plot(out_dir / "curves.png")
+            _write_epoch(run, log, out_dir, epoch, row, improved, validate_now, replaced)
+            replaced = []
             _print(run.progress, _epoch_line(row))
         if budget is not None:
             budget.finish(epoch, time.perf_counter() - iteration_start, val_s)
-        if t.early_stop_patience > 0 and run.best["bad"] >= t.early_stop_patience:
+        if stop_early:
             if dist.is_main:
                 _print(
                     run.progress,
@@ -544,6 +729,53 @@ def _loop(
         stopped_early=stopped_early,
         resumed_from=start_epoch if resumed else 0,
     )
+
+
+def _write_epoch(
+    run: Run, log: RunLog, out_dir: Path, epoch: int, row: dict[str, Any], improved: bool,
+    validated: bool, replaced: list[str],
+) -> None:  # fmt: skip
+    """best.pt (on a new best AP), the metrics row, the curves (after a validation), then
+    last.pt, which commits the epoch. The first epoch of a run that starts over in a folder
+    holding ``replaced`` (an earlier run's checkpoints) writes its last.pt first instead, and
+    only then removes or replaces the earlier run's files; that last.pt names them, so a
+    resume from it finishes the job (``_finish_replacing``)."""
+    state = run.state(epoch, row, replaced)
+    if replaced:
+        save_checkpoint(out_dir / "last.pt", state)
+        # the earlier run's curves go with its checkpoints, plotted or not
+        (out_dir / "curves.png").unlink(missing_ok=True)
+        if "best.pt" in replaced and not improved:
+            (out_dir / "best.pt").unlink(missing_ok=True)
+    if improved:
+        save_checkpoint(out_dir / "best.pt", state)
+    log.append(row)
+    if validated:
+        log.plot(out_dir / "curves.png")
+    if not replaced:
+        save_checkpoint(out_dir / "last.pt", state)
+
+
+def _finish_replacing(run: Run, log: RunLog, checkpoint: dict[str, Any], out_dir: Path) -> None:
+    """A resume from the first last.pt of a run that started over: the earlier run's best.pt
+    and curves may still be there (the run stopped before it replaced them). best.pt is this
+    run's when it holds this run's id; else it becomes this last.pt when that epoch is the
+    run's best so far, or goes. The curves are redrawn from this run's rows (or go)."""
+    best = out_dir / "best.pt"
+    if "best.pt" in checkpoint["replacing"] and best.exists():
+        try:
+            ours = load_checkpoint(best).get("run_id") == run.run_id
+        except PkmodelError:  # unreadable: not this run's
+            ours = False
+        if not ours:
+            if int(run.best["epoch"]) == int(checkpoint["epoch"]):
+                save_checkpoint(best, checkpoint)
+            else:
+                best.unlink()
+    if any("val/AP" in r for r in log.rows):
+        log.plot(out_dir / "curves.png")
+    else:
+        (out_dir / "curves.png").unlink(missing_ok=True)
 
 
 def _replan(
@@ -592,6 +824,11 @@ def _epoch_line(row: dict[str, Any]) -> str:
 
 def _print(enabled: bool, text: str) -> None:
     if enabled:
-        from tqdm import tqdm
+        _say(text)
 
-        tqdm.write(text)
+
+def _say(text: str) -> None:
+    """A line beside the progress bars (printed with --quiet too)."""
+    from tqdm import tqdm
+
+    tqdm.write(text)

@@ -1,5 +1,7 @@
 """`train --resume` on checkpoints with a broken training state, runs already at their epochs,
---finetune with --resume, and validation labels checked before the first epoch."""
+--finetune with --resume, validation labels checked before the first epoch; a stop between an
+epoch's files (last.pt commits it); settings a resume keeps (a time budget's epochs, an early
+stop), refuses (optimizer, batch size, schedule, EMA) or applies and reports."""
 
 from __future__ import annotations
 
@@ -117,3 +119,211 @@ def test_bad_validation_labels_stop_the_run_before_it_trains(tiny_prepared, tmp_
     with pytest.raises(PkmodelError, match=r"val.json: samples\[0\].image_id is 'x'"):
         train(cfg, progress=False)
     assert not (tmp_path / "run").exists()  # refused before the run folder was made
+
+
+# --- last.pt commits an epoch: a stop between its files, and a resume --------------------------
+
+
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _stop_at(monkeypatch, name: str, epoch: int, after: bool) -> None:
+    """A stop (as Ctrl-C raises it) just before or just after the save of ``name`` at ``epoch``."""
+    import pkmodel.engine.train as train_module
+
+    real = train_module.save_checkpoint
+
+    def save(path, state):
+        if Path(path).name == name and state["epoch"] == epoch and not after:
+            raise KeyboardInterrupt
+        real(path, state)
+        if Path(path).name == name and state["epoch"] == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save)
+
+
+@pytest.mark.parametrize("after", [False, True])
+def test_a_stop_between_an_epochs_files_loses_no_metrics_row_and_no_best(
+    tiny_prepared, tmp_path, monkeypatch, after
+):
+    """best.pt and the metrics row come before last.pt: a stop after last.pt loses neither (it
+    lost both: the resume began after the epoch), a stop before it makes the resume redo the
+    epoch, whose row replaces the one written (not a second row 2)."""
+    run = tmp_path / "run"
+    cfg = tiny_train_config(tiny_prepared, run, epochs=3, val_every=2)  # validates 2 and 3
+    with monkeypatch.context() as m:
+        _stop_at(m, "last.pt", 2, after)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, progress=False)
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == (2 if after else 1)
+    assert torch.load(run / "best.pt", weights_only=True)["epoch"] == 2  # no validation in 1
+    assert [r["epoch"] for r in _rows(run)] == [1, 2]
+    again = tiny_train_config(tiny_prepared, run, epochs=3, val_every=2)
+    result = train(again, resume=run / "last.pt", progress=False)
+    assert result.epochs_run == (1 if after else 2)
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert [r["epoch"] for r in _rows(run)] == [1, 2, 3]
+    assert _rows(run)[2] == last["row"] and "val/AP" in _rows(run)[1]
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert best["epoch"] == last["best"]["epoch"] and best["run_id"] == last["run_id"]
+
+
+def test_force_stopped_right_after_its_first_last_pt_resumes_without_the_earlier_runs_files(
+    tiny_prepared, tmp_path, monkeypatch
+):
+    """A run that starts over writes its first last.pt before it replaces the earlier run's
+    best.pt and metrics; stopped in between, its resume drops the earlier run's metrics rows
+    (they were kept as this run's) and best.pt, and restores this run's row 1."""
+    run = tmp_path / "run"
+    train(tiny_train_config(tiny_prepared, run, epochs=1), progress=False)
+    earlier = _rows(run)
+    again = tiny_train_config(tiny_prepared, run, epochs=2, seed=5)
+    with monkeypatch.context() as m:
+        _stop_at(m, "last.pt", 1, after=True)
+        with pytest.raises(KeyboardInterrupt):
+            train(again, progress=False, overwrite=True)
+    assert _rows(run) == earlier  # the earlier run's, as the stop left them
+    result = train(tiny_train_config(tiny_prepared, run, epochs=2, seed=5), resume=run / "last.pt")
+    assert result.epochs_run == 1
+    rows, last = _rows(run), torch.load(run / "last.pt", weights_only=True)
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[0] != earlier[0] and rows[1] == last["row"]
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert best["run_id"] == last["run_id"] and best["config"]["train"]["seed"] == 5
+
+
+# --- what a resume keeps, refuses and reports --------------------------------------------------
+
+
+def _cli(run: Path, prepared: Path, *more: str) -> list[str]:
+    return ["train", "--out", str(run), "--quiet", "--resume", "--device", "cpu", "--workers", "0",
+            "--set", f"data.prepared_dir={prepared}", "--set", "model.input_size=64",
+            "--set", "model.width_mult=0.35", "--set", "model.neck_channels=24",
+            "--set", "model.head_channels=24", "--set", "train.batch_size=8",
+            "--set", "train.warmup_epochs=0.5", "--set", "train.ema_decay=0.9",
+            "--set", "eval.batch_size=16", *more]  # fmt: skip
+
+
+def test_a_time_budgeted_run_resumes_to_its_planned_epochs_without_minutes(
+    tiny_prepared, tmp_path, monkeypatch
+):
+    """Without --minutes the resume trained to the config's train.epochs (here 50) and wrote
+    minutes 0 into last.pt; an explicit --epochs on resume is not used while the budget stands
+    (the message says so), --minutes 0 drops the budget and other minutes are refused."""
+    import pkmodel.engine.budget as budget_module
+
+    monkeypatch.setattr(budget_module, "epochs_for_budget", lambda *args: 3)
+    run = tmp_path / "run"
+    cfg = tiny_train_config(tiny_prepared, run, epochs=50, minutes=0.5)
+    assert train(cfg, progress=False, max_steps=2 * 2).epochs_run == 2  # 2 steps per epoch
+    cfg = tiny_train_config(tiny_prepared, run, epochs=50)  # no minutes: as config.toml says
+    result = train(cfg, resume=run / "last.pt", progress=False, max_steps=4 * 2 + 1)
+    assert result.epochs_run == 1 and cfg.train.epochs == 3 and cfg.train.minutes == 0.5
+    saved = torch.load(run / "last.pt", weights_only=True)
+    assert saved["epoch"] == 3 and saved["config"]["train"]["minutes"] == 0.5
+    assert saved["config"]["train"]["epochs"] == 3
+
+    result = CliRunner().invoke(app, _cli(run, tiny_prepared, "--minutes", "0.5", "--epochs", "30"))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"nothing to train: {run}/last.pt has already trained 3 epoch(s) and train.epochs is 3 "
+        "(not --epochs 30), as its time budget (train.minutes 0.5) chose and a resume keeps "
+        "(--minutes 0 with a larger --epochs trains on without the budget); best AP "
+        f"{saved['best']['ap']:.4f} at epoch {saved['best']['epoch']}"
+    ]
+    result = CliRunner().invoke(app, _cli(run, tiny_prepared, "--minutes", "0.25"))
+    assert result.exit_code == 2 and result.output.splitlines() == [
+        f"error: cannot resume from {run}/last.pt with train.minutes 0.25 (the checkpoint has "
+        "0.5): a resumed run keeps the train.epochs its time budget chose (--minutes 0 with "
+        "--epochs trains on without the budget)"
+    ]
+    result = CliRunner().invoke(app, _cli(run, tiny_prepared, "--minutes", "0", "--epochs", "4"))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == (
+        f"resuming from {run}/last.pt with changed settings: train.minutes 0.5 -> 0 (no time "
+        "budget), train.epochs 3 -> 4"
+    )
+    saved = torch.load(run / "last.pt", weights_only=True)
+    assert saved["epoch"] == 4 and saved["config"]["train"]["minutes"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        ("optimizer", "sgd", "train.optimizer 'sgd' (the checkpoint has 'adamw')"),
+        ("batch_size", 4, "train.batch_size 4 (the checkpoint has 8)"),
+        ("scheduler", "step", "train.scheduler 'step' (the checkpoint has 'cosine')"),
+        ("warmup_epochs", 2.0, "train.warmup_epochs 2 (the checkpoint has 0.5)"),
+        ("ema", False, "train.ema false (the checkpoint has true)"),
+    ],
+)
+def test_resume_refuses_settings_it_cannot_honour(
+    tiny_prepared, one_epoch, tmp_path, key, value, shown
+):
+    """sgd on an adamw run was a 66-line traceback (KeyError 'momentum'); another batch size
+    left the cosine unfinished: refused before anything runs, naming both values."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(one_epoch, run / "last.pt")
+    cfg = tiny_train_config(tiny_prepared, run, epochs=2, **{key: value})
+    with pytest.raises(PkmodelError) as e:
+        train(cfg, resume=run / "last.pt", progress=False)
+    assert str(e.value) == (
+        f"cannot resume from {run}/last.pt with {shown}: a resumed run keeps its optimizer, "
+        "batch size, learning-rate schedule and EMA (start over with --force, or train into "
+        "another --out)"
+    )
+    assert (run / "last.pt").read_bytes() == one_epoch.read_bytes()
+
+
+def test_resume_applies_and_reports_other_changed_settings(tiny_prepared, one_epoch, tmp_path):
+    """The weight decay given on resume was recorded but not used (the optimizer state brought
+    back 1e-4); now the optimizer takes it, and each change is reported in one line."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(one_epoch, run / "last.pt")
+    cfg = tiny_train_config(tiny_prepared, run, epochs=2, weight_decay=0.5, lr=1e-3)
+    cfg.set("loss.offset_weight", 3.0, "--set")
+    result = train(cfg, resume=run / "last.pt", progress=False)
+    assert result.epochs_run == 1
+    assert result.changed == [
+        "train.epochs 1 -> 2", "train.lr 0.002 -> 0.001", "train.weight_decay 0.0001 -> 0.5",
+        "loss.offset_weight 2 -> 3",
+    ]  # fmt: skip
+    saved = torch.load(run / "last.pt", weights_only=True)
+    assert [g["weight_decay"] for g in saved["optimizer"]["param_groups"]] == [0.5, 0.0]
+    assert saved["config"]["train"]["weight_decay"] == 0.5
+
+
+def test_an_early_stopped_run_resumes_to_nothing_unless_patience_or_epochs_are_raised(
+    tiny_prepared, tmp_path, monkeypatch
+):
+    """The resume trained one more epoch and stopped again, every time."""
+    import pkmodel.engine.train as train_module
+
+    monkeypatch.setattr(train_module, "validate", lambda *args, **kwargs: {"AP": 0.5})
+    run = tmp_path / "run"
+    cfg = tiny_train_config(tiny_prepared, run, epochs=6, early_stop_patience=1)
+    result = train(cfg, progress=False)
+    assert result.stopped_early and result.epochs_run == 2  # AP 0.5 at 1, no gain at 2
+    assert torch.load(run / "last.pt", weights_only=True)["stopped_early"] == 2
+    before = (run / "last.pt").read_bytes()
+    cfg = tiny_train_config(tiny_prepared, run, epochs=6, early_stop_patience=1)
+    result = train(cfg, resume=run / "last.pt", progress=False)
+    assert result.epochs_run == 0 and result.stopped_early and result.resumed_from == 2
+    assert result.reason == (
+        "stopped early at epoch 2 (no AP gain for 1 validations; raise "
+        "train.early_stop_patience or --epochs to train on)"
+    )
+    assert (run / "last.pt").read_bytes() == before
+    # a larger patience: the count goes on (1 of 2), so one more epoch without gain stops it
+    cfg = tiny_train_config(tiny_prepared, run, epochs=6, early_stop_patience=2)
+    result = train(cfg, resume=run / "last.pt", progress=False)
+    assert result.epochs_run == 1 and result.stopped_early
+    # more epochs at the same patience: the count starts again (2 epochs, then the stop)
+    cfg = tiny_train_config(tiny_prepared, run, epochs=7, early_stop_patience=2)
+    result = train(cfg, resume=run / "last.pt", progress=False)
+    assert result.epochs_run == 2 and result.stopped_early
+    assert torch.load(run / "last.pt", weights_only=True)["stopped_early"] == 5
+    assert [r["epoch"] for r in _rows(run)] == [1, 2, 3, 4, 5]

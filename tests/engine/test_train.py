@@ -267,6 +267,9 @@ def test_torchrun_two_processes_train_and_validate(tiny_prepared, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    # rank 0 speaks for the run (every rank printed "done:")
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("done: 2 epoch(s) in "), proc.stdout
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and "val/AP" in rows[-1]
     assert load_checkpoint(out / "last.pt")["epoch"] == 2
@@ -275,6 +278,32 @@ def test_torchrun_two_processes_train_and_validate(tiny_prepared, tmp_path):
         rows[0]["step"]
         == len(json.loads((tiny_prepared / "train.json").read_text())["samples"]) // 2
     )
+
+
+@pytest.mark.slow
+def test_torchrun_a_process_that_fails_says_why_and_the_other_says_one_line(
+    tiny_prepared, tmp_path
+):
+    """A crop only one process reads is missing: that process says so and the other one, whose
+    collective lost its peer, says one line (it printed a 70-line gloo traceback)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    labels = labels_missing_a_crop(tiny_prepared, data, "train")
+    (data / "val.json").symlink_to(tiny_prepared / "val.json")
+    # torchrun looks at its processes every 2 s here: the other process has its say first
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "--monitor-interval", "2", "-m", "pkmodel"] + _train_cmd(data, tmp_path / "run", 1)[3:]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PKMODEL_")}
+    env.update(OMP_NUM_THREADS="1", COLUMNS="200", NO_COLOR="1")
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "Connection closed by peer" not in proc.stderr and "[rank" not in proc.stderr
+    assert sorted(x for x in proc.stderr.splitlines() if x.startswith("error: ")) == [
+        "error: another process of this run failed (see its message)",
+        f"error: crop {data}/imgs/train/missing.jpg listed in {labels} is missing or "
+        "unreadable (run `pkmodel prepare-coco` again)",
+    ], proc.stderr[-3000:]
+    assert proc.stdout == ""
 
 
 def test_channels_last_changes_speed_not_results(tiny_prepared, tmp_path):
