@@ -29,3 +29,9 @@ def test_scaled_intrinsics_map_the_same_ray_to_scaled_pixels():
     assert half.scaled_to(128, 96) == K
     assert half.to_dict() == {"fx": 100.0, "fy": 105.0, "cx": 31.5, "cy": 23.5, "width": 64,
                               "height": 48}  # fmt: skip
+
+
+def test_intrinsics_scale_each_axis_by_its_own_ratio():
+    k = Intrinsics(fx=200.0, fy=210.0, cx=63.5, cy=47.5, width=128, height=96)
+    s = k.scaled_to(64, 96)  # half the width, the same height
+    assert (s.fx, s.fy, s.cx, s.cy, s.width, s.height) == (100.0, 210.0, 31.5, 47.5, 64, 96)

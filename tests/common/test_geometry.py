@@ -70,3 +70,28 @@ def test_a_turn_that_is_not_a_quarter_is_refused():
         turn_image(np.zeros((2, 3)), 45)
     with pytest.raises(ValueError, match="one of"):
         unturn_points(np.zeros(2), -90, 3, 2)
+
+
+def test_odd_letterbox_padding_rounds_down_on_either_axis():
+    from pkmodel.common.geometry import letterbox_params
+
+    assert (letterbox_params(100, 51, 64).pad_x, letterbox_params(100, 51, 64).pad_y) == (0.0, 15.0)
+    assert (letterbox_params(51, 100, 64).pad_x, letterbox_params(51, 100, 64).pad_y) == (15.0, 0.0)
+
+
+def test_a_crop_box_past_the_image_edge_is_padded_where_it_lies():
+    from pkmodel.common.images import crop_square
+
+    image = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    crop = crop_square(image, [-2, -2, 4], 4)
+    np.testing.assert_array_equal(crop[2:, 2:], image[:2, :2])
+    assert not crop[:2].any() and not crop[:, :2].any()
+
+
+def test_person_box_grows_only_when_asked():
+    from pkmodel.data.prepare import person_box
+
+    kps = np.array([[0.0, 0.0, 2.0], [50.0, 10.0, 2.0]])
+    box = np.array([10.0, 0.0, 20.0, 20.0])
+    np.testing.assert_array_equal(person_box(box, kps, cover_keypoints=False), box)
+    np.testing.assert_allclose(person_box(box, kps, cover_keypoints=True), [-10.0, 0.0, 60.0, 20.0])

@@ -94,3 +94,37 @@ def test_fused_adam_on_the_cpu_updates_as_the_loop_does(name):
     torch.manual_seed(0)  # the weights before the 20 steps: they moved by far more
     init = list(build_model(cfg.model, pretrained=False).parameters())
     assert max((p - q).abs().max().item() for p, q in zip(model.parameters(), init, strict=True)) > 0.1  # fmt: skip
+
+
+def test_the_ema_ramps_its_decay_up_over_its_first_updates():
+    """ModelEMA's decay is decay x (1 - exp(-updates / 2000)): the average follows the weights
+    closely at first, so a short run's EMA is not stuck near the random start."""
+    import math
+
+    from pkmodel.engine.optim import ModelEMA
+
+    m = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(m.weight)
+    ema = ModelEMA(m, decay=0.9998)
+    with torch.no_grad():
+        m.weight.fill_(1.0)
+    ema.update(m)
+    first = 0.9998 * (1 - math.exp(-1 / 2000))  # 4.9977e-4
+    assert ema.current_decay() == pytest.approx(first, rel=1e-9)
+    assert ema.module.weight.item() == pytest.approx(1 - first, abs=1e-6)
+    ema.updates = 2000
+    assert ema.current_decay() == pytest.approx(0.9998 * (1 - math.exp(-1)), rel=1e-9)
+
+
+def test_no_weight_decay_on_biases_and_norm_weights():
+    from pkmodel.config import Config
+    from pkmodel.engine.optim import build_optimizer
+
+    cfg = Config()
+    cfg.train.weight_decay = 0.05
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    groups = build_optimizer(model, cfg).param_groups
+    assert [p is model[0].weight for p in groups[0]["params"]] == [True]
+    assert groups[0]["weight_decay"] == 0.05
+    one_d = {id(model[0].bias), id(model[1].weight), id(model[1].bias)}
+    assert {id(p) for p in groups[1]["params"]} == one_d and groups[1]["weight_decay"] == 0.0

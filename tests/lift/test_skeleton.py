@@ -348,3 +348,37 @@ def test_joints_without_depth_on_a_take_too_short_for_its_noise_raise_no_warning
         np.testing.assert_array_equal(fit.joints[0], short[0])
         empty = fit_skeleton(np.full_like(short, np.nan), np.full_like(kp, np.nan), INTR, t[:2])
     assert np.isnan(empty.joints).all() and (empty.source == SOURCE_CODES["none"]).all()
+
+
+def test_a_hidden_joint_takes_the_crossing_the_evidence_points_to():
+    """Of a ray's two crossings with a bone's sphere: never one in front of the surface the
+    pixel shows (by more than 2 sds), then the one nearest the joint's range in nearby frames,
+    else the farther one (a hidden joint is behind what hides it)."""
+    from pkmodel.lift.skeleton import _choose_crossing
+
+    nan = float("nan")
+    assert _choose_crossing([1.0, 2.0], nan, 0.01, nan) == 2.0
+    assert _choose_crossing([1.0, 2.0], nan, 0.01, 1.1) == 1.0
+    assert _choose_crossing([1.0, 2.0], 1.5, 0.01, 1.1) == 2.0  # 1.0 is in front of the surface
+    assert _choose_crossing([1.0, 1.9], 1.95, 0.05, nan) == 1.9  # within 2 sds of it
+    assert _choose_crossing([1.0, 1.2], 1.5, 0.01, nan) is None
+
+
+def test_bone_lengths_leave_out_frames_where_either_end_is_noisy():
+    """Frames 5-9 measure the upper arm 0.45 m long with a noisy elbow (0.3 m): only the
+    frames where both ends are quiet count, 0.30 m."""
+    from pkmodel.lift.skeleton import lengths_between
+
+    pts = np.zeros((10, 17, 3))
+    pts[..., 2] = 2.0
+    le, ls = JOINT_INDEX["left_elbow"], JOINT_INDEX["left_shoulder"]
+    pts[:, le, 1] = 0.30
+    pts[5:, le, 1] = 0.45
+    trusted = np.zeros((10, 17), bool)
+    trusted[:, [le, ls]] = True
+    noise = np.zeros((10, 17))
+    noise[5:, le] = 0.3
+    from pkmodel.lift.skeleton import BONE_GROUPS
+
+    lengths = lengths_between(pts, trusted, noise, dict.fromkeys(BONE_GROUPS, 0.3))
+    assert lengths["upper_arm"] == pytest.approx(0.30)

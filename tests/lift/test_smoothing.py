@@ -541,3 +541,34 @@ def test_depth_jumps_keep_the_joint_seen_for_one_frame_between_two_occlusions():
     assert down[1] == [*range(15, 30)]
     assert 25 in down[2] and 25 in down[3]
     assert set(np.unique(w)) == {OCCLUDED_WEIGHT, 1.0}
+
+
+def test_offline_fits_a_line_at_the_take_end_too():
+    """At the last frame the window is one-sided: a weighted line, not a quadratic (which
+    swings out at an end), as at the first frame."""
+    from pkmodel.lift.smoothing import smooth_offline
+
+    rng = np.random.default_rng(1)
+    t = np.arange(40) / 30.0
+    x = (np.sin(3 * t) + 0.1 * rng.standard_normal(40))[:, None, None]
+    out = smooth_offline(x, t, 0.05, 0.25, robust_passes=0)[:, 0, 0]
+    dt = t - t[39]
+    w = np.exp(-0.5 * (dt / 0.05) ** 2) * (np.abs(dt) <= 0.15)
+    line = np.polyval(np.polyfit(dt, x[:, 0, 0], 1, w=np.sqrt(w)), 0.0)
+    quad = np.polyval(np.polyfit(dt, x[:, 0, 0], 2, w=np.sqrt(w)), 0.0)
+    assert abs(line - quad) > 0.005
+    assert out[39] == pytest.approx(line, abs=1e-9)
+
+
+def test_one_euro_restarts_its_speed_after_a_gap():
+    """After a gap the filter starts afresh, its speed estimate included: the same outputs as
+    a new filter."""
+    from pkmodel.lift.smoothing import OneEuroFilter
+
+    def run(samples):
+        f = OneEuroFilter(min_cutoff=1.0, beta=1.0, d_cutoff=1.0, max_gap_s=0.25)
+        return [f(t, np.array([[v]]))[0, 0] for t, v in samples]
+
+    after_gap = run([(0.0, 0.0), (0.1, 10.0), (1.0, 0.0), (1.1, 1.0)])[-1]
+    fresh = run([(1.0, 0.0), (1.1, 1.0)])[-1]
+    assert after_gap == fresh

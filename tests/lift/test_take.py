@@ -412,3 +412,19 @@ def test_metadata_that_would_not_write_back_is_refused_naming_its_key(tmp_path):
     nested["metadata"]["lift"] = {"min_score": [0.5, float("nan")]}
     with pytest.raises(PkmodelError, match=r"'metadata.lift.min_score\[1\]' is nan"):
         take_from_json(nested)
+
+
+def test_the_binary_layout_table_and_version_by_their_bytes():
+    """docs/3d.md: after the 32-byte header, one 32-byte entry per field, little-endian
+    (name NUL-padded to 24 bytes, a type code, 3 zero bytes, a uint32 count); a version above
+    1 is refused."""
+    from pkmodel.lift.take import take_from_bytes
+
+    data = take_to_bytes(make_take())
+    assert struct.unpack_from("<24sc3xI", data, 32) == (b"timestamp".ljust(24, b"\0"), b"d", 1)
+    entry = struct.unpack_from("<24sc3xI", data, 32 + 2 * 32)
+    assert entry == (b"keypoints_2d".ljust(24, b"\0"), b"f", 2 * J)
+    bad = bytearray(data)
+    struct.pack_into("<H", bad, 8, 2)
+    with pytest.raises(PkmodelError, match="take version 2; this reads up to 1"):
+        take_from_bytes(bytes(bad))
