@@ -27,14 +27,18 @@ def labels_path(cfg: Config, split: str) -> Path:
 
 
 def per_process_batch(cfg: Config, dist: DistInfo) -> int:
-    """``train.batch_size`` is global: each process loads its share."""
-    per_process = cfg.train.batch_size // dist.world_size
-    if per_process < 1:
+    """``train.batch_size`` is global: each process loads its share, the same for all (a
+    batch that does not split evenly is refused rather than rounded down unsaid)."""
+    size, n = cfg.train.batch_size, dist.world_size
+    if size < n:
+        raise PkmodelError(f"train.batch_size {size} is smaller than the number of processes ({n})")
+    if size % n:
+        below, above = size - size % n, size - size % n + n
         raise PkmodelError(
-            f"train.batch_size {cfg.train.batch_size} is smaller than the number of processes "
-            f"({dist.world_size})"
+            f"train.batch_size {size} does not split evenly over {n} processes (it is the "
+            f"global batch): give a multiple of {n}, e.g. {below} or {above}"
         )
-    return per_process
+    return size // n
 
 
 def train_loader(dataset: Any, cfg: Config, dist: DistInfo, device: torch.device) -> TrainLoader:

@@ -520,3 +520,30 @@ def test_a_run_that_cannot_start_leaves_no_folder(tmp_path):
     with pytest.raises(PkmodelError, match="prepared labels .*train.json do not exist"):
         train(cfg, progress=False)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("batch", "processes", "message"),
+    [
+        (
+            5,
+            2,
+            "train.batch_size 5 does not split evenly over 2 processes (it is the global "
+            "batch): give a multiple of 2, e.g. 4 or 6",
+        ),
+        (3, 4, "train.batch_size 3 is smaller than the number of processes (4)"),
+        (6, 4, "give a multiple of 4, e.g. 4 or 8"),
+    ],
+)
+def test_a_global_batch_that_does_not_split_evenly_is_refused(batch, processes, message):
+    """Under torchrun each process loads batch_size / processes samples: 5 over 2 was 2 each,
+    a global batch of 4, without a word."""
+    from pkmodel.common.devices import DistInfo
+    from pkmodel.config import load_config
+    from pkmodel.engine.batches import per_process_batch
+
+    cfg = load_config(overrides=[f"train.batch_size={batch}"])
+    with pytest.raises(PkmodelError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        per_process_batch(cfg, DistInfo(world_size=processes))
+    cfg = load_config(overrides=[f"train.batch_size={2 * processes}"])
+    assert per_process_batch(cfg, DistInfo(world_size=processes)) == 2
