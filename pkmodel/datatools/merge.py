@@ -83,10 +83,20 @@ def _check_compatible(paths: list[Path], datas: list[dict[str, Any]]) -> None:
             if data.get(key) != ref.get(key):
                 mine, theirs = data.get(key), ref.get(key)
                 if key == "joint_names":
-                    mine, theirs = f"{len(mine or [])} joints", f"{len(theirs or [])}"
+                    mine, theirs = _first_other_joint(mine, theirs)
                 raise PkmodelError(
                     f"cannot merge {path} with {first}: {what} {mine} differs from {theirs} ({why})"
                 )
+
+
+def _first_other_joint(mine: Any, theirs: Any) -> tuple[str, str]:
+    """Two joint-name lists as an error sentence shows how they differ: their counts, or the
+    first place where they name another joint."""
+    mine, theirs = list(mine or []), list(theirs or [])
+    if len(mine) != len(theirs):
+        return f"{len(mine)} joints", f"{len(theirs)}"
+    i = next(i for i, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b)
+    return f"(joint {i} {mine[i]!r})", f"{theirs[i]!r}"
 
 
 def inner_parts(rel: PurePosixPath) -> tuple[str, ...]:

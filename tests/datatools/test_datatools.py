@@ -183,6 +183,11 @@ def test_merge_refuses_mismatches_with_one_sentence(coco_prepared, tmp_path):
         ("crop_size", 128, "crop_size 128 differs from 96"),
         ("version", 0, "schema version 0 differs from 1"),
         ("joint_names", data["joint_names"][:13], "joint names 13 joints differs from 17"),
+        (
+            "joint_names",
+            [data["joint_names"][0], *data["joint_names"][1:3][::-1], *data["joint_names"][3:]],
+            "joint names \\(joint 1 'right_eye'\\) differs from 'left_eye'",
+        ),
     ):
         bad = coco_prepared / f"bad_{key}.json"
         bad.write_text(json.dumps({**data, key: value}))
