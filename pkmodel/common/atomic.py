@@ -83,6 +83,21 @@ def remove_interrupted_writes(folder: str | Path, names: Iterable[str]) -> list[
     return removed
 
 
+def listed_outputs(names: Iterable[Any], suffixes: tuple[str, ...]) -> set[str]:
+    """Of the names an earlier run's manifest lists, those that can be its own outputs in the
+    manifest's folder: plain file names (no folder part) ending in one of ``suffixes``; anything
+    else (an edited or damaged manifest) is never taken for a file to remove."""
+    return {n for n in names if isinstance(n, str) and n == Path(n).name and n.endswith(suffixes)}
+
+
+def remove_replaced(folder: str | Path, names: Iterable[str]) -> None:
+    """Delete the files ``names`` of ``folder``: an earlier run's outputs that a new run, once
+    its own are written, does not list again (one already gone is no fault)."""
+    for name in names:
+        with contextlib.suppress(OSError):
+            (Path(folder) / name).unlink()
+
+
 def default_file_mode() -> int:
     """The mode ``open()`` would give a new file: 0666 minus the process umask.
 

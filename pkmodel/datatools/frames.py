@@ -16,7 +16,6 @@ rerun with another turn keeps none of them.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -26,7 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from pkmodel.common.atomic import atomic_write_bytes, atomic_write_json, check_writable
+from pkmodel.common.atomic import (
+    atomic_write_bytes,
+    atomic_write_json,
+    check_writable,
+    listed_outputs,
+    remove_replaced,
+)
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.geometry import QUARTER_TURNS, turn_image
 from pkmodel.common.images import VIDEO_SUFFIXES, opencv_path
@@ -121,27 +126,26 @@ def _settings(
     }
 
 
-def _done_before(folder: Path, settings: dict[str, Any]) -> bool:
+def _manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest an earlier run left in ``folder``; None without a readable one."""
     try:
         old = json.loads((folder / MANIFEST).read_bytes())
     except (OSError, ValueError):
-        return False
-    return isinstance(old, dict) and all(old.get(k) == v for k, v in settings.items())
+        return None
+    return old if isinstance(old, dict) else None
+
+
+def _done_before(folder: Path, settings: dict[str, Any]) -> bool:
+    old = _manifest(folder)
+    return old is not None and all(old.get(k) == v for k, v in settings.items())
 
 
 def _listed_frames(folder: Path) -> set[str]:
     """The frames the manifest in ``folder`` lists (an earlier run's own files: plain .jpg
-    names in that folder); none without a readable manifest."""
-    try:
-        old = json.loads((folder / MANIFEST).read_bytes())
-    except (OSError, ValueError):
-        return set()
-    frames = old.get("frames") if isinstance(old, dict) else None
+    names in that folder, not hidden); none without a readable manifest."""
+    frames = (_manifest(folder) or {}).get("frames")
     names = [f.get("file") for f in frames if isinstance(f, dict)] if isinstance(frames, list) else []  # fmt: skip
-    return {
-        n for n in names
-        if isinstance(n, str) and n == Path(n).name and n.endswith(".jpg") and not n.startswith(".")
-    }  # fmt: skip
+    return {n for n in listed_outputs(names, (".jpg",)) if not n.startswith(".")}
 
 
 def extract_video(
@@ -210,9 +214,7 @@ def extract_video(
     }
     atomic_write_json(folder / MANIFEST, manifest)
     # an earlier run's frames (other settings) that this one does not list: replaced by it
-    for name in earlier - {f["file"] for f in frames}:
-        with contextlib.suppress(OSError):
-            (folder / name).unlink()
+    remove_replaced(folder, earlier - {f["file"] for f in frames})
     short = None
     if manifest["frames_missing"]:
         short = (

@@ -9,7 +9,6 @@ found keep their argmax position and are not drawn.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
@@ -21,7 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from pkmodel.common.atomic import atomic_write_text, check_writable, default_file_mode
+from pkmodel.common.atomic import (
+    atomic_write_text,
+    check_writable,
+    default_file_mode,
+    listed_outputs,
+    remove_replaced,
+)
 from pkmodel.common.draw import draw_center, draw_skeleton, save_image
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.geometry import (
@@ -549,9 +554,7 @@ def predict_path(
             out_dir.rmdir()  # a run that wrote nothing leaves no empty folder behind
         raise
     # an earlier prediction's overlays that this one did not draw again: replaced by it
-    for name in earlier - {p.name for p in summary.overlays}:
-        with contextlib.suppress(OSError):
-            (out_dir / name).unlink()
+    remove_replaced(out_dir, earlier - {p.name for p in summary.overlays})
     return summary
 
 
@@ -566,10 +569,7 @@ def _listed_overlays(out_dir: Path) -> set[str]:
         return set()
     items = old.get("items") if isinstance(old.get("items"), list) else []
     names = [old.get("overlay"), *(i.get("overlay") for i in items if isinstance(i, dict))]
-    return {
-        n for n in names
-        if isinstance(n, str) and n == Path(n).name and n.endswith(("_pose.jpg", "_pose.mp4"))
-    }  # fmt: skip
+    return listed_outputs(names, ("_pose.jpg", "_pose.mp4"))
 
 
 def _predict_into(
