@@ -10,6 +10,7 @@ gets the camera pixels the app would give Core ML) through the same code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,22 @@ class Network:
             cfg.model.input_size = self.input_size
 
 
+def check_onnx_interface(path: Path, shape: Sequence[Any] | None, outputs: list[str]) -> None:
+    """A PkmodelError unless an ONNX model has pkmodel's interface: one input of ``shape``
+    N x 3 x S x S (None: not exactly one input; a dimension not fixed is not an int) and the
+    outputs of OUTPUT_NAMES. What onnxruntime runs and what model-info describes are checked
+    alike."""
+    if shape is None or len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int):
+        raise PkmodelError(
+            f"{path} is not a pkmodel ONNX export (expected one N x 3 x S x S input)"
+        )
+    if sorted(outputs) != sorted(OUTPUT_NAMES):
+        raise PkmodelError(
+            f"{path} is not a pkmodel ONNX export (outputs {outputs}, expected "
+            f"{list(OUTPUT_NAMES)})"
+        )
+
+
 class OnnxNetwork(torch.nn.Module):
     """An exported .onnx model under ONNX Runtime (CPU)."""
 
@@ -69,17 +86,8 @@ class OnnxNetwork(torch.nn.Module):
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise PkmodelError(f"{path} is not a readable ONNX model ({first[:160]})") from None
         inputs = self.session.get_inputs()
-        outputs = [o.name for o in self.session.get_outputs()]
         shape = inputs[0].shape if len(inputs) == 1 else None
-        if shape is None or len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int):
-            raise PkmodelError(
-                f"{path} is not a pkmodel ONNX export (expected one N x 3 x S x S input)"
-            )
-        if sorted(outputs) != sorted(OUTPUT_NAMES):
-            raise PkmodelError(
-                f"{path} is not a pkmodel ONNX export (outputs {outputs}, expected "
-                f"{list(OUTPUT_NAMES)})"
-            )
+        check_onnx_interface(path, shape, [o.name for o in self.session.get_outputs()])
         self.path = path
         self.input_name = inputs[0].name
         self.input_size = int(shape[2])

@@ -15,11 +15,10 @@ from typing import Any
 import numpy as np
 
 from pkmodel.common.errors import PkmodelError, not_there
-from pkmodel.engine.networks import weights_kind
+from pkmodel.engine.networks import check_onnx_interface, weights_kind
 from pkmodel.export.common import human_size, path_size
 from pkmodel.mlprogram.blobs import STORED_TYPES, BlobFile
 from pkmodel.mlprogram.program import BlobRef, Program, TensorType
-from pkmodel.model.outputs import OUTPUT_NAMES
 
 _TEXT_TYPES = {"string", "bool"}
 
@@ -72,17 +71,10 @@ def describe_onnx(path: Path) -> dict[str, Any]:
     graph = model.graph
     weights = {init.name for init in graph.initializer}
     feeds = [i for i in graph.input if i.name not in weights]
-    shape = feeds[0].type.tensor_type.shape.dim if len(feeds) == 1 else None
-    if shape is None or len(shape) != 4 or shape[1].dim_value != 3 or not shape[2].dim_value:
-        raise PkmodelError(
-            f"{path} is not a pkmodel ONNX export (expected one N x 3 x S x S input)"
-        )
-    outputs = [o.name for o in graph.output]
-    if sorted(outputs) != sorted(OUTPUT_NAMES):
-        raise PkmodelError(
-            f"{path} is not a pkmodel ONNX export (outputs {outputs}, expected "
-            f"{list(OUTPUT_NAMES)})"
-        )
+    fed = feeds[0].type.tensor_type.shape.dim if len(feeds) == 1 else None
+    # as onnxruntime gives it: a dimension not fixed (dim_value 0) is no int
+    shape = None if fed is None else [d.dim_value or None for d in fed]
+    check_onnx_interface(path, shape, [o.name for o in graph.output])
 
     def dims(value) -> str:
         shape = value.type.tensor_type.shape.dim
