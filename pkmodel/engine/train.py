@@ -305,8 +305,10 @@ RESUME_FIXED = ("optimizer", "batch_size", "scheduler", "warmup_epochs", "ema")
 # what a run reads besides [train] (a change is applied and reported); data.* only these
 RESUME_READ = ("targets", "loss", "augment", "decoder", "eval")
 RESUME_DATA = ("prepared_dir", "train_split", "val_split")
-# not compared: where the run is (it may move), how it started (kept: see _resume_settings)
+# not compared: where the run is (it may move), how it started (kept: see _resume_plan)
 RESUME_IGNORED = ("train.out_dir", "train.finetune", "eval.out_dir", "train.minutes")
+# the source _resume_plan gives the train.epochs and minutes a time-budgeted run keeps
+BUDGET_KEPT = "time budget (checkpoint)"
 
 
 def _given(cfg: Config, key: str) -> bool:
@@ -341,8 +343,8 @@ def _resume_plan(cfg: Config, saved: dict[str, Any], path: Path) -> None:
     minutes, saved_minutes = cfg.train.minutes, float(was.get("minutes", 0.0))
     if saved_minutes > 0:
         if minutes in (0, saved_minutes) and not (minutes == 0 and _given(cfg, "train.minutes")):
-            cfg.set("train.minutes", saved_minutes, "time budget (checkpoint)")
-            cfg.set("train.epochs", int(was["epochs"]), "time budget (checkpoint)")
+            cfg.set("train.minutes", saved_minutes, BUDGET_KEPT)
+            cfg.set("train.epochs", int(was["epochs"]), BUDGET_KEPT)
         elif minutes > 0:
             raise PkmodelError(
                 f"cannot resume from {path} with train.minutes {minutes:g} (the checkpoint has "
@@ -394,7 +396,7 @@ def _nothing_to_train(cfg: Config, checkpoint: dict[str, Any], given_epochs: int
     t, saved = cfg.train, checkpoint["config"].get("train", {})
     done, best = int(checkpoint["epoch"]), checkpoint["best"]
     if done >= t.epochs:
-        if cfg.sources.get("train.epochs") == "time budget (checkpoint)":
+        if cfg.sources.get("train.epochs") == BUDGET_KEPT:
             asked = f" (not --epochs {given_epochs})" if given_epochs is not None else ""
             return (
                 f"train.epochs is {t.epochs}{asked}, as its time budget (train.minutes "
@@ -488,7 +490,7 @@ def train(
                     reason=reason,
                 )
             changed = _resume_changes(cfg, checkpoint["config"], resume)
-            kept = cfg.sources.get("train.epochs") == "time budget (checkpoint)"
+            kept = cfg.sources.get("train.epochs") == BUDGET_KEPT
             if kept and given_epochs is not None and given_epochs != cfg.train.epochs:
                 changed.append(
                     f"train.epochs stays {cfg.train.epochs} as the time budget chose, not "

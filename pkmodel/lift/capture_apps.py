@@ -288,9 +288,9 @@ def read_stray_folder(folder: Path, warn: Warn | None = None) -> StrayRecording:
                 raise PkmodelError(
                     f"{folder}: {d.name} in depth/ has no {d.stem}.png in confidence/"
                 )
-    row_of = {n: row for row, n in enumerate(numbers)}
+    rowed = set(numbers)
     for d in depth:
-        if int(d.stem) not in row_of:
+        if int(d.stem) not in rowed:
             raise PkmodelError(
                 f"{folder / STRAY_DEPTH_DIR}: depth map {d.name} has no row of frame "
                 f"{int(d.stem):06d} in {STRAY_ODOMETRY} (the app writes a row for every frame)"
