@@ -6,6 +6,12 @@ libraries (torch, cv2) inside the command body, so `pkmodel --help` stays fast.
 
 from __future__ import annotations
 
+import errno
+import importlib
+import os
+import sys
+from typing import Any
+
 import typer
 
 from pkmodel import __version__
@@ -80,7 +86,7 @@ def main() -> None:
     set_process_defaults()
     stopping.install()
     try:
-        app()
+        _run(app)
     except BaseException as e:
         signum = stopping.requested()
         if signum is None:
@@ -92,3 +98,41 @@ def main() -> None:
         # checkpoint's zip writer cut off mid-record) or the command ended first: it stopped
         stopping.say(signum)
         raise SystemExit(code) from None
+
+
+# The module of the exceptions the command line raises: click's own, or the copy of click that
+# newer Typer releases carry inside (typer._click); typer.BadParameter is one of them.
+_CLICK_ERRORS = importlib.import_module(typer.BadParameter.__module__)
+
+
+def _run(command: Any, args: list[str] | None = None, prog_name: str | None = None) -> None:
+    """``command`` as click's standalone mode runs it (exit codes, a closed pipe), except that
+    a usage mistake (an unknown option, a value of the wrong type, a missing argument) is one
+    ``error:`` line naming the command's help, as every other error of pkmodel is, not click's
+    usage block. ``args``: the command line after the program's name (None: sys.argv's),
+    ``prog_name`` the name usage lines give it (None: as it was started)."""
+    try:
+        code = command(args=args, prog_name=prog_name, standalone_mode=False)
+    except _CLICK_ERRORS.UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # a group without its command: its help
+            e.show()
+            raise SystemExit(e.exit_code) from None
+        help_hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+        sentence = e.format_message().rstrip(".")
+        typer.secho(f"error: {sentence}{help_hint}", err=True, fg=typer.colors.RED)
+        raise SystemExit(e.exit_code) from None
+    except _CLICK_ERRORS.ClickException as e:
+        typer.secho(f"error: {e.format_message()}", err=True, fg=typer.colors.RED)
+        raise SystemExit(e.exit_code) from None
+    except typer.Abort:
+        typer.secho("aborted", err=True, fg=typer.colors.RED)
+        raise SystemExit(1) from None
+    except OSError as e:
+        if e.errno != errno.EPIPE:
+            raise
+        # the reader of stdout went away (`pkmodel config show | head -1`): quietly, as click
+        # does; what is left in stdout's buffer goes nowhere at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
+    if isinstance(code, int) and code:  # typer.Exit(code) or Ctrl-C (130) inside the command
+        raise SystemExit(code)

@@ -92,7 +92,7 @@ def test_clean_up_that_raises_on_the_way_out_does_not_hide_the_stop(signum, word
 import signal
 import pkmodel.cli as cli
 
-def app():
+def app(**click_options):
     try:
         signal.raise_signal({int(signum)})
     finally:
@@ -169,7 +169,7 @@ def test_without_a_stop_errors_are_unchanged():
     code = """
 import pkmodel.cli as cli
 
-def app():
+def app(**click_options):
     raise RuntimeError("a bug")
 
 cli.app = app
