@@ -129,6 +129,9 @@ class Run:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "epoch": epoch,
             "step": self.step,
+            # the schedule's position is the step; a resume on a training split of another
+            # size (other steps per epoch) moves it to the same epoch (_rebase_schedule)
+            "steps_per_epoch": self.steps_per_epoch,
             "best": self.best,
             "rng": rng_state(),
             "config": self.cfg.to_dict(),
@@ -499,6 +502,7 @@ def train(
         run, dataset = _build_run(cfg, dist, device, checkpoint, progress, max_steps)
         start_epoch = run.load(checkpoint, resume) if checkpoint and resume else 0
         if checkpoint is not None:
+            changed += _rebase_schedule(run, checkpoint, start_epoch, len(dataset))
             if run.stopped_early:  # trains on past an early stop (_nothing_to_train)
                 patience = int(checkpoint["config"]["train"].get("early_stop_patience", 0))
                 if 0 < cfg.train.early_stop_patience <= patience:  # more epochs: count afresh
@@ -525,6 +529,23 @@ def train(
     finally:
         if created and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def _rebase_schedule(run: Run, checkpoint: dict[str, Any], epoch: int, samples: int) -> list[str]:
+    """A resume whose training split has another size (samples added or removed since, or
+    another data.train_split) has other steps per epoch than the checkpoint: the learning-rate
+    schedule, counted in steps, would jump (a cosine cut short or run past its end). The step
+    counter moves to the same point, the end of ``epoch``, at the new steps per epoch; the change
+    is reported. A checkpoint that does not record its steps per epoch (written before they were
+    kept) is taken as unchanged."""
+    before = checkpoint.get("steps_per_epoch")
+    if not isinstance(before, int) or before in (0, run.steps_per_epoch):
+        return []
+    run.step = epoch * run.steps_per_epoch
+    return [
+        f"steps per epoch {before} -> {run.steps_per_epoch} (the training split holds "
+        f"{samples} samples; the learning-rate schedule goes on from the end of epoch {epoch})"
+    ]
 
 
 def _peer_failed(error: RuntimeError) -> bool:

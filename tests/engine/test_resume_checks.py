@@ -327,3 +327,46 @@ def test_an_early_stopped_run_resumes_to_nothing_unless_patience_or_epochs_are_r
     assert result.epochs_run == 2 and result.stopped_early
     assert torch.load(run / "last.pt", weights_only=True)["stopped_early"] == 5
     assert [r["epoch"] for r in _rows(run)] == [1, 2, 3, 4, 5]
+
+
+def test_a_resume_on_a_training_split_of_another_size_keeps_the_schedule_by_epochs(
+    tiny_prepared, one_epoch, tmp_path
+):
+    """The schedule is counted in steps: resumed on a split of twice the samples, epoch 2
+    would have begun at epoch 1's step count, half-way along its cosine rather than at the
+    half of the run it has reached. It goes on from the end of epoch 1 at the new steps per
+    epoch, and says so."""
+    import math
+
+    bigger = tmp_path / "bigger"
+    bigger.mkdir()
+    (bigger / "imgs").symlink_to(tiny_prepared / "imgs")
+    shutil.copy(tiny_prepared / "val.json", bigger / "val.json")
+    labels = json.loads((tiny_prepared / "train.json").read_text())
+    labels["samples"] = labels["samples"] * 2  # each crop twice
+    (bigger / "train.json").write_text(json.dumps(labels))
+    samples = len(labels["samples"])
+    before = torch.load(one_epoch, weights_only=True)
+    old = before["steps_per_epoch"]
+    assert before["step"] == old == samples // 2 // 8 == 3
+    new = samples // 8
+    assert new in (6, 7)
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(one_epoch, run / "last.pt")
+    cfg = tiny_train_config(tiny_prepared, run, epochs=2)
+    cfg.set("data.prepared_dir", bigger, "--set")
+    result = train(cfg, resume=run / "last.pt", progress=False)
+    assert result.changed[-1] == (
+        f"steps per epoch 3 -> {new} (the training split holds {samples} samples; the "
+        "learning-rate schedule goes on from the end of epoch 1)"
+    )
+    saved = torch.load(run / "last.pt", weights_only=True)
+    assert (saved["steps_per_epoch"], saved["step"]) == (new, 2 * new)
+    # epoch 2's last step is step 2 * new - 1 of a cosine over 2 * new steps after a warmup
+    # of half an epoch; counted on from step 3 it would have been step new + 2 (0.41-0.5 of
+    # the peak rate in place of 0.02-0.03)
+    warmup = round(0.5 * new)
+    last_lr = 2e-3 * 0.5 * (1 + math.cos(math.pi * (2 * new - 1 - warmup) / (2 * new - warmup)))
+    assert saved["row"]["lr"] == pytest.approx(last_lr, rel=1e-6)
+    assert last_lr < 1e-4
