@@ -8,7 +8,10 @@ grab() and only the chosen ones retrieved, and written as OUT/<video>/<video>_<f
 OUT/<video>/frames.json (its frames with their times); a rerun skips videos whose manifest
 matches the video file and the settings, and within an interrupted video keeps the frames
 already written; a rerun with other settings, once its manifest is written, removes the frames
-the earlier manifest lists and the new one does not (nothing else). With ``rotate`` (90, 180,
+the earlier manifest lists and the new one does not (nothing else). Before its first frame a run
+lists the frames it will write in OUT/<video>/.frames-pending.json, so that the frames of a run
+interrupted before its manifest count as the earlier run's too (removed by the next run that
+finishes, or that finds the video complete, where it does not list them). With ``rotate`` (90, 180,
 270 degrees clockwise) each frame is stored turned, for a video stored on its side without a
 display matrix (a Stray Scanner ``rgb.mp4``), and its name ends in ``_r<degrees>`` so that a
 rerun with another turn keeps none of them.
@@ -37,6 +40,8 @@ from pkmodel.common.geometry import QUARTER_TURNS, turn_image
 from pkmodel.common.images import VIDEO_SUFFIXES, opencv_path
 
 MANIFEST = "frames.json"
+# the frames a run is writing, until its manifest is written (an interrupted run's outputs)
+PENDING = ".frames-pending.json"
 # --every below this (1000 frames a second) is a mistake, not a sampling rate
 MIN_EVERY_S = 0.001
 
@@ -126,10 +131,10 @@ def _settings(
     }
 
 
-def _manifest(folder: Path) -> dict[str, Any] | None:
-    """The manifest an earlier run left in ``folder``; None without a readable one."""
+def _manifest(folder: Path, name: str = MANIFEST) -> dict[str, Any] | None:
+    """The manifest ``name`` an earlier run left in ``folder``; None without a readable one."""
     try:
-        old = json.loads((folder / MANIFEST).read_bytes())
+        old = json.loads((folder / name).read_bytes())
     except (OSError, ValueError):
         return None
     return old if isinstance(old, dict) else None
@@ -140,12 +145,20 @@ def _done_before(folder: Path, settings: dict[str, Any]) -> bool:
     return old is not None and all(old.get(k) == v for k, v in settings.items())
 
 
-def _listed_frames(folder: Path) -> set[str]:
-    """The frames the manifest in ``folder`` lists (an earlier run's own files: plain .jpg
-    names in that folder, not hidden); none without a readable manifest."""
-    frames = (_manifest(folder) or {}).get("frames")
+def _listed_frames(folder: Path, name: str = MANIFEST) -> set[str]:
+    """The frames the manifest ``name`` in ``folder`` lists (an earlier run's own files: plain
+    .jpg names in that folder, not hidden); none without a readable manifest. ``PENDING``: the
+    frames of a run that did not finish."""
+    frames = (_manifest(folder, name) or {}).get("frames")
     names = [f.get("file") for f in frames if isinstance(f, dict)] if isinstance(frames, list) else []  # fmt: skip
     return {n for n in listed_outputs(names, (".jpg",)) if not n.startswith(".")}
+
+
+def _drop_pending(folder: Path, kept: set[str]) -> None:
+    """Remove the frames of unfinished runs (``PENDING``) that ``kept`` (the frames of the
+    manifest now in ``folder``) does not list, then the list itself."""
+    remove_replaced(folder, _listed_frames(folder, PENDING) - kept)
+    (folder / PENDING).unlink(missing_ok=True)
 
 
 def extract_video(
@@ -180,12 +193,15 @@ def extract_video(
         earlier = _listed_frames(folder)  # read before the new manifest replaces it
         want = set(wanted.tolist())
         last = int(wanted[-1]) if len(wanted) else -1
+        names = {i: f"{folder.name}_{i:06d}{f'_r{rotate}' if rotate else ''}.jpg" for i in want}
         folder.mkdir(parents=True, exist_ok=True)  # only for a video that opens
+        pending = _listed_frames(folder, PENDING) | set(names.values())
+        atomic_write_json(folder / PENDING, {"frames": [{"file": n} for n in sorted(pending)]})
         frames, written, kept = [], 0, 0
         index = 0
         while index <= last and cap.grab():
             if index in want:
-                name = f"{folder.name}_{index:06d}{f'_r{rotate}' if rotate else ''}.jpg"
+                name = names[index]
                 path = folder / name
                 if path.is_file():
                     kept += 1
@@ -214,7 +230,9 @@ def extract_video(
     }
     atomic_write_json(folder / MANIFEST, manifest)
     # an earlier run's frames (other settings) that this one does not list: replaced by it
-    remove_replaced(folder, earlier - {f["file"] for f in frames})
+    mine = {f["file"] for f in frames}
+    remove_replaced(folder, earlier - mine)
+    _drop_pending(folder, mine)
     short = None
     if manifest["frames_missing"]:
         short = (
@@ -262,6 +280,8 @@ def extract_frames(
     ):  # fmt: skip
         folder = out_dir / name
         if _done_before(folder, _settings(video, every_s, count, rotate)):
+            # complete; a later run with other settings that was interrupted left frames
+            _drop_pending(folder, _listed_frames(folder))
             summary.skipped_videos += 1
             continue
         try:  # a ValueError is the video's; an OSError (writing) stops the command

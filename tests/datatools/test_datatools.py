@@ -398,6 +398,60 @@ def test_extract_frames_rerun_with_other_settings_leaves_only_its_own_frames(tmp
     assert _grey_levels(folder) == [2, 7, 12, 17, 22]
 
 
+def test_extract_frames_removes_the_frames_of_a_run_interrupted_before_its_manifest(
+    tmp_path, monkeypatch
+):
+    """A rerun with other settings interrupted before its manifest left its frames in no
+    manifest, and no later run removed them. Each run now lists what it writes first: the next
+    run that finishes, or that finds the video complete, removes what it does not list."""
+    import pkmodel.datatools.frames as frames_module
+    from pkmodel.datatools.frames import PENDING, extract_frames
+
+    _write_video(tmp_path / "clip.avi", 25, 10.0)
+    folder = tmp_path / "f/clip"
+    real = frames_module.atomic_write_json
+
+    def stop_at_the_manifest(path, data):
+        if Path(path).name == "frames.json":
+            raise KeyboardInterrupt
+        real(path, data)
+
+    def interrupted(count: int) -> None:
+        with monkeypatch.context() as m:
+            m.setattr(frames_module, "atomic_write_json", stop_at_the_manifest)
+            with pytest.raises(KeyboardInterrupt):
+                extract_frames(tmp_path / "clip.avi", tmp_path / "f", count=count, progress=False)
+
+    extract_frames(tmp_path / "clip.avi", tmp_path / "f", count=3, progress=False)  # 4, 12, 20
+    (folder / "clip_999999.jpg").write_bytes(b"mine")  # the user's, in no list
+    interrupted(5)  # 2, 7, 12, 17, 22: four written, 12 kept
+    assert sorted(int(p.stem[5:]) for p in folder.glob("*.jpg")) == [
+        2,
+        4,
+        7,
+        12,
+        17,
+        20,
+        22,
+        999999,
+    ]
+    again = extract_frames(tmp_path / "clip.avi", tmp_path / "f", count=3, progress=False)
+    assert again.skipped_videos == 1  # complete: only the interrupted run's extra frames go
+    assert sorted(p.name for p in folder.glob("*.jpg")) == [
+        "clip_000004.jpg", "clip_000012.jpg", "clip_000020.jpg", "clip_999999.jpg",
+    ]  # fmt: skip
+    assert not (folder / PENDING).exists()
+    interrupted(5)
+    interrupted(2)  # 6, 18: both lists add up
+    other = extract_frames(tmp_path / "clip.avi", tmp_path / "f", count=4, progress=False)
+    assert (other.frames_written, other.frames_kept) == (4, 0)  # 3, 9, 15, 21
+    assert sorted(p.name for p in folder.glob("*.jpg")) == [
+        "clip_000003.jpg", "clip_000009.jpg", "clip_000015.jpg", "clip_000021.jpg",
+        "clip_999999.jpg",
+    ]  # fmt: skip
+    assert sorted(p.name for p in folder.iterdir() if p.suffix != ".jpg") == ["frames.json"]
+
+
 # --------------------------------------------------------------------------------------------
 # pseudo-label
 
