@@ -42,22 +42,32 @@ class RunLog:
             self.rows.append(dict(committed))
         # Written with the first epoch's row, before its checkpoint; until then the folder
         # holds what it held (a run that stops before its first epoch leaves the earlier
-        # metrics).
-        self.tb = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out_dir / "tensorboard"))
-        except ImportError:  # tensorboard not installed: metrics.jsonl and the PNG remain
-            pass
+        # metrics). TensorBoard's events likewise: see _tensorboard.
+        self.tb_dir = out_dir / "tensorboard"
+        self.tb: Any = None
 
     def _write(self) -> None:
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
 
+    def _tensorboard(self, epoch: int) -> Any:
+        """The TensorBoard writer (None without the tensorboard package), opened with the
+        first row it gets, ``epoch``: its file starts with a restart marker at that epoch
+        (``purge_step``), which hides the folder's earlier events from there on. So a resumed
+        run's redone epochs replace those of the run it continues (an epoch that was not
+        committed, or was committed and redone), and a run that starts over (--force) replaces
+        the earlier run's curves, once it has a row of its own."""
+        if self.tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard not installed: metrics.jsonl and the PNG remain
+                return None
+            self.tb = SummaryWriter(str(self.tb_dir), purge_step=epoch)
+        return self.tb
+
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
         self._write()
-        if self.tb is not None:
+        if self._tensorboard(row["epoch"]) is not None:
             for key, value in row.items():
                 if isinstance(value, (int, float)) and key != "epoch":
                     self.tb.add_scalar(key, value, row["epoch"])

@@ -170,6 +170,55 @@ def test_a_stop_between_an_epochs_files_loses_no_metrics_row_and_no_best(
     assert best["epoch"] == last["best"]["epoch"] and best["run_id"] == last["run_id"]
 
 
+def _tensorboard(run: Path, tag: str = "train/loss") -> dict[int, float]:
+    """{epoch: value} of ``tag`` as TensorBoard shows the run's folder (a repeated epoch
+    fails)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    steps = [e.step for e in events.Scalars(tag)]
+    assert len(set(steps)) == len(steps), f"epochs shown twice: {steps}"
+    return {e.step: e.value for e in events.Scalars(tag)}
+
+
+def _losses(run: Path) -> dict[int, float]:
+    return {r["epoch"]: r["train/loss"] for r in _rows(run)}
+
+
+def test_tensorboard_shows_a_redone_epoch_once_and_a_run_started_over_alone(
+    tiny_prepared, tmp_path, monkeypatch
+):
+    """A resume redoes an epoch whose last.pt was not written: TensorBoard showed both of its
+    points (its own file and the resumed run's). Each writer now opens with a restart marker at
+    its first epoch, so TensorBoard shows the curves of metrics.jsonl; a run that starts over
+    hides the earlier run's points, and one stopped before its first row leaves them."""
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _stop_at(m, "last.pt", 2, after=False)
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_train_config(tiny_prepared, run, epochs=2), progress=False)
+    stopped = _losses(run)
+    assert _tensorboard(run) == pytest.approx(stopped, rel=1e-6) and len(stopped) == 2
+    train(tiny_train_config(tiny_prepared, run, epochs=3), resume=run / "last.pt")
+    rows = _losses(run)
+    assert sorted(rows) == [1, 2, 3] and rows[2] != stopped[2]
+    assert _tensorboard(run) == pytest.approx(rows, rel=1e-6)
+    with monkeypatch.context() as m:  # starting over, stopped before its first row
+        m.setattr("pkmodel.engine.train.Run.train_epoch", _interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_train_config(tiny_prepared, run, epochs=1), overwrite=True)
+    assert _tensorboard(run) == pytest.approx(rows, rel=1e-6)
+    train(tiny_train_config(tiny_prepared, run, epochs=1, seed=5), overwrite=True)
+    again = _losses(run)
+    assert sorted(again) == [1] and again[1] != rows[1]
+    assert _tensorboard(run) == pytest.approx(again, rel=1e-6)
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
 def test_force_stopped_right_after_its_first_last_pt_resumes_without_the_earlier_runs_files(
     tiny_prepared, tmp_path, monkeypatch
 ):
