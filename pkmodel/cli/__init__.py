@@ -105,6 +105,21 @@ def main() -> None:
 _CLICK_ERRORS = importlib.import_module(typer.BadParameter.__module__)
 
 
+INVALID_VALUE = "Invalid value for "  # how click begins a value's error (BadParameter)
+
+
+def _rejected_value(error: BaseException) -> str | None:
+    """The text given for an option whose type refused it (``--seed abc``): Typer's check
+    (pydantic) keeps it in its ValidationError, the cause of click's error; None where there
+    is none."""
+    errors = getattr(error.__cause__, "errors", None)
+    try:
+        given = errors()[0]["input"] if callable(errors) else None
+    except (TypeError, LookupError, ValueError):
+        return None
+    return given if isinstance(given, str) else None
+
+
 def _run(command: Any, args: list[str] | None = None, prog_name: str | None = None) -> None:
     """``command`` as click's standalone mode runs it (exit codes, a closed pipe), except that
     a usage mistake (an unknown option, a value of the wrong type, a missing argument) is one
@@ -119,6 +134,9 @@ def _run(command: Any, args: list[str] | None = None, prog_name: str | None = No
             raise SystemExit(e.exit_code) from None
         help_hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
         sentence = e.format_message().rstrip(".")
+        value = _rejected_value(e)
+        if value is not None and sentence.startswith(INVALID_VALUE):
+            sentence = f"Invalid value {value!r} for {sentence[len(INVALID_VALUE) :]}"
         typer.secho(f"error: {sentence}{help_hint}", err=True, fg=typer.colors.RED)
         raise SystemExit(e.exit_code) from None
     except _CLICK_ERRORS.ClickException as e:

@@ -28,8 +28,13 @@ def _usage(capsys, args: list[str]) -> tuple[int, str, str]:
         ),
         (
             ["make-synthetic", "--seed", "abc"],
-            "error: Invalid value for '--seed': Input should be a valid integer, unable to "
-            "parse string as an integer (see 'pkmodel make-synthetic --help')",
+            "error: Invalid value 'abc' for '--seed': Input should be a valid integer, unable "
+            "to parse string as an integer (see 'pkmodel make-synthetic --help')",
+        ),
+        (
+            ["train", "--epochs", "1.5"],
+            "error: Invalid value '1.5' for '--epochs': Input should be a valid integer, unable "
+            "to parse string as an integer (see 'pkmodel train --help')",
         ),
         (["predict"], "error: Missing argument 'source' (see 'pkmodel predict --help')"),
         (["nosuch"], "error: No such command 'nosuch' (see 'pkmodel --help')"),
