@@ -47,6 +47,7 @@ def test_quaternion_of_known_rotations():
         q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
         q *= np.sign(np.linalg.det(q))
         np.testing.assert_allclose(quaternion_matrix(*quaternion_xyzw(q)), q, atol=1e-12)
+        assert quaternion_xyzw(q)[3] >= 0  # the sign the docstring promises: w >= 0
 
 
 def test_camera_matrix_round_trip_is_exact():
@@ -58,6 +59,8 @@ def test_camera_matrix_round_trip_is_exact():
         match=r"k.csv: the focal lengths fx and fy must be at least 1 pixel, they are 0 and 5",
     ):
         parse_camera_matrix("0, 0, 1\n0, 5, 1\n0, 0, 1", "k.csv")
+    with pytest.raises(PkmodelError, match=r"they are 50.5 and 0.5$"):  # fy is checked too
+        parse_camera_matrix("50.5, 0, 31\n0, 0.5, 23\n0, 0, 1", "k.csv")
     with pytest.raises(PkmodelError, match=r"k.csv holds a number that is not finite"):
         parse_camera_matrix("nan, 0, 1\n0, 5, 1\n0, 0, 1", "k.csv")
 
@@ -74,6 +77,22 @@ def test_odometry_round_trip_and_the_app_s_own_spacing():
            "23713.402145875, 000000, -0.0049, 0.0128, -0.0313, 0.9998, 0.0040, -0.0188, 0.0018\n")  # fmt: skip
     stamps, frames = parse_odometry(app, "o.csv")
     assert stamps.tolist() == [23713.402145875] and frames == ["000000"]
+
+
+def test_odometry_of_another_column_layout_is_refused():
+    """A row of ten values, or a header naming the quaternion's parts in another order (w
+    first, as some tools write it), is not the app's layout: refused, not read with the pose
+    taken from the wrong columns."""
+    header = "timestamp, frame, x, y, z, qx, qy, qz, qw\n"
+    with pytest.raises(PkmodelError) as err:
+        parse_odometry(header + "0.5, 000000, 0, 0, 0, 0, 0, 0, 1, 7\n", "o.csv")
+    assert str(err.value) == (
+        "o.csv line 2 must be 9 comma-separated values (a timestamp in seconds, a frame number, "
+        "then the pose), it has 10"
+    )
+    reordered = "timestamp, frame, x, y, z, qw, qx, qy, qz\n0.5, 000000, 0, 0, 0, 1, 0, 0, 0\n"
+    with pytest.raises(PkmodelError, match=r"^o.csv must start with the header line 'timestamp, "):
+        parse_odometry(reordered, "o.csv")
 
 
 def test_r3d_k_is_column_major():
@@ -131,6 +150,10 @@ def test_lzfse_block_headers_match_the_reference_encoder_and_decoder():
     v1 = b"bvx1" + (7).to_bytes(4, "little") + bytes(12) + (3).to_bytes(4, "little")
     v1 += (2).to_bytes(4, "little") + bytes(LZFSE_V1_HEADER_BYTES - 28) + bytes(5)
     assert lzfse_block_sizes(v1 + b"bvx$") == [(b"bvx1", 7, LZFSE_V1_HEADER_BYTES + 5)]
+    # a bvx2 header declaring fewer bytes than its own 32 fixed ones is damaged: the walk
+    # would step back into the header (with 0, forever), here onto an end marker at byte 28
+    v2 = b"bvx2" + (6).to_bytes(4, "little") + bytes(16) + (28).to_bytes(4, "little")
+    assert lzfse_block_sizes(v2 + b"bvx$") is None
     # truncated, unknown magic, no end marker: not a stream
     good = lzfse.compress(bytes(4096))
     for bad in (good[:-4], good[:20], b"PK\x03\x04" + good, good[:-4] + b"bvx?"):
@@ -189,6 +212,24 @@ def test_ground_truth_round_trip_keeps_every_number():
         parse_ground_truth(negative, "gt.json", 2, 64, 48)
 
 
+def test_ground_truth_of_more_frames_a_zero_radius_and_another_version():
+    """A recording cut to fewer frames than its side file labels (streams whose counts differ
+    are cut to the common frames) reads the first ones; a radius of 0 (the joint on the skin,
+    which lift.limb_radius_m allows) is no negative radius; a version other than 1 is refused,
+    not read as version 1."""
+    label = {"keypoints": [1.0] * 51, "keypoints_3d": [[0.0, 0.0, 2.0]] * 17,
+             "limb_radius_m": [0.0] * 17}  # fmt: skip
+    text = ground_truth_json([label, None, label], 64, 48)
+    kp2d, kp3d, radius = parse_ground_truth(text, "gt.json", 2, 64, 48)
+    assert kp2d.shape == kp3d.shape == (2, 17, 3) and radius.shape == (2, 17)
+    assert radius[0].tolist() == [0.0] * 17 and np.isnan(radius[1]).all()
+    doc = json.loads(text)
+    doc["version"] = 2
+    with pytest.raises(PkmodelError) as err:
+        parse_ground_truth(json.dumps(doc), "gt.json", 2, 64, 48)
+    assert str(err.value) == "gt.json has version 2; this pkmodel reads 1"
+
+
 def test_odometry_rotations_are_the_rows_quaternions_or_nothing():
     """The rotations of the rows' quaternions, checked against the formula written out above;
     a row whose quaternion is not four finite numbers of unit length gives no rotations (the
@@ -202,7 +243,7 @@ def test_odometry_rotations_are_the_rows_quaternions_or_nothing():
     for r, row in zip(rotations, q, strict=True):
         np.testing.assert_allclose(r, quaternion_matrix(*row), atol=1e-12)
     lines = text.splitlines()
-    for bad in ("nan", "2.0", "x"):
+    for bad in ("nan", "2.0", "x", "1.05"):  # 1.05: a length 5 % off 1 is no rotation either
         changed = "\n".join([*lines[:3], lines[3].rsplit(",", 1)[0] + f", {bad}", *lines[4:]])
         assert odometry_rotations(changed) is None
         assert len(parse_odometry(changed, "o.csv")[0]) == 5  # the timestamps are still read

@@ -87,3 +87,26 @@ def test_a_key_name_checks_that_keys_rules_alone():
     with pytest.raises(PkmodelError, match=r"^lift.min_score = 2.0 must be in \[0, 1\]"):
         cfg.check("lift.min_score")
     cfg.check("lift.sheet_frames", "train")  # neither breaks a rule
+
+
+def test_the_ends_of_closed_ranges_pass_and_a_negative_window_does_not(tmp_path, monkeypatch):
+    """[0, 1] and 1-100 include their ends: a probability of 0 turns an augmentation off, and
+    JPEG quality 100 is the best; a window of -1 is odd but no window."""
+    monkeypatch.chdir(tmp_path)
+    ends = ["synthetic.second_person_prob=0", "augment.flip_prob=1", "synthetic.jpeg_quality=100",
+            "synthetic.jpeg_quality=1", "augment.rotate_deg=180", "synthetic.depth_scale=1"]  # fmt: skip
+    cfg = load_config(None, ends, env={})
+    cfg.check("synthetic", "augment")
+    cfg = load_config(None, ["lift.window=-1"], env={})
+    with pytest.raises(PkmodelError) as err:
+        cfg.check("lift.window")
+    assert str(err.value) == "lift.window = -1 must be a positive odd number"
+
+
+def test_a_choice_is_of_its_literals_type():
+    """rules.is_choice: false is not 0 and 90.0 is not 90, though Python finds them equal."""
+    from pkmodel.config.rules import is_choice
+
+    assert is_choice(90, (0, 90, 180)) and is_choice("auto", ("auto", 0))
+    assert not is_choice(90.0, (0, 90, 180)) and not is_choice(False, (0, 90))
+    assert not is_choice(True, (1, 2))

@@ -14,6 +14,7 @@ import pytest
 
 from pkmodel.common.errors import PkmodelError
 from pkmodel.common.geometry import crop_to_image, pixel_crop_box
+from pkmodel.common.skeleton import NUM_JOINTS
 from pkmodel.config import PrepareConfig
 from pkmodel.data.labels import read_labels
 from pkmodel.data.prepare import (
@@ -575,6 +576,12 @@ def _broken(data: dict, how: str) -> object:
         a["image_id"] = 123456789
     elif how == "duplicate_ann":
         a["id"] = d["annotations"][2]["id"]
+    elif how == "duplicate_image":
+        i["id"] = d["images"][0]["id"]
+    elif how == "bbox_negative_height":
+        a["bbox"][3] = -1.0
+    elif how == "num_keypoints_negative":
+        a["num_keypoints"] = -1
     elif how == "no_file_name":
         del i["file_name"]
     elif how == "no_width":
@@ -641,6 +648,9 @@ def _broken(data: dict, how: str) -> object:
         ),
         ("unknown_image", "refers to image_id 123456789, which is not in 'images'"),
         ("duplicate_ann", "repeats annotation id"),
+        ("duplicate_image", "images[1] repeats image id"),
+        ("bbox_negative_height", "(id 1202706) 'bbox' has a negative width or height"),
+        ("num_keypoints_negative", "'num_keypoints' must be a whole number from 0, got -1"),
         ("no_file_name", "images[1] has no 'file_name'"),
         ("no_width", "images[1] has no 'width'"),
         ("ann_not_object", "annotations[3] is not a JSON object"),
@@ -762,6 +772,7 @@ def test_bad_coordinates_bound_is_one_image_size_off_the_image(tmp_path):
     a, b = data["annotations"][1], data["annotations"][2]
     assert a["image_id"] == b["image_id"] == 40083
     a["keypoints"][3 * _first_labelled(a)] = -0.99 * width  # far off, but within the bound
+    a["keypoints"][3 * _first_labelled(a) + 1] = 1.99 * height  # within it on the other side
     b["keypoints"][3 * _first_labelled(b) + 1] = 2.01 * height  # past it
     path = tmp_path / "a.json"
     path.write_text(json.dumps(data))
@@ -826,6 +837,71 @@ def test_crowding_counts_the_people_inside_the_crop(tmp_path):
     assert filter_reasons(people, params(max_people=0))[0] == -1
     people = load_coco_people(_image_of([_person(50, 100), *near[:6]], tmp_path / "c.json"))
     assert filter_reasons(people, p)[0] == -1
+
+
+def test_crowding_edges_crowds_and_the_area_bound(tmp_path):
+    """Guards the crop as [x0, x0 + side) (a joint on the far edge is outside it), crowd
+    regions never counted as other people, and min_area as a lower bound that keeps its value."""
+    from pkmodel.data.prepare import others_in_crops
+
+    kp = np.zeros((3, NUM_JOINTS, 3))
+    kp[:, 0] = [[10.0, 5.0, 2], [0.0, 0.0, 1], [9.99, 9.99, 2]]  # only joint 0 labelled
+    assert others_in_crops([[0, 0, 10]], [7], [1, 2, 3], kp).tolist() == [2]
+    assert others_in_crops([[0, 0, 10]], [2], [1, 2, 3], kp).tolist() == [1]  # never itself
+    crowd = {**_person(100, 150, joints=1), "iscrowd": 1}
+    people = load_coco_people(_image_of([_person(50, 100), crowd, crowd], tmp_path / "a.json"))
+    assert filter_reasons(people, params(max_people=1, skip_crowd=False)).tolist() == [-1] * 3
+    people = load_coco_people(_image_of([_person(50, 100)], tmp_path / "b.json"))
+    assert filter_reasons(people, params(min_area=20000.0)).tolist() == [-1]
+    assert filter_reasons(people, params(min_area=20000.5)).tolist() == [
+        DROP_REASONS.index("small_area")
+    ]
+
+
+def _two_people(folder: Path, a_x: float = 50.0) -> Path:
+    """A 200 x 200 image: person 1 (box [a_x, 40, 60, 100], every joint inside it) and
+    person 2, whose box center (80, 80) lies in person 1's crop but whose five labelled
+    joints lie beyond it, near (180, 180)."""
+    import cv2
+
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(folder / "a.jpg"), rng.integers(0, 255, (200, 200, 3), dtype=np.uint8))
+    one = [v for j in range(17) for v in (a_x + 3 * j, 40 + 5 * j, 2)]
+    two = [v for j in range(17) for v in ((170 + 5 * j, 170 + 5 * j, 2) if j < 5 else (0, 0, 0))]
+    anns = [
+        {"id": 1, "keypoints": one, "bbox": [a_x, 40, 60, 100], "area": 5000.0},
+        {"id": 2, "keypoints": two, "bbox": [60, 50, 40, 60], "area": 2400.0},
+    ]
+    data = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 200, "height": 200}],
+        "annotations": [{**a, "image_id": 1, "category_id": 1, "iscrowd": 0} for a in anns],
+        "categories": [{"id": 1, "name": "person"}],
+    }
+    (folder / "ann.json").write_text(json.dumps(data))
+    return folder / "ann.json"
+
+
+def test_labels_box_and_others_by_center_in_crop_pixels_and_a_moved_box_is_recropped(tmp_path):
+    """Guards the sample's bbox in crop pixels (x, y, w, h each scaled by crop_size / side),
+    another person listed by its box center alone (no joint in the crop), and a rerun whose
+    crop box moved cutting that crop again instead of reusing the old pixels."""
+    ann = _two_people(tmp_path / "in")
+    first = prepare_split("s", ann.parent, ann, tmp_path / "out", params(), progress=False)
+    one = read_labels(tmp_path / "out/s.json")["samples"][0]
+    # center (80, 90), side 1.25 x 100 = 125: x0 = floor(80 - 62.5 + 0.5) = 18, y0 = 28
+    assert one["crop_box"] == [18, 28, 125]
+    sc = 64 / 125
+    assert one["bbox"] == pytest.approx([32 * sc, 12 * sc, 60 * sc, 100 * sc], abs=1e-3)
+    assert one["center"] == pytest.approx([62 * sc, 62 * sc], abs=1e-3)
+    assert len(one["others"]) == 1
+    assert one["others"][0]["center"] == pytest.approx([62 * sc, 52 * sc], abs=1e-3)
+    assert np.array_equal(one["others"][0]["keypoints"], np.zeros((NUM_JOINTS, 3)))
+    assert (first.crops_written, first.crops_reused) == (2, 0)
+    _two_people(tmp_path / "in", a_x=52.0)  # person 1's box moves 2 px right; same image bytes
+    again = prepare_split("s", ann.parent, ann, tmp_path / "out", params(), progress=False)
+    assert (again.crops_written, again.crops_reused) == (1, 1)
+    assert read_labels(tmp_path / "out/s.json")["samples"][0]["crop_box"] == [20, 28, 125]
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,73 @@ def test_split_refuses_bad_input(coco_prepared, tmp_path):
         split_labels(tmp_path / "bad.json", 0.5, 0, "a", "b")
 
 
+def test_choose_val_groups_of_equal_groups_takes_the_closest_count_in_seeded_order():
+    """Guards the count (the prefix closest to the ratio, not one group short) and the shuffle
+    (the seed picks which groups, not the first ones)."""
+    from pkmodel.datatools.split import choose_val_groups
+
+    ones = np.ones(10, np.int64)
+    picks = set()
+    for seed in range(6):
+        val = choose_val_groups(ones, 0.3, seed)
+        assert val.sum() == 3  # 3 of 10 samples is 0.3 exactly
+        picks.add(tuple(np.flatnonzero(val)))
+        assert choose_val_groups(ones, 0.71, seed).sum() == 7
+    assert len(picks) > 1
+
+
+def _tiny_labels(folder: Path, name: str, image_ids: list[int], **header) -> Path:
+    """A prepared-labels file ``folder/name.json``: one sample per entry of ``image_ids`` (crops
+    ``imgs/train/<i>.jpg`` of a few bytes each, ann ids 0, 1, ...)."""
+    (folder / "imgs/train").mkdir(parents=True, exist_ok=True)
+    samples = []
+    for i, image_id in enumerate(image_ids):
+        (folder / f"imgs/train/{i}.jpg").write_bytes(b"crop %d" % i)
+        kp = np.zeros((NUM_JOINTS, 3))
+        kp[:, :2], kp[:, 2] = 10.0 + i, 2
+        samples.append({
+            "image": f"imgs/train/{i}.jpg", "image_id": image_id, "ann_id": i,
+            "file_name": f"{image_id}.jpg", "keypoints": kp.tolist(), "center": [16.0, 16.0],
+            "crop_box": [0.0, 0.0, 32.0], "bbox": [1.0, 1.0, 20.0, 20.0], "width": 64,
+            "height": 64,
+        })  # fmt: skip
+    data = {"schema": "pkmodel.prepared", "version": 1, "crop_size": 32, **header}
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps({**data, "samples": samples}))
+    return path
+
+
+def test_split_summary_counts_images_per_side_and_the_header_drops_the_whole_files_summary(
+    tmp_path,
+):
+    """Guards what split reports and writes: images per side (not all of them), the val share
+    of all samples, split_of counting the input's samples, no prepare summary of the whole file
+    in a side; and the ratio 0, a hidden file name and a negative seed refused."""
+    from pkmodel.datatools.split import split_labels
+
+    ids = [1, 1, 1, 2, 3, 3, 4, 5, 6, 7]  # 10 samples of 7 images
+    src = _tiny_labels(tmp_path, "all", ids, summary={"kept": 10})
+    s = split_labels(src, 0.3, 0, "tr", "va")
+    train, val = _labels(tmp_path / "tr.json"), _labels(tmp_path / "va.json")
+    assert s.train_samples + s.val_samples == 10 and s.val_samples == len(val["samples"])
+    assert s.train_images == len({x["image_id"] for x in train["samples"]})
+    assert s.val_images == len({x["image_id"] for x in val["samples"]})
+    assert s.train_images + s.val_images == 7
+    share = s.val_samples / 10
+    assert s.format().endswith(f"({share:.1%} of the samples)")
+    assert f"val:   {s.val_samples} samples from {s.val_images} images" in s.format()
+    for side in (train, val):
+        assert "summary" not in side and side["split_of"]["samples"] == 10
+    for bad, message in (
+        (dict(val_ratio=0.0), "--val-ratio must be between 0 and 1"),
+        (dict(train_name=".tr"), "split name '.tr' must be a plain file name"),
+        (dict(seed=-1), "--seed -1 must be a whole number >= 0"),
+    ):
+        args = {"val_ratio": 0.3, "seed": 0, "train_name": "a", "val_name": "b", **bad}
+        with pytest.raises(PkmodelError, match=message):
+            split_labels(src, **args)
+
+
 # --------------------------------------------------------------------------------------------
 # merge
 
@@ -203,6 +270,85 @@ def test_merge_refuses_mismatches_with_one_sentence(coco_prepared, tmp_path):
     with pytest.raises(PkmodelError, match="would overwrite its input"):
         merge_labels([src], coco_prepared, "all", progress=False)
     assert not (tmp_path / "out").exists()  # nothing written before the checks pass
+
+
+def test_default_tags_of_inputs():
+    """Guards the default source tags: the one source all samples share (unless another input
+    has it too, it holds '/', or the input is itself a merge), else the stem, '<folder>_<stem>'
+    where stems repeat, and a counter from 2 for tags that still repeat."""
+    from pkmodel.datatools.merge import default_tags
+
+    def data(*sources, merged=False):
+        d = {"samples": [{"source": x} for x in sources]}
+        return {**d, "merged_from": []} if merged else d
+
+    paths = [Path("/d/a/train.json"), Path("/d/b/train.json"), Path("/d/c/val.json")]
+    assert default_tags(paths, [data("coco")] * 2 + [data("coco", "x")]) == [
+        "a_train", "b_train", "val"
+    ]  # fmt: skip
+    assert default_tags(paths, [data("p"), data("q/r"), data("s", merged=True)]) == [
+        "p", "b_train", "val"
+    ]  # fmt: skip
+    two = [Path("/d/train.json"), Path("/d/coco.json"), Path("/e/coco.json")]
+    assert default_tags(two, [data("coco"), data("a", "b"), data("a", "b")]) == [
+        "coco", "d_coco", "e_coco"
+    ]  # fmt: skip
+    assert default_tags(two[:2], [data("coco"), data("a", "b")]) == ["coco", "coco_2"]
+
+
+def test_merge_paths_nesting_header_and_refusals(tmp_path):
+    """Guards merge's bookkeeping: crops go to imgs/<name>/<tag>/<path under imgs/>, a crop
+    of another size in place is replaced (not reused), a merge of a merge keeps the inner tags
+    (outer/inner), merged_from counts pseudo-labels, settings that differ are None with a note;
+    and refusals: a tag starting with '.', tags or inputs given twice, '..' inside a path, two
+    crops that would share one name."""
+    from pkmodel.datatools.merge import merge_labels
+
+    a = _tiny_labels(tmp_path / "a", "one", [1, 2], expand_ratio=1.25, jpeg_quality=90)
+    b = _tiny_labels(tmp_path / "b", "two", [1, 3], expand_ratio=1.5, jpeg_quality=90)
+    data = _labels(b)
+    data["samples"][1]["pseudo"] = True
+    b.write_text(json.dumps(data))
+    out = tmp_path / "out"
+    (out / "imgs/m/one/train").mkdir(parents=True)
+    (out / "imgs/m/one/train/1.jpg").write_bytes(b"an older, longer crop")
+    s = merge_labels([a, b], out, "m", progress=False)
+    assert (s.samples, s.linked + s.copied, s.reused) == (4, 4, 0)
+    assert "note: the inputs were cropped with different expand ratios" in s.format()
+    merged = _labels(out / "m.json")
+    assert [x["image"] for x in merged["samples"]] == [
+        "imgs/m/one/train/0.jpg", "imgs/m/one/train/1.jpg",
+        "imgs/m/two/train/0.jpg", "imgs/m/two/train/1.jpg",
+    ]  # fmt: skip
+    assert (out / "imgs/m/one/train/1.jpg").read_bytes() == b"crop 1"
+    assert merged["expand_ratio"] is None and merged["jpeg_quality"] == 90
+    assert [m["pseudo"] for m in merged["merged_from"]] == [0, 1]
+    c = _tiny_labels(tmp_path / "c", "three", [9], expand_ratio=1.25, jpeg_quality=80)
+    assert _labels(c)["samples"][0]["image"] == "imgs/train/0.jpg"
+    s = merge_labels([out / "m.json", c], tmp_path / "out2", "n", progress=False)
+    nested = _labels(tmp_path / "out2/n.json")
+    assert [x["source"] for x in nested["samples"]] == ["m/one", "m/one", "m/two", "m/two", "three"]  # fmt: skip
+    assert nested["samples"][0]["image"] == "imgs/n/m/m/one/train/0.jpg"
+    assert nested["jpeg_quality"] is None and nested["expand_ratio"] is None
+    for inputs, tags, message in (
+        ([a], [".a"], "source tag '.a' must be a plain name"),
+        ([a, b], ["x", "x"], "repeat: every input needs its own tag"),
+        ([a, tmp_path / "a/../a/one.json"], None, "the same label file is given twice"),
+    ):
+        with pytest.raises(PkmodelError, match=message):
+            merge_labels(inputs, tmp_path / "out3", "m", tags, progress=False)
+    (tmp_path / "a/other/imgs/train").mkdir(parents=True)
+    (tmp_path / "a/other/imgs/train/0.jpg").write_bytes(b"another crop")
+    for image, message in (
+        ("imgs/train/../../../b/imgs/train/0.jpg", "goes up with '..'"),
+        ("other/imgs/train/0.jpg", "would both become imgs/m/x/train/0.jpg"),  # as sample 0's
+    ):
+        data = _labels(a)
+        data["samples"][1]["image"] = image
+        (tmp_path / "a/bad.json").write_text(json.dumps(data))
+        with pytest.raises(PkmodelError, match=message):
+            merge_labels([tmp_path / "a/bad.json"], tmp_path / "out3", "m", ["x"], progress=False)
+    assert not (tmp_path / "out3").exists()
 
 
 # --------------------------------------------------------------------------------------------

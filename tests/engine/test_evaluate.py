@@ -440,3 +440,95 @@ def test_an_evaluation_reads_the_prepared_labels_once(tiny_prepared, monkeypatch
     m = evaluate_split(labels, cfg, budget=True).metrics
     assert len(reads) == 1 and m["oracle"] is True
     assert m["AP"] > 0.9 and len(m["error_budget"]["rows"]) == 8
+
+
+# --- scoring: score_predictions on a hand-made split -----------------------------------------
+
+
+def _scoring_case(tmp_path):
+    """One 200 x 200 image: person 10 (the first sample: joints 0-2 visible, 3 and 4 labelled
+    but hidden, an area of 2,500 inside a 100 x 100 box), person 11 (the second sample: no
+    labelled joint) and a dog (category 2) with joints, which no sample shows."""
+    from types import SimpleNamespace
+
+    from pkmodel.engine.scoring import Predictions
+
+    kp = np.zeros((NUM_JOINTS, 3))
+    kp[:5, 0], kp[:5, 1], kp[:5, 2] = 40.0 + 10 * np.arange(5), 50.0, [2, 2, 2, 1, 1]
+    ann = {"image_id": 1, "category_id": 1, "iscrowd": 0}
+    anns = [
+        {**ann, "id": 10, "bbox": [20, 20, 100, 100], "area": 2500.0, "num_keypoints": 5,
+         "keypoints": kp.ravel().tolist()},
+        {**ann, "id": 11, "bbox": [130, 20, 50, 100], "area": 3000.0, "num_keypoints": 0,
+         "keypoints": [0.0] * (3 * NUM_JOINTS)},
+        {**ann, "id": 12, "category_id": 2, "bbox": [20, 20, 100, 100], "area": 2500.0,
+         "num_keypoints": 5, "keypoints": kp.ravel().tolist()},
+    ]  # fmt: skip
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 200, "height": 200}],
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}],
+    }))  # fmt: skip
+    samples = [{"image_id": 1, "ann_id": 10}, {"image_id": 1, "ann_id": 11}]
+    split = SimpleNamespace(
+        samples=samples,
+        labels_path=tmp_path / "val.json",
+        header={"annotations": str(path)},
+        to_image=lambda index, points: np.asarray(points, np.float64)[index],  # crop = image
+    )
+    pred = np.zeros((2, NUM_JOINTS, 2))
+    pred[0] = kp[:, :2]
+    pred[0, 3] += (6.0, 8.0)  # the hidden left ear 10 px off; every other labelled joint exact
+    scores = np.full((2, NUM_JOINTS), 0.2)
+    scores[0, :5] = (0.9, 0.8, 0.7, 0.6, 0.1)
+    found = np.zeros((2, NUM_JOINTS), bool)
+    found[0, :4] = True  # joint 4 is labelled but not found; joints 5+ unlabelled
+    preds = Predictions(pred, scores, found, np.array([0.5, 0.4]))
+    return split, preds, path
+
+
+def test_score_predictions_numbers_on_a_hand_made_split(tmp_path):
+    """Guards what score_predictions feeds the metrics: labelled = v > 0 (hidden joints count),
+    each person's own COCO area (not its box), the PCK threshold of the config, the found rate
+    over labelled joints only, the mean OKS over samples that have one (NaN skipped), instance
+    scores (center x mean found score), and the people COCOeval counts (its category only, a
+    sample without labelled joints never making the count negative)."""
+    from pkmodel.engine.scoring import score_predictions
+
+    split, preds, _ = _scoring_case(tmp_path)
+    cfg = eval_config(**{"eval.pck_norm": "bbox", "eval.pck_threshold": 0.05})
+    ev = score_predictions(split, preds, cfg)
+    m = ev.metrics
+    # OKS: COCO's left-ear sigma 0.035; e = d^2 / (2 sigma)^2 / area / 2 with d = 10, area 2500.
+    ear = math.exp(-(10.0**2) / (2 * 0.035) ** 2 / 2500.0 / 2)
+    assert ev.oks[0] == pytest.approx((4 + ear) / 5, rel=1e-9) and math.isnan(ev.oks[1])
+    assert m["mean_oks"] == pytest.approx((4 + ear) / 5, rel=1e-9)
+    # PCK@0.05 of the 100 px box: 5 px; the ear's 10 px error misses.
+    assert m["PCK"] == pytest.approx(0.8) and m["mean_error_px"] == pytest.approx(2.0)
+    assert m["joint_found_rate"] == pytest.approx(0.8)  # 4 of the 5 labelled joints
+    assert [r["score"] for r in ev.results] == [0.375, 0.08]  # 0.5 x 0.75; 0.4 x 0.2
+    assert [r["category_id"] for r in ev.results] == [1, 1]
+    assert m["gt_people"] == 1 and m["gt_people_without_prediction"] == 0
+    assert m["samples"] == 2 and m["images"] == 1
+
+
+def test_score_predictions_refuses_bad_ids_and_a_missing_annotation_file(tmp_path):
+    """Guards the one-sentence errors of scoring: a sample id that is true/false, an annotation
+    id the file lacks, and prepared labels naming an annotation file that is gone."""
+    from pkmodel.engine.scoring import score_predictions
+
+    split, preds, path = _scoring_case(tmp_path)
+    cfg = eval_config()
+    split.samples[0]["image_id"] = True
+    with pytest.raises(PkmodelError, match=r"samples\[0\]\.image_id is True, not a whole number"):
+        score_predictions(split, preds, cfg)
+    split.samples[0]["image_id"] = 1
+    split.samples[1]["ann_id"] = 99
+    with pytest.raises(PkmodelError, match=r"annotation ids \[99\] of .* are not in"):
+        score_predictions(split, preds, cfg)
+    split.samples[1]["ann_id"] = 11
+    split.header["annotations"] = str(tmp_path / "gone.json")
+    with pytest.raises(PkmodelError, match="pass the original annotations with --annotations"):
+        score_predictions(split, preds, cfg)
+    assert score_predictions(split, preds, cfg, annotations=path).metrics["samples"] == 2

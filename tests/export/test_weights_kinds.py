@@ -165,6 +165,17 @@ def test_model_info_cli_for_each_kind(checkpoint, exports):
         and described["metadata"]["precision"] == "fp16"
     )
     assert format_description(described)[0].startswith(f"{exports['fp16']}: Core ML ML Program (mlpackage, spec version 8")  # fmt: skip
+    # precision counts the values computed, not the constants: each op's outputs, split's four
+    computed = sum(int(part.split()[1]) for part in described["precision"].removesuffix(" operations").split(", "))  # fmt: skip
+    ops = described["ops"]
+    assert computed == sum(ops.values()) - ops["const"] + 3 and described["precision"].startswith("fp16 ")  # fmt: skip
+
+
+def test_model_info_json_says_a_checkpoint_runs_its_ema_weights(checkpoint):
+    """A checkpoint with EMA weights runs them (model_from_checkpoint): --json says 'EMA'."""
+    result = runner.invoke(app, ["model-info", "--weights", str(checkpoint), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["weights"] == "EMA"
 
 
 def _graph_model(inputs: list, outputs: list[str]):
@@ -230,3 +241,50 @@ def test_model_info_refuses_a_core_ml_model_whose_weights_are_missing(exports, t
     with pytest.raises(PkmodelError) as e:
         load_network(bundle)
     assert str(e.value) == f"weight file {blob} {words}"  # the sentence predict gives
+
+
+def test_model_info_counts_an_onnx_files_scalar_weights_and_not_its_listed_initializers(tmp_path):
+    """A scalar initializer (no dims) is one value, not none; an initializer also listed among
+    the graph's inputs (as ONNX before IR version 4 required) is a weight, not a second input."""
+    from onnx import TensorProto, helper, save
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    k = helper.make_tensor_value_info("k", TensorProto.FLOAT, [])
+    outputs = ["heatmaps", "centers", "regs", "offsets"]
+    nodes = [helper.make_node("Mul", ["x", "k"], ["heatmaps"])]
+    nodes += [helper.make_node("Identity", ["x"], [name]) for name in outputs[1:]]
+    weights = [helper.make_tensor("k", TensorProto.FLOAT, [], [2.0]),
+               helper.make_tensor("w", TensorProto.FLOAT, [2, 3], [0.5] * 6)]  # fmt: skip
+    values = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, 8, 8]) for n in outputs]
+    graph = helper.make_graph(nodes, "g", [x, k], values, initializer=weights)
+    path = tmp_path / "m.onnx"
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    info = describe_weights(path)
+    assert info["input"] == "x 1 x 3 x 8 x 8 float32, x / 127.5 - 1"
+    assert info["tensor_dtypes"] == {"float": 7} and info["precision"] == "float weights, run by ONNX Runtime"  # fmt: skip
+    assert info["ops"] == {"Identity": 3, "Mul": 1}
+
+
+def test_model_info_lines_of_a_description():
+    """What model-info prints: stored weights in bytes for Core ML (values for the others), the
+    operations' total, the export check's same-cell share in percent (not repeated as
+    metadata), metadata longer than 100 characters cut to 97 and '...'."""
+    check = {"images": "32 pictures", "heatmaps": 0.000185, "regs": 2.4e-05, "same_cells": 0.984}
+    info = {"path": "m.mlpackage", "kind": "coreml", "format": "Core ML ML Program (opset ios16)",
+            "size_bytes": 558_316, "input": "image 'input' 128 x 128 RGB, pixels 0..255",
+            "outputs": {"heatmaps": "fp32 1 x 17 x 32 x 32"}, "precision": "fp16 122 operations",
+            "tensor_dtypes": {"fp16": 549_564}, "ops": {"const": 421, "conv": 58, "split": 1},
+            "metadata": {"pkmodel_check": json.dumps(check), "z": "x" * 101, "a": "y" * 100}}  # fmt: skip
+    assert format_description(info) == [
+        "m.mlpackage: Core ML ML Program (opset ios16), 0.56 MB on disk",
+        "input: image 'input' 128 x 128 RGB, pixels 0..255",
+        "output heatmaps: fp32 1 x 17 x 32 x 32",
+        "precision: fp16 122 operations",
+        "stored weights (bytes): fp16 549,564",
+        "operations (480): const 421, conv 58, split 1",
+        "export check on 32 pictures: heatmaps 1.85e-04, regs 2.40e-05; same cell 98.4%",
+        "metadata a: " + "y" * 100,
+        "metadata z: " + "x" * 97 + "...",
+    ]
+    onnx_info = {**info, "kind": "onnx", "tensor_dtypes": {"float": 7}, "metadata": {}}
+    assert "stored weights (values): float 7" in format_description(onnx_info)

@@ -134,6 +134,25 @@ def test_the_record3d_layout_is_deterministic(made, tmp_path):
     }
 
 
+def test_the_record3d_layouts_poses_are_arkits_camera_to_world(made, tmp_path):
+    """metadata 'poses' holds per frame a quaternion (qx, qy, qz, qw) then a position
+    (Record3D's maintainer, record3d#27): ARKit's camera-to-world transform, whose camera looks
+    down -z with y up, so the synthetic camera's rotation (OpenCV axes) times diag(1, -1, -1).
+    A frame rate that is not whole stays as it is (12.5 was written 12)."""
+    ann = json.loads((made["pkmodel", "exact"] / "sequences/seq_000/annotations.json").read_text())
+    with zipfile.ZipFile(made["record3d", "exact"] / "sequences/seq_000.r3d") as zf:
+        poses = json.loads(zf.read("metadata"))["poses"]
+    assert len(poses) == len(ann["images"]) == FRAMES
+    for image, pose in zip(ann["images"], poses, strict=True):
+        r, t = (np.array(image["world_to_camera"][k]) for k in ("R", "t"))
+        arkit = r.T @ np.diag([1.0, -1.0, -1.0])
+        np.testing.assert_allclose(quaternion_matrix(*pose[:4]), arkit, atol=1e-7)
+        np.testing.assert_allclose(pose[4:], -r.T @ t, atol=1e-12)
+    generate(spec("record3d", "exact", fps=12.5, frames=2), tmp_path, progress=False)
+    with zipfile.ZipFile(tmp_path / "sequences/seq_000.r3d") as zf:
+        assert json.loads(zf.read("metadata"))["fps"] == 12.5
+
+
 # --- recordings built from the apps' description, not by pkmodel's writer --------------------
 
 
@@ -173,7 +192,7 @@ def test_hand_built_stray_folder_reads_exactly(tmp_path):
     messages: list[str] = []
     (seq,) = quiet_find(folder, messages)
     assert messages == [] and seq.ground_truth is None and seq.name == "scan"
-    assert len(seq) == 4
+    assert len(seq) == 4 and seq.depth_unit_m == 0.001  # millimetres, as the take records
     np.testing.assert_array_equal(seq.timestamps, [100.0, 100.25, 100.5, 100.75])
     assert seq.intrinsics == Intrinsics(50.5, 51.0, 31.25, 23.75, width=64, height=48)
     for i in range(4):
@@ -413,6 +432,12 @@ def test_hand_built_r3d_reads_exactly(tmp_path):
     stray_folder(tmp_path)
     names = sorted(s.name for s in quiet_find(tmp_path))
     assert names == ["scan", "take1", "unzipped"]
+    # given as the input itself, a .r3d renamed .zip reads too (docs/3d.md)
+    zipped = tmp_path / "renamed" / "take1.zip"
+    zipped.parent.mkdir()
+    zipped.write_bytes(path.read_bytes())
+    (seq_zip,) = quiet_find(zipped)
+    np.testing.assert_array_equal(seq_zip.load_depth(2), seq.load_depth(2))
 
 
 def test_r3d_without_a_depth_size_holds_its_depth_at_w_x_h(tmp_path):
@@ -469,6 +494,17 @@ def test_r3d_without_frame_timestamps_uses_fps(tmp_path):
         ({"K": [1, 2, 3]}, r"'K' must be 9 numbers \(a 3 x 3 matrix\), got 3 values"),
         ({"K": None}, r"'K' must be 9 numbers .*got NoneType"),
         ({"dw": 15.5}, r"'dw' must be a whole number of pixels, got 15.5"),
+        ({"dw": 0}, r"'dw' must be a whole number of pixels, got 0$"),
+        # 128 x 94 is 2 % off the JPEGs' 4:3 (up to 1 % is taken as rounding)
+        (
+            {"h": 94},
+            r"intrinsics are for 128 x 94 pixels but the colour frames are 64 x 48, another",
+        ),
+        # cy = 100 lies inside 'w' = 128 but not inside 'h' = 96
+        (
+            {"K": [100.0, 0, 0, 0, 102.0, 0, 63.5, 100.0, 1]},
+            r"principal point \(63.5, 100\) outside",
+        ),
         ({"w": 100}, r"intrinsics are for 100 x 96 pixels but the colour frames are 64 x 48"),
         ({"frameTimestamps": [1.0, 1.0, 2.0]}, r"strictly increasing"),
         ({"frameTimestamps": [1.0]}, r"'frameTimestamps' must list a time per frame \(3\), got 1"),
@@ -578,6 +614,10 @@ def test_r3d_frames_must_be_numbered_from_zero(tmp_path):
             r"camera_matrix.csv: the third row must be 0, 0, 1 .* it is 31.25, 23.75, 1",
         ),
         ("matrix-elsewhere", r"principal point \(331.25, 23.75\) lies outside the 64 x 48 video"),
+        # cy = 48 is on the edge of the 64 x 48 video, not inside it (cy < 64 = width is no test)
+        ("matrix-edge", r"principal point \(31.25, 48\) lies outside the 64 x 48 video"),
+        ("odometry-repeat", r"odometry.csv: row 2 is frame 000000 after frame 000000; the app"),
+        ("confidence-stem", r"scan: 000003.png in depth/ has no 000003.png in confidence/$"),
         (
             "odometry-short",
             r"depth: depth map 000003.png has no row of frame 000003 in odometry.csv",
@@ -621,6 +661,8 @@ def test_bad_stray_folders_are_one_sentence(tmp_path, kind, message):
         "matrix-transposed": {"matrix": "50.5, 0, 0\n0, 51, 0\n31.25, 23.75, 1"},
         "matrix-elsewhere": {"matrix": "50.5, 0, 331.25\n0, 51, 23.75\n0, 0, 1"},
         "matrix-tiny-focal": {"matrix": "1e-300, 0, 31.25\n0, 51, 23.75\n0, 0, 1"},
+        "matrix-edge": {"matrix": "50.5, 0, 31.25\n0, 51, 48.0\n0, 0, 1"},
+        "odometry-repeat": {"odometry": header + "\n".join([rows[0], rows[1].replace("000001", "000000"), *rows[2:]])},
         "odometry-short": {"odometry": header + "\n".join(rows[:3])},
         "odometry-header": {"odometry": "\n".join(rows)},
         "odometry-row": {"odometry": header + rows[0] + "\n1.0, 000001, 0, 0\n"},
@@ -635,6 +677,8 @@ def test_bad_stray_folders_are_one_sentence(tmp_path, kind, message):
         (folder / "camera_matrix.csv").unlink()
     if kind == "confidence-count":
         (folder / "confidence/000003.png").unlink()
+    if kind == "confidence-stem":
+        (folder / "confidence/000003.png").rename(folder / "confidence/000007.png")
     if kind == "confidence-level":
         cv2.imwrite(str(folder / "confidence/000000.png"), np.full((12, 16), 9, np.uint8))
     if kind == "video":
@@ -694,6 +738,165 @@ def test_inputs_that_are_not_recordings(tmp_path):
     (folder / "scan.r3d").write_bytes(r3d_bytes(META))
     with pytest.raises(PkmodelError, match=r"are two recordings named 'scan'"):
         quiet_find(folder)
+
+
+def r3d_without(data: bytes, *names: str) -> bytes:
+    """The .r3d ``data`` with the entries ``names`` left out."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(buffer, "w") as zf:
+        for name in src.namelist():
+            if name not in names:
+                zf.writestr(name, src.read(name))
+    return buffer.getvalue()
+
+
+def test_r3d_streams_of_other_lengths(tmp_path):
+    """frameTimestamps may list more times than the frames kept (a .jpg without its .depth at
+    the end of an interrupted recording: the first two frames, with a warning); a .conf missing
+    where its .depth is there is one sentence (it was a KeyError when that frame was lifted); a
+    .r3d holding no frame at all says so."""
+    path = tmp_path / "a.r3d"
+    data = r3d_bytes({**META, "frameTimestamps": [5.0, 5.5, 6.25, 7.0]})
+    path.write_bytes(r3d_without(data, "rgbd/2.depth", "rgbd/2.conf"))
+    messages: list[str] = []
+    (seq,) = quiet_find(path, messages)
+    assert messages == [f"{path}: frame counts differ (rgbd/*.jpg 3, rgbd/*.depth 2); lifting "
+                        "the first 2 frames"]  # fmt: skip
+    assert len(seq) == 2 and seq.depth_unit_m == 1.0  # float32 metres, as the take records
+    np.testing.assert_array_equal(seq.timestamps, [5.0, 5.5])
+    path.write_bytes(r3d_without(r3d_bytes(META), "rgbd/2.conf"))
+    with pytest.raises(PkmodelError) as err:
+        quiet_find(path)
+    assert str(err.value) == (
+        f"{path}: 2 confidence maps (.conf) for 3 depth maps (.depth); one of each per frame"
+    )
+    path.write_bytes(r3d_bytes(META, frames=0))
+    with pytest.raises(PkmodelError) as err:
+        quiet_find(path)
+    assert str(err.value) == f"{path} holds no complete frame (rgbd/*.jpg 0, rgbd/*.depth 0)"
+
+
+def test_r3d_depth_that_is_not_a_distance_is_no_depth(tmp_path):
+    """Record3D marks missing depth with NaN or 0; a negative or infinite float is no distance
+    either: each is 0, pkmodel's "no depth"."""
+    depth = R3D_DEPTH.copy()
+    depth[0, :3] = [-1.5, np.inf, -np.inf]
+    path = tmp_path / "a.r3d"
+    path.write_bytes(r3d_bytes(META, depth=lzfse.compress(depth.tobytes())))
+    (seq,) = quiet_find(path)
+    got = seq.load_depth(0)
+    assert got[0, :4].tolist() == [0.0, 0.0, 0.0, float(R3D_DEPTH[0, 3])] and got[3, 4] == 0.0
+
+
+def declare_size(data: bytes, name: str, size: int) -> bytes:
+    """A ZIP whose entry ``name`` declares ``size`` uncompressed bytes, in its local header
+    (byte 22) and its central directory header (byte 24), as a forged archive does (PKWARE's
+    APPNOTE.TXT 4.3.7, 4.3.12)."""
+    out, raw = bytearray(data), name.encode()
+    for signature, name_at, size_at in ((b"PK\x03\x04", 30, 22), (b"PK\x01\x02", 46, 24)):
+        at = out.find(signature)
+        while out[at + name_at : at + name_at + len(raw)] != raw:
+            at = out.find(signature, at + 1)
+            assert at >= 0
+        out[at + size_at : at + size_at + 4] = size.to_bytes(4, "little")
+    return bytes(out)
+
+
+def test_r3d_entries_declaring_too_many_bytes_are_refused_before_inflating(tmp_path):
+    """docs/3d.md: an entry declaring more than 256 MiB, or more than 1100 times its
+    compressed size (deflate reaches about 1032:1; more is a forged size), is refused before
+    it is read."""
+    blob = np.random.default_rng(0).bytes(300_000)  # stored: 300 MiB from it is 1049:1
+    for data, declared in ((r3d_bytes(META), None), (r3d_bytes(META, depth=blob), 300 << 20)):
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            stored = zf.getinfo("rgbd/0.depth").compress_size
+        size = declared or 5000 * stored  # 5000:1
+        path = tmp_path / "bomb.r3d"
+        path.write_bytes(declare_size(data, "rgbd/0.depth", size))
+        with pytest.raises(PkmodelError) as err:
+            quiet_find(path)
+        assert str(err.value) == (
+            f"{path / 'rgbd/0.depth'} is refused: it declares {size} bytes from {stored} "
+            "compressed (at most 268435456 bytes and 1100:1)"
+        )
+
+
+def test_stray_rotations_follow_the_frames_kept(tmp_path):
+    """Each kept frame gets its own odometry row's rotation (frames 1 and 3 when 0 and 2 have
+    no depth map), not the first rows'."""
+    angles = [0.1, 0.4, 0.9, 1.6]  # radians about y, one per row
+    quats = [(0.0, float(np.sin(a / 2)), 0.0, float(np.cos(a / 2))) for a in angles]
+    odometry = "timestamp, frame, x, y, z, qx, qy, qz, qw\n" + "".join(
+        f"{100 + 0.25 * i}, {i:06d}, 0.1, 0.2, 0.3, {', '.join(map(repr, q))}\n"
+        for i, q in enumerate(quats)
+    )
+    folder = stray_folder(tmp_path, odometry=odometry)
+    for n in (0, 2):
+        (folder / f"depth/{n:06d}.png").unlink()
+        (folder / f"confidence/{n:06d}.png").unlink()
+    (seq,) = quiet_find(folder, [])
+    assert seq.frame_numbers == [1, 3] and seq.camera_rotations.shape == (2, 3, 3)
+    for rotation, n in zip(seq.camera_rotations, (1, 3), strict=True):
+        np.testing.assert_allclose(rotation, quaternion_matrix(*quats[n]), atol=1e-12)
+
+
+def test_stray_frames_one_without_depth_and_a_row_past_the_video(tmp_path):
+    """One frame without its depth map is left out with the same warning as several; a row
+    numbered past the video's last frame (rows 0, 1, 2, 4 for a video of 4 frames) has no
+    picture and is left out too (it was kept, and lifting it raised IndexError)."""
+    folder = stray_folder(tmp_path)
+    (folder / "depth/000001.png").unlink()
+    (folder / "confidence/000001.png").unlink()
+    messages: list[str] = []
+    (seq,) = quiet_find(folder, messages)
+    assert len(seq) == 3 and seq.frame_numbers == [0, 2, 3]
+    assert messages == [f"{folder}: 1 of 4 frames have no depth map in depth/ (the app writes "
+                        "none where ARKit gave no depth); lifting the 3 that have one"]  # fmt: skip
+    numbers = (0, 1, 2, 4)
+    odometry = "timestamp, frame, x, y, z, qx, qy, qz, qw\n" + "".join(
+        f"{100 + 0.25 * i}, {n:06d}, 0, 0, 0, 0, 0, 0, 1\n" for i, n in enumerate(numbers)
+    )
+    folder = stray_folder(tmp_path / "b", odometry=odometry)
+    for kind in ("depth", "confidence"):
+        (folder / f"{kind}/000003.png").rename(folder / f"{kind}/000004.png")
+    messages = []
+    (seq,) = quiet_find(folder, messages)
+    assert len(seq) == 3 and seq.frame_numbers == [0, 1, 2] and len(messages) == 1
+    np.testing.assert_allclose(seq.load_color(2).reshape(-1, 3).mean(0), COLOURS[2], atol=4)
+
+
+def test_synthetic_stray_ground_truth_follows_the_frames_kept(made, tmp_path):
+    """The ground truth of the frames kept, by their number: frame 1 without depth leaves
+    frames 0, 2, 3, 4 and their labels (the side file was read for 4 frames and indexed
+    with frame 4: IndexError)."""
+    import shutil
+
+    (ref,) = quiet_find(made["pkmodel", "lidar"])
+    folder = tmp_path / "stray"
+    shutil.copytree(made["stray", "lidar"] / "sequences/seq_000", folder)
+    (folder / "depth/000001.png").unlink()
+    (folder / "confidence/000001.png").unlink()
+    (seq,) = quiet_find(folder, [])
+    assert seq.frame_numbers == [0, 2, 3, 4]
+    for key in ("keypoints_2d", "joints_3d", "limb_radius"):
+        got, want = getattr(seq.ground_truth, key), getattr(ref.ground_truth, key)
+        np.testing.assert_array_equal(got, want[[0, 2, 3, 4]])
+
+
+def test_r3d_ground_truth_is_in_the_colour_frames_pixels(tmp_path):
+    """pkmodel_ground_truth.json labels the JPEGs' pixels (64 x 48 here), whatever size 'w' x
+    'h' K is for (128 x 96)."""
+    label = {"keypoints": [10.0] * 51, "keypoints_3d": [[0.0, 0.0, 2.0]] * 17}
+    doc = {"format": "pkmodel-ground-truth", "version": 1, "image_size": [64, 48],
+           "joint_names": [], "frames": [None, label, None]}  # fmt: skip
+    buffer = io.BytesIO(r3d_bytes(META))
+    with zipfile.ZipFile(buffer, "a") as zf:
+        zf.writestr("pkmodel_ground_truth.json", json.dumps(doc))
+    path = tmp_path / "gt.r3d"
+    path.write_bytes(buffer.getvalue())
+    (seq,) = quiet_find(path)
+    assert seq.ground_truth.keypoints_2d.shape == (3, 17, 3)
+    assert seq.ground_truth.keypoints_2d[1, 0].tolist() == [10.0, 10.0, 10.0]
 
 
 # --- make-synthetic: switching layouts, atomic clips, the CLI ---------------------------------
@@ -756,6 +959,8 @@ def test_stray_layout_needs_an_even_size(tmp_path):
     ):
         generate(spec("stray", "exact", width=97), tmp_path, progress=False)
     assert not tmp_path.joinpath("sequences").exists()
+    with pytest.raises(PkmodelError, match=r"must be even; the images are 96 x 63$"):
+        generate(spec("stray", "exact", height=63), tmp_path, progress=False)
 
 
 def test_lift_gives_the_same_metrics_in_every_layout(tmp_path):

@@ -83,6 +83,9 @@ def test_npy_depth_rules(tmp_path):
         match=r"scaled/intrinsics.json: 'depth_scale_per_meter' is 1000 but the depth files are float .npy, which hold metres",
     ):
         read_plain_folder(folder)
+    # ... while a scale of 1 says the same as the floats: read
+    folder = plain_folder(tmp_path / "one", depth, {**INTR, "depth_scale_per_meter": 1}, npy=True)
+    assert read_plain_folder(folder).depth_unit_m == 1.0
     # integer .npy is stored units, like a 16-bit PNG
     folder = plain_folder(tmp_path / "int", depth)
     for f in range(3):
@@ -109,6 +112,7 @@ def test_npy_depth_rules(tmp_path):
     (folder / "1_depth.png").unlink()
     for bad, message in [
         (np.zeros((48, 64), np.uint8), "is 8-bit; depth must be 16-bit or float"),
+        (np.zeros((48, 64), np.int8), "is 8-bit; depth must be 16-bit or float"),
         (np.zeros((48, 64, 2), np.float32), "must have one channel, it has shape"),
         (np.zeros((48, 64), bool), "holds bool values; depth must be 16-bit or float"),
     ]:
@@ -146,6 +150,7 @@ def test_npy_depth_rules(tmp_path):
         ({"cx": float("inf")}, "'cx' must be a finite number, got inf"),
         ({"cy": "23.5"}, "'cy' must be a finite number, got '23.5'"),
         ({"cx": -500}, "'cx' must lie inside the 64 x 48 image the intrinsics are for (0 to 64), got -500"),
+        ({"cx": 64.0}, "'cx' must lie inside the 64 x 48 image the intrinsics are for (0 to 64), got 64.0"),
         ({"cy": 1e308}, "'cy' must lie inside the 64 x 48 image the intrinsics are for (0 to 48), got 1e+308"),
         ({"width": 128, "height": 96, "cx": 130.0}, "'cx' must lie inside the 128 x 96 image the intrinsics are for (0 to 128), got 130.0"),
         ({"width": "x"}, "'width' must be a whole number of pixels above 0, got 'x'"),
@@ -348,8 +353,80 @@ def test_a_plain_folders_confidence_maps_hold_the_three_levels(tmp_path):
     for bad, message in [
         (np.full((48, 64), 2, np.uint16), "must be one channel of 8-bit confidence levels"),
         (np.full((48, 64), 200, np.uint8), "holds the value 200; confidence levels are 0 (low), 1 and 2 (high)"),
+        (np.full((48, 64, 3), 2, np.uint8), "must be one channel, it has shape (48, 64, 3)"),
     ]:  # fmt: skip
         cv2.imwrite(str(folder / "1_confidence.png"), bad)
         with pytest.raises(PkmodelError) as caught:
             seq.load_confidence(1)
         assert str(caught.value) == f"confidence image {folder / '1_confidence.png'} {message}"
+
+
+def test_annotations_json_in_any_order_follows_the_largest_person(sequence, tmp_path):
+    """COCO lists images in any order: the frames are ordered by 'timestamp', each with its
+    own files and labels. A frame showing two people follows the larger ('area', docs/3d.md),
+    whichever is listed last; a radius key that is null counts as absent."""
+    import shutil
+
+    folder = tmp_path / "seq"
+    shutil.copytree(sequence, folder)
+    (ref,) = find_sequences(folder)
+    path = folder / "annotations.json"
+    doc = json.loads(path.read_text())
+    doc["images"].reverse()
+    big = next(a for a in doc["annotations"] if a["image_id"] == 3)
+    doc["annotations"].append({**big, "id": 99, "area": big["area"] / 2, "keypoints": [1.0] * 51})
+    next(a for a in doc["annotations"] if a["image_id"] == 2)["limb_radius_m"] = None
+    path.write_text(json.dumps(doc))
+    (seq,) = find_sequences(folder)
+    np.testing.assert_array_equal(seq.timestamps, [0.0, 0.033333, 0.066667, 0.1])
+    assert seq.color_files == ref.color_files and seq.depth_files == ref.depth_files
+    gt, want = seq.ground_truth, ref.ground_truth
+    np.testing.assert_array_equal(gt.keypoints_2d, want.keypoints_2d)  # frame 2: the larger
+    np.testing.assert_array_equal(gt.joints_3d, want.joints_3d)
+    assert np.isnan(gt.limb_radius[1]).all()
+    np.testing.assert_array_equal(gt.limb_radius[[0, 2, 3]], want.limb_radius[[0, 2, 3]])
+
+
+def test_a_plain_folders_files_must_pair_up(tmp_path):
+    """color/ and depth/ (and confidence/) hold one file per frame: counts that differ are one
+    sentence (they were paired short and failed when a frame was lifted); *_confidence.png for
+    some frames only is not used (confidence for every frame or none)."""
+    import cv2
+
+    depth, _ = body_depth_mm()
+    folder = plain_folder(tmp_path / "sub", depth, flat=False)
+    (folder / "depth/2.png").rename(tmp_path / "2.png")
+    with pytest.raises(PkmodelError) as caught:
+        read_plain_folder(folder)
+    assert str(caught.value) == f"{folder}: 3 colour images but 2 depth images"
+    (tmp_path / "2.png").rename(folder / "depth/2.png")
+    (folder / "confidence").mkdir()
+    for f in range(2):
+        cv2.imwrite(str(folder / f"confidence/{f}.png"), np.full((48, 64), 2, np.uint8))
+    with pytest.raises(PkmodelError) as caught:
+        read_plain_folder(folder)
+    assert str(caught.value) == f"{folder}: 2 confidence images for 3 frames"
+    flat = plain_folder(tmp_path / "flat", depth)
+    for f in range(2):
+        cv2.imwrite(str(flat / f"{f}_confidence.png"), np.full((48, 64), 2, np.uint8))
+    seq = read_plain_folder(flat)
+    assert len(seq) == 3 and seq.confidence_files is None
+
+
+def test_a_keyed_entry_is_for_the_size_given_beside_it(tmp_path):
+    """A top-level width x height is the size of the named intrinsics entry: 128 x 96 scales
+    to the 64 x 48 images (pixel centres kept: c' = (c + 0.5) / 2 - 0.5); 128 x 94 is another
+    aspect ratio (2 % off; up to 1 % is taken as rounding), refused."""
+    depth, _ = body_depth_mm()
+    cam = {"fx": 120.0, "fy": 124.0, "cx": 63.5, "cy": 47.5}
+    meta = {"depth_scale_per_meter": 1000, "width": 128, "height": 96, "cam": cam}
+    folder = plain_folder(tmp_path / "rec", depth, meta)
+    assert read_plain_folder(folder).intrinsics == Intrinsics(60.0, 62.0, 31.5, 23.5, 64, 48)
+    (folder / "intrinsics.json").write_text(json.dumps({**meta, "height": 94}))
+    with pytest.raises(PkmodelError) as caught:
+        read_plain_folder(folder)
+    assert str(caught.value) == (
+        f"{folder / 'intrinsics.json'}: intrinsics entry 'cam': the intrinsics are for 128 x 94 "
+        "pixels but 0_color.png is 64 x 48, another aspect ratio (a cropped image needs its own "
+        "intrinsics)"
+    )

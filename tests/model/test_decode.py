@@ -147,6 +147,50 @@ def test_center_prior_prefers_the_middle_and_weights_distance():
     assert decode_batch((heat, cen, regs, offs)).center[0].tolist() == [5, 5]
 
 
+def test_center_prior_offset_is_the_configured_one_in_both_decoders():
+    """Guards the center step reading ``prior_offset`` (not a fixed 1.8), and the torch twin's
+    table cache keying on it (a stale table of another offset would pick another center)."""
+    heat, cen, regs, offs = random_outputs(1, K, 25, 4)
+    cen[:] = 0
+    cen[0, 0, 12, 12] = 0.5  # the grid center, d = 0: 0.5 / 1.8 = 0.278; 0.5 / 20 = 0.025
+    cen[0, 0, 2, 12] = 1.0  # d = 10: 1 / 11.8 = 0.085; 1 / 30 = 0.033
+    outs = (heat, cen, regs, offs)
+    tensors = [torch.from_numpy(a) for a in outs]
+    for offset, want in ((1.8, [12, 12]), (20.0, [12, 2]), (1.8, [12, 12])):
+        settings = DecodeSettings(prior_offset=offset)
+        assert decode_batch(outs, settings).center[0].tolist() == want, offset
+        assert decode_batch_torch(tensors, settings).center[0].tolist() == want, offset
+        assert decode_reference(outs, settings).center[0].tolist() == want, offset
+
+
+def test_non_square_grids_agree_with_the_references():
+    """Guards rows and columns kept apart (h vs w) in both styles and both decoders: the argmax
+    split (flat // w), the clip of the regressed cell to h - 1 / w - 1, the app's missing-joint
+    middle (w/2, h/2) and its 48 * 48-cell rule (a 32 x 72 grid gets the table, row-major)."""
+    heat, cen, regs, offs = random_outputs(2, K, 72, 9)
+    outs = (heat[..., :12, :20], cen[..., :12, :20], regs[..., :12, :20], offs[..., :12, :20])
+    outs = tuple(np.ascontiguousarray(a) for a in outs)
+    outs[2][:] *= 3  # regs of +-100 cells: many regressed cells are clipped on both axes
+    settings = DecodeSettings(stride=4, score_threshold=0.5)
+    dec = decode_batch(outs, settings)
+    _assert_same(dec, decode_reference(outs, settings))
+    t_dec = decode_batch_torch([torch.from_numpy(a) for a in outs], settings)
+    for name in ("center", "cells", "found"):
+        assert np.array_equal(getattr(t_dec, name).numpy(), getattr(dec, name)), name
+    assert (dec.cells[..., 1] == 11).any() and (dec.cells[..., 0] == 19).any()
+    app = DecodeSettings(stride=4, score_threshold=0.3, style=APP)
+    for h, w in ((12, 20), (32, 72)):
+        sub = tuple(np.ascontiguousarray(a[:1, :, :h, :w]) for a in (heat, cen, regs, offs))
+        sub[0][0, 0] *= 0.05  # joint 0 is missing: at the middle of the w x h grid
+        dec = decode_batch(sub, app)
+        _assert_matches_transcription(sub, dec, app)
+        assert dec.keypoints[0, 0].tolist() == [w * 2.0, h * 2.0]
+        t_dec = decode_batch_torch([torch.from_numpy(a) for a in sub], app)
+        assert np.array_equal(t_dec.center.numpy(), dec.center)
+        assert np.array_equal(t_dec.cells.numpy(), dec.cells)
+        assert np.allclose(t_dec.keypoints.numpy(), dec.keypoints, atol=1e-4, rtol=0)
+
+
 def test_refinement_prefers_peaks_near_the_regressed_cell():
     regs = np.zeros((K, 2), np.float32)
     regs[0] = (5.0, 0.0)  # joint 0 regressed to (15, 10)
