@@ -13,6 +13,7 @@ comes back in metres (float32, 0 = no depth).
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -339,8 +340,22 @@ def read_synthetic_sequence(folder: Path) -> RgbdSequence:
 # --- plain folders ---------------------------------------------------------------------------
 
 
+# a run of digits, with decimals where there are some (TUM's 1305031102.175304)
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
+
+
+def frame_order(name: str) -> tuple[tuple[Any, ...], str]:
+    """The sort key of a frame's file name: its numbers by value, the text between as text,
+    so that 2.png comes before 10.png and 9.900000.png before 10.000000.png (as text they sort
+    the other way, and frames numbered without leading zeros came out of time order)."""
+    parts = _NUMBER.split(name)  # text, number, text, ...: each place holds one kind
+    return tuple(Decimal(x) if i % 2 else x for i, x in enumerate(parts)), name
+
+
 def _images(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
+    """The files of ``folder`` with one of ``suffixes``, in frame order (:func:`frame_order`)."""
+    files = [p for p in folder.iterdir() if p.suffix.lower() in suffixes]
+    return sorted(files, key=lambda p: frame_order(p.name))
 
 
 def _pair_flat(folder: Path) -> tuple[list[Path], list[Path], list[Path] | None]:
@@ -361,7 +376,7 @@ def _pair_flat(folder: Path) -> tuple[list[Path], list[Path], list[Path] | None]
                     f"and {p.name}"
                 )
             roles[role][stem] = p
-    stems = sorted(roles["color"])
+    stems = sorted(roles["color"], key=frame_order)
     missing = [s for s in stems if s not in roles["depth"]]
     if missing:
         raise PkmodelError(f"{folder}: colour image for '{missing[0]}' has no matching depth image")

@@ -341,6 +341,54 @@ def test_frame_numbers_are_not_timestamps_but_decimal_seconds_are(tmp_path):
     np.testing.assert_allclose(read_plain_folder(folder).timestamps, [float(s) for s in stamps])
 
 
+@pytest.mark.parametrize("flat", [True, False])
+def test_frames_follow_the_numbers_in_their_names_not_the_text(tmp_path, flat):
+    """Frames numbered without leading zeros (0 ... 11) were read 0, 1, 10, 11, 2, ...: as text;
+    decimal seconds of another number of digits (9.9 s beside 10.0 s) came last, and their
+    timestamps, no longer increasing, fell back to frame numbers. Names sort by their numbers'
+    values now."""
+    depth, _ = body_depth_mm()
+    meta = {**INTR, "depth_scale_per_meter": 1000, "fps": 10}
+    folder = plain_folder(tmp_path / "numbers", depth, meta, flat=flat, frames=12)
+    seq = read_plain_folder(folder)
+    assert [p.name for p in seq.color_files] == [
+        f"{f}_color.png" if flat else f"{f}.png" for f in range(12)
+    ]
+    # frame f's depth is 10 f mm further: the pairs follow the same order
+    assert [round(float(np.median(seq.load_depth(i)[depth > 0])) * 1000) for i in (2, 10)] == [
+        round(float(np.median(depth[depth > 0]))) + 20,
+        round(float(np.median(depth[depth > 0]))) + 100,
+    ]
+    np.testing.assert_allclose(seq.timestamps, np.arange(12) / 10)
+
+    folder = plain_folder(tmp_path / "seconds", depth, meta, flat=flat)
+    stamps = ["9.900000", "10.000000", "10.100000"]
+    for f, stamp in enumerate(stamps):
+        if flat:
+            (folder / f"{f}_color.png").rename(folder / f"{stamp}_color.png")
+            (folder / f"{f}_depth.png").rename(folder / f"{stamp}_depth.png")
+        else:
+            (folder / f"rgb/{f}.png").rename(folder / f"rgb/{stamp}.png")
+            (folder / f"depth/{f}.png").rename(folder / f"depth/{stamp}.png")
+    seq = read_plain_folder(folder)
+    np.testing.assert_allclose(seq.timestamps, [9.9, 10.0, 10.1])
+    assert [round(float(np.median(seq.load_depth(i)[depth > 0])) * 1000) for i in (0, 2)] == [
+        round(float(np.median(depth[depth > 0]))),
+        round(float(np.median(depth[depth > 0]))) + 20,
+    ]
+
+
+def test_frame_order_compares_numbers_by_value():
+    from pkmodel.lift.rgbd import frame_order
+
+    names = ["b10.png", "a2.png", "b9.png", "a10.png", "1305031102.211214.png",
+             "1305031102.2.png", "b09.png"]  # fmt: skip
+    assert sorted(names, key=frame_order) == [
+        "1305031102.2.png", "1305031102.211214.png", "a2.png", "a10.png", "b09.png", "b9.png",
+        "b10.png",
+    ]  # fmt: skip
+
+
 def test_a_plain_folders_confidence_maps_hold_the_three_levels(tmp_path):
     import cv2
 
