@@ -51,12 +51,12 @@ class Evaluation:
     labels: dict[str, Any]  # the prepared labels header (annotations, images, crop_size)
 
 
-def _gt_people(coco: Any, image_ids: Sequence[int], category_ids: Sequence[int]) -> int:
-    """Ground-truth people COCOeval counts on these images: the people's categories, not
-    crowd, labelled keypoints."""
+def _gt_people(coco: Any, image_ids: Sequence[int], category_ids: Sequence[int]) -> set[int]:
+    """The annotation ids of the ground-truth people COCOeval counts on these images: the
+    people's categories, not crowd, labelled keypoints."""
     ids = coco.getAnnIds(imgIds=list(image_ids), catIds=sorted(set(category_ids)), iscrowd=False)
     anns = coco.loadAnns(ids)
-    return sum(1 for a in anns if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd", 0))
+    return {a["id"] for a in anns if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd", 0)}
 
 
 def annotation_file(labels_path: str | Path, header: dict[str, Any], annotations: Any) -> Any:
@@ -143,8 +143,10 @@ def score_predictions(
         "pck_samples": p["pck_samples"],
         "samples": len(samples),
         "images": len(evaluated),
-        "gt_people": gt_people,
-        "gt_people_without_prediction": max(0, gt_people - len(set(ann_ids))),
+        "gt_people": len(gt_people),
+        # counted people no sample predicts (a sample of a person COCOeval does not count,
+        # one without labelled keypoints, predicts none of them)
+        "gt_people_without_prediction": len(gt_people - set(ann_ids)),
         **{k: float(v) for k, v in preds.loss.items()},
     }
     return Evaluation(

@@ -513,6 +513,21 @@ def test_score_predictions_numbers_on_a_hand_made_split(tmp_path):
     assert m["samples"] == 2 and m["images"] == 1
 
 
+def test_people_without_a_prediction_are_counted_by_id(tmp_path):
+    """A person COCOeval counts that no sample shows (13) beside a sample of a person it does
+    not count (11, no labelled joint): the count was the people counted minus the samples'
+    people, 2 - 2 = 0, and the report said every person had a prediction."""
+    from pkmodel.engine.scoring import score_predictions
+
+    split, preds, path = _scoring_case(tmp_path)
+    coco = json.loads(path.read_text())
+    other = {**coco["annotations"][0], "id": 13, "bbox": [130, 20, 50, 100]}
+    coco["annotations"].append(other)
+    path.write_text(json.dumps(coco))
+    m = score_predictions(split, preds, eval_config()).metrics
+    assert m["gt_people"] == 2 and m["gt_people_without_prediction"] == 1
+
+
 def test_score_predictions_refuses_bad_ids_and_a_missing_annotation_file(tmp_path):
     """Guards the one-sentence errors of scoring: a sample id that is true/false, an annotation
     id the file lacks, and prepared labels naming an annotation file that is gone."""
