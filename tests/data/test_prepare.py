@@ -454,6 +454,10 @@ def test_ctrl_c_with_workers_is_one_line_and_the_rerun_reuses_the_finished_crops
         if crops.is_dir() and len(list(crops.glob("*.jpg"))) >= 100:
             break
         time.sleep(0.05)
+    # The workers write crops before the command has their results (chunks of up to 32
+    # images): on a loaded machine 100 crops on disk could still mean none received, and an
+    # interrupted run with nothing finished writes no partial labels. A second to take some.
+    time.sleep(1.0)
     os.killpg(run.pid, signal.SIGINT)
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 130, stderr
