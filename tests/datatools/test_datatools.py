@@ -246,6 +246,8 @@ def test_merge_refuses_mismatches_with_one_sentence(coco_prepared, tmp_path):
 
     src = coco_prepared / "all.json"
     data = _labels(src)
+    same = coco_prepared / "same.json"  # a third input like the first: the odd one in the middle
+    same.write_text(src.read_text())
     for key, value, message in (
         ("crop_size", 128, "crop_size 128 differs from 96"),
         ("version", 0, "schema version 0 differs from 1"),
@@ -259,9 +261,10 @@ def test_merge_refuses_mismatches_with_one_sentence(coco_prepared, tmp_path):
         bad = coco_prepared / f"bad_{key}.json"
         bad.write_text(json.dumps({**data, key: value}))
         with pytest.raises(PkmodelError, match=message) as e:
-            merge_labels([src, bad], tmp_path / "out", "m", progress=False)
+            merge_labels([src, bad, same], tmp_path / "out", "m", progress=False)
         assert "\n" not in str(e.value)
         bad.unlink()
+    same.unlink()
     (coco_prepared / "notes.json").write_text('{"samples": []}')
     with pytest.raises(PkmodelError, match="is not a pkmodel prepared-labels file"):
         merge_labels([src, coco_prepared / "notes.json"], tmp_path / "out", "m", progress=False)
