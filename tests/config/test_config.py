@@ -178,6 +178,75 @@ def test_to_dict_round_trip():
     assert again.sources["train.lr"] == "checkpoint"
 
 
+def test_optional_paths_in_the_file_resolve_against_its_folder(tmp_path, monkeypatch):
+    """Fault guarded: `_optional_inner` returning NoneType for `Path | None`, so a relative
+    model.pretrained or train.finetune in a config file stayed relative to the current folder."""
+    sub = tmp_path / "proj"
+    sub.mkdir()
+    cfg_file = write(
+        sub / "c.toml", '[model]\npretrained = "w/m.pth"\n[train]\nfinetune = "r.pt"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(cfg_file, env={})
+    assert cfg.model.pretrained == (sub / "w/m.pth").resolve()
+    assert cfg.train.finetune == (sub / "r.pt").resolve()
+    cfg = load_config(cfg_file, env={"PKMODEL_TRAIN__FINETUNE": "x.pt"})
+    assert cfg.train.finetune == (tmp_path / "x.pt").resolve()  # environment: current folder
+
+
+def test_config_option_beats_the_config_environment_variable(tmp_path, monkeypatch):
+    """Fault guarded: $PKMODEL_CONFIG read before --config, so an explicit file was ignored."""
+    monkeypatch.chdir(tmp_path)
+    explicit = write(tmp_path / "a.toml", "[model]\ninput_size = 224\n")
+    other = write(tmp_path / "b.toml", "[model]\ninput_size = 256\n")
+    cfg = load_config(explicit, env={"PKMODEL_CONFIG": str(other)})
+    assert cfg.model.input_size == 224 and cfg.file == explicit.resolve()
+
+
+def test_options_of_zero_and_false_are_applied(tmp_path, monkeypatch):
+    """Fault guarded: options tested for truth instead of `is not None`, so `--seed 0` or
+    `--no-ema` silently kept the file's value."""
+    monkeypatch.chdir(tmp_path)
+    cfg_file = write(tmp_path / "c.toml", "[train]\nseed = 5\nema = true\n")
+    cfg = load_config(cfg_file, options={"train.seed": 0, "train.ema": False}, env={})
+    assert cfg.train.seed == 0 and cfg.sources["train.seed"] == "option"
+    assert cfg.train.ema is False and cfg.sources["train.ema"] == "option"
+
+
+def test_text_values_stay_text_and_keep_their_equals_signs(tmp_path, monkeypatch):
+    """Faults guarded: string keys parsed as TOML (an author "2024" became an integer and was
+    refused), --set split at every '=' (a value holding '=' was refused), and a three-part key
+    passing the section.key check (a ValueError traceback instead of one sentence)."""
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, ["export.license=a=b"],
+                      env={"PKMODEL_EXPORT__AUTHOR": "2024", "PKMODEL_EXPORT__VERSION": "1.0"})  # fmt: skip
+    assert (cfg.export.author, cfg.export.version, cfg.export.license) == ("2024", "1.0", "a=b")
+    with pytest.raises(PkmodelError, match=r"'train\.lr\.x' is not a config key of the form"):
+        load_config(None, ["train.lr.x=1"], env={})
+
+
+def test_checkpoint_configs_with_keys_this_version_lacks_still_load():
+    """Fault guarded: config_from_dict no longer skipping unknown keys, so a checkpoint saved
+    by another version raised 'unknown config key'."""
+    data = Config().to_dict()
+    data["train"]["old_key"] = 1
+    data["gone_section"] = {"x": 2}
+    data["train"]["epochs"] = 3
+    assert config_from_dict(data, "checkpoint").train.epochs == 3
+
+
+def test_config_show_text_reads_back_as_the_same_toml(tmp_path):
+    """Fault guarded: _toml_value not escaping backslashes, so `config show` wrote a Windows
+    path or an author with a backslash as TOML that does not read back."""
+    import tomllib
+
+    from pkmodel.config import format_config
+
+    cfg = Config()
+    cfg.set("export.author", 'C:\\data\\new "x"', "test")
+    assert tomllib.loads(format_config(cfg)) == cfg.to_dict()
+
+
 # --- the CLI: one line on stderr, exit code 2, no traceback ---------------------------------
 
 

@@ -489,3 +489,25 @@ def test_a_malformed_sample_is_named(tiny_prepared, tmp_path, change, message):
     (tmp_path / "val.json").write_text(json.dumps(data))
     with pytest.raises(PkmodelError, match=message):
         PoseDataset(tmp_path / "val.json", Config(), train=False)
+
+
+def test_finish_drops_joints_off_the_input_and_others_out_of_view():
+    """Faults guarded in PoseDataset._finish: a joint on the right edge line (x = S) or past it
+    keeping its target, and the others' rule (kept when a joint is in view OR the whole center
+    is): an other with joints in view but its center outside dropped, one with its center half
+    outside and no joint in view kept."""
+    from types import SimpleNamespace
+
+    s, k = 64, NUM_JOINTS
+    points = np.full((4 * k + 4, 2), 10.0)
+    vis = np.full(4 * k, 2.0)
+    points[0], points[1], points[2] = [64.0, 10.0], [70.0, 10.0], [63.9, 63.9]
+    vis[k : 2 * k] = 0  # other 1: no joint, center (30, 30) in view: kept
+    vis[2 * k + 1 :] = 0  # other 2: one joint in view, center (-5, 10) outside: kept
+    vis[3 * k : 4 * k] = 0  # other 3: no joint, center (30, 70) half outside: dropped
+    points[4 * k :] = [[32.0, 32.0], [30.0, 30.0], [-5.0, 10.0], [30.0, 70.0]]
+    out = PoseDataset._finish(SimpleNamespace(input_size=s), np.zeros((s, s, 3), np.uint8),
+                              points, vis, 3, False)  # fmt: skip
+    assert out.keypoints[:3].tolist() == [[0, 0, 0], [0, 0, 0], [63.9, 63.9, 2]]
+    assert out.other_centers.tolist() == [[30.0, 30.0], [-5.0, 10.0]]
+    assert [int(o[:, 2].sum()) for o in out.others] == [0, 2]

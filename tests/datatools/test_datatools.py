@@ -382,6 +382,55 @@ def test_stats_count_what_the_labels_hold(coco_prepared, tmp_path):
     assert json.loads((tmp_path / "s.json").read_text())["counts"]["labelled_joints"] == int((kp[..., 2] > 0).sum())  # fmt: skip
 
 
+def test_stats_numbers_of_two_hand_made_samples(tmp_path):
+    """Concrete figures of every statistic. Faults guarded: bbox not moved by the crop's
+    corner, height share over the width, center without the half size, width and height or
+    x and y swapped, values past the last edge dropped, occluded joints counted visible,
+    samples without others counted, a "pseudo": false sample counted, joints in the crop not
+    divided by the crop size, the share as a count, the most labelled joints listed as the
+    least, and an empty label file written out."""
+    from pkmodel.common.skeleton import JOINT_NAMES
+    from pkmodel.datatools.stats import format_stats, label_stats, write_stats
+
+    a = np.zeros((NUM_JOINTS, 3))
+    a[0], a[1] = [25, 75, 2], [50, 50, 1]
+    b = np.tile([90.0, 10.0, 2.0], (NUM_JOINTS, 1))
+    other = {"keypoints": np.zeros((NUM_JOINTS, 3)).tolist(), "center": [5.0, 5.0]}
+    samples = [
+        {"image": "a.jpg", "image_id": 1, "keypoints": a.tolist(), "center": [25.0, 47.5],
+         "crop_box": [100.0, 20.0, 200.0], "bbox": [10.0, 20.0, 30.0, 55.0], "width": 400,
+         "height": 200, "source": "pl", "pseudo": True, "others": [other]},
+        {"image": "b.jpg", "image_id": 2, "keypoints": b.tolist(), "center": [30.0, 22.5],
+         "crop_box": [0.0, 0.0, 100.0], "bbox": [0.0, 0.0, 60.0, 45.0], "width": 100,
+         "height": 40, "source": "coco", "pseudo": False, "others": []},
+    ]  # fmt: skip
+    path = tmp_path / "l.json"
+    path.write_text(json.dumps({"schema": "pkmodel.prepared", "version": 1, "crop_size": 100, "samples": samples}))  # fmt: skip
+    stats = label_stats(path)
+    # original boxes: a (120, 60, 60, 110) in 400 x 200, b (0, 0, 60, 45) in 100 x 40
+    assert stats["counts"] == {"samples": 2, "source_images": 2, "per_source": {"coco": 1, "pl": 1},
+                               "pseudo": 1, "others": 1, "samples_with_others": 1,
+                               "labelled_joints": 19}  # fmt: skip
+    j0, j1, j2 = (stats["joints"][JOINT_NAMES[j]] for j in range(3))
+    assert j0 == {"labelled": 2, "visible": 2, "occluded": 0, "share": 1.0}
+    assert j1 == {"labelled": 2, "visible": 1, "occluded": 1, "share": 1.0}
+    assert j2 == {"labelled": 1, "visible": 1, "occluded": 0, "share": 0.5}
+    assert stats["person_size_px"]["counts"][:4] == [0, 1, 0, 1]  # 60 and 110 px
+    assert stats["person_size_px_median"] == 85.0
+    assert stats["person_height_share"]["counts"] == [0, 0, 0, 0, 0, 1, 0, 0, 0, 1]  # 0.55, 1.125
+    assert stats["person_position"]["mean"] == [0.3375, 0.5688]
+    cells = np.argwhere(np.array(stats["person_position"]["counts_xy"])).tolist()
+    assert cells == [[2, 4], [3, 4]]  # [x bin, y bin]: (0.3, 0.5625) and (0.375, 0.575)
+    crop = np.array(stats["joints_in_crop"]["counts_xy"])
+    assert (crop[2, 6], crop[4, 4], crop[7, 0], crop.sum()) == (1, 1, 17, 19)
+    assert f"least labelled: {JOINT_NAMES[2]} 1, {JOINT_NAMES[3]} 1, {JOINT_NAMES[4]} 1" in format_stats(stats)  # fmt: skip
+    empty = tmp_path / "e.json"
+    empty.write_text(json.dumps({"schema": "pkmodel.prepared", "version": 1, "crop_size": 100, "samples": []}))  # fmt: skip
+    with pytest.raises(PkmodelError, match="hold no samples"):
+        write_stats(empty, tmp_path / "e.png", tmp_path / "e.json.out")
+    assert not (tmp_path / "e.png").exists()
+
+
 def test_render_draws_the_labels_on_the_crops(coco_prepared, tmp_path):
     from pkmodel.common.draw import LEFT_COLOR
     from pkmodel.common.images import read_rgb
@@ -631,6 +680,76 @@ def test_select_confident_thresholds():
     kp[0, :, 0], kp[0, :, 1] = np.linspace(10, 50, NUM_JOINTS), np.linspace(100, 20, NUM_JOINTS)
     box = joint_boxes(kp, np.ones((1, NUM_JOINTS), bool), 0.1)
     assert box[0] == pytest.approx([10 - 8, 20 - 8, 40 + 16, 80 + 16])
+
+
+def test_pseudo_thresholds_are_reached_boxes_and_hidden_folders(tmp_path):
+    """Faults guarded: a score equal to joint_threshold or person_threshold refused ("reaches"
+    is >=), a joint on the image's right or bottom edge line kept (it is in the padding), the
+    COCO annotation's num_keypoints / area not those of the kept joints' box, and the hidden
+    check applied to the folder's own path (images under ~/.cache were never found)."""
+    from pkmodel.datatools.pseudo import (
+        ImagePredictions,
+        inside_image,
+        list_images,
+        pseudo_coco,
+        select_confident,
+    )
+
+    keep, ok, person = select_confident(np.full((1, NUM_JOINTS), 0.5), 0.5, 0.5, NUM_JOINTS)
+    assert keep.tolist() == [True] and ok.all() and person.tolist() == [0.5]
+    kp = np.array([[[80.0, 5.0], [79.99, 39.99], [5.0, 40.0], [-0.01, 5.0]]])
+    assert inside_image(kp, np.array([[80, 40]])).tolist() == [[False, True, False, False]]
+
+    joints = np.full((1, NUM_JOINTS, 2), 500.0)  # dropped joints do not grow the box
+    joints[0, :5] = [[20, 10], [10, 50], [15, 50], [25, 50], [30, 50]]  # kept: x 10-30, y 10-50
+    joint_ok = np.ones((1, NUM_JOINTS), bool)
+    joint_ok[0, 5:] = False
+    preds = ImagePredictions(["a.jpg"], np.array([[640, 480]]), joints,
+                             np.full((1, NUM_JOINTS), 0.9), np.ones(1))  # fmt: skip
+    coco = pseudo_coco(preds, np.array([7]), np.array([True]), joint_ok, np.array([0.9]), 0.25)
+    (ann,) = coco["annotations"]
+    assert ann["num_keypoints"] == 5 and ann["id"] == ann["image_id"] == 7
+    # x 10..30 (w 20), y 10..50 (h 40), grown by 0.25 x 40 on every side
+    assert ann["bbox"] == [0.0, 0.0, 40.0, 60.0] and ann["area"] == 2400.0
+    assert ann["keypoints"][5 * 3 : 6 * 3] == [0.0, 0.0, 0.0]  # not kept: v = 0
+
+    hidden = tmp_path / ".cache/imgs"
+    (hidden / "sub").mkdir(parents=True)
+    for name in ("a.jpg", "sub/b.png", ".c.jpg"):
+        (hidden / name).write_bytes(b"x")
+    assert list_images(hidden) == ["a.jpg", "sub/b.png"]
+
+
+def test_pseudo_scores_ignore_crowds_and_images_without_ground_truth():
+    """Faults guarded: label OKS taken against a crowd region (a pose on a crowd scored 1) and
+    kept poses of images without ground truth counted in kept_scored."""
+    from pycocotools.coco import COCO
+
+    from pkmodel.datatools.pseudo import ImagePredictions, score_pseudo_labels
+
+    pose = np.stack([50 + 5.0 * np.arange(NUM_JOINTS), 50 + 8.0 * np.arange(NUM_JOINTS)], -1)
+
+    def ann(i, image, shift, crowd=0):
+        kp = np.concatenate([pose + shift, np.full((NUM_JOINTS, 1), 2.0)], -1)
+        return {"id": i, "image_id": image, "category_id": 1, "iscrowd": crowd, "area": 20000.0,
+                "bbox": [50.0, 50.0, 100.0, 200.0], "num_keypoints": NUM_JOINTS,
+                "keypoints": kp.reshape(-1).tolist()}  # fmt: skip
+
+    gt = COCO()
+    gt.dataset = {
+        "images": [{"id": i, "file_name": f"{i}.jpg", "width": 400, "height": 400} for i in (1, 2)],
+        "annotations": [ann(1, 1, 100.0), ann(2, 1, 0.0, crowd=1), ann(3, 2, 0.0)],
+        "categories": [{"id": 1, "name": "person"}],
+    }  # fmt: skip
+    gt.createIndex()
+    preds = ImagePredictions(["1.jpg", "2.jpg", "3.jpg"], np.full((3, 2), 400),
+                             np.stack([pose] * 3), np.full((3, NUM_JOINTS), 0.9), np.ones(3))  # fmt: skip
+    ok = np.ones((3, NUM_JOINTS), bool)
+    s = score_pseudo_labels(gt, preds, np.array([1, 2, 3]), np.ones(3, bool), ok)
+    assert (s["images_scored"], s["images_without_ground_truth"], s["kept_scored"]) == (2, 1, 2)
+    lo = s["label_oks"]
+    assert lo["count"] == 2 and lo["share_0.75"] == 0.5  # 1 on image 2, ~0 on image 1
+    assert lo["mean"] == pytest.approx(0.5, abs=1e-3)
 
 
 class OracleRunner:
