@@ -779,6 +779,35 @@ class OracleRunner:
                 "center_scores": np.ones(n), "centers": np.full((n, 2), 32.0)}  # fmt: skip
 
 
+def test_pseudo_label_never_labels_a_joint_the_network_placed_in_the_padding(tmp_path):
+    """A wide photo is letterboxed with bands above and below: a joint the network puts there,
+    however confident, is off the image and no label (it was labelled at a y below 0)."""
+    import cv2
+
+    from pkmodel.config import PrepareConfig, PseudoLabelConfig
+    from pkmodel.datatools.pseudo import pseudo_label
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "wide.jpg"), np.full((100, 200, 3), 120, np.uint8))
+    gt = np.zeros((NUM_JOINTS, 3))
+    gt[:, 0] = np.linspace(60.0, 140.0, NUM_JOINTS)
+    gt[:, 1] = np.linspace(20.0, 90.0, NUM_JOINTS)
+    gt[:, 2] = 2
+    gt[[0, 1], 1] = -12.0  # nose and left eye in the band above the photo (input y 10)
+    runner = OracleRunner([("wide.jpg", gt, (200, 100))])
+    params = PseudoLabelConfig(joint_threshold=0.3, person_threshold=0.5, min_joints=8,
+                               refine_passes=0, source="oracle")  # fmt: skip
+    s = pseudo_label(folder, runner, tmp_path / "ds", "pl", params, PrepareConfig(crop_size=96, workers=1),
+                     {"weights": "oracle"}, batch_size=4, progress=False)  # fmt: skip
+    assert s.kept == 1
+    coco = json.loads((tmp_path / "ds/pseudo/pl.coco.json").read_text())
+    (ann,) = coco["annotations"]
+    kp = np.reshape(ann["keypoints"], (NUM_JOINTS, 3))
+    assert kp[:2].tolist() == [[0, 0, 0], [0, 0, 0]] and ann["num_keypoints"] == NUM_JOINTS - 2
+    np.testing.assert_allclose(kp[2:, :2], gt[2:, :2], atol=1e-6)
+
+
 def test_pseudo_label_with_an_oracle_recovers_the_ground_truth(coco_mini, tmp_path):
     """Perfect predictions must give OKS AP 1 and labels that map back onto COCO's joints."""
     from pkmodel.common.geometry import crop_to_image
