@@ -31,6 +31,7 @@ from pkmodel.cli import (
     take_cmd,
     train_cmd,
 )
+from pkmodel.cli.common import say_error
 from pkmodel.common.runtime import set_process_defaults
 
 app = typer.Typer(
@@ -137,10 +138,10 @@ def _run(command: Any, args: list[str] | None = None, prog_name: str | None = No
         value = _rejected_value(e)
         if value is not None and sentence.startswith(INVALID_VALUE):
             sentence = f"Invalid value {value!r} for {sentence[len(INVALID_VALUE) :]}"
-        typer.secho(f"error: {sentence}{help_hint}", err=True, fg=typer.colors.RED)
+        say_error(f"{sentence}{help_hint}")
         raise SystemExit(e.exit_code) from None
     except _CLICK_ERRORS.ClickException as e:
-        typer.secho(f"error: {e.format_message()}", err=True, fg=typer.colors.RED)
+        say_error(e.format_message())
         raise SystemExit(e.exit_code) from None
     except typer.Abort:
         typer.secho("aborted", err=True, fg=typer.colors.RED)

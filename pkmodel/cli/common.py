@@ -201,6 +201,12 @@ def os_error_sentence(e: OSError) -> str:
     return f"cannot write {where}: {reason}"
 
 
+def say_error(sentence: str) -> None:
+    """The one line a command ends with on a user's mistake: ``error: <sentence>``, red, on
+    stderr; the caller then exits (code 2, or the code click gives its error)."""
+    typer.secho(f"error: {sentence}", err=True, fg=typer.colors.RED)
+
+
 def user_errors(fn: F) -> F:
     """Turn a PkmodelError or an OSError (a path that cannot be written or read) into one red
     line on stderr and exit code 2 (no traceback)."""
@@ -210,12 +216,12 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except PkmodelError as e:
-            typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
+            say_error(str(e))
             raise typer.Exit(2) from None
         except OSError as e:
             # A path the command was given cannot be written (read-only place, a file where a
             # folder must go, a full disk): one sentence naming it, not a traceback.
-            typer.secho(f"error: {os_error_sentence(e)}", err=True, fg=typer.colors.RED)
+            say_error(os_error_sentence(e))
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             stopping.say(signal.SIGINT)
